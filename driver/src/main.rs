@@ -1,1 +1,224 @@
-fn main(){}
+//! The `fhec` command line. See `docs/cli.md`.
+
+use anyhow::{anyhow, Context};
+use clap::{Parser, Subcommand};
+use fhec::io::{read_tensor_arg, tensor_to_json};
+use fhec::ir::{self, text::split_cases, Diagnostic, Tensor};
+use std::io::Read;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "fhec", version, about = "Compile machine-learning models to programs on encrypted data (TFHE)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse a program and print it in canonical form.
+    Fmt {
+        /// Program file (`-` for standard input).
+        file: String,
+        /// Print nothing; exit with 1 when the file is not in canonical form.
+        #[arg(long)]
+        check: bool,
+        /// Treat `// -----` lines as separators between independent programs.
+        #[arg(long)]
+        split_input_file: bool,
+    },
+    /// Parse and verify a program; print every problem with its location.
+    Verify {
+        /// Program file (`-` for standard input).
+        file: String,
+        /// Treat `// -----` lines as separators between independent programs.
+        #[arg(long)]
+        split_input_file: bool,
+    },
+    /// Run a program on clear inputs with the reference interpreter; print the outputs as JSON.
+    Eval {
+        /// Program file (`-` for standard input).
+        file: String,
+        /// An input: NAME=PATH (.npy, or a JSON file) or NAME=JSON (inline, e.g. x=[[1,2]]).
+        #[arg(long = "input", short = 'i', value_name = "NAME=PATH")]
+        inputs: Vec<String>,
+        /// The function to run (default: @main, or the only function).
+        #[arg(long)]
+        function: Option<String>,
+    },
+}
+
+/// A failure whose message is already rendered (diagnostics with source excerpts).
+struct Rendered(String);
+
+enum Failure {
+    Rendered(Rendered),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure::Other(e)
+    }
+}
+
+fn read_source(file: &str) -> anyhow::Result<String> {
+    if file == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("cannot read standard input")?;
+        return Ok(s);
+    }
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
+    String::from_utf8(bytes).map_err(|e| anyhow!("{file} is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
+}
+
+fn display_name(file: &str) -> &str {
+    if file == "-" {
+        "<stdin>"
+    } else {
+        file
+    }
+}
+
+fn render_all(diags: &[Diagnostic], file: &str, src: &str) -> String {
+    diags.iter().map(|d| d.render(display_name(file), src)).collect::<Vec<_>>().join("\n")
+}
+
+/// The cases of a file: itself, or its `// -----` separated parts.
+fn cases(src: &str, split: bool) -> Vec<String> {
+    if split {
+        split_cases(src).into_iter().map(|c| c.text).collect()
+    } else {
+        vec![src.to_string()]
+    }
+}
+
+fn fmt(file: &str, check: bool, split: bool) -> Result<(), Failure> {
+    let src = read_source(file)?;
+    let mut printed = Vec::new();
+    for case in cases(&src, split) {
+        let m = ir::parse_module(&case).map_err(|d| Failure::Rendered(Rendered(d.render(display_name(file), &case))))?;
+        printed.push(ir::print_module(&m));
+    }
+    let out = printed.join("\n// -----\n\n");
+    if check {
+        if out != src {
+            return Err(Failure::Other(anyhow!("{} is not in canonical form (run `fhec fmt {file}`)", display_name(file))));
+        }
+        return Ok(());
+    }
+    print!("{out}");
+    Ok(())
+}
+
+fn verify(file: &str, split: bool) -> Result<(), Failure> {
+    let src = read_source(file)?;
+    let all = cases(&src, split);
+    let mut rendered = Vec::new();
+    for case in &all {
+        match ir::parse_and_verify(case) {
+            Ok(_) => {}
+            Err(diags) => rendered.push(render_all(&diags, file, case)),
+        }
+    }
+    if !rendered.is_empty() {
+        return Err(Failure::Rendered(Rendered(rendered.join("\n"))));
+    }
+    if split {
+        println!("ok: {} cases", all.len());
+    } else {
+        println!("ok");
+    }
+    Ok(())
+}
+
+fn eval(file: &str, inputs: &[String], function: Option<&str>) -> Result<(), Failure> {
+    let src = read_source(file)?;
+    let render = |diags: &[Diagnostic]| Failure::Rendered(Rendered(render_all(diags, file, &src)));
+    let m = ir::parse_module(&src).map_err(|d| render(&[d]))?;
+    let proof = ir::verify(&m).map_err(|d| render(&d))?;
+    let f = match function {
+        Some(name) => m
+            .function(name.trim_start_matches('@'))
+            .ok_or_else(|| anyhow!("no function @{} in {}", name.trim_start_matches('@'), display_name(file)))?,
+        None => m.entry().map_err(|d| render(&[d]))?,
+    };
+    let arg_names: Vec<String> = f
+        .args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| f.value(a.value).name.clone().unwrap_or_else(|| i.to_string()))
+        .collect();
+    let expected = || {
+        f.args
+            .iter()
+            .zip(&arg_names)
+            .map(|(a, n)| format!("{n}: {}", f.ty(a.value)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut given: Vec<Option<Tensor>> = vec![None; f.args.len()];
+    for spec in inputs {
+        let (name, value) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--input `{spec}` must be NAME=PATH"))?;
+        let name = name.trim().trim_start_matches('%');
+        let i = arg_names
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| anyhow!("@{} has no argument %{name} (arguments: {})", f.name, expected()))?;
+        if given[i].is_some() {
+            return Err(anyhow!("input %{name} is given twice").into());
+        }
+        given[i] = Some(read_tensor_arg(value).map_err(|e| anyhow!("input %{name}: {e}"))?);
+    }
+    let mut args = Vec::new();
+    for (i, g) in given.into_iter().enumerate() {
+        match g {
+            Some(t) => args.push(t),
+            None => bail_failure(format!(
+                "missing input %{} (give --input {}=PATH; arguments: {})",
+                arg_names[i],
+                arg_names[i],
+                expected()
+            ))?,
+        }
+    }
+    let outputs = ir::interp::eval_function(f, &proof, &args).map_err(|d| render(&[d]))?;
+    let json: Vec<serde_json::Value> = outputs.iter().map(tensor_to_json).collect();
+    println!("{}", serde_json::Value::Array(json));
+    Ok(())
+}
+
+fn bail_failure(msg: String) -> Result<(), Failure> {
+    Err(Failure::Other(anyhow!(msg)))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Fmt {
+            file,
+            check,
+            split_input_file,
+        } => fmt(file, *check, *split_input_file),
+        Command::Verify { file, split_input_file } => verify(file, *split_input_file),
+        Command::Eval {
+            file,
+            inputs,
+            function,
+        } => eval(file, inputs, function.as_deref()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Rendered(Rendered(text))) => {
+            eprint!("{text}");
+            ExitCode::FAILURE
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+

@@ -1,0 +1,331 @@
+//! Integer tensors in files: NumPy `.npy` (read and write) and JSON nested lists.
+//!
+//! Reading never panics and never allocates more than the file justifies: a truncated file, an
+//! unsupported dtype, a ragged JSON list or a non-integer value is an [`IoError`] that says what is wrong.
+
+use fhec_ir::Tensor;
+use ndarray::{ArrayD, IxDyn};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IoError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid .npy file: {msg}")]
+    Npy { path: String, msg: String },
+    #[error("{path}: {msg}")]
+    Json { path: String, msg: String },
+}
+
+fn npy_err(path: &str, msg: impl Into<String>) -> IoError {
+    IoError::Npy {
+        path: path.to_string(),
+        msg: msg.into(),
+    }
+}
+
+/// Reads a tensor from a `.npy` file (integer or bool dtype, any byte order, C or Fortran order).
+pub fn read_npy(path: &Path) -> Result<Tensor, IoError> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| IoError::Read {
+        path: name.clone(),
+        source,
+    })?;
+    parse_npy(&bytes).map_err(|m| npy_err(&name, m))
+}
+
+/// Parses the bytes of a `.npy` file.
+pub fn parse_npy(bytes: &[u8]) -> Result<Tensor, String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err("missing the \\x93NUMPY magic (is it a .npy file?)".into());
+    }
+    let (hlen, hstart) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
+        2 | 3 => {
+            if bytes.len() < 12 {
+                return Err("truncated header".into());
+            }
+            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+        }
+        v => return Err(format!("unsupported format version {v}")),
+    };
+    let header = bytes
+        .get(hstart..hstart.saturating_add(hlen))
+        .ok_or("truncated header")?;
+    let header = std::str::from_utf8(header).map_err(|_| "header is not text")?;
+    let descr = header_field(header, "descr").ok_or("header has no 'descr'")?;
+    let descr = descr.trim_matches(|c| c == '\'' || c == '"');
+    let fortran = header_field(header, "fortran_order").ok_or("header has no 'fortran_order'")?;
+    let fortran = match fortran {
+        "True" => true,
+        "False" => false,
+        f => return Err(format!("bad fortran_order {f}")),
+    };
+    let shape_txt = header_field(header, "shape").ok_or("header has no 'shape'")?;
+    let shape: Vec<usize> = shape_txt
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape {shape_txt}")))
+        .collect::<Result<_, _>>()?;
+    let (big, kind, size) = parse_descr(descr)?;
+    let count = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or("shape is too large")?;
+    let data = &bytes[hstart + hlen..];
+    if data.len() != count.saturating_mul(size) {
+        return Err(format!(
+            "data has {} bytes, the header promises {count} values of {size} bytes (truncated file?)",
+            data.len()
+        ));
+    }
+    let mut values = Vec::with_capacity(count);
+    for chunk in data.chunks_exact(size) {
+        let mut b = [0u8; 8];
+        if big {
+            b[8 - size..].copy_from_slice(chunk);
+            b.reverse();
+        } else {
+            b[..size].copy_from_slice(chunk);
+        }
+        let raw = u64::from_le_bytes(b);
+        let v = match kind {
+            'i' => {
+                let shift = 64 - 8 * size as u32;
+                ((raw << shift) as i64) >> shift
+            }
+            'u' => i64::try_from(raw).map_err(|_| format!("value {raw} does not fit in 64-bit signed integers"))?,
+            _ => match raw {
+                0 => 0,
+                1 => 1,
+                _ => return Err(format!("bool value {raw} is neither 0 nor 1")),
+            },
+        };
+        values.push(v);
+    }
+    if fortran {
+        let rev: Vec<usize> = shape.iter().rev().copied().collect();
+        let a = ArrayD::from_shape_vec(IxDyn(&rev), values).map_err(|e| e.to_string())?;
+        let t = a.reversed_axes();
+        Ok(t.as_standard_layout().into_owned())
+    } else {
+        ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| e.to_string())
+    }
+}
+
+/// (big endian, kind, item size) of a supported dtype descriptor.
+fn parse_descr(d: &str) -> Result<(bool, char, usize), String> {
+    let unsupported = || {
+        format!("unsupported dtype '{d}': use an integer or bool array (np.int64, np.uint8, np.bool_, ...)")
+    };
+    let mut chars = d.chars();
+    let order = chars.next().ok_or_else(unsupported)?;
+    let kind = chars.next().ok_or_else(unsupported)?;
+    let size: usize = chars.as_str().parse().map_err(|_| unsupported())?;
+    let big = match order {
+        '>' => true,
+        '<' | '|' | '=' => false,
+        _ => return Err(unsupported()),
+    };
+    let ok = match kind {
+        'i' | 'u' => matches!(size, 1 | 2 | 4 | 8),
+        'b' => size == 1,
+        _ => false,
+    };
+    if !ok {
+        return Err(unsupported());
+    }
+    Ok((big, kind, size))
+}
+
+/// The raw text of `'key': value` in a header dict (value up to the next top-level comma).
+fn header_field<'a>(header: &'a str, key: &str) -> Option<&'a str> {
+    let k = header
+        .find(&format!("'{key}'"))
+        .or_else(|| header.find(&format!("\"{key}\"")))?;
+    let rest = &header[k + key.len() + 2..];
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
+    let mut depth = 0;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '(' | '[' => depth += 1,
+            ')' | ']' => depth -= 1,
+            ',' | '}' if depth == 0 => return Some(rest[..i].trim()),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The bytes of a `.npy` file (version 1, little-endian int64, C order) holding `t`.
+pub fn npy_bytes(t: &Tensor) -> Vec<u8> {
+    let shape: Vec<String> = t.shape().iter().map(|d| d.to_string()).collect();
+    let shape = match shape.len() {
+        1 => format!("({},)", shape[0]),
+        _ => format!("({})", shape.join(", ")),
+    };
+    let mut header = format!("{{'descr': '<i8', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    for v in t.iter() {
+        out.extend(v.to_le_bytes());
+    }
+    out
+}
+
+/// Writes `t` as a `.npy` file, atomically: a failed write leaves no partial file behind.
+pub fn write_npy(path: &Path, t: &Tensor) -> Result<(), IoError> {
+    let err = |source| IoError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let tmp = path.with_extension("npy.partial");
+    std::fs::write(&tmp, npy_bytes(t)).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
+}
+
+/// Parses a tensor from JSON text: nested lists of integers, or one integer for a scalar.
+pub fn parse_json_tensor(text: &str) -> Result<Tensor, String> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let mut shape = Vec::new();
+    let mut cur = &v;
+    while let serde_json::Value::Array(items) = cur {
+        shape.push(items.len());
+        match items.first() {
+            Some(first) => cur = first,
+            None => break,
+        }
+    }
+    let mut values = Vec::new();
+    collect_json(&v, &shape, &mut values)?;
+    ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| e.to_string())
+}
+
+fn collect_json(v: &serde_json::Value, shape: &[usize], out: &mut Vec<i64>) -> Result<(), String> {
+    match (v, shape.split_first()) {
+        (serde_json::Value::Array(items), Some((&n, rest))) => {
+            if items.len() != n {
+                return Err(format!("ragged list: a sublist has {} entries where {n} are expected", items.len()));
+            }
+            items.iter().try_for_each(|i| collect_json(i, rest, out))
+        }
+        (serde_json::Value::Number(num), None) => match num.as_i64() {
+            Some(i) => {
+                out.push(i);
+                Ok(())
+            }
+            None => Err(format!("{num} is not a 64-bit integer")),
+        },
+        (serde_json::Value::Bool(b), None) => {
+            out.push(i64::from(*b));
+            Ok(())
+        }
+        (other, _) => Err(format!("ragged or non-integer value: {other}")),
+    }
+}
+
+/// Reads a JSON tensor file.
+pub fn read_json(path: &Path) -> Result<Tensor, IoError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| IoError::Read {
+        path: name.clone(),
+        source,
+    })?;
+    parse_json_tensor(&text).map_err(|msg| IoError::Json { path: name, msg })
+}
+
+/// Reads a tensor given on the command line: a `.npy` path, a JSON file path, or inline JSON.
+pub fn read_tensor_arg(arg: &str) -> Result<Tensor, IoError> {
+    let p = Path::new(arg);
+    if arg.ends_with(".npy") {
+        return read_npy(p);
+    }
+    if !p.exists() && arg.trim_start().starts_with(|c: char| c == '[' || c == '-' || c.is_ascii_digit()) {
+        return parse_json_tensor(arg).map_err(|msg| IoError::Json {
+            path: "inline JSON".into(),
+            msg,
+        });
+    }
+    read_json(p)
+}
+
+/// A tensor as JSON: nested lists, a bare integer for a scalar.
+pub fn tensor_to_json(t: &Tensor) -> serde_json::Value {
+    fn rec(v: &ndarray::ArrayViewD<'_, i64>) -> serde_json::Value {
+        if v.ndim() == 0 {
+            return serde_json::Value::from(v.iter().next().copied().unwrap_or(0));
+        }
+        serde_json::Value::Array(v.outer_iter().map(|s| rec(&s)).collect())
+    }
+    rec(&t.view())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn npy_round_trip() {
+        let t = array![[1i64, -2, 3], [4, 5, i64::MIN]].into_dyn();
+        assert_eq!(parse_npy(&npy_bytes(&t)).unwrap(), t);
+        let s = ndarray::arr0(7i64).into_dyn();
+        assert_eq!(parse_npy(&npy_bytes(&s)).unwrap(), s);
+        let e = ndarray::Array::<i64, _>::zeros(IxDyn(&[0, 3]));
+        assert_eq!(parse_npy(&npy_bytes(&e)).unwrap(), e);
+    }
+
+    #[test]
+    fn npy_dtypes_and_orders() {
+        fn file(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
+            let h = format!("{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}\n", if fortran { "True" } else { "False" });
+            let mut out = b"\x93NUMPY\x01\x00".to_vec();
+            out.extend((h.len() as u16).to_le_bytes());
+            out.extend(h.as_bytes());
+            out.extend(data);
+            out
+        }
+        assert_eq!(parse_npy(&file("|u1", false, "(3,)", &[0, 255, 7])).unwrap(), array![0, 255, 7].into_dyn());
+        assert_eq!(parse_npy(&file("|i1", false, "(2,)", &[0xff, 0x80])).unwrap(), array![-1, -128].into_dyn());
+        assert_eq!(parse_npy(&file(">i2", false, "(1,)", &[0xff, 0xfe])).unwrap(), array![-2].into_dyn());
+        assert_eq!(parse_npy(&file("|b1", false, "(2,)", &[1, 0])).unwrap(), array![1, 0].into_dyn());
+        // Fortran order: column-major data of [[1, 2], [3, 4]]
+        assert_eq!(parse_npy(&file("|u1", true, "(2, 2)", &[1, 3, 2, 4])).unwrap(), array![[1, 2], [3, 4]].into_dyn());
+        assert!(parse_npy(&file("<f8", false, "(1,)", &[0; 8])).unwrap_err().contains("unsupported dtype"));
+        assert!(parse_npy(&file("<i8", false, "(2,)", &[0; 9])).unwrap_err().contains("truncated"));
+        assert!(parse_npy(b"garbage").is_err());
+        let full = npy_bytes(&array![1i64, 2, 3].into_dyn());
+        for cut in 0..full.len() {
+            assert!(parse_npy(&full[..cut]).is_err(), "truncated at {cut} accepted");
+        }
+    }
+
+    #[test]
+    fn json_tensors() {
+        assert_eq!(parse_json_tensor("[[1, 2], [3, -4]]").unwrap(), array![[1, 2], [3, -4]].into_dyn());
+        assert_eq!(parse_json_tensor("5").unwrap(), ndarray::arr0(5).into_dyn());
+        assert_eq!(parse_json_tensor("[]").unwrap().shape(), &[0]);
+        assert!(parse_json_tensor("[[1], [2, 3]]").unwrap_err().contains("ragged"));
+        assert!(parse_json_tensor("[1.5]").unwrap_err().contains("not a 64-bit integer"));
+        assert!(parse_json_tensor("[1, [2]]").is_err());
+        assert_eq!(tensor_to_json(&array![[1, 2]].into_dyn()).to_string(), "[[1,2]]");
+    }
+}
