@@ -10,15 +10,9 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
+    Write { path: String, source: std::io::Error },
     #[error("{path}: not a valid .npy file: {msg}")]
     Npy { path: String, msg: String },
     #[error("{path}: {msg}")]
@@ -53,7 +47,10 @@ pub fn parse_npy(bytes: &[u8]) -> Result<Tensor, String> {
             if bytes.len() < 12 {
                 return Err("truncated header".into());
             }
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+            (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            )
         }
         v => return Err(format!("unsupported format version {v}")),
     };
@@ -125,9 +122,8 @@ pub fn parse_npy(bytes: &[u8]) -> Result<Tensor, String> {
 
 /// (big endian, kind, item size) of a supported dtype descriptor.
 fn parse_descr(d: &str) -> Result<(bool, char, usize), String> {
-    let unsupported = || {
-        format!("unsupported dtype '{d}': use an integer or bool array (np.int64, np.uint8, np.bool_, ...)")
-    };
+    let unsupported =
+        || format!("unsupported dtype '{d}': use an integer or bool array (np.int64, np.uint8, np.bool_, ...)");
     let mut chars = d.chars();
     let order = chars.next().ok_or_else(unsupported)?;
     let kind = chars.next().ok_or_else(unsupported)?;
@@ -223,7 +219,10 @@ fn collect_json(v: &serde_json::Value, shape: &[usize], out: &mut Vec<i64>) -> R
     match (v, shape.split_first()) {
         (serde_json::Value::Array(items), Some((&n, rest))) => {
             if items.len() != n {
-                return Err(format!("ragged list: a sublist has {} entries where {n} are expected", items.len()));
+                return Err(format!(
+                    "ragged list: a sublist has {} entries where {n} are expected",
+                    items.len()
+                ));
             }
             items.iter().try_for_each(|i| collect_json(i, rest, out))
         }
@@ -258,7 +257,11 @@ pub fn read_tensor_arg(arg: &str) -> Result<Tensor, IoError> {
     if arg.ends_with(".npy") {
         return read_npy(p);
     }
-    if !p.exists() && arg.trim_start().starts_with(|c: char| c == '[' || c == '-' || c.is_ascii_digit()) {
+    if !p.exists()
+        && arg
+            .trim_start()
+            .starts_with(|c: char| c == '[' || c == '-' || c.is_ascii_digit())
+    {
         return parse_json_tensor(arg).map_err(|msg| IoError::Json {
             path: "inline JSON".into(),
             msg,
@@ -296,21 +299,43 @@ mod tests {
     #[test]
     fn npy_dtypes_and_orders() {
         fn file(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
-            let h = format!("{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}\n", if fortran { "True" } else { "False" });
+            let h = format!(
+                "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}\n",
+                if fortran { "True" } else { "False" }
+            );
             let mut out = b"\x93NUMPY\x01\x00".to_vec();
             out.extend((h.len() as u16).to_le_bytes());
             out.extend(h.as_bytes());
             out.extend(data);
             out
         }
-        assert_eq!(parse_npy(&file("|u1", false, "(3,)", &[0, 255, 7])).unwrap(), array![0, 255, 7].into_dyn());
-        assert_eq!(parse_npy(&file("|i1", false, "(2,)", &[0xff, 0x80])).unwrap(), array![-1, -128].into_dyn());
-        assert_eq!(parse_npy(&file(">i2", false, "(1,)", &[0xff, 0xfe])).unwrap(), array![-2].into_dyn());
-        assert_eq!(parse_npy(&file("|b1", false, "(2,)", &[1, 0])).unwrap(), array![1, 0].into_dyn());
+        assert_eq!(
+            parse_npy(&file("|u1", false, "(3,)", &[0, 255, 7])).unwrap(),
+            array![0, 255, 7].into_dyn()
+        );
+        assert_eq!(
+            parse_npy(&file("|i1", false, "(2,)", &[0xff, 0x80])).unwrap(),
+            array![-1, -128].into_dyn()
+        );
+        assert_eq!(
+            parse_npy(&file(">i2", false, "(1,)", &[0xff, 0xfe])).unwrap(),
+            array![-2].into_dyn()
+        );
+        assert_eq!(
+            parse_npy(&file("|b1", false, "(2,)", &[1, 0])).unwrap(),
+            array![1, 0].into_dyn()
+        );
         // Fortran order: column-major data of [[1, 2], [3, 4]]
-        assert_eq!(parse_npy(&file("|u1", true, "(2, 2)", &[1, 3, 2, 4])).unwrap(), array![[1, 2], [3, 4]].into_dyn());
-        assert!(parse_npy(&file("<f8", false, "(1,)", &[0; 8])).unwrap_err().contains("unsupported dtype"));
-        assert!(parse_npy(&file("<i8", false, "(2,)", &[0; 9])).unwrap_err().contains("truncated"));
+        assert_eq!(
+            parse_npy(&file("|u1", true, "(2, 2)", &[1, 3, 2, 4])).unwrap(),
+            array![[1, 2], [3, 4]].into_dyn()
+        );
+        assert!(parse_npy(&file("<f8", false, "(1,)", &[0; 8]))
+            .unwrap_err()
+            .contains("unsupported dtype"));
+        assert!(parse_npy(&file("<i8", false, "(2,)", &[0; 9]))
+            .unwrap_err()
+            .contains("truncated"));
         assert!(parse_npy(b"garbage").is_err());
         let full = npy_bytes(&array![1i64, 2, 3].into_dyn());
         for cut in 0..full.len() {
@@ -320,7 +345,10 @@ mod tests {
 
     #[test]
     fn json_tensors() {
-        assert_eq!(parse_json_tensor("[[1, 2], [3, -4]]").unwrap(), array![[1, 2], [3, -4]].into_dyn());
+        assert_eq!(
+            parse_json_tensor("[[1, 2], [3, -4]]").unwrap(),
+            array![[1, 2], [3, -4]].into_dyn()
+        );
         assert_eq!(parse_json_tensor("5").unwrap(), ndarray::arr0(5).into_dyn());
         assert_eq!(parse_json_tensor("[]").unwrap().shape(), &[0]);
         assert!(parse_json_tensor("[[1], [2, 3]]").unwrap_err().contains("ragged"));

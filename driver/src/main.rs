@@ -8,7 +8,11 @@ use std::io::Read;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "fhec", version, about = "Compile machine-learning models to programs on encrypted data (TFHE)")]
+#[command(
+    name = "fhec",
+    version,
+    about = "Compile machine-learning models to programs on encrypted data (TFHE)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -65,7 +69,9 @@ impl From<anyhow::Error> for Failure {
 fn read_source(file: &str) -> anyhow::Result<String> {
     if file == "-" {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("cannot read standard input")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read standard input")?;
         return Ok(s);
     }
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
@@ -81,7 +87,11 @@ fn display_name(file: &str) -> &str {
 }
 
 fn render_all(diags: &[Diagnostic], file: &str, src: &str) -> String {
-    diags.iter().map(|d| d.render(display_name(file), src)).collect::<Vec<_>>().join("\n")
+    diags
+        .iter()
+        .map(|d| d.render(display_name(file), src))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The cases of a file: itself, or its `// -----` separated parts.
@@ -97,13 +107,17 @@ fn fmt(file: &str, check: bool, split: bool) -> Result<(), Failure> {
     let src = read_source(file)?;
     let mut printed = Vec::new();
     for case in cases(&src, split) {
-        let m = ir::parse_module(&case).map_err(|d| Failure::Rendered(Rendered(d.render(display_name(file), &case))))?;
+        let m =
+            ir::parse_module(&case).map_err(|d| Failure::Rendered(Rendered(d.render(display_name(file), &case))))?;
         printed.push(ir::print_module(&m));
     }
     let out = printed.join("\n// -----\n\n");
     if check {
         if out != src {
-            return Err(Failure::Other(anyhow!("{} is not in canonical form (run `fhec fmt {file}`)", display_name(file))));
+            return Err(Failure::Other(anyhow!(
+                "{} is not in canonical form (run `fhec fmt {file}`)",
+                display_name(file)
+            )));
         }
         return Ok(());
     }
@@ -138,9 +152,13 @@ fn eval(file: &str, inputs: &[String], function: Option<&str>) -> Result<(), Fai
     let m = ir::parse_module(&src).map_err(|d| render(&[d]))?;
     let proof = ir::verify(&m).map_err(|d| render(&d))?;
     let f = match function {
-        Some(name) => m
-            .function(name.trim_start_matches('@'))
-            .ok_or_else(|| anyhow!("no function @{} in {}", name.trim_start_matches('@'), display_name(file)))?,
+        Some(name) => m.function(name.trim_start_matches('@')).ok_or_else(|| {
+            anyhow!(
+                "no function @{} in {}",
+                name.trim_start_matches('@'),
+                display_name(file)
+            )
+        })?,
         None => m.entry().map_err(|d| render(&[d]))?,
     };
     let arg_names: Vec<String> = f
@@ -203,11 +221,7 @@ fn main() -> ExitCode {
             split_input_file,
         } => fmt(file, *check, *split_input_file),
         Command::Verify { file, split_input_file } => verify(file, *split_input_file),
-        Command::Eval {
-            file,
-            inputs,
-            function,
-        } => eval(file, inputs, function.as_deref()),
+        Command::Eval { file, inputs, function } => eval(file, inputs, function.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -221,4 +235,3 @@ fn main() -> ExitCode {
         }
     }
 }
-

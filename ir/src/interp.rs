@@ -45,13 +45,25 @@ pub fn check_input(f: &Function, i: usize, t: &Tensor) -> Result<(), Diagnostic>
     let span = f.value(arg).span;
     if t.shape() != ty.shape.as_slice() {
         return Err(Diagnostic::at(
-            format!("input %{name} has shape {:?}, expected {:?} ({ty})", t.shape(), ty.shape),
+            format!(
+                "input %{name} has shape {:?}, expected {:?} ({ty})",
+                t.shape(),
+                ty.shape
+            ),
             span,
         ));
     }
     let (lo, hi) = f.arg_range(i).map_or(ty.elem.range(), |(a, b)| (a as i128, b as i128));
-    if let Some((j, v)) = t.iter().enumerate().find(|(_, &v)| (v as i128) < lo || (v as i128) > hi) {
-        let what = if f.arg_range(i).is_some() { "its declared range" } else { "its type" };
+    if let Some((j, v)) = t
+        .iter()
+        .enumerate()
+        .find(|(_, &v)| (v as i128) < lo || (v as i128) > hi)
+    {
+        let what = if f.arg_range(i).is_some() {
+            "its declared range"
+        } else {
+            "its type"
+        };
         return Err(Diagnostic::at(
             format!(
                 "input %{name} has value {v} at index {}, outside {what} {lo} ..= {hi} ({})",
@@ -83,7 +95,9 @@ pub fn eval_function(f: &Function, _proof: &Verified<'_>, inputs: &[Tensor]) -> 
         vals[f.args[i].value.index()] = Some(t.clone());
     }
     let get = |vals: &Vec<Option<Tensor>>, v: ValueId| -> Result<Tensor, Diagnostic> {
-        vals[v.index()].clone().ok_or_else(|| Diagnostic::new("internal error: value used before definition"))
+        vals[v.index()]
+            .clone()
+            .ok_or_else(|| Diagnostic::new("internal error: value used before definition"))
     };
     for &o in &f.body {
         let op = f.op(o);
@@ -98,7 +112,11 @@ pub fn eval_function(f: &Function, _proof: &Verified<'_>, inputs: &[Tensor]) -> 
             .map_err(|e| Diagnostic::at(format!("{name}: {e}"), op.span))?;
         if out.shape() != rty.shape.as_slice() {
             return Err(Diagnostic::at(
-                format!("internal error: {name} produced shape {:?}, declared {}", out.shape(), rty),
+                format!(
+                    "internal error: {name} produced shape {:?}, declared {}",
+                    out.shape(),
+                    rty
+                ),
                 op.span,
             ));
         }

@@ -230,8 +230,10 @@ impl Module {
         match self.functions.as_slice() {
             [f] => Ok(f),
             [] => Err(Diagnostic::new("the module has no function")),
-            _ => Err(Diagnostic::new("the module has several functions and none is named @main")
-                .with_help("name the entry function @main")),
+            _ => Err(
+                Diagnostic::new("the module has several functions and none is named @main")
+                    .with_help("name the entry function @main"),
+            ),
         }
     }
 }
@@ -282,7 +284,12 @@ impl FunctionBuilder {
     }
 
     /// Adds an op whose result type is inferred from its declaration.
-    pub fn op(&mut self, kind: OpKind, operands: &[ValueId], attrs: &[(&str, Attribute)]) -> Result<ValueId, Diagnostic> {
+    pub fn op(
+        &mut self,
+        kind: OpKind,
+        operands: &[ValueId],
+        attrs: &[(&str, Attribute)],
+    ) -> Result<ValueId, Diagnostic> {
         self.op_with_type(kind, operands, attrs, None)
     }
 

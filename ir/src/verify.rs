@@ -80,6 +80,14 @@ pub fn check_op(kind: OpKind, operands: &[Type], attrs: &Attrs, declared: Option
     if !def.arity().accepts(operands.len()) {
         return Err(format!("expects {}, found {}", def.arity().describe(), operands.len()));
     }
+    if let Some(unknown) = attrs.keys().find(|k| !def.attrs().iter().any(|s| s.name == k.as_str())) {
+        let known: Vec<&str> = def.attrs().iter().map(|s| s.name).collect();
+        return Err(if known.is_empty() {
+            format!("unknown attribute `{unknown}`: the op takes no attributes")
+        } else {
+            format!("unknown attribute `{unknown}` (known: {})", known.join(", "))
+        });
+    }
     for spec in def.attrs() {
         match attrs.get(spec.name) {
             None if spec.required => return Err(format!("missing attribute `{}` ({})", spec.name, spec.kind.name())),
@@ -93,14 +101,6 @@ pub fn check_op(kind: OpKind, operands: &[Type], attrs: &Attrs, declared: Option
             }
             _ => {}
         }
-    }
-    if let Some(unknown) = attrs.keys().find(|k| !def.attrs().iter().any(|s| s.name == k.as_str())) {
-        let known: Vec<&str> = def.attrs().iter().map(|s| s.name).collect();
-        return Err(if known.is_empty() {
-            format!("unknown attribute `{unknown}`: the op takes no attributes")
-        } else {
-            format!("unknown attribute `{unknown}` (known: {})", known.join(", "))
-        });
     }
     let enc: Vec<bool> = operands.iter().map(|t| t.is_encrypted()).collect();
     match def.operand_rule() {
@@ -181,7 +181,10 @@ fn verify_function(f: &Function, errors: &mut Vec<Diagnostic>) {
             errors.push(Diagnostic::at(format!("argument {i}: {e}"), v.span));
         }
         if v.def != ValueDef::Arg(i) {
-            errors.push(Diagnostic::at(format!("argument {i} is not defined as argument {i}"), v.span));
+            errors.push(Diagnostic::at(
+                format!("argument {i} is not defined as argument {i}"),
+                v.span,
+            ));
         }
         defined[a.value.index()] = true;
     }
@@ -199,7 +202,10 @@ fn verify_function(f: &Function, errors: &mut Vec<Diagnostic>) {
             continue;
         }
         if f.value(op.result).def != ValueDef::Op(o) {
-            errors.push(Diagnostic::at(format!("{name}: result value is not defined by this op"), op.span));
+            errors.push(Diagnostic::at(
+                format!("{name}: result value is not defined by this op"),
+                op.span,
+            ));
             continue;
         }
         let mut ok = true;
@@ -233,10 +239,17 @@ fn verify_function(f: &Function, errors: &mut Vec<Diagnostic>) {
     }
     for (i, (&v, t)) in f.returns.iter().zip(&f.result_types).enumerate() {
         if v.index() >= f.num_values() || !defined[v.index()] {
-            errors.push(Diagnostic::at(format!("func.return: value {i} is not defined"), f.return_span));
+            errors.push(Diagnostic::at(
+                format!("func.return: value {i} is not defined"),
+                f.return_span,
+            ));
         } else if f.ty(v) != t {
             errors.push(Diagnostic::at(
-                format!("func.return: value {i} has type {} but @{} declares {t}", f.ty(v), f.name),
+                format!(
+                    "func.return: value {i} has type {} but @{} declares {t}",
+                    f.ty(v),
+                    f.name
+                ),
                 f.return_span,
             ));
         }

@@ -15,7 +15,11 @@ fn valid_examples_verify_and_round_trip() {
             m.functions[0].body.iter().any(|&o| m.functions[0].op(o).kind == k),
             "{k}: valid example does not use the op"
         );
-        assert_eq!(print_module(&m), format!("{}\n", doc.valid), "{k}: valid example is not canonical");
+        assert_eq!(
+            print_module(&m),
+            format!("{}\n", doc.valid),
+            "{k}: valid example is not canonical"
+        );
     }
 }
 
@@ -24,14 +28,22 @@ fn invalid_examples_are_rejected_with_their_message() {
     for &k in OpKind::ALL {
         let doc = k.def().doc();
         let m = parse_module(doc.invalid).unwrap_or_else(|e| panic!("{k}: invalid example does not parse: {e}"));
-        assert!(m.functions[0].body.iter().any(|&o| m.functions[0].op(o).kind == k), "{k}: example lacks the op");
-        let errs = verify(&m).err().unwrap_or_else(|| panic!("{k}: invalid example verifies"));
+        assert!(
+            m.functions[0].body.iter().any(|&o| m.functions[0].op(o).kind == k),
+            "{k}: example lacks the op"
+        );
+        let errs = verify(&m)
+            .err()
+            .unwrap_or_else(|| panic!("{k}: invalid example verifies"));
         assert!(
             errs.iter().any(|e| e.message.contains(doc.error)),
             "{k}: expected an error containing {:?}, got {errs:?}",
             doc.error
         );
-        assert!(errs.iter().all(|e| e.span.is_some()), "{k}: error without a location: {errs:?}");
+        assert!(
+            errs.iter().all(|e| e.span.is_some()),
+            "{k}: error without a location: {errs:?}"
+        );
     }
 }
 

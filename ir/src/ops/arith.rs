@@ -3,7 +3,12 @@
 use super::*;
 
 /// Result type of a binary elementwise op given the interval of its result.
-fn binary_type(a: &Type, b: &Type, signed: bool, f: impl Fn((i128, i128), (i128, i128)) -> (i128, i128)) -> Result<Type, String> {
+fn binary_type(
+    a: &Type,
+    b: &Type,
+    signed: bool,
+    f: impl Fn((i128, i128), (i128, i128)) -> (i128, i128),
+) -> Result<Type, String> {
     let shape = bcast(a, b)?;
     let (lo, hi) = f(range(a), range(b));
     Ok(Type::new(enc_elem_for(lo, hi, signed), shape))
@@ -38,7 +43,9 @@ impl OpDef for AddOp {
         OperandRule::SomeEncrypted
     }
     fn infer_type(&self, o: &[Type], _: &Attrs, _: Option<&Type>) -> Result<Type, String> {
-        binary_type(&o[0], &o[1], o[0].is_signed() || o[1].is_signed(), |a, b| (a.0 + b.0, a.1 + b.1))
+        binary_type(&o[0], &o[1], o[0].is_signed() || o[1].is_signed(), |a, b| {
+            (a.0 + b.0, a.1 + b.1)
+        })
     }
     fn eval(&self, args: &[&Tensor], _: &[Type], _: &Attrs, r: &Type) -> Result<Wide, String> {
         zip_bcast(args[0], args[1], &r.shape, |x, y| x + y)

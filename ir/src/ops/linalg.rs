@@ -26,8 +26,13 @@ fn matmul_shape(a: &[usize], b: &[usize]) -> Result<MatmulShape, String> {
             shape_str(b)
         ));
     }
-    let batch = broadcast_shapes(&a2[..a2.len() - 2], &b2[..b2.len() - 2])
-        .ok_or_else(|| format!("batch dimensions of {} and {} do not broadcast", shape_str(a), shape_str(b)))?;
+    let batch = broadcast_shapes(&a2[..a2.len() - 2], &b2[..b2.len() - 2]).ok_or_else(|| {
+        format!(
+            "batch dimensions of {} and {} do not broadcast",
+            shape_str(a),
+            shape_str(b)
+        )
+    })?;
     let mut out = batch.clone();
     if a.len() > 1 {
         out.push(m);
@@ -82,7 +87,10 @@ impl OpDef for MatmulOp {
     fn infer_type(&self, o: &[Type], _: &Attrs, _: Option<&Type>) -> Result<Type, String> {
         let s = matmul_shape(&o[0].shape, &o[1].shape)?;
         let (lo, hi) = dot_range(&o[0], &o[1], s.k);
-        Ok(Type::new(enc_elem_for(lo, hi, o[0].is_signed() || o[1].is_signed()), s.out))
+        Ok(Type::new(
+            enc_elem_for(lo, hi, o[0].is_signed() || o[1].is_signed()),
+            s.out,
+        ))
     }
     fn eval(&self, args: &[&Tensor], o: &[Type], _: &Attrs, _: &Type) -> Result<Wide, String> {
         let s = matmul_shape(&o[0].shape, &o[1].shape)?;
@@ -91,8 +99,20 @@ impl OpDef for MatmulOp {
         ash.extend([m, k]);
         let mut bsh = s.batch.clone();
         bsh.extend([k, n]);
-        let a = args[0].to_shape(if o[0].rank() == 1 { vec![1, k] } else { o[0].shape.clone() }).map_err(|e| e.to_string())?;
-        let b = args[1].to_shape(if o[1].rank() == 1 { vec![k, 1] } else { o[1].shape.clone() }).map_err(|e| e.to_string())?;
+        let a = args[0]
+            .to_shape(if o[0].rank() == 1 {
+                vec![1, k]
+            } else {
+                o[0].shape.clone()
+            })
+            .map_err(|e| e.to_string())?;
+        let b = args[1]
+            .to_shape(if o[1].rank() == 1 {
+                vec![k, 1]
+            } else {
+                o[1].shape.clone()
+            })
+            .map_err(|e| e.to_string())?;
         let av = bcast_vec(&a.to_owned().into_dyn(), &ash)?;
         let bv = bcast_vec(&b.to_owned().into_dyn(), &bsh)?;
         let nb: usize = s.batch.iter().product();
@@ -157,7 +177,11 @@ impl OpDef for DotOp {
         Ok(Type::scalar(enc_elem_for(lo, hi, o[0].is_signed() || o[1].is_signed())))
     }
     fn eval(&self, args: &[&Tensor], _: &[Type], _: &Attrs, _: &Type) -> Result<Wide, String> {
-        let acc: i128 = args[0].iter().zip(args[1].iter()).map(|(&x, &y)| x as i128 * y as i128).sum();
+        let acc: i128 = args[0]
+            .iter()
+            .zip(args[1].iter())
+            .map(|(&x, &y)| x as i128 * y as i128)
+            .sum();
         Ok(ndarray::arr0(acc).into_dyn())
     }
     fn noise_class(&self) -> NoiseClass {
@@ -229,7 +253,12 @@ impl OpDef for SumOp {
     fn attrs(&self) -> &'static [AttrSpec] {
         const A: &[AttrSpec] = &[
             attr("axes", AttrKind::IntArray, false, "reduced axes; absent or [] = all"),
-            attr("keep_dims", AttrKind::Bool, false, "keep reduced axes with size 1 (default false)"),
+            attr(
+                "keep_dims",
+                AttrKind::Bool,
+                false,
+                "keep reduced axes with size 1 (default false)",
+            ),
         ];
         A
     }
@@ -239,7 +268,10 @@ impl OpDef for SumOp {
         let n: usize = axes.iter().map(|&a| o[0].shape[a]).product();
         let (lo, hi) = range(&o[0]);
         let (lo, hi) = (lo.min(0) * n as i128, hi.max(0) * n as i128);
-        Ok(Type::new(enc_elem_for(lo, hi, o[0].is_signed()), sum_shape(&o[0].shape, &axes, keep)))
+        Ok(Type::new(
+            enc_elem_for(lo, hi, o[0].is_signed()),
+            sum_shape(&o[0].shape, &axes, keep),
+        ))
     }
     fn eval(&self, args: &[&Tensor], o: &[Type], attrs: &Attrs, r: &Type) -> Result<Wide, String> {
         let axes = sum_axes(attrs, o[0].rank())?;
@@ -286,7 +318,11 @@ fn window(attrs: &Attrs, kernel: [usize; 2], hw: [usize; 2]) -> Result<Window, S
         Some(v) if v.len() == 4 && v.iter().all(|&x| (0..1 << 20).contains(&x)) => {
             [v[0] as usize, v[1] as usize, v[2] as usize, v[3] as usize]
         }
-        Some(v) => return Err(format!("`pads` must be four integers ≥ 0 [top, left, bottom, right], found {v:?}")),
+        Some(v) => {
+            return Err(format!(
+                "`pads` must be four integers ≥ 0 [top, left, bottom, right], found {v:?}"
+            ))
+        }
     };
     let mut out = [0; 2];
     for d in 0..2 {
@@ -331,7 +367,10 @@ impl Window {
 fn nchw(t: &Type, op: &str) -> Result<[usize; 4], String> {
     match t.shape.as_slice() {
         &[n, c, h, w] => Ok([n, c, h, w]),
-        s => Err(format!("{op} input must have rank 4 (N, C, H, W), found shape {}", shape_str(s))),
+        s => Err(format!(
+            "{op} input must have rank 4 (N, C, H, W), found shape {}",
+            shape_str(s)
+        )),
     }
 }
 
@@ -368,7 +407,12 @@ fn conv_shape(o: &[Type], attrs: &Attrs) -> Result<ConvShape, String> {
     let x = nchw(&o[0], "fhe.conv2d")?;
     let w = match o[1].shape.as_slice() {
         &[f, c, kh, kw] => [f, c, kh, kw],
-        s => return Err(format!("fhe.conv2d weights must have rank 4 (F, C/group, KH, KW), found {}", shape_str(s))),
+        s => {
+            return Err(format!(
+                "fhe.conv2d weights must have rank 4 (F, C/group, KH, KW), found {}",
+                shape_str(s)
+            ))
+        }
     };
     let group = get_int(attrs, "group")?.unwrap_or(1);
     if group < 1 {
@@ -389,7 +433,11 @@ fn conv_shape(o: &[Type], attrs: &Attrs) -> Result<ConvShape, String> {
     }
     if let Some(b) = o.get(2) {
         if b.shape != [w[0]] {
-            return Err(format!("bias must have shape [{}], found {}", w[0], shape_str(&b.shape)));
+            return Err(format!(
+                "bias must have shape [{}], found {}",
+                w[0],
+                shape_str(&b.shape)
+            ));
         }
     }
     let win = window(attrs, [w[2], w[3]], [x[2], x[3]])?;
@@ -404,7 +452,12 @@ fn conv_shape(o: &[Type], attrs: &Attrs) -> Result<ConvShape, String> {
 
 const WINDOW_ATTRS: &[AttrSpec] = &[
     attr("strides", AttrKind::IntArray, false, "[sh, sw], default [1, 1]"),
-    attr("pads", AttrKind::IntArray, false, "[top, left, bottom, right], default 0"),
+    attr(
+        "pads",
+        AttrKind::IntArray,
+        false,
+        "[top, left, bottom, right], default 0",
+    ),
     attr("dilations", AttrKind::IntArray, false, "[dh, dw], default [1, 1]"),
 ];
 
@@ -434,7 +487,10 @@ impl OpDef for Conv2dOp {
             hi += bhi.max(0);
         }
         let signed = o.iter().any(|t| t.is_signed());
-        Ok(Type::new(enc_elem_for(lo, hi, signed), vec![s.x[0], s.f, s.win.out[0], s.win.out[1]]))
+        Ok(Type::new(
+            enc_elem_for(lo, hi, signed),
+            vec![s.x[0], s.f, s.win.out[0], s.win.out[1]],
+        ))
     }
     fn eval(&self, args: &[&Tensor], o: &[Type], attrs: &Attrs, r: &Type) -> Result<Wide, String> {
         let s = conv_shape(o, attrs)?;
@@ -534,7 +590,11 @@ impl OpDef for Avgpool2dOp {
             for c in 0..x[1] {
                 for oh in 0..win.out[0] {
                     for ow in 0..win.out[1] {
-                        let s: i128 = win.taps(oh, ow, x[2], x[3]).flatten().map(|(i, j)| args[0][[b, c, i, j]] as i128).sum();
+                        let s: i128 = win
+                            .taps(oh, ow, x[2], x[3])
+                            .flatten()
+                            .map(|(i, j)| args[0][[b, c, i, j]] as i128)
+                            .sum();
                         out.push(s.div_euclid(area));
                     }
                 }
@@ -546,7 +606,10 @@ impl OpDef for Avgpool2dOp {
         NoiseClass::Lut
     }
     fn cost(&self, o: &[Type], attrs: &Attrs, r: &Type) -> Cost {
-        let area = get_ints(attrs, "kernel_shape").ok().flatten().map_or(1, |k| k.iter().product::<i64>().max(1)) as u32;
+        let area = get_ints(attrs, "kernel_shape")
+            .ok()
+            .flatten()
+            .map_or(1, |k| k.iter().product::<i64>().max(1)) as u32;
         let p = o[0].width() + (32 - (area - 1).leading_zeros());
         let mut c = Cost::pbs(p, r.num_elements());
         c.leveled = (r.num_elements() * area as usize) as u64;
@@ -605,7 +668,11 @@ impl OpDef for Maxpool2dOp {
             for c in 0..x[1] {
                 for oh in 0..win.out[0] {
                     for ow in 0..win.out[1] {
-                        let m = win.taps(oh, ow, x[2], x[3]).flatten().map(|(i, j)| args[0][[b, c, i, j]] as i128).max();
+                        let m = win
+                            .taps(oh, ow, x[2], x[3])
+                            .flatten()
+                            .map(|(i, j)| args[0][[b, c, i, j]] as i128)
+                            .max();
                         out.push(m.ok_or("a pooling window covers only padding")?);
                     }
                 }
@@ -617,7 +684,10 @@ impl OpDef for Maxpool2dOp {
         NoiseClass::Lut
     }
     fn cost(&self, o: &[Type], attrs: &Attrs, r: &Type) -> Cost {
-        let area = get_ints(attrs, "kernel_shape").ok().flatten().map_or(1, |k| k.iter().product::<i64>().max(1)) as usize;
+        let area = get_ints(attrs, "kernel_shape")
+            .ok()
+            .flatten()
+            .map_or(1, |k| k.iter().product::<i64>().max(1)) as usize;
         let mut c = Cost::pbs(o[0].width() + 1, r.num_elements() * (area - 1));
         c.leveled = (2 * r.num_elements() * (area - 1)) as u64;
         c

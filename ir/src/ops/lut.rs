@@ -146,7 +146,12 @@ impl OpDef for MappedLutOp {
     }
     fn attrs(&self) -> &'static [AttrSpec] {
         const A: &[AttrSpec] = &[
-            attr("map", AttrKind::Dense, true, "table index per element, the input's shape"),
+            attr(
+                "map",
+                AttrKind::Dense,
+                true,
+                "table index per element, the input's shape",
+            ),
             attr("tables", AttrKind::Dense, true, "[K, 2^w] tables"),
         ];
         A

@@ -355,7 +355,10 @@ pub(crate) fn get_int(attrs: &Attrs, name: &str) -> Result<Option<i64>, String> 
     match attrs.get(name) {
         None => Ok(None),
         Some(Attribute::Int(v)) => Ok(Some(*v)),
-        Some(a) => Err(format!("attribute `{name}` must be an integer, found {}", a.kind_name())),
+        Some(a) => Err(format!(
+            "attribute `{name}` must be an integer, found {}",
+            a.kind_name()
+        )),
     }
 }
 
@@ -374,10 +377,12 @@ pub(crate) fn get_bool(attrs: &Attrs, name: &str) -> Result<Option<bool>, String
 pub(crate) fn get_ints(attrs: &Attrs, name: &str) -> Result<Option<Vec<i64>>, String> {
     match attrs.get(name) {
         None => Ok(None),
-        Some(a) => a
-            .as_int_array()
-            .map(Some)
-            .ok_or_else(|| format!("attribute `{name}` must be an array of integers, found {}", a.kind_name())),
+        Some(a) => a.as_int_array().map(Some).ok_or_else(|| {
+            format!(
+                "attribute `{name}` must be an array of integers, found {}",
+                a.kind_name()
+            )
+        }),
     }
 }
 
@@ -385,7 +390,10 @@ pub(crate) fn req_dense<'a>(attrs: &'a Attrs, name: &str) -> Result<&'a Dense, S
     match attrs.get(name) {
         None => Err(format!("missing attribute `{name}`")),
         Some(Attribute::Dense(d)) => Ok(d),
-        Some(a) => Err(format!("attribute `{name}` must be a dense tensor, found {}", a.kind_name())),
+        Some(a) => Err(format!(
+            "attribute `{name}` must be a dense tensor, found {}",
+            a.kind_name()
+        )),
     }
 }
 
@@ -411,10 +419,17 @@ pub(crate) fn wide(t: &Tensor) -> Wide {
 }
 
 /// Applies `f` elementwise to two tensors under numpy broadcasting to `shape`.
-pub(crate) fn zip_bcast(a: &Tensor, b: &Tensor, shape: &[usize], f: impl Fn(i128, i128) -> i128) -> Result<Wide, String> {
+pub(crate) fn zip_bcast(
+    a: &Tensor,
+    b: &Tensor,
+    shape: &[usize],
+    f: impl Fn(i128, i128) -> i128,
+) -> Result<Wide, String> {
     let av = a.broadcast(shape).ok_or("operand does not broadcast")?;
     let bv = b.broadcast(shape).ok_or("operand does not broadcast")?;
-    Ok(ndarray::Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x as i128, y as i128)))
+    Ok(ndarray::Zip::from(&av)
+        .and(&bv)
+        .map_collect(|&x, &y| f(x as i128, y as i128)))
 }
 
 /// Checks an axis attribute against a rank; negative axes count from the end.

@@ -184,7 +184,12 @@ impl OpDef for TransposeOp {
         OperandRule::SameElem
     }
     fn attrs(&self) -> &'static [AttrSpec] {
-        const A: &[AttrSpec] = &[attr("perm", AttrKind::IntArray, false, "axis permutation, default reversed")];
+        const A: &[AttrSpec] = &[attr(
+            "perm",
+            AttrKind::IntArray,
+            false,
+            "axis permutation, default reversed",
+        )];
         A
     }
     fn infer_type(&self, o: &[Type], attrs: &Attrs, _: Option<&Type>) -> Result<Type, String> {
@@ -247,7 +252,9 @@ impl OpDef for BroadcastOp {
         same_type(inferred, declared)
     }
     fn eval(&self, args: &[&Tensor], _: &[Type], _: &Attrs, r: &Type) -> Result<Wide, String> {
-        let v = args[0].broadcast(r.shape.as_slice()).ok_or("operand does not broadcast")?;
+        let v = args[0]
+            .broadcast(r.shape.as_slice())
+            .ok_or("operand does not broadcast")?;
         Ok(v.mapv(|x| x as i128))
     }
     fn noise_class(&self) -> NoiseClass {
@@ -292,7 +299,11 @@ impl OpDef for ConcatOp {
         let mut shape = o[0].shape.clone();
         for t in &o[1..] {
             let same = t.rank() == o[0].rank()
-                && t.shape.iter().zip(&o[0].shape).enumerate().all(|(i, (a, b))| i == axis || a == b);
+                && t.shape
+                    .iter()
+                    .zip(&o[0].shape)
+                    .enumerate()
+                    .all(|(i, (a, b))| i == axis || a == b);
             if !same {
                 return Err(format!(
                     "operand shapes {} and {} differ outside axis {axis}",
@@ -393,7 +404,10 @@ impl OpDef for SliceOp {
         let spec = slice_spec(attrs, &o[0].shape)?;
         let mut v = args[0].view();
         for (i, &(s, e, st)) in spec.iter().enumerate() {
-            v.slice_axis_inplace(ndarray::Axis(i), ndarray::Slice::new(s as isize, Some(e as isize), st as isize));
+            v.slice_axis_inplace(
+                ndarray::Axis(i),
+                ndarray::Slice::new(s as isize, Some(e as isize), st as isize),
+            );
         }
         Ok(v.mapv(|x| x as i128))
     }

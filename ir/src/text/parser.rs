@@ -17,7 +17,11 @@ type PResult<T> = Result<T, Diagnostic>;
 
 /// Parses a module from text. Errors carry the span of the offending text.
 pub fn parse_module(src: &str) -> Result<Module, Diagnostic> {
-    let mut p = Parser { src, b: src.as_bytes(), pos: 0 };
+    let mut p = Parser {
+        src,
+        b: src.as_bytes(),
+        pos: 0,
+    };
     p.module()
 }
 
@@ -63,7 +67,10 @@ pub fn split_cases(src: &str) -> Vec<Case> {
                     }
                 })
                 .collect();
-            Case { text, first_line: a + 1 }
+            Case {
+                text,
+                first_line: a + 1,
+            }
         })
         .collect()
 }
@@ -166,7 +173,10 @@ impl<'a> Parser<'a> {
     fn err<T>(&mut self, expected: &str) -> PResult<T> {
         let found = self.found();
         let span = self.here();
-        Err(Diagnostic::at(format!("expected {expected}, found {found}"), Some(span)))
+        Err(Diagnostic::at(
+            format!("expected {expected}, found {found}"),
+            Some(span),
+        ))
     }
 
     fn expect(&mut self, s: &str) -> PResult<()> {
@@ -249,17 +259,25 @@ impl<'a> Parser<'a> {
             match c {
                 b'"' => break,
                 b'\n' => {
-                    return Err(Diagnostic::at("unterminated string", Some(Span::new(start, self.pos - 1))));
+                    return Err(Diagnostic::at(
+                        "unterminated string",
+                        Some(Span::new(start, self.pos - 1)),
+                    ));
                 }
                 b'\\' => {
-                    let Some(&e) = self.b.get(self.pos) else { continue };
+                    let Some(&e) = self.b.get(self.pos) else {
+                        continue;
+                    };
                     self.pos += 1;
                     match e {
                         b'"' | b'\\' => out.push(e),
                         b'n' => out.push(b'\n'),
                         b't' => out.push(b'\t'),
                         _ => {
-                            let hex = self.src.get(self.pos - 1..self.pos + 1).and_then(|h| u8::from_str_radix(h, 16).ok());
+                            let hex = self
+                                .src
+                                .get(self.pos - 1..self.pos + 1)
+                                .and_then(|h| u8::from_str_radix(h, 16).ok());
                             match hex {
                                 Some(v) => {
                                     out.push(v);
@@ -280,14 +298,21 @@ impl<'a> Parser<'a> {
         }
         match String::from_utf8(out) {
             Ok(s) => Ok((s, Span::new(start, self.pos))),
-            Err(_) => Err(Diagnostic::at("string is not valid UTF-8", Some(Span::new(start, self.pos)))),
+            Err(_) => Err(Diagnostic::at(
+                "string is not valid UTF-8",
+                Some(Span::new(start, self.pos)),
+            )),
         }
     }
 
     // ---- types ---------------------------------------------------------------------------------------
 
     fn width_in(&mut self, w: i64, span: Span, enc: bool) -> PResult<u32> {
-        let max = if enc { crate::types::MAX_ENCRYPTED_WIDTH } else { crate::types::MAX_CLEAR_WIDTH };
+        let max = if enc {
+            crate::types::MAX_ENCRYPTED_WIDTH
+        } else {
+            crate::types::MAX_CLEAR_WIDTH
+        };
         if w < 1 || w > max as i64 {
             let kind = if enc { "an encrypted" } else { "a clear" };
             return Err(Diagnostic::at(
@@ -358,13 +383,17 @@ impl<'a> Parser<'a> {
         }
         if self.at("?") || self.at("*") {
             let span = self.here();
-            return Err(Diagnostic::at("dynamic shapes are not supported: give every dimension", Some(span)));
+            return Err(Diagnostic::at(
+                "dynamic shapes are not supported: give every dimension",
+                Some(span),
+            ));
         }
         let elem = self.elem_type()?;
         if !self.eat(">") {
             let d = self.err::<()>("`>` closing the tensor type");
+            let (l, c) = crate::diag::line_col(self.src, start);
             return Err(d.unwrap_err().with_note(format!(
-                "the tensor type starts at offset {start}; write dimensions as `2x3x` before the element type"
+                "the tensor type starts at {l}:{c}; write it as `tensor<2x3x!fhe.eint<4>>`"
             )));
         }
         Ok(Type::new(elem, shape))
@@ -394,7 +423,11 @@ impl<'a> Parser<'a> {
             return Ok(attrs);
         }
         loop {
-            let (key, span) = if self.peek() == Some(b'"') { self.string()? } else { self.ident()? };
+            let (key, span) = if self.peek() == Some(b'"') {
+                self.string()?
+            } else {
+                self.ident()?
+            };
             self.expect("=")?;
             let value = self.attribute(0)?;
             if attrs.insert(key.clone(), value).is_some() {
@@ -487,7 +520,10 @@ impl<'a> Parser<'a> {
             match &inner {
                 None => inner = Some(s),
                 Some(prev) if *prev != s => {
-                    return Err(Diagnostic::at("dense literal is ragged: sublists have different shapes", Some(span)));
+                    return Err(Diagnostic::at(
+                        "dense literal is ragged: sublists have different shapes",
+                        Some(span),
+                    ));
                 }
                 _ => {}
             }
@@ -522,7 +558,10 @@ impl<'a> Parser<'a> {
             Some(s) => {
                 if s != ty.shape {
                     return Err(Diagnostic::at(
-                        format!("dense literal has shape {s:?} but its type {ty} has shape {:?}", ty.shape),
+                        format!(
+                            "dense literal has shape {s:?} but its type {ty} has shape {:?}",
+                            ty.shape
+                        ),
                         span,
                     ));
                 }
@@ -582,11 +621,15 @@ impl<'a> Parser<'a> {
                 let (n, span) = self.value_name()?;
                 self.expect(":")?;
                 let ty = self.ty()?;
-                let attrs = if self.peek() == Some(b'{') { self.attr_dict()? } else { Attrs::new() };
+                let attrs = if self.peek() == Some(b'{') {
+                    self.attr_dict()?
+                } else {
+                    Attrs::new()
+                };
                 if let Some((_, prev)) = names.get(&n) {
-                    let (l, c) = (prev.start, prev.end);
+                    let (l, c) = crate::diag::line_col(self.src, prev.start);
                     return Err(Diagnostic::at(format!("argument %{n} is defined twice"), Some(span))
-                        .with_note(format!("first defined at offset {l}..{c}")));
+                        .with_note(format!("first defined at {l}:{c}")));
                 }
                 let v = f.add_arg(Some(n.clone()), ty, attrs, Some(span));
                 names.insert(n, (v, span));
@@ -641,7 +684,10 @@ impl<'a> Parser<'a> {
             match OpKind::from_name(&opname) {
                 Some(k) => Some(k),
                 None => {
-                    let best = OpKind::ALL.iter().map(|k| (edit_distance(k.name(), &opname), k.name())).min();
+                    let best = OpKind::ALL
+                        .iter()
+                        .map(|k| (edit_distance(k.name(), &opname), k.name()))
+                        .min();
                     let mut d = Diagnostic::at(format!("unknown op `{opname}`"), Some(span));
                     d = match best {
                         Some((dist, name)) if dist <= 3 => d.with_help(format!("did you mean `{name}`?")),
@@ -669,12 +715,20 @@ impl<'a> Parser<'a> {
                 self.expect(",")?;
             }
         }
-        let attrs = if self.peek() == Some(b'{') { self.attr_dict()? } else { Attrs::new() };
+        let attrs = if self.peek() == Some(b'{') {
+            self.attr_dict()?
+        } else {
+            Attrs::new()
+        };
         self.expect(":")?;
         let sig_span = self.here();
         let in_types = self.type_list()?;
         self.expect("->")?;
-        let out_types = if self.peek() == Some(b'(') { self.type_list()? } else { vec![self.ty()?] };
+        let out_types = if self.peek() == Some(b'(') {
+            self.type_list()?
+        } else {
+            vec![self.ty()?]
+        };
         if in_types.len() != operands.len() {
             return Err(Diagnostic::at(
                 format!(
@@ -688,10 +742,7 @@ impl<'a> Parser<'a> {
         for (i, ((v, vspan), t)) in operands.iter().zip(&in_types).enumerate() {
             if f.ty(*v) != t {
                 return Err(Diagnostic::at(
-                    format!(
-                        "operand {i} has type {} but the signature says {t}",
-                        f.ty(*v)
-                    ),
+                    format!("operand {i} has type {} but the signature says {t}", f.ty(*v)),
                     Some(*vspan),
                 ));
             }
@@ -699,7 +750,10 @@ impl<'a> Parser<'a> {
         let operand_ids: Vec<ValueId> = operands.iter().map(|(v, _)| *v).collect();
         let Some(kind) = kind else {
             if !out_types.is_empty() {
-                return Err(Diagnostic::at("`func.return` must have the result type `()`", Some(sig_span)));
+                return Err(Diagnostic::at(
+                    "`func.return` must have the result type `()`",
+                    Some(sig_span),
+                ));
             }
             if !attrs.is_empty() {
                 return Err(Diagnostic::at("`func.return` takes no attributes", Some(span)));
@@ -710,17 +764,23 @@ impl<'a> Parser<'a> {
         };
         let [out] = out_types.as_slice() else {
             return Err(Diagnostic::at(
-                format!("{opname} has exactly one result, the signature lists {}", out_types.len()),
+                format!(
+                    "{opname} has exactly one result, the signature lists {}",
+                    out_types.len()
+                ),
                 Some(sig_span),
             ));
         };
         let Some((rname, rspan)) = result else {
-            return Err(Diagnostic::at(format!("the result of {opname} needs a name: `%r = \"{opname}\"(...)`"), Some(span)));
+            return Err(Diagnostic::at(
+                format!("the result of {opname} needs a name: `%r = \"{opname}\"(...)`"),
+                Some(span),
+            ));
         };
         if let Some((_, prev)) = names.get(&rname) {
-            let prev = *prev;
+            let (l, c) = crate::diag::line_col(self.src, prev.start);
             return Err(Diagnostic::at(format!("value %{rname} is defined twice"), Some(rspan))
-                .with_note(format!("first defined at offset {}", prev.start)));
+                .with_note(format!("first defined at {l}:{c}")));
         }
         let (op, v) = f.create_op(kind, operand_ids, attrs, out.clone(), Some(rname.clone()), Some(span));
         f.value_mut(v).span = Some(rspan);

@@ -91,7 +91,12 @@ pub fn print_function(f: &Function) -> String {
     }
     let rets: Vec<String> = f.returns.iter().map(|&v| format!("%{}", name_of(v))).collect();
     let rtys: Vec<String> = f.returns.iter().map(|&v| f.ty(v).to_string()).collect();
-    let _ = writeln!(out, "  \"func.return\"({}) : ({}) -> ()", rets.join(", "), rtys.join(", "));
+    let _ = writeln!(
+        out,
+        "  \"func.return\"({}) : ({}) -> ()",
+        rets.join(", "),
+        rtys.join(", ")
+    );
     out += "}\n";
     out
 }

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Sets up and runs every test of fhec: formatting, lints, unit/snapshot/property/end-to-end tests.
+# Needs only what a fresh machine of ours has (rustup's cargo); installs the rest through the registries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Property tests: modest case counts in CI (each test sets its own default; this caps them all).
+if [ "${CI:-}" = "true" ]; then
+  export PROPTEST_CASES="${PROPTEST_CASES:-256}"
+  export INSTA_UPDATE=no   # a snapshot mismatch fails; it is never written in CI
+fi
+
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step "toolchain"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+cargo --version
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (release profile, all targets, warnings are errors)"
+cargo clippy --release --workspace --all-targets -- -D warnings
+
+step "cargo test (release profile)"
+cargo test --release --workspace
