@@ -42,7 +42,14 @@ fn eval_mlp_matmul_round_lut() {
 
 #[test]
 fn eval_tree_sub_lut_matmul_lut() {
-    for (x, leaf) in [("[3,2]", 1), ("[3,7]", 5), ("[9,11]", 9), ("[9,12]", 13), ("[0,15]", 5), ("[15,0]", 9)] {
+    for (x, leaf) in [
+        ("[3,2]", 1),
+        ("[3,7]", 5),
+        ("[9,11]", 9),
+        ("[9,12]", 13),
+        ("[0,15]", 5),
+        ("[15,0]", 9),
+    ] {
         let o = fhec(&["eval", "examples/tree.fhe", "-i", &format!("x={x}")]);
         assert!(o.status.success(), "{}", stderr(&o));
         assert_eq!(stdout(&o).trim(), format!("[{leaf}]"), "x = {x}");
@@ -66,17 +73,33 @@ fn eval_rejects_bad_inputs_with_a_message() {
     let cases: &[(&[&str], &str)] = &[
         (&["eval", "examples/mlp.fhe"], "missing input %x"),
         (&["eval", "examples/mlp.fhe", "-i", "y=[1]"], "has no argument %y"),
-        (&["eval", "examples/mlp.fhe", "-i", "x=[[1, 2]]"], "input %x has shape [1, 2], expected [1, 4]"),
-        (&["eval", "examples/mlp.fhe", "-i", "x=[[16, 0, 0, 0]]"], "outside its declared range 0 ..= 15"),
-        (&["eval", "examples/mlp.fhe", "-i", "x=[[1.5, 0, 0, 0]]"], "not a 64-bit integer"),
-        (&["eval", "examples/mlp.fhe", "-i", "x=missing.npy"], "cannot read missing.npy"),
+        (
+            &["eval", "examples/mlp.fhe", "-i", "x=[[1, 2]]"],
+            "input %x has shape [1, 2], expected [1, 4]",
+        ),
+        (
+            &["eval", "examples/mlp.fhe", "-i", "x=[[16, 0, 0, 0]]"],
+            "outside its declared range 0 ..= 15",
+        ),
+        (
+            &["eval", "examples/mlp.fhe", "-i", "x=[[1.5, 0, 0, 0]]"],
+            "not a 64-bit integer",
+        ),
+        (
+            &["eval", "examples/mlp.fhe", "-i", "x=missing.npy"],
+            "cannot read missing.npy",
+        ),
         (&["eval", "examples/mlp.fhe", "-i", "x"], "must be NAME=PATH"),
         (&["eval", "no/such/file.fhe"], "cannot read no/such/file.fhe"),
     ];
     for (args, msg) in cases {
         let o = fhec(args);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
-        assert!(stderr(&o).contains(msg), "{args:?}: expected {msg:?} in\n{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(msg),
+            "{args:?}: expected {msg:?} in\n{}",
+            stderr(&o)
+        );
         assert!(stdout(&o).is_empty(), "{args:?}: printed {}", stdout(&o));
     }
 }
@@ -92,20 +115,32 @@ fn eval_reports_overflow_with_location() {
     let o = fhec(&["eval", src.to_str().expect("utf8 path"), "-i", "x=3"]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("fhe.add produced 6 at index [], which does not fit !fhe.eint<2> (0 ..= 3)"), "{e}");
+    assert!(
+        e.contains("fhe.add produced 6 at index [], which does not fit !fhe.eint<2> (0 ..= 3)"),
+        "{e}"
+    );
     assert!(e.contains("overflow.fhe:2:8"), "{e}");
     assert!(e.contains("^^^^^^^^^"), "{e}");
 }
 
 #[test]
 fn fmt_reproduces_every_case_file() {
-    for f in ["examples/mlp.fhe", "tests/cases/ops/arith.fhe", "tests/cases/ops/linalg.fhe", "tests/cases/ops/lut.fhe", "tests/cases/ops/shape.fhe"] {
+    for f in [
+        "examples/mlp.fhe",
+        "tests/cases/ops/arith.fhe",
+        "tests/cases/ops/linalg.fhe",
+        "tests/cases/ops/lut.fhe",
+        "tests/cases/ops/shape.fhe",
+    ] {
         let o = fhec(&["fmt", "--split-input-file", f]);
         assert!(o.status.success(), "{f}: {}", stderr(&o));
         let src = std::fs::read_to_string(root().join(f)).expect("read");
         let strip = |s: &str| -> String {
             s.lines()
-                .filter(|l| !(l.trim_start().starts_with("//") && l.trim() != "// -----") && !l.trim().is_empty())
+                .filter(|l| {
+                    let t = l.trim();
+                    !t.is_empty() && (t == "// -----" || !t.starts_with("//"))
+                })
                 .map(|l| format!("{l}\n"))
                 .collect()
         };
@@ -122,7 +157,10 @@ fn verify_accepts_valid_and_rejects_every_invalid_case_with_a_location() {
     let o = fhec(&["verify", "examples/tree.fhe"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).trim(), "ok");
-    for (f, n) in [("tests/cases/verify/errors.fhe", 11), ("tests/cases/parse/errors.fhe", 11)] {
+    for (f, n) in [
+        ("tests/cases/verify/errors.fhe", 11),
+        ("tests/cases/parse/errors.fhe", 11),
+    ] {
         let o = fhec(&["verify", "--split-input-file", f]);
         assert_eq!(o.status.code(), Some(1));
         let e = stderr(&o);

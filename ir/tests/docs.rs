@@ -10,10 +10,17 @@ const BEGIN: &str = "<!-- BEGIN GENERATED OP REFERENCE -->";
 const END: &str = "<!-- END GENERATED OP REFERENCE -->";
 
 fn reference() -> String {
-    let mut s = String::from("\n## Op reference\n\nGenerated from the op table (`ir/src/ops/`); do not edit by hand.\n\n");
+    let mut s =
+        String::from("\n## Op reference\n\nGenerated from the op table (`ir/src/ops/`); do not edit by hand.\n\n");
     s += "| op | summary |\n|---|---|\n";
     for &k in OpKind::ALL {
-        let _ = writeln!(s, "| [`{}`](#{}) | {} |", k.name(), k.name().replace('.', ""), k.def().doc().summary);
+        let _ = writeln!(
+            s,
+            "| [`{}`](#{}) | {} |",
+            k.name(),
+            k.name().replace('.', ""),
+            k.def().doc().summary
+        );
     }
     for &k in OpKind::ALL {
         let d = k.def();
@@ -72,7 +79,7 @@ fn ir_md_op_reference_is_up_to_date() {
     let want = format!("{}{BEGIN}\n{}{END}{}", &text[..a], reference(), &text[b + END.len()..]);
     if want != text {
         if std::env::var_os("FHEC_BLESS").is_some() {
-            std::fs::write(&path, want).expect("write docs/ir.md");
+            std::fs::write(&path, &want).expect("write docs/ir.md");
         } else {
             panic!("docs/ir.md's op reference is stale: run FHEC_BLESS=1 cargo test --release -p fhec-ir --test docs");
         }

@@ -1,6 +1,8 @@
 //! The clear semantics of every op, including edge cases: negative values, maximal widths, broadcasting,
 //! empty axes, zero-sized dimensions, and values that do not fit their declared type.
 
+#![allow(clippy::cloned_ref_to_slice_refs)] // `&[x.clone()]` reads best in these tables of cases
+
 use fhec_ir::{eval, parse_module, verify, Tensor};
 use ndarray::{arr0, array, ArrayD, IxDyn};
 
