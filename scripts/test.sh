@@ -13,7 +13,6 @@ fi
 step() { printf '\n=== %s ===\n' "$*"; }
 
 step "toolchain"
-rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo --version
 
 step "cargo fmt --check"
