@@ -52,7 +52,9 @@ proptest! {
     #[test]
     fn parser_never_panics_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let s = String::from_utf8_lossy(&bytes);
-        let _ = parse_module(&s);
+        if let Err(d) = parse_module(&s) {
+            let _ = d.render("fuzz.fhe", &s);
+        }
     }
 
     #[test]
@@ -131,7 +133,9 @@ fn parser_never_panics_on_truncated_or_corrupted_programs() {
     let mut n = 0;
     for src in &sources {
         for cut in (0..src.len()).filter(|&i| src.is_char_boundary(i)) {
-            let _ = parse_module(&src[..cut]);
+            if let Err(d) = parse_module(&src[..cut]) {
+                let _ = d.render("cut.fhe", &src[..cut]);
+            }
             n += 1;
         }
         let bytes = src.as_bytes();
@@ -178,4 +182,48 @@ fn generated_programs_use_many_ops() {
     }
     assert!(seen.len() >= 20, "generator covers only {seen:?}");
     assert!(sizes >= 200 * 10, "programs are too small: {sizes} ops in 200 programs");
+}
+
+// ---- regression tests: inputs that once broke a law ----------------------------------------------------
+
+fn reprint(src: &str) -> String {
+    let m = parse_module(src).unwrap_or_else(|e| panic!("{}", e.render("t.fhe", src)));
+    let text = print_module(&m);
+    let again = parse_module(&text).unwrap_or_else(|e| panic!("{}", e.render("t.fhe", &text)));
+    assert_eq!(print_module(&again), text);
+    text
+}
+
+#[test]
+fn diagnostic_inside_a_multibyte_character_renders() {
+    let src = "func.func @main(%x: é) -> i8 {}";
+    let d = parse_module(src).expect_err("é is not a type");
+    assert!(d.render("t.fhe", src).contains("t.fhe:1:21"));
+}
+
+#[test]
+fn empty_dense_of_any_shape_round_trips() {
+    let src = "func.func @main(%x: tensor<0x3x!fhe.eint<2>>) -> tensor<0x3x!fhe.esint<5>> {\n  %c = \"fhe.constant\"() {value = dense<[]> : tensor<0x3xi3>} : () -> tensor<0x3xi3>\n  %0 = \"fhe.add\"(%x, %c) : (tensor<0x3x!fhe.eint<2>>, tensor<0x3xi3>) -> tensor<0x3x!fhe.esint<5>>\n  \"func.return\"(%0) : (tensor<0x3x!fhe.esint<5>>) -> ()\n}\n";
+    assert_eq!(reprint(src), src);
+    assert!(verify(&parse_module(src).expect("parses")).is_ok());
+}
+
+#[test]
+fn attribute_keys_that_need_quotes_keep_them() {
+    let src = "func.func @main(%x: !fhe.eint<2>) -> !fhe.eint<2> {\n  %0 = \"fhe.transpose\"(%x) {\"a b\" = 1} : (!fhe.eint<2>) -> !fhe.eint<2>\n  \"func.return\"(%0) : (!fhe.eint<2>) -> ()\n}\n";
+    assert_eq!(reprint(src), src);
+}
+
+#[test]
+fn unsigned_64_bit_clear_integers_are_rejected() {
+    let src = "func.func @main(%x: ui64) -> ui64 {\n  \"func.return\"(%x) : (ui64) -> ()\n}\n";
+    let d = parse_module(src).expect_err("ui64 does not fit i64 storage");
+    assert!(d.message.contains("width 64 is out of range for a clear unsigned integer (1 ..= 63)"), "{}", d.message);
+}
+
+#[test]
+fn huge_dimensions_behind_a_zero_are_rejected() {
+    let src = "func.func @main(%x: tensor<0x99999999999x99999999999x!fhe.eint<2>>) -> i8 {}";
+    let d = parse_module(src).expect_err("too many elements");
+    assert!(d.message.contains("more than"), "{}", d.message);
 }

@@ -114,8 +114,9 @@ fn fmt(file: &str, check: bool, split: bool) -> Result<(), Failure> {
     let out = printed.join("\n// -----\n\n");
     if check {
         if out != src {
+            let flag = if split { " --split-input-file" } else { "" };
             return Err(Failure::Other(anyhow!(
-                "{} is not in canonical form (run `fhec fmt {file}`)",
+                "{} is not in canonical form (run `fhec fmt{flag} {file}`)",
                 display_name(file)
             )));
         }
@@ -139,7 +140,7 @@ fn verify(file: &str, split: bool) -> Result<(), Failure> {
         return Err(Failure::Rendered(Rendered(rendered.join("\n"))));
     }
     if split {
-        println!("ok: {} cases", all.len());
+        println!("ok: {} case(s)", all.len());
     } else {
         println!("ok");
     }
@@ -202,7 +203,7 @@ fn eval(file: &str, inputs: &[String], function: Option<&str>) -> Result<(), Fai
             ))?,
         }
     }
-    let outputs = ir::interp::eval_function(f, &proof, &args).map_err(|d| render(&[d]))?;
+    let outputs = ir::interp::eval_function(&proof, &f.name, &args).map_err(|d| render(&[d]))?;
     let json: Vec<serde_json::Value> = outputs.iter().map(tensor_to_json).collect();
     println!("{}", serde_json::Value::Array(json));
     Ok(())

@@ -95,7 +95,14 @@ pub fn write_attrs(f: &mut impl fmt::Write, attrs: &Attrs) -> fmt::Result {
         if i > 0 {
             write!(f, ", ")?;
         }
-        write!(f, "{k} = {v}")?;
+        let bare = k.bytes().next().is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+            && k.bytes().all(|c| c.is_ascii_alphanumeric() || b"_.$".contains(&c));
+        if bare {
+            write!(f, "{k}")?;
+        } else {
+            write_string(f, k)?;
+        }
+        write!(f, " = {v}")?;
     }
     write!(f, "}}")
 }

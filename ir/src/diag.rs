@@ -72,14 +72,20 @@ impl Diagnostic {
     pub fn render(&self, file: &str, source: &str) -> String {
         let mut out = format!("error: {}\n", self.message);
         if let Some(span) = self.span {
-            let start = span.start.min(source.len());
+            let mut start = span.start.min(source.len());
+            while !source.is_char_boundary(start) {
+                start -= 1;
+            }
             let (line, col) = line_col(source, start);
             let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
             let line_end = source[start..].find('\n').map_or(source.len(), |i| start + i);
             let text = &source[line_start..line_end];
             let gutter = line.to_string().len();
             let pad = " ".repeat(gutter);
-            let end = span.end.clamp(start, line_end);
+            let mut end = span.end.clamp(start, line_end);
+            while !source.is_char_boundary(end) {
+                end += 1;
+            }
             let width = source[start..end].chars().count().max(1);
             out += &format!("{pad}--> {file}:{line}:{col}\n");
             out += &format!("{pad} |\n");
@@ -93,11 +99,12 @@ impl Diagnostic {
         } else {
             out += &format!(" --> {file}\n");
         }
+        let pad = " ".repeat(self.line_col(source).map_or(1, |(l, _)| l.to_string().len()));
         for n in &self.notes {
-            out += &format!("  = note: {n}\n");
+            out += &format!("{pad} = note: {n}\n");
         }
         if let Some(h) = &self.help {
-            out += &format!("  = help: {h}\n");
+            out += &format!("{pad} = help: {h}\n");
         }
         out
     }
@@ -142,6 +149,16 @@ mod tests {
             r,
             "error: oops\n --> f.fhe:2:3\n  |\n2 |   bad thing\n  |   ^^^\n  = help: fix it\n"
         );
+    }
+
+    #[test]
+    fn spans_inside_multibyte_characters_do_not_panic() {
+        let src = "x: é, ü";
+        for start in 0..=src.len() + 1 {
+            for end in start..=src.len() + 2 {
+                let _ = Diagnostic::at("m", Some(Span::new(start, end))).render("f", src);
+            }
+        }
     }
 
     #[test]

@@ -78,11 +78,20 @@ pub fn check_input(f: &Function, i: usize, t: &Tensor) -> Result<(), Diagnostic>
 
 /// Runs the entry function (`@main` or the only one) of a verified module on `inputs`.
 pub fn eval(v: &Verified<'_>, inputs: &[Tensor]) -> Result<Vec<Tensor>, Diagnostic> {
-    eval_function(v.module().entry()?, v, inputs)
+    run(v.module().entry()?, inputs)
 }
 
-/// Runs function `f` (which must belong to the verified module) on `inputs`.
-pub fn eval_function(f: &Function, _proof: &Verified<'_>, inputs: &[Tensor]) -> Result<Vec<Tensor>, Diagnostic> {
+/// Runs the function named `name` (without `@`) of a verified module on `inputs`.
+pub fn eval_function(v: &Verified<'_>, name: &str, inputs: &[Tensor]) -> Result<Vec<Tensor>, Diagnostic> {
+    let f = v
+        .module()
+        .function(name)
+        .ok_or_else(|| Diagnostic::new(format!("the module has no function @{name}")))?;
+    run(f, inputs)
+}
+
+/// Runs `f`, a function of a verified module.
+fn run(f: &Function, inputs: &[Tensor]) -> Result<Vec<Tensor>, Diagnostic> {
     if inputs.len() != f.args.len() {
         return Err(Diagnostic::at(
             format!("@{} takes {} input(s), {} given", f.name, f.args.len(), inputs.len()),

@@ -8,8 +8,10 @@ use std::fmt;
 
 /// Largest width of an encrypted integer. Table lookups are limited further (see [`MAX_LUT_WIDTH`]).
 pub const MAX_ENCRYPTED_WIDTH: u32 = 32;
-/// Largest width of a clear integer.
+/// Largest width of a clear signed integer (`i64`).
 pub const MAX_CLEAR_WIDTH: u32 = 64;
+/// Largest width of a clear unsigned integer (`ui63`): values are stored as `i64`.
+pub const MAX_CLEAR_UNSIGNED_WIDTH: u32 = 63;
 /// Largest input width of a table lookup (`fhe.lut`, `fhe.mapped_lut`, `fhe.multi_lut`): 2^16 entries.
 pub const MAX_LUT_WIDTH: u32 = 16;
 
@@ -63,10 +65,10 @@ impl ElemType {
 
     /// Largest width this kind of integer may have.
     pub fn max_width(self) -> u32 {
-        if self.is_encrypted() {
-            MAX_ENCRYPTED_WIDTH
-        } else {
-            MAX_CLEAR_WIDTH
+        match self {
+            ElemType::EInt(_) | ElemType::ESInt(_) => MAX_ENCRYPTED_WIDTH,
+            ElemType::Int(_) => MAX_CLEAR_WIDTH,
+            ElemType::UInt(_) => MAX_CLEAR_UNSIGNED_WIDTH,
         }
     }
 
@@ -82,9 +84,13 @@ impl ElemType {
     }
 }
 
-/// Range of a signed or unsigned integer of `width` bits.
+/// Range of a signed or unsigned integer of `width` bits (`(0, 0)` for the invalid width 0; widths above
+/// 126 are treated as 126).
 pub fn int_range(signed: bool, width: u32) -> (i128, i128) {
-    if signed {
+    let width = width.min(126);
+    if width == 0 {
+        (0, 0)
+    } else if signed {
         (-(1i128 << (width - 1)), (1i128 << (width - 1)) - 1)
     } else {
         (0, (1i128 << width) - 1)

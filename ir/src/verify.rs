@@ -13,7 +13,7 @@
 //!    operand and returned value is an argument or the result of an op earlier in `body`.
 //! 5. **Operand count** matches the op's declaration.
 //! 6. **Attributes**: every required attribute is present, none is unknown, each has the declared kind;
-//!    dense attributes hold values that fit their element type and have their type's shape.
+//!    dense attributes have a valid clear type, their type's shape, and values that fit the element type.
 //! 7. **Operand kinds**: the op's encryption rule holds (all encrypted / at least one / exactly one of two /
 //!    first encrypted and the rest clear / same element type).
 //! 8. **Op rules and type inference**: the op's own shape and attribute rules (broadcasting, contraction
@@ -27,7 +27,7 @@
 //! Value ranges (a value fits its declared width) cannot be checked statically in general; the clear
 //! interpreter checks them on every value it computes.
 
-use crate::attr::{Attribute, Attrs};
+use crate::attr::{Attribute, Attrs, Dense};
 use crate::diag::Diagnostic;
 use crate::module::{Function, Module, ValueDef, RANGE_ATTR};
 use crate::ops::{OpKind, OperandRule};
@@ -102,6 +102,13 @@ pub fn check_op(kind: OpKind, operands: &[Type], attrs: &Attrs, declared: Option
             _ => {}
         }
     }
+    for (name, a) in attrs {
+        if let Attribute::Dense(d) = a {
+            check_type(&d.ty)
+                .and_then(|_| Dense::new(d.ty.clone(), d.data.clone()).map(|_| ()))
+                .map_err(|e| format!("attribute `{name}`: {e}"))?;
+        }
+    }
     let enc: Vec<bool> = operands.iter().map(|t| t.is_encrypted()).collect();
     match def.operand_rule() {
         OperandRule::AllEncrypted => {
@@ -168,7 +175,6 @@ fn check_range_attr(f: &Function, i: usize, attrs: &Attrs) -> Result<(), String>
                 r[0], r[1]
             ));
         }
-        let _: &Attribute = v;
     }
     Ok(())
 }

@@ -302,11 +302,18 @@ struct Window {
     out: [usize; 2],
 }
 
+/// Largest kernel size, stride, dilation or padding accepted (keeps every window computation exact).
+const MAX_WINDOW: i64 = 1 << 16;
+
 fn pair(attrs: &Attrs, name: &str, default: [usize; 2]) -> Result<[usize; 2], String> {
     match get_ints(attrs, name)? {
         None => Ok(default),
-        Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 1) => Ok([v[0] as usize, v[1] as usize]),
-        Some(v) => Err(format!("`{name}` must be two integers ≥ 1, found {v:?}")),
+        Some(v) if v.len() == 2 && v.iter().all(|&x| (1..=MAX_WINDOW).contains(&x)) => {
+            Ok([v[0] as usize, v[1] as usize])
+        }
+        Some(v) => Err(format!(
+            "`{name}` must be two integers in 1 ..= {MAX_WINDOW}, found {v:?}"
+        )),
     }
 }
 
@@ -315,7 +322,7 @@ fn window(attrs: &Attrs, kernel: [usize; 2], hw: [usize; 2]) -> Result<Window, S
     let dilations = pair(attrs, "dilations", [1, 1])?;
     let pads = match get_ints(attrs, "pads")? {
         None => [0; 4],
-        Some(v) if v.len() == 4 && v.iter().all(|&x| (0..1 << 20).contains(&x)) => {
+        Some(v) if v.len() == 4 && v.iter().all(|&x| (0..=MAX_WINDOW).contains(&x)) => {
             [v[0] as usize, v[1] as usize, v[2] as usize, v[3] as usize]
         }
         Some(v) => {
@@ -534,8 +541,12 @@ impl OpDef for Conv2dOp {
 fn pool_window(o: &[Type], attrs: &Attrs, op: &str) -> Result<([usize; 4], Window), String> {
     let x = nchw(&o[0], op)?;
     let k = match get_ints(attrs, "kernel_shape")? {
-        Some(v) if v.len() == 2 && v.iter().all(|&d| d >= 1) => [v[0] as usize, v[1] as usize],
-        Some(v) => return Err(format!("`kernel_shape` must be two integers ≥ 1, found {v:?}")),
+        Some(v) if v.len() == 2 && v.iter().all(|&d| (1..=MAX_WINDOW).contains(&d)) => [v[0] as usize, v[1] as usize],
+        Some(v) => {
+            return Err(format!(
+                "`kernel_shape` must be two integers in 1 ..= {MAX_WINDOW}, found {v:?}"
+            ))
+        }
         None => return Err("missing attribute `kernel_shape`".into()),
     };
     let win = window(attrs, k, [x[2], x[3]])?;
@@ -577,9 +588,6 @@ impl OpDef for Avgpool2dOp {
     }
     fn infer_type(&self, o: &[Type], attrs: &Attrs, _: Option<&Type>) -> Result<Type, String> {
         let (x, win) = pool_window(o, attrs, "fhe.avgpool2d")?;
-        if get_ints(attrs, "dilations")?.is_some() {
-            return Err("fhe.avgpool2d has no `dilations`".into());
-        }
         Ok(o[0].with_shape(vec![x[0], x[1], win.out[0], win.out[1]]))
     }
     fn eval(&self, args: &[&Tensor], o: &[Type], attrs: &Attrs, r: &Type) -> Result<Wide, String> {

@@ -291,8 +291,8 @@ op_struct!(RoundOp,
     summary: "Drops low bits with rounding: divides by 2^lsbs, rounding half up.",
     semantics: "Attribute `lsbs` (1 ≤ lsbs < w). `r = floor((x + 2^(lsbs-1)) / 2^lsbs)`: the nearest integer to \
 `x / 2^lsbs`, ties rounded towards +∞ (for signed values too: -2.5 → -2). The result keeps the operand's kind \
-and has at least `w - lsbs` bits; the largest inputs round up to `2^(w - lsbs)` (unsigned), which needs one bit \
-more — declare it, or keep such values out of the input range. Lowered exactly (bit extraction by small PBS).",
+and has at least `w - lsbs` bits; the largest inputs round up past that range (to `2^(w - lsbs)` unsigned, \
+`2^(w - lsbs - 1)` signed), which needs one bit more — declare it, or keep such values out of the input range. Lowered exactly (bit extraction by small PBS).",
     valid: r#"func.func @main(%x: tensor<2x!fhe.esint<14>>) -> tensor<2x!fhe.esint<6>> {
   %0 = "fhe.round"(%x) {lsbs = 8} : (tensor<2x!fhe.esint<14>>) -> tensor<2x!fhe.esint<6>>
   "func.return"(%0) : (tensor<2x!fhe.esint<6>>) -> ()

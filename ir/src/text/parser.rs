@@ -11,7 +11,7 @@ use std::collections::HashMap;
 /// Deepest nesting of brackets accepted in attributes.
 const MAX_NESTING: usize = 64;
 /// Largest number of elements a dense attribute or a tensor type may have.
-const MAX_ELEMENTS: u128 = 1 << 28;
+const MAX_ELEMENTS: u128 = 1 << 24;
 
 type PResult<T> = Result<T, Diagnostic>;
 
@@ -307,14 +307,14 @@ impl<'a> Parser<'a> {
 
     // ---- types ---------------------------------------------------------------------------------------
 
-    fn width_in(&mut self, w: i64, span: Span, enc: bool) -> PResult<u32> {
-        let max = if enc {
-            crate::types::MAX_ENCRYPTED_WIDTH
-        } else {
-            crate::types::MAX_CLEAR_WIDTH
-        };
+    fn width_in(&mut self, w: i64, span: Span, elem: ElemType) -> PResult<u32> {
+        let max = elem.max_width();
         if w < 1 || w > max as i64 {
-            let kind = if enc { "an encrypted" } else { "a clear" };
+            let kind = match elem {
+                ElemType::EInt(_) | ElemType::ESInt(_) => "an encrypted",
+                ElemType::Int(_) => "a clear signed",
+                ElemType::UInt(_) => "a clear unsigned",
+            };
             return Err(Diagnostic::at(
                 format!("width {w} is out of range for {kind} integer (1 ..= {max})"),
                 Some(span),
@@ -329,7 +329,7 @@ impl<'a> Parser<'a> {
         if self.eat("!fhe.eint<") || self.eat("!fhe.esint<") {
             let signed = self.src[start..self.pos].contains("esint");
             let (w, span) = self.int()?;
-            let w = self.width_in(w, span, true)?;
+            let w = self.width_in(w, span, ElemType::new(true, signed, 1))?;
             self.expect(">")?;
             return Ok(ElemType::new(true, signed, w));
         }
@@ -354,7 +354,7 @@ impl<'a> Parser<'a> {
                 let span = Span::new(self.pos, end);
                 let w = digits.parse::<i64>().unwrap_or(i64::MAX);
                 self.pos = end;
-                let w = self.width_in(w, span, false)?;
+                let w = self.width_in(w, span, ElemType::new(false, signed, 1))?;
                 return Ok(ElemType::new(false, signed, w));
             }
         }
@@ -371,7 +371,7 @@ impl<'a> Parser<'a> {
         let mut count: u128 = 1;
         while self.peek().is_some_and(|c| c.is_ascii_digit()) {
             let (d, span) = self.int()?;
-            count = count.saturating_mul(d as u128);
+            count = count.saturating_mul((d as u128).max(1));
             if count > MAX_ELEMENTS {
                 return Err(Diagnostic::at(
                     format!("tensor type has more than {MAX_ELEMENTS} elements"),
@@ -554,6 +554,9 @@ impl<'a> Parser<'a> {
             None => {
                 let v = values[0];
                 ndarray::ArrayD::from_elem(ndarray::IxDyn(&ty.shape), v)
+            }
+            Some(_) if values.is_empty() && ty.num_elements() == 0 => {
+                ndarray::ArrayD::from_elem(ndarray::IxDyn(&ty.shape), 0)
             }
             Some(s) => {
                 if s != ty.shape {
