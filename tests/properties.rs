@@ -218,7 +218,12 @@ fn attribute_keys_that_need_quotes_keep_them() {
 fn unsigned_64_bit_clear_integers_are_rejected() {
     let src = "func.func @main(%x: ui64) -> ui64 {\n  \"func.return\"(%x) : (ui64) -> ()\n}\n";
     let d = parse_module(src).expect_err("ui64 does not fit i64 storage");
-    assert!(d.message.contains("width 64 is out of range for a clear unsigned integer (1 ..= 63)"), "{}", d.message);
+    assert!(
+        d.message
+            .contains("width 64 is out of range for a clear unsigned integer (1 ..= 63)"),
+        "{}",
+        d.message
+    );
 }
 
 #[test]
