@@ -5,8 +5,8 @@
 //!
 //! 1. **Names**: function names are unique; `@main` or a single function is the entry (checked by users
 //!    of the entry point, not here).
-//! 2. **Types**: every width is in `1 ..= 32` for encrypted and `1 ..= 64` for clear integers; tensor
-//!    shapes are static.
+//! 2. **Types**: every width is in `1 ..= 32` for encrypted, `1 ..= 64` for clear signed and `1 ..= 63`
+//!    for clear unsigned integers; tensor shapes are static.
 //! 3. **Arguments**: the only argument attribute is `fhe.range = [lo, hi]`, with `lo ≤ hi`, both inside the
 //!    argument's element type.
 //! 4. **SSA and dominance**: every op of `body` appears once; its result value is defined by it; every
