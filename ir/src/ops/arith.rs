@@ -56,9 +56,6 @@ impl OpDef for AddOp {
     fn cost(&self, _: &[Type], _: &Attrs, r: &Type) -> Cost {
         Cost::leveled(r.num_elements())
     }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
-    }
 }
 
 op_struct!(SubOp,
@@ -94,9 +91,6 @@ impl OpDef for SubOp {
     }
     fn cost(&self, _: &[Type], _: &Attrs, r: &Type) -> Cost {
         Cost::leveled(r.num_elements())
-    }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
     }
 }
 
@@ -134,9 +128,6 @@ impl OpDef for NegOp {
     fn cost(&self, _: &[Type], _: &Attrs, r: &Type) -> Cost {
         Cost::leveled(r.num_elements())
     }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
-    }
 }
 
 op_struct!(MulOp,
@@ -173,9 +164,6 @@ impl OpDef for MulOp {
     }
     fn cost(&self, _: &[Type], _: &Attrs, r: &Type) -> Cost {
         Cost::leveled(r.num_elements())
-    }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
     }
 }
 
@@ -217,8 +205,5 @@ impl OpDef for MulEintOp {
         let mut c = Cost::pbs(p, 2 * r.num_elements());
         c.leveled = 3 * r.num_elements() as u64;
         c
-    }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
     }
 }

@@ -137,9 +137,6 @@ impl OpDef for MatmulOp {
         let k = matmul_shape(&o[0].shape, &o[1].shape).map(|s| s.k).unwrap_or(0);
         Cost::leveled(r.num_elements() * k)
     }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
-    }
 }
 
 op_struct!(DotOp,
@@ -189,9 +186,6 @@ impl OpDef for DotOp {
     }
     fn cost(&self, o: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::leveled(o[0].num_elements())
-    }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
     }
 }
 
@@ -286,9 +280,6 @@ impl OpDef for SumOp {
     }
     fn cost(&self, o: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::leveled(o[0].num_elements())
-    }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
     }
 }
 
@@ -533,9 +524,6 @@ impl OpDef for Conv2dOp {
         let per = o[1].shape.iter().skip(1).product::<usize>();
         Cost::leveled(r.num_elements() * per)
     }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
-    }
 }
 
 fn pool_window(o: &[Type], attrs: &Attrs, op: &str) -> Result<([usize; 4], Window), String> {
@@ -623,9 +611,6 @@ impl OpDef for Avgpool2dOp {
         c.leveled = (r.num_elements() * area as usize) as u64;
         c
     }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
-    }
 }
 
 op_struct!(Maxpool2dOp,
@@ -699,8 +684,5 @@ impl OpDef for Maxpool2dOp {
         let mut c = Cost::pbs(o[0].width() + 1, r.num_elements() * (area - 1));
         c.leveled = (2 * r.num_elements() * (area - 1)) as u64;
         c
-    }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
     }
 }

@@ -116,9 +116,6 @@ impl OpDef for LutOp {
     fn cost(&self, o: &[Type], _: &Attrs, r: &Type) -> Cost {
         Cost::pbs(o[0].width(), r.num_elements())
     }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
-    }
 }
 
 op_struct!(MappedLutOp,
@@ -191,9 +188,6 @@ impl OpDef for MappedLutOp {
     fn cost(&self, o: &[Type], _: &Attrs, r: &Type) -> Cost {
         Cost::pbs(o[0].width(), r.num_elements())
     }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
-    }
 }
 
 op_struct!(MultiLutOp,
@@ -251,9 +245,6 @@ impl OpDef for MultiLutOp {
     }
     fn cost(&self, o: &[Type], _: &Attrs, r: &Type) -> Cost {
         Cost::pbs(o[0].width(), r.num_elements())
-    }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
     }
 }
 
@@ -338,9 +329,6 @@ impl OpDef for RoundOp {
         c.leveled = (2 * k * r.num_elements()) as u64;
         c
     }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
-    }
 }
 
 op_struct!(TruncateOp,
@@ -389,9 +377,6 @@ impl OpDef for TruncateOp {
         c.leveled = (2 * k * r.num_elements()) as u64;
         c
     }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
-    }
 }
 
 op_struct!(ToSignedOp,
@@ -434,9 +419,6 @@ impl OpDef for ToSignedOp {
     fn cost(&self, _: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::default()
     }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
-    }
 }
 
 op_struct!(ToUnsignedOp,
@@ -478,8 +460,5 @@ impl OpDef for ToUnsignedOp {
     }
     fn cost(&self, _: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::default()
-    }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
     }
 }

@@ -25,14 +25,17 @@ macro_rules! op_struct {
         #[derive(Clone, Copy, Debug)]
         pub struct $name;
 
-        impl $name {
-            pub(crate) const DOC: OpDoc = OpDoc {
-                summary: $s,
-                semantics: $sem,
-                valid: $v,
-                invalid: $i,
-                error: $e,
-            };
+        impl Documented for $name {
+            fn doc(&self) -> &'static OpDoc {
+                const DOC: OpDoc = OpDoc {
+                    summary: $s,
+                    semantics: $sem,
+                    valid: $v,
+                    invalid: $i,
+                    error: $e,
+                };
+                &DOC
+            }
         }
     };
 }
@@ -212,8 +215,13 @@ pub struct OpDoc {
     pub error: &'static str,
 }
 
+/// An op's documentation; `op_struct!` implements it from the op's declaration.
+pub trait Documented {
+    fn doc(&self) -> &'static OpDoc;
+}
+
 /// The declaration of one op. See the module doc.
-pub trait OpDef: Sync {
+pub trait OpDef: Documented + Sync {
     fn arity(&self) -> Arity;
     fn operand_rule(&self) -> OperandRule;
     fn attrs(&self) -> &'static [AttrSpec] {
@@ -234,7 +242,6 @@ pub trait OpDef: Sync {
     fn eval(&self, args: &[&Tensor], operands: &[Type], attrs: &Attrs, result: &Type) -> Result<Wide, String>;
     fn noise_class(&self) -> NoiseClass;
     fn cost(&self, operands: &[Type], attrs: &Attrs, result: &Type) -> Cost;
-    fn doc(&self) -> &'static OpDoc;
 }
 
 macro_rules! declare_ops {

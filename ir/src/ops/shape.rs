@@ -46,9 +46,6 @@ impl OpDef for ConstantOp {
     fn cost(&self, _: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::default()
     }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
-    }
 }
 
 op_struct!(ZerosOp,
@@ -87,9 +84,6 @@ impl OpDef for ZerosOp {
     }
     fn cost(&self, _: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::default()
-    }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
     }
 }
 
@@ -138,9 +132,6 @@ impl OpDef for ReshapeOp {
     }
     fn cost(&self, _: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::default()
-    }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
     }
 }
 
@@ -210,9 +201,6 @@ impl OpDef for TransposeOp {
     fn cost(&self, _: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::default()
     }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
-    }
 }
 
 op_struct!(BroadcastOp,
@@ -262,9 +250,6 @@ impl OpDef for BroadcastOp {
     }
     fn cost(&self, _: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::default()
-    }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
     }
 }
 
@@ -329,9 +314,6 @@ impl OpDef for ConcatOp {
     }
     fn cost(&self, _: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::default()
-    }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
     }
 }
 
@@ -417,9 +399,6 @@ impl OpDef for SliceOp {
     fn cost(&self, _: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::default()
     }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
-    }
 }
 
 op_struct!(GatherOp,
@@ -479,8 +458,5 @@ impl OpDef for GatherOp {
     }
     fn cost(&self, _: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::default()
-    }
-    fn doc(&self) -> &'static OpDoc {
-        &Self::DOC
     }
 }
