@@ -197,6 +197,17 @@ impl Function {
         }
     }
 
+    /// The estimated work of the function: the sum of its ops' [`Cost`](crate::ops::Cost)s.
+    pub fn cost(&self) -> crate::ops::Cost {
+        let mut total = crate::ops::Cost::default();
+        for &o in &self.body {
+            let op = self.op(o);
+            let types: Vec<Type> = op.operands.iter().map(|&v| self.ty(v).clone()).collect();
+            total.add(&op.kind.def().cost(&types, &op.attrs, self.ty(op.result)));
+        }
+        total
+    }
+
     /// The declared range of argument `i` (`fhe.range = [lo, hi]`), if any.
     pub fn arg_range(&self, i: usize) -> Option<(i64, i64)> {
         let r = self.args.get(i)?.attrs.get(RANGE_ATTR)?.as_int_array()?;

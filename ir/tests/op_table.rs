@@ -55,3 +55,32 @@ fn names_round_trip() {
         assert!(!k.def().doc().summary.is_empty());
     }
 }
+
+#[test]
+fn costs_add_up_over_a_function() {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/mlp.fhe")).expect("example");
+    let m = parse_module(&src).expect("parses");
+    let c = m.functions[0].cost();
+    // matmul: 2 outputs × 4 terms; round lsbs=5 on 2 elements: 10 one-bit PBS and 20 leveled ops; lut: 2 PBS at 4 bits
+    assert_eq!(c.pbs.get(&1), Some(&10));
+    assert_eq!(c.pbs.get(&4), Some(&2));
+    assert_eq!(c.pbs_count(), 12);
+    assert_eq!(c.leveled, 8 + 20);
+}
+
+#[test]
+fn noise_classes_follow_the_op_kind() {
+    use fhec_ir::NoiseClass;
+    for &k in OpKind::ALL {
+        let class = k.def().noise_class();
+        let doc = k.def().doc().semantics.to_lowercase();
+        match class {
+            NoiseClass::Lut => assert!(
+                doc.contains("pbs") || doc.contains("lookup") || doc.contains("bootstrap"),
+                "{k}: {doc}"
+            ),
+            NoiseClass::Linear => assert!(doc.contains("leveled"), "{k}: {doc}"),
+            NoiseClass::Zero => {}
+        }
+    }
+}
