@@ -22,4 +22,12 @@ step "cargo clippy (release profile, all targets, warnings are errors)"
 cargo clippy --release --workspace --all-targets -- -D warnings
 
 step "cargo test (release profile)"
-cargo test --release --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --release --workspace 2>&1 | tee "$log"
+
+# One closing line for the whole run (cargo prints one per test binary, the last often a doc-test with 0).
+passed=$(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\1/p' "$log" | awk '{ s += $1 } END { print s + 0 }')
+failed=$(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\2/p' "$log" | awk '{ s += $1 } END { print s + 0 }')
+echo
+echo "tests: ${passed:-0} passed, ${failed:-0} failed"
