@@ -1,0 +1,426 @@
+//! TFHE parameter selection.
+//!
+//! The backend reduces a lowered program to a [`NoiseDag`]: one [`Constraint`] per table lookup
+//! (and per decrypted output), each with the precision it must resolve and the weights of the noise
+//! sources that reach it (`Σ coef²` over fresh encryptions and over bootstrap outputs, including the
+//! `2^shift` re-encoding factor — Concrete's "MANP"). The search then picks the cheapest
+//! [`ParamSet`] under the cost model below such that every constraint fails with probability at
+//! most the target.
+//!
+//! Noise (all variances normalised by q² = 2^128, formulas from
+//! `tfhe::core_crypto::commons::noise_formulas`, 132-bit-secure noise):
+//!
+//! * fresh encryption under the big key: variance of TUniform(glwe bound);
+//! * bootstrap output: `pbs_variance_132_bits_security_tuniform_fft_mul` (+ a correction when the
+//!   GLWE bound is floored above the curve's minimum);
+//! * keyswitch: `keyswitch_additive_variance_132_bits_security_tuniform`;
+//! * modulus switch: `centered_binary_shifted_modulus_switch_additive_variance` (the runtime uses
+//!   the centered switch).
+//!
+//! A lookup of precision p sees `V = w_fresh·V_fresh + w_pbs·V_pbs + V_ks + V_ms` and fails when
+//! the noise exceeds half a message step, 2^-(p+2): `p_fail = erfc(2^-(p+2) / √(2V))` — the
+//! formula tfhe-rs uses for its own parameter sets. A decrypted output at scale s fails when its
+//! noise exceeds 2^(s-1), the same formula with p = 63 − s and no keyswitch/modulus switch.
+
+use tfhe::core_crypto::commons::noise_formulas::centered_mean_shifted_modulus_switch::centered_binary_shifted_modulus_switch_additive_variance_impl;
+use tfhe::core_crypto::commons::noise_formulas::lwe_keyswitch::keyswitch_additive_variance_132_bits_security_tuniform_impl;
+use tfhe::core_crypto::commons::noise_formulas::lwe_programmable_bootstrap::pbs_variance_132_bits_security_tuniform_fft_mul_impl;
+
+use fhec_runtime::params::{secure_glwe_bound, MODULUS};
+use fhec_runtime::ParamSet;
+
+/// Mantissa of the f64 FFT used by the bootstrap.
+const FFT_MANTISSA: f64 = 53.0;
+
+/// One place where noise must stay below a threshold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Constraint {
+    /// Bits of message to resolve: the lookup's precision, or 63 − scale for an output.
+    pub precision: u32,
+    /// `Σ coef²` over fresh input encryptions reaching this point.
+    pub fresh_weight: f64,
+    /// `Σ coef²` over bootstrap outputs reaching this point.
+    pub pbs_weight: f64,
+    /// Whether a keyswitch and modulus switch come before (a lookup) or not (a decrypted output).
+    pub lookup: bool,
+    /// How many times per run (the constraint stands for the worst of them).
+    pub count: u64,
+    /// The `fhe` op responsible, for messages: `fhe.lut %3 at 5:8`.
+    pub origin: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NoiseDag {
+    pub constraints: Vec<Constraint>,
+}
+
+impl NoiseDag {
+    /// Merges constraints with the same precision, kind and origin (keeping the worst weights).
+    pub fn compact(&mut self) {
+        let mut out: Vec<Constraint> = Vec::new();
+        for c in self.constraints.drain(..) {
+            match out
+                .iter_mut()
+                .find(|o| o.precision == c.precision && o.lookup == c.lookup && o.origin == c.origin)
+            {
+                Some(o) => {
+                    o.fresh_weight = o.fresh_weight.max(c.fresh_weight);
+                    o.pbs_weight = o.pbs_weight.max(c.pbs_weight);
+                    o.count += c.count;
+                }
+                None => out.push(c),
+            }
+        }
+        self.constraints = out;
+    }
+
+    pub fn lookups(&self) -> u64 {
+        self.constraints.iter().filter(|c| c.lookup).map(|c| c.count).sum()
+    }
+
+    pub fn max_lookup_precision(&self) -> Option<u32> {
+        self.constraints.iter().filter(|c| c.lookup).map(|c| c.precision).max()
+    }
+}
+
+/// The failure-probability target.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PError {
+    /// Each table lookup (and each output) fails with probability at most this.
+    PerLookup(f64),
+    /// One whole run fails with probability at most this (union bound over all lookups).
+    Global(f64),
+}
+
+impl Default for PError {
+    fn default() -> PError {
+        PError::PerLookup(DEFAULT_P_ERROR)
+    }
+}
+
+/// Default failure probability per lookup: 2^-40.
+pub const DEFAULT_P_ERROR: f64 = 9.094947017729282e-13;
+
+/// Cost model constants (nanoseconds), fitted to the single-thread figures of PERF-NOTES.md.
+pub mod cost {
+    /// Per element·log2(N) of one FFT.
+    pub const FFT: f64 = 0.11;
+    /// Per complex multiply-add in the external product.
+    pub const MUL: f64 = 0.25;
+    /// Per multiply-add of the keyswitch.
+    pub const KS: f64 = 0.47;
+}
+
+/// Estimated single-thread time of one keyswitch + bootstrap, in nanoseconds.
+pub fn pbs_cost_ns(p: &ParamSet) -> f64 {
+    let r = p.raw();
+    let (n, k, big_n) = (r.lwe_dimension as f64, r.glwe_dimension as f64, r.polynomial_size as f64);
+    let l = r.pbs_level as f64;
+    let br = n * ((l * (k + 1.0) + (k + 1.0)) * big_n * big_n.log2() * cost::FFT + l * (k + 1.0).powi(2) * big_n * cost::MUL);
+    let ks = k * big_n * r.ks_level as f64 * (n + 1.0) * cost::KS;
+    br + ks
+}
+
+/// Noise variances of one parameter set (normalised by q²).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Variances {
+    pub fresh: f64,
+    pub pbs: f64,
+    pub keyswitch: f64,
+    pub modulus_switch: f64,
+}
+
+fn tuniform_variance(bound_log2: f64) -> f64 {
+    ((2.0 * bound_log2).exp2() + 0.5) / 3.0 / (MODULUS * MODULUS)
+}
+
+fn pbs_variance(n: usize, k: usize, big_n: usize, base_log: usize, level: usize, glwe_bound: u32) -> f64 {
+    let base = (base_log as f64).exp2();
+    let v = pbs_variance_132_bits_security_tuniform_fft_mul_impl(
+        n as f64,
+        k as f64,
+        big_n as f64,
+        base,
+        level as f64,
+        FFT_MANTISSA,
+        MODULUS,
+    );
+    // The formula assumes the key noise of the security curve; where our bound is floored higher,
+    // add the difference through the same key-noise term.
+    let curve_bound = (-0.025167785 * (k * big_n) as f64 + 64.0 + 4.10067100000001).ceil();
+    let extra = tuniform_variance(glwe_bound as f64) - tuniform_variance(curve_bound);
+    let correction = if extra > 0.0 {
+        n as f64 * level as f64 * big_n as f64 * (k as f64 + 1.0) * (base * base / 12.0 + 1.0 / 6.0) * extra
+    } else {
+        0.0
+    };
+    v + correction
+}
+
+fn ks_variance(big_dim: usize, n: usize, base_log: usize, level: usize) -> f64 {
+    keyswitch_additive_variance_132_bits_security_tuniform_impl(
+        big_dim as f64,
+        n as f64,
+        (base_log as f64).exp2(),
+        level as f64,
+        MODULUS,
+        MODULUS,
+    )
+}
+
+fn ms_variance(n: usize, big_n: usize) -> f64 {
+    centered_binary_shifted_modulus_switch_additive_variance_impl(n as f64, MODULUS, 2.0 * big_n as f64)
+}
+
+impl Variances {
+    pub fn of(p: &ParamSet) -> Variances {
+        let r = p.raw();
+        Variances {
+            fresh: tuniform_variance(r.glwe_noise_bound_log2 as f64),
+            pbs: pbs_variance(
+                r.lwe_dimension,
+                r.glwe_dimension,
+                r.polynomial_size,
+                r.pbs_base_log,
+                r.pbs_level,
+                r.glwe_noise_bound_log2,
+            ),
+            keyswitch: ks_variance(p.big_lwe_dimension(), r.lwe_dimension, r.ks_base_log, r.ks_level),
+            modulus_switch: ms_variance(r.lwe_dimension, r.polynomial_size),
+        }
+    }
+
+    /// Total variance at a constraint.
+    pub fn at(&self, c: &Constraint) -> f64 {
+        let mut v = c.fresh_weight * self.fresh + c.pbs_weight * self.pbs;
+        if c.lookup {
+            v += self.keyswitch + self.modulus_switch;
+        }
+        v
+    }
+}
+
+/// ln(erfc(x)) for x ≥ 0, accurate also where erfc underflows.
+pub fn ln_erfc(x: f64) -> f64 {
+    if x < 25.0 {
+        libm::erfc(x).ln()
+    } else {
+        // asymptotic expansion: erfc(x) ≈ e^(-x²) / (x√π) · (1 − 1/(2x²) + 3/(4x⁴))
+        let x2 = x * x;
+        -x2 - (x * std::f64::consts::PI.sqrt()).ln() + (1.0 - 0.5 / x2 + 0.75 / (x2 * x2)).ln()
+    }
+}
+
+/// log2 of the probability that noise of variance `v` exceeds half a step at `precision` bits.
+pub fn log2_p_fail(precision: u32, v: f64) -> f64 {
+    if v <= 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    let threshold = (-(precision as f64 + 2.0)).exp2();
+    ln_erfc(threshold / (2.0 * v).sqrt()) / std::f64::consts::LN_2
+}
+
+/// The predicted failure probabilities of a program under a parameter set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Analysis {
+    /// log2 p_fail of each constraint, in order.
+    pub log2_p_fail: Vec<f64>,
+    /// The worst one.
+    pub log2_worst: f64,
+    /// Union bound over one run: log2 Σ count·p_fail.
+    pub log2_global: f64,
+}
+
+pub fn analyze(dag: &NoiseDag, p: &ParamSet) -> Analysis {
+    let v = Variances::of(p);
+    let per: Vec<f64> = dag.constraints.iter().map(|c| log2_p_fail(c.precision, v.at(c))).collect();
+    let worst = per.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let global = log2_sum(dag.constraints.iter().zip(&per).map(|(c, &lp)| lp + (c.count.max(1) as f64).log2()));
+    Analysis { log2_p_fail: per, log2_worst: worst, log2_global: global }
+}
+
+/// log2 Σ 2^x_i, stable for very negative x_i.
+fn log2_sum(xs: impl Iterator<Item = f64>) -> f64 {
+    let xs: Vec<f64> = xs.collect();
+    let m = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if m == f64::NEG_INFINITY {
+        return m;
+    }
+    m + xs.iter().map(|x| (x - m).exp2()).sum::<f64>().log2()
+}
+
+/// The result of a search.
+#[derive(Clone, Debug)]
+pub struct Solution {
+    pub params: ParamSet,
+    pub analysis: Analysis,
+    /// Estimated single-thread nanoseconds per keyswitch + bootstrap.
+    pub ns_per_pbs: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ParamError {
+    #[error("{0}")]
+    Infeasible(String),
+    #[error("invalid failure probability {0}: expected a number in (0, 1)")]
+    BadTarget(f64),
+}
+
+/// Search bounds. The defaults cover every practical precision up to 16 bits.
+#[derive(Clone, Debug)]
+pub struct SearchSpace {
+    pub lwe_dimensions: Vec<usize>,
+    /// log2 N candidates.
+    pub log_polynomial_sizes: std::ops::RangeInclusive<u32>,
+    pub glwe_dimensions: std::ops::RangeInclusive<usize>,
+    /// Upper bound on k·N.
+    pub max_big_dimension: usize,
+    pub max_pbs_level: usize,
+    pub max_ks_level: usize,
+}
+
+impl Default for SearchSpace {
+    fn default() -> SearchSpace {
+        SearchSpace {
+            lwe_dimensions: (512..=1536).step_by(8).collect(),
+            log_polynomial_sizes: 8..=17,
+            glwe_dimensions: 1..=6,
+            max_big_dimension: 1 << 17,
+            max_pbs_level: 6,
+            max_ks_level: 24,
+        }
+    }
+}
+
+fn budget_ok(dag: &NoiseDag, v: &Variances, target: PError) -> bool {
+    match target {
+        PError::PerLookup(t) => {
+            let lt = t.log2();
+            dag.constraints.iter().all(|c| log2_p_fail(c.precision, v.at(c)) <= lt)
+        }
+        PError::Global(t) => {
+            let g = log2_sum(dag.constraints.iter().map(|c| {
+                log2_p_fail(c.precision, v.at(c)) + (c.count.max(1) as f64).log2()
+            }));
+            g <= t.log2()
+        }
+    }
+}
+
+/// Finds the cheapest secure parameter set meeting `target` for every constraint of `dag`.
+pub fn search(dag: &NoiseDag, target: PError) -> Result<Solution, ParamError> {
+    search_in(dag, target, &SearchSpace::default())
+}
+
+pub fn search_in(dag: &NoiseDag, target: PError, space: &SearchSpace) -> Result<Solution, ParamError> {
+    let t = match target {
+        PError::PerLookup(t) | PError::Global(t) => t,
+    };
+    if !(t > 0.0 && t < 1.0) {
+        return Err(ParamError::BadTarget(t));
+    }
+    if let Some(c) = dag.constraints.iter().find(|c| c.lookup && c.precision > fhec_runtime::program::MAX_PBS_PRECISION) {
+        return Err(ParamError::Infeasible(format!(
+            "{} needs a {}-bit table lookup; at most {} bits are supported: round its input first (fhe.round)",
+            c.origin,
+            c.precision,
+            fhec_runtime::program::MAX_PBS_PRECISION
+        )));
+    }
+    let min_log_n = dag.max_lookup_precision().unwrap_or(1);
+    let mut best: Option<(f64, ParamSet)> = None;
+    for log_n in space.log_polynomial_sizes.clone() {
+        if log_n < min_log_n {
+            continue;
+        }
+        let big_n = 1usize << log_n;
+        for k in space.glwe_dimensions.clone() {
+            if k * big_n > space.max_big_dimension {
+                continue;
+            }
+            let glwe_bound = secure_glwe_bound(k, big_n);
+            let fresh = tuniform_variance(glwe_bound as f64);
+            for &n in &space.lwe_dimensions {
+                // cheapest first: skip sets that cannot beat the best even with one level each
+                let probe = ParamSet::with_secure_noise(n, k, big_n, 1, 1, 1, 1);
+                let Ok(probe) = probe else { continue };
+                if let Some((c, _)) = best {
+                    if pbs_cost_ns(&probe) >= c {
+                        continue;
+                    }
+                }
+                let ms = ms_variance(n, big_n);
+                // best base log per level, for the bootstrap and the keyswitch
+                let pbs_best: Vec<(usize, usize, f64)> = (1..=space.max_pbs_level)
+                    .map(|l| {
+                        (1..=(64 / l).min(50))
+                            .map(|b| (l, b, pbs_variance(n, k, big_n, b, l, glwe_bound)))
+                            .fold((l, 1, f64::INFINITY), |a, x| if x.2 < a.2 { x } else { a })
+                    })
+                    .collect();
+                let ks_best: Vec<(usize, usize, f64)> = (1..=space.max_ks_level)
+                    .map(|l| {
+                        (1..=(64 / l).min(40))
+                            .map(|b| (l, b, ks_variance(k * big_n, n, b, l)))
+                            .fold((l, 1, f64::INFINITY), |a, x| if x.2 < a.2 { x } else { a })
+                    })
+                    .collect();
+                for &(pl, pb, pv) in &pbs_best {
+                    for &(kl, kb, kv) in &ks_best {
+                        let Ok(cand) = ParamSet::with_secure_noise(n, k, big_n, pb, pl, kb, kl) else { continue };
+                        let cost = pbs_cost_ns(&cand);
+                        if best.as_ref().is_some_and(|(c, _)| cost >= *c) {
+                            continue;
+                        }
+                        let v = Variances { fresh, pbs: pv, keyswitch: kv, modulus_switch: ms };
+                        if budget_ok(dag, &v, target) {
+                            best = Some((cost, cand));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    match best {
+        Some((ns, params)) => Ok(Solution { analysis: analyze(dag, &params), params, ns_per_pbs: ns }),
+        None => Err(ParamError::Infeasible(explain_infeasible(dag, target, space))),
+    }
+}
+
+/// Names the constraint that no parameter set can meet, with what to change.
+fn explain_infeasible(dag: &NoiseDag, target: PError, space: &SearchSpace) -> String {
+    let tgt = match target {
+        PError::PerLookup(t) => format!("p_error {:.3e} per lookup", t),
+        PError::Global(t) => format!("global p_error {:.3e}", t),
+    };
+    // the constraint that is hardest on its own: the largest required precision + weight
+    let worst = dag
+        .constraints
+        .iter()
+        .max_by(|a, b| {
+            let ka = a.precision as f64 + 0.5 * (a.pbs_weight.max(a.fresh_weight)).max(1.0).log2();
+            let kb = b.precision as f64 + 0.5 * (b.pbs_weight.max(b.fresh_weight)).max(1.0).log2();
+            ka.total_cmp(&kb)
+        });
+    let _ = space;
+    match worst {
+        Some(c) => {
+            let amp = 0.5 * c.pbs_weight.max(c.fresh_weight).max(1.0).log2();
+            format!(
+                "no secure TFHE parameters reach {tgt}: {} needs {} bits of precision{}; {}",
+                c.origin,
+                c.precision,
+                if amp >= 1.0 { format!(" with its noise amplified ~2^{amp:.1} by the linear ops before it") } else { String::new() },
+                if c.lookup {
+                    "lower its input width (round it with fhe.round), reduce the clear weights feeding it, or relax p_error"
+                } else {
+                    "lower the output width, reduce the weights feeding it, or relax p_error"
+                }
+            )
+        }
+        None => format!("no secure TFHE parameters reach {tgt}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,76 @@
+use super::*;
+use fhec_runtime::RawParamSet;
+
+fn lookup(precision: u32, pbs_weight: f64) -> Constraint {
+    Constraint { precision, fresh_weight: 0.0, pbs_weight, lookup: true, count: 1, origin: format!("test lookup p={precision}") }
+}
+
+/// tfhe-rs 1.8.2 `V1_8_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128` (constants copied as numbers):
+/// the crate claims log2 p_fail = -129.581 with 4 bits of message+carry and max noise level 5.
+#[test]
+fn reproduces_the_failure_probability_of_a_shipped_set() {
+    let p = ParamSet::new(RawParamSet {
+        lwe_dimension: 918,
+        glwe_dimension: 1,
+        polynomial_size: 2048,
+        lwe_noise_bound_log2: 45,
+        glwe_noise_bound_log2: 17,
+        pbs_base_log: 23,
+        pbs_level: 1,
+        ks_base_log: 4,
+        ks_level: 4,
+    })
+    .expect("the shipped set is secure");
+    let dag = NoiseDag { constraints: vec![lookup(4, 25.0)] };
+    let a = analyze(&dag, &p);
+    assert!((a.log2_worst - -129.581).abs() < 0.01, "log2 p_fail = {}", a.log2_worst);
+}
+
+#[test]
+fn search_meets_the_target_with_secure_parameters_for_every_precision() {
+    for p in 1..=8 {
+        let dag = NoiseDag { constraints: vec![lookup(p, 16.0)] };
+        let s = search(&dag, PError::default()).unwrap_or_else(|e| panic!("p={p}: {e}"));
+        assert!(s.params.is_secure(), "p={p}: {}", s.params);
+        assert!(s.analysis.log2_worst <= -40.0, "p={p}: {}", s.analysis.log2_worst);
+        assert!(s.params.polynomial_size() >= 1 << p);
+    }
+}
+
+#[test]
+fn cost_grows_with_precision() {
+    let cost = |p| search(&NoiseDag { constraints: vec![lookup(p, 1.0)] }, PError::default()).unwrap().ns_per_pbs;
+    let c = [cost(2), cost(4), cost(6), cost(8)];
+    assert!(c.windows(2).all(|w| w[0] <= w[1]), "{c:?}");
+}
+
+#[test]
+fn global_target_is_a_union_bound() {
+    let mut c = lookup(4, 4.0);
+    c.count = 1000;
+    let dag = NoiseDag { constraints: vec![c] };
+    let s = search(&dag, PError::Global(2f64.powi(-20))).unwrap();
+    assert!(s.analysis.log2_global <= -20.0 + 1e-9);
+    // 1000 lookups: each is below 2^-30
+    assert!(s.analysis.log2_worst <= -29.9);
+}
+
+#[test]
+fn infeasible_names_the_op_and_the_fix() {
+    let mut c = lookup(17, 1.0);
+    c.origin = "fhe.lut %7 at 3:9".into();
+    let e = search(&NoiseDag { constraints: vec![c] }, PError::default()).unwrap_err().to_string();
+    assert!(e.contains("fhe.lut %7 at 3:9") && e.contains("fhe.round"), "{e}");
+    let mut c = lookup(6, 1e30);
+    c.origin = "fhe.lut %2".into();
+    let e = search(&NoiseDag { constraints: vec![c] }, PError::default()).unwrap_err().to_string();
+    assert!(e.contains("fhe.lut %2") && e.contains("weights"), "{e}");
+    assert!(matches!(search(&NoiseDag::default(), PError::PerLookup(2.0)), Err(ParamError::BadTarget(_))));
+}
+
+#[test]
+fn ln_erfc_is_continuous_at_the_switch() {
+    let a = ln_erfc(24.999_999);
+    let b = ln_erfc(25.000_001);
+    assert!((a - b).abs() < 1e-3, "{a} {b}");
+}

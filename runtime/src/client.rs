@@ -1,0 +1,121 @@
+//! Client side: encryption and decryption of a program's inputs and outputs, and simulation.
+
+use tfhe::core_crypto::prelude::*;
+
+use crate::keys::{glwe_noise, modulus, ClientKeys};
+use crate::program::{decode, Program};
+use crate::values::{encode_input, Ciphertexts, ClearTensor, CtData, CtTensor, Direction};
+use crate::RuntimeError;
+
+fn check_program_params(keys: &ClientKeys, program: &Program) -> Result<(), RuntimeError> {
+    if keys.params != program.params {
+        return Err(RuntimeError::Mismatch(format!(
+            "the keys are for other parameters ({}) than the program ({})",
+            keys.params, program.params
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the number of inputs of each sample and encodes them, sample-major per port.
+fn encode_batch(program: &Program, samples: &[Vec<ClearTensor>]) -> Result<Vec<Vec<u64>>, RuntimeError> {
+    if samples.is_empty() {
+        return Err(RuntimeError::Input("no samples to encrypt".into()));
+    }
+    let mut per_port: Vec<Vec<u64>> = vec![Vec::new(); program.inputs.len()];
+    for (s, inputs) in samples.iter().enumerate() {
+        if inputs.len() != program.inputs.len() {
+            return Err(RuntimeError::Input(format!(
+                "sample {s} has {} inputs, the program takes {} ({})",
+                inputs.len(),
+                program.inputs.len(),
+                program.inputs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        for (k, (port, t)) in program.inputs.iter().zip(inputs).enumerate() {
+            per_port[k].extend(encode_input(port, t, s)?);
+        }
+    }
+    Ok(per_port)
+}
+
+impl ClientKeys {
+    /// Encrypts the inputs of a batch of samples (each sample: one tensor per program input).
+    /// Ciphertexts are seeded: the server regenerates their masks.
+    pub fn encrypt(&self, program: &Program, samples: &[Vec<ClearTensor>]) -> Result<Ciphertexts, RuntimeError> {
+        check_program_params(self, program)?;
+        let encoded = encode_batch(program, samples)?;
+        let lwe_size = LweSize(program.params.big_lwe_dimension() + 1);
+        let mut seeder = new_seeder();
+        let seeder = seeder.as_mut();
+        let mut tensors = Vec::with_capacity(encoded.len());
+        for (port, values) in program.inputs.iter().zip(encoded) {
+            let mut list = SeededLweCiphertextList::new(
+                0u64,
+                lwe_size,
+                LweCiphertextCount(values.len()),
+                seeder.seed().into(),
+                modulus(),
+            );
+            if !values.is_empty() {
+                let pt = PlaintextList::from_container(values);
+                par_encrypt_seeded_lwe_ciphertext_list(&self.big_key(), &mut list, &pt, glwe_noise(&self.params), seeder);
+            }
+            tensors.push(CtTensor { port: port.name.clone(), shape: port.shape.clone(), data: CtData::Seeded(list) });
+        }
+        Ok(Ciphertexts {
+            program: program.fingerprint(),
+            direction: Direction::Inputs,
+            samples: samples.len(),
+            lwe_size: lwe_size.0,
+            tensors,
+        })
+    }
+
+    /// Decrypts a program's encrypted outputs: per sample, one tensor per program output.
+    pub fn decrypt(&self, program: &Program, outputs: &Ciphertexts) -> Result<Vec<Vec<ClearTensor>>, RuntimeError> {
+        check_program_params(self, program)?;
+        outputs.check(program, Direction::Outputs)?;
+        let key = self.big_key();
+        let mut result: Vec<Vec<ClearTensor>> = vec![Vec::new(); outputs.samples];
+        for (port, t) in program.outputs.iter().zip(&outputs.tensors) {
+            let CtData::Full(list) = &t.data else {
+                return Err(RuntimeError::Mismatch("output ciphertexts must not be seeded".into()));
+            };
+            let n = port.len();
+            let values: Vec<i64> = list.iter().map(|ct| decode(decrypt_lwe_ciphertext(&key, &ct).0, port.scale)).collect();
+            for (s, r) in result.iter_mut().enumerate() {
+                r.push(ClearTensor { shape: port.shape.clone(), values: values[s * n..(s + 1) * n].to_vec() });
+            }
+        }
+        Ok(result)
+    }
+}
+
+impl Program {
+    /// Runs the program without keys on exact values: the result an encrypted run gives when no
+    /// lookup fails. Same input checks as encryption.
+    pub fn simulate(&self, samples: &[Vec<ClearTensor>]) -> Result<Vec<Vec<ClearTensor>>, RuntimeError> {
+        self.validate()?;
+        let per_port = encode_batch(self, samples)?;
+        let mut out = Vec::with_capacity(samples.len());
+        for s in 0..samples.len() {
+            let mut inputs = Vec::with_capacity(self.num_input_slots as usize);
+            for (port, values) in self.inputs.iter().zip(&per_port) {
+                let n = port.len();
+                inputs.extend_from_slice(&values[s * n..(s + 1) * n]);
+            }
+            let slots = self.simulate_slots(&inputs);
+            out.push(
+                self.outputs
+                    .iter()
+                    .map(|p| ClearTensor {
+                        shape: p.shape.clone(),
+                        values: p.slots.iter().map(|&i| decode(slots[i as usize], p.scale)).collect(),
+                    })
+                    .collect(),
+            );
+        }
+        Ok(out)
+    }
+}

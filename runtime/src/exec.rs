@@ -1,0 +1,223 @@
+//! Server side: runs a [`Program`] on ciphertexts with [`ServerKeys`].
+//!
+//! Execution goes by PBS depth. Stage `d` runs every lookup at depth `d` — for all samples of the
+//! batch at once — in parallel with rayon (each worker has its own FFT plan, scratch memory and
+//! accumulator; the keys are shared read-only; no locks), then the linear instructions of depth `d`,
+//! in parallel over samples. A lookup is: multiply by `2^shift`, add `offset`, keyswitch to the
+//! small key, centered modulus switch (the switch the noise formulas assume), blind rotation of the
+//! table's accumulator, sample extraction.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
+use tfhe::core_crypto::prelude::*;
+
+use crate::keys::{modulus, ServerKeys};
+use crate::program::{Instr, Program};
+use crate::progress::Progress;
+use crate::values::{Ciphertexts, CtData, CtTensor, Direction};
+use crate::RuntimeError;
+
+/// Per-worker scratch state for lookups.
+struct Worker {
+    fft: Fft,
+    buffers: ComputationBuffers,
+    big: LweCiphertextOwned<u64>,
+    small: LweCiphertextOwned<u64>,
+    acc: GlweCiphertextOwned<u64>,
+}
+
+impl Worker {
+    fn new(keys: &ServerKeys) -> Worker {
+        let p = &keys.params;
+        let n_poly = PolynomialSize(p.polynomial_size());
+        let glwe_size = GlweSize(p.glwe_dimension() + 1);
+        let fft = Fft::new(n_poly);
+        let mut buffers = ComputationBuffers::new();
+        let req = blind_rotate_assign_mem_optimized_requirement::<u64>(glwe_size, n_poly, fft.as_view());
+        buffers.resize(req.unaligned_bytes_required());
+        Worker {
+            fft,
+            buffers,
+            big: LweCiphertext::new(0u64, LweSize(p.big_lwe_dimension() + 1), modulus()),
+            small: LweCiphertext::new(0u64, LweSize(p.lwe_dimension() + 1), modulus()),
+            acc: GlweCiphertext::new(0u64, glwe_size, n_poly, modulus()),
+        }
+    }
+
+    /// One lookup on `src` (a big-key ciphertext); the result goes to `out`.
+    fn pbs(&mut self, keys: &ServerKeys, src: &[u64], shift: u32, offset: u64, lut: &GlweCiphertextOwned<u64>, out: &mut [u64]) {
+        let big = self.big.as_mut();
+        for (d, s) in big.iter_mut().zip(src) {
+            *d = s.wrapping_shl(shift);
+        }
+        let body = big.len() - 1;
+        big[body] = big[body].wrapping_add(offset);
+        keyswitch_lwe_ciphertext(&keys.ksk, &self.big, &mut self.small);
+        let log_modulus = PolynomialSize(keys.params.polynomial_size()).to_blind_rotation_input_modulus_log();
+        let msed = lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(self.small.as_view(), log_modulus);
+        self.acc.as_mut().copy_from_slice(lut.as_ref());
+        blind_rotate_assign_mem_optimized(&msed, &mut self.acc, &keys.bsk, self.fft.as_view(), self.buffers.stack());
+        let mut out = LweCiphertext::from_container(out, modulus());
+        extract_lwe_sample_from_glwe_ciphertext(&self.acc, &mut out, MonomialDegree(0));
+    }
+}
+
+/// The accumulator (trivial GLWE) of each table.
+fn accumulators(program: &Program, keys: &ServerKeys) -> Vec<GlweCiphertextOwned<u64>> {
+    let p = &keys.params;
+    program
+        .tables
+        .iter()
+        .map(|t| {
+            generate_programmable_bootstrap_glwe_lut(
+                PolynomialSize(p.polynomial_size()),
+                GlweSize(p.glwe_dimension() + 1),
+                1usize << t.precision,
+                modulus(),
+                1u64,
+                |m: u64| t.values[m as usize],
+            )
+        })
+        .collect()
+}
+
+/// Instruction indices by stage: (lookups at depth d, linear instructions at depth d).
+fn stages(program: &Program) -> Vec<(Vec<usize>, Vec<usize>)> {
+    let depths = program.depths();
+    let base = program.num_input_slots as usize;
+    let max = depths.iter().copied().max().unwrap_or(0) as usize;
+    let mut st = vec![(Vec::new(), Vec::new()); max + 1];
+    for (i, ins) in program.instrs.iter().enumerate() {
+        let d = depths[base + i] as usize;
+        match ins {
+            Instr::Pbs { .. } => st[d].0.push(i),
+            Instr::Linear { .. } => st[d].1.push(i),
+        }
+    }
+    st
+}
+
+/// Checks that a program, keys and inputs go together.
+pub fn check_run(program: &Program, keys: &ServerKeys, inputs: &Ciphertexts) -> Result<(), RuntimeError> {
+    program.validate()?;
+    if keys.params != program.params {
+        return Err(RuntimeError::Mismatch(format!(
+            "the evaluation keys are for other parameters ({}) than the program ({})",
+            keys.params, program.params
+        )));
+    }
+    let log_n = keys.params.polynomial_size().trailing_zeros();
+    if let Some(t) = program.tables.iter().find(|t| t.precision > log_n) {
+        return Err(RuntimeError::Format(format!(
+            "a table of precision {} does not fit polynomial size {}",
+            t.precision,
+            keys.params.polynomial_size()
+        )));
+    }
+    inputs.check(program, Direction::Inputs)
+}
+
+/// Runs `program` on a batch of encrypted inputs. `cancel`, when set from another thread, stops
+/// the run at the next lookup with [`RuntimeError::Cancelled`].
+pub fn run(
+    program: &Program,
+    keys: &ServerKeys,
+    inputs: Ciphertexts,
+    progress: &Progress,
+    cancel: Option<&AtomicBool>,
+) -> Result<Ciphertexts, RuntimeError> {
+    check_run(program, keys, &inputs)?;
+    let samples = inputs.samples;
+    let l = program.params.big_lwe_dimension() + 1;
+    let slots = program.num_slots();
+    let base = program.num_input_slots as usize;
+    let cancelled = || cancel.is_some_and(|c| c.load(Ordering::Relaxed));
+
+    // Input ciphertexts into each sample's slot memory.
+    let mut state: Vec<Vec<u64>> = vec![vec![0u64; slots * l]; samples];
+    for (port, t) in program.inputs.iter().zip(inputs.tensors) {
+        let list = match t.data {
+            CtData::Seeded(s) => s.par_decompress_into_lwe_ciphertext_list(),
+            CtData::Full(f) => f,
+        };
+        let n = port.len();
+        let first = port.slots[0] as usize;
+        for (k, ct) in list.iter().enumerate() {
+            let (s, j) = (k / n, k % n);
+            state[s][(first + j) * l..(first + j + 1) * l].copy_from_slice(ct.as_ref());
+        }
+    }
+
+    let luts = accumulators(program, keys);
+    let total = (program.pbs_count() * samples) as u64;
+    progress.start("running", total);
+    for (pbs, linear) in stages(program) {
+        if !pbs.is_empty() {
+            let jobs: Vec<(usize, usize)> = (0..samples).flat_map(|s| pbs.iter().map(move |&i| (s, i))).collect();
+            let state_ref = &state;
+            let results: Vec<Option<Vec<u64>>> = jobs
+                .par_iter()
+                .map_init(
+                    || Worker::new(keys),
+                    |w, &(s, i)| {
+                        if cancelled() {
+                            return None;
+                        }
+                        let Instr::Pbs { input, shift, offset, table } = &program.instrs[i] else { unreachable!() };
+                        let src = &state_ref[s][*input as usize * l..(*input as usize + 1) * l];
+                        let mut out = vec![0u64; l];
+                        w.pbs(keys, src, *shift, *offset, &luts[*table as usize], &mut out);
+                        progress.advance(1);
+                        Some(out)
+                    },
+                )
+                .collect();
+            for (&(s, i), r) in jobs.iter().zip(results) {
+                let Some(r) = r else { return Err(RuntimeError::Cancelled) };
+                state[s][(base + i) * l..(base + i + 1) * l].copy_from_slice(&r);
+            }
+        }
+        if cancelled() {
+            return Err(RuntimeError::Cancelled);
+        }
+        if !linear.is_empty() {
+            state.par_iter_mut().for_each(|st| {
+                for &i in &linear {
+                    let Instr::Linear { terms, constant } = &program.instrs[i] else { unreachable!() };
+                    let (before, after) = st.split_at_mut((base + i) * l);
+                    let out = &mut after[..l];
+                    out.fill(0);
+                    for &(slot, c) in terms {
+                        let src = &before[slot as usize * l..(slot as usize + 1) * l];
+                        let c = c as u64;
+                        for (o, x) in out.iter_mut().zip(src) {
+                            *o = o.wrapping_add(x.wrapping_mul(c));
+                        }
+                    }
+                    out[l - 1] = out[l - 1].wrapping_add(*constant);
+                }
+            });
+        }
+    }
+    progress.finish();
+
+    let tensors = program
+        .outputs
+        .iter()
+        .map(|port| {
+            let mut data = Vec::with_capacity(samples * port.len() * l);
+            for st in &state {
+                for &slot in &port.slots {
+                    data.extend_from_slice(&st[slot as usize * l..(slot as usize + 1) * l]);
+                }
+            }
+            CtTensor {
+                port: port.name.clone(),
+                shape: port.shape.clone(),
+                data: CtData::Full(LweCiphertextList::from_container(data, LweSize(l), modulus())),
+            }
+        })
+        .collect();
+    Ok(Ciphertexts { program: program.fingerprint(), direction: Direction::Outputs, samples, lwe_size: l, tensors })
+}

@@ -1,0 +1,154 @@
+//! File formats: programs, keys and ciphertexts.
+//!
+//! Every file starts with a 7-byte header — `FHEC`, a kind byte, the format version (u16, little
+//! endian) — followed by a bincode payload. Loading checks the magic, the kind ("this is a key
+//! file, not a program"), the version, a size limit (the payload may not claim more memory than the
+//! file holds), trailing bytes, and then the content's own invariants (program validation, key and
+//! ciphertext shapes against their parameters). A damaged file is an error, never a panic.
+//!
+//! Crypto objects are tfhe-rs `core_crypto` entities serialised with serde; tfhe is pinned to one
+//! version (`=1.8.2`), whose layout the format version covers.
+
+use bincode::Options;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use tfhe::core_crypto::prelude::*;
+
+use crate::keys::{ClientKeys, EvaluationKeys};
+use crate::params::ParamSet;
+use crate::program::Program;
+use crate::values::Ciphertexts;
+use crate::RuntimeError;
+
+const MAGIC: &[u8; 4] = b"FHEC";
+/// Version of the payload layout; bump on any change of the serialised types.
+pub const FORMAT_VERSION: u16 = 1;
+const HEADER: usize = 7;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Program = 1,
+    ClientKeys = 2,
+    EvaluationKeys = 3,
+    Ciphertexts = 4,
+}
+
+impl FileKind {
+    fn name(self) -> &'static str {
+        match self {
+            FileKind::Program => "a compiled program",
+            FileKind::ClientKeys => "secret (client) keys",
+            FileKind::EvaluationKeys => "evaluation keys",
+            FileKind::Ciphertexts => "ciphertexts",
+        }
+    }
+    fn from_byte(b: u8) -> Option<FileKind> {
+        [FileKind::Program, FileKind::ClientKeys, FileKind::EvaluationKeys, FileKind::Ciphertexts]
+            .into_iter()
+            .find(|k| *k as u8 == b)
+    }
+}
+
+fn options(limit: u64) -> impl Options {
+    bincode::DefaultOptions::new().with_fixint_encoding().with_limit(limit).reject_trailing_bytes()
+}
+
+fn to_bytes<T: Serialize>(kind: FileKind, value: &T) -> Result<Vec<u8>, RuntimeError> {
+    let mut out = Vec::new();
+    out.extend_from_slice(MAGIC);
+    out.push(kind as u8);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    options(u64::MAX)
+        .serialize_into(&mut out, value)
+        .map_err(|e| RuntimeError::Format(format!("cannot serialise {}: {e}", kind.name())))?;
+    Ok(out)
+}
+
+/// What kind of fhec file `bytes` holds, if any.
+pub fn file_kind(bytes: &[u8]) -> Option<FileKind> {
+    if bytes.len() >= HEADER && &bytes[..4] == MAGIC {
+        FileKind::from_byte(bytes[4])
+    } else {
+        None
+    }
+}
+
+fn from_bytes<T: DeserializeOwned>(kind: FileKind, bytes: &[u8]) -> Result<T, RuntimeError> {
+    let err = |m: String| RuntimeError::Format(m);
+    if bytes.len() < HEADER || &bytes[..4] != MAGIC {
+        return Err(err(format!("not an fhec file (expected {})", kind.name())));
+    }
+    match FileKind::from_byte(bytes[4]) {
+        Some(k) if k == kind => {}
+        Some(k) => return Err(err(format!("this file holds {}, expected {}", k.name(), kind.name()))),
+        None => return Err(err(format!("unknown fhec file kind {}", bytes[4]))),
+    }
+    let version = u16::from_le_bytes([bytes[5], bytes[6]]);
+    if version != FORMAT_VERSION {
+        return Err(err(format!(
+            "file format version {version}, this fhec reads version {FORMAT_VERSION}; regenerate the file"
+        )));
+    }
+    let payload = &bytes[HEADER..];
+    options(payload.len() as u64)
+        .deserialize(payload)
+        .map_err(|e| err(format!("damaged file ({}): {e}", kind.name())))
+}
+
+pub fn program_to_bytes(p: &Program) -> Result<Vec<u8>, RuntimeError> {
+    to_bytes(FileKind::Program, p)
+}
+
+pub fn program_from_bytes(bytes: &[u8]) -> Result<Program, RuntimeError> {
+    let p: Program = from_bytes(FileKind::Program, bytes)?;
+    p.validate()?;
+    Ok(p)
+}
+
+#[derive(Serialize, Deserialize)]
+struct SecretKeysRepr {
+    params: ParamSet,
+    small: LweSecretKeyOwned<u64>,
+    glwe: GlweSecretKeyOwned<u64>,
+}
+
+/// Serialises the secret keys. The bytes must stay on the client.
+pub fn client_keys_to_bytes(k: &ClientKeys) -> Result<Vec<u8>, RuntimeError> {
+    #[derive(Serialize)]
+    struct Ref<'a> {
+        params: &'a ParamSet,
+        small: &'a LweSecretKeyOwned<u64>,
+        glwe: &'a GlweSecretKeyOwned<u64>,
+    }
+    to_bytes(FileKind::ClientKeys, &Ref { params: &k.params, small: &k.small, glwe: &k.glwe })
+}
+
+pub fn client_keys_from_bytes(bytes: &[u8]) -> Result<ClientKeys, RuntimeError> {
+    let r: SecretKeysRepr = from_bytes(FileKind::ClientKeys, bytes)?;
+    let p = &r.params;
+    if r.small.lwe_dimension().0 != p.lwe_dimension()
+        || r.glwe.glwe_dimension().0 != p.glwe_dimension()
+        || r.glwe.polynomial_size().0 != p.polynomial_size()
+    {
+        return Err(RuntimeError::Mismatch("secret keys do not match their parameters (damaged file?)".into()));
+    }
+    Ok(ClientKeys { params: r.params, small: r.small, glwe: r.glwe })
+}
+
+pub fn evaluation_keys_to_bytes(k: &EvaluationKeys) -> Result<Vec<u8>, RuntimeError> {
+    to_bytes(FileKind::EvaluationKeys, k)
+}
+
+pub fn evaluation_keys_from_bytes(bytes: &[u8]) -> Result<EvaluationKeys, RuntimeError> {
+    let k: EvaluationKeys = from_bytes(FileKind::EvaluationKeys, bytes)?;
+    k.check()?;
+    Ok(k)
+}
+
+pub fn ciphertexts_to_bytes(c: &Ciphertexts) -> Result<Vec<u8>, RuntimeError> {
+    to_bytes(FileKind::Ciphertexts, c)
+}
+
+/// Loads ciphertexts; check them against their program with [`Ciphertexts::check`].
+pub fn ciphertexts_from_bytes(bytes: &[u8]) -> Result<Ciphertexts, RuntimeError> {
+    from_bytes(FileKind::Ciphertexts, bytes)
+}

@@ -1,0 +1,40 @@
+//! fhec runtime: TFHE programs, keys, encryption and execution on `tfhe::core_crypto`.
+//!
+//! * [`program`]: the lowered [`Program`] a server runs (and its keyless simulation).
+//! * [`params`]: [`ParamSet`], secure by construction.
+//! * [`keys`]: [`ClientKeys`] (secret, client only), [`EvaluationKeys`] (compressed, sent to the
+//!   server), [`ServerKeys`] (expanded, server only).
+//! * [`client`]: encryption and decryption; [`exec`]: the parallel executor.
+//! * [`io`]: versioned file formats.
+//!
+//! See `docs/runtime.md` and `docs/crypto.md`.
+
+pub mod client;
+pub mod exec;
+pub mod io;
+pub mod keys;
+pub mod params;
+pub mod program;
+pub mod progress;
+pub mod values;
+
+pub use keys::{ClientKeys, EvaluationKeys, ServerKeys};
+pub use params::{ParamSet, RawParamSet};
+pub use program::{Instr, NoiseReport, Origin, Port, Program, Table};
+pub use progress::Progress;
+pub use tfhe;
+pub use values::{Ciphertexts, ClearTensor, Direction};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("parameters: {0}")]
+    Params(String),
+    #[error("{0}")]
+    Format(String),
+    #[error("{0}")]
+    Mismatch(String),
+    #[error("{0}")]
+    Input(String),
+    #[error("cancelled")]
+    Cancelled,
+}

@@ -1,0 +1,243 @@
+//! TFHE parameter sets.
+//!
+//! A [`ParamSet`] names every knob of the KS-PBS atomic pattern that fhec uses: the small LWE
+//! dimension `n` (keyswitch output, blind-rotation input), the GLWE dimension `k` and polynomial size
+//! `N` (bootstrap output; `k·N` is the "big" LWE dimension that ciphertexts live in between lookups),
+//! the bootstrap and keyswitch decompositions, and the TUniform noise bounds of both secret keys.
+//!
+//! Security comes from the dependency: the noise bounds must be at least the minimal bounds that
+//! tfhe-rs's `secure_noise` curves give for the dimension (≥ 128-bit; the curves are labelled
+//! 132-bit). [`ParamSet::new`] refuses anything else, so a `ParamSet` that exists is secure; every
+//! deserialised set goes through the same check. The only way around it is
+//! [`ParamSet::insecure_for_tests`], compiled only into this crate's own unit tests.
+
+use serde::{Deserialize, Serialize};
+use tfhe::core_crypto::commons::noise_formulas::secure_noise::{
+    minimal_glwe_bound_for_132_bits_security_tuniform, minimal_lwe_bound_for_132_bits_security_tuniform,
+};
+use tfhe::core_crypto::prelude::{GlweDimension, LweDimension, PolynomialSize};
+
+use crate::RuntimeError;
+
+/// The ciphertext modulus, as the noise formulas take it.
+pub const MODULUS: f64 = 18446744073709551616.0; // 2^64
+
+/// Smallest TUniform bound used for the GLWE key even where the security curve allows less
+/// (large `k·N`): tfhe-rs's shipped parameter sets use the same floor.
+pub const MIN_GLWE_NOISE_BOUND_LOG2: u32 = 3;
+
+/// One TFHE parameter set (KS-PBS, 64-bit torus, TUniform noise, binary keys).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawParamSet", into = "RawParamSet")]
+pub struct ParamSet {
+    raw: RawParamSet,
+}
+
+/// The plain fields of a [`ParamSet`]; only [`ParamSet::new`] turns them into one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RawParamSet {
+    /// Small LWE dimension `n`.
+    pub lwe_dimension: usize,
+    /// GLWE dimension `k`.
+    pub glwe_dimension: usize,
+    /// Polynomial size `N` (a power of two).
+    pub polynomial_size: usize,
+    /// TUniform bound (log2) of the small LWE key's noise (keyswitch key).
+    pub lwe_noise_bound_log2: u32,
+    /// TUniform bound (log2) of the GLWE key's noise (bootstrap key, fresh encryptions).
+    pub glwe_noise_bound_log2: u32,
+    pub pbs_base_log: usize,
+    pub pbs_level: usize,
+    pub ks_base_log: usize,
+    pub ks_level: usize,
+}
+
+/// The minimal secure TUniform bound for an LWE key of dimension `n`.
+pub fn secure_lwe_bound(n: usize) -> u32 {
+    minimal_lwe_bound_for_132_bits_security_tuniform(LweDimension(n), MODULUS)
+}
+
+/// The minimal secure TUniform bound for a GLWE key, floored at [`MIN_GLWE_NOISE_BOUND_LOG2`].
+pub fn secure_glwe_bound(k: usize, n: usize) -> u32 {
+    minimal_glwe_bound_for_132_bits_security_tuniform(GlweDimension(k), PolynomialSize(n), MODULUS)
+        .max(MIN_GLWE_NOISE_BOUND_LOG2)
+}
+
+impl RawParamSet {
+    /// Why this set is not acceptable, if it is not.
+    fn problem(&self, check_security: bool) -> Option<String> {
+        let r = self;
+        if !(2..=1 << 17).contains(&r.polynomial_size) || !r.polynomial_size.is_power_of_two() {
+            return Some(format!("polynomial size {} is not a power of two in [2, 2^17]", r.polynomial_size));
+        }
+        if r.glwe_dimension == 0 || r.glwe_dimension > 16 || r.lwe_dimension == 0 || r.lwe_dimension > 1 << 16 {
+            return Some(format!("dimensions n={} k={} out of range", r.lwe_dimension, r.glwe_dimension));
+        }
+        for (what, b, l) in [("bootstrap", r.pbs_base_log, r.pbs_level), ("keyswitch", r.ks_base_log, r.ks_level)] {
+            if b == 0 || l == 0 || b * l > 64 {
+                return Some(format!("{what} decomposition base_log={b} level={l} is not valid (0 < base_log·level ≤ 64)"));
+            }
+        }
+        // TUniform(b) samples in [-2^b, 2^b]; tfhe-rs needs b + 2 ≤ 64.
+        if r.lwe_noise_bound_log2 > 62 || r.glwe_noise_bound_log2 > 62 {
+            return Some("noise bound above 2^62".into());
+        }
+        if check_security {
+            let lwe_min = secure_lwe_bound(r.lwe_dimension);
+            if r.lwe_noise_bound_log2 < lwe_min {
+                return Some(format!(
+                    "insecure: LWE noise bound 2^{} < 2^{} needed for 128-bit security at n={}",
+                    r.lwe_noise_bound_log2, lwe_min, r.lwe_dimension
+                ));
+            }
+            let glwe_min = secure_glwe_bound(r.glwe_dimension, r.polynomial_size);
+            if r.glwe_noise_bound_log2 < glwe_min {
+                return Some(format!(
+                    "insecure: GLWE noise bound 2^{} < 2^{} needed for 128-bit security at k·N={}",
+                    r.glwe_noise_bound_log2,
+                    glwe_min,
+                    r.glwe_dimension * r.polynomial_size
+                ));
+            }
+        }
+        None
+    }
+}
+
+impl TryFrom<RawParamSet> for ParamSet {
+    type Error = String;
+    fn try_from(raw: RawParamSet) -> Result<ParamSet, String> {
+        ParamSet::new(raw).map_err(|e| e.to_string())
+    }
+}
+
+impl From<ParamSet> for RawParamSet {
+    fn from(p: ParamSet) -> RawParamSet {
+        p.raw
+    }
+}
+
+impl ParamSet {
+    /// A parameter set, if it is well formed and ≥ 128-bit secure by tfhe-rs's curves.
+    pub fn new(raw: RawParamSet) -> Result<ParamSet, RuntimeError> {
+        match raw.problem(true) {
+            Some(p) => Err(RuntimeError::Params(p)),
+            None => Ok(ParamSet { raw }),
+        }
+    }
+
+    /// A set with the secure noise bounds for its dimensions.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_secure_noise(
+        lwe_dimension: usize,
+        glwe_dimension: usize,
+        polynomial_size: usize,
+        pbs_base_log: usize,
+        pbs_level: usize,
+        ks_base_log: usize,
+        ks_level: usize,
+    ) -> Result<ParamSet, RuntimeError> {
+        ParamSet::new(RawParamSet {
+            lwe_dimension,
+            glwe_dimension,
+            polynomial_size,
+            lwe_noise_bound_log2: secure_lwe_bound(lwe_dimension),
+            glwe_noise_bound_log2: secure_glwe_bound(glwe_dimension, polynomial_size),
+            pbs_base_log,
+            pbs_level,
+            ks_base_log,
+            ks_level,
+        })
+    }
+
+    /// Skips the security check. Test code only: with insecure parameters a ciphertext can be
+    /// decrypted without the key. Not compiled into normal builds.
+    #[cfg(test)]
+    pub fn insecure_for_tests(raw: RawParamSet) -> ParamSet {
+        assert!(raw.problem(false).is_none(), "malformed test parameters: {:?}", raw.problem(false));
+        ParamSet { raw }
+    }
+
+    pub fn raw(&self) -> &RawParamSet {
+        &self.raw
+    }
+    pub fn lwe_dimension(&self) -> usize {
+        self.raw.lwe_dimension
+    }
+    pub fn glwe_dimension(&self) -> usize {
+        self.raw.glwe_dimension
+    }
+    pub fn polynomial_size(&self) -> usize {
+        self.raw.polynomial_size
+    }
+    /// `k·N`: the dimension of ciphertexts between lookups.
+    pub fn big_lwe_dimension(&self) -> usize {
+        self.raw.glwe_dimension * self.raw.polynomial_size
+    }
+
+    /// Whether the noise bounds meet the security curves (always true for sets built by `new`).
+    pub fn is_secure(&self) -> bool {
+        self.raw.problem(true).is_none()
+    }
+
+    /// A stable 64-bit fingerprint, stored in keys and ciphertexts to detect mismatches.
+    pub fn fingerprint(&self) -> u64 {
+        let r = &self.raw;
+        let mut h = Fnv::default();
+        for v in [
+            r.lwe_dimension as u64,
+            r.glwe_dimension as u64,
+            r.polynomial_size as u64,
+            r.lwe_noise_bound_log2 as u64,
+            r.glwe_noise_bound_log2 as u64,
+            r.pbs_base_log as u64,
+            r.pbs_level as u64,
+            r.ks_base_log as u64,
+            r.ks_level as u64,
+        ] {
+            h.write(&v.to_le_bytes());
+        }
+        h.finish()
+    }
+}
+
+impl std::fmt::Display for ParamSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = &self.raw;
+        write!(
+            f,
+            "n={} k={} N={} pbs=(base_log {}, level {}) ks=(base_log {}, level {}) noise=(lwe 2^{}, glwe 2^{})",
+            r.lwe_dimension,
+            r.glwe_dimension,
+            r.polynomial_size,
+            r.pbs_base_log,
+            r.pbs_level,
+            r.ks_base_log,
+            r.ks_level,
+            r.lwe_noise_bound_log2,
+            r.glwe_noise_bound_log2
+        )
+    }
+}
+
+/// FNV-1a, for fingerprints (not a security primitive: it detects accidents, not attacks).
+#[derive(Clone, Copy)]
+pub(crate) struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    pub(crate) fn finish(self) -> u64 {
+        self.0
+    }
+}

@@ -1,0 +1,160 @@
+//! Tensors of values and of ciphertexts, as they travel between client and server.
+
+use serde::{Deserialize, Serialize};
+use tfhe::core_crypto::prelude::*;
+
+use crate::program::{encode, Port, Program};
+use crate::RuntimeError;
+
+/// A clear integer tensor (row-major).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClearTensor {
+    pub shape: Vec<usize>,
+    pub values: Vec<i64>,
+}
+
+impl ClearTensor {
+    pub fn new(shape: Vec<usize>, values: Vec<i64>) -> Result<ClearTensor, RuntimeError> {
+        if shape.iter().product::<usize>() != values.len() {
+            return Err(RuntimeError::Input(format!(
+                "{} values do not fill shape {:?}",
+                values.len(),
+                shape
+            )));
+        }
+        Ok(ClearTensor { shape, values })
+    }
+}
+
+/// The ciphertexts of one port for a batch of samples.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum CtData {
+    /// Client → server: seeded (the mask is regenerated from a seed on the server).
+    Seeded(SeededLweCiphertextListOwned<u64>),
+    /// Server → client.
+    Full(LweCiphertextListOwned<u64>),
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct CtTensor {
+    pub(crate) port: String,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: CtData,
+}
+
+/// Which side of a program a set of ciphertexts belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Direction {
+    Inputs,
+    Outputs,
+}
+
+/// Encrypted inputs or outputs of a program, for a batch of samples.
+#[derive(Serialize, Deserialize)]
+pub struct Ciphertexts {
+    /// [`Program::fingerprint`] of the program they belong to.
+    pub(crate) program: u64,
+    pub(crate) direction: Direction,
+    pub(crate) samples: usize,
+    pub(crate) lwe_size: usize,
+    pub(crate) tensors: Vec<CtTensor>,
+}
+
+impl Ciphertexts {
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+    pub fn size_bytes(&self) -> usize {
+        self.tensors
+            .iter()
+            .map(|t| match &t.data {
+                CtData::Seeded(l) => l.as_ref().len() * 8,
+                CtData::Full(l) => l.as_ref().len() * 8,
+            })
+            .sum()
+    }
+
+    /// Checks that these ciphertexts fit `program` on the given side: fingerprint, ports, shapes,
+    /// ciphertext sizes. A file made for another program is an error here.
+    pub fn check(&self, program: &Program, direction: Direction) -> Result<(), RuntimeError> {
+        let mismatch = |m: String| Err(RuntimeError::Mismatch(m));
+        if self.direction != direction {
+            return mismatch(format!("expected encrypted {direction:?}, got encrypted {:?}", self.direction).to_lowercase());
+        }
+        if self.program != program.fingerprint() {
+            return mismatch("these ciphertexts were made for another program (or other parameters)".into());
+        }
+        let ports = match direction {
+            Direction::Inputs => &program.inputs,
+            Direction::Outputs => &program.outputs,
+        };
+        let lwe_size = program.params.big_lwe_dimension() + 1;
+        if self.lwe_size != lwe_size || self.tensors.len() != ports.len() || self.samples == 0 {
+            return mismatch(format!(
+                "ciphertexts do not match the program: {} tensors of LWE size {} for {} ports of size {}",
+                self.tensors.len(),
+                self.lwe_size,
+                ports.len(),
+                lwe_size
+            ));
+        }
+        for (t, p) in self.tensors.iter().zip(ports) {
+            if t.port != p.name || t.shape != p.shape {
+                return mismatch(format!(
+                    "ciphertext tensor `{}` {:?} does not match port `{}` {:?}",
+                    t.port, t.shape, p.name, p.shape
+                ));
+            }
+            let want = p.len() * self.samples;
+            let (count, size, native) = match &t.data {
+                CtData::Seeded(l) => (
+                    l.lwe_ciphertext_count().0,
+                    l.lwe_size().0,
+                    l.ciphertext_modulus().is_native_modulus(),
+                ),
+                CtData::Full(l) => (
+                    l.lwe_ciphertext_count().0,
+                    l.lwe_size().0,
+                    l.ciphertext_modulus().is_native_modulus(),
+                ),
+            };
+            if count != want || size != lwe_size || !native {
+                return mismatch(format!(
+                    "ciphertext tensor `{}` holds {count} ciphertexts of size {size}, expected {want} of size {lwe_size}",
+                    t.port
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a clear input against its port and encodes it.
+pub(crate) fn encode_input(port: &Port, t: &ClearTensor, sample: usize) -> Result<Vec<u64>, RuntimeError> {
+    if t.shape != port.shape {
+        return Err(RuntimeError::Input(format!(
+            "input `{}` (sample {sample}) has shape {:?}, the program expects {:?}",
+            port.name, t.shape, port.shape
+        )));
+    }
+    let (lo, hi) = port.range();
+    t.values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if v < lo || v > hi {
+                Err(RuntimeError::Input(format!(
+                    "input `{}` (sample {sample}) element {i} is {v}, outside the range [{lo}, {hi}] of its type ({}{} bits)",
+                    port.name,
+                    if port.signed { "signed, " } else { "" },
+                    port.width
+                )))
+            } else {
+                Ok(encode(v, port.scale))
+            }
+        })
+        .collect()
+}
