@@ -29,7 +29,12 @@ fn encode_batch(program: &Program, samples: &[Vec<ClearTensor>]) -> Result<Vec<V
                 "sample {s} has {} inputs, the program takes {} ({})",
                 inputs.len(),
                 program.inputs.len(),
-                program.inputs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                program
+                    .inputs
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         for (k, (port, t)) in program.inputs.iter().zip(inputs).enumerate() {
@@ -59,9 +64,19 @@ impl ClientKeys {
             );
             if !values.is_empty() {
                 let pt = PlaintextList::from_container(values);
-                par_encrypt_seeded_lwe_ciphertext_list(&self.big_key(), &mut list, &pt, glwe_noise(&self.params), seeder);
+                par_encrypt_seeded_lwe_ciphertext_list(
+                    &self.big_key(),
+                    &mut list,
+                    &pt,
+                    glwe_noise(&self.params),
+                    seeder,
+                );
             }
-            tensors.push(CtTensor { port: port.name.clone(), shape: port.shape.clone(), data: CtData::Seeded(list) });
+            tensors.push(CtTensor {
+                port: port.name.clone(),
+                shape: port.shape.clone(),
+                data: CtData::Seeded(list),
+            });
         }
         Ok(Ciphertexts {
             program: program.fingerprint(),
@@ -83,9 +98,15 @@ impl ClientKeys {
                 return Err(RuntimeError::Mismatch("output ciphertexts must not be seeded".into()));
             };
             let n = port.len();
-            let values: Vec<i64> = list.iter().map(|ct| decode(decrypt_lwe_ciphertext(&key, &ct).0, port.scale)).collect();
+            let values: Vec<i64> = list
+                .iter()
+                .map(|ct| decode(decrypt_lwe_ciphertext(&key, &ct).0, port.scale))
+                .collect();
             for (s, r) in result.iter_mut().enumerate() {
-                r.push(ClearTensor { shape: port.shape.clone(), values: values[s * n..(s + 1) * n].to_vec() });
+                r.push(ClearTensor {
+                    shape: port.shape.clone(),
+                    values: values[s * n..(s + 1) * n].to_vec(),
+                });
             }
         }
         Ok(result)

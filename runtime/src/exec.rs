@@ -46,7 +46,15 @@ impl Worker {
     }
 
     /// One lookup on `src` (a big-key ciphertext); the result goes to `out`.
-    fn pbs(&mut self, keys: &ServerKeys, src: &[u64], shift: u32, offset: u64, lut: &GlweCiphertextOwned<u64>, out: &mut [u64]) {
+    fn pbs(
+        &mut self,
+        keys: &ServerKeys,
+        src: &[u64],
+        shift: u32,
+        offset: u64,
+        lut: &GlweCiphertextOwned<u64>,
+        out: &mut [u64],
+    ) {
         let big = self.big.as_mut();
         for (d, s) in big.iter_mut().zip(src) {
             *d = s.wrapping_shl(shift);
@@ -57,7 +65,13 @@ impl Worker {
         let log_modulus = PolynomialSize(keys.params.polynomial_size()).to_blind_rotation_input_modulus_log();
         let msed = lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(self.small.as_view(), log_modulus);
         self.acc.as_mut().copy_from_slice(lut.as_ref());
-        blind_rotate_assign_mem_optimized(&msed, &mut self.acc, &keys.bsk, self.fft.as_view(), self.buffers.stack());
+        blind_rotate_assign_mem_optimized(
+            &msed,
+            &mut self.acc,
+            &keys.bsk,
+            self.fft.as_view(),
+            self.buffers.stack(),
+        );
         let mut out = LweCiphertext::from_container(out, modulus());
         extract_lwe_sample_from_glwe_ciphertext(&self.acc, &mut out, MonomialDegree(0));
     }
@@ -164,7 +178,15 @@ pub fn run(
                         if cancelled() {
                             return None;
                         }
-                        let Instr::Pbs { input, shift, offset, table } = &program.instrs[i] else { unreachable!() };
+                        let Instr::Pbs {
+                            input,
+                            shift,
+                            offset,
+                            table,
+                        } = &program.instrs[i]
+                        else {
+                            unreachable!()
+                        };
                         let src = &state_ref[s][*input as usize * l..(*input as usize + 1) * l];
                         let mut out = vec![0u64; l];
                         w.pbs(keys, src, *shift, *offset, &luts[*table as usize], &mut out);
@@ -174,7 +196,9 @@ pub fn run(
                 )
                 .collect();
             for (&(s, i), r) in jobs.iter().zip(results) {
-                let Some(r) = r else { return Err(RuntimeError::Cancelled) };
+                let Some(r) = r else {
+                    return Err(RuntimeError::Cancelled);
+                };
                 state[s][(base + i) * l..(base + i + 1) * l].copy_from_slice(&r);
             }
         }
@@ -184,7 +208,9 @@ pub fn run(
         if !linear.is_empty() {
             state.par_iter_mut().for_each(|st| {
                 for &i in &linear {
-                    let Instr::Linear { terms, constant } = &program.instrs[i] else { unreachable!() };
+                    let Instr::Linear { terms, constant } = &program.instrs[i] else {
+                        unreachable!()
+                    };
                     let (before, after) = st.split_at_mut((base + i) * l);
                     let out = &mut after[..l];
                     out.fill(0);
@@ -219,5 +245,11 @@ pub fn run(
             }
         })
         .collect();
-    Ok(Ciphertexts { program: program.fingerprint(), direction: Direction::Outputs, samples, lwe_size: l, tensors })
+    Ok(Ciphertexts {
+        program: program.fingerprint(),
+        direction: Direction::Outputs,
+        samples,
+        lwe_size: l,
+        tensors,
+    })
 }

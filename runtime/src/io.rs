@@ -42,14 +42,22 @@ impl FileKind {
         }
     }
     fn from_byte(b: u8) -> Option<FileKind> {
-        [FileKind::Program, FileKind::ClientKeys, FileKind::EvaluationKeys, FileKind::Ciphertexts]
-            .into_iter()
-            .find(|k| *k as u8 == b)
+        [
+            FileKind::Program,
+            FileKind::ClientKeys,
+            FileKind::EvaluationKeys,
+            FileKind::Ciphertexts,
+        ]
+        .into_iter()
+        .find(|k| *k as u8 == b)
     }
 }
 
 fn options(limit: u64) -> impl Options {
-    bincode::DefaultOptions::new().with_fixint_encoding().with_limit(limit).reject_trailing_bytes()
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_limit(limit)
+        .reject_trailing_bytes()
 }
 
 fn to_bytes<T: Serialize>(kind: FileKind, value: &T) -> Result<Vec<u8>, RuntimeError> {
@@ -119,7 +127,14 @@ pub fn client_keys_to_bytes(k: &ClientKeys) -> Result<Vec<u8>, RuntimeError> {
         small: &'a LweSecretKeyOwned<u64>,
         glwe: &'a GlweSecretKeyOwned<u64>,
     }
-    to_bytes(FileKind::ClientKeys, &Ref { params: &k.params, small: &k.small, glwe: &k.glwe })
+    to_bytes(
+        FileKind::ClientKeys,
+        &Ref {
+            params: &k.params,
+            small: &k.small,
+            glwe: &k.glwe,
+        },
+    )
 }
 
 pub fn client_keys_from_bytes(bytes: &[u8]) -> Result<ClientKeys, RuntimeError> {
@@ -129,9 +144,15 @@ pub fn client_keys_from_bytes(bytes: &[u8]) -> Result<ClientKeys, RuntimeError> 
         || r.glwe.glwe_dimension().0 != p.glwe_dimension()
         || r.glwe.polynomial_size().0 != p.polynomial_size()
     {
-        return Err(RuntimeError::Mismatch("secret keys do not match their parameters (damaged file?)".into()));
+        return Err(RuntimeError::Mismatch(
+            "secret keys do not match their parameters (damaged file?)".into(),
+        ));
     }
-    Ok(ClientKeys { params: r.params, small: r.small, glwe: r.glwe })
+    Ok(ClientKeys {
+        params: r.params,
+        small: r.small,
+        glwe: r.glwe,
+    })
 }
 
 pub fn evaluation_keys_to_bytes(k: &EvaluationKeys) -> Result<Vec<u8>, RuntimeError> {

@@ -52,7 +52,9 @@ impl ClientKeys {
     /// Generates fresh secret keys from the system's entropy source.
     pub fn generate(params: &ParamSet) -> Result<ClientKeys, RuntimeError> {
         if !params.is_secure() {
-            return Err(RuntimeError::Params(format!("refusing to generate keys for insecure parameters {params}")));
+            return Err(RuntimeError::Params(format!(
+                "refusing to generate keys for insecure parameters {params}"
+            )));
         }
         Ok(Self::generate_unchecked(params))
     }
@@ -66,7 +68,11 @@ impl ClientKeys {
             PolynomialSize(params.polynomial_size()),
             &mut secret,
         );
-        ClientKeys { params: *params, small, glwe }
+        ClientKeys {
+            params: *params,
+            small,
+            glwe,
+        }
     }
 
     pub fn params(&self) -> &ParamSet {
@@ -125,8 +131,7 @@ impl EvaluationKeys {
             && self.bsk.polynomial_size().0 == r.polynomial_size
             && self.bsk.decomposition_base_log().0 == r.pbs_base_log
             && self.bsk.decomposition_level_count().0 == r.pbs_level
-            && self.bsk.as_ref().len()
-                == r.lwe_dimension * r.pbs_level * (r.glwe_dimension + 1) * r.polynomial_size;
+            && self.bsk.as_ref().len() == r.lwe_dimension * r.pbs_level * (r.glwe_dimension + 1) * r.polynomial_size;
         let ok_ksk = self.ksk.input_key_lwe_dimension().0 == p.big_lwe_dimension()
             && self.ksk.output_key_lwe_dimension().0 == r.lwe_dimension
             && self.ksk.decomposition_base_log().0 == r.ks_base_log
@@ -135,7 +140,9 @@ impl EvaluationKeys {
         if ok_bsk && ok_ksk && self.bsk.ciphertext_modulus().is_native_modulus() {
             Ok(())
         } else {
-            Err(RuntimeError::Mismatch("evaluation keys do not match their parameters (damaged file?)".into()))
+            Err(RuntimeError::Mismatch(
+                "evaluation keys do not match their parameters (damaged file?)".into(),
+            ))
         }
     }
 
@@ -181,7 +188,8 @@ impl ServerKeys {
 /// Size in bytes of expanded keys for a parameter set (Fourier bootstrap key + keyswitch key).
 pub fn expanded_key_bytes(p: &ParamSet) -> usize {
     let r = p.raw();
-    let bsk = r.lwe_dimension * r.pbs_level * (r.glwe_dimension + 1) * (r.glwe_dimension + 1) * r.polynomial_size / 2 * 16;
+    let bsk =
+        r.lwe_dimension * r.pbs_level * (r.glwe_dimension + 1) * (r.glwe_dimension + 1) * r.polynomial_size / 2 * 16;
     let ksk = p.big_lwe_dimension() * r.ks_level * (r.lwe_dimension + 1) * 8;
     bsk + ksk
 }

@@ -68,14 +68,25 @@ impl RawParamSet {
     fn problem(&self, check_security: bool) -> Option<String> {
         let r = self;
         if !(2..=1 << 17).contains(&r.polynomial_size) || !r.polynomial_size.is_power_of_two() {
-            return Some(format!("polynomial size {} is not a power of two in [2, 2^17]", r.polynomial_size));
+            return Some(format!(
+                "polynomial size {} is not a power of two in [2, 2^17]",
+                r.polynomial_size
+            ));
         }
         if r.glwe_dimension == 0 || r.glwe_dimension > 16 || r.lwe_dimension == 0 || r.lwe_dimension > 1 << 16 {
-            return Some(format!("dimensions n={} k={} out of range", r.lwe_dimension, r.glwe_dimension));
+            return Some(format!(
+                "dimensions n={} k={} out of range",
+                r.lwe_dimension, r.glwe_dimension
+            ));
         }
-        for (what, b, l) in [("bootstrap", r.pbs_base_log, r.pbs_level), ("keyswitch", r.ks_base_log, r.ks_level)] {
+        for (what, b, l) in [
+            ("bootstrap", r.pbs_base_log, r.pbs_level),
+            ("keyswitch", r.ks_base_log, r.ks_level),
+        ] {
             if b == 0 || l == 0 || b * l > 64 {
-                return Some(format!("{what} decomposition base_log={b} level={l} is not valid (0 < base_log·level ≤ 64)"));
+                return Some(format!(
+                    "{what} decomposition base_log={b} level={l} is not valid (0 < base_log·level ≤ 64)"
+                ));
             }
         }
         // TUniform(b) samples in [-2^b, 2^b]; tfhe-rs needs b + 2 ≤ 64.
@@ -154,7 +165,11 @@ impl ParamSet {
     /// decrypted without the key. Not compiled into normal builds.
     #[cfg(test)]
     pub fn insecure_for_tests(raw: RawParamSet) -> ParamSet {
-        assert!(raw.problem(false).is_none(), "malformed test parameters: {:?}", raw.problem(false));
+        assert!(
+            raw.problem(false).is_none(),
+            "malformed test parameters: {:?}",
+            raw.problem(false)
+        );
         ParamSet { raw }
     }
 

@@ -62,7 +62,12 @@ pub enum Instr {
     /// `Σ coef·slot + constant` (wrapping). No terms = a trivial (noiseless) ciphertext.
     Linear { terms: Vec<(u32, i64)>, constant: u64 },
     /// `PBS(table, slot·2^shift + offset)`.
-    Pbs { input: u32, shift: u32, offset: u64, table: u32 },
+    Pbs {
+        input: u32,
+        shift: u32,
+        offset: u64,
+        table: u32,
+    },
 }
 
 /// A lookup table: `2^precision` torus values, one per input message.
@@ -168,7 +173,9 @@ impl Program {
                         return bad(format!("instruction {i} reads a slot not yet written"));
                     }
                 }
-                Instr::Pbs { input, shift, table, .. } => {
+                Instr::Pbs {
+                    input, shift, table, ..
+                } => {
                     if *input as u64 >= me || *shift > 63 || *table as usize >= self.tables.len() {
                         return bad(format!("lookup {i} has a bad operand"));
                     }
@@ -179,8 +186,12 @@ impl Program {
             }
         }
         for (i, t) in self.tables.iter().enumerate() {
-            if t.precision == 0 || t.precision > MAX_PBS_PRECISION || t.values.len() != 1usize << t.precision {
-                return bad(format!("table {i} has {} entries for precision {}", t.values.len(), t.precision));
+            if t.precision > MAX_PBS_PRECISION || t.values.len() != 1usize << t.precision {
+                return bad(format!(
+                    "table {i} has {} entries for precision {}",
+                    t.values.len(),
+                    t.precision
+                ));
             }
         }
         let slots = self.num_slots() as u64;
@@ -215,10 +226,15 @@ impl Program {
         s.extend_from_slice(inputs);
         for ins in &self.instrs {
             let v = match ins {
-                Instr::Linear { terms, constant } => terms
-                    .iter()
-                    .fold(*constant, |acc, &(slot, c)| acc.wrapping_add(s[slot as usize].wrapping_mul(c as u64))),
-                Instr::Pbs { input, shift, offset, table } => {
+                Instr::Linear { terms, constant } => terms.iter().fold(*constant, |acc, &(slot, c)| {
+                    acc.wrapping_add(s[slot as usize].wrapping_mul(c as u64))
+                }),
+                Instr::Pbs {
+                    input,
+                    shift,
+                    offset,
+                    table,
+                } => {
                     let t = &self.tables[*table as usize];
                     let x = s[*input as usize].wrapping_shl(*shift).wrapping_add(*offset);
                     // exact input: the message is the top `precision` bits below the padding bit;

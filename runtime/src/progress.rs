@@ -49,7 +49,11 @@ impl Progress {
             total: AtomicU64::new(0),
             done: AtomicU64::new(0),
             drawn: AtomicBool::new(false),
-            state: Mutex::new(State { label: String::new(), started: now, last_draw: now }),
+            state: Mutex::new(State {
+                label: String::new(),
+                started: now,
+                last_draw: now,
+            }),
         }
     }
 

@@ -82,7 +82,9 @@ impl Ciphertexts {
     pub fn check(&self, program: &Program, direction: Direction) -> Result<(), RuntimeError> {
         let mismatch = |m: String| Err(RuntimeError::Mismatch(m));
         if self.direction != direction {
-            return mismatch(format!("expected encrypted {direction:?}, got encrypted {:?}", self.direction).to_lowercase());
+            return mismatch(
+                format!("expected encrypted {direction:?}, got encrypted {:?}", self.direction).to_lowercase(),
+            );
         }
         if self.program != program.fingerprint() {
             return mismatch("these ciphertexts were made for another program (or other parameters)".into());

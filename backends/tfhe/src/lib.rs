@@ -1,1 +1,79 @@
+//! fhec backend: a verified `fhe` module → a TFHE [`Program`] with parameters chosen for it.
+//!
+//! [`compile`] = [`lower::lower_function`] (element-level linear combinations and lookups, exact
+//! noise weights) → [`fhec_passes::params::search`] (cheapest secure parameters meeting the
+//! failure-probability target) → [`Program`]. [`text`] prints the lowered program as the `tfhe`
+//! dialect. See `docs/crypto.md`.
 
+pub mod lower;
+pub mod text;
+
+use fhec_ir::{Diagnostic, Verified};
+use fhec_passes::params::{self, NoiseDag, PError, Solution};
+use fhec_runtime::program::{Instr, NoiseReport, Program};
+
+/// Options of [`compile`].
+#[derive(Clone, Debug, Default)]
+pub struct CompileOptions {
+    /// Failure-probability target (default: 2^-40 per lookup).
+    pub p_error: PError,
+    /// The function to compile (default: `@main`, or the only function).
+    pub function: Option<String>,
+}
+
+/// A compiled program with what the search saw.
+pub struct Compiled {
+    pub program: Program,
+    pub dag: NoiseDag,
+    pub solution: Solution,
+}
+
+/// Lowers and selects parameters. `source` (the module's text) locates ops in messages.
+pub fn compile(v: &Verified<'_>, opts: &CompileOptions, source: Option<&str>) -> Result<Compiled, Diagnostic> {
+    let m = v.module();
+    let f = match &opts.function {
+        Some(name) => m
+            .function(name)
+            .ok_or_else(|| Diagnostic::new(format!("the module has no function @{name}")))?,
+        None => m.entry()?,
+    };
+    let l = lower::lower_function(f, source)?;
+    let mut dag = NoiseDag {
+        constraints: l.constraints,
+    };
+    dag.compact();
+    let solution = params::search(&dag, opts.p_error).map_err(|e| Diagnostic::new(e.to_string()))?;
+    let mut by_prec = std::collections::BTreeMap::<u32, u64>::new();
+    let mut linear_terms = 0usize;
+    for ins in &l.instrs {
+        match ins {
+            Instr::Pbs { table, .. } => *by_prec.entry(l.tables[*table as usize].precision).or_default() += 1,
+            Instr::Linear { terms, .. } => linear_terms += terms.len().max(1),
+        }
+    }
+    let pbs: u64 = by_prec.values().sum();
+    let big = solution.params.big_lwe_dimension() as f64 + 1.0;
+    let seconds = (pbs as f64 * solution.ns_per_pbs + linear_terms as f64 * big * params::cost::LEVELED) * 1e-9;
+    let noise = NoiseReport {
+        log2_p_error_worst_lookup: solution.analysis.log2_worst,
+        log2_p_error_global: solution.analysis.log2_global,
+        pbs_by_precision: by_prec.into_iter().collect(),
+        estimated_seconds: seconds,
+    };
+    let program = Program {
+        name: l.name,
+        params: solution.params,
+        inputs: l.inputs,
+        outputs: l.outputs,
+        num_input_slots: l.num_input_slots,
+        instrs: l.instrs,
+        tables: l.tables,
+        instr_origin: l.instr_origin,
+        origins: l.origins,
+        noise,
+    };
+    program
+        .validate()
+        .map_err(|e| Diagnostic::new(format!("internal error: {e}")))?;
+    Ok(Compiled { program, dag, solution })
+}

@@ -284,13 +284,13 @@ impl OpDef for SumOp {
 }
 
 /// Spatial parameters of a 2-D window op (conv or pool), normalised and checked.
-struct Window {
-    kernel: [usize; 2],
+pub struct Window {
+    pub kernel: [usize; 2],
     strides: [usize; 2],
     /// top, left, bottom, right (ONNX order: h_begin, w_begin, h_end, w_end).
     pads: [usize; 4],
     dilations: [usize; 2],
-    out: [usize; 2],
+    pub out: [usize; 2],
 }
 
 /// Largest kernel size, stride, dilation or padding accepted (keeps every window computation exact).
@@ -347,7 +347,8 @@ fn window(attrs: &Attrs, kernel: [usize; 2], hw: [usize; 2]) -> Result<Window, S
 
 impl Window {
     /// Input positions (row, col) covered by output (oh, ow), `None` for padding.
-    fn taps(&self, oh: usize, ow: usize, h: usize, w: usize) -> impl Iterator<Item = Option<(usize, usize)>> + '_ {
+    /// The input positions of output `(oh, ow)`'s window (`None` for padding).
+    pub fn taps(&self, oh: usize, ow: usize, h: usize, w: usize) -> impl Iterator<Item = Option<(usize, usize)>> + '_ {
         let (kh, kw) = (self.kernel[0], self.kernel[1]);
         (0..kh * kw).map(move |t| {
             let (i, j) = (t / kw, t % kw);
@@ -526,7 +527,8 @@ impl OpDef for Conv2dOp {
     }
 }
 
-fn pool_window(o: &[Type], attrs: &Attrs, op: &str) -> Result<([usize; 4], Window), String> {
+/// Input shape and window of a pooling op (for backends).
+pub fn pool_window(o: &[Type], attrs: &Attrs, op: &str) -> Result<([usize; 4], Window), String> {
     let x = nchw(&o[0], op)?;
     let k = match get_ints(attrs, "kernel_shape")? {
         Some(v) if v.len() == 2 && v.iter().all(|&d| (1..=MAX_WINDOW).contains(&d)) => [v[0] as usize, v[1] as usize],

@@ -109,14 +109,21 @@ pub mod cost {
     pub const MUL: f64 = 0.25;
     /// Per multiply-add of the keyswitch.
     pub const KS: f64 = 0.47;
+    /// Per torus element of a leveled multiply-add (one term of a linear combination).
+    pub const LEVELED: f64 = 0.15;
 }
 
 /// Estimated single-thread time of one keyswitch + bootstrap, in nanoseconds.
 pub fn pbs_cost_ns(p: &ParamSet) -> f64 {
     let r = p.raw();
-    let (n, k, big_n) = (r.lwe_dimension as f64, r.glwe_dimension as f64, r.polynomial_size as f64);
+    let (n, k, big_n) = (
+        r.lwe_dimension as f64,
+        r.glwe_dimension as f64,
+        r.polynomial_size as f64,
+    );
     let l = r.pbs_level as f64;
-    let br = n * ((l * (k + 1.0) + (k + 1.0)) * big_n * big_n.log2() * cost::FFT + l * (k + 1.0).powi(2) * big_n * cost::MUL);
+    let br = n
+        * ((l * (k + 1.0) + (k + 1.0)) * big_n * big_n.log2() * cost::FFT + l * (k + 1.0).powi(2) * big_n * cost::MUL);
     let ks = k * big_n * r.ks_level as f64 * (n + 1.0) * cost::KS;
     br + ks
 }
@@ -233,10 +240,23 @@ pub struct Analysis {
 
 pub fn analyze(dag: &NoiseDag, p: &ParamSet) -> Analysis {
     let v = Variances::of(p);
-    let per: Vec<f64> = dag.constraints.iter().map(|c| log2_p_fail(c.precision, v.at(c))).collect();
+    let per: Vec<f64> = dag
+        .constraints
+        .iter()
+        .map(|c| log2_p_fail(c.precision, v.at(c)))
+        .collect();
     let worst = per.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let global = log2_sum(dag.constraints.iter().zip(&per).map(|(c, &lp)| lp + (c.count.max(1) as f64).log2()));
-    Analysis { log2_p_fail: per, log2_worst: worst, log2_global: global }
+    let global = log2_sum(
+        dag.constraints
+            .iter()
+            .zip(&per)
+            .map(|(c, &lp)| lp + (c.count.max(1) as f64).log2()),
+    );
+    Analysis {
+        log2_p_fail: per,
+        log2_worst: worst,
+        log2_global: global,
+    }
 }
 
 /// log2 Σ 2^x_i, stable for very negative x_i.
@@ -299,9 +319,11 @@ fn budget_ok(dag: &NoiseDag, v: &Variances, target: PError) -> bool {
             dag.constraints.iter().all(|c| log2_p_fail(c.precision, v.at(c)) <= lt)
         }
         PError::Global(t) => {
-            let g = log2_sum(dag.constraints.iter().map(|c| {
-                log2_p_fail(c.precision, v.at(c)) + (c.count.max(1) as f64).log2()
-            }));
+            let g = log2_sum(
+                dag.constraints
+                    .iter()
+                    .map(|c| log2_p_fail(c.precision, v.at(c)) + (c.count.max(1) as f64).log2()),
+            );
             g <= t.log2()
         }
     }
@@ -319,7 +341,11 @@ pub fn search_in(dag: &NoiseDag, target: PError, space: &SearchSpace) -> Result<
     if !(t > 0.0 && t < 1.0) {
         return Err(ParamError::BadTarget(t));
     }
-    if let Some(c) = dag.constraints.iter().find(|c| c.lookup && c.precision > fhec_runtime::program::MAX_PBS_PRECISION) {
+    if let Some(c) = dag
+        .constraints
+        .iter()
+        .find(|c| c.lookup && c.precision > fhec_runtime::program::MAX_PBS_PRECISION)
+    {
         return Err(ParamError::Infeasible(format!(
             "{} needs a {}-bit table lookup; at most {} bits are supported: round its input first (fhe.round)",
             c.origin,
@@ -367,12 +393,19 @@ pub fn search_in(dag: &NoiseDag, target: PError, space: &SearchSpace) -> Result<
                     .collect();
                 for &(pl, pb, pv) in &pbs_best {
                     for &(kl, kb, kv) in &ks_best {
-                        let Ok(cand) = ParamSet::with_secure_noise(n, k, big_n, pb, pl, kb, kl) else { continue };
+                        let Ok(cand) = ParamSet::with_secure_noise(n, k, big_n, pb, pl, kb, kl) else {
+                            continue;
+                        };
                         let cost = pbs_cost_ns(&cand);
                         if best.as_ref().is_some_and(|(c, _)| cost >= *c) {
                             continue;
                         }
-                        let v = Variances { fresh, pbs: pv, keyswitch: kv, modulus_switch: ms };
+                        let v = Variances {
+                            fresh,
+                            pbs: pv,
+                            keyswitch: kv,
+                            modulus_switch: ms,
+                        };
                         if budget_ok(dag, &v, target) {
                             best = Some((cost, cand));
                         }
@@ -382,7 +415,11 @@ pub fn search_in(dag: &NoiseDag, target: PError, space: &SearchSpace) -> Result<
         }
     }
     match best {
-        Some((ns, params)) => Ok(Solution { analysis: analyze(dag, &params), params, ns_per_pbs: ns }),
+        Some((ns, params)) => Ok(Solution {
+            analysis: analyze(dag, &params),
+            params,
+            ns_per_pbs: ns,
+        }),
         None => Err(ParamError::Infeasible(explain_infeasible(dag, target, space))),
     }
 }
@@ -394,14 +431,11 @@ fn explain_infeasible(dag: &NoiseDag, target: PError, space: &SearchSpace) -> St
         PError::Global(t) => format!("global p_error {:.3e}", t),
     };
     // the constraint that is hardest on its own: the largest required precision + weight
-    let worst = dag
-        .constraints
-        .iter()
-        .max_by(|a, b| {
-            let ka = a.precision as f64 + 0.5 * (a.pbs_weight.max(a.fresh_weight)).max(1.0).log2();
-            let kb = b.precision as f64 + 0.5 * (b.pbs_weight.max(b.fresh_weight)).max(1.0).log2();
-            ka.total_cmp(&kb)
-        });
+    let worst = dag.constraints.iter().max_by(|a, b| {
+        let ka = a.precision as f64 + 0.5 * (a.pbs_weight.max(a.fresh_weight)).max(1.0).log2();
+        let kb = b.precision as f64 + 0.5 * (b.pbs_weight.max(b.fresh_weight)).max(1.0).log2();
+        ka.total_cmp(&kb)
+    });
     let _ = space;
     match worst {
         Some(c) => {
@@ -410,7 +444,11 @@ fn explain_infeasible(dag: &NoiseDag, target: PError, space: &SearchSpace) -> St
                 "no secure TFHE parameters reach {tgt}: {} needs {} bits of precision{}; {}",
                 c.origin,
                 c.precision,
-                if amp >= 1.0 { format!(" with its noise amplified ~2^{amp:.1} by the linear ops before it") } else { String::new() },
+                if amp >= 1.0 {
+                    format!(" with its noise amplified ~2^{amp:.1} by the linear ops before it")
+                } else {
+                    String::new()
+                },
                 if c.lookup {
                     "lower its input width (round it with fhe.round), reduce the clear weights feeding it, or relax p_error"
                 } else {

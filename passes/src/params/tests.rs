@@ -2,7 +2,14 @@ use super::*;
 use fhec_runtime::RawParamSet;
 
 fn lookup(precision: u32, pbs_weight: f64) -> Constraint {
-    Constraint { precision, fresh_weight: 0.0, pbs_weight, lookup: true, count: 1, origin: format!("test lookup p={precision}") }
+    Constraint {
+        precision,
+        fresh_weight: 0.0,
+        pbs_weight,
+        lookup: true,
+        count: 1,
+        origin: format!("test lookup p={precision}"),
+    }
 }
 
 /// tfhe-rs 1.8.2 `V1_8_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128` (constants copied as numbers):
@@ -21,7 +28,9 @@ fn reproduces_the_failure_probability_of_a_shipped_set() {
         ks_level: 4,
     })
     .expect("the shipped set is secure");
-    let dag = NoiseDag { constraints: vec![lookup(4, 25.0)] };
+    let dag = NoiseDag {
+        constraints: vec![lookup(4, 25.0)],
+    };
     let a = analyze(&dag, &p);
     assert!((a.log2_worst - -129.581).abs() < 0.01, "log2 p_fail = {}", a.log2_worst);
 }
@@ -29,7 +38,9 @@ fn reproduces_the_failure_probability_of_a_shipped_set() {
 #[test]
 fn search_meets_the_target_with_secure_parameters_for_every_precision() {
     for p in 1..=8 {
-        let dag = NoiseDag { constraints: vec![lookup(p, 16.0)] };
+        let dag = NoiseDag {
+            constraints: vec![lookup(p, 16.0)],
+        };
         let s = search(&dag, PError::default()).unwrap_or_else(|e| panic!("p={p}: {e}"));
         assert!(s.params.is_secure(), "p={p}: {}", s.params);
         assert!(s.analysis.log2_worst <= -40.0, "p={p}: {}", s.analysis.log2_worst);
@@ -39,7 +50,16 @@ fn search_meets_the_target_with_secure_parameters_for_every_precision() {
 
 #[test]
 fn cost_grows_with_precision() {
-    let cost = |p| search(&NoiseDag { constraints: vec![lookup(p, 1.0)] }, PError::default()).unwrap().ns_per_pbs;
+    let cost = |p| {
+        search(
+            &NoiseDag {
+                constraints: vec![lookup(p, 1.0)],
+            },
+            PError::default(),
+        )
+        .unwrap()
+        .ns_per_pbs
+    };
     let c = [cost(2), cost(4), cost(6), cost(8)];
     assert!(c.windows(2).all(|w| w[0] <= w[1]), "{c:?}");
 }
@@ -59,13 +79,20 @@ fn global_target_is_a_union_bound() {
 fn infeasible_names_the_op_and_the_fix() {
     let mut c = lookup(17, 1.0);
     c.origin = "fhe.lut %7 at 3:9".into();
-    let e = search(&NoiseDag { constraints: vec![c] }, PError::default()).unwrap_err().to_string();
+    let e = search(&NoiseDag { constraints: vec![c] }, PError::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("fhe.lut %7 at 3:9") && e.contains("fhe.round"), "{e}");
     let mut c = lookup(6, 1e30);
     c.origin = "fhe.lut %2".into();
-    let e = search(&NoiseDag { constraints: vec![c] }, PError::default()).unwrap_err().to_string();
+    let e = search(&NoiseDag { constraints: vec![c] }, PError::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("fhe.lut %2") && e.contains("weights"), "{e}");
-    assert!(matches!(search(&NoiseDag::default(), PError::PerLookup(2.0)), Err(ParamError::BadTarget(_))));
+    assert!(matches!(
+        search(&NoiseDag::default(), PError::PerLookup(2.0)),
+        Err(ParamError::BadTarget(_))
+    ));
 }
 
 #[test]

@@ -1,0 +1,993 @@
+//! Lowering of a verified `fhe` function to a TFHE [`Program`].
+//!
+//! Two phases (see `docs/crypto.md` for the encoding and the exactness argument):
+//!
+//! 1. **Plan.** Encrypted values joined by leveled ops (add, matmul, reshapes…) form *components*
+//!    (union-find); a component shares one scale `s = 63 − P`, where `P` is the largest width any of
+//!    its values — or any temporary the lowering creates in it (the `a ± b` of `mul_eint`, the
+//!    window sums of pooling) — needs. A rounding by extraction links its input and output
+//!    components: `P_in ≥ P_out + lsbs`, solved by a fixpoint.
+//! 2. **Lower.** Every encrypted tensor element becomes a linear expression over slots (inputs and
+//!    lookup outputs) with torus coefficients; leveled ops only combine expressions. An expression
+//!    is materialised into a slot (one `Linear` instruction) where a lookup reads it or an output
+//!    returns it. Lookups re-encode their input to the precision of its value range
+//!    (`shift = P − w`, offset `2^(w−1)` for signed ranges) and write their table at the scale of
+//!    the consumer's component, so no separate re-encoding step is needed.
+//!
+//! `round`/`truncate` are exact: either one lookup at the input's precision (when a lookup at least
+//! that wide exists anyway), or bit extraction: for each dropped bit, shift it into the padding
+//! position and read it with a 1-entry negacyclic table (a precision-0 PBS), then subtract it.
+//!
+//! The noise of every slot is tracked exactly (`Σ coef²` over fresh encryptions and over lookup
+//! outputs), and every lookup and output becomes a [`Constraint`] for the parameter search.
+
+use std::collections::HashMap;
+
+use fhec_ir::module::{Function, ValueDef};
+use fhec_ir::ops::pool_window;
+use fhec_ir::types::width_for;
+use fhec_ir::{Diagnostic, ElemType, NoiseClass, OpKind, Tensor, Type, ValueId};
+use fhec_passes::params::Constraint;
+use fhec_runtime::program::{encode, Instr, Origin, Port, Table, MAX_PBS_PRECISION};
+use ndarray::{ArrayD, IxDyn};
+
+/// Largest component precision: the scale must stay ≥ 1 (bit extraction writes `2^(s−1)`).
+const MAX_PRECISION: u32 = 62;
+
+type Slot = u32;
+
+/// A torus-level linear expression: `Σ coef·slot + constant`.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Lin {
+    terms: Vec<(Slot, i128)>,
+    constant: u64,
+}
+
+impl Lin {
+    fn slot(s: Slot) -> Lin {
+        Lin {
+            terms: vec![(s, 1)],
+            constant: 0,
+        }
+    }
+    fn constant(c: u64) -> Lin {
+        Lin {
+            terms: Vec::new(),
+            constant: c,
+        }
+    }
+    fn add_scaled(&mut self, other: &Lin, c: i128) {
+        if c == 0 {
+            return;
+        }
+        self.terms
+            .extend(other.terms.iter().map(|&(s, k)| (s, k.saturating_mul(c))));
+        self.constant = self.constant.wrapping_add(other.constant.wrapping_mul(c as i64 as u64));
+        if self.terms.len() > 64 {
+            self.normalize();
+        }
+    }
+    fn scaled(&self, c: i128) -> Lin {
+        let mut l = Lin::default();
+        l.add_scaled(self, c);
+        l
+    }
+    fn add_constant(&mut self, c: u64) {
+        self.constant = self.constant.wrapping_add(c);
+    }
+    /// Merges terms on the same slot and drops zeros.
+    fn normalize(&mut self) {
+        self.terms.sort_unstable_by_key(|t| t.0);
+        let mut out: Vec<(Slot, i128)> = Vec::with_capacity(self.terms.len());
+        for &(s, c) in &self.terms {
+            match out.last_mut() {
+                Some(l) if l.0 == s => l.1 += c,
+                _ => out.push((s, c)),
+            }
+        }
+        out.retain(|t| t.1 != 0);
+        self.terms = out;
+    }
+}
+
+/// A value during lowering.
+enum Val {
+    Clear(Tensor),
+    Enc { shape: Vec<usize>, elems: Vec<Lin> },
+}
+
+/// How a rounding (`round`, `truncate`, power-of-two average pool) is lowered.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum RoundMethod {
+    /// One lookup on the whole input.
+    Table,
+    /// One precision-0 lookup per dropped bit.
+    Extract,
+}
+
+/// What the lowering produces before parameter selection.
+pub struct Lowered {
+    pub name: String,
+    pub inputs: Vec<Port>,
+    pub outputs: Vec<Port>,
+    pub num_input_slots: u32,
+    pub instrs: Vec<Instr>,
+    pub tables: Vec<Table>,
+    pub instr_origin: Vec<u32>,
+    pub origins: Vec<Origin>,
+    pub constraints: Vec<Constraint>,
+}
+
+struct UnionFind(Vec<usize>);
+
+impl UnionFind {
+    fn find(&mut self, x: usize) -> usize {
+        let mut r = x;
+        while self.0[r] != r {
+            r = self.0[r];
+        }
+        let mut y = x;
+        while self.0[y] != r {
+            let n = self.0[y];
+            self.0[y] = r;
+            y = n;
+        }
+        r
+    }
+    fn union(&mut self, a: usize, b: usize) {
+        let (a, b) = (self.find(a), self.find(b));
+        if a != b {
+            self.0[a] = b;
+        }
+    }
+}
+
+fn elem_range(e: ElemType) -> (i128, i128) {
+    e.range()
+}
+
+/// Width (and whether an offset is needed) of a lookup reading values in `lo ..= hi`.
+fn lookup_width(lo: i128, hi: i128) -> (u32, bool) {
+    if lo >= 0 {
+        (width_for(0, hi.max(0), false), false)
+    } else {
+        (width_for(lo, hi, true), true)
+    }
+}
+
+fn is_pow2(a: i128) -> Option<u32> {
+    (a > 0 && a & (a - 1) == 0).then(|| a.trailing_zeros())
+}
+
+/// The planning phase: components and their precisions, and how each rounding is lowered.
+struct Plan {
+    comp: Vec<usize>,
+    precision: HashMap<usize, u32>,
+    round_method: HashMap<ValueId, RoundMethod>,
+}
+
+impl Plan {
+    fn scale(&self, v: ValueId) -> u32 {
+        63 - self.precision[&self.comp[v.index()]]
+    }
+}
+
+fn enc(f: &Function, v: ValueId) -> bool {
+    f.ty(v).is_encrypted()
+}
+
+/// The value range of an average pool's window sum (padding counts as zero).
+fn pool_sum_range(f: &Function, x: ValueId, area: i128) -> (i128, i128) {
+    let (lo, hi) = elem_range(f.ty(x).elem);
+    (area * lo.min(0), area * hi.max(0))
+}
+
+fn pool_area(f: &Function, op: &fhec_ir::module::OpData) -> Result<i128, String> {
+    let types = vec![f.ty(op.operands[0]).clone()];
+    let (_, win) = pool_window(&types, &op.attrs, op.kind.name())?;
+    Ok((win.kernel[0] * win.kernel[1]) as i128)
+}
+
+fn lsbs(op: &fhec_ir::module::OpData) -> u32 {
+    match op.attrs.get("lsbs") {
+        Some(fhec_ir::Attribute::Int(k)) => *k as u32,
+        _ => 0,
+    }
+}
+
+fn plan(f: &Function) -> Result<Plan, Diagnostic> {
+    let nv = f.num_values();
+    let mut uf = UnionFind((0..nv).collect());
+    // requirements per value (before union)
+    let mut req: Vec<u32> = vec![0; nv];
+    let mut max_lut = 0u32;
+    for v in 0..nv {
+        let t = f.ty(ValueId(v as u32));
+        if t.is_encrypted() {
+            req[v] = t.width();
+        }
+    }
+    for &o in &f.body {
+        let op = f.op(o);
+        let r = op.result;
+        if !enc(f, r) {
+            continue;
+        }
+        let encs: Vec<ValueId> = op.operands.iter().copied().filter(|&v| enc(f, v)).collect();
+        match op.kind {
+            OpKind::Lut | OpKind::MappedLut | OpKind::MultiLut => {
+                max_lut = max_lut.max(f.ty(op.operands[0]).width());
+            }
+            OpKind::MulEint => {
+                let (al, ah) = elem_range(f.ty(op.operands[0]).elem);
+                let (bl, bh) = elem_range(f.ty(op.operands[1]).elem);
+                let (ws, _) = lookup_width(al + bl, ah + bh);
+                let (wd, _) = lookup_width(al - bh, ah - bl);
+                let w = ws.max(wd);
+                uf.union(op.operands[0].index(), op.operands[1].index());
+                req[op.operands[0].index()] = req[op.operands[0].index()].max(w);
+                max_lut = max_lut.max(w);
+            }
+            OpKind::Maxpool2d => {
+                // max(a, b) = b + relu(a − b), all at the input's scale
+                let (lo, hi) = elem_range(f.ty(op.operands[0]).elem);
+                let (w, _) = lookup_width(lo - hi, hi - lo);
+                uf.union(r.index(), op.operands[0].index());
+                req[r.index()] = req[r.index()].max(w);
+                max_lut = max_lut.max(w);
+            }
+            OpKind::Round | OpKind::Truncate | OpKind::Avgpool2d => {}
+            _ => match op.kind.def().noise_class() {
+                NoiseClass::Zero | NoiseClass::Linear => {
+                    for &x in &encs {
+                        uf.union(r.index(), x.index());
+                    }
+                }
+                NoiseClass::Lut => {
+                    return Err(Diagnostic::at(
+                        format!("internal error: no lowering for {}", op.kind.name()),
+                        op.span,
+                    ))
+                }
+            },
+        }
+    }
+    // Roundings: a table when a lookup at least as wide exists anyway, else bit extraction.
+    let mut round_method = HashMap::new();
+    let mut edges: Vec<(usize, usize, u32)> = Vec::new(); // (input value, output value, lsbs)
+    for &o in &f.body {
+        let op = f.op(o);
+        match op.kind {
+            OpKind::Round | OpKind::Truncate => {
+                let x = op.operands[0];
+                let w = f.ty(x).width();
+                let k = lsbs(op);
+                let m = if w <= max_lut.min(MAX_PBS_PRECISION) || k == 0 {
+                    RoundMethod::Table
+                } else {
+                    RoundMethod::Extract
+                };
+                if m == RoundMethod::Extract {
+                    let wo = f.ty(op.result).width();
+                    req[x.index()] = req[x.index()].max(wo + k);
+                    edges.push((x.index(), op.result.index(), k));
+                }
+                round_method.insert(op.result, m);
+            }
+            OpKind::Avgpool2d => {
+                let x = op.operands[0];
+                let area = pool_area(f, op).map_err(|e| Diagnostic::at(e, op.span))?;
+                let (lo, hi) = pool_sum_range(f, x, area);
+                let (w, _) = lookup_width(lo, hi);
+                req[x.index()] = req[x.index()].max(w);
+                let m = match is_pow2(area) {
+                    Some(k) if w > max_lut.min(MAX_PBS_PRECISION) => {
+                        let wo = f.ty(op.result).width();
+                        req[x.index()] = req[x.index()].max(wo + k);
+                        edges.push((x.index(), op.result.index(), k));
+                        RoundMethod::Extract
+                    }
+                    _ => RoundMethod::Table,
+                };
+                round_method.insert(op.result, m);
+            }
+            _ => {}
+        }
+    }
+    let comp: Vec<usize> = (0..nv).map(|v| uf.find(v)).collect();
+    let mut precision: HashMap<usize, u32> = HashMap::new();
+    for v in 0..nv {
+        if f.ty(ValueId(v as u32)).is_encrypted() {
+            let p = precision.entry(comp[v]).or_insert(1);
+            *p = (*p).max(req[v]);
+        }
+    }
+    // P_in ≥ P_out + k along extraction edges, to a fixpoint (bounded; leftovers are re-encoded).
+    for _ in 0..16 {
+        let mut changed = false;
+        for &(x, r, k) in &edges {
+            let need = precision[&comp[r]] + k;
+            let p = precision.get_mut(&comp[x]).expect("encrypted");
+            if *p < need && need <= MAX_PRECISION {
+                *p = need;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for v in 0..nv {
+        let vid = ValueId(v as u32);
+        if f.ty(vid).is_encrypted() && precision[&comp[v]] > MAX_PRECISION {
+            let span = match f.value(vid).def {
+                ValueDef::Op(o) => f.op(o).span,
+                ValueDef::Arg(_) => f.value(vid).span,
+            };
+            return Err(Diagnostic::at(
+                format!(
+                    "this value is combined with values that need {} bits; at most {MAX_PRECISION} bits fit a ciphertext",
+                    precision[&comp[v]]
+                ),
+                span,
+            )
+            .with_help("round wide accumulators (fhe.round) before combining them"));
+        }
+    }
+    Ok(Plan {
+        comp,
+        precision,
+        round_method,
+    })
+}
+
+/// The instruction builder: slots, noise, tables, constraints.
+struct Builder {
+    num_input_slots: u32,
+    instrs: Vec<Instr>,
+    /// (fresh weight, lookup weight) of each slot.
+    noise: Vec<(f64, f64)>,
+    tables: Vec<Table>,
+    table_ids: HashMap<(u32, Vec<u64>), u32>,
+    instr_origin: Vec<u32>,
+    origins: Vec<Origin>,
+    origin: u32,
+    constraints: Vec<Constraint>,
+}
+
+impl Builder {
+    fn push(&mut self, ins: Instr, noise: (f64, f64)) -> Slot {
+        let slot = self.num_input_slots + self.instrs.len() as u32;
+        self.instrs.push(ins);
+        self.noise.push(noise);
+        self.instr_origin.push(self.origin);
+        slot
+    }
+
+    /// The slot holding `e`, emitting a `Linear` instruction unless `e` is one slot as is.
+    fn materialize(&mut self, e: &Lin) -> Result<Slot, String> {
+        let mut e = e.clone();
+        e.normalize();
+        if e.constant == 0 && e.terms.len() == 1 && e.terms[0].1 == 1 {
+            return Ok(e.terms[0].0);
+        }
+        let mut noise = (0.0, 0.0);
+        let mut terms = Vec::with_capacity(e.terms.len());
+        for &(s, c) in &e.terms {
+            if c.unsigned_abs() >= 1u128 << 62 {
+                return Err(format!(
+                    "a clear coefficient reaches {c}, too large for exact encrypted arithmetic"
+                ));
+            }
+            let (a, b) = self.noise[s as usize];
+            let c2 = (c as f64) * (c as f64);
+            noise.0 += c2 * a;
+            noise.1 += c2 * b;
+            terms.push((s, c as i64));
+        }
+        Ok(self.push(
+            Instr::Linear {
+                terms,
+                constant: e.constant,
+            },
+            noise,
+        ))
+    }
+
+    fn table(&mut self, precision: u32, values: Vec<u64>) -> u32 {
+        let n = self.tables.len() as u32;
+        *self.table_ids.entry((precision, values.clone())).or_insert_with(|| {
+            self.tables.push(Table { precision, values });
+            n
+        })
+    }
+
+    /// A bootstrap on `slot·2^shift + offset` with a table of `precision`.
+    fn pbs(&mut self, e: &Lin, shift: u32, offset: u64, precision: u32, values: Vec<u64>) -> Result<Slot, String> {
+        let input = self.materialize(e)?;
+        let amp = (2.0f64).powi(2 * shift as i32);
+        let (a, b) = self.noise[input as usize];
+        self.constraints.push(Constraint {
+            precision,
+            fresh_weight: a * amp,
+            pbs_weight: b * amp,
+            lookup: true,
+            count: 1,
+            origin: self.origin_text(),
+        });
+        let table = self.table(precision, values);
+        Ok(self.push(
+            Instr::Pbs {
+                input,
+                shift,
+                offset,
+                table,
+            },
+            (0.0, 1.0),
+        ))
+    }
+
+    fn origin_text(&self) -> String {
+        let o = &self.origins[self.origin as usize];
+        match &o.location {
+            Some(l) => format!("{} (at {l})", o.op),
+            None => o.op.clone(),
+        }
+    }
+
+    /// `f(v)` for `v`, the value of `e` at `scale`, known to lie in `lo ..= hi`; the result at `out_scale`.
+    fn lookup(
+        &mut self,
+        e: &Lin,
+        scale: u32,
+        (lo, hi): (i128, i128),
+        out_scale: u32,
+        f: impl Fn(i128) -> i128,
+    ) -> Result<Lin, String> {
+        let (w, signed) = lookup_width(lo, hi);
+        let p = 63 - scale;
+        if w > MAX_PBS_PRECISION {
+            return Err(format!(
+                "needs a {w}-bit table lookup; at most {MAX_PBS_PRECISION} bits are supported: round its input first (fhe.round)"
+            ));
+        }
+        if w > p {
+            return Err(format!("internal error: a {w}-bit lookup on a {p}-bit encoding"));
+        }
+        let off: i128 = if signed { 1 << (w - 1) } else { 0 };
+        let mut input = e.clone();
+        input.add_constant(encode(off as i64, scale));
+        let values = (0..1i128 << w).map(|u| encode(f(u - off) as i64, out_scale)).collect();
+        Ok(Lin::slot(self.pbs(&input, p - w, 0, w, values)?))
+    }
+
+    /// The bit at position `i` of the value of `e` (at `scale`, low `i` bits zero), as a lookup
+    /// output worth `−bit·2^(scale+i)` plus the constant to add. Precision-0 table.
+    fn extract_bit(&mut self, e: &Lin, scale: u32, i: u32) -> Result<Lin, String> {
+        let shift = 63 - scale - i;
+        let half = 1u64 << (scale + i - 1);
+        let out = self.pbs(e, shift, 0, 0, vec![half])?;
+        let mut l = Lin::slot(out);
+        l.add_constant(half.wrapping_neg());
+        Ok(l)
+    }
+}
+
+/// Exact `floor((x + bias) / 2^k)` by bit extraction. `x` is at `scale` (precision `63 − scale`);
+/// the result is at `scale + k`.
+fn extract_round(b: &mut Builder, x: &Lin, scale: u32, k: u32, bias: i128) -> Result<Lin, String> {
+    let mut cur = x.clone();
+    cur.add_constant(encode(bias as i64, scale));
+    for i in 0..k {
+        let slot = b.materialize(&cur)?;
+        let bit = b.extract_bit(&Lin::slot(slot), scale, i)?;
+        cur = Lin::slot(slot);
+        cur.add_scaled(&bit, 1);
+    }
+    Ok(cur)
+}
+
+/// Moves `e`, a value in `range` at scale `from`, to scale `to`.
+fn rescale(b: &mut Builder, e: Lin, from: u32, to: u32, range: (i128, i128)) -> Result<Lin, String> {
+    if to >= from {
+        Ok(e.scaled(1i128 << (to - from)))
+    } else {
+        b.lookup(&e, from, range, to, |v| v)
+    }
+}
+
+fn flat_index_map(shape: &[usize], out: &[usize]) -> Result<Vec<usize>, String> {
+    let n: usize = shape.iter().product();
+    let idx = ArrayD::from_shape_vec(IxDyn(shape), (0..n).collect::<Vec<usize>>()).map_err(|e| e.to_string())?;
+    let view = idx
+        .broadcast(IxDyn(out))
+        .ok_or_else(|| format!("cannot broadcast {shape:?} to {out:?}"))?;
+    Ok(view.iter().copied().collect())
+}
+
+fn wide_to_i64(w: &ArrayD<i128>) -> Result<Tensor, String> {
+    w.iter()
+        .map(|&v| i64::try_from(v).map_err(|_| format!("a clear value {v} does not fit 64 bits")))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|v| ArrayD::from_shape_vec(w.raw_dim(), v).map_err(|e| e.to_string()))
+}
+
+struct Lowerer<'f> {
+    f: &'f Function,
+    plan: Plan,
+    b: Builder,
+    vals: Vec<Option<Val>>,
+}
+
+impl<'f> Lowerer<'f> {
+    fn get(&self, v: ValueId) -> &Val {
+        self.vals[v.index()]
+            .as_ref()
+            .expect("values are defined before use in a verified function")
+    }
+
+    fn enc_elems(&self, v: ValueId) -> &[Lin] {
+        match self.get(v) {
+            Val::Enc { elems, .. } => elems,
+            Val::Clear(_) => unreachable!("encrypted by type"),
+        }
+    }
+
+    /// The tensor to feed an op's `eval` for operand `i`: the clear value, or `probe` for encrypted ones.
+    fn eval_op(&self, op: &fhec_ir::module::OpData, args: &[Tensor]) -> Result<ArrayD<i128>, String> {
+        let refs: Vec<&Tensor> = args.iter().collect();
+        let types: Vec<Type> = op.operands.iter().map(|&v| self.f.ty(v).clone()).collect();
+        op.kind.def().eval(&refs, &types, &op.attrs, self.f.ty(op.result))
+    }
+
+    fn clear_or_zeros(&self, v: ValueId) -> Tensor {
+        match self.get(v) {
+            Val::Clear(t) => t.clone(),
+            Val::Enc { shape, .. } => ArrayD::zeros(IxDyn(shape)),
+        }
+    }
+
+    fn lower_op(&mut self, o: fhec_ir::OpId) -> Result<(), String> {
+        let f = self.f;
+        let op = f.op(o);
+        let r = op.result;
+        let rty = f.ty(r);
+        if !rty.is_encrypted() {
+            // clear computation: constant folding with the op's own semantics
+            let args: Vec<Tensor> = op.operands.iter().map(|&v| self.clear_or_zeros(v)).collect();
+            let out = wide_to_i64(&self.eval_op(op, &args)?)?;
+            self.vals[r.index()] = Some(Val::Clear(out));
+            return Ok(());
+        }
+        let scale = self.plan.scale(r);
+        let out_shape = rty.shape.clone();
+        let n_out: usize = out_shape.iter().product();
+        let elems: Vec<Lin> = match op.kind {
+            OpKind::Zeros => vec![Lin::default(); n_out],
+            OpKind::ToSigned | OpKind::ToUnsigned => self.enc_elems(op.operands[0]).to_vec(),
+            OpKind::Neg => self.enc_elems(op.operands[0]).iter().map(|e| e.scaled(-1)).collect(),
+            OpKind::Add | OpKind::Sub | OpKind::Mul => self.elementwise(op, &out_shape, scale)?,
+            OpKind::Reshape
+            | OpKind::Transpose
+            | OpKind::Broadcast
+            | OpKind::Concat
+            | OpKind::Slice
+            | OpKind::Gather => self.gather_like(op, n_out, scale)?,
+            OpKind::Matmul | OpKind::Dot | OpKind::Sum | OpKind::Conv2d => self.probe_linear(op, n_out, scale)?,
+            OpKind::Lut | OpKind::MappedLut | OpKind::MultiLut => self.table_lookups(op, n_out, scale)?,
+            OpKind::MulEint => self.mul_eint(op, &out_shape, scale)?,
+            OpKind::Round | OpKind::Truncate => self.round(op, scale)?,
+            OpKind::Avgpool2d | OpKind::Maxpool2d => self.pool(op, scale)?,
+            OpKind::Constant => unreachable!("constants are clear"),
+        };
+        debug_assert_eq!(elems.len(), n_out);
+        self.vals[r.index()] = Some(Val::Enc {
+            shape: out_shape,
+            elems,
+        });
+        Ok(())
+    }
+
+    fn elementwise(&self, op: &fhec_ir::module::OpData, out: &[usize], scale: u32) -> Result<Vec<Lin>, String> {
+        let maps: Vec<Vec<usize>> = op
+            .operands
+            .iter()
+            .map(|&v| flat_index_map(&self.f.ty(v).shape, out))
+            .collect::<Result<_, _>>()?;
+        let n: usize = out.iter().product();
+        let mut res = Vec::with_capacity(n);
+        let sign = if op.kind == OpKind::Sub { -1 } else { 1 };
+        let clear: Vec<Option<std::borrow::Cow<'_, [i64]>>> = op
+            .operands
+            .iter()
+            .map(|&v| match self.get(v) {
+                Val::Clear(c) => Some(c.as_slice_memory_order_or_vec()),
+                Val::Enc { .. } => None,
+            })
+            .collect();
+        for j in 0..n {
+            let mut e = Lin::default();
+            match op.kind {
+                OpKind::Mul => {
+                    let (a, c) = match (self.get(op.operands[0]), &clear[1], self.get(op.operands[1]), &clear[0]) {
+                        (Val::Enc { elems, .. }, Some(c), _, _) => (&elems[maps[0][j]], c[maps[1][j]]),
+                        (_, _, Val::Enc { elems, .. }, Some(c)) => (&elems[maps[1][j]], c[maps[0][j]]),
+                        _ => return Err("fhe.mul needs one clear operand (use fhe.mul_eint)".into()),
+                    };
+                    e.add_scaled(a, c as i128);
+                }
+                _ => {
+                    for (k, &v) in op.operands.iter().enumerate() {
+                        let s = if k == 0 { 1 } else { sign };
+                        match self.get(v) {
+                            Val::Enc { elems, .. } => e.add_scaled(&elems[maps[k][j]], s),
+                            Val::Clear(_) => {
+                                let x = clear[k].as_ref().expect("clear")[maps[k][j]];
+                                e.add_constant(encode(x.wrapping_mul(s as i64), scale));
+                            }
+                        }
+                    }
+                }
+            }
+            res.push(e);
+        }
+        Ok(res)
+    }
+
+    /// Shape ops: evaluate the op on index tensors to learn where each output element comes from.
+    fn gather_like(&self, op: &fhec_ir::module::OpData, n_out: usize, scale: u32) -> Result<Vec<Lin>, String> {
+        let mut args = Vec::new();
+        let mut sources: Vec<&Lin> = Vec::new();
+        for &v in &op.operands {
+            match self.get(v) {
+                Val::Enc { shape, elems } => {
+                    let base = sources.len() as i64;
+                    let idx: Vec<i64> = (0..elems.len() as i64).map(|i| base + i + 1).collect();
+                    args.push(ArrayD::from_shape_vec(IxDyn(shape), idx).map_err(|e| e.to_string())?);
+                    sources.extend(elems.iter());
+                }
+                Val::Clear(_) => args.push(ArrayD::zeros(IxDyn(&self.f.ty(v).shape))),
+            }
+        }
+        let idx = self.eval_op(op, &args)?;
+        let clear_args: Vec<Tensor> = op.operands.iter().map(|&v| self.clear_or_zeros(v)).collect();
+        let base = self.eval_op(op, &clear_args)?;
+        let mut res = Vec::with_capacity(n_out);
+        for (&i, &c) in idx.iter().zip(base.iter()) {
+            if i > 0 {
+                res.push(sources[(i - 1) as usize].clone());
+            } else {
+                res.push(Lin::constant(encode(c as i64, scale)));
+            }
+        }
+        Ok(res)
+    }
+
+    /// Linear ops with one encrypted operand: probe with unit vectors.
+    fn probe_linear(&self, op: &fhec_ir::module::OpData, n_out: usize, scale: u32) -> Result<Vec<Lin>, String> {
+        let k = op
+            .operands
+            .iter()
+            .position(|&v| enc(self.f, v))
+            .expect("an encrypted operand");
+        if op.operands.iter().filter(|&&v| enc(self.f, v)).count() != 1 {
+            return Err(format!(
+                "{} with two encrypted operands is not supported",
+                op.kind.name()
+            ));
+        }
+        let mut args: Vec<Tensor> = op.operands.iter().map(|&v| self.clear_or_zeros(v)).collect();
+        let base = self.eval_op(op, &args)?;
+        let mut res: Vec<Lin> = base.iter().map(|&c| Lin::constant(encode(c as i64, scale))).collect();
+        let inputs = self.enc_elems(op.operands[k]).to_vec();
+        for (i, input) in inputs.iter().enumerate() {
+            args[k].as_slice_memory_order_mut().expect("standard layout")[i] = 1;
+            let out = self.eval_op(op, &args)?;
+            args[k].as_slice_memory_order_mut().expect("standard layout")[i] = 0;
+            for (j, (&y, &y0)) in out.iter().zip(base.iter()).enumerate() {
+                if y != y0 {
+                    res[j].add_scaled(input, y - y0);
+                }
+            }
+        }
+        for r in &mut res {
+            r.normalize();
+        }
+        debug_assert_eq!(res.len(), n_out);
+        Ok(res)
+    }
+
+    fn table_lookups(
+        &mut self,
+        op: &fhec_ir::module::OpData,
+        n_out: usize,
+        out_scale: u32,
+    ) -> Result<Vec<Lin>, String> {
+        let x = op.operands[0];
+        let xty = self.f.ty(x).clone();
+        let in_scale = self.plan.scale(x);
+        let range = xty.elem.range();
+        let n_in = xty.num_elements();
+        let per = if n_in == 0 { 1 } else { n_out / n_in }; // multi_lut: K outputs per input element
+                                                            // the table of every output element: evaluate the op on constant inputs
+        let (lo, hi) = range;
+        // one table for `lut` (every element the same), one per output element otherwise
+        let distinct = if op.kind == OpKind::Lut { n_out.min(1) } else { n_out };
+        let mut tables: Vec<Vec<i128>> = vec![Vec::with_capacity((hi - lo + 1) as usize); distinct];
+        for v in lo..=hi {
+            let t = ArrayD::from_elem(IxDyn(&xty.shape), v as i64);
+            let out = self.eval_op(op, &[t])?;
+            for (j, &y) in out.iter().take(distinct).enumerate() {
+                tables[j].push(y);
+            }
+        }
+        let inputs = self.enc_elems(x).to_vec();
+        let mut res = Vec::with_capacity(n_out);
+        for j in 0..n_out {
+            let table = &tables[j.min(distinct.saturating_sub(1))];
+            let e = &inputs[j / per];
+            res.push(
+                self.b
+                    .lookup(e, in_scale, range, out_scale, |v| table[(v - lo) as usize])?,
+            );
+        }
+        Ok(res)
+    }
+
+    fn mul_eint(&mut self, op: &fhec_ir::module::OpData, out: &[usize], out_scale: u32) -> Result<Vec<Lin>, String> {
+        let (a, b) = (op.operands[0], op.operands[1]);
+        let scale = self.plan.scale(a);
+        let (al, ah) = self.f.ty(a).elem.range();
+        let (bl, bh) = self.f.ty(b).elem.range();
+        let ma = flat_index_map(&self.f.ty(a).shape, out)?;
+        let mb = flat_index_map(&self.f.ty(b).shape, out)?;
+        let (ea, eb) = (self.enc_elems(a).to_vec(), self.enc_elems(b).to_vec());
+        let sq4 = |v: i128| (v * v).div_euclid(4);
+        let mut res = Vec::with_capacity(ma.len());
+        for j in 0..ma.len() {
+            let mut s = ea[ma[j]].clone();
+            s.add_scaled(&eb[mb[j]], 1);
+            let mut d = ea[ma[j]].clone();
+            d.add_scaled(&eb[mb[j]], -1);
+            let mut p = self.b.lookup(&s, scale, (al + bl, ah + bh), out_scale, sq4)?;
+            let q = self.b.lookup(&d, scale, (al - bh, ah - bl), out_scale, |v| -sq4(v))?;
+            p.add_scaled(&q, 1);
+            res.push(p);
+        }
+        Ok(res)
+    }
+
+    fn round(&mut self, op: &fhec_ir::module::OpData, out_scale: u32) -> Result<Vec<Lin>, String> {
+        let x = op.operands[0];
+        let k = lsbs(op);
+        let scale = self.plan.scale(x);
+        let xr = self.f.ty(x).elem.range();
+        let outr = self.f.ty(op.result).elem.range();
+        let bias: i128 = if op.kind == OpKind::Round && k > 0 {
+            1 << (k - 1)
+        } else {
+            0
+        };
+        let inputs = self.enc_elems(x).to_vec();
+        let method = self.plan.round_method[&op.result];
+        let mut res = Vec::with_capacity(inputs.len());
+        for e in &inputs {
+            res.push(match method {
+                RoundMethod::Table => self
+                    .b
+                    .lookup(e, scale, xr, out_scale, |v| (v + bias).div_euclid(1 << k))?,
+                RoundMethod::Extract => {
+                    let q = extract_round(&mut self.b, e, scale, k, bias)?;
+                    rescale(&mut self.b, q, scale + k, out_scale, outr)?
+                }
+            });
+        }
+        Ok(res)
+    }
+
+    fn pool(&mut self, op: &fhec_ir::module::OpData, out_scale: u32) -> Result<Vec<Lin>, String> {
+        let x = op.operands[0];
+        let types = vec![self.f.ty(x).clone()];
+        let (xs, win) = pool_window(&types, &op.attrs, op.kind.name())?;
+        let scale = self.plan.scale(x);
+        let inputs = self.enc_elems(x).to_vec();
+        let (lo, hi) = self.f.ty(x).elem.range();
+        let area = (win.kernel[0] * win.kernel[1]) as i128;
+        let outr = self.f.ty(op.result).elem.range();
+        let method = self.plan.round_method.get(&op.result).copied();
+        let mut res = Vec::new();
+        for bch in 0..xs[0] {
+            for c in 0..xs[1] {
+                for oh in 0..win.out[0] {
+                    for ow in 0..win.out[1] {
+                        let taps: Vec<Lin> = win
+                            .taps(oh, ow, xs[2], xs[3])
+                            .flatten()
+                            .map(|(i, j)| inputs[((bch * xs[1] + c) * xs[2] + i) * xs[3] + j].clone())
+                            .collect();
+                        let v = if op.kind == OpKind::Avgpool2d {
+                            let mut s = Lin::default();
+                            for t in &taps {
+                                s.add_scaled(t, 1);
+                            }
+                            let srange = (area * lo.min(0), area * hi.max(0));
+                            match method {
+                                Some(RoundMethod::Extract) => {
+                                    let k = area.trailing_zeros();
+                                    let q = extract_round(&mut self.b, &s, scale, k, 0)?;
+                                    rescale(&mut self.b, q, scale + k, out_scale, outr)?
+                                }
+                                _ => self.b.lookup(&s, scale, srange, out_scale, |v| v.div_euclid(area))?,
+                            }
+                        } else {
+                            // max by a balanced tree of b + relu(a − b), at the input's scale
+                            let mut level = taps;
+                            while level.len() > 1 {
+                                let mut next = Vec::with_capacity(level.len().div_ceil(2));
+                                for pair in level.chunks(2) {
+                                    if let [a, b] = pair {
+                                        let mut d = a.clone();
+                                        d.add_scaled(b, -1);
+                                        let relu = self.b.lookup(&d, scale, (lo - hi, hi - lo), scale, |v| v.max(0))?;
+                                        let mut m = b.clone();
+                                        m.add_scaled(&relu, 1);
+                                        next.push(m);
+                                    } else {
+                                        next.push(pair[0].clone());
+                                    }
+                                }
+                                level = next;
+                            }
+                            level.pop().ok_or("a pooling window covers only padding")?
+                        };
+                        res.push(v);
+                    }
+                }
+            }
+        }
+        Ok(res)
+    }
+}
+
+/// Where `v` is named in messages: `%name` or `%<index>`.
+fn value_name(f: &Function, v: ValueId) -> String {
+    match &f.value(v).name {
+        Some(n) => format!("%{n}"),
+        None => format!("%{}", v.index()),
+    }
+}
+
+/// Lowers function `f` of a verified module. `source`, when given, locates ops in messages.
+pub fn lower_function(f: &Function, source: Option<&str>) -> Result<Lowered, Diagnostic> {
+    let plan = plan(f)?;
+    let loc = |span: Option<fhec_ir::Span>| -> Option<String> {
+        let (s, span) = (source?, span?);
+        let (l, c) = fhec_ir::diag::line_col(s, span.start);
+        Some(format!("{l}:{c}"))
+    };
+    let mut b = Builder {
+        num_input_slots: 0,
+        instrs: Vec::new(),
+        noise: Vec::new(),
+        tables: Vec::new(),
+        table_ids: HashMap::new(),
+        instr_origin: Vec::new(),
+        origins: vec![Origin {
+            op: "inputs".into(),
+            location: None,
+        }],
+        origin: 0,
+        constraints: Vec::new(),
+    };
+    let mut vals: Vec<Option<Val>> = (0..f.num_values()).map(|_| None).collect();
+    // inputs
+    let mut inputs = Vec::new();
+    for (i, arg) in f.args.iter().enumerate() {
+        let v = arg.value;
+        let ty = f.ty(v);
+        let name = f.value(v).name.clone().unwrap_or_else(|| format!("arg{i}"));
+        if !ty.is_encrypted() {
+            return Err(Diagnostic::at(
+                format!("clear argument %{name}: the TFHE backend needs clear operands as constants"),
+                f.value(v).span,
+            )
+            .with_help("make it an fhe.constant, or encrypt it"));
+        }
+        let first = b.num_input_slots;
+        let n = ty.num_elements() as u32;
+        b.num_input_slots += n;
+        b.noise.extend(std::iter::repeat_n((1.0, 0.0), n as usize));
+        inputs.push(Port {
+            name,
+            shape: ty.shape.clone(),
+            width: ty.width(),
+            signed: ty.is_signed(),
+            scale: plan.scale(v),
+            slots: vec![first],
+        });
+        vals[v.index()] = Some(Val::Enc {
+            shape: ty.shape.clone(),
+            elems: (first..first + n).map(Lin::slot).collect(),
+        });
+    }
+    let mut lw = Lowerer { f, plan, b, vals };
+    for &o in &f.body {
+        let op = f.op(o);
+        lw.b.origins.push(Origin {
+            op: format!("{} {}", op.kind.name(), value_name(f, op.result)),
+            location: loc(op.span),
+        });
+        lw.b.origin = lw.b.origins.len() as u32 - 1;
+        lw.lower_op(o)
+            .map_err(|e| Diagnostic::at(format!("{}: {e}", op.kind.name()), op.span))?;
+    }
+    // outputs
+    let mut outputs = Vec::new();
+    for (i, &v) in f.returns.iter().enumerate() {
+        let ty = f.ty(v);
+        let name = format!("out{i}");
+        lw.b.origins.push(Origin {
+            op: format!("output {} ({})", i, value_name(f, v)),
+            location: loc(f.return_span),
+        });
+        lw.b.origin = lw.b.origins.len() as u32 - 1;
+        let elems = match lw.get(v) {
+            Val::Enc { elems, .. } => elems.clone(),
+            Val::Clear(_) => {
+                return Err(Diagnostic::at(
+                    format!("result {i} is clear; the TFHE backend returns encrypted results only"),
+                    f.return_span,
+                ))
+            }
+        };
+        let scale = lw.plan.scale(v);
+        let mut slots = Vec::with_capacity(elems.len());
+        for e in &elems {
+            let s = lw.b.materialize(e).map_err(|e| Diagnostic::at(e, f.return_span))?;
+            let (a, b2) = lw.b.noise[s as usize];
+            let origin = lw.b.origin_text();
+            lw.b.constraints.push(Constraint {
+                precision: 63 - scale,
+                fresh_weight: a,
+                pbs_weight: b2,
+                lookup: false,
+                count: 1,
+                origin,
+            });
+            slots.push(s);
+        }
+        outputs.push(Port {
+            name,
+            shape: ty.shape.clone(),
+            width: ty.width(),
+            signed: ty.is_signed(),
+            scale,
+            slots,
+        });
+    }
+    let b = lw.b;
+    Ok(Lowered {
+        name: f.name.clone(),
+        inputs,
+        outputs,
+        num_input_slots: b.num_input_slots,
+        instrs: b.instrs,
+        tables: b.tables,
+        instr_origin: b.instr_origin,
+        origins: b.origins,
+        constraints: b.constraints,
+    })
+}
+
+trait SliceOrVec {
+    fn as_slice_memory_order_or_vec(&self) -> std::borrow::Cow<'_, [i64]>;
+}
+
+impl SliceOrVec for Tensor {
+    fn as_slice_memory_order_or_vec(&self) -> std::borrow::Cow<'_, [i64]> {
+        match self.as_slice() {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(self.iter().copied().collect()),
+        }
+    }
+}
