@@ -1,9 +1,39 @@
-//! End to end with real keys: FHE == simulation == the clear interpreter.
+//! End to end with real, secure keys: FHE == simulation == the clear interpreter.
+//!
+//! Keys are generated once per parameter set and cached for the whole binary. Most programs are
+//! compiled against one shared parameter set (searched for the union of their noise constraints),
+//! so one keygen serves them all.
 
-use fhec_backend_tfhe::{compile, CompileOptions};
-use fhec_ir::Tensor;
-use fhec_runtime::{exec, ClearTensor, ClientKeys, Progress};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use fhec_backend_tfhe::{compile, CompileOptions, Compiled};
+use fhec_ir::module::Module;
+use fhec_ir::text::split_cases;
+use fhec_ir::{parse_module, verify, Function, OpKind, Tensor};
+use fhec_passes::params::{self, NoiseDag, PError};
+use fhec_runtime::{exec, ClearTensor, ClientKeys, ParamSet, Progress, ServerKeys};
+use fhec_tests::{random_tensor, Rng};
 use ndarray::{ArrayD, IxDyn};
+
+type Keys = Arc<(ClientKeys, ServerKeys)>;
+
+/// Keys per parameter set, generated on first use.
+fn keys(p: &ParamSet) -> Keys {
+    static CACHE: OnceLock<Mutex<HashMap<u64, Keys>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+    map.entry(p.fingerprint())
+        .or_insert_with(|| {
+            let ck = ClientKeys::generate(p).expect("secure parameters");
+            let sk = ck
+                .evaluation_keys(&Progress::silent())
+                .expand(&Progress::silent())
+                .expect("keys match");
+            Arc::new((ck, sk))
+        })
+        .clone()
+}
 
 fn to_clear(t: &Tensor) -> ClearTensor {
     ClearTensor::new(t.shape().to_vec(), t.iter().copied().collect()).unwrap()
@@ -13,40 +43,259 @@ fn from_clear(c: &ClearTensor) -> Tensor {
     ArrayD::from_shape_vec(IxDyn(&c.shape), c.values.clone()).unwrap()
 }
 
-#[test]
-fn mlp_example() {
-    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/mlp.fhe")).unwrap();
-    let m = fhec_ir::parse_module(&src).unwrap();
-    let v = fhec_ir::verify(&m).unwrap();
-    let t0 = std::time::Instant::now();
-    let c = compile(&v, &CompileOptions::default(), Some(&src)).unwrap();
-    eprintln!(
-        "compile {:?}: {} / {:?}",
-        t0.elapsed(),
-        c.program.params,
-        c.program.noise
-    );
-    eprintln!("instrs {} tables {}", c.program.instrs.len(), c.program.tables.len());
-    let t0 = std::time::Instant::now();
-    let ck = ClientKeys::generate(&c.program.params).unwrap();
-    let sk = ck
-        .evaluation_keys(&Progress::silent())
-        .expand(&Progress::silent())
-        .unwrap();
-    eprintln!("keygen {:?}", t0.elapsed());
-    let xs: Vec<Tensor> = (0..8)
-        .map(|s| ArrayD::from_shape_vec(IxDyn(&[1, 4]), vec![(s * 5) % 16, 3, (s * 7) % 16, 15 - s]).unwrap())
-        .collect();
-    let samples: Vec<Vec<ClearTensor>> = xs.iter().map(|x| vec![to_clear(x)]).collect();
-    let enc = ck.encrypt(&c.program, &samples).unwrap();
-    let t0 = std::time::Instant::now();
-    let out = exec::run(&c.program, &sk, enc, &Progress::silent(), None).unwrap();
-    eprintln!("run {:?}", t0.elapsed());
-    let dec = ck.decrypt(&c.program, &out).unwrap();
-    let sim = c.program.simulate(&samples).unwrap();
-    for (i, x) in xs.iter().enumerate() {
-        let want = fhec_ir::interp::eval(&v, std::slice::from_ref(x)).unwrap();
-        assert_eq!(from_clear(&sim[i][0]), want[0], "simulation, sample {i}");
-        assert_eq!(from_clear(&dec[i][0]), want[0], "fhe, sample {i}");
+fn root(rel: &str) -> String {
+    format!("{}/../{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every runnable program of the suite: examples, op case files, each op's documented example.
+/// (name, source)
+fn corpus() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for f in ["examples/mlp.fhe", "examples/tree.fhe"] {
+        out.push((f.to_string(), std::fs::read_to_string(root(f)).unwrap()));
     }
+    let mut files: Vec<_> = std::fs::read_dir(root("tests/cases/ops"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (i, c) in split_cases(&text).into_iter().enumerate() {
+            out.push((format!("{}#{i}", path.file_name().unwrap().to_string_lossy()), c.text));
+        }
+    }
+    for k in OpKind::ALL {
+        out.push((format!("doc example of {}", k.name()), k.def().doc().valid.to_string()));
+    }
+    out
+}
+
+/// Whether the backend takes this function: encrypted arguments and results only.
+fn runnable(f: &Function) -> bool {
+    f.args.iter().all(|a| f.ty(a.value).is_encrypted()) && f.returns.iter().all(|&v| f.ty(v).is_encrypted())
+}
+
+fn parse(src: &str) -> Module {
+    parse_module(src).unwrap_or_else(|d| panic!("{}", d.render("case", src)))
+}
+
+fn compile_with(src: &str, params: Option<ParamSet>) -> Result<Compiled, String> {
+    let m = parse(src);
+    let v = verify(&m).map_err(|d| format!("{d:?}"))?;
+    let opts = CompileOptions {
+        params,
+        ..Default::default()
+    };
+    compile(&v, &opts, Some(src)).map_err(|d| d.render("case", src))
+}
+
+/// One parameter set for the whole corpus: the search run on the union of all noise constraints.
+fn shared_params() -> ParamSet {
+    static P: OnceLock<ParamSet> = OnceLock::new();
+    *P.get_or_init(|| {
+        let mut dag = NoiseDag::default();
+        for (_, src) in corpus() {
+            let m = parse(&src);
+            if !runnable(m.entry().unwrap()) {
+                continue;
+            }
+            let c = compile_with(&src, None).unwrap();
+            dag.constraints.extend(c.dag.constraints);
+        }
+        params::search(&dag, PError::default())
+            .expect("one parameter set fits the corpus")
+            .params
+    })
+}
+
+/// Input samples for a function: all minima, all maxima, and random values (extremes included);
+/// samples the interpreter rejects (a width promise broken by these inputs) are dropped.
+fn samples(m: &Module, seed: u64, n_random: usize) -> Vec<(Vec<Tensor>, Vec<Tensor>)> {
+    let v = verify(m).unwrap();
+    let f = m.entry().unwrap();
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::new();
+    for s in 0..n_random + 2 {
+        let inputs: Vec<Tensor> = f
+            .args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let ty = f.ty(a.value);
+                let (lo, hi) = f.arg_range(i).unwrap_or_else(|| {
+                    let (lo, hi) = ty.elem.range();
+                    (lo as i64, hi as i64)
+                });
+                match s {
+                    0 => ArrayD::from_elem(IxDyn(&ty.shape), lo),
+                    1 => ArrayD::from_elem(IxDyn(&ty.shape), hi),
+                    _ => random_tensor(&mut rng, ty).mapv(|x| x.clamp(lo, hi)),
+                }
+            })
+            .collect();
+        if let Ok(want) = fhec_ir::interp::eval(&v, &inputs) {
+            out.push((inputs, want));
+        }
+    }
+    out
+}
+
+/// Runs `c` encrypted (one batch) and simulated on `cases`; both must equal the interpreter.
+fn check_encrypted(name: &str, c: &Compiled, cases: &[(Vec<Tensor>, Vec<Tensor>)]) {
+    if cases.is_empty() {
+        return;
+    }
+    let k = keys(&c.program.params);
+    let batch: Vec<Vec<ClearTensor>> = cases.iter().map(|(x, _)| x.iter().map(to_clear).collect()).collect();
+    let sim = c.program.simulate(&batch).unwrap();
+    let enc = k.0.encrypt(&c.program, &batch).unwrap();
+    let out = exec::run(&c.program, &k.1, enc, &Progress::silent(), None).unwrap();
+    let dec = k.0.decrypt(&c.program, &out).unwrap();
+    for (s, (inputs, want)) in cases.iter().enumerate() {
+        let got_sim: Vec<Tensor> = sim[s].iter().map(from_clear).collect();
+        let got: Vec<Tensor> = dec[s].iter().map(from_clear).collect();
+        assert_eq!(
+            &got_sim, want,
+            "{name}: simulation differs from the interpreter on {inputs:?}"
+        );
+        assert_eq!(&got, want, "{name}: FHE differs from the interpreter on {inputs:?}");
+    }
+}
+
+/// Every op — its documented example, the op case files and the examples — runs encrypted with
+/// secure parameters and equals the interpreter, on minima, maxima and random inputs.
+#[test]
+fn every_op_runs_encrypted_exactly() {
+    let params = shared_params();
+    let mut covered = std::collections::BTreeSet::new();
+    for (i, (name, src)) in corpus().into_iter().enumerate() {
+        let m = parse(&src);
+        let f = m.entry().unwrap();
+        if !runnable(f) {
+            continue;
+        }
+        for &o in &f.body {
+            covered.insert(f.op(o).kind);
+        }
+        let c = compile_with(&src, Some(params)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        check_encrypted(&name, &c, &samples(&m, i as u64, 3));
+    }
+    let missing: Vec<&str> = OpKind::ALL
+        .iter()
+        .filter(|k| !covered.contains(k))
+        .map(|k| k.name())
+        .collect();
+    assert!(missing.is_empty(), "ops never run encrypted: {missing:?}");
+}
+
+/// Signed and unsigned lookups, roundings and sign changes at their extremes.
+#[test]
+fn signed_and_unsigned_edges() {
+    let src = r#"func.func @main(%x: tensor<4x!fhe.esint<4>>, %y: tensor<4x!fhe.eint<4>>) -> (tensor<4x!fhe.esint<3>>, tensor<4x!fhe.esint<3>>, tensor<4x!fhe.eint<3>>, tensor<4x!fhe.esint<8>>) {
+  %0 = "fhe.round"(%x) {lsbs = 2} : (tensor<4x!fhe.esint<4>>) -> tensor<4x!fhe.esint<3>>
+  %1 = "fhe.truncate"(%x) {lsbs = 2} : (tensor<4x!fhe.esint<4>>) -> tensor<4x!fhe.esint<3>>
+  %2 = "fhe.truncate"(%y) {lsbs = 1} : (tensor<4x!fhe.eint<4>>) -> tensor<4x!fhe.eint<3>>
+  %3 = "fhe.to_signed"(%y) : (tensor<4x!fhe.eint<4>>) -> tensor<4x!fhe.esint<4>>
+  %4 = "fhe.mul_eint"(%x, %3) : (tensor<4x!fhe.esint<4>>, tensor<4x!fhe.esint<4>>) -> tensor<4x!fhe.esint<8>>
+  "func.return"(%0, %1, %2, %4) : (tensor<4x!fhe.esint<3>>, tensor<4x!fhe.esint<3>>, tensor<4x!fhe.eint<3>>, tensor<4x!fhe.esint<8>>) -> ()
+}"#;
+    let m = parse(src);
+    let c = compile_with(src, Some(shared_params())).unwrap();
+    let v = verify(&m).unwrap();
+    let mut cases = Vec::new();
+    // extremes of both operands, in every position
+    for (a, b) in [(-8, 0), (-8, 7), (7, 0), (7, 7), (-1, 1), (0, 0), (-8, 5), (6, 3)] {
+        let x = ArrayD::from_shape_vec(IxDyn(&[4]), vec![a, -a - 1, b - 8, 7 - b]).unwrap();
+        let y = ArrayD::from_shape_vec(IxDyn(&[4]), vec![b, 7 - b, 0, 7]).unwrap();
+        let inputs = vec![x, y];
+        let want = fhec_ir::interp::eval(&v, &inputs).expect("inputs in range");
+        cases.push((inputs, want));
+    }
+    check_encrypted("signed/unsigned edges", &c, &cases);
+}
+
+/// Rounding of a wide accumulator by bit extraction (no lookup as wide as it exists).
+#[test]
+fn wide_rounding_by_bit_extraction() {
+    let src = r#"func.func @main(%x: tensor<3x!fhe.eint<6>>) -> tensor<3x!fhe.esint<5>> {
+  %c = "fhe.constant"() {value = dense<[100, -90, 77]> : tensor<3xi8>} : () -> tensor<3xi8>
+  %0 = "fhe.mul"(%x, %c) : (tensor<3x!fhe.eint<6>>, tensor<3xi8>) -> tensor<3x!fhe.esint<14>>
+  %1 = "fhe.round"(%0) {lsbs = 9} : (tensor<3x!fhe.esint<14>>) -> tensor<3x!fhe.esint<5>>
+  "func.return"(%1) : (tensor<3x!fhe.esint<5>>) -> ()
+}"#;
+    let m = parse(src);
+    let c = compile_with(src, None).unwrap();
+    let max_prec = c.program.tables.iter().map(|t| t.precision).max().unwrap();
+    assert_eq!(max_prec, 0, "expected bit extraction only");
+    check_encrypted("wide rounding", &c, &samples(&m, 3, 4));
+}
+
+/// Random programs over the whole op set: the simulation of the lowered program equals the
+/// interpreter (no keys: this checks the lowering and encodings on many programs).
+#[test]
+fn random_programs_simulate_exactly() {
+    let mut run = 0;
+    for seed in 0..160u64 {
+        let f = fhec_tests::random_function(seed, 6);
+        let mut m = Module::new();
+        m.functions.push(f);
+        verify(&m).unwrap();
+        let lowered = match fhec_backend_tfhe::lower::lower_function(m.entry().unwrap(), None) {
+            Ok(l) => l,
+            // a lookup wider than 16 bits or a component wider than 62 bits: a clear error
+            Err(d) => {
+                assert!(d.message.contains("bits"), "seed {seed}: {}", d.message);
+                continue;
+            }
+        };
+        let program = fhec_runtime::Program {
+            name: lowered.name,
+            params: shared_params(),
+            inputs: lowered.inputs,
+            outputs: lowered.outputs,
+            num_input_slots: lowered.num_input_slots,
+            instrs: lowered.instrs,
+            tables: lowered.tables,
+            instr_origin: lowered.instr_origin,
+            origins: lowered.origins,
+            noise: Default::default(),
+        };
+        program.validate().unwrap();
+        for (inputs, want) in samples(&m, seed, 4) {
+            let got = program.simulate(&[inputs.iter().map(to_clear).collect()]).unwrap();
+            let got: Vec<Tensor> = got[0].iter().map(from_clear).collect();
+            assert_eq!(
+                got,
+                want,
+                "seed {seed}: simulation differs on {inputs:?}\n{}",
+                fhec_ir::print_module(&m)
+            );
+        }
+        run += 1;
+    }
+    assert!(run >= 100, "only {run} random programs lowered");
+}
+
+/// A few small random programs run encrypted (each with its own searched parameters).
+#[test]
+fn random_programs_run_encrypted() {
+    let mut run = 0;
+    for seed in 1000..1200u64 {
+        if run == 6 {
+            break;
+        }
+        let f = fhec_tests::random_function(seed, 4);
+        let mut m = Module::new();
+        m.functions.push(f);
+        let src = fhec_ir::print_module(&m);
+        let Ok(c) = compile_with(&src, None) else { continue };
+        // keep CI fast: lookups of at most 5 bits
+        if c.program.tables.iter().any(|t| t.precision > 5) || c.program.pbs_count() > 400 {
+            continue;
+        }
+        check_encrypted(&format!("random program {seed}"), &c, &samples(&m, seed, 2));
+        run += 1;
+    }
+    assert!(run >= 4, "only {run} random programs ran");
 }

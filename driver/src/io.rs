@@ -184,6 +184,23 @@ pub fn npy_bytes(t: &Tensor) -> Vec<u8> {
     out
 }
 
+/// Writes `bytes` to `path` atomically: a sibling temporary file renamed into place, so a failed
+/// or interrupted write never leaves a partial file under the final name.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
+    let err = |source| IoError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
+}
+
 /// Writes `t` as a `.npy` file, atomically: a failed write leaves no partial file behind.
 pub fn write_npy(path: &Path, t: &Tensor) -> Result<(), IoError> {
     let err = |source| IoError::Write {

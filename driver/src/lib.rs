@@ -1,9 +1,13 @@
 //! `fhec`: the stable library facade of the fhec toolchain and the home of the `fhec` CLI.
 //!
-//! Embedders use this crate: [`ir`] (the `fhe` dialect: types, text format, verifier, clear interpreter)
-//! and [`io`] (reading and writing integer tensors as `.npy` and JSON). Later stages (passes, lowering,
-//! runtime) are re-exported here as they land.
+//! Embedders use this crate: [`ir`] (the `fhe` dialect: types, text format, verifier, clear interpreter),
+//! [`backend`] (lowering to a TFHE program and parameter selection), [`passes`] (parameter search and,
+//! later, the pass pipeline), [`runtime`] (keys, encryption, execution, file formats) and [`io`] (integer
+//! tensors as `.npy` and JSON, atomic file writes).
 
+pub use fhec_backend_tfhe as backend;
 pub use fhec_ir as ir;
+pub use fhec_passes as passes;
+pub use fhec_runtime as runtime;
 
 pub mod io;

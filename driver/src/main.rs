@@ -7,6 +7,8 @@ use fhec::ir::{self, text::split_cases, Diagnostic, Tensor};
 use std::io::Read;
 use std::process::ExitCode;
 
+mod fhe;
+
 #[derive(Parser)]
 #[command(
     name = "fhec",
@@ -50,12 +52,93 @@ enum Command {
         #[arg(long)]
         function: Option<String>,
     },
+    /// Compile a program for encrypted execution: lowering, parameter selection; writes a .fhecp file.
+    Compile {
+        /// Program file (`-` for standard input).
+        file: String,
+        /// Output file for the compiled program.
+        #[arg(short = 'o', long, value_name = "PROGRAM.fhecp")]
+        output: String,
+        /// Failure probability of each table lookup (default 2^-40). Accepts `2^-40` or `1e-12`.
+        #[arg(long, value_name = "P", conflicts_with = "global_p_error")]
+        p_error: Option<String>,
+        /// Failure probability of a whole run instead (union bound over all lookups).
+        #[arg(long, value_name = "P")]
+        global_p_error: Option<String>,
+        /// The function to compile (default: @main, or the only function).
+        #[arg(long)]
+        function: Option<String>,
+        /// Also print the lowered program (the `tfhe` dialect) on standard output.
+        #[arg(long)]
+        emit_tfhe: bool,
+    },
+    /// Generate secret (client) keys and evaluation keys for a compiled program.
+    Keygen {
+        /// Compiled program (.fhecp).
+        program: String,
+        /// Where to write the secret keys (keep them on the client).
+        #[arg(long, default_value = "client.keys")]
+        client_keys: String,
+        /// Where to write the evaluation keys (compressed; send them to the server).
+        #[arg(long, default_value = "eval.keys")]
+        eval_keys: String,
+    },
+    /// Encrypt inputs of a compiled program with the client keys.
+    Encrypt {
+        /// Compiled program (.fhecp).
+        program: String,
+        /// Secret keys from `fhec keygen`.
+        #[arg(long, default_value = "client.keys")]
+        client_keys: String,
+        /// An input: NAME=PATH (.npy, or a JSON file) or NAME=JSON.
+        #[arg(long = "input", short = 'i', value_name = "NAME=PATH")]
+        inputs: Vec<String>,
+        /// Output file for the ciphertexts.
+        #[arg(short = 'o', long, value_name = "INPUTS.fhecct")]
+        output: String,
+    },
+    /// Run a compiled program on encrypted inputs (server side: evaluation keys only).
+    Run {
+        /// Compiled program (.fhecp).
+        program: String,
+        /// Encrypted inputs from `fhec encrypt`.
+        input: String,
+        /// Evaluation keys from `fhec keygen`.
+        #[arg(long, default_value = "eval.keys")]
+        eval_keys: String,
+        /// Output file for the encrypted results.
+        #[arg(short = 'o', long, value_name = "OUTPUTS.fhecct")]
+        output: String,
+    },
+    /// Decrypt the results of `fhec run`; prints them as JSON, like `fhec eval`.
+    Decrypt {
+        /// Compiled program (.fhecp).
+        program: String,
+        /// Encrypted results from `fhec run`.
+        input: String,
+        /// Secret keys from `fhec keygen`.
+        #[arg(long, default_value = "client.keys")]
+        client_keys: String,
+    },
+    /// Run a compiled program on clear inputs without keys (exact simulation of the encrypted run).
+    Simulate {
+        /// Compiled program (.fhecp).
+        program: String,
+        /// An input: NAME=PATH (.npy, or a JSON file) or NAME=JSON.
+        #[arg(long = "input", short = 'i', value_name = "NAME=PATH")]
+        inputs: Vec<String>,
+    },
+    /// Describe a compiled program: parameters, security, failure probability, lookups, key sizes, latency.
+    Info {
+        /// Compiled program (.fhecp).
+        program: String,
+    },
 }
 
 /// A failure whose message is already rendered (diagnostics with source excerpts).
-struct Rendered(String);
+pub(crate) struct Rendered(pub(crate) String);
 
-enum Failure {
+pub(crate) enum Failure {
     Rendered(Rendered),
     Other(anyhow::Error),
 }
@@ -66,7 +149,7 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-fn read_source(file: &str) -> anyhow::Result<String> {
+pub(crate) fn read_source(file: &str) -> anyhow::Result<String> {
     if file == "-" {
         let mut s = String::new();
         std::io::stdin()
@@ -78,7 +161,7 @@ fn read_source(file: &str) -> anyhow::Result<String> {
     String::from_utf8(bytes).map_err(|e| anyhow!("{file} is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
 }
 
-fn display_name(file: &str) -> &str {
+pub(crate) fn display_name(file: &str) -> &str {
     if file == "-" {
         "<stdin>"
     } else {
@@ -86,7 +169,7 @@ fn display_name(file: &str) -> &str {
     }
 }
 
-fn render_all(diags: &[Diagnostic], file: &str, src: &str) -> String {
+pub(crate) fn render_all(diags: &[Diagnostic], file: &str, src: &str) -> String {
     diags
         .iter()
         .map(|d| d.render(display_name(file), src))
@@ -223,6 +306,45 @@ fn main() -> ExitCode {
         } => fmt(file, *check, *split_input_file),
         Command::Verify { file, split_input_file } => verify(file, *split_input_file),
         Command::Eval { file, inputs, function } => eval(file, inputs, function.as_deref()),
+        Command::Compile {
+            file,
+            output,
+            p_error,
+            global_p_error,
+            function,
+            emit_tfhe,
+        } => fhe::compile(
+            file,
+            output,
+            p_error.as_deref(),
+            global_p_error.as_deref(),
+            function.as_deref(),
+            *emit_tfhe,
+        ),
+        Command::Keygen {
+            program,
+            client_keys,
+            eval_keys,
+        } => fhe::keygen(program, client_keys, eval_keys),
+        Command::Encrypt {
+            program,
+            client_keys,
+            inputs,
+            output,
+        } => fhe::encrypt(program, client_keys, inputs, output),
+        Command::Run {
+            program,
+            input,
+            eval_keys,
+            output,
+        } => fhe::run(program, input, eval_keys, output),
+        Command::Decrypt {
+            program,
+            input,
+            client_keys,
+        } => fhe::decrypt(program, input, client_keys),
+        Command::Simulate { program, inputs } => fhe::simulate(program, inputs),
+        Command::Info { program } => fhe::info(program),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

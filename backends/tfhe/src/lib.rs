@@ -11,6 +11,7 @@ pub mod text;
 use fhec_ir::{Diagnostic, Verified};
 use fhec_passes::params::{self, NoiseDag, PError, Solution};
 use fhec_runtime::program::{Instr, NoiseReport, Program};
+use fhec_runtime::ParamSet;
 
 /// Options of [`compile`].
 #[derive(Clone, Debug, Default)]
@@ -19,6 +20,9 @@ pub struct CompileOptions {
     pub p_error: PError,
     /// The function to compile (default: `@main`, or the only function).
     pub function: Option<String>,
+    /// Use this parameter set instead of searching (e.g. to reuse existing keys). Compilation fails
+    /// when it does not meet `p_error` for every lookup.
+    pub params: Option<ParamSet>,
 }
 
 /// A compiled program with what the search saw.
@@ -42,7 +46,10 @@ pub fn compile(v: &Verified<'_>, opts: &CompileOptions, source: Option<&str>) ->
         constraints: l.constraints,
     };
     dag.compact();
-    let solution = params::search(&dag, opts.p_error).map_err(|e| Diagnostic::new(e.to_string()))?;
+    let solution = match opts.params {
+        None => params::search(&dag, opts.p_error).map_err(|e| Diagnostic::new(e.to_string()))?,
+        Some(p) => params::check(&dag, opts.p_error, &p).map_err(|e| Diagnostic::new(e.to_string()))?,
+    };
     let mut by_prec = std::collections::BTreeMap::<u32, u64>::new();
     let mut linear_terms = 0usize;
     for ins in &l.instrs {

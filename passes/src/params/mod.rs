@@ -424,6 +424,47 @@ pub fn search_in(dag: &NoiseDag, target: PError, space: &SearchSpace) -> Result<
     }
 }
 
+/// Checks that a given parameter set meets `target` for every constraint of `dag`.
+pub fn check(dag: &NoiseDag, target: PError, p: &ParamSet) -> Result<Solution, ParamError> {
+    let t = match target {
+        PError::PerLookup(t) | PError::Global(t) => t,
+    };
+    if !(t > 0.0 && t < 1.0) {
+        return Err(ParamError::BadTarget(t));
+    }
+    let log_n = p.polynomial_size().trailing_zeros();
+    if let Some(c) = dag.constraints.iter().find(|c| c.lookup && c.precision > log_n) {
+        return Err(ParamError::Infeasible(format!(
+            "{} needs a {}-bit lookup, more than polynomial size {} of the given parameters allows",
+            c.origin,
+            c.precision,
+            p.polynomial_size()
+        )));
+    }
+    let analysis = analyze(dag, p);
+    let ok = match target {
+        PError::PerLookup(t) => analysis.log2_worst <= t.log2(),
+        PError::Global(t) => analysis.log2_global <= t.log2(),
+    };
+    if !ok {
+        let (i, worst) = analysis
+            .log2_p_fail
+            .iter()
+            .enumerate()
+            .fold((0, f64::NEG_INFINITY), |a, (i, &x)| if x > a.1 { (i, x) } else { a });
+        return Err(ParamError::Infeasible(format!(
+            "the given parameters fail with probability 2^{worst:.1} at {} (target 2^{:.1}); compile without fixed parameters",
+            dag.constraints.get(i).map_or("?", |c| c.origin.as_str()),
+            t.log2()
+        )));
+    }
+    Ok(Solution {
+        ns_per_pbs: pbs_cost_ns(p),
+        params: *p,
+        analysis,
+    })
+}
+
 /// Names the constraint that no parameter set can meet, with what to change.
 fn explain_infeasible(dag: &NoiseDag, target: PError, space: &SearchSpace) -> String {
     let tgt = match target {

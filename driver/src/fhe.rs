@@ -1,0 +1,312 @@
+//! The encrypted-execution commands: compile, keygen, encrypt, run, decrypt, simulate, info.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{anyhow, Context};
+use fhec::backend::{compile as compile_module, CompileOptions};
+fn print_program(p: &Program) -> String {
+    format!("{p:#?}")
+} // TEMP
+use fhec::io::{read_tensor_arg, tensor_to_json, write_atomic};
+use fhec::ir::{self, Tensor};
+use fhec::passes::params::PError;
+use fhec::runtime::{self, exec, io as rio, ClearTensor, ClientKeys, Program, Progress};
+use ndarray::{ArrayD, IxDyn};
+
+use crate::{display_name, read_source, render_all, Failure, Rendered};
+
+/// Parses a probability: `2^-40`, `1e-12` or `0.001`.
+fn parse_probability(s: &str) -> anyhow::Result<f64> {
+    let t = s.trim();
+    let p = if let Some(e) = t.strip_prefix("2^") {
+        let e: f64 = e
+            .parse()
+            .map_err(|_| anyhow!("`{s}` is not a probability (try 2^-40 or 1e-12)"))?;
+        e.exp2()
+    } else {
+        t.parse()
+            .map_err(|_| anyhow!("`{s}` is not a probability (try 2^-40 or 1e-12)"))?
+    };
+    if !(p > 0.0 && p < 1.0) {
+        return Err(anyhow!("failure probability {s} must be in (0, 1)"));
+    }
+    Ok(p)
+}
+
+fn read_file(path: &str, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {what} {path}"))
+}
+
+fn load_program(path: &str) -> anyhow::Result<Program> {
+    let bytes = read_file(path, "program")?;
+    rio::program_from_bytes(&bytes).map_err(|e| anyhow!("{path}: {e}"))
+}
+
+fn load_client_keys(path: &str, program: &Program) -> anyhow::Result<ClientKeys> {
+    let bytes = read_file(path, "client keys")?;
+    let k = rio::client_keys_from_bytes(&bytes).map_err(|e| anyhow!("{path}: {e}"))?;
+    if k.params() != &program.params {
+        return Err(anyhow!(
+            "{path}: these keys are for other parameters than the program (run `fhec keygen` for it)"
+        ));
+    }
+    Ok(k)
+}
+
+fn write(path: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    write_atomic(Path::new(path), bytes).map_err(|e| anyhow!("{e}"))
+}
+
+fn mb(bytes: usize) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+pub(crate) fn compile(
+    file: &str,
+    output: &str,
+    p_error: Option<&str>,
+    global: Option<&str>,
+    function: Option<&str>,
+    emit: bool,
+) -> Result<(), Failure> {
+    let src = read_source(file)?;
+    let render = |diags: &[ir::Diagnostic]| Failure::Rendered(Rendered(render_all(diags, file, &src)));
+    let m = ir::parse_module(&src).map_err(|d| render(&[d]))?;
+    let proof = ir::verify(&m).map_err(|d| render(&d))?;
+    let p_error = match (p_error, global) {
+        (Some(p), _) => PError::PerLookup(parse_probability(p)?),
+        (None, Some(g)) => PError::Global(parse_probability(g)?),
+        (None, None) => PError::default(),
+    };
+    let opts = CompileOptions {
+        p_error,
+        function: function.map(|f| f.trim_start_matches('@').to_string()),
+    };
+    let t0 = Instant::now();
+    let c = compile_module(&proof, &opts, Some(&src)).map_err(|d| render(&[d]))?;
+    let bytes = rio::program_to_bytes(&c.program).map_err(|e| anyhow!("{e}"))?;
+    write(output, &bytes)?;
+    if emit {
+        print!("{}", print_program(&c.program));
+    }
+    let n = &c.program.noise;
+    eprintln!(
+        "compiled {} in {:.2} s: {} lookups, parameters {}, p_error 2^{:.1} per lookup (worst), estimated {:.3} s per run; wrote {output}",
+        display_name(file),
+        t0.elapsed().as_secs_f64(),
+        c.program.pbs_count(),
+        c.program.params,
+        n.log2_p_error_worst_lookup,
+        n.estimated_seconds
+    );
+    Ok(())
+}
+
+pub(crate) fn keygen(program: &str, client: &str, eval: &str) -> Result<(), Failure> {
+    let p = load_program(program)?;
+    let progress = Progress::stderr();
+    let t0 = Instant::now();
+    let ck = ClientKeys::generate(&p.params).map_err(|e| anyhow!("{e}"))?;
+    let ek = ck.evaluation_keys(&progress);
+    let secs = t0.elapsed().as_secs_f64();
+    write(client, &rio::client_keys_to_bytes(&ck).map_err(|e| anyhow!("{e}"))?)?;
+    write(eval, &rio::evaluation_keys_to_bytes(&ek).map_err(|e| anyhow!("{e}"))?)?;
+    eprintln!(
+        "generated keys in {secs:.2} s: secret keys → {client} (keep private), evaluation keys ({}) → {eval}",
+        mb(ek.size_bytes())
+    );
+    Ok(())
+}
+
+/// Reads `--input NAME=PATH` arguments for the program's inputs, in port order.
+fn collect_inputs(p: &Program, specs: &[String]) -> anyhow::Result<Vec<ClearTensor>> {
+    let names: Vec<&str> = p.inputs.iter().map(|i| i.name.as_str()).collect();
+    let expected = || {
+        p.inputs
+            .iter()
+            .map(|i| format!("{}: {:?}", i.name, i.shape))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut given: Vec<Option<Tensor>> = vec![None; names.len()];
+    for spec in specs {
+        let (name, value) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--input `{spec}` must be NAME=PATH"))?;
+        let name = name.trim().trim_start_matches('%');
+        let i = names
+            .iter()
+            .position(|n| *n == name)
+            .ok_or_else(|| anyhow!("the program has no input %{name} (inputs: {})", expected()))?;
+        if given[i].is_some() {
+            return Err(anyhow!("input %{name} is given twice"));
+        }
+        given[i] = Some(read_tensor_arg(value).map_err(|e| anyhow!("input %{name}: {e}"))?);
+    }
+    given
+        .into_iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let t = g.ok_or_else(|| {
+                anyhow!(
+                    "missing input %{} (give --input {}=PATH; inputs: {})",
+                    names[i],
+                    names[i],
+                    expected()
+                )
+            })?;
+            ClearTensor::new(t.shape().to_vec(), t.iter().copied().collect()).map_err(|e| anyhow!("{e}"))
+        })
+        .collect()
+}
+
+pub(crate) fn encrypt(program: &str, client: &str, inputs: &[String], output: &str) -> Result<(), Failure> {
+    let p = load_program(program)?;
+    let ck = load_client_keys(client, &p)?;
+    let values = collect_inputs(&p, inputs)?;
+    let cts = ck.encrypt(&p, &[values]).map_err(|e| anyhow!("{e}"))?;
+    write(output, &rio::ciphertexts_to_bytes(&cts).map_err(|e| anyhow!("{e}"))?)?;
+    eprintln!(
+        "encrypted {} input(s) ({}) → {output}",
+        p.inputs.len(),
+        mb(cts.size_bytes())
+    );
+    Ok(())
+}
+
+pub(crate) fn run(program: &str, input: &str, eval: &str, output: &str) -> Result<(), Failure> {
+    let p = load_program(program)?;
+    let progress = Progress::stderr();
+    let ek =
+        rio::evaluation_keys_from_bytes(&read_file(eval, "evaluation keys")?).map_err(|e| anyhow!("{eval}: {e}"))?;
+    if ek.params() != &p.params {
+        return Err(anyhow!("{eval}: these evaluation keys are for other parameters than the program").into());
+    }
+    let cts = rio::ciphertexts_from_bytes(&read_file(input, "ciphertexts")?).map_err(|e| anyhow!("{input}: {e}"))?;
+    cts.check(&p, runtime::Direction::Inputs)
+        .map_err(|e| anyhow!("{input}: {e}"))?;
+    let t0 = Instant::now();
+    let sk = ek.expand(&progress).map_err(|e| anyhow!("{e}"))?;
+    let t_keys = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let out = exec::run(&p, &sk, cts, &progress, None).map_err(|e| anyhow!("{e}"))?;
+    let t_run = t1.elapsed().as_secs_f64();
+    write(output, &rio::ciphertexts_to_bytes(&out).map_err(|e| anyhow!("{e}"))?)?;
+    eprintln!(
+        "ran {} lookups in {t_run:.2} s (key expansion {t_keys:.2} s) → {output}",
+        p.pbs_count() * out.samples()
+    );
+    Ok(())
+}
+
+fn print_outputs(outputs: &[ClearTensor]) -> anyhow::Result<()> {
+    let json: Vec<serde_json::Value> = outputs
+        .iter()
+        .map(|t| {
+            ArrayD::from_shape_vec(IxDyn(&t.shape), t.values.clone())
+                .map(|a| tensor_to_json(&a))
+                .map_err(|e| anyhow!("{e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    println!("{}", serde_json::Value::Array(json));
+    Ok(())
+}
+
+pub(crate) fn decrypt(program: &str, input: &str, client: &str) -> Result<(), Failure> {
+    let p = load_program(program)?;
+    let ck = load_client_keys(client, &p)?;
+    let cts = rio::ciphertexts_from_bytes(&read_file(input, "ciphertexts")?).map_err(|e| anyhow!("{input}: {e}"))?;
+    let out = ck.decrypt(&p, &cts).map_err(|e| anyhow!("{input}: {e}"))?;
+    for sample in &out {
+        print_outputs(sample)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn simulate(program: &str, inputs: &[String]) -> Result<(), Failure> {
+    let p = load_program(program)?;
+    let values = collect_inputs(&p, inputs)?;
+    let out = p.simulate(&[values]).map_err(|e| anyhow!("{e}"))?;
+    print_outputs(&out[0])?;
+    Ok(())
+}
+
+pub(crate) fn info(program: &str) -> Result<(), Failure> {
+    let p = load_program(program)?;
+    let r = p.params.raw();
+    let port = |x: &runtime::Port| {
+        format!(
+            "{}: {:?} {}-bit {} (scale 2^{})",
+            x.name,
+            x.shape,
+            x.width,
+            if x.signed { "signed" } else { "unsigned" },
+            x.scale
+        )
+    };
+    println!("program @{}", p.name);
+    for i in &p.inputs {
+        println!("  input   {}", port(i));
+    }
+    for o in &p.outputs {
+        println!("  output  {}", port(o));
+    }
+    println!("parameters");
+    println!(
+        "  LWE dimension n = {}, GLWE dimension k = {}, polynomial size N = {} (k·N = {})",
+        r.lwe_dimension,
+        r.glwe_dimension,
+        r.polynomial_size,
+        p.params.big_lwe_dimension()
+    );
+    println!(
+        "  bootstrap decomposition base 2^{} × {} levels, keyswitch base 2^{} × {} levels",
+        r.pbs_base_log, r.pbs_level, r.ks_base_log, r.ks_level
+    );
+    println!(
+        "  noise: TUniform 2^{} (LWE key), 2^{} (GLWE key)",
+        r.lwe_noise_bound_log2, r.glwe_noise_bound_log2
+    );
+    let lwe_min = runtime::params::secure_lwe_bound(r.lwe_dimension);
+    let glwe_min = runtime::params::secure_glwe_bound(r.glwe_dimension, r.polynomial_size);
+    println!(
+        "security: {} (tfhe-rs secure_noise curves, labelled 132-bit: LWE bound 2^{} ≥ 2^{lwe_min} at n = {}, GLWE bound 2^{} ≥ 2^{glwe_min} at k·N = {})",
+        if p.params.is_secure() { "≥ 128 bits" } else { "NOT SECURE" },
+        r.lwe_noise_bound_log2,
+        r.lwe_dimension,
+        r.glwe_noise_bound_log2,
+        p.params.big_lwe_dimension()
+    );
+    let n = &p.noise;
+    println!(
+        "failure probability: 2^{:.1} per lookup (worst), 2^{:.1} per run (all lookups and outputs)",
+        n.log2_p_error_worst_lookup, n.log2_p_error_global
+    );
+    let by: Vec<String> = n
+        .pbs_by_precision
+        .iter()
+        .map(|(p, c)| format!("{c} at {p} bits"))
+        .collect();
+    println!(
+        "lookups per run: {} ({}); linear instructions: {}; tables: {}",
+        p.pbs_count(),
+        if by.is_empty() {
+            "none".to_string()
+        } else {
+            by.join(", ")
+        },
+        p.instrs.len() - p.pbs_count(),
+        p.tables.len()
+    );
+    println!(
+        "key sizes: evaluation keys {} compressed, {} expanded on the server",
+        mb(runtime::keys::compressed_key_bytes(&p.params)),
+        mb(runtime::keys::expanded_key_bytes(&p.params))
+    );
+    println!(
+        "estimated latency: {:.3} s per sample, single thread (cost model)",
+        n.estimated_seconds
+    );
+    Ok(())
+}
