@@ -4,11 +4,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{anyhow, Context};
-use fhec::backend::{compile as compile_module, CompileOptions};
-fn print_program(p: &Program) -> String {
-    format!("{p:#?}")
-} // TEMP
-use fhec::io::{read_tensor_arg, tensor_to_json, write_atomic};
+use fhec::backend::{compile as compile_module, text::print_program, CompileOptions};
+use fhec::io::{read_tensor_arg, tensor_to_json, write_atomic, write_atomic_private};
 use fhec::ir::{self, Tensor};
 use fhec::passes::params::PError;
 use fhec::runtime::{self, exec, io as rio, ClearTensor, ClientKeys, Program, Progress};
@@ -69,6 +66,7 @@ pub(crate) fn compile(
     global: Option<&str>,
     function: Option<&str>,
     emit: bool,
+    params_of: Option<&str>,
 ) -> Result<(), Failure> {
     let src = read_source(file)?;
     let render = |diags: &[ir::Diagnostic]| Failure::Rendered(Rendered(render_all(diags, file, &src)));
@@ -79,9 +77,14 @@ pub(crate) fn compile(
         (None, Some(g)) => PError::Global(parse_probability(g)?),
         (None, None) => PError::default(),
     };
+    let params = match params_of {
+        Some(path) => Some(load_program(path)?.params),
+        None => None,
+    };
     let opts = CompileOptions {
         p_error,
         function: function.map(|f| f.trim_start_matches('@').to_string()),
+        params,
     };
     let t0 = Instant::now();
     let c = compile_module(&proof, &opts, Some(&src)).map_err(|d| render(&[d]))?;
@@ -110,7 +113,8 @@ pub(crate) fn keygen(program: &str, client: &str, eval: &str) -> Result<(), Fail
     let ck = ClientKeys::generate(&p.params).map_err(|e| anyhow!("{e}"))?;
     let ek = ck.evaluation_keys(&progress);
     let secs = t0.elapsed().as_secs_f64();
-    write(client, &rio::client_keys_to_bytes(&ck).map_err(|e| anyhow!("{e}"))?)?;
+    let secret = rio::client_keys_to_bytes(&ck).map_err(|e| anyhow!("{e}"))?;
+    write_atomic_private(Path::new(client), &secret).map_err(|e| anyhow!("{e}"))?;
     write(eval, &rio::evaluation_keys_to_bytes(&ek).map_err(|e| anyhow!("{e}"))?)?;
     eprintln!(
         "generated keys in {secs:.2} s: secret keys → {client} (keep private), evaluation keys ({}) → {eval}",

@@ -187,6 +187,16 @@ pub fn npy_bytes(t: &Tensor) -> Vec<u8> {
 /// Writes `bytes` to `path` atomically: a sibling temporary file renamed into place, so a failed
 /// or interrupted write never leaves a partial file under the final name.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
+    write_atomic_mode(path, bytes, false)
+}
+
+/// [`write_atomic`] for secrets: on Unix the file is created readable by its owner only (0600).
+pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
+    write_atomic_mode(path, bytes, true)
+}
+
+fn write_atomic_mode(path: &Path, bytes: &[u8], private: bool) -> Result<(), IoError> {
+    use std::io::Write;
     let err = |source| IoError::Write {
         path: path.display().to_string(),
         source,
@@ -194,7 +204,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".partial");
     let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(err)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let written = opts.open(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(e));
+    }
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         err(e)

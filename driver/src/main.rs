@@ -71,6 +71,10 @@ enum Command {
         /// Also print the lowered program (the `tfhe` dialect) on standard output.
         #[arg(long)]
         emit_tfhe: bool,
+        /// Use the parameters of another compiled program instead of searching, so that its keys
+        /// serve this program too (fails if they do not meet the failure probability).
+        #[arg(long, value_name = "PROGRAM.fhecp")]
+        params_of: Option<String>,
     },
     /// Generate secret (client) keys and evaluation keys for a compiled program.
     Keygen {
@@ -313,6 +317,7 @@ fn main() -> ExitCode {
             global_p_error,
             function,
             emit_tfhe,
+            params_of,
         } => fhe::compile(
             file,
             output,
@@ -320,6 +325,7 @@ fn main() -> ExitCode {
             global_p_error.as_deref(),
             function.as_deref(),
             *emit_tfhe,
+            params_of.as_deref(),
         ),
         Command::Keygen {
             program,

@@ -83,7 +83,7 @@ impl RawParamSet {
             ("bootstrap", r.pbs_base_log, r.pbs_level),
             ("keyswitch", r.ks_base_log, r.ks_level),
         ] {
-            if b == 0 || l == 0 || b * l > 64 {
+            if b == 0 || l == 0 || b.checked_mul(l).is_none_or(|x| x > 64) {
                 return Some(format!(
                     "{what} decomposition base_log={b} level={l} is not valid (0 < base_log·level ≤ 64)"
                 ));

@@ -125,7 +125,8 @@ impl Program {
     }
 
     /// A fingerprint of everything that determines the meaning of ciphertexts for this program:
-    /// parameters and ports. Ciphertext files carry it.
+    /// parameters, ports, instructions and tables. Ciphertext files carry it, so ciphertexts made for
+    /// another program (even one differing only in a table) are rejected.
     pub fn fingerprint(&self) -> u64 {
         let mut h = Fnv::default();
         h.write(&self.params.fingerprint().to_le_bytes());
@@ -141,6 +142,36 @@ impl Program {
             }
         }
         h.write(&(self.instrs.len() as u64).to_le_bytes());
+        for ins in &self.instrs {
+            match ins {
+                Instr::Linear { terms, constant } => {
+                    h.write(b"L");
+                    for (s, c) in terms {
+                        h.write(&s.to_le_bytes());
+                        h.write(&c.to_le_bytes());
+                    }
+                    h.write(&constant.to_le_bytes());
+                }
+                Instr::Pbs { input, shift, offset, table } => {
+                    h.write(b"P");
+                    h.write(&input.to_le_bytes());
+                    h.write(&shift.to_le_bytes());
+                    h.write(&offset.to_le_bytes());
+                    h.write(&table.to_le_bytes());
+                }
+            }
+        }
+        for t in &self.tables {
+            h.write(&t.precision.to_le_bytes());
+            for v in &t.values {
+                h.write(&v.to_le_bytes());
+            }
+        }
+        for p in &self.outputs {
+            for s in &p.slots {
+                h.write(&s.to_le_bytes());
+            }
+        }
         h.finish()
     }
 

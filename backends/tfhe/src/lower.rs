@@ -199,14 +199,17 @@ fn plan(f: &Function) -> Result<Plan, Diagnostic> {
     let nv = f.num_values();
     let mut uf = UnionFind((0..nv).collect());
     // requirements per value (before union)
-    let mut req: Vec<u32> = vec![0; nv];
+    let mut req: Vec<u32> = (0..nv)
+        .map(|v| {
+            let t = f.ty(ValueId(v as u32));
+            if t.is_encrypted() {
+                t.width()
+            } else {
+                0
+            }
+        })
+        .collect();
     let mut max_lut = 0u32;
-    for v in 0..nv {
-        let t = f.ty(ValueId(v as u32));
-        if t.is_encrypted() {
-            req[v] = t.width();
-        }
-    }
     for &o in &f.body {
         let op = f.op(o);
         let r = op.result;
@@ -708,8 +711,8 @@ impl<'f> Lowerer<'f> {
         let in_scale = self.plan.scale(x);
         let range = xty.elem.range();
         let n_in = xty.num_elements();
-        let per = if n_in == 0 { 1 } else { n_out / n_in }; // multi_lut: K outputs per input element
-                                                            // the table of every output element: evaluate the op on constant inputs
+        let per = n_out.checked_div(n_in).unwrap_or(1); // multi_lut: K outputs per input element
+                                                        // the table of every output element: evaluate the op on constant inputs
         let (lo, hi) = range;
         // one table for `lut` (every element the same), one per output element otherwise
         let distinct = if op.kind == OpKind::Lut { n_out.min(1) } else { n_out };

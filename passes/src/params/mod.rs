@@ -286,7 +286,8 @@ pub enum ParamError {
     BadTarget(f64),
 }
 
-/// Search bounds. The defaults cover every practical precision up to 16 bits.
+/// Search bounds. With the defaults, lookups up to 10 bits are feasible at 2^-40 (N up to 2^17);
+/// wider ones get the "no secure parameters" error that asks for rounding.
 #[derive(Clone, Debug)]
 pub struct SearchSpace {
     pub lwe_dimensions: Vec<usize>,
