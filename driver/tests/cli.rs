@@ -183,3 +183,153 @@ fn unknown_op_and_syntax_errors_exit_1() {
     let o = fhec(&["frobnicate"]);
     assert_eq!(o.status.code(), Some(2), "usage errors exit 2");
 }
+
+/// compile → keygen → encrypt → run → decrypt reproduces `fhec eval` on both examples; `info`
+/// shows the security and the failure probability; `simulate` agrees.
+#[test]
+fn encrypted_pipeline_reproduces_eval() {
+    for (example, inputs) in [
+        (
+            "examples/mlp.fhe",
+            vec!["[[15, 3, 9, 1]]", "[[0, 0, 0, 15]]", "[[7, 12, 0, 4]]"],
+        ),
+        ("examples/tree.fhe", vec!["[3,2]", "[9,12]", "[15,0]"]),
+    ] {
+        let stem = Path::new(example).file_stem().unwrap().to_string_lossy().to_string();
+        let prog = tmp(&format!("{stem}.fhecp"));
+        let ck = tmp(&format!("{stem}.client.keys"));
+        let ek = tmp(&format!("{stem}.eval.keys"));
+        let (p, c, e) = (prog.to_str().unwrap(), ck.to_str().unwrap(), ek.to_str().unwrap());
+        let o = fhec(&["compile", example, "-o", p]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = fhec(&["info", p]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let info = stdout(&o);
+        assert!(info.contains("security: ≥ 128 bits"), "{info}");
+        assert!(info.contains("failure probability: 2^-4"), "{info}");
+        let o = fhec(&["keygen", p, "--client-keys", c, "--eval-keys", e]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        for (i, x) in inputs.iter().enumerate() {
+            let want = fhec(&["eval", example, "-i", &format!("x={x}")]);
+            assert!(want.status.success(), "{}", stderr(&want));
+            let cin = tmp(&format!("{stem}.{i}.in.ct"));
+            let cout = tmp(&format!("{stem}.{i}.out.ct"));
+            let (ci, co) = (cin.to_str().unwrap(), cout.to_str().unwrap());
+            let o = fhec(&["encrypt", p, "--client-keys", c, "-i", &format!("x={x}"), "-o", ci]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            let o = fhec(&["run", p, ci, "--eval-keys", e, "-o", co]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            let o = fhec(&["decrypt", p, co, "--client-keys", c]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            assert_eq!(
+                stdout(&o),
+                stdout(&want),
+                "{example} x={x}: decrypted result differs from eval"
+            );
+            let o = fhec(&["simulate", p, "-i", &format!("x={x}")]);
+            assert_eq!(
+                stdout(&o),
+                stdout(&want),
+                "{example} x={x}: simulation differs from eval"
+            );
+        }
+    }
+}
+
+/// Damaged or mismatched files are clear errors (exit 1), never a panic or a wrong answer.
+#[test]
+fn encrypted_pipeline_rejects_mismatched_and_damaged_files() {
+    let prog = tmp("m.fhecp");
+    let other = tmp("t.fhecp");
+    let (p, q) = (prog.to_str().unwrap(), other.to_str().unwrap());
+    assert!(fhec(&["compile", "examples/mlp.fhe", "-o", p]).status.success());
+    assert!(fhec(&["compile", "examples/tree.fhe", "-o", q]).status.success());
+    let (ck, ek) = (tmp("m.client.keys"), tmp("m.eval.keys"));
+    let (c, e) = (ck.to_str().unwrap(), ek.to_str().unwrap());
+    assert!(fhec(&["keygen", p, "--client-keys", c, "--eval-keys", e])
+        .status
+        .success());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&ck).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "secret keys must not be readable by others");
+    }
+    let cin = tmp("m.in.ct");
+    let ci = cin.to_str().unwrap();
+    assert!(
+        fhec(&["encrypt", p, "--client-keys", c, "-i", "x=[[1,2,3,4]]", "-o", ci])
+            .status
+            .success()
+    );
+
+    let fails = |args: &[&str], needle: &str| {
+        let o = fhec(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(needle),
+            "{args:?}: expected `{needle}` in: {}",
+            stderr(&o)
+        );
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    };
+    let out = tmp("x.out.ct");
+    let xo = out.to_str().unwrap();
+    // ciphertexts made for another program
+    fails(&["run", q, ci, "--eval-keys", e, "-o", xo], "other parameters");
+    // same parameters and ports (compiled for the same keys), another table
+    let src = std::fs::read_to_string(root().join("examples/mlp.fhe")).unwrap();
+    let changed = src.replace("dense<[0, 1, 2, 3, 4, 5, 6, 7,", "dense<[0, 1, 2, 3, 4, 5, 6, 6,");
+    assert_ne!(src, changed);
+    let variant = tmp("variant.fhe");
+    std::fs::write(&variant, changed).unwrap();
+    let same = tmp("variant.fhecp");
+    let sp = same.to_str().unwrap();
+    let o = fhec(&["compile", variant.to_str().unwrap(), "--params-of", p, "-o", sp]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    fails(&["run", sp, ci, "--eval-keys", e, "-o", xo], "made for another program");
+    // a file of the wrong kind
+    fails(
+        &["run", p, e, "--eval-keys", e, "-o", xo],
+        "holds evaluation keys, expected ciphertexts",
+    );
+    fails(&["info", c], "holds secret (client) keys, expected a compiled program");
+    // inputs out of range or misnamed
+    fails(
+        &["encrypt", p, "--client-keys", c, "-i", "x=[[16,2,3,4]]", "-o", xo],
+        "outside the range",
+    );
+    fails(
+        &["encrypt", p, "--client-keys", c, "-i", "y=[[1,2,3,4]]", "-o", xo],
+        "no input %y",
+    );
+    fails(
+        &["encrypt", p, "--client-keys", c, "-i", "x=[[1,2,3]]", "-o", xo],
+        "shape",
+    );
+    // truncated program, keys and ciphertexts
+    for (file, cmd) in [(&prog, "info"), (&ek, "run"), (&cin, "run")] {
+        let bytes = std::fs::read(file).unwrap();
+        for cut in [0, 3, 7, bytes.len() / 2, bytes.len() - 1] {
+            let t = tmp("truncated");
+            std::fs::write(&t, &bytes[..cut]).unwrap();
+            let ts = t.to_str().unwrap();
+            let args: Vec<&str> = match cmd {
+                "info" => vec!["info", ts],
+                _ if file == &ek => vec!["run", p, ci, "--eval-keys", ts, "-o", xo],
+                _ => vec!["run", p, ts, "--eval-keys", e, "-o", xo],
+            };
+            let o = fhec(&args);
+            assert_eq!(o.status.code(), Some(1), "{args:?} cut at {cut}: {}", stderr(&o));
+            assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+        }
+    }
+    // a wrong format version
+    let mut bytes = std::fs::read(&prog).unwrap();
+    bytes[5] = 99;
+    let t = tmp("version");
+    std::fs::write(&t, &bytes).unwrap();
+    fails(&["info", t.to_str().unwrap()], "format version 99");
+    // no partial output file was left behind by the failures
+    assert!(!out.exists(), "a failed run must not write its output");
+}

@@ -38,3 +38,6 @@ pub enum RuntimeError {
     #[error("cancelled")]
     Cancelled,
 }
+
+#[cfg(test)]
+mod tests;

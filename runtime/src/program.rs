@@ -152,7 +152,12 @@ impl Program {
                     }
                     h.write(&constant.to_le_bytes());
                 }
-                Instr::Pbs { input, shift, offset, table } => {
+                Instr::Pbs {
+                    input,
+                    shift,
+                    offset,
+                    table,
+                } => {
                     h.write(b"P");
                     h.write(&input.to_le_bytes());
                     h.write(&shift.to_le_bytes());

@@ -101,3 +101,51 @@ fn ln_erfc_is_continuous_at_the_switch() {
     let b = ln_erfc(25.000_001);
     assert!((a - b).abs() < 1e-3, "{a} {b}");
 }
+
+/// Every parameter set the search returns meets tfhe-rs's 128-bit curves (checked here directly
+/// against `secure_noise`, not through our helpers) and its own failure target.
+#[test]
+fn every_searched_set_is_secure_by_the_crate_curves() {
+    use tfhe::core_crypto::commons::noise_formulas::secure_noise::{
+        minimal_glwe_bound_for_132_bits_security_tuniform, minimal_lwe_bound_for_132_bits_security_tuniform,
+    };
+    use tfhe::core_crypto::prelude::{GlweDimension, LweDimension, PolynomialSize};
+    let mut found = 0;
+    for p in 0..=9 {
+        for w in [1.0, 65536.0] {
+            for target in [
+                PError::PerLookup(2f64.powi(-40)),
+                PError::PerLookup(2f64.powi(-64)),
+                PError::Global(2f64.powi(-20)),
+            ] {
+                let mut c = lookup(p, w);
+                c.count = 100;
+                let dag = NoiseDag { constraints: vec![c] };
+                let Ok(s) = search(&dag, target) else {
+                    assert!(p >= 8, "p={p} w={w} {target:?} should be feasible");
+                    continue;
+                };
+                found += 1;
+                let r = s.params.raw();
+                let lwe =
+                    minimal_lwe_bound_for_132_bits_security_tuniform(LweDimension(r.lwe_dimension), 2f64.powi(64));
+                let glwe = minimal_glwe_bound_for_132_bits_security_tuniform(
+                    GlweDimension(r.glwe_dimension),
+                    PolynomialSize(r.polynomial_size),
+                    2f64.powi(64),
+                );
+                assert!(
+                    r.lwe_noise_bound_log2 >= lwe && r.glwe_noise_bound_log2 >= glwe,
+                    "{}",
+                    s.params
+                );
+                let a = analyze(&dag, &s.params);
+                match target {
+                    PError::PerLookup(t) => assert!(a.log2_worst <= t.log2() + 1e-9),
+                    PError::Global(t) => assert!(a.log2_global <= t.log2() + 1e-9),
+                }
+            }
+        }
+    }
+    assert!(found >= 50, "{found}");
+}
