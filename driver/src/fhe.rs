@@ -124,7 +124,7 @@ pub(crate) fn keygen(program: &str, client: &str, eval: &str) -> Result<(), Fail
 }
 
 /// Reads `--input NAME=PATH` arguments for the program's inputs, in port order.
-fn collect_inputs(p: &Program, specs: &[String]) -> anyhow::Result<Vec<ClearTensor>> {
+fn collect_inputs(p: &Program, specs: &[String], batch: bool) -> anyhow::Result<Vec<ClearTensor>> {
     let names: Vec<&str> = p.inputs.iter().map(|i| i.name.as_str()).collect();
     let expected = || {
         p.inputs
@@ -160,19 +160,67 @@ fn collect_inputs(p: &Program, specs: &[String]) -> anyhow::Result<Vec<ClearTens
                     expected()
                 )
             })?;
+            let t = if t.ndim() == p.inputs[i].shape.len() + usize::from(batch) {
+                t
+            } else if !batch && t.len() == p.inputs[i].len() {
+                // same elements, other layout (e.g. a flat list): reshape to the port's shape
+                t.into_shape_with_order(IxDyn(&p.inputs[i].shape))
+                    .map_err(|e| anyhow!("{e}"))?
+            } else {
+                t
+            };
             ClearTensor::new(t.shape().to_vec(), t.iter().copied().collect()).map_err(|e| anyhow!("{e}"))
         })
         .collect()
 }
 
-pub(crate) fn encrypt(program: &str, client: &str, inputs: &[String], output: &str) -> Result<(), Failure> {
+/// Splits each input along its first axis into samples (`--batch`).
+fn split_batch(p: &Program, values: Vec<ClearTensor>, batch: bool) -> anyhow::Result<Vec<Vec<ClearTensor>>> {
+    if !batch {
+        return Ok(vec![values]);
+    }
+    let mut n = None;
+    let mut per_input = Vec::new();
+    for (port, t) in p.inputs.iter().zip(values) {
+        let (&b, rest) = t
+            .shape
+            .split_first()
+            .ok_or_else(|| anyhow!("--batch: input %{} needs a leading batch axis", port.name))?;
+        if *n.get_or_insert(b) != b {
+            return Err(anyhow!("--batch: inputs have different batch sizes"));
+        }
+        let size: usize = rest.iter().product();
+        per_input.push(
+            (0..b)
+                .map(|i| ClearTensor::new(rest.to_vec(), t.values[i * size..(i + 1) * size].to_vec()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow!("{e}"))?,
+        );
+    }
+    let n = n.unwrap_or(1);
+    if n == 0 {
+        return Err(anyhow!("--batch: the batch is empty"));
+    }
+    Ok((0..n)
+        .map(|i| per_input.iter().map(|v| v[i].clone()).collect())
+        .collect())
+}
+
+pub(crate) fn encrypt(
+    program: &str,
+    client: &str,
+    inputs: &[String],
+    output: &str,
+    batch: bool,
+) -> Result<(), Failure> {
     let p = load_program(program)?;
     let ck = load_client_keys(client, &p)?;
-    let values = collect_inputs(&p, inputs)?;
-    let cts = ck.encrypt(&p, &[values]).map_err(|e| anyhow!("{e}"))?;
+    let samples = split_batch(&p, collect_inputs(&p, inputs, batch)?, batch)?;
+    let cts = ck.encrypt(&p, &samples).map_err(|e| anyhow!("{e}"))?;
     write(output, &rio::ciphertexts_to_bytes(&cts).map_err(|e| anyhow!("{e}"))?)?;
     eprintln!(
-        "encrypted {} input(s) ({}) → {output}",
+        "encrypted {} sample(s) of {} input(s) ({}) → {output}",
+        samples.len(),
         p.inputs.len(),
         mb(cts.size_bytes())
     );
@@ -228,11 +276,13 @@ pub(crate) fn decrypt(program: &str, input: &str, client: &str) -> Result<(), Fa
     Ok(())
 }
 
-pub(crate) fn simulate(program: &str, inputs: &[String]) -> Result<(), Failure> {
+pub(crate) fn simulate(program: &str, inputs: &[String], batch: bool) -> Result<(), Failure> {
     let p = load_program(program)?;
-    let values = collect_inputs(&p, inputs)?;
-    let out = p.simulate(&[values]).map_err(|e| anyhow!("{e}"))?;
-    print_outputs(&out[0])?;
+    let samples = split_batch(&p, collect_inputs(&p, inputs, batch)?, batch)?;
+    let out = p.simulate(&samples).map_err(|e| anyhow!("{e}"))?;
+    for sample in &out {
+        print_outputs(sample)?;
+    }
     Ok(())
 }
 

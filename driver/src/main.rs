@@ -100,6 +100,9 @@ enum Command {
         /// Output file for the ciphertexts.
         #[arg(short = 'o', long, value_name = "INPUTS.fhecct")]
         output: String,
+        /// The inputs carry a leading batch axis: encrypt one sample per entry (run in parallel).
+        #[arg(long)]
+        batch: bool,
     },
     /// Run a compiled program on encrypted inputs (server side: evaluation keys only).
     Run {
@@ -114,7 +117,7 @@ enum Command {
         #[arg(short = 'o', long, value_name = "OUTPUTS.fhecct")]
         output: String,
     },
-    /// Decrypt the results of `fhec run`; prints them as JSON, like `fhec eval`.
+    /// Decrypt the results of `fhec run`; prints them as JSON, like `fhec eval` (one line per sample).
     Decrypt {
         /// Compiled program (.fhecp).
         program: String,
@@ -131,6 +134,9 @@ enum Command {
         /// An input: NAME=PATH (.npy, or a JSON file) or NAME=JSON.
         #[arg(long = "input", short = 'i', value_name = "NAME=PATH")]
         inputs: Vec<String>,
+        /// The inputs carry a leading batch axis; prints one line per sample.
+        #[arg(long)]
+        batch: bool,
     },
     /// Describe a compiled program: parameters, security, failure probability, lookups, key sizes, latency.
     Info {
@@ -337,7 +343,8 @@ fn main() -> ExitCode {
             client_keys,
             inputs,
             output,
-        } => fhe::encrypt(program, client_keys, inputs, output),
+            batch,
+        } => fhe::encrypt(program, client_keys, inputs, output, *batch),
         Command::Run {
             program,
             input,
@@ -349,7 +356,7 @@ fn main() -> ExitCode {
             input,
             client_keys,
         } => fhe::decrypt(program, input, client_keys),
-        Command::Simulate { program, inputs } => fhe::simulate(program, inputs),
+        Command::Simulate { program, inputs, batch } => fhe::simulate(program, inputs, *batch),
         Command::Info { program } => fhe::info(program),
     };
     match result {

@@ -9,6 +9,8 @@
 //!
 //! See `docs/runtime.md` and `docs/crypto.md`.
 
+#[doc(hidden)]
+pub mod bench_support;
 pub mod client;
 pub mod exec;
 pub mod io;
