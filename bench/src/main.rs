@@ -144,10 +144,42 @@ fn ek_size(p: &fhec_runtime::ParamSet) -> usize {
     keys::compressed_key_bytes(p)
 }
 
+/// Times keyswitch and blind rotation (single, batched) at the parameters the search picks for
+/// each precision, next to the cost model's estimate: data to fit `fhec_passes::params::cost`.
+fn calibrate(args: &[String]) -> anyhow::Result<()> {
+    let min_p = arg(args, "--min-precision", 1.0)? as u32;
+    let max_p = arg(args, "--max-precision", 6.0)? as u32;
+    let n = arg(args, "--lookups", 32.0)? as usize;
+    println!("| bits | params | KS ms | BR ms | BR batched-16 ms | model KS+BR ms |\n|---|---|---|---|---|---|");
+    for p in min_p..=max_p {
+        let src = program_text(p, n);
+        let m = fhec_ir::parse_module(&src).map_err(|d| anyhow!("{}", d.message))?;
+        let v = fhec_ir::verify(&m).map_err(|d| anyhow!("{d:?}"))?;
+        let c = compile(&v, &CompileOptions::default(), None).map_err(|d| anyhow!("{}", d.message))?;
+        let prog = c.program;
+        let ck = ClientKeys::generate(&prog.params)?;
+        let sk = ck.evaluation_keys(&Progress::silent()).expand(&Progress::silent())?;
+        let xs: Vec<i64> = (0..n as i64).map(|i| i % (1 << p)).collect();
+        let enc = ck.encrypt(&prog, &[vec![ClearTensor::new(vec![n], xs)?]])?;
+        let list = input_list(&enc);
+        let (ks, br, brb) = pool(1)?.install(|| fhec_runtime::bench_support::time_parts(&sk, &list, 16));
+        println!(
+            "| {p} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            prog.params,
+            ks * 1e3,
+            br * 1e3,
+            brb * 1e3,
+            c.solution.ns_per_pbs * 1e-6
+        );
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("pbs") => pbs(&args[1..]),
+        Some("calibrate") => calibrate(&args[1..]),
         _ => bail!("usage: fhec-bench pbs [--min-precision 1] [--max-precision 8] [--seconds 2]"),
     }
 }

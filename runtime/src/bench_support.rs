@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
+use tfhe::core_crypto::fft_impl::fft64::crypto::bootstrap::batch_blind_rotate_assign_scratch;
 use tfhe::core_crypto::prelude::*;
 
 use crate::keys::{modulus, ServerKeys};
@@ -60,4 +61,93 @@ pub fn bare_pbs_loop(
         )
         .collect();
     (out, t0.elapsed())
+}
+
+/// Times of the parts of one lookup at these keys' parameters, single thread, in seconds:
+/// (keyswitch, blind rotation alone, blind rotation in batches of `batch`, per lookup).
+pub fn time_parts(keys: &ServerKeys, inputs: &LweCiphertextListOwned<u64>, batch: usize) -> (f64, f64, f64) {
+    let p = &keys.params;
+    let n_poly = PolynomialSize(p.polynomial_size());
+    let glwe_size = GlweSize(p.glwe_dimension() + 1);
+    let log_modulus = n_poly.to_blind_rotation_input_modulus_log();
+    let lut = generate_programmable_bootstrap_glwe_lut(n_poly, glwe_size, 2, modulus(), 1u64, |m: u64| m << 62);
+    let mut small = LweCiphertext::new(0u64, LweSize(p.lwe_dimension() + 1), modulus());
+    let n = inputs.lwe_ciphertext_count().0;
+    let t0 = Instant::now();
+    let mut smalls = Vec::with_capacity(n);
+    for ct in inputs.iter() {
+        keyswitch_lwe_ciphertext(&keys.ksk, &ct, &mut small);
+        smalls.push(small.clone());
+    }
+    let ks = t0.elapsed().as_secs_f64() / n as f64;
+    let fft = Fft::new(n_poly);
+    let mut buf = ComputationBuffers::new();
+    buf.resize(
+        batch_blind_rotate_assign_scratch::<u64>(glwe_size, n_poly, CiphertextCount(batch), fft.as_view())
+            .unaligned_bytes_required()
+            .max(
+                blind_rotate_assign_mem_optimized_requirement::<u64>(glwe_size, n_poly, fft.as_view())
+                    .unaligned_bytes_required(),
+            ),
+    );
+    let mut acc = lut.clone();
+    let t0 = Instant::now();
+    for s in &smalls {
+        let msed = lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(s.as_view(), log_modulus);
+        acc.as_mut().copy_from_slice(lut.as_ref());
+        blind_rotate_assign_mem_optimized(&msed, &mut acc, &keys.bsk, fft.as_view(), buf.stack());
+    }
+    let br = t0.elapsed().as_secs_f64() / n as f64;
+    let mut accs = GlweCiphertextList::new(0u64, glwe_size, n_poly, GlweCiphertextCount(batch), modulus());
+    let t0 = Instant::now();
+    for chunk in smalls.chunks(batch) {
+        let msed: Vec<_> = chunk
+            .iter()
+            .map(|s| lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(s.as_view(), log_modulus))
+            .collect();
+        let msed: Vec<MsedVec> = msed
+            .iter()
+            .map(|m| MsedVec {
+                body: m.body(),
+                mask: m.mask().collect(),
+                log: log_modulus,
+            })
+            .collect();
+        let glwe_len = glwe_size.0 * n_poly.0;
+        let mut view = GlweCiphertextList::from_container(
+            &mut accs.as_mut()[..chunk.len() * glwe_len],
+            glwe_size,
+            n_poly,
+            modulus(),
+        );
+        for mut a in view.iter_mut() {
+            a.as_mut().copy_from_slice(lut.as_ref());
+        }
+        keys.bsk
+            .as_view()
+            .batch_blind_rotate_assign(view.as_mut_view(), &msed, fft.as_view(), buf.stack());
+    }
+    let br_batch = t0.elapsed().as_secs_f64() / n as f64;
+    (ks, br, br_batch)
+}
+
+struct MsedVec {
+    body: usize,
+    mask: Vec<usize>,
+    log: CiphertextModulusLog,
+}
+
+impl ModulusSwitchedLweCiphertext<usize> for MsedVec {
+    fn log_modulus(&self) -> CiphertextModulusLog {
+        self.log
+    }
+    fn lwe_dimension(&self) -> LweDimension {
+        LweDimension(self.mask.len())
+    }
+    fn body(&self) -> usize {
+        self.body
+    }
+    fn mask(&self) -> impl ExactSizeIterator<Item = usize> + '_ {
+        self.mask.iter().copied()
+    }
 }

@@ -10,6 +10,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
+use tfhe::core_crypto::fft_impl::fft64::crypto::bootstrap::batch_blind_rotate_assign_scratch;
 use tfhe::core_crypto::prelude::*;
 
 use crate::keys::{modulus, ServerKeys};
@@ -18,43 +19,66 @@ use crate::progress::Progress;
 use crate::values::{Ciphertexts, CtData, CtTensor, Direction};
 use crate::RuntimeError;
 
+/// Lookups per batched blind rotation: each bootstrap-key row is read once for the whole batch.
+pub const BATCH: usize = 16;
+
+/// A modulus-switched ciphertext with its mask materialised, so that the batched blind rotation
+/// reads mask element `i` in O(1).
+struct Msed {
+    body: usize,
+    mask: Vec<usize>,
+    log: CiphertextModulusLog,
+}
+
+impl ModulusSwitchedLweCiphertext<usize> for Msed {
+    fn log_modulus(&self) -> CiphertextModulusLog {
+        self.log
+    }
+    fn lwe_dimension(&self) -> LweDimension {
+        LweDimension(self.mask.len())
+    }
+    fn body(&self) -> usize {
+        self.body
+    }
+    fn mask(&self) -> impl ExactSizeIterator<Item = usize> + '_ {
+        self.mask.iter().copied()
+    }
+}
+
+/// One lookup to do: source ciphertext, shift, offset, accumulator.
+type Job<'a> = (&'a [u64], u32, u64, &'a GlweCiphertextOwned<u64>);
+
 /// Per-worker scratch state for lookups.
 struct Worker {
     fft: Fft,
     buffers: ComputationBuffers,
     big: LweCiphertextOwned<u64>,
     small: LweCiphertextOwned<u64>,
-    acc: GlweCiphertextOwned<u64>,
+    accs: GlweCiphertextListOwned<u64>,
+    msed: Vec<Msed>,
 }
 
 impl Worker {
-    fn new(keys: &ServerKeys) -> Worker {
+    fn new(keys: &ServerKeys, batch: usize) -> Worker {
         let p = &keys.params;
         let n_poly = PolynomialSize(p.polynomial_size());
         let glwe_size = GlweSize(p.glwe_dimension() + 1);
         let fft = Fft::new(n_poly);
         let mut buffers = ComputationBuffers::new();
-        let req = blind_rotate_assign_mem_optimized_requirement::<u64>(glwe_size, n_poly, fft.as_view());
+        let req = batch_blind_rotate_assign_scratch::<u64>(glwe_size, n_poly, CiphertextCount(batch), fft.as_view());
         buffers.resize(req.unaligned_bytes_required());
         Worker {
             fft,
             buffers,
             big: LweCiphertext::new(0u64, LweSize(p.big_lwe_dimension() + 1), modulus()),
             small: LweCiphertext::new(0u64, LweSize(p.lwe_dimension() + 1), modulus()),
-            acc: GlweCiphertext::new(0u64, glwe_size, n_poly, modulus()),
+            accs: GlweCiphertextList::new(0u64, glwe_size, n_poly, GlweCiphertextCount(batch), modulus()),
+            msed: Vec::with_capacity(batch),
         }
     }
 
-    /// One lookup on `src` (a big-key ciphertext); the result goes to `out`.
-    fn pbs(
-        &mut self,
-        keys: &ServerKeys,
-        src: &[u64],
-        shift: u32,
-        offset: u64,
-        lut: &GlweCiphertextOwned<u64>,
-        out: &mut [u64],
-    ) {
+    /// Keyswitch and centered modulus switch of `src·2^shift + offset` (a big-key ciphertext).
+    fn switch(&mut self, keys: &ServerKeys, src: &[u64], shift: u32, offset: u64) -> Msed {
         let big = self.big.as_mut();
         for (d, s) in big.iter_mut().zip(src) {
             *d = s.wrapping_shl(shift);
@@ -62,18 +86,49 @@ impl Worker {
         let body = big.len() - 1;
         big[body] = big[body].wrapping_add(offset);
         keyswitch_lwe_ciphertext(&keys.ksk, &self.big, &mut self.small);
-        let log_modulus = PolynomialSize(keys.params.polynomial_size()).to_blind_rotation_input_modulus_log();
-        let msed = lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(self.small.as_view(), log_modulus);
-        self.acc.as_mut().copy_from_slice(lut.as_ref());
-        blind_rotate_assign_mem_optimized(
-            &msed,
-            &mut self.acc,
-            &keys.bsk,
+        let log = PolynomialSize(keys.params.polynomial_size()).to_blind_rotation_input_modulus_log();
+        let lazy = lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(self.small.as_view(), log);
+        Msed {
+            body: lazy.body(),
+            mask: lazy.mask().collect(),
+            log,
+        }
+    }
+
+    /// A batch of lookups; the output ciphertexts in order.
+    fn pbs_batch(&mut self, keys: &ServerKeys, jobs: &[Job<'_>]) -> Vec<Vec<u64>> {
+        let p = &keys.params;
+        let l = p.big_lwe_dimension() + 1;
+        self.msed.clear();
+        for &(src, shift, offset, _) in jobs {
+            let m = self.switch(keys, src, shift, offset);
+            self.msed.push(m);
+        }
+        let glwe_size = GlweSize(p.glwe_dimension() + 1);
+        let n_poly = PolynomialSize(p.polynomial_size());
+        let glwe_len = glwe_size.0 * n_poly.0;
+        let mut accs = GlweCiphertextList::from_container(
+            &mut self.accs.as_mut()[..jobs.len() * glwe_len],
+            glwe_size,
+            n_poly,
+            modulus(),
+        );
+        for (mut acc, job) in accs.iter_mut().zip(jobs) {
+            acc.as_mut().copy_from_slice(job.3.as_ref());
+        }
+        keys.bsk.as_view().batch_blind_rotate_assign(
+            accs.as_mut_view(),
+            &self.msed,
             self.fft.as_view(),
             self.buffers.stack(),
         );
-        let mut out = LweCiphertext::from_container(out, modulus());
-        extract_lwe_sample_from_glwe_ciphertext(&self.acc, &mut out, MonomialDegree(0));
+        accs.iter()
+            .map(|acc| {
+                let mut out = LweCiphertext::new(0u64, LweSize(l), modulus());
+                extract_lwe_sample_from_glwe_ciphertext(&acc, &mut out, MonomialDegree(0));
+                out.into_container()
+            })
+            .collect()
     }
 }
 
@@ -169,37 +224,47 @@ pub fn run(
     for (pbs, linear) in stages(program) {
         if !pbs.is_empty() {
             let jobs: Vec<(usize, usize)> = (0..samples).flat_map(|s| pbs.iter().map(move |&i| (s, i))).collect();
+            // batches of up to BATCH lookups, but enough batches to keep every thread busy
+            let threads = rayon::current_num_threads().max(1);
+            let batch = jobs.len().div_ceil(threads).clamp(1, BATCH);
             let state_ref = &state;
-            let results: Vec<Option<Vec<u64>>> = jobs
-                .par_iter()
+            let results: Vec<Option<Vec<Vec<u64>>>> = jobs
+                .par_chunks(batch)
                 .map_init(
-                    || Worker::new(keys),
-                    |w, &(s, i)| {
+                    || Worker::new(keys, batch),
+                    |w, chunk| {
                         if cancelled() {
                             return None;
                         }
-                        let Instr::Pbs {
-                            input,
-                            shift,
-                            offset,
-                            table,
-                        } = &program.instrs[i]
-                        else {
-                            unreachable!()
-                        };
-                        let src = &state_ref[s][*input as usize * l..(*input as usize + 1) * l];
-                        let mut out = vec![0u64; l];
-                        w.pbs(keys, src, *shift, *offset, &luts[*table as usize], &mut out);
-                        progress.advance(1);
+                        let work: Vec<Job<'_>> = chunk
+                            .iter()
+                            .map(|&(s, i)| {
+                                let Instr::Pbs {
+                                    input,
+                                    shift,
+                                    offset,
+                                    table,
+                                } = &program.instrs[i]
+                                else {
+                                    unreachable!("stage lists hold lookups")
+                                };
+                                let src = &state_ref[s][*input as usize * l..(*input as usize + 1) * l];
+                                (src, *shift, *offset, &luts[*table as usize])
+                            })
+                            .collect();
+                        let out = w.pbs_batch(keys, &work);
+                        progress.advance(chunk.len() as u64);
                         Some(out)
                     },
                 )
                 .collect();
-            for (&(s, i), r) in jobs.iter().zip(results) {
+            for (chunk, r) in jobs.chunks(batch).zip(results) {
                 let Some(r) = r else {
                     return Err(RuntimeError::Cancelled);
                 };
-                state[s][(base + i) * l..(base + i + 1) * l].copy_from_slice(&r);
+                for (&(s, i), ct) in chunk.iter().zip(r) {
+                    state[s][(base + i) * l..(base + i + 1) * l].copy_from_slice(&ct);
+                }
             }
         }
         if cancelled() {

@@ -84,28 +84,30 @@ impl ClientKeys {
         let p = &self.params;
         let mut seeder = new_seeder();
         let seeder = seeder.as_mut();
-        progress.start("keyswitch key", 2);
-        let ksk = allocate_and_generate_new_seeded_lwe_keyswitch_key(
-            &self.glwe.as_lwe_secret_key(),
-            &self.small,
-            DecompositionBaseLog(p.raw().ks_base_log),
-            DecompositionLevelCount(p.raw().ks_level),
-            lwe_noise(p),
-            modulus(),
-            seeder,
-        );
-        progress.advance(1);
-        progress.set_message("bootstrap key");
-        let bsk = par_allocate_and_generate_new_seeded_lwe_bootstrap_key(
-            &self.small,
-            &self.glwe,
-            DecompositionBaseLog(p.raw().pbs_base_log),
-            DecompositionLevelCount(p.raw().pbs_level),
-            glwe_noise(p),
-            modulus(),
-            seeder,
-        );
-        progress.advance(1);
+        progress.start("keygen: keyswitch", 2);
+        let ksk = progress.tick_while(|| {
+            allocate_and_generate_new_seeded_lwe_keyswitch_key(
+                &self.glwe.as_lwe_secret_key(),
+                &self.small,
+                DecompositionBaseLog(p.raw().ks_base_log),
+                DecompositionLevelCount(p.raw().ks_level),
+                lwe_noise(p),
+                modulus(),
+                &mut *seeder,
+            )
+        });
+        progress.set_message("keygen: bootstrap");
+        let bsk = progress.tick_while(|| {
+            par_allocate_and_generate_new_seeded_lwe_bootstrap_key(
+                &self.small,
+                &self.glwe,
+                DecompositionBaseLog(p.raw().pbs_base_log),
+                DecompositionLevelCount(p.raw().pbs_level),
+                glwe_noise(p),
+                modulus(),
+                &mut *seeder,
+            )
+        });
         progress.finish();
         EvaluationKeys { params: *p, bsk, ksk }
     }
@@ -156,10 +158,9 @@ impl EvaluationKeys {
         self.check()?;
         let params = self.params;
         progress.start("expanding keys", 3);
-        let ksk = self.ksk.par_decompress_into_lwe_keyswitch_key();
-        progress.advance(1);
-        let std_bsk = self.bsk.par_decompress_into_lwe_bootstrap_key();
-        progress.advance(1);
+        let (ksk, bsk) = (self.ksk, self.bsk);
+        let ksk = progress.tick_while(|| ksk.par_decompress_into_lwe_keyswitch_key());
+        let std_bsk = progress.tick_while(|| bsk.par_decompress_into_lwe_bootstrap_key());
         let mut bsk = FourierLweBootstrapKey::new(
             std_bsk.input_lwe_dimension(),
             std_bsk.glwe_size(),
@@ -167,8 +168,7 @@ impl EvaluationKeys {
             std_bsk.decomposition_base_log(),
             std_bsk.decomposition_level_count(),
         );
-        par_convert_standard_lwe_bootstrap_key_to_fourier(&std_bsk, &mut bsk);
-        progress.advance(1);
+        progress.tick_while(|| par_convert_standard_lwe_bootstrap_key_to_fourier(&std_bsk, &mut bsk));
         progress.finish();
         Ok(ServerKeys { params, bsk, ksk })
     }

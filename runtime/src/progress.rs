@@ -108,6 +108,37 @@ impl Progress {
         self.drawn.store(true, Ordering::Relaxed);
     }
 
+    /// Runs `work` (one long step of the current task that cannot report progress itself, such as
+    /// generating a bootstrap key) while a helper thread keeps the bar's clock moving; then counts
+    /// the step as done.
+    pub fn tick_while<T>(&self, work: impl FnOnce() -> T) -> T {
+        if !self.enabled {
+            return work();
+        }
+        let done = AtomicBool::new(false);
+        let out = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if let Ok(mut s) = self.state.try_lock() {
+                        let now = Instant::now();
+                        if now.duration_since(s.started) >= SHOW_AFTER
+                            && now.duration_since(s.last_draw) >= REDRAW_EVERY
+                        {
+                            s.last_draw = now;
+                            self.draw(&s, now);
+                        }
+                    }
+                }
+            });
+            let out = work();
+            done.store(true, Ordering::Relaxed);
+            out
+        });
+        self.advance(1);
+        out
+    }
+
     /// Ends the task: completes the bar if it was drawn.
     pub fn finish(&self) {
         if !self.enabled || !self.drawn.load(Ordering::Relaxed) {
