@@ -1,20 +1,25 @@
 //! File formats: programs, keys and ciphertexts.
 //!
 //! Every file starts with a 7-byte header — `FHEC`, a kind byte, the format version (u16, little
-//! endian) — followed by a bincode payload. Loading checks the magic, the kind ("this is a key
-//! file, not a program"), the version, a size limit (the payload may not claim more memory than the
-//! file holds), trailing bytes, and then the content's own invariants (program validation, key and
-//! ciphertext shapes against their parameters). A damaged file is an error, never a panic.
+//! endian) — followed by the payload:
 //!
-//! Crypto objects are tfhe-rs `core_crypto` entities serialised with serde; tfhe is pinned to one
-//! version (`=1.8.2`), whose layout the format version covers.
+//! * programs: bincode of [`Program`] (our own serde types);
+//! * keys and ciphertexts: tfhe-rs's safe serialisation (`tfhe::safe_serialization`), which adds its
+//!   own header (type name, serialisation version) and versions every tfhe entity through
+//!   `tfhe-versionable`, so files survive tfhe upgrades that keep backward compatibility.
+//!
+//! Loading checks the magic, the kind ("this is a key file, not a program"), the version, a size
+//! limit (the payload may not claim more memory than the file holds), trailing bytes, and then the
+//! content's own invariants (program validation; keys and ciphertexts against their parameters,
+//! security included). A damaged file is an error, never a panic.
 
 use bincode::Options;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use tfhe::core_crypto::prelude::*;
+use serde::{de::DeserializeOwned, Serialize};
+use tfhe::named::Named;
+use tfhe::safe_serialization::{safe_deserialize, safe_serialize};
+use tfhe::{Unversionize, Versionize};
 
 use crate::keys::{ClientKeys, EvaluationKeys};
-use crate::params::ParamSet;
 use crate::program::Program;
 use crate::values::Ciphertexts;
 use crate::RuntimeError;
@@ -80,7 +85,35 @@ pub fn file_kind(bytes: &[u8]) -> Option<FileKind> {
     }
 }
 
-fn from_bytes<T: DeserializeOwned>(kind: FileKind, bytes: &[u8]) -> Result<T, RuntimeError> {
+/// A file whose payload is tfhe's safe serialisation of `value`.
+fn to_bytes_safe<T: Serialize + Versionize + Named>(kind: FileKind, value: &T) -> Result<Vec<u8>, RuntimeError> {
+    let mut out = Vec::new();
+    out.extend_from_slice(MAGIC);
+    out.push(kind as u8);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    safe_serialize(value, &mut out, 1 << 42)
+        .map_err(|e| RuntimeError::Format(format!("cannot serialise {}: {e}", kind.name())))?;
+    Ok(out)
+}
+
+fn from_bytes_safe<T: DeserializeOwned + Unversionize + Named>(
+    kind: FileKind,
+    bytes: &[u8],
+) -> Result<T, RuntimeError> {
+    let payload = check_header(kind, bytes)?;
+    let mut reader = payload;
+    let value = safe_deserialize(&mut reader, payload.len() as u64)
+        .map_err(|e| RuntimeError::Format(format!("damaged file ({}): {e}", kind.name())))?;
+    if !reader.is_empty() {
+        return Err(RuntimeError::Format(format!(
+            "damaged file ({}): trailing bytes",
+            kind.name()
+        )));
+    }
+    Ok(value)
+}
+
+fn check_header(kind: FileKind, bytes: &[u8]) -> Result<&[u8], RuntimeError> {
     let err = |m: String| RuntimeError::Format(m);
     if bytes.len() < HEADER || &bytes[..4] != MAGIC {
         return Err(err(format!("not an fhec file (expected {})", kind.name())));
@@ -96,7 +129,12 @@ fn from_bytes<T: DeserializeOwned>(kind: FileKind, bytes: &[u8]) -> Result<T, Ru
             "file format version {version}, this fhec reads version {FORMAT_VERSION}; regenerate the file"
         )));
     }
-    let payload = &bytes[HEADER..];
+    Ok(&bytes[HEADER..])
+}
+
+fn from_bytes<T: DeserializeOwned>(kind: FileKind, bytes: &[u8]) -> Result<T, RuntimeError> {
+    let err = |m: String| RuntimeError::Format(m);
+    let payload = check_header(kind, bytes)?;
     options(payload.len() as u64)
         .deserialize(payload)
         .map_err(|e| err(format!("damaged file ({}): {e}", kind.name())))
@@ -112,64 +150,43 @@ pub fn program_from_bytes(bytes: &[u8]) -> Result<Program, RuntimeError> {
     Ok(p)
 }
 
-#[derive(Serialize, Deserialize)]
-struct SecretKeysRepr {
-    params: ParamSet,
-    small: LweSecretKeyOwned<u64>,
-    glwe: GlweSecretKeyOwned<u64>,
-}
-
 /// Serialises the secret keys. The bytes must stay on the client.
 pub fn client_keys_to_bytes(k: &ClientKeys) -> Result<Vec<u8>, RuntimeError> {
-    #[derive(Serialize)]
-    struct Ref<'a> {
-        params: &'a ParamSet,
-        small: &'a LweSecretKeyOwned<u64>,
-        glwe: &'a GlweSecretKeyOwned<u64>,
-    }
-    to_bytes(
-        FileKind::ClientKeys,
-        &Ref {
-            params: &k.params,
-            small: &k.small,
-            glwe: &k.glwe,
-        },
-    )
+    to_bytes_safe(FileKind::ClientKeys, k)
 }
 
 pub fn client_keys_from_bytes(bytes: &[u8]) -> Result<ClientKeys, RuntimeError> {
-    let r: SecretKeysRepr = from_bytes(FileKind::ClientKeys, bytes)?;
-    let p = &r.params;
-    if r.small.lwe_dimension().0 != p.lwe_dimension()
-        || r.glwe.glwe_dimension().0 != p.glwe_dimension()
-        || r.glwe.polynomial_size().0 != p.polynomial_size()
+    let k: ClientKeys = from_bytes_safe(FileKind::ClientKeys, bytes)?;
+    let p = &k.params;
+    if !p.is_secure() {
+        return Err(RuntimeError::Params(format!("secret keys for insecure parameters {p}")));
+    }
+    if k.small.lwe_dimension().0 != p.lwe_dimension()
+        || k.glwe.glwe_dimension().0 != p.glwe_dimension()
+        || k.glwe.polynomial_size().0 != p.polynomial_size()
     {
         return Err(RuntimeError::Mismatch(
             "secret keys do not match their parameters (damaged file?)".into(),
         ));
     }
-    Ok(ClientKeys {
-        params: r.params,
-        small: r.small,
-        glwe: r.glwe,
-    })
+    Ok(k)
 }
 
 pub fn evaluation_keys_to_bytes(k: &EvaluationKeys) -> Result<Vec<u8>, RuntimeError> {
-    to_bytes(FileKind::EvaluationKeys, k)
+    to_bytes_safe(FileKind::EvaluationKeys, k)
 }
 
 pub fn evaluation_keys_from_bytes(bytes: &[u8]) -> Result<EvaluationKeys, RuntimeError> {
-    let k: EvaluationKeys = from_bytes(FileKind::EvaluationKeys, bytes)?;
+    let k: EvaluationKeys = from_bytes_safe(FileKind::EvaluationKeys, bytes)?;
     k.check()?;
     Ok(k)
 }
 
 pub fn ciphertexts_to_bytes(c: &Ciphertexts) -> Result<Vec<u8>, RuntimeError> {
-    to_bytes(FileKind::Ciphertexts, c)
+    to_bytes_safe(FileKind::Ciphertexts, c)
 }
 
 /// Loads ciphertexts; check them against their program with [`Ciphertexts::check`].
 pub fn ciphertexts_from_bytes(bytes: &[u8]) -> Result<Ciphertexts, RuntimeError> {
-    from_bytes(FileKind::Ciphertexts, bytes)
+    from_bytes_safe(FileKind::Ciphertexts, bytes)
 }

@@ -14,7 +14,18 @@ use crate::params::ParamSet;
 use crate::progress::Progress;
 use crate::RuntimeError;
 
+#[derive(tfhe_versionable::VersionsDispatch)]
+pub enum EvaluationKeysVersions {
+    V0(EvaluationKeys),
+}
+
+impl tfhe::named::Named for EvaluationKeys {
+    const NAME: &'static str = "fhec::EvaluationKeys";
+}
+
 /// The secret keys. Client side only.
+#[derive(serde::Serialize, serde::Deserialize, tfhe_versionable::Versionize)]
+#[versionize(ClientKeysVersions)]
 pub struct ClientKeys {
     pub(crate) params: ParamSet,
     pub(crate) small: LweSecretKeyOwned<u64>,
@@ -22,11 +33,21 @@ pub struct ClientKeys {
 }
 
 /// Compressed evaluation keys: what the client sends to the server.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize, tfhe_versionable::Versionize)]
+#[versionize(EvaluationKeysVersions)]
 pub struct EvaluationKeys {
     pub(crate) params: ParamSet,
     pub(crate) bsk: SeededLweBootstrapKeyOwned<u64>,
     pub(crate) ksk: SeededLweKeyswitchKeyOwned<u64>,
+}
+
+#[derive(tfhe_versionable::VersionsDispatch)]
+pub enum ClientKeysVersions {
+    V0(ClientKeys),
+}
+
+impl tfhe::named::Named for ClientKeys {
+    const NAME: &'static str = "fhec::ClientKeys";
 }
 
 /// Expanded evaluation keys, ready to compute with. Server side.
@@ -139,6 +160,11 @@ impl EvaluationKeys {
             && self.ksk.decomposition_base_log().0 == r.ks_base_log
             && self.ksk.decomposition_level_count().0 == r.ks_level
             && self.ksk.as_ref().len() == p.big_lwe_dimension() * r.ks_level;
+        if !p.is_secure() {
+            return Err(RuntimeError::Params(format!(
+                "evaluation keys for insecure parameters {p}"
+            )));
+        }
         if ok_bsk && ok_ksk && self.bsk.ciphertext_modulus().is_native_modulus() {
             Ok(())
         } else {

@@ -16,6 +16,7 @@ use tfhe::core_crypto::commons::noise_formulas::secure_noise::{
     minimal_glwe_bound_for_132_bits_security_tuniform, minimal_lwe_bound_for_132_bits_security_tuniform,
 };
 use tfhe::core_crypto::prelude::{GlweDimension, LweDimension, PolynomialSize};
+use tfhe_versionable::{Versionize, VersionsDispatch};
 
 use crate::RuntimeError;
 
@@ -27,14 +28,29 @@ pub const MODULUS: f64 = 18446744073709551616.0; // 2^64
 pub const MIN_GLWE_NOISE_BOUND_LOG2: u32 = 3;
 
 /// One TFHE parameter set (KS-PBS, 64-bit torus, TUniform noise, binary keys).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Files carry it through serde (checked on load) or through tfhe's versioning (key and ciphertext
+/// files, which check [`ParamSet::is_secure`] after loading).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Versionize)]
 #[serde(try_from = "RawParamSet", into = "RawParamSet")]
+#[versionize(ParamSetVersions)]
 pub struct ParamSet {
     raw: RawParamSet,
 }
 
+#[derive(VersionsDispatch)]
+pub enum ParamSetVersions {
+    V0(ParamSet),
+}
+
+#[derive(VersionsDispatch)]
+pub enum RawParamSetVersions {
+    V0(RawParamSet),
+}
+
 /// The plain fields of a [`ParamSet`]; only [`ParamSet::new`] turns them into one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Versionize)]
+#[versionize(RawParamSetVersions)]
 pub struct RawParamSet {
     /// Small LWE dimension `n`.
     pub lwe_dimension: usize,

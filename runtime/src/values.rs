@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use tfhe::core_crypto::prelude::*;
+use tfhe_versionable::{Versionize, VersionsDispatch};
 
 use crate::program::{encode, Port, Program};
 use crate::RuntimeError;
@@ -27,30 +28,49 @@ impl ClearTensor {
 }
 
 /// The ciphertexts of one port for a batch of samples.
-#[derive(Serialize, Deserialize)]
-pub(crate) enum CtData {
+#[derive(Serialize, Deserialize, Versionize)]
+#[versionize(CtDataVersions)]
+pub enum CtData {
     /// Client → server: seeded (the mask is regenerated from a seed on the server).
     Seeded(SeededLweCiphertextListOwned<u64>),
     /// Server → client.
     Full(LweCiphertextListOwned<u64>),
 }
 
-#[derive(Serialize, Deserialize)]
-pub(crate) struct CtTensor {
+#[derive(VersionsDispatch)]
+pub enum CtDataVersions {
+    V0(CtData),
+}
+
+#[derive(Serialize, Deserialize, Versionize)]
+#[versionize(CtTensorVersions)]
+pub struct CtTensor {
     pub(crate) port: String,
     pub(crate) shape: Vec<usize>,
     pub(crate) data: CtData,
 }
 
+#[derive(VersionsDispatch)]
+pub enum CtTensorVersions {
+    V0(CtTensor),
+}
+
 /// Which side of a program a set of ciphertexts belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Versionize)]
+#[versionize(DirectionVersions)]
 pub enum Direction {
     Inputs,
     Outputs,
 }
 
+#[derive(VersionsDispatch)]
+pub enum DirectionVersions {
+    V0(Direction),
+}
+
 /// Encrypted inputs or outputs of a program, for a batch of samples.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Versionize)]
+#[versionize(CiphertextsVersions)]
 pub struct Ciphertexts {
     /// [`Program::fingerprint`] of the program they belong to.
     pub(crate) program: u64,
@@ -58,6 +78,15 @@ pub struct Ciphertexts {
     pub(crate) samples: usize,
     pub(crate) lwe_size: usize,
     pub(crate) tensors: Vec<CtTensor>,
+}
+
+#[derive(VersionsDispatch)]
+pub enum CiphertextsVersions {
+    V0(Ciphertexts),
+}
+
+impl tfhe::named::Named for Ciphertexts {
+    const NAME: &'static str = "fhec::Ciphertexts";
 }
 
 impl Ciphertexts {
