@@ -59,18 +59,33 @@ fn mb(bytes: usize) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
-pub(crate) fn compile(
-    file: &str,
-    output: &str,
-    p_error: Option<&str>,
-    global: Option<&str>,
-    function: Option<&str>,
-    emit: bool,
-    params_of: Option<&str>,
-) -> Result<(), Failure> {
+pub(crate) struct CompileArgs<'a> {
+    pub p_error: Option<&'a str>,
+    pub global: Option<&'a str>,
+    pub function: Option<&'a str>,
+    pub emit: bool,
+    pub params_of: Option<&'a str>,
+    pub pipeline: Option<&'a str>,
+}
+
+pub(crate) fn compile(file: &str, output: &str, a: CompileArgs<'_>) -> Result<(), Failure> {
+    let CompileArgs {
+        p_error,
+        global,
+        function,
+        emit,
+        params_of,
+        pipeline,
+    } = a;
     let src = read_source(file)?;
     let render = |diags: &[ir::Diagnostic]| Failure::Rendered(Rendered(render_all(diags, file, &src)));
-    let m = ir::parse_module(&src).map_err(|d| render(&[d]))?;
+    let mut m = ir::parse_module(&src).map_err(|d| render(&[d]))?;
+    ir::verify(&m).map_err(|d| render(&d))?;
+    let pipeline = pipeline.unwrap_or(fhec::passes::manager::DEFAULT_PIPELINE);
+    if pipeline != "none" && !pipeline.trim().is_empty() {
+        let mut ctx = fhec::passes::manager::PassContext::default();
+        fhec::passes::manager::run_text(&mut m, pipeline, &mut ctx).map_err(|d| render(&[d]))?;
+    }
     let proof = ir::verify(&m).map_err(|d| render(&d))?;
     let p_error = match (p_error, global) {
         (Some(p), _) => PError::PerLookup(parse_probability(p)?),

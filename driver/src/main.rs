@@ -8,6 +8,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 mod fhe;
+mod opt;
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +53,32 @@ enum Command {
         #[arg(long)]
         function: Option<String>,
     },
+    /// Run passes on a program and print the result.
+    Opt {
+        /// Program file (`-` for standard input).
+        file: String,
+        /// Comma-separated passes with options, e.g. `canonicalize,bitwidth`; default: the default pipeline.
+        #[arg(long, value_name = "PIPELINE")]
+        pipeline: Option<String>,
+        /// Calibration inputs for range analysis: NAME=PATH with a leading batch axis (one entry per sample).
+        #[arg(long = "calibration", value_name = "NAME=PATH")]
+        calibration: Vec<String>,
+        /// Print each pass's counters (folded constants, narrowed widths, …) to standard error.
+        #[arg(long)]
+        pass_statistics: bool,
+        /// Print each pass's run time to standard error.
+        #[arg(long)]
+        pass_timing: bool,
+        /// Print the module after every pass (standard error).
+        #[arg(long)]
+        print_ir_after_all: bool,
+        /// Print the module after the named pass (repeatable).
+        #[arg(long, value_name = "PASS")]
+        print_ir_after: Vec<String>,
+        /// List the registered passes and their options, and exit.
+        #[arg(long)]
+        list_passes: bool,
+    },
     /// Compile a program for encrypted execution: lowering, parameter selection; writes a .fhecp file.
     Compile {
         /// Program file (`-` for standard input).
@@ -75,6 +102,9 @@ enum Command {
         /// serve this program too (fails if they do not meet the failure probability).
         #[arg(long, value_name = "PROGRAM.fhecp")]
         params_of: Option<String>,
+        /// The passes to run before lowering (default: the default pipeline; `none` for no passes).
+        #[arg(long, value_name = "PIPELINE")]
+        pipeline: Option<String>,
     },
     /// Generate secret (client) keys and evaluation keys for a compiled program.
     Keygen {
@@ -324,14 +354,39 @@ fn main() -> ExitCode {
             function,
             emit_tfhe,
             params_of,
+            pipeline,
         } => fhe::compile(
             file,
             output,
-            p_error.as_deref(),
-            global_p_error.as_deref(),
-            function.as_deref(),
-            *emit_tfhe,
-            params_of.as_deref(),
+            fhe::CompileArgs {
+                p_error: p_error.as_deref(),
+                global: global_p_error.as_deref(),
+                function: function.as_deref(),
+                emit: *emit_tfhe,
+                params_of: params_of.as_deref(),
+                pipeline: pipeline.as_deref(),
+            },
+        ),
+        Command::Opt {
+            file,
+            pipeline,
+            calibration,
+            pass_statistics,
+            pass_timing,
+            print_ir_after_all,
+            print_ir_after,
+            list_passes,
+        } => opt::opt(
+            file,
+            &opt::OptArgs {
+                pipeline: pipeline.as_deref(),
+                calibration,
+                statistics: *pass_statistics,
+                timing: *pass_timing,
+                print_after_all: *print_ir_after_all,
+                print_after: print_ir_after,
+                list: *list_passes,
+            },
         ),
         Command::Keygen {
             program,

@@ -279,7 +279,7 @@ fn encrypted_pipeline_rejects_mismatched_and_damaged_files() {
     fails(&["run", q, ci, "--eval-keys", e, "-o", xo], "other parameters");
     // same parameters and ports (compiled for the same keys), another table
     let src = std::fs::read_to_string(root().join("examples/mlp.fhe")).unwrap();
-    let changed = src.replace("dense<[0, 1, 2, 3, 4, 5, 6, 7,", "dense<[0, 1, 2, 3, 4, 5, 6, 6,");
+    let changed = src.replace("dense<[0, 1, 2, 3, 4, 5, 6, 7,", "dense<[0, 1, 2, 2, 4, 5, 6, 7,");
     assert_ne!(src, changed);
     let variant = tmp("variant.fhe");
     std::fs::write(&variant, changed).unwrap();
@@ -332,4 +332,28 @@ fn encrypted_pipeline_rejects_mismatched_and_damaged_files() {
     fails(&["info", t.to_str().unwrap()], "format version 99");
     // no partial output file was left behind by the failures
     assert!(!out.exists(), "a failed run must not write its output");
+}
+
+/// `fhec opt`: runs pipelines, reports statistics and timing, rejects bad pipelines with the list of passes.
+#[test]
+fn opt_runs_pipelines_and_explains_bad_ones() {
+    let o = fhec(&["opt", "examples/mlp.fhe", "--pipeline", "canonicalize,bitwidth", "--pass-statistics", "--pass-timing"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // the accumulator narrows from 9 to 8 bits ([-105, 120])
+    assert!(stdout(&o).contains("-> tensor<1x2x!fhe.esint<8>>"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("widths narrowed") && stderr(&o).contains("pass timing"), "{}", stderr(&o));
+    let o = fhec(&["opt", "examples/mlp.fhe", "--print-ir-after", "bitwidth"]);
+    assert!(stderr(&o).contains("IR after bitwidth"), "{}", stderr(&o));
+    for (pipeline, needle) in [
+        ("canonicalise", "unknown pass `canonicalise` (known passes: canonicalize, bitwidth)"),
+        ("canonicalize,", "ends with `,`"),
+        ("bitwidth{x=1}", "pass `bitwidth` takes no options"),
+        ("canonicalize bitwidth", "expected `,` between passes"),
+    ] {
+        let o = fhec(&["opt", "examples/mlp.fhe", "--pipeline", pipeline]);
+        assert_eq!(o.status.code(), Some(1), "{pipeline}");
+        assert!(stderr(&o).contains(needle), "{pipeline}: {}", stderr(&o));
+    }
+    let o = fhec(&["opt", "--list-passes", "-"]);
+    assert!(stdout(&o).contains("default pipeline"), "{}", stdout(&o));
 }

@@ -294,6 +294,16 @@ impl FunctionBuilder {
         self.func.add_arg(Some(name.to_string()), ty, attrs, None)
     }
 
+    /// Adds an argument with attributes (e.g. `fhe.range`), as passes copy them.
+    pub fn arg_with_attrs(&mut self, name: Option<String>, ty: Type, attrs: Attrs) -> ValueId {
+        self.func.add_arg(name, ty, attrs, None)
+    }
+
+    /// Names a value (printed as `%name`); passes keep the names of the values they copy.
+    pub fn set_name(&mut self, v: ValueId, name: Option<String>) {
+        self.func.value_mut(v).name = name;
+    }
+
     /// Adds an op whose result type is inferred from its declaration.
     pub fn op(
         &mut self,

@@ -61,7 +61,7 @@ pub fn verify(m: &Module) -> Result<Verified<'_>, Vec<Diagnostic>> {
     }
 }
 
-fn check_type(t: &Type) -> Result<(), String> {
+pub fn check_type(t: &Type) -> Result<(), String> {
     let w = t.elem.width();
     if w < 1 || w > t.elem.max_width() {
         return Err(format!(

@@ -1,1 +1,15 @@
+//! fhec passes: the pass manager and the passes on the `fhe` dialect, and TFHE parameter selection.
+//!
+//! * [`manager`]: the [`manager::Pass`] trait, the registry, pipeline strings, verification, statistics.
+//! * [`rewrite`]: rebuilding functions op by op.
+//! * [`canonicalize`], [`bitwidth`]: the passes.
+//! * [`params`]: the noise model and the parameter search (used by the backend).
+//!
+//! See `docs/passes.md`.
+
+pub mod bitwidth;
+pub mod canonicalize;
+pub mod manager;
 pub mod params;
+pub mod range;
+pub mod rewrite;

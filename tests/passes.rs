@@ -1,0 +1,206 @@
+//! Pass tests: snapshots of `tests/cases/<pass>/*.fhe` after the pass, the pipeline law (clear
+//! meaning preserved on random programs), and bitwidth against brute force.
+
+use fhec_ir::module::Module;
+use fhec_ir::text::split_cases;
+use fhec_ir::{parse_module, print_module, verify, Tensor};
+use fhec_passes::manager::{run_text, PassContext, DEFAULT_PIPELINE};
+use fhec_tests::{random_tensor, Rng};
+use ndarray::{ArrayD, IxDyn};
+use proptest::prelude::*;
+
+/// Inputs for the entry function: minima, maxima and random values within each argument's range.
+fn inputs(m: &Module, seed: u64, n: usize) -> Vec<Vec<Tensor>> {
+    let f = m.entry().unwrap();
+    let mut rng = Rng::new(seed);
+    (0..n + 2)
+        .map(|s| {
+            f.args
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    let ty = f.ty(a.value);
+                    let (lo, hi) = f.arg_range(i).unwrap_or_else(|| {
+                        let (lo, hi) = ty.elem.range();
+                        (lo as i64, hi as i64)
+                    });
+                    match s {
+                        0 => ArrayD::from_elem(IxDyn(&ty.shape), lo),
+                        1 => ArrayD::from_elem(IxDyn(&ty.shape), hi),
+                        _ => random_tensor(&mut rng, ty).mapv(|x| x.clamp(lo, hi)),
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The pipeline keeps the clear meaning: on every input where the original program runs, the
+/// optimised one runs and returns the same values.
+fn check_law(m: &Module, pipeline: &str, seed: u64) -> Result<(), TestCaseError> {
+    let before = verify(m).unwrap();
+    let mut after = m.clone();
+    let mut ctx = PassContext::default();
+    run_text(&mut after, pipeline, &mut ctx)
+        .map_err(|d| TestCaseError::fail(format!("{}\n{}", d.message, print_module(m))))?;
+    let proof = verify(&after).map_err(|d| TestCaseError::fail(format!("{d:?}")))?;
+    for x in inputs(m, seed, 6) {
+        let Ok(want) = fhec_ir::interp::eval(&before, &x) else {
+            continue;
+        };
+        let got = fhec_ir::interp::eval(&proof, &x).map_err(|d| {
+            TestCaseError::fail(format!(
+                "{}\nbefore:\n{}\nafter:\n{}",
+                d.message,
+                print_module(m),
+                print_module(&after)
+            ))
+        })?;
+        prop_assert_eq!(
+            &got,
+            &want,
+            "before:\n{}\nafter:\n{}",
+            print_module(m),
+            print_module(&after)
+        );
+    }
+    Ok(())
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Clear result before the default pipeline == after it, on random programs over the whole op set.
+    #[test]
+    fn default_pipeline_preserves_meaning(seed in any::<u64>(), steps in 1usize..8, narrow in any::<bool>()) {
+        let mut f = fhec_tests::random_function(seed, steps);
+        if narrow {
+            // declared input ranges narrower than the types: what bitwidth narrows from
+            let mut rng = Rng::new(seed ^ 0x5eed);
+            for i in 0..f.args.len() {
+                let (lo, hi) = f.ty(f.args[i].value).elem.range();
+                let (lo, hi) = (lo as i64, hi as i64);
+                let a = rng.range(lo, hi);
+                let b = rng.range(a, hi);
+                f.args[i].attrs.insert(fhec_ir::module::RANGE_ATTR.into(), fhec_ir::Attribute::int_array(&[a, b]));
+            }
+        }
+        let mut m = Module::new();
+        m.functions.push(f);
+        check_law(&m, DEFAULT_PIPELINE, seed)?;
+    }
+}
+
+/// Every case of `tests/cases/<pass>/*.fhe`, after `<pass>`: the module text or the error, as a snapshot.
+#[test]
+fn pass_case_snapshots() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/cases");
+    let mut n = 0;
+    for pass in ["canonicalize", "bitwidth"] {
+        let dir = format!("{root}/{pass}");
+        let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        for path in files {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut out = String::new();
+            for (i, case) in split_cases(&text).into_iter().enumerate() {
+                let mut m = parse_module(&case.text).unwrap();
+                let mut ctx = PassContext::default();
+                let result = match run_text(&mut m, pass, &mut ctx) {
+                    Ok(()) => {
+                        // the law on the case itself
+                        check_law(&parse_module(&case.text).unwrap(), pass, i as u64).unwrap();
+                        let stats: Vec<String> = ctx
+                            .statistics()
+                            .iter()
+                            .map(|(_, w, k)| format!("// {w}: {k}"))
+                            .collect();
+                        format!("{}\n{}", stats.join("\n"), print_module(&m))
+                    }
+                    Err(d) => d.render(&path.file_name().unwrap().to_string_lossy(), &case.text),
+                };
+                out.push_str(&format!("// ----- case {i}\n{result}\n"));
+                n += 1;
+            }
+            let name = format!("{pass}__{}", path.file_stem().unwrap().to_string_lossy());
+            insta::assert_snapshot!(name, out);
+        }
+    }
+    assert!(n >= 8, "{n} cases");
+}
+
+/// bitwidth with declared input ranges gives the widths a brute-force evaluation of every input finds.
+#[test]
+fn bitwidth_matches_brute_force_on_an_mlp() {
+    let src = r#"func.func @main(%x: tensor<1x3x!fhe.eint<8>> {fhe.range = [0, 5]}) -> tensor<1x2x!fhe.esint<16>> {
+  %w = "fhe.constant"() {value = dense<[[3, -2, 1], [1, 4, -3], [-2, 2, 2]]> : tensor<3x3xi4>} : () -> tensor<3x3xi4>
+  %0 = "fhe.matmul"(%x, %w) : (tensor<1x3x!fhe.eint<8>>, tensor<3x3xi4>) -> tensor<1x3x!fhe.esint<16>>
+  %1 = "fhe.round"(%0) {lsbs = 2} : (tensor<1x3x!fhe.esint<16>>) -> tensor<1x3x!fhe.esint<16>>
+  %c = "fhe.constant"() {value = dense<[1, -1, 0]> : tensor<3xi2>} : () -> tensor<3xi2>
+  %2 = "fhe.add"(%1, %c) : (tensor<1x3x!fhe.esint<16>>, tensor<3xi2>) -> tensor<1x3x!fhe.esint<16>>
+  %v = "fhe.constant"() {value = dense<[[2, -1], [1, 1], [-3, 2]]> : tensor<3x2xi3>} : () -> tensor<3x2xi3>
+  %3 = "fhe.matmul"(%2, %v) : (tensor<1x3x!fhe.esint<16>>, tensor<3x2xi3>) -> tensor<1x2x!fhe.esint<16>>
+  "func.return"(%3) : (tensor<1x2x!fhe.esint<16>>) -> ()
+}"#;
+    let m = parse_module(src).unwrap();
+    let f = m.entry().unwrap();
+    // brute force: every input in [0, 5]^3, every intermediate value
+    let mut lo = vec![i64::MAX; f.num_values()];
+    let mut hi = vec![i64::MIN; f.num_values()];
+    for a in 0..=5 {
+        for b in 0..=5 {
+            for c in 0..=5 {
+                let mut vals: Vec<Option<Tensor>> = vec![None; f.num_values()];
+                vals[f.args[0].value.index()] = Some(ArrayD::from_shape_vec(IxDyn(&[1, 3]), vec![a, b, c]).unwrap());
+                for &o in &f.body {
+                    let op = f.op(o);
+                    let args: Vec<Tensor> = op.operands.iter().map(|v| vals[v.index()].clone().unwrap()).collect();
+                    let refs: Vec<&Tensor> = args.iter().collect();
+                    let types: Vec<_> = op.operands.iter().map(|&v| f.ty(v).clone()).collect();
+                    let out = op
+                        .kind
+                        .def()
+                        .eval(&refs, &types, &op.attrs, f.ty(op.result))
+                        .unwrap()
+                        .mapv(|v| v as i64);
+                    vals[op.result.index()] = Some(out);
+                }
+                for (i, v) in vals.iter().enumerate() {
+                    if let Some(t) = v {
+                        lo[i] = lo[i].min(*t.iter().min().unwrap());
+                        hi[i] = hi[i].max(*t.iter().max().unwrap());
+                    }
+                }
+            }
+        }
+    }
+    let mut opt = m.clone();
+    run_text(&mut opt, "bitwidth", &mut PassContext::default()).unwrap();
+    let g = opt.entry().unwrap();
+    for (&o_old, &o_new) in f.body.iter().zip(&g.body) {
+        let (old, new) = (f.op(o_old), g.op(o_new));
+        let ty = f.ty(old.result);
+        if !ty.is_encrypted() {
+            continue;
+        }
+        let i = old.result.index();
+        let want = fhec_ir::types::width_for(lo[i] as i128, hi[i] as i128, ty.is_signed());
+        assert_eq!(
+            g.ty(new.result).width(),
+            want,
+            "{} %{i}: brute force [{}, {}]",
+            old.kind.name(),
+            lo[i],
+            hi[i]
+        );
+    }
+    // and the argument: 0..=5 is 3 bits
+    assert_eq!(g.ty(g.args[0].value).width(), 3);
+}
