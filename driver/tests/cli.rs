@@ -337,15 +337,29 @@ fn encrypted_pipeline_rejects_mismatched_and_damaged_files() {
 /// `fhec opt`: runs pipelines, reports statistics and timing, rejects bad pipelines with the list of passes.
 #[test]
 fn opt_runs_pipelines_and_explains_bad_ones() {
-    let o = fhec(&["opt", "examples/mlp.fhe", "--pipeline", "canonicalize,bitwidth", "--pass-statistics", "--pass-timing"]);
+    let o = fhec(&[
+        "opt",
+        "examples/mlp.fhe",
+        "--pipeline",
+        "canonicalize,bitwidth",
+        "--pass-statistics",
+        "--pass-timing",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     // the accumulator narrows from 9 to 8 bits ([-105, 120])
     assert!(stdout(&o).contains("-> tensor<1x2x!fhe.esint<8>>"), "{}", stdout(&o));
-    assert!(stderr(&o).contains("widths narrowed") && stderr(&o).contains("pass timing"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("widths narrowed") && stderr(&o).contains("pass timing"),
+        "{}",
+        stderr(&o)
+    );
     let o = fhec(&["opt", "examples/mlp.fhe", "--print-ir-after", "bitwidth"]);
     assert!(stderr(&o).contains("IR after bitwidth"), "{}", stderr(&o));
     for (pipeline, needle) in [
-        ("canonicalise", "unknown pass `canonicalise` (known passes: canonicalize, bitwidth)"),
+        (
+            "canonicalise",
+            "unknown pass `canonicalise` (known passes: canonicalize, bitwidth)",
+        ),
         ("canonicalize,", "ends with `,`"),
         ("bitwidth{x=1}", "pass `bitwidth` takes no options"),
         ("canonicalize bitwidth", "expected `,` between passes"),

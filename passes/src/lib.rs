@@ -13,3 +13,4 @@ pub mod manager;
 pub mod params;
 pub mod range;
 pub mod rewrite;
+pub mod round_insertion;

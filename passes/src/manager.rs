@@ -85,7 +85,11 @@ pub struct PassInfo {
 }
 
 /// Every pass, by name. Adding a pass = one line here (see `docs/adding-a-pass.md`).
-pub static REGISTRY: &[&PassInfo] = &[&crate::canonicalize::INFO, &crate::bitwidth::INFO];
+pub static REGISTRY: &[&PassInfo] = &[
+    &crate::canonicalize::INFO,
+    &crate::bitwidth::INFO,
+    &crate::round_insertion::INFO,
+];
 
 /// The pipeline `fhec compile` and the frontends run before lowering.
 pub const DEFAULT_PIPELINE: &str = "canonicalize,bitwidth,canonicalize";
@@ -110,7 +114,9 @@ pub fn parse_pipeline(text: &str) -> Result<Vec<Step>, String> {
     let mut steps = Vec::new();
     let mut rest = text.trim();
     while !rest.is_empty() {
-        let end = rest.find(|c: char| c == ',' || c == '{' || c.is_whitespace()).unwrap_or(rest.len());
+        let end = rest
+            .find(|c: char| c == ',' || c == '{' || c.is_whitespace())
+            .unwrap_or(rest.len());
         let name = rest[..end].trim();
         if name.is_empty() {
             return Err(format!(

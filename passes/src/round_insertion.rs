@@ -1,0 +1,136 @@
+//! `round-insertion{max-lut-bits=N}`: rounds the input of every table lookup wider than N bits.
+//!
+//! A lookup `T[x]` on a `w`-bit input becomes `T'[round(x, k)]` with the smallest `k` for which the
+//! rounded input fits N bits (its range is computed from the declared input ranges). The new table
+//! is `T'[q] = T[clamp(q · 2^k)]`, the clamp keeping `q · 2^k` in the input's type range (the top
+//! values round up past it). This **changes the program's meaning**: the lookup now sees its input
+//! rounded to a multiple of `2^k` (round half up) — the accuracy/cost trade of Concrete ML's
+//! `rounding_threshold_bits`. It is therefore not in the default pipeline; the frontends and
+//! `--pipeline` ask for it. Each rounded lookup is reported with the bits it lost.
+//!
+//! The default threshold, 5 bits, is where the cost of a lookup jumps (5 → 6 bits: the polynomial
+//! size goes from 2048 to 8192, ×5 per lookup; `docs/benchmarks.md`).
+
+use fhec_ir::attr::{Attribute, Dense};
+use fhec_ir::types::width_for;
+use fhec_ir::{Diagnostic, Module, OpKind, Tensor, Type};
+use ndarray::{ArrayD, IxDyn};
+
+use crate::manager::{OptionSpec, Pass, PassContext, PassInfo, PassOptions};
+use crate::range::declared;
+use crate::rewrite::Rebuild;
+
+/// Where a lookup's cost jumps on the reference machine (`docs/benchmarks.md`).
+pub const DEFAULT_MAX_LUT_BITS: i64 = 5;
+
+pub static INFO: PassInfo = PassInfo {
+    name: "round-insertion",
+    summary: "rounds lookup inputs wider than max-lut-bits (changes results: an accuracy/cost trade)",
+    options: &[OptionSpec {
+        name: "max-lut-bits",
+        help: "widest lookup input kept exact",
+        default: "5",
+    }],
+    create: |o: &PassOptions| {
+        let n = o.int("max-lut-bits", DEFAULT_MAX_LUT_BITS)?;
+        if !(1..=16).contains(&n) {
+            return Err(format!("max-lut-bits must be in 1..=16, found {n}"));
+        }
+        Ok(Box::new(RoundInsertion { max_bits: n as u32 }))
+    },
+};
+
+pub struct RoundInsertion {
+    pub max_bits: u32,
+}
+
+/// `floor((v + 2^(k-1)) / 2^k)`, as `fhe.round` computes it.
+fn round(v: i128, k: u32) -> i128 {
+    if k == 0 {
+        v
+    } else {
+        (v + (1 << (k - 1))) >> k
+    }
+}
+
+impl Pass for RoundInsertion {
+    fn run(&self, m: &mut Module, ctx: &mut PassContext) -> Result<(), Diagnostic> {
+        for f in &mut m.functions {
+            let ranges = declared(f)?;
+            let mut r = Rebuild::new(f);
+            for &o in &f.body {
+                let op = f.op(o);
+                let lookup = matches!(op.kind, OpKind::Lut | OpKind::MappedLut | OpKind::MultiLut);
+                let x = op.operands.first().copied();
+                let Some(x) = x.filter(|&x| lookup && f.ty(x).width() > self.max_bits) else {
+                    r.copy(op)?;
+                    continue;
+                };
+                let xty = f.ty(x).clone();
+                let (w, signed) = (xty.width(), xty.is_signed());
+                let (lo, hi) = ranges.range[x.index()];
+                // the smallest k for which the rounded value fits max_bits (`fhe.round` also
+                // declares at least w − k bits: run `bitwidth` first so that w is the range's width)
+                let fits = |k: u32| width_for(round(lo, k), round(hi, k), signed).max(w - k);
+                let Some(k) = (1..w).find(|&k| fits(k) <= self.max_bits) else {
+                    r.copy(op)?;
+                    continue;
+                };
+                let qty = xty.with_elem(xty.elem.with_width(fits(k)));
+                let xn = r.get(x);
+                let q = r
+                    .builder()
+                    .op_with_type(
+                        OpKind::Round,
+                        &[xn],
+                        &[("lsbs", Attribute::Int(k as i64))],
+                        Some(qty.clone()),
+                    )
+                    .map_err(|d| Diagnostic { span: op.span, ..d })?;
+                // the new table: T'[i] = T[clamp(v(i) · 2^k)] for the q-bit index i
+                let key = if op.kind == OpKind::Lut { "table" } else { "tables" };
+                let Some(Attribute::Dense(d)) = op.attrs.get(key) else {
+                    return Err(Diagnostic::at("lookup without a table", op.span));
+                };
+                let (tlo, thi) = xty.elem.range();
+                let wn = qty.width();
+                let n_new = 1usize << wn;
+                let rows = d.data.len() >> w;
+                let old = d.data.as_standard_layout();
+                let old = old.as_slice().expect("standard layout");
+                let mut data = Vec::with_capacity(rows * n_new);
+                for row in 0..rows {
+                    for i in 0..n_new {
+                        let v = if signed && i >= n_new / 2 {
+                            i as i128 - n_new as i128
+                        } else {
+                            i as i128
+                        };
+                        let u = (v << k).clamp(tlo, thi);
+                        data.push(old[row * (1usize << w) + u.rem_euclid(1i128 << w) as usize]);
+                    }
+                }
+                let mut shape = d.data.shape().to_vec();
+                *shape.last_mut().expect("rank ≥ 1") = n_new;
+                let data: Tensor = ArrayD::from_shape_vec(IxDyn(&shape), data).expect("sizes");
+                let dense = Dense::new(Type::new(d.ty.elem, shape), data).map_err(|e| Diagnostic::at(e, op.span))?;
+                let mut attrs = op.attrs.clone();
+                attrs.insert(key.into(), Attribute::Dense(dense));
+                r.emit(op, op.kind, &[q], &attrs, f.ty(op.result).clone())?;
+                let name = f
+                    .value(op.result)
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| op.result.index().to_string());
+                ctx.count("lookups rounded", 1);
+                ctx.count("bits dropped", k as u64);
+                ctx.count(
+                    &format!("bits dropped at {} %{name} ({w} → {wn} bits)", op.kind.name()),
+                    k as u64,
+                );
+            }
+            *f = r.finish();
+        }
+        Ok(())
+    }
+}
