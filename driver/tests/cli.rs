@@ -358,7 +358,7 @@ fn opt_runs_pipelines_and_explains_bad_ones() {
     for (pipeline, needle) in [
         (
             "canonicalise",
-            "unknown pass `canonicalise` (known passes: canonicalize, bitwidth, round-insertion)",
+            "unknown pass `canonicalise` (known passes: canonicalize, bitwidth, round-insertion, lut-fusion)",
         ),
         ("canonicalize,", "ends with `,`"),
         ("bitwidth{x=1}", "pass `bitwidth` takes no options"),

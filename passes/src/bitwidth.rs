@@ -191,7 +191,22 @@ fn rewrite(f: &fhec_ir::Function, range: &[Range]) -> Result<(fhec_ir::Function,
         if nty != *ty {
             n_narrowed += 1;
         }
-        map[a.value.index()] = Some(b.arg_with_attrs(f.value(a.value).name.clone(), nty, a.attrs.clone()));
+        // a declared range must fit the new type: with a calibration set the type follows the
+        // observed range, which then becomes the declared one
+        let mut attrs = a.attrs.clone();
+        if let Some(Attribute::Array(r)) = attrs.get(fhec_ir::module::RANGE_ATTR) {
+            let fits = r
+                .iter()
+                .all(|x| matches!(x, Attribute::Int(v) if nty.elem.contains(*v as i128)));
+            if !fits {
+                let (lo, hi) = range[a.value.index()];
+                attrs.insert(
+                    fhec_ir::module::RANGE_ATTR.into(),
+                    Attribute::int_array(&[lo as i64, hi as i64]),
+                );
+            }
+        }
+        map[a.value.index()] = Some(b.arg_with_attrs(f.value(a.value).name.clone(), nty, attrs));
     }
     let mut r = Rebuild::from_parts(f, b, map);
     for &o in &f.body {

@@ -9,6 +9,7 @@
 
 pub mod bitwidth;
 pub mod canonicalize;
+pub mod lut_fusion;
 pub mod manager;
 pub mod params;
 pub mod range;

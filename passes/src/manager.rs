@@ -89,10 +89,11 @@ pub static REGISTRY: &[&PassInfo] = &[
     &crate::canonicalize::INFO,
     &crate::bitwidth::INFO,
     &crate::round_insertion::INFO,
+    &crate::lut_fusion::INFO,
 ];
 
 /// The pipeline `fhec compile` and the frontends run before lowering.
-pub const DEFAULT_PIPELINE: &str = "canonicalize,bitwidth,canonicalize";
+pub const DEFAULT_PIPELINE: &str = "canonicalize,bitwidth,lut-fusion,canonicalize";
 
 pub fn lookup(name: &str) -> Option<&'static PassInfo> {
     REGISTRY.iter().find(|p| p.name == name).copied()
@@ -109,9 +110,12 @@ pub struct Step {
     pub pass: Box<dyn Pass>,
 }
 
-/// Parses `a,b{k=v,k2=v2},c`. Errors name the problem and list what is known.
+/// Parses `a,b{k=v,k2=v2},c` (`none`: no passes). Errors name the problem and list what is known.
 pub fn parse_pipeline(text: &str) -> Result<Vec<Step>, String> {
     let mut steps = Vec::new();
+    if text.trim() == "none" {
+        return Ok(steps);
+    }
     let mut rest = text.trim();
     while !rest.is_empty() {
         let end = rest

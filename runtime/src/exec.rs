@@ -100,8 +100,19 @@ impl Worker {
         let p = &keys.params;
         let l = p.big_lwe_dimension() + 1;
         self.msed.clear();
+        // several tables on one input (a multi_lut) come as consecutive jobs: switch it once
+        let mut prev: Option<(*const u64, u32, u64)> = None;
         for &(src, shift, offset, _) in jobs {
-            let m = self.switch(keys, src, shift, offset);
+            let key = (src.as_ptr(), shift, offset);
+            let m = match (prev, self.msed.last()) {
+                (Some(p), Some(last)) if p == key => Msed {
+                    body: last.body,
+                    mask: last.mask.clone(),
+                    log: last.log,
+                },
+                _ => self.switch(keys, src, shift, offset),
+            };
+            prev = Some(key);
             self.msed.push(m);
         }
         let glwe_size = GlweSize(p.glwe_dimension() + 1);

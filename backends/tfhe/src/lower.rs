@@ -356,6 +356,8 @@ struct Builder {
     origins: Vec<Origin>,
     origin: u32,
     constraints: Vec<Constraint>,
+    /// Linear combinations already materialised (common subexpressions share a slot).
+    linear_memo: HashMap<(Vec<(Slot, i128)>, u64), Slot>,
 }
 
 impl Builder {
@@ -373,6 +375,9 @@ impl Builder {
         e.normalize();
         if e.constant == 0 && e.terms.len() == 1 && e.terms[0].1 == 1 {
             return Ok(e.terms[0].0);
+        }
+        if let Some(&s) = self.linear_memo.get(&(e.terms.clone(), e.constant)) {
+            return Ok(s);
         }
         let mut noise = (0.0, 0.0);
         let mut terms = Vec::with_capacity(e.terms.len());
@@ -881,6 +886,7 @@ pub fn lower_function(f: &Function, source: Option<&str>) -> Result<Lowered, Dia
         }],
         origin: 0,
         constraints: Vec::new(),
+        linear_memo: HashMap::new(),
     };
     let mut vals: Vec<Option<Val>> = (0..f.num_values()).map(|_| None).collect();
     // inputs
