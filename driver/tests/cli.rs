@@ -349,7 +349,7 @@ fn opt_runs_pipelines_and_explains_bad_ones() {
     // the accumulator narrows from 9 to 8 bits ([-105, 120])
     assert!(stdout(&o).contains("-> tensor<1x2x!fhe.esint<8>>"), "{}", stdout(&o));
     assert!(
-        stderr(&o).contains("widths narrowed") && stderr(&o).contains("pass timing"),
+        stderr(&o).contains("widths changed") && stderr(&o).contains("pass timing"),
         "{}",
         stderr(&o)
     );

@@ -38,9 +38,9 @@ impl Pass for Bitwidth {
                 (Some(samples), true) => calibrated(f, samples)?,
                 _ => declared(f)?,
             };
-            let (nf, narrowed, tables) = rewrite(f, &ranges.range)?;
+            let (nf, changed, tables) = rewrite(f, &ranges.range)?;
             *f = nf;
-            ctx.count("widths narrowed", narrowed);
+            ctx.count("widths changed", changed);
             ctx.count("tables re-encoded", tables);
         }
         Ok(())

@@ -4,9 +4,8 @@
 //! * **Folding.** An op whose operands are all clear constants becomes an `fhe.constant` holding its
 //!   value (computed with the op's own semantics), when the value fits the declared type.
 //! * **Dead code.** Ops whose results no return depends on are dropped.
-//! * **Identities.** `add x, 0`, `sub x, 0`, `mul x, 1`, a `reshape` to the same shape, a `transpose`
-//!   with the identity permutation, and `to_signed`/`to_unsigned` back to the original type are
-//!   replaced by their input — when the input has exactly the declared result type (widths are
+//! * **Identities.** `add x, 0`, `sub x, 0`, `mul x, 1`, a `reshape` to the same shape and a
+//!   `transpose` with the identity permutation are replaced by their input — when the input has exactly the declared result type (widths are
 //!   promises; a narrower input would change the types downstream).
 //! * **Merging.** `(x + c1) + c2 → x + (c1 + c2)`, `(x + c1) − c2 → x + (c1 − c2)`, `(x − c1) + c2`,
 //!   `(x · c1) · c2 → x · (c1 · c2)`, when the inner result has no other use; the merged op keeps the

@@ -334,6 +334,11 @@ impl Applier<Fuse, FuseAnalysis> for Fold {
         let r = g.analysis.intern(table);
         let t = g.add(Fuse::Table(r));
         let new = g.add(Fuse::Lut([t, x]));
+        // two IR values of different declared types stay apart (their users depend on the types)
+        let (a, b) = (g[eclass].data, g[new].data);
+        if a.from_ir && b.from_ir && a.elem != b.elem {
+            return vec![];
+        }
         if g.union(eclass, new) {
             vec![new]
         } else {
@@ -583,8 +588,15 @@ impl LutFusion {
                 continue;
             }
             let (_, expr) = extractor.find_best(id);
-            let v = emit(&mut r, &g, &expr, op, &mut emitted, f.ty(op.result))?;
-            r.replace(op, v);
+            match emit(&mut r, &g, &expr, op, &mut emitted, f.ty(op.result)) {
+                Ok(v) => r.replace(op, v),
+                Err(_) => {
+                    // the extracted form does not type (declared types the e-graph cannot see):
+                    // keep the original ops for this value (dead leftovers go with canonicalize)
+                    ctx.count("values kept unfused", 1);
+                    copy_original(&mut r, f, op.result)?;
+                }
+            }
         }
         let nf = r.finish();
         let lut_after = count_luts(&nf);
@@ -592,6 +604,21 @@ impl LutFusion {
         ctx.count("lookups after", lut_after);
         Ok(nf)
     }
+}
+
+/// Copies the original ops computing `v` (fused values that were skipped are copied first).
+fn copy_original(r: &mut Rebuild<'_>, f: &Function, v: ValueId) -> Result<ValueId, Diagnostic> {
+    if let Some(n) = r.try_get(v) {
+        return Ok(n);
+    }
+    let fhec_ir::module::ValueDef::Op(o) = f.value(v).def else {
+        return Err(Diagnostic::new("lut-fusion: an argument is not mapped"));
+    };
+    let op = f.op(o);
+    for &x in &op.operands {
+        copy_original(r, f, x)?;
+    }
+    r.copy(op)
 }
 
 /// Writes the extracted expression `expr` as `fhe` ops; the top node gets `root_ty`.

@@ -54,6 +54,11 @@ impl<'f> Rebuild<'f> {
         self.map[v.index()].expect("operands are mapped before use (the body is in program order)")
     }
 
+    /// The new value standing for old value `v`, if it has one yet.
+    pub fn try_get(&self, v: ValueId) -> Option<ValueId> {
+        self.map[v.index()]
+    }
+
     /// The new values of an op's operands.
     pub fn operands(&self, op: &OpData) -> Vec<ValueId> {
         op.operands.iter().map(|&v| self.get(v)).collect()
