@@ -393,13 +393,15 @@ impl Builder {
             noise.1 += c2 * b;
             terms.push((s, c as i64));
         }
-        Ok(self.push(
+        let slot = self.push(
             Instr::Linear {
                 terms,
                 constant: e.constant,
             },
             noise,
-        ))
+        );
+        self.linear_memo.insert((e.terms, e.constant), slot);
+        Ok(slot)
     }
 
     fn table(&mut self, precision: u32, values: Vec<u64>) -> u32 {
