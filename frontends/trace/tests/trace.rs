@@ -1,0 +1,111 @@
+//! The tracing DSL: compiled circuits compute what the traced numpy-like program computes —
+//! simulated, and encrypted with real keys.
+
+use fhec_trace::{CompileOptions, Tracer};
+use ndarray::{arr2, ArrayD, IxDyn};
+
+fn rng(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+fn sample(seed: &mut u64, shape: &[usize], lo: i64, hi: i64) -> ArrayD<i64> {
+    let n: usize = shape.iter().product();
+    let v = (0..n).map(|_| lo + (rng(seed) % (hi - lo + 1) as u64) as i64).collect();
+    ArrayD::from_shape_vec(IxDyn(shape), v).unwrap()
+}
+
+#[test]
+fn mlp_layer_traced_compiled_and_run_encrypted() {
+    let t = Tracer::new();
+    let x = t.input("x", &[1, 4]);
+    let w = arr2(&[[3i64, -1, 2], [0, 2, -3], [5, 5, 1], [-7, 1, 0]]).into_dyn();
+    let b = ArrayD::from_shape_vec(IxDyn(&[3]), vec![4i64, -2, 0]).unwrap();
+    // accumulator → round 4 bits → ReLU → · 2 → comparison
+    let acc = &x.matmul(&w) + &b;
+    let h = acc.round_bits(4).relu();
+    let y = (&h * 2).gt(3);
+    let mut seed = 7u64;
+    let inputset: Vec<Vec<ArrayD<i64>>> = (0..40).map(|_| vec![sample(&mut seed, &[1, 4], 0, 15)]).collect();
+    let mut c = t
+        .compile(&[h.clone(), y], &inputset, &CompileOptions::default())
+        .unwrap();
+    assert!(c.ir().contains("fhe.round") && c.ir().contains("fhe.lut"), "{}", c.ir());
+    // simulation == the traced computation, on every input set sample
+    for s in &inputset {
+        assert_eq!(c.simulate(s).unwrap(), c.eval_clear(s).unwrap(), "{:?}", s);
+    }
+    // encrypted, as one batch
+    let batch: Vec<Vec<ArrayD<i64>>> = inputset[..6].to_vec();
+    let got = c.encrypt_run_decrypt_batch(&batch).unwrap();
+    for (s, g) in batch.iter().zip(&got) {
+        assert_eq!(g, &c.eval_clear(s).unwrap(), "{:?}", s);
+    }
+}
+
+#[test]
+fn two_inputs_products_and_shapes() {
+    let t = Tracer::new();
+    let x = t.input("x", &[2, 3]);
+    let y = t.input("y", &[2, 3]);
+    let p = &x * &y; // encrypted × encrypted: fhe.mul_eint
+    let s = p.sum(&[1], false); // [2]
+    let z = (&s - 5).clip(-4, 4);
+    let u = x.transpose(&[]).reshape(&[6]).unwrap();
+    let mut seed = 99u64;
+    let inputset: Vec<Vec<ArrayD<i64>>> = (0..30)
+        .map(|_| vec![sample(&mut seed, &[2, 3], 0, 3), sample(&mut seed, &[2, 3], 0, 2)])
+        .collect();
+    let mut c = t.compile(&[z, u], &inputset, &CompileOptions::default()).unwrap();
+    assert!(c.ir().contains("fhe.mul_eint"), "{}", c.ir());
+    for s in &inputset {
+        assert_eq!(c.simulate(s).unwrap(), c.eval_clear(s).unwrap());
+    }
+    let got = c.encrypt_run_decrypt(&inputset[0]).unwrap();
+    assert_eq!(got, c.eval_clear(&inputset[0]).unwrap());
+    // the tfhe dialect prints
+    assert!(c.tfhe_ir().contains("tfhe.pbs"));
+}
+
+#[test]
+fn errors_are_clear() {
+    // a lookup on an accumulator wider than 16 bits: round first
+    let t = Tracer::new();
+    let x = t.input("x", &[2]);
+    let y = (&x * 3000).relu();
+    let inputset = vec![vec![ArrayD::from_shape_vec(IxDyn(&[2]), vec![0i64, 100]).unwrap()]];
+    let e = t
+        .compile(&[y], &inputset, &CompileOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("round_bits") && e.contains("bits"), "{e}");
+    // an empty input set, a wrong input shape
+    let t = Tracer::new();
+    let x = t.input("x", &[2]);
+    let y = x.relu();
+    assert!(t
+        .compile(std::slice::from_ref(&y), &[], &CompileOptions::default())
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("empty"));
+    let bad = vec![vec![ArrayD::from_shape_vec(IxDyn(&[3]), vec![0i64, 1, 2]).unwrap()]];
+    assert!(t
+        .compile(std::slice::from_ref(&y), &bad, &CompileOptions::default())
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("shape"));
+    // an input outside the input set's range is refused at encryption
+    let ok = vec![vec![ArrayD::from_shape_vec(IxDyn(&[2]), vec![0i64, 5]).unwrap()]];
+    let c = t.compile(&[y], &ok, &CompileOptions::default()).unwrap();
+    let e = c
+        .simulate(&[ArrayD::from_shape_vec(IxDyn(&[2]), vec![0i64, 9]).unwrap()])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("outside the range"), "{e}");
+}
