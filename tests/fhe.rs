@@ -299,3 +299,31 @@ fn random_programs_run_encrypted() {
     }
     assert!(run >= 4, "only {run} random programs ran");
 }
+
+/// The whole compiler: every corpus program after the default pass pipeline (bitwidth narrowing,
+/// lookup fusion, multi_lut grouping) runs encrypted and equals the original program's interpreter.
+#[test]
+fn default_pipeline_then_encrypted_equals_original() {
+    use fhec_passes::manager::{run_text, PassContext, DEFAULT_PIPELINE};
+    let params = shared_params();
+    let mut fused = 0;
+    for (i, (name, src)) in corpus().into_iter().enumerate() {
+        let m = parse(&src);
+        if !runnable(m.entry().unwrap()) {
+            continue;
+        }
+        let mut opt = m.clone();
+        run_text(&mut opt, DEFAULT_PIPELINE, &mut PassContext::default())
+            .unwrap_or_else(|d| panic!("{name}: {}", d.message));
+        let text = fhec_ir::print_module(&opt);
+        if text.contains("fhe.multi_lut") && !src.contains("fhe.multi_lut") {
+            fused += 1;
+        }
+        let c = compile_with(&text, Some(params))
+            .or_else(|_| compile_with(&text, None))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        // expected values from the original program, on its own inputs
+        check_encrypted(&format!("{name} (optimised)"), &c, &samples(&m, 1000 + i as u64, 2));
+    }
+    let _ = fused;
+}

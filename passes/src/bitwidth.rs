@@ -92,11 +92,12 @@ fn plan_widths(f: &fhec_ir::Function, range: &[Range]) -> Result<Vec<u32>, Diagn
     for (i, wi) in w.iter_mut().enumerate() {
         let ty = f.ty(fhec_ir::ValueId(i as u32));
         if ty.is_encrypted() {
-            let (lo, hi) = range[i];
-            if !ty.is_signed() && lo < 0 {
-                return Err(Diagnostic::new(format!(
-                    "an unsigned value (%{i}) can reach {lo}; declare it signed"
-                )));
+            let (mut lo, mut hi) = range[i];
+            if !ty.is_signed() {
+                // an unsigned type promises non-negative values (`to_unsigned` of a signed range,
+                // say): values below 0 are refused by the interpreter, so they need no bits
+                lo = lo.max(0);
+                hi = hi.max(0);
             }
             *wi = width_for(lo, hi, ty.is_signed());
         }
