@@ -24,10 +24,27 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 step "cargo test (release profile)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --release --workspace 2>&1 | tee "$log"
+# the Python extension module links against the interpreter only when Python loads it: tested below
+cargo test --release --workspace --exclude fhec-python 2>&1 | tee "$log"
+
+step "python package (maturin wheel in a virtual environment, pytest)"
+venv=target/pyenv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv --system-site-packages "$venv"
+fi
+"$venv/bin/python" -m pip install -q numpy pytest
+rm -rf target/wheels
+maturin build --release -q -m python/Cargo.toml -o target/wheels -i "$venv/bin/python"
+"$venv/bin/python" -m pip install -q --force-reinstall --no-deps target/wheels/fhec-*.whl
+pylog=$(mktemp)
+trap 'rm -f "$log" "$pylog"' EXIT
+"$venv/bin/python" -m pytest -q python/tests 2>&1 | tee "$pylog"
+summary=$(tail -1 "$pylog")
+py_passed=$(echo "$summary" | sed -nE 's/.*([^0-9]|^)([0-9]+) passed.*/\2/p')
+py_failed=$(echo "$summary" | sed -nE 's/.*([^0-9]|^)([0-9]+) failed.*/\2/p')
 
 # One closing line for the whole run (cargo prints one per test binary, the last often a doc-test with 0).
 passed=$(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\1/p' "$log" | awk '{ s += $1 } END { print s + 0 }')
 failed=$(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\2/p' "$log" | awk '{ s += $1 } END { print s + 0 }')
 echo
-echo "tests: ${passed:-0} passed, ${failed:-0} failed"
+echo "tests: $((${passed:-0} + ${py_passed:-0})) passed, $((${failed:-0} + ${py_failed:-0})) failed"

@@ -136,7 +136,8 @@ fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>, TraceError> {
 }
 
 impl Traced {
-    fn tracer(&self) -> Tracer {
+    /// The tracer this value belongs to.
+    pub fn tracer(&self) -> Tracer {
         Tracer { g: self.g.clone() }
     }
     pub fn shape(&self) -> Vec<usize> {
@@ -689,6 +690,20 @@ impl Circuit {
     }
     pub fn program(&self) -> &fhec_runtime::Program {
         &self.compiled.program
+    }
+
+    pub fn has_keys(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    /// Installs keys generated elsewhere (they must be for this program's parameters).
+    pub fn set_keys(&mut self, keys: (ClientKeys, ServerKeys)) {
+        self.keys = Some(keys);
+    }
+
+    /// The program and the keys, for callers that run it themselves (e.g. without the GIL).
+    pub fn parts(&self) -> Option<(&fhec_runtime::Program, &ClientKeys, &ServerKeys)> {
+        self.keys.as_ref().map(|(c, s)| (&self.compiled.program, c, s))
     }
 
     /// Generates keys (once).

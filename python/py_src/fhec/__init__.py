@@ -1,0 +1,303 @@
+"""fhec: compile numpy-like integer programs (and, later, machine-learning models) to TFHE and run
+them on encrypted data, with exactly the results of the clear program.
+
+    import numpy as np, fhec
+
+    W = np.array([[3, -1], [0, 2], [5, 5], [-7, 1]])
+
+    @fhec.compiler({"x": "encrypted"})
+    def f(x):
+        return np.abs((x @ W).round_bits(3))
+
+    circuit = f.compile([np.random.randint(0, 16, size=(1, 4)) for _ in range(50)])
+    circuit.encrypt_run_decrypt(np.array([[15, 3, 9, 1]]))
+
+Tracing records the operations on the arguments; numpy ufuncs and any Python function applied to
+one traced value (``x.apply(f)``) become one table lookup, computed by evaluating the function on every
+value the input can take. ``compile`` evaluates the program on the input set to learn every value's
+range (inputs outside those ranges are refused later), runs the compiler's passes, and picks secure
+TFHE parameters. See ``docs/python.md``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from ._fhec import CompileError, ExecutionError, FhecError
+from ._fhec import Circuit as _Circuit
+from ._fhec import Tracer as _Tracer
+from ._fhec import Value as _Value
+
+__all__ = [
+    "compiler",
+    "Compiler",
+    "Circuit",
+    "Traced",
+    "FhecError",
+    "CompileError",
+    "ExecutionError",
+]
+
+
+def _flat(a: Any) -> tuple[list[int], list[int]]:
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "iub":
+        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise CompileError(f"expected integers, got an array of {arr.dtype}")
+    arr = arr.astype(np.int64)
+    return list(arr.shape), arr.ravel().tolist()
+
+
+def _array(flat: tuple[list[int], list[int]]) -> np.ndarray:
+    shape, values = flat
+    return np.array(values, dtype=np.int64).reshape(shape)
+
+
+def _operand(o: Any) -> Any:
+    if isinstance(o, Traced):
+        return o._v
+    if isinstance(o, (int, np.integer)):
+        return int(o)
+    return _flat(o)
+
+
+class Traced:
+    """A traced (encrypted) value: use it like an integer numpy array."""
+
+    __array_priority__ = 1000
+
+    def __init__(self, v: _Value):
+        self._v = v
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._v.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __add__(self, o: Any) -> "Traced":
+        return Traced(self._v.add(_operand(o)))
+
+    __radd__ = __add__
+
+    def __sub__(self, o: Any) -> "Traced":
+        return Traced(self._v.sub(_operand(o)))
+
+    def __rsub__(self, o: Any) -> "Traced":
+        return Traced(self._v.neg().add(_operand(o)))
+
+    def __mul__(self, o: Any) -> "Traced":
+        return Traced(self._v.mul(_operand(o)))
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> "Traced":
+        return Traced(self._v.neg())
+
+    def __matmul__(self, w: Any) -> "Traced":
+        if isinstance(w, Traced):
+            raise CompileError("matmul of two encrypted values is not supported (one side must be clear)")
+        return Traced(self._v.matmul(_flat(w)))
+
+    def __floordiv__(self, c: int) -> "Traced":
+        c = int(c)
+        return self.apply(lambda v: v // c)
+
+    def __mod__(self, c: int) -> "Traced":
+        c = int(c)
+        return self.apply(lambda v: v % c)
+
+    def __lt__(self, c: int) -> "Traced":  # type: ignore[override]
+        c = int(c)
+        return self.apply(lambda v: int(v < c))
+
+    def __le__(self, c: int) -> "Traced":  # type: ignore[override]
+        c = int(c)
+        return self.apply(lambda v: int(v <= c))
+
+    def __gt__(self, c: int) -> "Traced":  # type: ignore[override]
+        c = int(c)
+        return self.apply(lambda v: int(v > c))
+
+    def __ge__(self, c: int) -> "Traced":  # type: ignore[override]
+        c = int(c)
+        return self.apply(lambda v: int(v >= c))
+
+    def __eq__(self, c: object) -> "Traced":  # type: ignore[override]
+        c2 = int(c)  # type: ignore[arg-type]
+        return self.apply(lambda v: int(v == c2))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def apply(self, f: Callable[[int], int]) -> "Traced":
+        """Any function of one value, elementwise: one table lookup."""
+        return Traced(self._v.univariate(lambda v: int(f(v))))
+
+    def clip(self, lo: int, hi: int) -> "Traced":
+        lo, hi = int(lo), int(hi)
+        return self.apply(lambda v: min(max(v, lo), hi))
+
+    def round_bits(self, k: int) -> "Traced":
+        """Drops ``k`` low bits with rounding (half up): ``(v + 2**(k-1)) >> k``."""
+        return Traced(self._v.round_bits(int(k)))
+
+    def sum(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> "Traced":
+        axes = [] if axis is None else ([axis] if isinstance(axis, int) else list(axis))
+        axes = [a % self.ndim for a in axes]
+        return Traced(self._v.sum(axes, keepdims))
+
+    def reshape(self, *shape: Any) -> "Traced":
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        shape = list(shape)
+        if -1 in shape:
+            known = int(np.prod([d for d in shape if d != -1]))
+            shape[shape.index(-1)] = int(np.prod(self.shape)) // max(known, 1)
+        return Traced(self._v.reshape([int(d) for d in shape]))
+
+    def transpose(self, *axes: int) -> "Traced":
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return Traced(self._v.transpose(list(axes)))
+
+    @property
+    def T(self) -> "Traced":
+        return self.transpose()
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        """numpy ufuncs on one traced value become one table (``np.abs(x)``, ``np.maximum(x, 0)``)."""
+        if method != "__call__":
+            return NotImplemented
+        traced = [i for i, x in enumerate(inputs) if isinstance(x, Traced)]
+        if len(traced) != 1:
+            if ufunc in (np.add, np.subtract, np.multiply, np.matmul) and len(inputs) == 2:
+                a, b = inputs
+                return {np.add: lambda: a + b, np.subtract: lambda: a - b, np.multiply: lambda: a * b,
+                        np.matmul: lambda: a @ b}[ufunc]()
+            return NotImplemented
+        i = traced[0]
+        others = [x for j, x in enumerate(inputs) if j != i]
+        if any(np.ndim(x) > 0 for x in others):
+            return NotImplemented  # per-element constants: use the arithmetic operators
+
+        def f(v: int) -> int:
+            args = list(inputs)
+            args[i] = np.int64(v)
+            return int(ufunc(*args, **kwargs))
+
+        return self.apply(f)
+
+    def __repr__(self) -> str:
+        return f"Traced(shape={self.shape})"
+
+
+class Circuit:
+    """A compiled program: keys, encrypted execution, simulation, and the IR at each stage."""
+
+    def __init__(self, c: _Circuit, single: bool):
+        self._c = c
+        self._single = single
+
+    def keygen(self) -> None:
+        """Generates the secret and evaluation keys (once)."""
+        self._c.keygen()
+
+    def _out(self, flats: list) -> Any:
+        outs = [_array(o) for o in flats]
+        return outs[0] if self._single else tuple(outs)
+
+    def encrypt_run_decrypt(self, *args: Any) -> Any:
+        """Encrypts the inputs, runs the circuit on ciphertexts, decrypts the result."""
+        return self._out(self._c.run_batch([[_flat(a) for a in args]])[0])
+
+    def run_batch(self, samples: Iterable[Sequence[Any]]) -> list[Any]:
+        """Encrypted execution of many samples at once (parallel): one result per sample."""
+        batch = [[_flat(a) for a in (s if isinstance(s, (tuple, list)) else (s,))] for s in samples]
+        return [self._out(r) for r in self._c.run_batch(batch)]
+
+    def simulate(self, *args: Any) -> Any:
+        """The compiled program on clear values, without keys: what encrypted execution returns."""
+        return self._out(self._c.simulate([_flat(a) for a in args]))
+
+    def eval_clear(self, *args: Any) -> Any:
+        """The traced program itself, in the clear (integer numpy semantics)."""
+        return self._out(self._c.eval_clear([_flat(a) for a in args]))
+
+    @property
+    def ir(self) -> str:
+        """The ``fhe`` module after the passes (what is lowered)."""
+        return self._c.ir
+
+    @property
+    def traced_ir(self) -> str:
+        """The ``fhe`` module as traced."""
+        return self._c.traced_ir
+
+    @property
+    def tfhe_ir(self) -> str:
+        """The lowered TFHE program."""
+        return self._c.tfhe_ir
+
+    @property
+    def statistics(self) -> dict:
+        """Lookups per precision, parameters, failure probabilities, key sizes, estimated latency."""
+        return self._c.statistics
+
+
+class Compiler:
+    """A function to trace; ``compile(inputset)`` turns it into a :class:`Circuit`."""
+
+    def __init__(self, fn: Callable[..., Any], parameters: dict[str, str]):
+        names = list(inspect.signature(fn).parameters)
+        if set(names) != set(parameters):
+            raise CompileError(f"parameters {sorted(parameters)} do not match the function's arguments {names}")
+        for name, kind in parameters.items():
+            if kind != "encrypted":
+                raise CompileError(f"argument `{name}`: only \"encrypted\" arguments are supported (got {kind!r})")
+        self.fn = fn
+        self.names = names
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+    def compile(
+        self,
+        inputset: Iterable[Any],
+        p_error: float | None = None,
+        global_p_error: float | None = None,
+        pipeline: str | None = None,
+    ) -> Circuit:
+        samples = []
+        for s in inputset:
+            s = s if isinstance(s, (tuple, list)) and len(self.names) > 1 else (s,)
+            if len(s) != len(self.names):
+                raise CompileError(f"an input set sample has {len(s)} values, the function takes {len(self.names)}")
+            samples.append([_flat(a) for a in s])
+        if not samples:
+            raise CompileError("the input set is empty")
+        t = _Tracer()
+        args = [Traced(t.input(n, shape)) for n, (shape, _) in zip(self.names, samples[0])]
+        out = self.fn(*args)
+        single = not isinstance(out, tuple)
+        outs = (out,) if single else out
+        for o in outs:
+            if not isinstance(o, Traced):
+                raise CompileError("the function must return encrypted values (computed from its arguments)")
+        c = t.compile([o._v for o in outs], samples, p_error, global_p_error, pipeline)
+        return Circuit(c, single)
+
+
+def compiler(parameters: dict[str, str]) -> Callable[[Callable[..., Any]], Compiler]:
+    """Decorator: ``@fhec.compiler({"x": "encrypted"})``."""
+
+    def deco(fn: Callable[..., Any]) -> Compiler:
+        return Compiler(fn, parameters)
+
+    return deco

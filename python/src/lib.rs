@@ -1,0 +1,311 @@
+//! `fhec._fhec`: the Rust side of the Python package. Python wraps these classes (`py_src/fhec`);
+//! tensors cross the boundary as `(shape, flat values)` pairs of Python ints.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use fhec_passes::params::PError;
+use fhec_runtime::{exec, ClearTensor, Progress};
+use fhec_trace::{CompileOptions, TraceError, Traced};
+use ndarray::{ArrayD, IxDyn};
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+create_exception!(_fhec, FhecError, PyException, "Base class of every fhec error.");
+create_exception!(
+    _fhec,
+    CompileError,
+    FhecError,
+    "Tracing or compiling failed (shapes, ranges, parameters)."
+);
+create_exception!(
+    _fhec,
+    ExecutionError,
+    FhecError,
+    "Keys, encryption, execution or decryption failed."
+);
+
+type Flat = (Vec<usize>, Vec<i64>);
+
+fn tensor((shape, values): Flat) -> PyResult<ArrayD<i64>> {
+    ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| CompileError::new_err(format!("bad tensor: {e}")))
+}
+
+fn flat(t: &ArrayD<i64>) -> Flat {
+    (t.shape().to_vec(), t.iter().copied().collect())
+}
+
+fn trace_err(e: TraceError) -> PyErr {
+    match e {
+        TraceError::Runtime(r) => ExecutionError::new_err(r.to_string()),
+        other => CompileError::new_err(other.to_string()),
+    }
+}
+
+/// Records a traced computation.
+#[pyclass(unsendable, module = "fhec._fhec")]
+struct Tracer {
+    t: fhec_trace::Tracer,
+    /// The first error a Python function raised while a table was computed.
+    callback_error: Rc<RefCell<Option<PyErr>>>,
+}
+
+/// A traced value.
+#[pyclass(unsendable, module = "fhec._fhec")]
+struct Value {
+    v: Traced,
+    callback_error: Rc<RefCell<Option<PyErr>>>,
+}
+
+impl Value {
+    fn wrap(&self, v: Traced) -> Value {
+        Value {
+            v,
+            callback_error: self.callback_error.clone(),
+        }
+    }
+
+    /// The other operand: a traced value, an int, or a `(shape, values)` constant.
+    fn operand(&self, other: &Bound<'_, PyAny>, t: &fhec_trace::Tracer) -> PyResult<Traced> {
+        if let Ok(v) = other.extract::<PyRef<'_, Value>>() {
+            return Ok(v.v.clone());
+        }
+        if let Ok(c) = other.extract::<i64>() {
+            return Ok(t.constant(ndarray::arr0(c).into_dyn()));
+        }
+        if let Ok(f) = other.extract::<Flat>() {
+            return Ok(t.constant(tensor(f)?));
+        }
+        Err(CompileError::new_err(
+            "expected a traced value, an int or an integer array",
+        ))
+    }
+}
+
+fn tracer_of(v: &Traced) -> fhec_trace::Tracer {
+    v.tracer()
+}
+
+#[pymethods]
+impl Tracer {
+    #[new]
+    fn new() -> Tracer {
+        Tracer {
+            t: fhec_trace::Tracer::new(),
+            callback_error: Rc::default(),
+        }
+    }
+
+    /// An encrypted input.
+    fn input(&self, name: &str, shape: Vec<usize>) -> Value {
+        Value {
+            v: self.t.input(name, &shape),
+            callback_error: self.callback_error.clone(),
+        }
+    }
+
+    /// Compiles `outputs`, calibrated on `inputset` (samples of `(shape, values)` per input).
+    #[pyo3(signature = (outputs, inputset, p_error=None, global_p_error=None, pipeline=None))]
+    fn compile(
+        &self,
+        outputs: Vec<PyRef<'_, Value>>,
+        inputset: Vec<Vec<Flat>>,
+        p_error: Option<f64>,
+        global_p_error: Option<f64>,
+        pipeline: Option<String>,
+    ) -> PyResult<Circuit> {
+        let samples: Vec<Vec<ArrayD<i64>>> = inputset
+            .into_iter()
+            .map(|s| s.into_iter().map(tensor).collect::<PyResult<Vec<_>>>())
+            .collect::<PyResult<_>>()?;
+        let outs: Vec<Traced> = outputs.iter().map(|o| o.v.clone()).collect();
+        let p_error = match (p_error, global_p_error) {
+            (Some(p), None) => PError::PerLookup(p),
+            (None, Some(g)) => PError::Global(g),
+            (None, None) => PError::default(),
+            _ => return Err(CompileError::new_err("give p_error or global_p_error, not both")),
+        };
+        let result = self.t.compile(&outs, &samples, &CompileOptions { p_error, pipeline });
+        if let Some(e) = self.callback_error.borrow_mut().take() {
+            return Err(e);
+        }
+        Ok(Circuit {
+            c: result.map_err(trace_err)?,
+            n_outputs: outs.len(),
+        })
+    }
+}
+
+#[pymethods]
+impl Value {
+    #[getter]
+    fn shape(&self) -> Vec<usize> {
+        self.v.shape()
+    }
+    fn add(&self, o: &Bound<'_, PyAny>) -> PyResult<Value> {
+        let o = self.operand(o, &tracer_of(&self.v))?;
+        Ok(self.wrap(self.v.try_add(&o).map_err(trace_err)?))
+    }
+    fn sub(&self, o: &Bound<'_, PyAny>) -> PyResult<Value> {
+        let o = self.operand(o, &tracer_of(&self.v))?;
+        Ok(self.wrap(self.v.try_sub(&o).map_err(trace_err)?))
+    }
+    fn mul(&self, o: &Bound<'_, PyAny>) -> PyResult<Value> {
+        let o = self.operand(o, &tracer_of(&self.v))?;
+        Ok(self.wrap(self.v.try_mul(&o).map_err(trace_err)?))
+    }
+    fn neg(&self) -> Value {
+        self.wrap(self.v.neg())
+    }
+    fn matmul(&self, w: Flat) -> PyResult<Value> {
+        Ok(self.wrap(self.v.try_matmul(&tensor(w)?).map_err(trace_err)?))
+    }
+    #[pyo3(signature = (axes, keep_dims=false))]
+    fn sum(&self, axes: Vec<usize>, keep_dims: bool) -> Value {
+        self.wrap(self.v.sum(&axes, keep_dims))
+    }
+    fn reshape(&self, shape: Vec<usize>) -> PyResult<Value> {
+        Ok(self.wrap(self.v.reshape(&shape).map_err(trace_err)?))
+    }
+    fn transpose(&self, perm: Vec<usize>) -> Value {
+        self.wrap(self.v.transpose(&perm))
+    }
+    fn round_bits(&self, k: u32) -> Value {
+        self.wrap(self.v.round_bits(k))
+    }
+    /// `f(int) -> int` applied elementwise: one table, computed by calling `f` on every value.
+    fn univariate(&self, f: Py<PyAny>) -> Value {
+        let err = self.callback_error.clone();
+        let g = move |v: i64| -> i64 {
+            Python::attach(|py| match f.call1(py, (v,)).and_then(|r| r.extract::<i64>(py)) {
+                Ok(y) => y,
+                Err(e) => {
+                    let mut slot = err.borrow_mut();
+                    if slot.is_none() {
+                        *slot = Some(CompileError::new_err(format!(
+                            "the function applied to {v} failed: {e}"
+                        )));
+                    }
+                    0
+                }
+            })
+        };
+        self.wrap(self.v.univariate(g))
+    }
+}
+
+/// A compiled circuit.
+#[pyclass(unsendable, module = "fhec._fhec")]
+struct Circuit {
+    c: fhec_trace::Circuit,
+    n_outputs: usize,
+}
+
+#[pymethods]
+impl Circuit {
+    /// Generates the keys (once); releases the GIL meanwhile.
+    fn keygen(&mut self, py: Python<'_>) -> PyResult<()> {
+        if self.c.has_keys() {
+            return Ok(());
+        }
+        let params = self.c.program().params;
+        let keys = py.detach(|| -> Result<_, fhec_runtime::RuntimeError> {
+            let ck = fhec_runtime::ClientKeys::generate(&params)?;
+            let sk = ck.evaluation_keys(&Progress::stderr()).expand(&Progress::stderr())?;
+            Ok((ck, sk))
+        });
+        self.c
+            .set_keys(keys.map_err(|e| ExecutionError::new_err(e.to_string()))?);
+        Ok(())
+    }
+
+    /// Encrypts a batch of samples (each: `(shape, values)` per input), runs it on all cores and
+    /// decrypts it; releases the GIL meanwhile.
+    fn run_batch(&mut self, py: Python<'_>, samples: Vec<Vec<Flat>>) -> PyResult<Vec<Vec<Flat>>> {
+        self.keygen(py)?;
+        let batch: Vec<Vec<ClearTensor>> = samples
+            .into_iter()
+            .map(|s| {
+                s.into_iter()
+                    .map(|(shape, values)| ClearTensor { shape, values })
+                    .collect()
+            })
+            .collect();
+        let (program, ck, sk) = self.c.parts().expect("keys generated");
+        let out = py.detach(|| -> Result<_, fhec_runtime::RuntimeError> {
+            let enc = ck.encrypt(program, &batch)?;
+            let out = exec::run(program, sk, enc, &Progress::stderr(), None)?;
+            ck.decrypt(program, &out)
+        });
+        let out = out.map_err(|e| ExecutionError::new_err(e.to_string()))?;
+        Ok(out
+            .into_iter()
+            .map(|s| s.into_iter().map(|t| (t.shape, t.values)).collect())
+            .collect())
+    }
+
+    /// The compiled program on exact values, without keys.
+    fn simulate(&self, inputs: Vec<Flat>) -> PyResult<Vec<Flat>> {
+        let xs: Vec<ArrayD<i64>> = inputs.into_iter().map(tensor).collect::<PyResult<_>>()?;
+        Ok(self.c.simulate(&xs).map_err(trace_err)?.iter().map(flat).collect())
+    }
+
+    /// The traced computation in the clear (the reference).
+    fn eval_clear(&self, inputs: Vec<Flat>) -> PyResult<Vec<Flat>> {
+        let xs: Vec<ArrayD<i64>> = inputs.into_iter().map(tensor).collect::<PyResult<_>>()?;
+        Ok(self.c.eval_clear(&xs).map_err(trace_err)?.iter().map(flat).collect())
+    }
+
+    #[getter]
+    fn n_outputs(&self) -> usize {
+        self.n_outputs
+    }
+    #[getter]
+    fn ir(&self) -> String {
+        self.c.ir()
+    }
+    #[getter]
+    fn traced_ir(&self) -> String {
+        self.c.traced_ir().to_string()
+    }
+    #[getter]
+    fn tfhe_ir(&self) -> String {
+        self.c.tfhe_ir()
+    }
+
+    /// Lookups per precision, parameters, failure probability, key sizes, estimated latency.
+    #[getter]
+    fn statistics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let p = self.c.program();
+        let d = PyDict::new(py);
+        let by = PyDict::new(py);
+        for (prec, n) in &p.noise.pbs_by_precision {
+            by.set_item(prec, n)?;
+        }
+        d.set_item("pbs_count", p.pbs_count())?;
+        d.set_item("pbs_by_precision", by)?;
+        d.set_item("parameters", p.params.to_string())?;
+        d.set_item("log2_p_error_per_lookup", p.noise.log2_p_error_worst_lookup)?;
+        d.set_item("log2_p_error_global", p.noise.log2_p_error_global)?;
+        d.set_item(
+            "evaluation_key_bytes",
+            fhec_runtime::keys::compressed_key_bytes(&p.params),
+        )?;
+        d.set_item("server_key_bytes", fhec_runtime::keys::expanded_key_bytes(&p.params))?;
+        d.set_item("estimated_seconds", p.noise.estimated_seconds)?;
+        Ok(d)
+    }
+}
+
+#[pymodule]
+fn _fhec(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Tracer>()?;
+    m.add_class::<Value>()?;
+    m.add_class::<Circuit>()?;
+    m.add("FhecError", m.py().get_type::<FhecError>())?;
+    m.add("CompileError", m.py().get_type::<CompileError>())?;
+    m.add("ExecutionError", m.py().get_type::<ExecutionError>())?;
+    Ok(())
+}

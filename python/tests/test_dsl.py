@@ -1,0 +1,114 @@
+"""The Python DSL: traced numpy-style functions compile, and encrypted results equal numpy on integers."""
+
+import numpy as np
+import pytest
+
+import fhec
+
+W = np.array([[3, -1, 2], [0, 2, -3], [5, 5, 1], [-7, 1, 0]])
+B = np.array([4, -2, 0])
+RNG = np.random.default_rng(5)
+
+
+def reference(x):
+    acc = x @ W + B
+    r = (acc + 4) >> 3  # round_bits(3): half up
+    return np.abs(r), np.maximum(r, 0) // 2
+
+
+@fhec.compiler({"x": "encrypted"})
+def layer(x):
+    r = (x @ W + B).round_bits(3)
+    return np.abs(r), np.maximum(r, 0) // 2
+
+
+@pytest.fixture(scope="module")
+def circuit():
+    inputset = [RNG.integers(0, 16, size=(1, 4)) for _ in range(40)]
+    return layer.compile(inputset), inputset
+
+
+def test_simulation_equals_numpy(circuit):
+    c, inputset = circuit
+    for x in inputset:
+        got = c.simulate(x)
+        want = reference(x)
+        assert all(np.array_equal(g, w) for g, w in zip(got, want))
+
+
+def test_encrypted_equals_numpy(circuit):
+    c, inputset = circuit
+    c.keygen()
+    results = c.run_batch(inputset[:4])
+    for x, got in zip(inputset[:4], results):
+        assert all(np.array_equal(g, w) for g, w in zip(got, reference(x)))
+    single = c.encrypt_run_decrypt(inputset[5])
+    assert all(np.array_equal(g, w) for g, w in zip(single, reference(inputset[5])))
+
+
+def test_ir_and_statistics(circuit):
+    c, _ = circuit
+    assert "fhe.round" in c.ir and "fhe.matmul" in c.ir
+    assert "fhe.lut" in c.traced_ir
+    assert "tfhe.pbs" in c.tfhe_ir
+    s = c.statistics
+    assert s["pbs_count"] > 0 and s["log2_p_error_per_lookup"] <= -40
+    assert s["evaluation_key_bytes"] > 0
+
+
+def test_two_inputs_and_products():
+    @fhec.compiler({"x": "encrypted", "y": "encrypted"})
+    def f(x, y):
+        return (x * y).sum(axis=1) - 3
+
+    inputset = [(RNG.integers(0, 4, size=(2, 3)), RNG.integers(0, 3, size=(2, 3))) for _ in range(20)]
+    c = f.compile(inputset)
+    x, y = inputset[0]
+    assert np.array_equal(c.encrypt_run_decrypt(x, y), (x * y).sum(axis=1) - 3)
+    for x, y in inputset:
+        assert np.array_equal(c.simulate(x, y), (x * y).sum(axis=1) - 3)
+
+
+def test_python_functions_and_comparisons():
+    @fhec.compiler({"x": "encrypted"})
+    def f(x):
+        return (x.apply(lambda v: v * v % 7) > 2) + (x // 3)
+
+    inputset = [RNG.integers(0, 8, size=(5,)) for _ in range(10)]
+    c = f.compile(inputset)
+    x = inputset[0]
+    assert np.array_equal(c.simulate(x), (x * x % 7 > 2).astype(np.int64) + x // 3)
+
+
+def test_errors():
+    @fhec.compiler({"x": "encrypted"})
+    def wide(x):
+        return np.abs(x * 5000)
+
+    with pytest.raises(fhec.CompileError, match="round"):
+        wide.compile([np.array([0, 100])])
+
+    with pytest.raises(fhec.CompileError, match="encrypted"):
+        fhec.compiler({"x": "clear"})(lambda x: x)
+
+    with pytest.raises(fhec.CompileError, match="match"):
+        fhec.compiler({"y": "encrypted"})(lambda x: x)
+
+    @fhec.compiler({"x": "encrypted"})
+    def boom(x):
+        return x.apply(lambda v: 1 // (v - 1))
+
+    with pytest.raises(fhec.CompileError, match="failed"):
+        boom.compile([np.array([0, 1])])
+
+    @fhec.compiler({"x": "encrypted"})
+    def ok(x):
+        return np.abs(x - 2)
+
+    c = ok.compile([np.array([0, 3])])
+    with pytest.raises(fhec.ExecutionError, match="outside the range"):
+        c.encrypt_run_decrypt(np.array([0, 9]))
+    with pytest.raises(fhec.FhecError):
+        c.simulate(np.array([0, 1, 2]))
+    with pytest.raises(fhec.CompileError, match="integers"):
+        c.simulate(np.array([0.5, 1.0]))
