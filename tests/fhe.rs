@@ -13,7 +13,6 @@ use fhec_ir::text::split_cases;
 use fhec_ir::{parse_module, verify, Function, OpKind, Tensor};
 use fhec_passes::params::{self, NoiseDag, PError};
 use fhec_runtime::{exec, ClearTensor, ClientKeys, ParamSet, Progress, ServerKeys};
-use fhec_tests::{random_tensor, Rng};
 use ndarray::{ArrayD, IxDyn};
 
 type Keys = Arc<(ClientKeys, ServerKeys)>;
@@ -113,32 +112,10 @@ fn shared_params() -> ParamSet {
 /// samples the interpreter rejects (a width promise broken by these inputs) are dropped.
 fn samples(m: &Module, seed: u64, n_random: usize) -> Vec<(Vec<Tensor>, Vec<Tensor>)> {
     let v = verify(m).unwrap();
-    let f = m.entry().unwrap();
-    let mut rng = Rng::new(seed);
-    let mut out = Vec::new();
-    for s in 0..n_random + 2 {
-        let inputs: Vec<Tensor> = f
-            .args
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                let ty = f.ty(a.value);
-                let (lo, hi) = f.arg_range(i).unwrap_or_else(|| {
-                    let (lo, hi) = ty.elem.range();
-                    (lo as i64, hi as i64)
-                });
-                match s {
-                    0 => ArrayD::from_elem(IxDyn(&ty.shape), lo),
-                    1 => ArrayD::from_elem(IxDyn(&ty.shape), hi),
-                    _ => random_tensor(&mut rng, ty).mapv(|x| x.clamp(lo, hi)),
-                }
-            })
-            .collect();
-        if let Ok(want) = fhec_ir::interp::eval(&v, &inputs) {
-            out.push((inputs, want));
-        }
-    }
-    out
+    fhec_tests::input_samples(m, seed, n_random)
+        .into_iter()
+        .filter_map(|inputs| fhec_ir::interp::eval(&v, &inputs).ok().map(|want| (inputs, want)))
+        .collect()
 }
 
 /// Runs `c` encrypted (one batch) and simulated on `cases`; both must equal the interpreter.
@@ -249,18 +226,7 @@ fn random_programs_simulate_exactly() {
                 continue;
             }
         };
-        let program = fhec_runtime::Program {
-            name: lowered.name,
-            params: shared_params(),
-            inputs: lowered.inputs,
-            outputs: lowered.outputs,
-            num_input_slots: lowered.num_input_slots,
-            instrs: lowered.instrs,
-            tables: lowered.tables,
-            instr_origin: lowered.instr_origin,
-            origins: lowered.origins,
-            noise: Default::default(),
-        };
+        let program = lowered.into_program(shared_params(), Default::default());
         program.validate().unwrap();
         for (inputs, want) in samples(&m, seed, 4) {
             let got = program.simulate(&[inputs.iter().map(to_clear).collect()]).unwrap();

@@ -258,3 +258,30 @@ pub fn expected_errors(src: &str) -> Vec<ExpectedError> {
     }
     out
 }
+
+/// Inputs for a module's entry function: all minima, all maxima, then `n` random samples (extremes
+/// included) — each argument within its declared `fhe.range`, else its type's range.
+pub fn input_samples(m: &fhec_ir::Module, seed: u64, n: usize) -> Vec<Vec<Tensor>> {
+    let f = m.entry().expect("an entry function");
+    let mut rng = Rng::new(seed);
+    (0..n + 2)
+        .map(|s| {
+            f.args
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    let ty = f.ty(a.value);
+                    let (lo, hi) = f.arg_range(i).unwrap_or_else(|| {
+                        let (lo, hi) = ty.elem.range();
+                        (lo as i64, hi as i64)
+                    });
+                    match s {
+                        0 => ArrayD::from_elem(IxDyn(&ty.shape), lo),
+                        1 => ArrayD::from_elem(IxDyn(&ty.shape), hi),
+                        _ => random_tensor(&mut rng, ty).mapv(|x| x.clamp(lo, hi)),
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}

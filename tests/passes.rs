@@ -5,34 +5,12 @@ use fhec_ir::module::Module;
 use fhec_ir::text::split_cases;
 use fhec_ir::{parse_module, print_module, verify, Tensor};
 use fhec_passes::manager::{run_text, PassContext, DEFAULT_PIPELINE};
-use fhec_tests::{random_tensor, Rng};
+use fhec_tests::Rng;
 use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
 
-/// Inputs for the entry function: minima, maxima and random values within each argument's range.
 fn inputs(m: &Module, seed: u64, n: usize) -> Vec<Vec<Tensor>> {
-    let f = m.entry().unwrap();
-    let mut rng = Rng::new(seed);
-    (0..n + 2)
-        .map(|s| {
-            f.args
-                .iter()
-                .enumerate()
-                .map(|(i, a)| {
-                    let ty = f.ty(a.value);
-                    let (lo, hi) = f.arg_range(i).unwrap_or_else(|| {
-                        let (lo, hi) = ty.elem.range();
-                        (lo as i64, hi as i64)
-                    });
-                    match s {
-                        0 => ArrayD::from_elem(IxDyn(&ty.shape), lo),
-                        1 => ArrayD::from_elem(IxDyn(&ty.shape), hi),
-                        _ => random_tensor(&mut rng, ty).mapv(|x| x.clamp(lo, hi)),
-                    }
-                })
-                .collect()
-        })
-        .collect()
+    fhec_tests::input_samples(m, seed, n)
 }
 
 /// The pipeline keeps the clear meaning: on every input where the original program runs, the

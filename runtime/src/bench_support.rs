@@ -8,6 +8,7 @@ use rayon::prelude::*;
 use tfhe::core_crypto::fft_impl::fft64::crypto::bootstrap::batch_blind_rotate_assign_scratch;
 use tfhe::core_crypto::prelude::*;
 
+use crate::exec::Msed;
 use crate::keys::{modulus, ServerKeys};
 use crate::values::{Ciphertexts, CtData};
 
@@ -105,9 +106,9 @@ pub fn time_parts(keys: &ServerKeys, inputs: &LweCiphertextListOwned<u64>, batch
             .iter()
             .map(|s| lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(s.as_view(), log_modulus))
             .collect();
-        let msed: Vec<MsedVec> = msed
+        let msed: Vec<Msed> = msed
             .iter()
-            .map(|m| MsedVec {
+            .map(|m| Msed {
                 body: m.body(),
                 mask: m.mask().collect(),
                 log: log_modulus,
@@ -129,25 +130,4 @@ pub fn time_parts(keys: &ServerKeys, inputs: &LweCiphertextListOwned<u64>, batch
     }
     let br_batch = t0.elapsed().as_secs_f64() / n as f64;
     (ks, br, br_batch)
-}
-
-struct MsedVec {
-    body: usize,
-    mask: Vec<usize>,
-    log: CiphertextModulusLog,
-}
-
-impl ModulusSwitchedLweCiphertext<usize> for MsedVec {
-    fn log_modulus(&self) -> CiphertextModulusLog {
-        self.log
-    }
-    fn lwe_dimension(&self) -> LweDimension {
-        LweDimension(self.mask.len())
-    }
-    fn body(&self) -> usize {
-        self.body
-    }
-    fn mask(&self) -> impl ExactSizeIterator<Item = usize> + '_ {
-        self.mask.iter().copied()
-    }
 }

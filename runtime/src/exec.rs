@@ -24,10 +24,10 @@ pub const BATCH: usize = 16;
 
 /// A modulus-switched ciphertext with its mask materialised, so that the batched blind rotation
 /// reads mask element `i` in O(1).
-struct Msed {
-    body: usize,
-    mask: Vec<usize>,
-    log: CiphertextModulusLog,
+pub(crate) struct Msed {
+    pub(crate) body: usize,
+    pub(crate) mask: Vec<usize>,
+    pub(crate) log: CiphertextModulusLog,
 }
 
 impl ModulusSwitchedLweCiphertext<usize> for Msed {

@@ -41,9 +41,9 @@ pub fn compile(v: &Verified<'_>, opts: &CompileOptions, source: Option<&str>) ->
             .ok_or_else(|| Diagnostic::new(format!("the module has no function @{name}")))?,
         None => m.entry()?,
     };
-    let l = lower::lower_function(f, source)?;
+    let mut l = lower::lower_function(f, source)?;
     let mut dag = NoiseDag {
-        constraints: l.constraints,
+        constraints: std::mem::take(&mut l.constraints),
     };
     dag.compact();
     let solution = match opts.params {
@@ -67,18 +67,7 @@ pub fn compile(v: &Verified<'_>, opts: &CompileOptions, source: Option<&str>) ->
         pbs_by_precision: by_prec.into_iter().collect(),
         estimated_seconds: seconds,
     };
-    let program = Program {
-        name: l.name,
-        params: solution.params,
-        inputs: l.inputs,
-        outputs: l.outputs,
-        num_input_slots: l.num_input_slots,
-        instrs: l.instrs,
-        tables: l.tables,
-        instr_origin: l.instr_origin,
-        origins: l.origins,
-        noise,
-    };
+    let program = l.into_program(solution.params, noise);
     program
         .validate()
         .map_err(|e| Diagnostic::new(format!("internal error: {e}")))?;

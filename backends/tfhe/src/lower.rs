@@ -118,6 +118,28 @@ pub struct Lowered {
     pub constraints: Vec<Constraint>,
 }
 
+impl Lowered {
+    /// The program, with its parameters and noise report.
+    pub fn into_program(
+        self,
+        params: fhec_runtime::ParamSet,
+        noise: fhec_runtime::NoiseReport,
+    ) -> fhec_runtime::Program {
+        fhec_runtime::Program {
+            name: self.name,
+            params,
+            inputs: self.inputs,
+            outputs: self.outputs,
+            num_input_slots: self.num_input_slots,
+            instrs: self.instrs,
+            tables: self.tables,
+            instr_origin: self.instr_origin,
+            origins: self.origins,
+            noise,
+        }
+    }
+}
+
 struct UnionFind(Vec<usize>);
 
 impl UnionFind {
