@@ -3,6 +3,8 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use fhec_passes::params::PError;
 use fhec_runtime::{exec, ClearTensor, Progress};
@@ -222,7 +224,7 @@ impl Circuit {
     }
 
     /// Encrypts a batch of samples (each: `(shape, values)` per input), runs it on all cores and
-    /// decrypts it; releases the GIL meanwhile.
+    /// decrypts it; releases the GIL meanwhile and stops on Ctrl-C (`KeyboardInterrupt`).
     fn run_batch(&mut self, py: Python<'_>, samples: Vec<Vec<Flat>>) -> PyResult<Vec<Vec<Flat>>> {
         self.keygen(py)?;
         let batch: Vec<Vec<ClearTensor>> = samples
@@ -234,11 +236,25 @@ impl Circuit {
             })
             .collect();
         let (program, ck, sk) = self.c.parts().expect("keys generated");
-        let out = py.detach(|| -> Result<_, fhec_runtime::RuntimeError> {
-            let enc = ck.encrypt(program, &batch)?;
-            let out = exec::run(program, sk, enc, &Progress::stderr(), None)?;
-            ck.decrypt(program, &out)
-        });
+        // the run goes on a worker thread; this thread waits without the GIL and checks for Ctrl-C
+        // (Python's signal handlers run only here), which cancels the run at its next lookup
+        let cancel = AtomicBool::new(false);
+        let out = std::thread::scope(|scope| -> PyResult<_> {
+            let worker = scope.spawn(|| -> Result<_, fhec_runtime::RuntimeError> {
+                let enc = ck.encrypt(program, &batch)?;
+                let out = exec::run(program, sk, enc, &Progress::stderr(), Some(&cancel))?;
+                ck.decrypt(program, &out)
+            });
+            while !worker.is_finished() {
+                py.detach(|| std::thread::sleep(Duration::from_millis(20)));
+                if let Err(e) = py.check_signals() {
+                    cancel.store(true, Ordering::Relaxed);
+                    let _ = worker.join();
+                    return Err(e);
+                }
+            }
+            Ok(worker.join().map_err(|_| ExecutionError::new_err("the run panicked"))?)
+        })?;
         let out = out.map_err(|e| ExecutionError::new_err(e.to_string()))?;
         Ok(out
             .into_iter()

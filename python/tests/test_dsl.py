@@ -112,3 +112,20 @@ def test_errors():
         c.simulate(np.array([0, 1, 2]))
     with pytest.raises(fhec.CompileError, match="integers"):
         c.simulate(np.array([0.5, 1.0]))
+
+
+def test_ctrl_c_cancels_a_long_run(circuit):
+    import os
+    import signal
+    import threading
+    import time
+
+    c, inputset = circuit
+    c.keygen()
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    t0 = time.time()
+    with pytest.raises(KeyboardInterrupt):
+        c.run_batch(inputset * 25)  # 1000 samples: far longer than half a second
+    timer.cancel()
+    assert time.time() - t0 < 20
