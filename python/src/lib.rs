@@ -253,7 +253,7 @@ impl Circuit {
                     return Err(e);
                 }
             }
-            Ok(worker.join().map_err(|_| ExecutionError::new_err("the run panicked"))?)
+            worker.join().map_err(|_| ExecutionError::new_err("the run panicked"))
         })?;
         let out = out.map_err(|e| ExecutionError::new_err(e.to_string()))?;
         Ok(out
