@@ -165,14 +165,14 @@ impl Value {
         Ok(self.wrap(self.v.try_matmul(&tensor(w)?).map_err(trace_err)?))
     }
     #[pyo3(signature = (axes, keep_dims=false))]
-    fn sum(&self, axes: Vec<usize>, keep_dims: bool) -> Value {
-        self.wrap(self.v.sum(&axes, keep_dims))
+    fn sum(&self, axes: Vec<usize>, keep_dims: bool) -> PyResult<Value> {
+        Ok(self.wrap(self.v.try_sum(&axes, keep_dims).map_err(trace_err)?))
     }
     fn reshape(&self, shape: Vec<usize>) -> PyResult<Value> {
         Ok(self.wrap(self.v.reshape(&shape).map_err(trace_err)?))
     }
-    fn transpose(&self, perm: Vec<usize>) -> Value {
-        self.wrap(self.v.transpose(&perm))
+    fn transpose(&self, perm: Vec<usize>) -> PyResult<Value> {
+        Ok(self.wrap(self.v.try_transpose(&perm).map_err(trace_err)?))
     }
     fn round_bits(&self, k: u32) -> Value {
         self.wrap(self.v.round_bits(k))

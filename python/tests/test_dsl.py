@@ -113,6 +113,35 @@ def test_errors():
     with pytest.raises(fhec.CompileError, match="integers"):
         c.simulate(np.array([0.5, 1.0]))
 
+    # shapes and axes: errors, not crashes
+    @fhec.compiler({"x": "encrypted"})
+    def bad_axis(x):
+        return x.sum(axis=3)
+
+    with pytest.raises(fhec.CompileError, match="axis"):
+        bad_axis.compile([np.zeros((2, 2), dtype=np.int64)])
+
+    @fhec.compiler({"x": "encrypted"})
+    def bad_perm(x):
+        return x.transpose(0, 0)
+
+    with pytest.raises(fhec.CompileError, match="permutation"):
+        bad_perm.compile([np.zeros((2, 2), dtype=np.int64)])
+
+    @fhec.compiler({"x": "encrypted"})
+    def bad_shapes(x):
+        return x + np.ones((3, 5), dtype=np.int64)
+
+    with pytest.raises(fhec.CompileError, match="broadcast"):
+        bad_shapes.compile([np.zeros((2, 2), dtype=np.int64)])
+
+    @fhec.compiler({"x": "encrypted"})
+    def bad_matmul(x):
+        return x @ np.ones((3, 2), dtype=np.int64)
+
+    with pytest.raises(fhec.CompileError, match="matmul"):
+        bad_matmul.compile([np.zeros((2, 2), dtype=np.int64)])
+
 
 def test_ctrl_c_cancels_a_long_run(circuit):
     import os

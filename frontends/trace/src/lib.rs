@@ -192,6 +192,24 @@ impl Traced {
 
     /// Sum over `axes` (all when empty).
     pub fn sum(&self, axes: &[usize], keep_dims: bool) -> Traced {
+        self.try_sum(axes, keep_dims).expect("axes in range")
+    }
+
+    pub fn try_sum(&self, axes: &[usize], keep_dims: bool) -> Result<Traced, TraceError> {
+        let s = self.shape();
+        let mut seen = axes.to_vec();
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() != axes.len() || axes.iter().any(|&a| a >= s.len()) {
+            return err(format!(
+                "sum axes {axes:?} are not distinct axes of a rank-{} value",
+                s.len()
+            ));
+        }
+        Ok(self.sum_unchecked(axes, keep_dims))
+    }
+
+    fn sum_unchecked(&self, axes: &[usize], keep_dims: bool) -> Traced {
         let s = self.shape();
         let axes: Vec<usize> = if axes.is_empty() {
             (0..s.len()).collect()
@@ -231,6 +249,20 @@ impl Traced {
 
     /// Permutes the axes (`perm` empty: reverse them, as numpy).
     pub fn transpose(&self, perm: &[usize]) -> Traced {
+        self.try_transpose(perm).expect("a permutation of the axes")
+    }
+
+    pub fn try_transpose(&self, perm: &[usize]) -> Result<Traced, TraceError> {
+        let n = self.shape().len();
+        let mut sorted = perm.to_vec();
+        sorted.sort_unstable();
+        if !perm.is_empty() && sorted != (0..n).collect::<Vec<_>>() {
+            return err(format!("{perm:?} is not a permutation of the {n} axes"));
+        }
+        Ok(self.transpose_unchecked(perm))
+    }
+
+    fn transpose_unchecked(&self, perm: &[usize]) -> Traced {
         let s = self.shape();
         let perm: Vec<usize> = if perm.is_empty() {
             (0..s.len()).rev().collect()

@@ -150,6 +150,9 @@ class Traced:
 
     def sum(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> "Traced":
         axes = [] if axis is None else ([axis] if isinstance(axis, int) else list(axis))
+        for a in axes:
+            if not -self.ndim <= a < self.ndim:
+                raise CompileError(f"axis {a} is out of range for a value of rank {self.ndim}")
         axes = [a % self.ndim for a in axes]
         return Traced(self._v.sum(axes, keepdims))
 
