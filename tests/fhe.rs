@@ -53,9 +53,9 @@ fn corpus() -> Vec<(String, String)> {
     for f in ["examples/mlp.fhe", "examples/tree.fhe"] {
         out.push((f.to_string(), std::fs::read_to_string(root(f)).unwrap()));
     }
-    let mut files: Vec<_> = std::fs::read_dir(root("tests/cases/ops"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
+    let mut files: Vec<_> = ["tests/cases/ops", "tests/cases/lut-fusion"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(root(d)).unwrap().map(|e| e.unwrap().path()))
         .collect();
     files.sort();
     for path in files {

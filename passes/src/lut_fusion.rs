@@ -460,6 +460,9 @@ impl Pass for LutFusion {
     fn run(&self, m: &mut Module, ctx: &mut PassContext) -> Result<(), Diagnostic> {
         for f in &mut m.functions {
             let mut nf = self.fuse(f, ctx)?;
+            if self.only.is_none() {
+                nf = fuse_per_element(&nf, ctx)?;
+            }
             if self.multi_lut {
                 nf = group_multi_lut(&nf, ctx)?;
             }
@@ -559,15 +562,12 @@ impl LutFusion {
             .with_iter_limit(self.iter_limit)
             .with_time_limit(self.time_limit)
             .run(&selected);
-        let stop = format!(
-            "{:?}",
-            runner
-                .stop_reason
-                .as_ref()
-                .map(|s| format!("{s:?}"))
-                .unwrap_or_default()
-        );
-        ctx.count(&format!("stop reason {stop}"), 1);
+        let stop = runner
+            .stop_reason
+            .as_ref()
+            .map(|s| format!("{s:?}"))
+            .unwrap_or_default();
+        ctx.count(&format!("stop reason: {stop}"), 1);
         for it in &runner.iterations {
             for (name, n) in &it.applied {
                 ctx.count(&format!("rule {name}"), *n as u64);
@@ -781,6 +781,112 @@ fn build_sub(expr: &egg::RecExpr<Fuse>, i: usize) -> egg::RecExpr<Fuse> {
     }
     go(nodes, i, &mut out, &mut map);
     out
+}
+
+/// `lut(T2, add|mul(lut(T1, x), C))` with a per-element clear constant `C` (which the e-graph, working
+/// on whole tensors, leaves alone) → one `fhe.mapped_lut(x)`: a table per distinct constant value,
+/// `T_c[v] = T2[T1[v] ∘ c]`, chosen per element by `map`. Saves a lookup per element. The inner values
+/// must have no other use; the dead ops go with the next `canonicalize`.
+fn fuse_per_element(f: &Function, ctx: &mut PassContext) -> Result<Function, Diagnostic> {
+    let mut uses = vec![0usize; f.num_values()];
+    for &o in &f.body {
+        for &x in &f.op(o).operands {
+            uses[x.index()] += 1;
+        }
+    }
+    for &v in &f.returns {
+        uses[v.index()] += 1;
+    }
+    let def = |v: ValueId| match f.value(v).def {
+        fhec_ir::module::ValueDef::Op(o) => Some(f.op(o)),
+        _ => None,
+    };
+    let table = |op: &OpData| match op.attrs.get("table") {
+        Some(Attribute::Dense(d)) => Some(d.data.iter().copied().collect::<Vec<i64>>()),
+        _ => None,
+    };
+    let const_of = |v: ValueId| match def(v) {
+        Some(op) if op.kind == OpKind::Constant => match op.attrs.get("value") {
+            Some(Attribute::Dense(d)) => Some(d.data.clone()),
+            _ => None,
+        },
+        _ => None,
+    };
+    let mut r = Rebuild::new(f);
+    for &o in &f.body {
+        let op = f.op(o);
+        let fused = (|| {
+            if op.kind != OpKind::Lut {
+                return None;
+            }
+            let mid = def(op.operands[0]).filter(|m| matches!(m.kind, OpKind::Add | OpKind::Mul))?;
+            if uses[mid.result.index()] != 1 {
+                return None;
+            }
+            let [a, c] = mid.operands[..] else { return None };
+            let inner = def(a).filter(|i| i.kind == OpKind::Lut && uses[i.result.index()] == 1)?;
+            let cst = const_of(c)?;
+            // per element, same shape as the lookups (uniform ones are the e-graph's job)
+            let shape = &f.ty(op.result).shape;
+            if cst.shape() != shape.as_slice() || cst.iter().all(|&v| Some(&v) == cst.iter().next()) {
+                return None;
+            }
+            let (t1, t2) = (table(inner)?, table(op)?);
+            let x = inner.operands[0];
+            let xty = f.ty(x);
+            if xty.width() > MAX_LUT_WIDTH {
+                return None;
+            }
+            let mut distinct: Vec<i64> = cst.iter().copied().collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let n = 1usize << xty.width();
+            let (lo, hi) = f.ty(op.result).elem.range();
+            let mut rows: Vec<i64> = Vec::with_capacity(distinct.len() * n);
+            for &k in &distinct {
+                for i in 0..n {
+                    let v = if xty.is_signed() && i >= n / 2 {
+                        i as i128 - n as i128
+                    } else {
+                        i as i128
+                    };
+                    let y1 = index(&t1, v) as i128;
+                    let y = if mid.kind == OpKind::Add {
+                        y1 + k as i128
+                    } else {
+                        y1 * k as i128
+                    };
+                    // entries the input cannot reach may not fit: clamp them into the result type
+                    rows.push((index(&t2, y) as i128).clamp(lo, hi) as i64);
+                }
+            }
+            let map: Vec<i64> = cst
+                .iter()
+                .map(|v| distinct.binary_search(v).expect("present") as i64)
+                .collect();
+            Some((x, rows, distinct.len(), n, map))
+        })();
+        let Some((x, rows, k, n, map)) = fused else {
+            r.copy(op)?;
+            continue;
+        };
+        let tables = ArrayD::from_shape_vec(IxDyn(&[k, n]), rows).map_err(|e| Diagnostic::new(e.to_string()))?;
+        let map =
+            ArrayD::from_shape_vec(IxDyn(&f.ty(op.result).shape), map).map_err(|e| Diagnostic::new(e.to_string()))?;
+        let tdense = Dense::new(clear_type_for(&tables), tables).map_err(|e| Diagnostic::at(e, op.span))?;
+        let mdense = Dense::new(clear_type_for(&map), map).map_err(|e| Diagnostic::at(e, op.span))?;
+        let mut attrs = fhec_ir::Attrs::new();
+        attrs.insert("tables".into(), Attribute::Dense(tdense));
+        attrs.insert("map".into(), Attribute::Dense(mdense));
+        let xn = r.get(x);
+        match r.emit(op, OpKind::MappedLut, &[xn], &attrs, f.ty(op.result).clone()) {
+            Ok(_) => ctx.count("lookups fused through per-element constants", 1),
+            Err(_) => {
+                r.copy(op)?;
+            }
+        }
+    }
+    Ok(r.finish())
 }
 
 /// Groups `fhe.lut` ops on the same input (same result type) into one `fhe.multi_lut`, each result
