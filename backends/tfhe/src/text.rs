@@ -222,18 +222,7 @@ struct Lexer<'a> {
 
 impl Lexer<'_> {
     fn skip_ws(&mut self) {
-        loop {
-            while self.pos < self.b.len() && self.b[self.pos].is_ascii_whitespace() {
-                self.pos += 1;
-            }
-            if self.b[self.pos..].starts_with(b"//") {
-                while self.pos < self.b.len() && self.b[self.pos] != b'\n' {
-                    self.pos += 1;
-                }
-            } else {
-                return;
-            }
-        }
+        self.pos = fhec_ir::text::skip_ws_and_comments(self.b, self.pos);
     }
 
     fn peek_at(&self, i: usize) -> u8 {

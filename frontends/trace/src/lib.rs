@@ -172,7 +172,8 @@ impl Traced {
         self.tracer().push(Node::Neg(self.id), shape, self.enc())
     }
 
-    /// `self @ w` with a clear matrix (numpy `matmul`, rank 1 or 2).
+    /// `self @ w` with a clear matrix (numpy `matmul`, rank 1 or 2). Panics on other shapes, like the
+    /// operators (`+ - *` panic when shapes do not broadcast); the `try_*` methods return errors instead.
     pub fn matmul(&self, w: &Tensor) -> Traced {
         self.try_matmul(w).expect("matmul shapes")
     }

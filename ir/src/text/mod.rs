@@ -25,3 +25,20 @@ mod printer;
 
 pub use parser::{parse_module, split_cases, Case};
 pub use printer::{print_function, print_module};
+
+/// The position after whitespace and `//` comments starting at `pos` (shared by the `fhe` parser and
+/// the `tfhe` dialect's).
+pub fn skip_ws_and_comments(b: &[u8], mut pos: usize) -> usize {
+    loop {
+        while pos < b.len() && b[pos].is_ascii_whitespace() {
+            pos += 1;
+        }
+        if b[pos.min(b.len())..].starts_with(b"//") {
+            while pos < b.len() && b[pos] != b'\n' {
+                pos += 1;
+            }
+        } else {
+            return pos;
+        }
+    }
+}

@@ -107,18 +107,7 @@ impl<'a> Parser<'a> {
     // ---- low level -----------------------------------------------------------------------------------
 
     fn skip_ws(&mut self) {
-        loop {
-            while self.pos < self.b.len() && self.b[self.pos].is_ascii_whitespace() {
-                self.pos += 1;
-            }
-            if self.b[self.pos..].starts_with(b"//") {
-                while self.pos < self.b.len() && self.b[self.pos] != b'\n' {
-                    self.pos += 1;
-                }
-            } else {
-                return;
-            }
-        }
+        self.pos = super::skip_ws_and_comments(self.b, self.pos);
     }
 
     fn peek(&mut self) -> Option<u8> {
