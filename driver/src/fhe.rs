@@ -126,7 +126,7 @@ pub(crate) fn keygen(program: &str, client: &str, eval: &str) -> Result<(), Fail
     let progress = Progress::stderr();
     let t0 = Instant::now();
     let ck = ClientKeys::generate(&p.params).map_err(|e| anyhow!("{e}"))?;
-    let ek = ck.evaluation_keys(&progress);
+    let ek = ck.evaluation_keys_for(&p, &progress);
     let secs = t0.elapsed().as_secs_f64();
     let secret = rio::client_keys_to_bytes(&ck).map_err(|e| anyhow!("{e}"))?;
     write_atomic_private(Path::new(client), &secret).map_err(|e| anyhow!("{e}"))?;
@@ -368,11 +368,16 @@ pub(crate) fn info(program: &str) -> Result<(), Failure> {
         p.instrs.len() - p.pbs_count(),
         p.tables.len()
     );
-    println!(
-        "key sizes: evaluation keys {} compressed, {} expanded on the server",
-        mb(runtime::keys::compressed_key_bytes(&p.params)),
-        mb(runtime::keys::expanded_key_bytes(&p.params))
-    );
+    let (compressed, expanded) = runtime::keys::program_key_bytes(&p);
+    if compressed == 0 {
+        println!("key sizes: no evaluation keys (no table lookups: the server needs no key)");
+    } else {
+        println!(
+            "key sizes: evaluation keys {} compressed, {} expanded on the server",
+            mb(compressed),
+            mb(expanded)
+        );
+    }
     println!(
         "estimated latency: {:.3} s per sample, single thread (cost model)",
         n.estimated_seconds

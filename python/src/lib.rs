@@ -212,10 +212,12 @@ impl Circuit {
         if self.c.has_keys() {
             return Ok(());
         }
-        let params = self.c.program().params;
+        let program = self.c.program();
         let keys = py.detach(|| -> Result<_, fhec_runtime::RuntimeError> {
-            let ck = fhec_runtime::ClientKeys::generate(&params)?;
-            let sk = ck.evaluation_keys(&Progress::stderr()).expand(&Progress::stderr())?;
+            let ck = fhec_runtime::ClientKeys::generate(&program.params)?;
+            let sk = ck
+                .evaluation_keys_for(program, &Progress::stderr())
+                .expand(&Progress::stderr())?;
             Ok((ck, sk))
         });
         self.c
@@ -305,11 +307,9 @@ impl Circuit {
         d.set_item("parameters", p.params.to_string())?;
         d.set_item("log2_p_error_per_lookup", p.noise.log2_p_error_worst_lookup)?;
         d.set_item("log2_p_error_global", p.noise.log2_p_error_global)?;
-        d.set_item(
-            "evaluation_key_bytes",
-            fhec_runtime::keys::compressed_key_bytes(&p.params),
-        )?;
-        d.set_item("server_key_bytes", fhec_runtime::keys::expanded_key_bytes(&p.params))?;
+        let (compressed, expanded) = fhec_runtime::keys::program_key_bytes(p);
+        d.set_item("evaluation_key_bytes", compressed)?;
+        d.set_item("server_key_bytes", expanded)?;
         d.set_item("estimated_seconds", p.noise.estimated_seconds)?;
         Ok(d)
     }

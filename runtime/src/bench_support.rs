@@ -29,6 +29,10 @@ pub fn bare_pbs_loop(
     table: &[u64],
 ) -> (Vec<LweCiphertextOwned<u64>>, Duration) {
     let p = &keys.params;
+    let boot = keys
+        .bootstrap
+        .as_ref()
+        .expect("benchmark keys come from ClientKeys::evaluation_keys, with a bootstrap key");
     let n_poly = PolynomialSize(p.polynomial_size());
     let glwe_size = GlweSize(p.glwe_dimension() + 1);
     let lut = generate_programmable_bootstrap_glwe_lut(n_poly, glwe_size, 1 << precision, modulus(), 1u64, |m: u64| {
@@ -51,10 +55,10 @@ pub fn bare_pbs_loop(
                 (fft, buf, small, acc)
             },
             |(fft, buf, small, acc), ct| {
-                keyswitch_lwe_ciphertext(&keys.ksk, &ct, small);
+                keyswitch_lwe_ciphertext(&boot.ksk, &ct, small);
                 let msed = lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(small.as_view(), log_modulus);
                 acc.as_mut().copy_from_slice(lut.as_ref());
-                blind_rotate_assign_mem_optimized(&msed, acc, &keys.bsk, fft.as_view(), buf.stack());
+                blind_rotate_assign_mem_optimized(&msed, acc, &boot.bsk, fft.as_view(), buf.stack());
                 let mut out = LweCiphertext::new(0u64, LweSize(p.big_lwe_dimension() + 1), modulus());
                 extract_lwe_sample_from_glwe_ciphertext(acc, &mut out, MonomialDegree(0));
                 out
@@ -68,6 +72,10 @@ pub fn bare_pbs_loop(
 /// (keyswitch, blind rotation alone, blind rotation in batches of `batch`, per lookup).
 pub fn time_parts(keys: &ServerKeys, inputs: &LweCiphertextListOwned<u64>, batch: usize) -> (f64, f64, f64) {
     let p = &keys.params;
+    let boot = keys
+        .bootstrap
+        .as_ref()
+        .expect("benchmark keys come from ClientKeys::evaluation_keys, with a bootstrap key");
     let n_poly = PolynomialSize(p.polynomial_size());
     let glwe_size = GlweSize(p.glwe_dimension() + 1);
     let log_modulus = n_poly.to_blind_rotation_input_modulus_log();
@@ -77,7 +85,7 @@ pub fn time_parts(keys: &ServerKeys, inputs: &LweCiphertextListOwned<u64>, batch
     let t0 = Instant::now();
     let mut smalls = Vec::with_capacity(n);
     for ct in inputs.iter() {
-        keyswitch_lwe_ciphertext(&keys.ksk, &ct, &mut small);
+        keyswitch_lwe_ciphertext(&boot.ksk, &ct, &mut small);
         smalls.push(small.clone());
     }
     let ks = t0.elapsed().as_secs_f64() / n as f64;
@@ -96,7 +104,7 @@ pub fn time_parts(keys: &ServerKeys, inputs: &LweCiphertextListOwned<u64>, batch
     for s in &smalls {
         let msed = lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(s.as_view(), log_modulus);
         acc.as_mut().copy_from_slice(lut.as_ref());
-        blind_rotate_assign_mem_optimized(&msed, &mut acc, &keys.bsk, fft.as_view(), buf.stack());
+        blind_rotate_assign_mem_optimized(&msed, &mut acc, &boot.bsk, fft.as_view(), buf.stack());
     }
     let br = t0.elapsed().as_secs_f64() / n as f64;
     let mut accs = GlweCiphertextList::new(0u64, glwe_size, n_poly, GlweCiphertextCount(batch), modulus());
@@ -124,7 +132,7 @@ pub fn time_parts(keys: &ServerKeys, inputs: &LweCiphertextListOwned<u64>, batch
         for mut a in view.iter_mut() {
             a.as_mut().copy_from_slice(lut.as_ref());
         }
-        keys.bsk
+        boot.bsk
             .as_view()
             .batch_blind_rotate_assign(view.as_mut_view(), &msed, fft.as_view(), buf.stack());
     }

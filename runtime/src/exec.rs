@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use tfhe::core_crypto::fft_impl::fft64::crypto::bootstrap::batch_blind_rotate_assign_scratch;
 use tfhe::core_crypto::prelude::*;
 
-use crate::keys::{modulus, ServerKeys};
+use crate::keys::{modulus, Bootstrap, ServerKeys};
 use crate::program::{Instr, Program};
 use crate::progress::Progress;
 use crate::values::{Ciphertexts, CtData, CtTensor, Direction};
@@ -78,14 +78,14 @@ impl Worker {
     }
 
     /// Keyswitch and centered modulus switch of `src·2^shift + offset` (a big-key ciphertext).
-    fn switch(&mut self, keys: &ServerKeys, src: &[u64], shift: u32, offset: u64) -> Msed {
+    fn switch(&mut self, keys: &ServerKeys, boot: &Bootstrap, src: &[u64], shift: u32, offset: u64) -> Msed {
         let big = self.big.as_mut();
         for (d, s) in big.iter_mut().zip(src) {
             *d = s.wrapping_shl(shift);
         }
         let body = big.len() - 1;
         big[body] = big[body].wrapping_add(offset);
-        keyswitch_lwe_ciphertext(&keys.ksk, &self.big, &mut self.small);
+        keyswitch_lwe_ciphertext(&boot.ksk, &self.big, &mut self.small);
         let log = PolynomialSize(keys.params.polynomial_size()).to_blind_rotation_input_modulus_log();
         let lazy = lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(self.small.as_view(), log);
         Msed {
@@ -96,7 +96,7 @@ impl Worker {
     }
 
     /// A batch of lookups; the output ciphertexts in order.
-    fn pbs_batch(&mut self, keys: &ServerKeys, jobs: &[Job<'_>]) -> Vec<Vec<u64>> {
+    fn pbs_batch(&mut self, keys: &ServerKeys, boot: &Bootstrap, jobs: &[Job<'_>]) -> Vec<Vec<u64>> {
         let p = &keys.params;
         let l = p.big_lwe_dimension() + 1;
         self.msed.clear();
@@ -110,7 +110,7 @@ impl Worker {
                     mask: last.mask.clone(),
                     log: last.log,
                 },
-                _ => self.switch(keys, src, shift, offset),
+                _ => self.switch(keys, boot, src, shift, offset),
             };
             prev = Some(key);
             self.msed.push(m);
@@ -127,7 +127,7 @@ impl Worker {
         for (mut acc, job) in accs.iter_mut().zip(jobs) {
             acc.as_mut().copy_from_slice(job.3.as_ref());
         }
-        keys.bsk.as_view().batch_blind_rotate_assign(
+        boot.bsk.as_view().batch_blind_rotate_assign(
             accs.as_mut_view(),
             &self.msed,
             self.fft.as_view(),
@@ -187,6 +187,9 @@ pub fn check_run(program: &Program, keys: &ServerKeys, inputs: &Ciphertexts) -> 
             keys.params, program.params
         )));
     }
+    if program.pbs_count() > 0 {
+        keys.bootstrap()?;
+    }
     let log_n = keys.params.polynomial_size().trailing_zeros();
     if let Some(t) = program.tables.iter().find(|t| t.precision > log_n) {
         return Err(RuntimeError::Format(format!(
@@ -234,6 +237,7 @@ pub fn run(
     progress.start("running", total);
     for (pbs, linear) in stages(program) {
         if !pbs.is_empty() {
+            let boot = keys.bootstrap()?;
             let jobs: Vec<(usize, usize)> = (0..samples).flat_map(|s| pbs.iter().map(move |&i| (s, i))).collect();
             // batches of up to BATCH lookups, but enough batches to keep every thread busy
             let threads = rayon::current_num_threads().max(1);
@@ -263,7 +267,7 @@ pub fn run(
                                 (src, *shift, *offset, &luts[*table as usize])
                             })
                             .collect();
-                        let out = w.pbs_batch(keys, &work);
+                        let out = w.pbs_batch(keys, boot, &work);
                         progress.advance(chunk.len() as u64);
                         Some(out)
                     },

@@ -743,7 +743,9 @@ impl Circuit {
     pub fn keygen(&mut self) -> Result<(), TraceError> {
         if self.keys.is_none() {
             let ck = ClientKeys::generate(&self.compiled.program.params)?;
-            let sk = ck.evaluation_keys(&Progress::stderr()).expand(&Progress::stderr())?;
+            let sk = ck
+                .evaluation_keys_for(&self.compiled.program, &Progress::stderr())
+                .expand(&Progress::stderr())?;
             self.keys = Some((ck, sk));
         }
         Ok(())

@@ -274,7 +274,7 @@ fn log2_sum(xs: impl Iterator<Item = f64>) -> f64 {
 pub struct Solution {
     pub params: ParamSet,
     pub analysis: Analysis,
-    /// Estimated single-thread nanoseconds per keyswitch + bootstrap.
+    /// Estimated single-thread nanoseconds per keyswitch + bootstrap (0 for a program without lookups).
     pub ns_per_pbs: f64,
 }
 
@@ -354,6 +354,9 @@ pub fn search_in(dag: &NoiseDag, target: PError, space: &SearchSpace) -> Result<
             fhec_runtime::program::MAX_PBS_PRECISION
         )));
     }
+    if dag.lookups() == 0 {
+        return search_leveled(dag, target, space);
+    }
     let min_log_n = dag.max_lookup_precision().unwrap_or(1);
     let mut best: Option<(f64, ParamSet)> = None;
     for log_n in space.log_polynomial_sizes.clone() {
@@ -420,6 +423,40 @@ pub fn search_in(dag: &NoiseDag, target: PError, space: &SearchSpace) -> Result<
             analysis: analyze(dag, &params),
             params,
             ns_per_pbs: ns,
+        }),
+        None => Err(ParamError::Infeasible(explain_infeasible(dag, target, space))),
+    }
+}
+
+/// A program without table lookups (a linear model) needs no bootstrap: no evaluation keys are
+/// generated for it, and its cost is the encryption and the leveled arithmetic, proportional to
+/// the big LWE dimension k·N. Picks the smallest k·N that meets `target` (fewer GLWE polynomials on
+/// ties); the bootstrap and keyswitch fields get the smallest secure LWE dimension and one level,
+/// unused.
+fn search_leveled(dag: &NoiseDag, target: PError, space: &SearchSpace) -> Result<Solution, ParamError> {
+    let n = space.lwe_dimensions.first().copied().unwrap_or(512);
+    let mut best: Option<(usize, usize, ParamSet)> = None;
+    for log_n in space.log_polynomial_sizes.clone() {
+        let big_n = 1usize << log_n;
+        for k in space.glwe_dimensions.clone() {
+            let dim = k * big_n;
+            if dim > space.max_big_dimension || best.as_ref().is_some_and(|&(d, bk, _)| (dim, k) >= (d, bk)) {
+                continue;
+            }
+            let Ok(cand) = ParamSet::with_secure_noise(n, k, big_n, 16, 1, 4, 1) else {
+                continue;
+            };
+            let v = Variances::of(&cand);
+            if budget_ok(dag, &v, target) {
+                best = Some((dim, k, cand));
+            }
+        }
+    }
+    match best {
+        Some((_, _, params)) => Ok(Solution {
+            analysis: analyze(dag, &params),
+            params,
+            ns_per_pbs: 0.0,
         }),
         None => Err(ParamError::Infeasible(explain_infeasible(dag, target, space))),
     }

@@ -149,3 +149,44 @@ fn every_searched_set_is_secure_by_the_crate_curves() {
     }
     assert!(found >= 50, "{found}");
 }
+
+fn output(precision: u32, fresh_weight: f64) -> Constraint {
+    Constraint {
+        precision,
+        fresh_weight,
+        pbs_weight: 0.0,
+        lookup: false,
+        count: 1,
+        origin: format!("test output p={precision}"),
+    }
+}
+
+/// Without lookups the cost is the big dimension k·N: the search takes the smallest that meets the
+/// target, and a wider output or heavier weights never get a smaller one.
+#[test]
+fn leveled_programs_get_the_smallest_big_dimension_that_meets_the_target() {
+    let mut last = 0;
+    for (p, w) in [(8, 1.0), (16, 1e4), (22, 1e6), (26, 1e6), (30, 1e7)] {
+        let dag = NoiseDag {
+            constraints: vec![output(p, w)],
+        };
+        let s = search(&dag, PError::default()).unwrap_or_else(|e| panic!("p={p}: {e}"));
+        assert!(s.params.is_secure());
+        assert!(s.analysis.log2_worst <= -40.0, "p={p}: {}", s.analysis.log2_worst);
+        let dim = s.params.big_lwe_dimension();
+        assert!(dim >= last, "p={p}: {dim} < {last}");
+        last = dim;
+        // every smaller (k, N) in the space fails the target
+        for log_n in 8..=17u32 {
+            for k in 1..=6usize {
+                let big_n = 1usize << log_n;
+                if k * big_n >= dim {
+                    continue;
+                }
+                if let Ok(c) = ParamSet::with_secure_noise(512, k, big_n, 16, 1, 4, 1) {
+                    assert!(analyze(&dag, &c).log2_worst > -40.0, "p={p}: k={k} N={big_n} would do");
+                }
+            }
+        }
+    }
+}
