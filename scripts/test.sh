@@ -32,7 +32,7 @@ venv=target/pyenv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv --system-site-packages "$venv"
 fi
-"$venv/bin/python" -m pip install -q numpy pytest
+"$venv/bin/python" -m pip install -q numpy scikit-learn pytest
 rm -rf target/wheels
 maturin build --release -q -m python/Cargo.toml -o target/wheels -i "$venv/bin/python"
 "$venv/bin/python" -m pip install -q --force-reinstall --no-deps target/wheels/fhec-*.whl

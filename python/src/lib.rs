@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use fhec_passes::params::PError;
@@ -241,14 +242,32 @@ impl Circuit {
         // the run goes on a worker thread; this thread waits without the GIL and checks for Ctrl-C
         // (Python's signal handlers run only here), which cancels the run at its next lookup
         let cancel = AtomicBool::new(false);
+        let done = (Mutex::new(false), Condvar::new());
         let out = std::thread::scope(|scope| -> PyResult<_> {
             let worker = scope.spawn(|| -> Result<_, fhec_runtime::RuntimeError> {
-                let enc = ck.encrypt(program, &batch)?;
-                let out = exec::run(program, sk, enc, &Progress::stderr(), Some(&cancel))?;
-                ck.decrypt(program, &out)
+                let r = (|| {
+                    let enc = ck.encrypt(program, &batch)?;
+                    let out = exec::run(program, sk, enc, &Progress::stderr(), Some(&cancel))?;
+                    ck.decrypt(program, &out)
+                })();
+                *done.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                done.1.notify_all();
+                r
             });
-            while !worker.is_finished() {
-                py.detach(|| std::thread::sleep(Duration::from_millis(20)));
+            // wake as soon as the worker is done (a single row takes well under a millisecond),
+            // else every 20 ms to look for Ctrl-C
+            loop {
+                let finished = py.detach(|| {
+                    let guard = done.0.lock().unwrap_or_else(|e| e.into_inner());
+                    let (guard, _) = done
+                        .1
+                        .wait_timeout_while(guard, Duration::from_millis(20), |f| !*f)
+                        .unwrap_or_else(|e| e.into_inner());
+                    *guard
+                });
+                if finished {
+                    break;
+                }
                 if let Err(e) = py.check_signals() {
                     cancel.store(true, Ordering::Relaxed);
                     let _ = worker.join();
@@ -268,6 +287,27 @@ impl Circuit {
     fn simulate(&self, inputs: Vec<Flat>) -> PyResult<Vec<Flat>> {
         let xs: Vec<ArrayD<i64>> = inputs.into_iter().map(tensor).collect::<PyResult<_>>()?;
         Ok(self.c.simulate(&xs).map_err(trace_err)?.iter().map(flat).collect())
+    }
+
+    /// The compiled program on exact values of many samples, without keys.
+    fn simulate_batch(&self, samples: Vec<Vec<Flat>>) -> PyResult<Vec<Vec<Flat>>> {
+        let batch: Vec<Vec<ClearTensor>> = samples
+            .into_iter()
+            .map(|s| {
+                s.into_iter()
+                    .map(|(shape, values)| ClearTensor { shape, values })
+                    .collect()
+            })
+            .collect();
+        let out = self
+            .c
+            .program()
+            .simulate(&batch)
+            .map_err(|e| ExecutionError::new_err(e.to_string()))?;
+        Ok(out
+            .into_iter()
+            .map(|s| s.into_iter().map(|t| (t.shape, t.values)).collect())
+            .collect())
     }
 
     /// The traced computation in the clear (the reference).

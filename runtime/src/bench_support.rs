@@ -14,9 +14,12 @@ use crate::values::{Ciphertexts, CtData};
 
 /// Decompresses the ciphertexts of the first input of `cts`.
 pub fn input_list(cts: &Ciphertexts) -> LweCiphertextListOwned<u64> {
-    match &cts.tensors[0].data {
-        CtData::Seeded(s) => s.clone().par_decompress_into_lwe_ciphertext_list(),
+    let t = &cts.tensors[0];
+    let n = t.shape.iter().product();
+    match &t.data {
+        CtData::Seeded(s) => CtData::Seeded(s.clone()).into_lwe_list(n),
         CtData::Full(f) => f.clone(),
+        CtData::Packed(p) => CtData::Packed(p.clone()).into_lwe_list(n),
     }
 }
 

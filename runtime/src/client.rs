@@ -1,5 +1,6 @@
 //! Client side: encryption and decryption of a program's inputs and outputs, and simulation.
 
+use rayon::prelude::*;
 use tfhe::core_crypto::prelude::*;
 
 use crate::keys::{glwe_noise, modulus, ClientKeys};
@@ -46,43 +47,64 @@ fn encode_batch(program: &Program, samples: &[Vec<ClearTensor>]) -> Result<Vec<V
 
 impl ClientKeys {
     /// Encrypts the inputs of a batch of samples (each sample: one tensor per program input).
-    /// Ciphertexts are seeded: the server regenerates their masks.
+    /// Each sample's tensor is packed into seeded GLWE ciphertexts ([`CtData::Packed`]): the server
+    /// regenerates their masks and extracts one LWE ciphertext per element.
     pub fn encrypt(&self, program: &Program, samples: &[Vec<ClearTensor>]) -> Result<Ciphertexts, RuntimeError> {
         check_program_params(self, program)?;
         let encoded = encode_batch(program, samples)?;
-        let lwe_size = LweSize(program.params.big_lwe_dimension() + 1);
+        let p = &self.params;
+        let big_n = p.polynomial_size();
+        let glwe_size = GlweSize(p.glwe_dimension() + 1);
         let mut seeder = new_seeder();
         let seeder = seeder.as_mut();
         let mut tensors = Vec::with_capacity(encoded.len());
         for (port, values) in program.inputs.iter().zip(encoded) {
-            let mut list = SeededLweCiphertextList::new(
-                0u64,
-                lwe_size,
-                LweCiphertextCount(values.len()),
-                seeder.seed().into(),
-                modulus(),
-            );
-            if !values.is_empty() {
-                let pt = PlaintextList::from_container(values);
-                par_encrypt_seeded_lwe_ciphertext_list(
-                    &self.big_key(),
-                    &mut list,
-                    &pt,
-                    glwe_noise(&self.params),
-                    seeder,
-                );
-            }
+            let n = port.len();
+            let per = n.div_ceil(big_n);
+            // seeds drawn in order here, encryption in parallel below
+            let jobs: Vec<(_, EncryptionRandomGenerator<DefaultRandomGenerator>)> = (0..samples.len())
+                .map(|_| {
+                    let seed = seeder.seed();
+                    (seed, EncryptionRandomGenerator::new(seed, seeder))
+                })
+                .collect();
+            let lists: Vec<SeededGlweCiphertextListOwned<u64>> = jobs
+                .into_par_iter()
+                .enumerate()
+                .map(|(s, (seed, mut generator))| {
+                    let mut list = SeededGlweCiphertextList::new(
+                        0u64,
+                        glwe_size,
+                        PolynomialSize(big_n),
+                        GlweCiphertextCount(per),
+                        seed.into(),
+                        modulus(),
+                    );
+                    if per > 0 {
+                        let mut pt = vec![0u64; per * big_n];
+                        pt[..n].copy_from_slice(&values[s * n..(s + 1) * n]);
+                        encrypt_seeded_glwe_ciphertext_list_with_pre_seeded_generator(
+                            &self.glwe,
+                            &mut list,
+                            &PlaintextList::from_container(pt),
+                            glwe_noise(p),
+                            &mut generator,
+                        );
+                    }
+                    list
+                })
+                .collect();
             tensors.push(CtTensor {
                 port: port.name.clone(),
                 shape: port.shape.clone(),
-                data: CtData::Seeded(list),
+                data: CtData::Packed(lists),
             });
         }
         Ok(Ciphertexts {
             program: program.fingerprint(),
             direction: Direction::Inputs,
             samples: samples.len(),
-            lwe_size: lwe_size.0,
+            lwe_size: p.big_lwe_dimension() + 1,
             tensors,
         })
     }

@@ -16,7 +16,7 @@ use tfhe::core_crypto::prelude::*;
 use crate::keys::{modulus, Bootstrap, ServerKeys};
 use crate::program::{Instr, Program};
 use crate::progress::Progress;
-use crate::values::{Ciphertexts, CtData, CtTensor, Direction};
+use crate::values::{unpack_into, Ciphertexts, CtData, CtTensor, Direction};
 use crate::RuntimeError;
 
 /// Lookups per batched blind rotation: each bootstrap-key row is read once for the whole batch.
@@ -201,6 +201,17 @@ pub fn check_run(program: &Program, keys: &ServerKeys, inputs: &Ciphertexts) -> 
     inputs.check(program, Direction::Inputs)
 }
 
+/// Samples per chunk: a chunk's slot memory is allocated once and reused, so a large batch does
+/// not hold every sample's intermediate ciphertexts at once (64 samples are enough to fill the
+/// lookup batches of every thread).
+const CHUNK: usize = 64;
+
+/// Where one input port's ciphertexts come from.
+enum Source {
+    Packed(Vec<SeededGlweCiphertextListOwned<u64>>),
+    Lwe(LweCiphertextListOwned<u64>),
+}
+
 /// Runs `program` on a batch of encrypted inputs. `cancel`, when set from another thread, stops
 /// the run at the next lookup with [`RuntimeError::Cancelled`].
 pub fn run(
@@ -214,28 +225,91 @@ pub fn run(
     let samples = inputs.samples;
     let l = program.params.big_lwe_dimension() + 1;
     let slots = program.num_slots();
-    let base = program.num_input_slots as usize;
-    let cancelled = || cancel.is_some_and(|c| c.load(Ordering::Relaxed));
-
-    // Input ciphertexts into each sample's slot memory.
-    let mut state: Vec<Vec<u64>> = vec![vec![0u64; slots * l]; samples];
-    for (port, t) in program.inputs.iter().zip(inputs.tensors) {
-        let list = match t.data {
-            CtData::Seeded(s) => s.par_decompress_into_lwe_ciphertext_list(),
-            CtData::Full(f) => f,
-        };
-        let n = port.len();
-        let first = port.slots[0] as usize;
-        for (k, ct) in list.iter().enumerate() {
-            let (s, j) = (k / n, k % n);
-            state[s][(first + j) * l..(first + j + 1) * l].copy_from_slice(ct.as_ref());
+    let sources: Vec<Source> = program
+        .inputs
+        .iter()
+        .zip(inputs.tensors)
+        .map(|(port, t)| match t.data {
+            CtData::Packed(lists) => Source::Packed(lists),
+            other => Source::Lwe(other.into_lwe_list(port.len())),
+        })
+        .collect();
+    let luts = accumulators(program, keys);
+    let stages = stages(program);
+    let mut outputs: Vec<Vec<u64>> = program
+        .outputs
+        .iter()
+        .map(|p| Vec::with_capacity(samples * p.len() * l))
+        .collect();
+    progress.start("running", (program.pbs_count() * samples) as u64);
+    let mut state: Vec<Vec<u64>> = Vec::new();
+    for first_sample in (0..samples).step_by(CHUNK) {
+        let count = CHUNK.min(samples - first_sample);
+        state.resize_with(count, || vec![0u64; slots * l]);
+        state.truncate(count);
+        // input ciphertexts into each sample's slot memory
+        for (port, src) in program.inputs.iter().zip(&sources) {
+            let n = port.len();
+            if n == 0 {
+                continue;
+            }
+            let first = port.slots[0] as usize;
+            state.par_iter_mut().enumerate().for_each(|(i, st)| {
+                let dst = &mut st[first * l..(first + n) * l];
+                let s = first_sample + i;
+                match src {
+                    // regenerate the GLWE masks and extract straight into the slot memory
+                    Source::Packed(lists) => unpack_into(&lists[s], n, dst),
+                    Source::Lwe(list) => dst.copy_from_slice(&list.as_ref()[s * n * l..(s + 1) * n * l]),
+                }
+            });
+        }
+        run_stages(program, keys, &luts, &stages, &mut state, progress, cancel)?;
+        for (port, out) in program.outputs.iter().zip(&mut outputs) {
+            for st in &state {
+                for &slot in &port.slots {
+                    out.extend_from_slice(&st[slot as usize * l..(slot as usize + 1) * l]);
+                }
+            }
         }
     }
+    progress.finish();
 
-    let luts = accumulators(program, keys);
-    let total = (program.pbs_count() * samples) as u64;
-    progress.start("running", total);
-    for (pbs, linear) in stages(program) {
+    let tensors = program
+        .outputs
+        .iter()
+        .zip(outputs)
+        .map(|(port, data)| CtTensor {
+            port: port.name.clone(),
+            shape: port.shape.clone(),
+            data: CtData::Full(LweCiphertextList::from_container(data, LweSize(l), modulus())),
+        })
+        .collect();
+    Ok(Ciphertexts {
+        program: program.fingerprint(),
+        direction: Direction::Outputs,
+        samples,
+        lwe_size: l,
+        tensors,
+    })
+}
+
+/// Runs every stage of `program` on the slot memories of a chunk of samples (inputs filled in).
+#[allow(clippy::too_many_arguments)]
+fn run_stages(
+    program: &Program,
+    keys: &ServerKeys,
+    luts: &[GlweCiphertextOwned<u64>],
+    stages: &[(Vec<usize>, Vec<usize>)],
+    state: &mut [Vec<u64>],
+    progress: &Progress,
+    cancel: Option<&AtomicBool>,
+) -> Result<(), RuntimeError> {
+    let samples = state.len();
+    let l = program.params.big_lwe_dimension() + 1;
+    let base = program.num_input_slots as usize;
+    let cancelled = || cancel.is_some_and(|c| c.load(Ordering::Relaxed));
+    for (pbs, linear) in stages {
         if !pbs.is_empty() {
             let boot = keys.bootstrap()?;
             let jobs: Vec<(usize, usize)> = (0..samples).flat_map(|s| pbs.iter().map(move |&i| (s, i))).collect();
@@ -287,7 +361,7 @@ pub fn run(
         }
         if !linear.is_empty() {
             state.par_iter_mut().for_each(|st| {
-                for &i in &linear {
+                for &i in linear {
                     let Instr::Linear { terms, constant } = &program.instrs[i] else {
                         unreachable!()
                     };
@@ -306,30 +380,5 @@ pub fn run(
             });
         }
     }
-    progress.finish();
-
-    let tensors = program
-        .outputs
-        .iter()
-        .map(|port| {
-            let mut data = Vec::with_capacity(samples * port.len() * l);
-            for st in &state {
-                for &slot in &port.slots {
-                    data.extend_from_slice(&st[slot as usize * l..(slot as usize + 1) * l]);
-                }
-            }
-            CtTensor {
-                port: port.name.clone(),
-                shape: port.shape.clone(),
-                data: CtData::Full(LweCiphertextList::from_container(data, LweSize(l), modulus())),
-            }
-        })
-        .collect();
-    Ok(Ciphertexts {
-        program: program.fingerprint(),
-        direction: Direction::Outputs,
-        samples,
-        lwe_size: l,
-        tensors,
-    })
+    Ok(())
 }

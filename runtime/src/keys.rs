@@ -187,8 +187,7 @@ impl EvaluationKeys {
                     && bsk.polynomial_size().0 == r.polynomial_size
                     && bsk.decomposition_base_log().0 == r.pbs_base_log
                     && bsk.decomposition_level_count().0 == r.pbs_level
-                    && bsk.as_ref().len()
-                        == r.lwe_dimension * r.pbs_level * (r.glwe_dimension + 1) * r.polynomial_size
+                    && bsk.as_ref().len() == r.lwe_dimension * r.pbs_level * (r.glwe_dimension + 1) * r.polynomial_size
                     && bsk.ciphertext_modulus().is_native_modulus()
                     && ksk.input_key_lwe_dimension().0 == p.big_lwe_dimension()
                     && ksk.output_key_lwe_dimension().0 == r.lwe_dimension
@@ -295,6 +294,9 @@ pub fn program_key_bytes(program: &crate::Program) -> (usize, usize) {
     if program.pbs_count() == 0 {
         (0, 0)
     } else {
-        (compressed_key_bytes(&program.params), expanded_key_bytes(&program.params))
+        (
+            compressed_key_bytes(&program.params),
+            expanded_key_bytes(&program.params),
+        )
     }
 }

@@ -1,5 +1,6 @@
 //! Tensors of values and of ciphertexts, as they travel between client and server.
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tfhe::core_crypto::prelude::*;
 use tfhe_versionable::{Versionize, VersionsDispatch};
@@ -35,6 +36,52 @@ pub enum CtData {
     Seeded(SeededLweCiphertextListOwned<u64>),
     /// Server → client.
     Full(LweCiphertextListOwned<u64>),
+    /// Client → server, packed: per sample, one seeded GLWE list whose polynomial coefficients
+    /// hold the tensor's elements in order (N per GLWE, the last one zero-padded). One GLWE mask of
+    /// k·N elements carries up to N values, where seeded LWE needs a mask per value: encryption and
+    /// the server's mask regeneration are up to N× cheaper. The server extracts coefficient `j` as
+    /// the LWE ciphertext of element `j` under the big key; its noise is that of a fresh LWE
+    /// encryption under the same key and bound.
+    Packed(Vec<SeededGlweCiphertextListOwned<u64>>),
+}
+
+impl CtData {
+    /// Ciphertexts of one port as an LWE list, sample-major (`n` elements per sample).
+    pub(crate) fn into_lwe_list(self, n: usize) -> LweCiphertextListOwned<u64> {
+        match self {
+            CtData::Seeded(s) => s.par_decompress_into_lwe_ciphertext_list(),
+            CtData::Full(f) => f,
+            CtData::Packed(lists) => {
+                let Some(first) = lists.first() else {
+                    return LweCiphertextList::new(0u64, LweSize(1), LweCiphertextCount(0), crate::keys::modulus());
+                };
+                let l = first
+                    .glwe_size()
+                    .to_glwe_dimension()
+                    .to_equivalent_lwe_dimension(first.polynomial_size())
+                    .0
+                    + 1;
+                let mut data = vec![0u64; lists.len() * n * l];
+                data.par_chunks_mut((n * l).max(1))
+                    .zip(lists.par_iter())
+                    .for_each(|(out, list)| unpack_into(list, n, out));
+                LweCiphertextList::from_container(data, LweSize(l), crate::keys::modulus())
+            }
+        }
+    }
+}
+
+/// Decompresses one sample's packed GLWE list and extracts its first `n` coefficients as LWE
+/// ciphertexts into `out` (`n` × LWE size words).
+pub(crate) fn unpack_into(list: &SeededGlweCiphertextListOwned<u64>, n: usize, out: &mut [u64]) {
+    let big_n = list.polynomial_size().0;
+    let glwes = list.clone().decompress_into_glwe_ciphertext_list();
+    let l = out.len() / n.max(1);
+    for (j, ct) in out.chunks_exact_mut(l).enumerate().take(n) {
+        let glwe = glwes.get(j / big_n);
+        let mut lwe = LweCiphertext::from_container(ct, crate::keys::modulus());
+        extract_lwe_sample_from_glwe_ciphertext(&glwe, &mut lwe, MonomialDegree(j % big_n));
+    }
 }
 
 #[derive(VersionsDispatch)]
@@ -102,6 +149,7 @@ impl Ciphertexts {
             .map(|t| match &t.data {
                 CtData::Seeded(l) => l.as_ref().len() * 8,
                 CtData::Full(l) => l.as_ref().len() * 8,
+                CtData::Packed(lists) => lists.iter().map(|l| l.as_ref().len() * 8 + 16).sum(),
             })
             .sum()
     }
@@ -139,6 +187,27 @@ impl Ciphertexts {
                     t.port, t.shape, p.name, p.shape
                 ));
             }
+            if let CtData::Packed(lists) = &t.data {
+                let big_n = program.params.polynomial_size();
+                let per = p.len().div_ceil(big_n);
+                let glwe_size = program.params.glwe_dimension() + 1;
+                let ok = lists.len() == self.samples
+                    && lists.iter().all(|l| {
+                        l.glwe_ciphertext_count().0 == per
+                            && l.glwe_size().0 == glwe_size
+                            && l.polynomial_size().0 == big_n
+                            && l.ciphertext_modulus().is_native_modulus()
+                    });
+                if !ok {
+                    return mismatch(format!(
+                        "packed ciphertext tensor `{}` does not hold {} samples of {per} GLWE ciphertexts (k = {}, N = {big_n})",
+                        t.port,
+                        self.samples,
+                        glwe_size - 1
+                    ));
+                }
+                continue;
+            }
             let want = p.len() * self.samples;
             let (count, size, native) = match &t.data {
                 CtData::Seeded(l) => (
@@ -151,6 +220,7 @@ impl Ciphertexts {
                     l.lwe_size().0,
                     l.ciphertext_modulus().is_native_modulus(),
                 ),
+                CtData::Packed(_) => unreachable!("checked above"),
             };
             if count != want || size != lwe_size || !native {
                 return mismatch(format!(

@@ -177,8 +177,8 @@ fn leveled_programs_get_the_smallest_big_dimension_that_meets_the_target() {
         assert!(dim >= last, "p={p}: {dim} < {last}");
         last = dim;
         // every smaller (k, N) in the space fails the target
-        for log_n in 8..=17u32 {
-            for k in 1..=6usize {
+        for log_n in 7..=17u32 {
+            for k in 1..=16usize {
                 let big_n = 1usize << log_n;
                 if k * big_n >= dim {
                     continue;

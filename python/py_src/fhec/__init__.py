@@ -229,6 +229,11 @@ class Circuit:
         """The compiled program on clear values, without keys: what encrypted execution returns."""
         return self._out(self._c.simulate([_flat(a) for a in args]))
 
+    def simulate_batch(self, samples: Iterable[Sequence[Any]]) -> list[Any]:
+        """Simulation of many samples at once: one result per sample."""
+        batch = [[_flat(a) for a in (s if isinstance(s, (tuple, list)) else (s,))] for s in samples]
+        return [self._out(r) for r in self._c.simulate_batch(batch)]
+
     def eval_clear(self, *args: Any) -> Any:
         """The traced program itself, in the clear (integer numpy semantics)."""
         return self._out(self._c.eval_clear([_flat(a) for a in args]))

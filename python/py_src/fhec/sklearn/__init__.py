@@ -1,0 +1,51 @@
+"""scikit-learn estimators whose predictions run on encrypted data.
+
+    from fhec.sklearn import LogisticRegression
+    model = LogisticRegression(n_bits=8).fit(X_train, y_train)
+    model.compile(X_train)
+    y = model.predict(X_test, fhe="execute")   # or "disable" (quantised, clear), "simulate"
+
+Every estimator takes the parameters of its scikit-learn namesake plus ``n_bits``, and works with
+``clone``, ``Pipeline`` and ``GridSearchCV``. The three fhe modes give identical results. See
+``docs/python.md``.
+"""
+
+from ._linear import (
+    ESTIMATORS,
+    ElasticNet,
+    GammaRegressor,
+    Lasso,
+    LinearRegression,
+    LinearSVC,
+    LinearSVR,
+    LogisticRegression,
+    NotCompiledError,
+    PoissonRegressor,
+    Ridge,
+    SGDClassifier,
+    SGDRegressor,
+    TweedieRegressor,
+    load,
+    loads,
+)
+from ._quant import InputRangeWarning
+
+__all__ = [
+    "ElasticNet",
+    "GammaRegressor",
+    "Lasso",
+    "LinearRegression",
+    "LinearSVC",
+    "LinearSVR",
+    "LogisticRegression",
+    "PoissonRegressor",
+    "Ridge",
+    "SGDClassifier",
+    "SGDRegressor",
+    "TweedieRegressor",
+    "ESTIMATORS",
+    "InputRangeWarning",
+    "NotCompiledError",
+    "load",
+    "loads",
+]
