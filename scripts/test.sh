@@ -28,17 +28,10 @@ trap 'rm -f "$log"' EXIT
 cargo test --release --workspace --exclude fhec-python 2>&1 | tee "$log"
 
 step "python package (maturin wheel in a virtual environment, pytest)"
-venv=target/pyenv
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv --system-site-packages "$venv"
-fi
-"$venv/bin/python" -m pip install -q numpy scikit-learn pytest
-rm -rf target/wheels
-maturin build --release -q -m python/Cargo.toml -o target/wheels -i "$venv/bin/python"
-"$venv/bin/python" -m pip install -q --force-reinstall --no-deps target/wheels/fhec-*.whl
+source scripts/pyenv.sh
 pylog=$(mktemp)
 trap 'rm -f "$log" "$pylog"' EXIT
-"$venv/bin/python" -m pytest -q python/tests 2>&1 | tee "$pylog"
+"$py" -m pytest -q python/tests 2>&1 | tee "$pylog"
 summary=$(tail -1 "$pylog")
 py_passed=$(echo "$summary" | sed -nE 's/.*([^0-9]|^)([0-9]+) passed.*/\2/p')
 py_failed=$(echo "$summary" | sed -nE 's/.*([^0-9]|^)([0-9]+) failed.*/\2/p')

@@ -293,3 +293,59 @@ fn default_pipeline_then_encrypted_equals_original() {
     }
     let _ = fused;
 }
+
+/// A linear model: no lookups, so the parameters are the smallest secure GLWE key that decrypts the
+/// accumulator and there are no evaluation keys. The 300 inputs span three packed GLWE ciphertexts
+/// (N = 128): every element, the last zero-padded ciphertext included, extracts correctly.
+#[test]
+fn linear_program_runs_packed_without_evaluation_keys() {
+    let n = 300;
+    let w: Vec<String> = (0..n)
+        .map(|i| format!("[{}, {}]", (i * 37 % 255) as i64 - 127, (i % 7) as i64 - 3))
+        .collect();
+    let src = format!(
+        r#"func.func @main(%x: tensor<1x{n}x!fhe.eint<8>>) -> tensor<1x2x!fhe.esint<26>> {{
+  %w = "fhe.constant"() {{value = dense<[{}]> : tensor<{n}x2xi8>}} : () -> tensor<{n}x2xi8>
+  %0 = "fhe.matmul"(%x, %w) : (tensor<1x{n}x!fhe.eint<8>>, tensor<{n}x2xi8>) -> tensor<1x2x!fhe.esint<26>>
+  "func.return"(%0) : (tensor<1x2x!fhe.esint<26>>) -> ()
+}}"#,
+        w.join(", ")
+    );
+    let c = compile_with(&src, None).unwrap();
+    assert_eq!(c.program.pbs_count(), 0);
+    assert!(c.program.params.polynomial_size() < n, "{}", c.program.params);
+    assert!(c.solution.analysis.log2_worst <= -40.0);
+    let ck = ClientKeys::generate(&c.program.params).unwrap();
+    let ek = ck.evaluation_keys_for(&c.program, &Progress::silent());
+    assert_eq!(ek.size_bytes(), 0);
+    assert!(!ek.has_bootstrap());
+    let sk = ek.expand(&Progress::silent()).unwrap();
+    let m = parse(&src);
+    let cases = samples(&m, 11, 6);
+    assert!(cases.len() >= 8);
+    let batch: Vec<Vec<ClearTensor>> = cases.iter().map(|(x, _)| x.iter().map(to_clear).collect()).collect();
+    let enc = ck.encrypt(&c.program, &batch).unwrap();
+    let out = exec::run(&c.program, &sk, enc, &Progress::silent(), None).unwrap();
+    let dec = ck.decrypt(&c.program, &out).unwrap();
+    for (s, (inputs, want)) in cases.iter().enumerate() {
+        let got: Vec<Tensor> = dec[s].iter().map(from_clear).collect();
+        assert_eq!(&got, want, "FHE differs from the interpreter on {inputs:?}");
+    }
+
+    // keys made for a program without lookups cannot run one with lookups
+    let tree = std::fs::read_to_string(root("examples/tree.fhe")).unwrap();
+    let t = compile_with(&tree, None).unwrap_or_else(|e| panic!("{e}"));
+    let tk = keys(&t.program.params);
+    let mut no_lookups = t.program.clone();
+    no_lookups.instrs.clear();
+    let bare =
+        tk.0.evaluation_keys_for(&no_lookups, &Progress::silent())
+            .expand(&Progress::silent())
+            .unwrap();
+    let x = vec![vec![ClearTensor::new(vec![2], vec![3, 4]).unwrap()]];
+    let enc = tk.0.encrypt(&t.program, &x).unwrap();
+    let err = exec::run(&t.program, &bare, enc, &Progress::silent(), None)
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("no bootstrap key"), "{err}");
+}

@@ -114,7 +114,7 @@ pub(crate) fn compile(file: &str, output: &str, a: CompileArgs<'_>) -> Result<()
         display_name(file),
         t0.elapsed().as_secs_f64(),
         c.program.pbs_count(),
-        c.program.params,
+        c.program.params_summary(),
         n.log2_p_error_worst_lookup,
         n.estimated_seconds
     );
@@ -329,10 +329,14 @@ pub(crate) fn info(program: &str) -> Result<(), Failure> {
         r.polynomial_size,
         p.params.big_lwe_dimension()
     );
-    println!(
-        "  bootstrap decomposition base 2^{} × {} levels, keyswitch base 2^{} × {} levels",
-        r.pbs_base_log, r.pbs_level, r.ks_base_log, r.ks_level
-    );
+    if p.pbs_count() == 0 {
+        println!("  no table lookups: no bootstrap or keyswitch (inputs and outputs under the GLWE key only)");
+    } else {
+        println!(
+            "  bootstrap decomposition base 2^{} × {} levels, keyswitch base 2^{} × {} levels",
+            r.pbs_base_log, r.pbs_level, r.ks_base_log, r.ks_level
+        );
+    }
     println!(
         "  noise: TUniform 2^{} (LWE key), 2^{} (GLWE key)",
         r.lwe_noise_bound_log2, r.glwe_noise_bound_log2

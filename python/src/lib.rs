@@ -344,7 +344,7 @@ impl Circuit {
         }
         d.set_item("pbs_count", p.pbs_count())?;
         d.set_item("pbs_by_precision", by)?;
-        d.set_item("parameters", p.params.to_string())?;
+        d.set_item("parameters", p.params_summary())?;
         d.set_item("log2_p_error_per_lookup", p.noise.log2_p_error_worst_lookup)?;
         d.set_item("log2_p_error_global", p.noise.log2_p_error_global)?;
         let (compressed, expanded) = fhec_runtime::keys::program_key_bytes(p);

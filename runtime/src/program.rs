@@ -124,6 +124,22 @@ impl Program {
         self.instrs.iter().filter(|i| matches!(i, Instr::Pbs { .. })).count()
     }
 
+    /// The parameters in one line; for a program without lookups only the ones it uses (the
+    /// encryption key and its noise), since it has no bootstrap and no evaluation keys.
+    pub fn params_summary(&self) -> String {
+        if self.pbs_count() > 0 {
+            return self.params.to_string();
+        }
+        let r = self.params.raw();
+        format!(
+            "k={} N={} (k·N={}) noise=(glwe 2^{}), leveled: no bootstrap, no evaluation keys",
+            r.glwe_dimension,
+            r.polynomial_size,
+            self.params.big_lwe_dimension(),
+            r.glwe_noise_bound_log2
+        )
+    }
+
     /// A fingerprint of everything that determines the meaning of ciphertexts for this program:
     /// parameters, ports, instructions and tables. Ciphertext files carry it, so ciphertexts made for
     /// another program (even one differing only in a table) are rejected.

@@ -177,7 +177,8 @@ class _LinearModel(BaseEstimator):
 
     def _decision(self, X: Any, fhe: str) -> np.ndarray:
         """Dequantised decision values, (n, C)."""
-        return self.quantized_.dequantize(self._accumulate(X, fhe))
+        acc = self._accumulate(X, fhe)
+        return self.quantized_.dequantize(acc)
 
     def _single_output(self) -> bool:
         return np.ndim(self.coef_) == 1

@@ -14,6 +14,7 @@ dequantisation, so equal accumulators give equal predictions, bit for bit.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -23,6 +24,19 @@ from .. import CompileError
 
 #: The widest encrypted value the compiler supports.
 MAX_ACCUMULATOR_BITS = 32
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside the fhec package."""
+    import sys
+
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(pkg + os.sep):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 class InputRangeWarning(UserWarning):
@@ -92,7 +106,7 @@ class InputQuantizer:
                 f"{int(out.sum())} input value(s) in {rows} row(s) are outside the range seen at calibration "
                 f"(features {shown}); they were clipped to it",
                 InputRangeWarning,
-                stacklevel=4,
+                stacklevel=_caller_level(),
             )
             q = np.clip(q, 0, self.max_q)
         return q.astype(np.int64)

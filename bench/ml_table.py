@@ -1,0 +1,216 @@
+"""The model benchmark table: trains each row's model, quantises, compiles, runs encrypted, and
+writes the figures as JSON (bench/results/ml_table.json) and as the Markdown table of
+docs/benchmarks.md (between the `ml-table` markers).
+
+    bash scripts/bench-table.sh            # builds the package into target/pyenv and runs this
+    python bench/ml_table.py --rows 200    # FHE on the first 200 test rows only
+
+Every figure comes from this one run on this machine. Later issues add rows (`ROWS` below).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import sklearn
+from sklearn.datasets import make_classification, make_regression
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+
+import fhec
+import fhec.sklearn as fs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATASETS = os.path.join(os.path.dirname(ROOT), "shared", "datasets")
+BEGIN, END = "<!-- ml-table:begin -->", "<!-- ml-table:end -->"
+
+
+def synthetic_regression() -> tuple:
+    X, y = make_regression(n_samples=2000, n_features=20, n_informative=20, noise=90.0, random_state=42)
+    return train_test_split(X, y, test_size=0.25, random_state=42)
+
+
+def synthetic_classification() -> tuple:
+    X, y = make_classification(
+        n_samples=2000, n_features=20, n_informative=10, n_redundant=4, flip_y=0.05, class_sep=1.4, random_state=42
+    )
+    return train_test_split(X, y, test_size=0.25, random_state=42)
+
+
+def spambase() -> tuple:
+    path = os.environ.get("FHEC_SPAMBASE", os.path.join(DATASETS, "spambase.npz"))
+    d = np.load(path)
+    return train_test_split(d["X"], d["y"], test_size=0.25, random_state=42)
+
+
+@dataclass
+class Row:
+    name: str
+    dataset: str
+    data: Callable[[], tuple]
+    make: Callable[[], Any]
+    metric: str  # "r2" or "accuracy"
+
+
+ROWS = [
+    Row("LinearRegression", "synthetic regression (2000×20)", synthetic_regression,
+        lambda: fs.LinearRegression(n_bits=8), "r2"),
+    Row("LogisticRegression", "synthetic classification (2000×20)", synthetic_classification,
+        lambda: fs.LogisticRegression(n_bits=8), "accuracy"),
+    Row("LogisticRegression", "spambase (4601×57)", spambase,
+        lambda: fs.LogisticRegression(n_bits=8, max_iter=5000), "accuracy"),
+]
+
+
+def score(metric: str, y: np.ndarray, p: np.ndarray) -> float:
+    return float(r2_score(y, p) if metric == "r2" else accuracy_score(y, p))
+
+
+def run_row(row: Row, fhe_rows: int | None, latency_runs: int) -> dict:
+    X_train, X_test, y_train, y_test = row.data()
+    model = row.make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # float training convergence warnings
+        model, float_model = model.fit_benchmark(X_train, y_train)
+    fp32 = score(row.metric, y_test, float_model.predict(X_test))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fs.InputRangeWarning)  # test rows beyond the training range: clipped
+        quant_pred = model.predict(X_test, fhe="disable")
+        quantized = score(row.metric, y_test, quant_pred)
+
+        t0 = time.perf_counter()
+        circuit = model.compile(X_train)
+        compile_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        circuit.keygen()
+        keygen_s = time.perf_counter() - t0
+
+        n = len(X_test) if fhe_rows is None else min(fhe_rows, len(X_test))
+        t0 = time.perf_counter()
+        fhe_pred = model.predict(X_test[:n], fhe="execute")
+        batch_s = time.perf_counter() - t0
+        fhe_metric = score(row.metric, y_test[:n], fhe_pred)
+        agreement = float(np.mean(fhe_pred == quant_pred[:n]))
+
+        single = []
+        for i in range(latency_runs):
+            x = X_test[i % len(X_test) : i % len(X_test) + 1]
+            t0 = time.perf_counter()
+            model.predict(x, fhe="execute")
+            single.append(time.perf_counter() - t0)
+    st = circuit.statistics
+    return {
+        "model": row.name,
+        "dataset": row.dataset,
+        "metric": row.metric,
+        "n_bits": model.n_bits,
+        "features": int(X_test.shape[1]),
+        "fp32": fp32,
+        "quantized": quantized,
+        "fhe": fhe_metric,
+        "fhe_rows": n,
+        "fhe_quantized_agreement": agreement,
+        "compile_ms": compile_s * 1e3,
+        "keygen_ms": keygen_s * 1e3,
+        "eval_key_bytes": st["evaluation_key_bytes"],
+        "pbs_count": st["pbs_count"],
+        "parameters": st["parameters"],
+        "log2_p_error": st["log2_p_error_global"],
+        "latency_ms_median": float(np.median(single) * 1e3),
+        "latency_ms_p90": float(np.percentile(single, 90) * 1e3),
+        "throughput_rows_per_s": n / batch_s,
+    }
+
+
+def markdown(results: list[dict], meta: dict) -> str:
+    lines = [
+        f"Run {meta['date']} on {meta['machine']} ({meta['cpus']} CPUs), fhec {meta['fhec']}, "
+        f"scikit-learn {meta['sklearn']}, numpy {meta['numpy']}; command `{meta['command']}`.",
+        "",
+        "| model | dataset | n_bits | metric | fp32 | quantized | FHE (rows) | FHE = quantized | compile | keygen "
+        "| eval keys | latency (1 row, median) | throughput (batch) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['model']} | {r['dataset']} | {r['n_bits']} | {r['metric']} | {100 * r['fp32']:.2f} "
+            f"| {100 * r['quantized']:.2f} | {100 * r['fhe']:.2f} ({r['fhe_rows']}) "
+            f"| {100 * r['fhe_quantized_agreement']:.1f}% | {r['compile_ms']:.1f} ms | {r['keygen_ms']:.2f} ms "
+            f"| {r['eval_key_bytes'] / 1e6:.1f} MB | {r['latency_ms_median']:.3f} ms "
+            f"| {r['throughput_rows_per_s']:.0f} rows/s |"
+        )
+    return "\n".join(lines)
+
+
+def update_docs(path: str, table: str) -> None:
+    with open(path) as f:
+        text = f.read()
+    block = f"{BEGIN}\n{table}\n{END}"
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip() + "\n\n## Models\n\n" + block + "\n"
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=None, help="encrypted rows per model (default: the whole test split)")
+    ap.add_argument("--latency-runs", type=int, default=200, help="single-row runs for the latency median")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "ml_table.json"))
+    ap.add_argument("--docs", default=os.path.join(ROOT, "docs", "benchmarks.md"),
+                    help="Markdown file whose ml-table block is replaced ('' to skip)")
+    args = ap.parse_args()
+
+    meta = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "fhec": getattr(fhec, "__version__", "dev"),
+        "sklearn": sklearn.__version__,
+        "numpy": np.__version__,
+        "command": "bash scripts/bench-table.sh",
+    }
+    results = []
+    for row in ROWS:
+        print(f"{row.name} on {row.dataset} …", file=sys.stderr, flush=True)
+        r = run_row(row, args.rows, args.latency_runs)
+        results.append(r)
+        print(
+            f"  {r['metric']}: fp32 {100 * r['fp32']:.2f}, quantized {100 * r['quantized']:.2f}, "
+            f"FHE {100 * r['fhe']:.2f} on {r['fhe_rows']} rows (agreement {100 * r['fhe_quantized_agreement']:.1f}%); "
+            f"compile {r['compile_ms']:.1f} ms, keygen {r['keygen_ms']:.2f} ms, "
+            f"latency {r['latency_ms_median']:.3f} ms, throughput {r['throughput_rows_per_s']:.0f} rows/s",
+            file=sys.stderr,
+        )
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out + ".tmp", "w") as f:
+        json.dump({"meta": meta, "rows": results}, f, indent=2)
+    os.replace(args.out + ".tmp", args.out)
+    table = markdown(results, meta)
+    print(table)
+    if args.docs:
+        update_docs(args.docs, table)
+    bad = [r for r in results if r["fhe_quantized_agreement"] != 1.0]
+    if bad:
+        print(f"FHE differs from the quantized model on {[r['model'] for r in bad]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
