@@ -180,7 +180,7 @@ def main() -> int:
         "machine": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
-        "fhec": getattr(fhec, "__version__", "dev"),
+        "fhec": fhec.__version__,
         "sklearn": sklearn.__version__,
         "numpy": np.__version__,
         "command": "bash scripts/bench-table.sh",

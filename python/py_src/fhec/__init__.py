@@ -26,10 +26,17 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from importlib.metadata import PackageNotFoundError, version
+
 from ._fhec import CompileError, ExecutionError, FhecError
 from ._fhec import Circuit as _Circuit
 from ._fhec import Tracer as _Tracer
 from ._fhec import Value as _Value
+
+try:
+    __version__ = version("fhec")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "dev"
 
 __all__ = [
     "compiler",
