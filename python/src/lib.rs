@@ -14,7 +14,7 @@ use ndarray::{ArrayD, IxDyn};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 
 create_exception!(_fhec, FhecError, PyException, "Base class of every fhec error.");
 create_exception!(
@@ -199,6 +199,63 @@ impl Value {
     }
 }
 
+fn clear_batch(samples: Vec<Vec<Flat>>) -> Vec<Vec<ClearTensor>> {
+    samples
+        .into_iter()
+        .map(|s| {
+            s.into_iter()
+                .map(|(shape, values)| ClearTensor { shape, values })
+                .collect()
+        })
+        .collect()
+}
+
+fn flat_batch(out: Vec<Vec<ClearTensor>>) -> Vec<Vec<Flat>> {
+    out.into_iter()
+        .map(|s| s.into_iter().map(|t| (t.shape, t.values)).collect())
+        .collect()
+}
+
+/// Runs `f` on a worker thread while this thread waits without the GIL and checks for Ctrl-C
+/// (Python's signal handlers run only here); Ctrl-C sets the flag `f` gets, which stops a run at
+/// its next lookup, and raises `KeyboardInterrupt`. Wakes as soon as the worker is done (a single
+/// row takes well under a millisecond), else every 20 ms.
+fn cancellable<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce(&AtomicBool) -> Result<T, fhec_runtime::RuntimeError> + Send,
+) -> PyResult<T> {
+    let cancel = AtomicBool::new(false);
+    let done = (Mutex::new(false), Condvar::new());
+    let out = std::thread::scope(|scope| -> PyResult<_> {
+        let worker = scope.spawn(|| {
+            let r = f(&cancel);
+            *done.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            done.1.notify_all();
+            r
+        });
+        loop {
+            let finished = py.detach(|| {
+                let guard = done.0.lock().unwrap_or_else(|e| e.into_inner());
+                let (guard, _) = done
+                    .1
+                    .wait_timeout_while(guard, Duration::from_millis(20), |f| !*f)
+                    .unwrap_or_else(|e| e.into_inner());
+                *guard
+            });
+            if finished {
+                break;
+            }
+            if let Err(e) = py.check_signals() {
+                cancel.store(true, Ordering::Relaxed);
+                let _ = worker.join();
+                return Err(e);
+            }
+        }
+        worker.join().map_err(|_| ExecutionError::new_err("the run panicked"))
+    })?;
+    out.map_err(|e| ExecutionError::new_err(e.to_string()))
+}
+
 /// A compiled circuit.
 #[pyclass(unsendable, module = "fhec._fhec")]
 struct Circuit {
@@ -230,57 +287,49 @@ impl Circuit {
     /// decrypts it; releases the GIL meanwhile and stops on Ctrl-C (`KeyboardInterrupt`).
     fn run_batch(&mut self, py: Python<'_>, samples: Vec<Vec<Flat>>) -> PyResult<Vec<Vec<Flat>>> {
         self.keygen(py)?;
-        let batch: Vec<Vec<ClearTensor>> = samples
-            .into_iter()
-            .map(|s| {
-                s.into_iter()
-                    .map(|(shape, values)| ClearTensor { shape, values })
-                    .collect()
-            })
-            .collect();
+        let batch = clear_batch(samples);
         let (program, ck, sk) = self.c.parts().expect("keys generated");
-        // the run goes on a worker thread; this thread waits without the GIL and checks for Ctrl-C
-        // (Python's signal handlers run only here), which cancels the run at its next lookup
-        let cancel = AtomicBool::new(false);
-        let done = (Mutex::new(false), Condvar::new());
-        let out = std::thread::scope(|scope| -> PyResult<_> {
-            let worker = scope.spawn(|| -> Result<_, fhec_runtime::RuntimeError> {
-                let r = (|| {
-                    let enc = ck.encrypt(program, &batch)?;
-                    let out = exec::run(program, sk, enc, &Progress::stderr(), Some(&cancel))?;
-                    ck.decrypt(program, &out)
-                })();
-                *done.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
-                done.1.notify_all();
-                r
-            });
-            // wake as soon as the worker is done (a single row takes well under a millisecond),
-            // else every 20 ms to look for Ctrl-C
-            loop {
-                let finished = py.detach(|| {
-                    let guard = done.0.lock().unwrap_or_else(|e| e.into_inner());
-                    let (guard, _) = done
-                        .1
-                        .wait_timeout_while(guard, Duration::from_millis(20), |f| !*f)
-                        .unwrap_or_else(|e| e.into_inner());
-                    *guard
-                });
-                if finished {
-                    break;
-                }
-                if let Err(e) = py.check_signals() {
-                    cancel.store(true, Ordering::Relaxed);
-                    let _ = worker.join();
-                    return Err(e);
-                }
-            }
-            worker.join().map_err(|_| ExecutionError::new_err("the run panicked"))
+        let out = cancellable(py, |cancel| {
+            let enc = ck.encrypt(program, &batch)?;
+            let out = exec::run(program, sk, enc, &Progress::stderr(), Some(cancel))?;
+            ck.decrypt(program, &out)
         })?;
-        let out = out.map_err(|e| ExecutionError::new_err(e.to_string()))?;
-        Ok(out
-            .into_iter()
-            .map(|s| s.into_iter().map(|t| (t.shape, t.values)).collect())
-            .collect())
+        Ok(flat_batch(out))
+    }
+
+    /// Client: encrypts a batch of samples; returns the ciphertexts as an fhec ciphertext file.
+    fn encrypt<'py>(&mut self, py: Python<'py>, samples: Vec<Vec<Flat>>) -> PyResult<Bound<'py, PyBytes>> {
+        self.keygen(py)?;
+        let batch = clear_batch(samples);
+        let (program, ck, _) = self.c.parts().expect("keys generated");
+        let bytes = cancellable(py, |_| {
+            fhec_runtime::io::ciphertexts_to_bytes(&ck.encrypt(program, &batch)?)
+        })?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// Server: runs the program on encrypted inputs (an fhec ciphertext file) with the evaluation
+    /// keys only; returns the encrypted outputs as a file.
+    fn run<'py>(&mut self, py: Python<'py>, inputs: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+        self.keygen(py)?;
+        let (program, _, sk) = self.c.parts().expect("keys generated");
+        let bytes = cancellable(py, |cancel| {
+            let cts = fhec_runtime::io::ciphertexts_from_bytes(inputs)?;
+            let out = exec::run(program, sk, cts, &Progress::stderr(), Some(cancel))?;
+            fhec_runtime::io::ciphertexts_to_bytes(&out)
+        })?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// Client: decrypts encrypted outputs (an fhec ciphertext file from `run`).
+    fn decrypt(&mut self, py: Python<'_>, outputs: &[u8]) -> PyResult<Vec<Vec<Flat>>> {
+        self.keygen(py)?;
+        let (program, ck, _) = self.c.parts().expect("keys generated");
+        let out = cancellable(py, |_| {
+            let cts = fhec_runtime::io::ciphertexts_from_bytes(outputs)?;
+            ck.decrypt(program, &cts)
+        })?;
+        Ok(flat_batch(out))
     }
 
     /// The compiled program on exact values, without keys.
@@ -291,23 +340,12 @@ impl Circuit {
 
     /// The compiled program on exact values of many samples, without keys.
     fn simulate_batch(&self, samples: Vec<Vec<Flat>>) -> PyResult<Vec<Vec<Flat>>> {
-        let batch: Vec<Vec<ClearTensor>> = samples
-            .into_iter()
-            .map(|s| {
-                s.into_iter()
-                    .map(|(shape, values)| ClearTensor { shape, values })
-                    .collect()
-            })
-            .collect();
         let out = self
             .c
             .program()
-            .simulate(&batch)
+            .simulate(&clear_batch(samples))
             .map_err(|e| ExecutionError::new_err(e.to_string()))?;
-        Ok(out
-            .into_iter()
-            .map(|s| s.into_iter().map(|t| (t.shape, t.values)).collect())
-            .collect())
+        Ok(flat_batch(out))
     }
 
     /// The traced computation in the clear (the reference).

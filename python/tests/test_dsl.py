@@ -158,3 +158,24 @@ def test_ctrl_c_cancels_a_long_run(circuit):
         c.run_batch(inputset * 25)  # 1000 samples: far longer than half a second
     timer.cancel()
     assert time.time() - t0 < 20
+
+
+def test_client_server_split(circuit):
+    """encrypt (client) → bytes → run (server, evaluation keys only) → bytes → decrypt (client)."""
+    c, inputset = circuit
+    x = inputset[3]
+    enc = c.encrypt(x)
+    assert isinstance(enc, bytes) and enc[:4] == b"FHEC"
+    out = c.run(enc)
+    assert all(np.array_equal(g, w) for g, w in zip(c.decrypt(out), reference(x)))
+    batch = c.run(c.encrypt_batch(inputset[:3]))
+    for x, got in zip(inputset[:3], c.decrypt_batch(batch)):
+        assert all(np.array_equal(g, w) for g, w in zip(got, reference(x)))
+    with pytest.raises(fhec.ExecutionError, match="decrypt_batch"):
+        c.decrypt(batch)
+    with pytest.raises(fhec.ExecutionError, match="expected encrypted outputs"):
+        c.decrypt(enc)
+    with pytest.raises(fhec.ExecutionError):
+        c.run(enc[:-10])
+    with pytest.raises(fhec.ExecutionError):
+        c.run(b"not a ciphertext file")

@@ -236,6 +236,29 @@ class Circuit:
         """The compiled program on clear values, without keys: what encrypted execution returns."""
         return self._out(self._c.simulate([_flat(a) for a in args]))
 
+    def encrypt(self, *args: Any) -> bytes:
+        """Client: encrypts one sample's arguments; returns ciphertexts as bytes (an fhec file)."""
+        return self._c.encrypt([[_flat(a) for a in args]])
+
+    def encrypt_batch(self, samples: Iterable[Sequence[Any]]) -> bytes:
+        """Client: encrypts many samples at once (in parallel) into one ciphertext file."""
+        return self._c.encrypt([[_flat(a) for a in (s if isinstance(s, (tuple, list)) else (s,))] for s in samples])
+
+    def run(self, encrypted: bytes) -> bytes:
+        """Server: runs the program on ciphertexts from ``encrypt`` with the evaluation keys only."""
+        return self._c.run(encrypted)
+
+    def decrypt(self, encrypted: bytes) -> Any:
+        """Client: decrypts the output of ``run`` for one sample (what ``encrypt_run_decrypt`` returns)."""
+        out = self._c.decrypt(encrypted)
+        if len(out) != 1:
+            raise ExecutionError(f"these ciphertexts hold {len(out)} samples: use decrypt_batch")
+        return self._out(out[0])
+
+    def decrypt_batch(self, encrypted: bytes) -> list[Any]:
+        """Client: decrypts the output of ``run`` for a batch: one result per sample."""
+        return [self._out(r) for r in self._c.decrypt(encrypted)]
+
     def simulate_batch(self, samples: Iterable[Sequence[Any]]) -> list[Any]:
         """Simulation of many samples at once: one result per sample."""
         batch = [[_flat(a) for a in (s if isinstance(s, (tuple, list)) else (s,))] for s in samples]
