@@ -349,3 +349,67 @@ fn linear_program_runs_packed_without_evaluation_keys() {
         .expect("refused");
     assert!(err.to_string().contains("no bootstrap key"), "{err}");
 }
+
+/// A tree ensemble (two trees, three features, 3-bit inputs; docs/trees.md): the module built from
+/// its quantised form, after the default pipeline, runs encrypted on thermometer-encoded inputs and
+/// returns the quantised scores, with one lookup per (leaf, output) at the path-sum width.
+#[test]
+fn tree_ensemble_runs_encrypted_exactly() {
+    use fhec_trees::{build_module, quantize, Cmp, Ensemble, Node, Tree};
+    let split = |feature, threshold, left, right| Node::Split {
+        feature,
+        threshold,
+        cmp: Cmp::Le,
+        left,
+        right,
+        missing_left: false,
+    };
+    let leaf = |v: f64| Node::Leaf { value: vec![v] };
+    let e = Ensemble {
+        n_features: 3,
+        n_outputs: 1,
+        trees: vec![
+            Tree {
+                nodes: vec![
+                    split(0, 0.1, 1, 2),
+                    split(1, -0.5, 3, 4),
+                    split(2, 0.7, 5, 6),
+                    leaf(1.0),
+                    leaf(-2.0),
+                    leaf(0.5),
+                    leaf(3.0),
+                ],
+            },
+            Tree {
+                nodes: vec![split(1, 0.2, 1, 2), leaf(-1.0), leaf(2.5)],
+            },
+        ],
+        base_score: vec![],
+        aggregation: Default::default(),
+        post: Default::default(),
+        float: Default::default(),
+    };
+    let calib = vec![vec![-1.0, -1.0, -1.0], vec![1.0, 1.0, 1.0]];
+    let q = quantize(&e, &calib, 3, 6).unwrap();
+    let (mut m, report) = build_module(&q, None).unwrap();
+    assert_eq!((report.leaves, report.lookups, report.lookup_bits), (6, 6, 2));
+    fhec_passes::manager::run_text(&mut m, fhec_passes::manager::DEFAULT_PIPELINE, &mut Default::default())
+        .unwrap_or_else(|d| panic!("{d:?}"));
+    let v = verify(&m).unwrap();
+    let c = compile(&v, &CompileOptions::default(), None).unwrap_or_else(|d| panic!("{}", d.message));
+    assert_eq!(c.program.pbs_count(), 6);
+    assert!(c.program.tables.iter().all(|t| t.precision == 2), "{:?}", c.program.tables.iter().map(|t| t.precision).collect::<Vec<_>>());
+    let mut cases = Vec::new();
+    for a in 0..8i64 {
+        for b in [0i64, 2, 5, 7] {
+            for cc in [0i64, 6] {
+                let qx = [a, b, cc];
+                let bits = q.thermometer(&qx);
+                let x = ArrayD::from_shape_vec(IxDyn(&[1, bits.len()]), bits).unwrap();
+                let want = ArrayD::from_shape_vec(IxDyn(&[1, 1]), q.scores(&qx)).unwrap();
+                cases.push((vec![x], vec![want]));
+            }
+        }
+    }
+    check_encrypted("tree ensemble", &c, &cases);
+}

@@ -105,9 +105,7 @@ fn plan_widths(f: &fhec_ir::Function, range: &[Range]) -> Result<Vec<u32>, Diagn
     let tied = |k: OpKind| {
         matches!(
             k,
-            OpKind::ToSigned
-                | OpKind::ToUnsigned
-                | OpKind::Reshape
+            OpKind::Reshape
                 | OpKind::Transpose
                 | OpKind::Broadcast
                 | OpKind::Concat

@@ -452,6 +452,10 @@ fn eval_node(
     })
 }
 
+fn diags(ds: Vec<Diagnostic>) -> TraceError {
+    TraceError::Compile(ds.into_iter().map(|d| d.message).collect::<Vec<_>>().join("; "))
+}
+
 fn diag(d: Diagnostic) -> TraceError {
     TraceError::Compile(d.message)
 }
@@ -677,8 +681,10 @@ impl Tracer {
         let compiled = lower(&proof, &lopts, None).map_err(diag)?;
         drop(g);
         Ok(Circuit {
-            tracer: self.clone(),
-            outputs: outputs.iter().map(|o| o.id).collect(),
+            reference: Reference::Traced {
+                tracer: self.clone(),
+                outputs: outputs.iter().map(|o| o.id).collect(),
+            },
             traced_text,
             module: m,
             compiled,
@@ -689,12 +695,43 @@ impl Tracer {
 
 /// A compiled computation.
 pub struct Circuit {
-    tracer: Tracer,
-    outputs: Vec<usize>,
+    /// What `eval_clear` evaluates: the traced graph, or the module as given.
+    reference: Reference,
     traced_text: String,
     module: Module,
     compiled: Compiled,
     keys: Option<(ClientKeys, ServerKeys)>,
+}
+
+enum Reference {
+    Traced { tracer: Tracer, outputs: Vec<usize> },
+    Module(Module),
+}
+
+impl Circuit {
+    /// Compiles a module built elsewhere (a frontend's builder): the pass pipeline, then lowering
+    /// and parameter selection. Its inputs' ranges must be declared (`fhe.range`) or implied by
+    /// their types. `eval_clear` runs the module in the reference interpreter.
+    pub fn from_module(module: Module, opts: &CompileOptions) -> Result<Circuit, TraceError> {
+        fhec_ir::verify(&module).map_err(diags)?;
+        let traced_text = fhec_ir::print_module(&module);
+        let mut m = module.clone();
+        let pipeline = opts.pipeline.as_deref().unwrap_or(DEFAULT_PIPELINE);
+        run_text(&mut m, pipeline, &mut PassContext::default()).map_err(diag)?;
+        let proof = fhec_ir::verify(&m).map_err(diags)?;
+        let lopts = fhec_backend_tfhe::CompileOptions {
+            p_error: opts.p_error,
+            ..Default::default()
+        };
+        let compiled = lower(&proof, &lopts, None).map_err(diag)?;
+        Ok(Circuit {
+            reference: Reference::Module(module),
+            traced_text,
+            module: m,
+            compiled,
+            keys: None,
+        })
+    }
 }
 
 fn to_clear(t: &Tensor) -> ClearTensor {
@@ -753,12 +790,16 @@ impl Circuit {
 
     /// The traced computation in the clear (the reference: numpy semantics on integers).
     pub fn eval_clear(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, TraceError> {
-        let vals = self.tracer.eval_all(inputs)?;
-        Ok(self
-            .outputs
-            .iter()
-            .map(|&o| vals[o].clone().expect("evaluated"))
-            .collect())
+        match &self.reference {
+            Reference::Traced { tracer, outputs } => {
+                let vals = tracer.eval_all(inputs)?;
+                Ok(outputs.iter().map(|&o| vals[o].clone().expect("evaluated")).collect())
+            }
+            Reference::Module(m) => {
+                let v = fhec_ir::verify(m).map_err(diags)?;
+                fhec_ir::interp::eval(&v, inputs).map_err(|e| TraceError::Trace(format!("{e:?}")))
+            }
+        }
     }
 
     /// The compiled program run on exact values, without keys.

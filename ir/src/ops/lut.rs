@@ -381,18 +381,39 @@ impl OpDef for TruncateOp {
 
 op_struct!(ToSignedOp,
     summary: "Reinterprets an encrypted unsigned tensor as signed, keeping the values.",
-    semantics: "`!fhe.eint<w>` → `!fhe.esint<w>` (same width, same shape). Values are kept, so every value must \
-be below `2^(w-1)`; the interpreter reports one that is not. No ciphertext work.",
-    valid: r#"func.func @main(%x: tensor<2x!fhe.eint<4>>) -> tensor<2x!fhe.esint<4>> {
-  %0 = "fhe.to_signed"(%x) : (tensor<2x!fhe.eint<4>>) -> tensor<2x!fhe.esint<4>>
-  "func.return"(%0) : (tensor<2x!fhe.esint<4>>) -> ()
-}"#,
-    invalid: r#"func.func @main(%x: tensor<2x!fhe.eint<4>>) -> tensor<2x!fhe.esint<5>> {
+    semantics: "`!fhe.eint<w>` → `!fhe.esint<v>` (same shape). Values are kept; the result width is the \
+declared one (without a declaration, `v = w`), a promise like every width: every value must fit \
+`!fhe.esint<v>`, and the interpreter reports one that does not. No ciphertext work.",
+    valid: r#"func.func @main(%x: tensor<2x!fhe.eint<4>>) -> tensor<2x!fhe.esint<5>> {
   %0 = "fhe.to_signed"(%x) : (tensor<2x!fhe.eint<4>>) -> tensor<2x!fhe.esint<5>>
   "func.return"(%0) : (tensor<2x!fhe.esint<5>>) -> ()
 }"#,
-    error: "result type must be tensor<2x!fhe.esint<4>>",
+    invalid: r#"func.func @main(%x: tensor<2x!fhe.eint<4>>) -> tensor<2x!fhe.eint<4>> {
+  %0 = "fhe.to_signed"(%x) : (tensor<2x!fhe.eint<4>>) -> tensor<2x!fhe.eint<4>>
+  "func.return"(%0) : (tensor<2x!fhe.eint<4>>) -> ()
+}"#,
+    error: "result must be a signed encrypted tensor of shape [2]",
 );
+
+/// The result of a sign reinterpretation: the declared width when there is one.
+fn reinterpret(o: &Type, declared: Option<&Type>, signed: bool) -> Result<Type, String> {
+    if o.is_signed() == signed {
+        return Err(format!(
+            "operand is already {} ({})",
+            if signed { "signed" } else { "unsigned" },
+            o.elem
+        ));
+    }
+    match declared {
+        Some(d) if d.shape == o.shape && d.is_encrypted() && d.is_signed() == signed => Ok(d.clone()),
+        Some(_) => Err(format!(
+            "result must be a{} encrypted tensor of shape {:?}",
+            if signed { " signed" } else { "n unsigned" },
+            o.shape
+        )),
+        None => Ok(o.with_elem(o.elem.with_signed(signed))),
+    }
+}
 
 impl OpDef for ToSignedOp {
     fn arity(&self) -> Arity {
@@ -401,11 +422,8 @@ impl OpDef for ToSignedOp {
     fn operand_rule(&self) -> OperandRule {
         OperandRule::AllEncrypted
     }
-    fn infer_type(&self, o: &[Type], _: &Attrs, _: Option<&Type>) -> Result<Type, String> {
-        if o[0].is_signed() {
-            return Err(format!("operand is already signed ({})", o[0].elem));
-        }
-        Ok(o[0].with_elem(o[0].elem.with_signed(true)))
+    fn infer_type(&self, o: &[Type], _: &Attrs, declared: Option<&Type>) -> Result<Type, String> {
+        reinterpret(&o[0], declared, true)
     }
     fn check_result(&self, _: &[Type], _: &Attrs, inferred: &Type, declared: &Type) -> Result<(), String> {
         same_type(inferred, declared)
@@ -423,11 +441,13 @@ impl OpDef for ToSignedOp {
 
 op_struct!(ToUnsignedOp,
     summary: "Reinterprets an encrypted signed tensor as unsigned, keeping the values.",
-    semantics: "`!fhe.esint<w>` → `!fhe.eint<w>` (same width, same shape). Values are kept, so every value must be \
-≥ 0; the interpreter reports one that is not. No ciphertext work.",
-    valid: r#"func.func @main(%x: tensor<2x!fhe.esint<4>>) -> tensor<2x!fhe.eint<4>> {
-  %0 = "fhe.to_unsigned"(%x) : (tensor<2x!fhe.esint<4>>) -> tensor<2x!fhe.eint<4>>
-  "func.return"(%0) : (tensor<2x!fhe.eint<4>>) -> ()
+    semantics: "`!fhe.esint<w>` → `!fhe.eint<v>` (same shape). Values are kept; the result width is the \
+declared one (without a declaration, `v = w`), a promise like every width: every value must be ≥ 0 and \
+fit `!fhe.eint<v>` — a sum known to lie in `[0, 2^v)` can feed a `v`-bit lookup even though its signed type \
+needs `v + 1` bits. The interpreter reports a value that does not fit. No ciphertext work.",
+    valid: r#"func.func @main(%x: tensor<2x!fhe.esint<4>>) -> tensor<2x!fhe.eint<3>> {
+  %0 = "fhe.to_unsigned"(%x) : (tensor<2x!fhe.esint<4>>) -> tensor<2x!fhe.eint<3>>
+  "func.return"(%0) : (tensor<2x!fhe.eint<3>>) -> ()
 }"#,
     invalid: r#"func.func @main(%x: tensor<2x!fhe.eint<4>>) -> tensor<2x!fhe.eint<4>> {
   %0 = "fhe.to_unsigned"(%x) : (tensor<2x!fhe.eint<4>>) -> tensor<2x!fhe.eint<4>>
@@ -443,11 +463,8 @@ impl OpDef for ToUnsignedOp {
     fn operand_rule(&self) -> OperandRule {
         OperandRule::AllEncrypted
     }
-    fn infer_type(&self, o: &[Type], _: &Attrs, _: Option<&Type>) -> Result<Type, String> {
-        if !o[0].is_signed() {
-            return Err(format!("operand is already unsigned ({})", o[0].elem));
-        }
-        Ok(o[0].with_elem(o[0].elem.with_signed(false)))
+    fn infer_type(&self, o: &[Type], _: &Attrs, declared: Option<&Type>) -> Result<Type, String> {
+        reinterpret(&o[0], declared, false)
     }
     fn check_result(&self, _: &[Type], _: &Attrs, inferred: &Type, declared: &Type) -> Result<(), String> {
         same_type(inferred, declared)
