@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 import sklearn
-from sklearn.datasets import make_classification, make_regression
+from sklearn.datasets import make_classification, make_friedman1, make_regression
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 
@@ -47,6 +47,11 @@ def synthetic_classification() -> tuple:
     return train_test_split(X, y, test_size=0.25, random_state=42)
 
 
+def friedman() -> tuple:
+    X, y = make_friedman1(n_samples=2000, n_features=10, noise=1.0, random_state=42)
+    return train_test_split(X, y, test_size=0.25, random_state=42)
+
+
 def spambase() -> tuple:
     path = os.environ.get("FHEC_SPAMBASE", os.path.join(DATASETS, "spambase.npz"))
     d = np.load(path)
@@ -60,6 +65,8 @@ class Row:
     data: Callable[[], tuple]
     make: Callable[[], Any]
     metric: str  # "r2" or "accuracy"
+    fhe_rows: int | None = None  # encrypted test rows (None: all)
+    latency_runs: int | None = None  # single-row runs (None: the command's default)
 
 
 ROWS = [
@@ -69,6 +76,18 @@ ROWS = [
         lambda: fs.LogisticRegression(n_bits=8), "accuracy"),
     Row("LogisticRegression", "spambase (4601×57)", spambase,
         lambda: fs.LogisticRegression(n_bits=8, max_iter=5000), "accuracy"),
+    Row("DecisionTreeClassifier depth 5", "spambase (4601×57)", spambase,
+        lambda: fs.DecisionTreeClassifier(max_depth=5, random_state=0, n_bits=6), "accuracy",
+        fhe_rows=100, latency_runs=5),
+    Row("RandomForestClassifier 50×4", "spambase (4601×57)", spambase,
+        lambda: fs.RandomForestClassifier(n_estimators=50, max_depth=4, random_state=0, n_bits=6), "accuracy",
+        fhe_rows=12, latency_runs=3),
+    Row("XGBClassifier 50×3", "spambase (4601×57)", spambase,
+        lambda: fs.XGBClassifier(n_estimators=50, max_depth=3, random_state=0, n_bits=6), "accuracy",
+        fhe_rows=16, latency_runs=3),
+    Row("XGBRegressor 50×3", "Friedman #1 (2000×10)", friedman,
+        lambda: fs.XGBRegressor(n_estimators=50, max_depth=3, random_state=0, n_bits=6), "r2",
+        fhe_rows=16, latency_runs=3),
 ]
 
 
@@ -95,7 +114,8 @@ def run_row(row: Row, fhe_rows: int | None, latency_runs: int) -> dict:
         circuit.keygen()
         keygen_s = time.perf_counter() - t0
 
-        n = len(X_test) if fhe_rows is None else min(fhe_rows, len(X_test))
+        limit = fhe_rows if fhe_rows is not None else row.fhe_rows
+        n = len(X_test) if limit is None else min(limit, len(X_test))
         t0 = time.perf_counter()
         fhe_pred = model.predict(X_test[:n], fhe="execute")
         batch_s = time.perf_counter() - t0
@@ -103,12 +123,17 @@ def run_row(row: Row, fhe_rows: int | None, latency_runs: int) -> dict:
         agreement = float(np.mean(fhe_pred == quant_pred[:n]))
 
         single = []
-        for i in range(latency_runs):
+        for i in range(row.latency_runs or latency_runs):
             x = X_test[i % len(X_test) : i % len(X_test) + 1]
             t0 = time.perf_counter()
             model.predict(x, fhe="execute")
             single.append(time.perf_counter() - t0)
     st = circuit.statistics
+    params = st["parameters"]
+    big = 1
+    for part in params.replace("(", " ").split():
+        if part.startswith("k=") or part.startswith("N="):
+            big *= int(part[2:])
     return {
         "model": row.name,
         "dataset": row.dataset,
@@ -124,6 +149,8 @@ def run_row(row: Row, fhe_rows: int | None, latency_runs: int) -> dict:
         "keygen_ms": keygen_s * 1e3,
         "eval_key_bytes": st["evaluation_key_bytes"],
         "pbs_count": st["pbs_count"],
+        "pbs_by_precision": {str(k): v for k, v in st["pbs_by_precision"].items()},
+        "output_bytes_per_sample": _output_ciphertexts(model) * (big + 1) * 8,
         "parameters": st["parameters"],
         "log2_p_error": st["log2_p_error_global"],
         "latency_ms_median": float(np.median(single) * 1e3),
@@ -132,22 +159,34 @@ def run_row(row: Row, fhe_rows: int | None, latency_runs: int) -> dict:
     }
 
 
+def _output_ciphertexts(model: Any) -> int:
+    """Ciphertexts the server returns per sample: one per output of the program."""
+    if hasattr(model, "quantized_") and isinstance(model.quantized_, dict):
+        return int(model.quantized_["n_outputs"])
+    return int(model.quantized_.weights.shape[1])
+
+
 def markdown(results: list[dict], meta: dict) -> str:
     lines = [
         f"Run {meta['date']} on {meta['machine']} ({meta['cpus']} CPUs), fhec {meta['fhec']}, "
         f"scikit-learn {meta['sklearn']}, numpy {meta['numpy']}; command `{meta['command']}`.",
         "",
         "| model | dataset | n_bits | metric | fp32 | quantized | FHE (rows) | FHE = quantized | compile | keygen "
-        "| eval keys | latency (1 row, median) | throughput (batch) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| eval keys | PBS (bits: count) | output / sample | latency (1 row, median) | throughput (batch) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def ms(v: float) -> str:
+        return f"{v / 1e3:.2f} s" if v >= 1000 else f"{v:.3f} ms" if v < 10 else f"{v:.0f} ms"
+
     for r in results:
+        pbs = ", ".join(f"{k}: {v}" for k, v in sorted(r["pbs_by_precision"].items())) or "0"
         lines.append(
             f"| {r['model']} | {r['dataset']} | {r['n_bits']} | {r['metric']} | {100 * r['fp32']:.2f} "
             f"| {100 * r['quantized']:.2f} | {100 * r['fhe']:.2f} ({r['fhe_rows']}) "
-            f"| {100 * r['fhe_quantized_agreement']:.1f}% | {r['compile_ms']:.1f} ms | {r['keygen_ms']:.2f} ms "
-            f"| {r['eval_key_bytes'] / 1e6:.1f} MB | {r['latency_ms_median']:.3f} ms "
-            f"| {r['throughput_rows_per_s']:.0f} rows/s |"
+            f"| {100 * r['fhe_quantized_agreement']:.1f}% | {ms(r['compile_ms'])} | {ms(r['keygen_ms'])} "
+            f"| {r['eval_key_bytes'] / 1e6:.1f} MB | {pbs} | {r['output_bytes_per_sample'] / 1e3:.1f} kB "
+            f"| {ms(r['latency_ms_median'])} | {r['throughput_rows_per_s']:.2f} rows/s |"
         )
     return "\n".join(lines)
 

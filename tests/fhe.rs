@@ -398,7 +398,11 @@ fn tree_ensemble_runs_encrypted_exactly() {
     let v = verify(&m).unwrap();
     let c = compile(&v, &CompileOptions::default(), None).unwrap_or_else(|d| panic!("{}", d.message));
     assert_eq!(c.program.pbs_count(), 6);
-    assert!(c.program.tables.iter().all(|t| t.precision == 2), "{:?}", c.program.tables.iter().map(|t| t.precision).collect::<Vec<_>>());
+    assert!(
+        c.program.tables.iter().all(|t| t.precision == 2),
+        "{:?}",
+        c.program.tables.iter().map(|t| t.precision).collect::<Vec<_>>()
+    );
     let mut cases = Vec::new();
     for a in 0..8i64 {
         for b in [0i64, 2, 5, 7] {

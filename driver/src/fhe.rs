@@ -388,3 +388,68 @@ pub(crate) fn info(program: &str) -> Result<(), Failure> {
     );
     Ok(())
 }
+
+/// `fhec import`: a tree ensemble → quantised ensemble (JSON) + fhe module.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn import(
+    format: &str,
+    model: &str,
+    calibration: &str,
+    output: &str,
+    n_bits: u32,
+    leaf_bits: u32,
+    quantizer: &str,
+    leaf_mode: Option<&str>,
+) -> Result<(), Failure> {
+    use fhec_trees::{build_module, quantize_with, Ensemble, LeafMode, QuantizerKind};
+    match format {
+        "xgboost" | "fhec" => {}
+        "lightgbm" | "onnx" => {
+            return Err(anyhow!("{format} models are not supported yet (supported: xgboost, fhec)").into())
+        }
+        other => return Err(anyhow!("unknown model format `{other}` (supported: xgboost, fhec)").into()),
+    }
+    let text = crate::read_source(model)?;
+    let ensemble = if format == "xgboost" {
+        fhec_trees::xgboost::import(&text)
+    } else {
+        Ensemble::from_json(&text)
+    }
+    .map_err(|e| anyhow!("{model}: {e}"))?;
+    let kind = match quantizer {
+        "quantile" => QuantizerKind::Quantile,
+        "uniform" => QuantizerKind::Uniform,
+        other => return Err(anyhow!("--quantizer must be quantile or uniform, not `{other}`").into()),
+    };
+    let mode = match leaf_mode {
+        None => None,
+        Some("fused") => Some(LeafMode::Fused),
+        Some("indicator") => Some(LeafMode::Indicator),
+        Some(other) => return Err(anyhow!("--leaf-mode must be fused or indicator, not `{other}`").into()),
+    };
+    let (shape, values) = fhec::io::read_npy_f64(Path::new(calibration)).map_err(|e| anyhow!("{e}"))?;
+    if shape.len() != 2 || shape[1] != ensemble.n_features {
+        return Err(anyhow!(
+            "{calibration}: expected a matrix of samples × {} features, got shape {shape:?}",
+            ensemble.n_features
+        )
+        .into());
+    }
+    let rows: Vec<Vec<f64>> = values.chunks(shape[1].max(1)).map(|r| r.to_vec()).collect();
+    let q = quantize_with(&ensemble, &rows, n_bits, leaf_bits, kind).map_err(|e| anyhow!("{e}"))?;
+    let (module, report) = build_module(&q, mode).map_err(|e| anyhow!("{e}"))?;
+    let qpath = format!("{}.quantized.json", output.trim_end_matches(".fhe"));
+    write(&qpath, q.to_json().as_bytes())?;
+    write(output, ir::print_module(&module).as_bytes())?;
+    eprintln!(
+        "imported {} trees ({} features, {} outputs): {} reachable leaves → {} lookups of {} bits on {} thermometer input bits; wrote {output} and {qpath}",
+        q.trees.len(),
+        q.n_features,
+        q.n_outputs,
+        report.leaves,
+        report.lookups,
+        report.lookup_bits,
+        report.input_bits
+    );
+    Ok(())
+}

@@ -120,6 +120,90 @@ pub fn parse_npy(bytes: &[u8]) -> Result<Tensor, String> {
     }
 }
 
+/// Reads a float matrix (calibration data) from a `.npy` file: float32/float64 or integer dtypes,
+/// as `(shape, row-major values)`.
+pub fn read_npy_f64(path: &Path) -> Result<(Vec<usize>, Vec<f64>), IoError> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| IoError::Read {
+        path: name.clone(),
+        source,
+    })?;
+    parse_npy_f64(&bytes).map_err(|m| npy_err(&name, m))
+}
+
+/// Parses the bytes of a `.npy` file of floats (or integers) into `(shape, row-major f64 values)`.
+pub fn parse_npy_f64(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f64>), String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err("missing the \\x93NUMPY magic (is it a .npy file?)".into());
+    }
+    let (hlen, hstart) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(format!("unsupported format version {v} (or truncated header)")),
+    };
+    let header = bytes
+        .get(hstart..hstart.saturating_add(hlen))
+        .ok_or("truncated header")?;
+    let header = std::str::from_utf8(header).map_err(|_| "header is not text")?;
+    let descr = header_field(header, "descr").ok_or("header has no 'descr'")?;
+    let descr = descr.trim_matches(|c| c == '\'' || c == '"');
+    if !descr.contains('f') {
+        let t = parse_npy(bytes)?;
+        return Ok((t.shape().to_vec(), t.iter().map(|&v| v as f64).collect()));
+    }
+    let fortran = header_field(header, "fortran_order") == Some("True");
+    let shape_txt = header_field(header, "shape").ok_or("header has no 'shape'")?;
+    let shape: Vec<usize> = shape_txt
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape {shape_txt}")))
+        .collect::<Result<_, _>>()?;
+    let big = descr.starts_with('>');
+    let size: usize = match descr.trim_start_matches(['<', '>', '=', '|']) {
+        "f4" => 4,
+        "f8" => 8,
+        other => return Err(format!("unsupported dtype '{other}': use float32 or float64")),
+    };
+    let count = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or("shape is too large")?;
+    let data = &bytes[hstart + hlen..];
+    if data.len() != count.saturating_mul(size) {
+        return Err(format!(
+            "data has {} bytes, the header promises {count} values of {size} bytes (truncated file?)",
+            data.len()
+        ));
+    }
+    let mut values: Vec<f64> = data
+        .chunks_exact(size)
+        .map(|c| match (size, big) {
+            (4, false) => f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64,
+            (4, true) => f32::from_be_bytes([c[0], c[1], c[2], c[3]]) as f64,
+            (_, false) => f64::from_le_bytes(c.try_into().expect("8 bytes")),
+            (_, true) => f64::from_be_bytes(c.try_into().expect("8 bytes")),
+        })
+        .collect();
+    if fortran && shape.len() == 2 {
+        let (r, c) = (shape[0], shape[1]);
+        let mut out = vec![0.0; values.len()];
+        for i in 0..r {
+            for j in 0..c {
+                out[i * c + j] = values[j * r + i];
+            }
+        }
+        values = out;
+    } else if fortran && shape.len() > 2 {
+        return Err("Fortran-ordered arrays of rank > 2 are not supported here".into());
+    }
+    Ok((shape, values))
+}
+
 /// (big endian, kind, item size) of a supported dtype descriptor.
 fn parse_descr(d: &str) -> Result<(bool, char, usize), String> {
     let unsupported =

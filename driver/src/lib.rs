@@ -9,5 +9,6 @@ pub use fhec_backend_tfhe as backend;
 pub use fhec_ir as ir;
 pub use fhec_passes as passes;
 pub use fhec_runtime as runtime;
+pub use fhec_trees as trees;
 
 pub mod io;

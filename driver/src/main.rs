@@ -173,6 +173,33 @@ enum Command {
         /// Compiled program (.fhecp).
         program: String,
     },
+    /// Import a tree ensemble (XGBoost JSON, or fhec's ensemble schema), quantise it on calibration
+    /// data and write its fhe module (docs/trees.md); compile the module with `fhec compile`.
+    Import {
+        /// Model format: `xgboost` (the JSON of `Booster.save_model("m.json")`) or `fhec` (the schema).
+        format: String,
+        /// Model file.
+        model: String,
+        /// Calibration inputs: a float matrix (samples × features) in a .npy file.
+        #[arg(long, value_name = "X.npy")]
+        calibration: String,
+        /// Output: the fhe module (.fhe). The quantised ensemble (what the client needs to encode its
+        /// inputs and decode the scores) goes next to it, as OUTPUT.quantized.json.
+        #[arg(long, short = 'o', value_name = "MODEL.fhe")]
+        output: String,
+        /// Input bits per feature (the client encrypts 2^n − 1 bits per feature).
+        #[arg(long, default_value_t = 6)]
+        n_bits: u32,
+        /// Leaf bits.
+        #[arg(long, default_value_t = 6)]
+        leaf_bits: u32,
+        /// Input quantiser: `quantile` (levels at calibration quantiles) or `uniform` (affine).
+        #[arg(long, default_value = "quantile")]
+        quantizer: String,
+        /// `fused` (a table per leaf and output) or `indicator` (a 0/1 table per leaf); default by outputs.
+        #[arg(long)]
+        leaf_mode: Option<String>,
+    },
 }
 
 /// A failure whose message is already rendered (diagnostics with source excerpts).
@@ -413,6 +440,25 @@ fn main() -> ExitCode {
         } => fhe::decrypt(program, input, client_keys),
         Command::Simulate { program, inputs, batch } => fhe::simulate(program, inputs, *batch),
         Command::Info { program } => fhe::info(program),
+        Command::Import {
+            format,
+            model,
+            calibration,
+            output,
+            n_bits,
+            leaf_bits,
+            quantizer,
+            leaf_mode,
+        } => fhe::import(
+            format,
+            model,
+            calibration,
+            output,
+            *n_bits,
+            *leaf_bits,
+            quantizer,
+            leaf_mode.as_deref(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -371,3 +371,89 @@ fn opt_runs_pipelines_and_explains_bad_ones() {
     let o = fhec(&["opt", "--list-passes", "-"]);
     assert!(stdout(&o).contains("default pipeline"), "{}", stdout(&o));
 }
+
+/// A float64 `.npy` matrix, as numpy writes it.
+fn write_f64_npy(path: &Path, rows: &[Vec<f64>]) {
+    let header = format!(
+        "{{'descr': '<f8', 'fortran_order': False, 'shape': ({}, {}), }}",
+        rows.len(),
+        rows[0].len()
+    );
+    let mut h = header.into_bytes();
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(b' ');
+    }
+    h.push(b'\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(&h);
+    for r in rows {
+        for v in r {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn import_xgboost_writes_a_module_that_compiles_and_simulates_the_quantised_scores() {
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("frontends/trees/tests/data/xgb_expected.json")).unwrap(),
+    )
+    .unwrap();
+    let rows: Vec<Vec<f64>> = expected["xgb_binary"]["X"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect())
+        .collect();
+    let calib = tmp("calib.npy");
+    write_f64_npy(&calib, &rows);
+    let module = tmp("xgb.fhe");
+    let o = fhec(&[
+        "import",
+        "xgboost",
+        "frontends/trees/tests/data/xgb_binary.json",
+        "--calibration",
+        calib.to_str().unwrap(),
+        "--n-bits",
+        "3",
+        "-o",
+        module.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("lookups of"), "{}", stderr(&o));
+    let q = fhec_trees::Quantized::from_json(&std::fs::read_to_string(tmp("xgb.quantized.json")).unwrap()).unwrap();
+    let prog = tmp("xgb.fhecp");
+    let o = fhec(&["compile", module.to_str().unwrap(), "-o", prog.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // simulate the compiled program on the thermometer bits of three rows: the quantised scores
+    for r in rows.iter().take(3) {
+        let qx = q.inputs.quantize(r);
+        let bits = q.thermometer(&qx);
+        let arg = format!("x=[{:?}]", bits);
+        let o = fhec(&["simulate", prog.to_str().unwrap(), "-i", &arg]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(stdout(&o).trim(), format!("[[{:?}]]", q.scores(&qx)).replace(' ', ""));
+    }
+    let o = fhec(&[
+        "import",
+        "lightgbm",
+        "x.json",
+        "--calibration",
+        calib.to_str().unwrap(),
+        "-o",
+        "/dev/null",
+    ]);
+    assert!(!o.status.success() && stderr(&o).contains("not supported yet"));
+    let o = fhec(&[
+        "import",
+        "xgboost",
+        "frontends/trees/tests/data/xgb_binary.json",
+        "--calibration",
+        "frontends/trees/tests/data/xgb_binary.json",
+        "-o",
+        "/dev/null",
+    ]);
+    assert!(!o.status.success() && stderr(&o).contains(".npy"), "{}", stderr(&o));
+}

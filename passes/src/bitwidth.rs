@@ -105,12 +105,7 @@ fn plan_widths(f: &fhec_ir::Function, range: &[Range]) -> Result<Vec<u32>, Diagn
     let tied = |k: OpKind| {
         matches!(
             k,
-            OpKind::Reshape
-                | OpKind::Transpose
-                | OpKind::Broadcast
-                | OpKind::Concat
-                | OpKind::Slice
-                | OpKind::Gather
+            OpKind::Reshape | OpKind::Transpose | OpKind::Broadcast | OpKind::Concat | OpKind::Slice | OpKind::Gather
         )
     };
     for _ in 0..64 {

@@ -124,12 +124,7 @@ impl Tracer {
             .map(|s| s.into_iter().map(tensor).collect::<PyResult<Vec<_>>>())
             .collect::<PyResult<_>>()?;
         let outs: Vec<Traced> = outputs.iter().map(|o| o.v.clone()).collect();
-        let p_error = match (p_error, global_p_error) {
-            (Some(p), None) => PError::PerLookup(p),
-            (None, Some(g)) => PError::Global(g),
-            (None, None) => PError::default(),
-            _ => return Err(CompileError::new_err("give p_error or global_p_error, not both")),
-        };
+        let p_error = p_error_of(p_error, global_p_error)?;
         let result = self.t.compile(&outs, &samples, &CompileOptions { p_error, pipeline });
         if let Some(e) = self.callback_error.borrow_mut().take() {
             return Err(e);
@@ -393,8 +388,122 @@ impl Circuit {
     }
 }
 
+fn p_error_of(p_error: Option<f64>, global_p_error: Option<f64>) -> PyResult<PError> {
+    match (p_error, global_p_error) {
+        (Some(p), None) => Ok(PError::PerLookup(p)),
+        (None, Some(g)) => Ok(PError::Global(g)),
+        (None, None) => Ok(PError::default()),
+        _ => Err(CompileError::new_err("give p_error or global_p_error, not both")),
+    }
+}
+
+fn tree_err(e: fhec_trees::TreeError) -> PyErr {
+    CompileError::new_err(e.to_string())
+}
+
+/// Quantises a tree ensemble (schema JSON) with input quantisers calibrated on `calibration`
+/// (`(shape, row-major floats)`, one row per sample); returns the quantised ensemble as JSON.
+#[pyfunction]
+#[pyo3(signature = (ensemble, calibration, n_bits, leaf_bits, quantizer="quantile"))]
+fn trees_quantize(
+    ensemble: &str,
+    calibration: (Vec<usize>, Vec<f64>),
+    n_bits: u32,
+    leaf_bits: u32,
+    quantizer: &str,
+) -> PyResult<String> {
+    let kind = match quantizer {
+        "quantile" => fhec_trees::QuantizerKind::Quantile,
+        "uniform" => fhec_trees::QuantizerKind::Uniform,
+        other => {
+            return Err(CompileError::new_err(format!(
+                "quantizer must be 'quantile' or 'uniform', got {other:?}"
+            )))
+        }
+    };
+    let e = fhec_trees::Ensemble::from_json(ensemble).map_err(tree_err)?;
+    let (shape, values) = calibration;
+    if shape.len() != 2 || shape[0] * shape[1] != values.len() {
+        return Err(CompileError::new_err(
+            "the calibration set must be a matrix (samples × features)",
+        ));
+    }
+    let rows: Vec<Vec<f64>> = values.chunks(shape[1].max(1)).map(|r| r.to_vec()).collect();
+    let q = fhec_trees::quantize_with(&e, &rows, n_bits, leaf_bits, kind).map_err(tree_err)?;
+    Ok(q.to_json())
+}
+
+/// Reads a tree-ensemble model file of another library into fhec's schema (JSON): `format` is
+/// `"xgboost"` (XGBoost's JSON model).
+#[pyfunction]
+fn trees_import(format: &str, text: &str) -> PyResult<String> {
+    let e = match format {
+        "xgboost" => fhec_trees::xgboost::import(text),
+        other => return Err(CompileError::new_err(format!("unknown model format {other:?}"))),
+    }
+    .map_err(tree_err)?;
+    Ok(e.to_json())
+}
+
+/// Builds and compiles the module of a quantised ensemble (JSON from `trees_quantize`); returns
+/// the circuit and the builder's report (JSON).
+#[pyfunction]
+#[pyo3(signature = (quantized, leaf_mode=None, p_error=None, global_p_error=None))]
+fn trees_compile(
+    py: Python<'_>,
+    quantized: &str,
+    leaf_mode: Option<&str>,
+    p_error: Option<f64>,
+    global_p_error: Option<f64>,
+) -> PyResult<(Circuit, String)> {
+    let q = fhec_trees::Quantized::from_json(quantized).map_err(tree_err)?;
+    let mode = match leaf_mode {
+        None => None,
+        Some("fused") => Some(fhec_trees::LeafMode::Fused),
+        Some("indicator") => Some(fhec_trees::LeafMode::Indicator),
+        Some(other) => {
+            return Err(CompileError::new_err(format!(
+                "leaf_mode must be 'fused' or 'indicator', got {other:?}"
+            )))
+        }
+    };
+    let p_error = p_error_of(p_error, global_p_error)?;
+    let (module, report) = fhec_trees::build_module(&q, mode).map_err(tree_err)?;
+    let _ = py;
+    let circuit = fhec_trace::Circuit::from_module(
+        module,
+        &CompileOptions {
+            p_error,
+            pipeline: None,
+        },
+    )
+    .map_err(trace_err)?;
+    let report = format!(
+        "{{\"input_bits\": {}, \"leaves\": {}, \"lookups\": {}, \"lookup_bits\": {}, \"max_depth\": {}, \"leaf_mode\": \"{}\"}}",
+        report.input_bits,
+        report.leaves,
+        report.lookups,
+        report.lookup_bits,
+        report.max_depth,
+        match report.leaf_mode {
+            fhec_trees::LeafMode::Fused => "fused",
+            fhec_trees::LeafMode::Indicator => "indicator",
+        }
+    );
+    Ok((
+        Circuit {
+            c: circuit,
+            n_outputs: 1,
+        },
+        report,
+    ))
+}
+
 #[pymodule]
 fn _fhec(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(trees_quantize, m)?)?;
+    m.add_function(wrap_pyfunction!(trees_import, m)?)?;
+    m.add_function(wrap_pyfunction!(trees_compile, m)?)?;
     m.add_class::<Tracer>()?;
     m.add_class::<Value>()?;
     m.add_class::<Circuit>()?;

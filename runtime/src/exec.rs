@@ -16,7 +16,7 @@ use tfhe::core_crypto::prelude::*;
 use crate::keys::{modulus, Bootstrap, ServerKeys};
 use crate::program::{Instr, Program};
 use crate::progress::Progress;
-use crate::values::{unpack_into, Ciphertexts, CtData, CtTensor, Direction};
+use crate::values::{unpack_used_into, Ciphertexts, CtData, CtTensor, Direction};
 use crate::RuntimeError;
 
 /// Lookups per batched blind rotation: each bootstrap-key row is read once for the whole batch.
@@ -236,6 +236,7 @@ pub fn run(
         .collect();
     let luts = accumulators(program, keys);
     let stages = stages(program);
+    let used = program.read_slots();
     let mut outputs: Vec<Vec<u64>> = program
         .outputs
         .iter()
@@ -259,7 +260,7 @@ pub fn run(
                 let s = first_sample + i;
                 match src {
                     // regenerate the GLWE masks and extract straight into the slot memory
-                    Source::Packed(lists) => unpack_into(&lists[s], n, dst),
+                    Source::Packed(lists) => unpack_used_into(&lists[s], n, dst, Some(&used[first..first + n])),
                     Source::Lwe(list) => dst.copy_from_slice(&list.as_ref()[s * n * l..(s + 1) * n * l]),
                 }
             });

@@ -124,6 +124,21 @@ impl Program {
         self.instrs.iter().filter(|i| matches!(i, Instr::Pbs { .. })).count()
     }
 
+    /// Which slots some instruction or output reads (indexed by slot).
+    pub fn read_slots(&self) -> Vec<bool> {
+        let mut used = vec![false; self.num_slots()];
+        for i in &self.instrs {
+            match i {
+                Instr::Linear { terms, .. } => terms.iter().for_each(|&(s, _)| used[s as usize] = true),
+                Instr::Pbs { input, .. } => used[*input as usize] = true,
+            }
+        }
+        for p in &self.outputs {
+            p.slots.iter().for_each(|&s| used[s as usize] = true);
+        }
+        used
+    }
+
     /// The parameters in one line; for a program without lookups only the ones it uses (the
     /// encryption key and its noise), since it has no bootstrap and no evaluation keys.
     pub fn params_summary(&self) -> String {

@@ -74,10 +74,25 @@ impl CtData {
 /// Decompresses one sample's packed GLWE list and extracts its first `n` coefficients as LWE
 /// ciphertexts into `out` (`n` × LWE size words).
 pub(crate) fn unpack_into(list: &SeededGlweCiphertextListOwned<u64>, n: usize, out: &mut [u64]) {
+    unpack_used_into(list, n, out, None)
+}
+
+/// [`unpack_into`] for the elements `used` marks only (all when `None`); the others are left as
+/// they are. A program that reads a few of many inputs (a tree ensemble's thermometer bits) skips
+/// the rest.
+pub(crate) fn unpack_used_into(
+    list: &SeededGlweCiphertextListOwned<u64>,
+    n: usize,
+    out: &mut [u64],
+    used: Option<&[bool]>,
+) {
     let big_n = list.polynomial_size().0;
     let glwes = list.clone().decompress_into_glwe_ciphertext_list();
     let l = out.len() / n.max(1);
     for (j, ct) in out.chunks_exact_mut(l).enumerate().take(n) {
+        if used.is_some_and(|u| !u[j]) {
+            continue;
+        }
         let glwe = glwes.get(j / big_n);
         let mut lwe = LweCiphertext::from_container(ct, crate::keys::modulus());
         extract_lwe_sample_from_glwe_ciphertext(&glwe, &mut lwe, MonomialDegree(j % big_n));

@@ -605,7 +605,11 @@ impl<'f> Lowerer<'f> {
             | OpKind::Concat
             | OpKind::Slice
             | OpKind::Gather => self.gather_like(op, n_out, scale)?,
-            OpKind::Matmul | OpKind::Dot | OpKind::Sum | OpKind::Conv2d => self.probe_linear(op, n_out, scale)?,
+            OpKind::Matmul | OpKind::Dot => match self.matmul_2d(op, n_out)? {
+                Some(res) => res,
+                None => self.probe_linear(op, n_out, scale)?,
+            },
+            OpKind::Sum | OpKind::Conv2d => self.probe_linear(op, n_out, scale)?,
             OpKind::Lut | OpKind::MappedLut | OpKind::MultiLut => self.table_lookups(op, n_out, scale)?,
             OpKind::MulEint => self.mul_eint(op, &out_shape, scale)?,
             OpKind::Round | OpKind::Truncate => self.round(op, scale)?,
@@ -693,6 +697,64 @@ impl<'f> Lowerer<'f> {
             }
         }
         Ok(res)
+    }
+
+    /// `matmul`/`dot` of operands of rank ≤ 2 with one encrypted side, directly from the clear
+    /// matrix (probing would evaluate the product once per input element: quadratic in the size).
+    /// `None` for other shapes (batched matmul), which probing handles.
+    fn matmul_2d(&self, op: &fhec_ir::module::OpData, n_out: usize) -> Result<Option<Vec<Lin>>, String> {
+        let (a, b) = (op.operands[0], op.operands[1]);
+        let (ea, eb) = (enc(self.f, a), enc(self.f, b));
+        if ea == eb {
+            return Ok(None);
+        }
+        let (sa, sb) = (self.f.ty(a).shape.clone(), self.f.ty(b).shape.clone());
+        if sa.len() > 2 || sb.len() > 2 || sa.is_empty() || sb.is_empty() {
+            return Ok(None);
+        }
+        // as matrices: a is (m × k) (a vector is 1 × k), b is (k × n) (a vector is k × 1)
+        let (m, k) = if sa.len() == 2 { (sa[0], sa[1]) } else { (1, sa[0]) };
+        let (k2, n) = if sb.len() == 2 { (sb[0], sb[1]) } else { (sb[0], 1) };
+        if k != k2 || m * n != n_out {
+            return Ok(None);
+        }
+        let mut res = vec![Lin::default(); n_out];
+        if ea {
+            let x = self.enc_elems(a);
+            let w = self.clear_or_zeros(b);
+            let w = w
+                .as_slice_memory_order()
+                .ok_or("clear operand not in standard layout")?;
+            for i in 0..m {
+                for (j, r) in res[i * n..(i + 1) * n].iter_mut().enumerate() {
+                    for t in 0..k {
+                        let c = w[t * n + j];
+                        if c != 0 {
+                            r.add_scaled(&x[i * k + t], c as i128);
+                        }
+                    }
+                    r.normalize();
+                }
+            }
+        } else {
+            let w = self.clear_or_zeros(a);
+            let w = w
+                .as_slice_memory_order()
+                .ok_or("clear operand not in standard layout")?;
+            let x = self.enc_elems(b);
+            for i in 0..m {
+                for (j, r) in res[i * n..(i + 1) * n].iter_mut().enumerate() {
+                    for t in 0..k {
+                        let c = w[i * k + t];
+                        if c != 0 {
+                            r.add_scaled(&x[t * n + j], c as i128);
+                        }
+                    }
+                    r.normalize();
+                }
+            }
+        }
+        Ok(Some(res))
     }
 
     /// Linear ops with one encrypted operand: probe with unit vectors.

@@ -101,7 +101,10 @@ fn dense(data: Vec<i64>, shape: &[usize]) -> Result<Dense, TreeError> {
     let hi = t.iter().copied().max().unwrap_or(0) as i128;
     let signed = lo < 0;
     let w = width_for(lo, hi, signed);
-    let ty = Type::new(if signed { ElemType::Int(w) } else { ElemType::UInt(w) }, shape.to_vec());
+    let ty = Type::new(
+        if signed { ElemType::Int(w) } else { ElemType::UInt(w) },
+        shape.to_vec(),
+    );
     Dense::new(ty, t).map_err(TreeError::Build)
 }
 
@@ -179,7 +182,11 @@ pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, Bu
     let mut b = FunctionBuilder::new("main");
     let x = b.arg_with_range("x", Type::new(ElemType::EInt(1), vec![1, m]), 0, 1);
     let av = b
-        .op(OpKind::Constant, &[], &[("value", Attribute::Dense(dense(a, &[m, p])?))])
+        .op(
+            OpKind::Constant,
+            &[],
+            &[("value", Attribute::Dense(dense(a, &[m, p])?))],
+        )
         .map_err(build_err)?;
     let s = b
         .op_with_type(
@@ -190,7 +197,11 @@ pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, Bu
         )
         .map_err(build_err)?;
     let cv = b
-        .op(OpKind::Constant, &[], &[("value", Attribute::Dense(dense(offsets, &[1, p])?))])
+        .op(
+            OpKind::Constant,
+            &[],
+            &[("value", Attribute::Dense(dense(offsets, &[1, p])?))],
+        )
         .map_err(build_err)?;
     let s2 = b
         .op_with_type(
@@ -214,10 +225,9 @@ pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, Bu
     // per output, the tight range of the sum: one leaf per tree is reached
     let mut per_tree: Vec<Vec<(i64, i64)>> = vec![vec![(0, 0); c]; q.trees.len()];
     for lf in &live {
-        for o in 0..c {
-            let r = &mut per_tree[lf.tree][o];
-            r.0 = r.0.min(lf.value[o]);
-            r.1 = r.1.max(lf.value[o]);
+        for (r, &v) in per_tree[lf.tree].iter_mut().zip(&lf.value) {
+            r.0 = r.0.min(v);
+            r.1 = r.1.max(v);
         }
     }
     let (mut o_lo, mut o_hi) = (i128::MAX, i128::MIN);
@@ -237,7 +247,10 @@ pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, Bu
     let out = match mode {
         LeafMode::Fused => {
             // one table per distinct leaf value
-            let mut values: Vec<i64> = columns.iter().map(|&(li, o)| live[li].value[o.expect("fused")]).collect();
+            let mut values: Vec<i64> = columns
+                .iter()
+                .map(|&(li, o)| live[li].value[o.expect("fused")])
+                .collect();
             let mut distinct = values.clone();
             distinct.sort_unstable();
             distinct.dedup();
@@ -269,7 +282,11 @@ pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, Bu
                 sel[col * c + o.expect("fused")] = 1;
             }
             let sv = b
-                .op(OpKind::Constant, &[], &[("value", Attribute::Dense(dense(sel, &[p, c])?))])
+                .op(
+                    OpKind::Constant,
+                    &[],
+                    &[("value", Attribute::Dense(dense(sel, &[p, c])?))],
+                )
                 .map_err(build_err)?;
             b.op_with_type(OpKind::Matmul, &[y, sv], &[], Some(out_ty.clone()))
                 .map_err(build_err)?
@@ -281,7 +298,8 @@ pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, Bu
                     OpKind::Lut,
                     &[sd],
                     &[("table", Attribute::Dense(dense(table, &[size])?))],
-                    Some(Type::new(ElemType::EInt(1), vec![1, p])),
+                    // signed, so that the product with the leaf values is signed like the output
+                    Some(Type::new(ElemType::ESInt(2), vec![1, p])),
                 )
                 .map_err(build_err)?;
             let mut vals = vec![0i64; p * c];
@@ -291,7 +309,11 @@ pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, Bu
                 }
             }
             let vv = b
-                .op(OpKind::Constant, &[], &[("value", Attribute::Dense(dense(vals, &[p, c])?))])
+                .op(
+                    OpKind::Constant,
+                    &[],
+                    &[("value", Attribute::Dense(dense(vals, &[p, c])?))],
+                )
                 .map_err(build_err)?;
             b.op_with_type(OpKind::Matmul, &[y, vv], &[], Some(out_ty.clone()))
                 .map_err(build_err)?
@@ -299,9 +321,14 @@ pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, Bu
     };
     let out = if constant.iter().any(|&v| v != 0) {
         let k = b
-            .op(OpKind::Constant, &[], &[("value", Attribute::Dense(dense(constant, &[1, c])?))])
+            .op(
+                OpKind::Constant,
+                &[],
+                &[("value", Attribute::Dense(dense(constant, &[1, c])?))],
+            )
             .map_err(build_err)?;
-        b.op_with_type(OpKind::Add, &[out, k], &[], Some(out_ty)).map_err(build_err)?
+        b.op_with_type(OpKind::Add, &[out, k], &[], Some(out_ty))
+            .map_err(build_err)?
     } else {
         out
     };

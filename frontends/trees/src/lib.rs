@@ -7,9 +7,10 @@
 pub mod build;
 pub mod quant;
 pub mod schema;
+pub mod xgboost;
 
 pub use build::{build_module, BuildReport, LeafMode};
-pub use quant::{quantize, Quantized, Quantizer};
+pub use quant::{quantize, quantize_with, Quantized, Quantizer, QuantizerKind};
 pub use schema::{Aggregation, Cmp, Ensemble, FloatKind, Node, Post, Tree};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]

@@ -12,13 +12,29 @@ pub const MAX_INPUT_BITS: u32 = 10;
 /// Largest leaf width.
 pub const MAX_LEAF_BITS: u32 = 16;
 
-/// Per-feature affine quantiser: `q = clip(rint((x − lo) / scale), 0, 2^n_bits − 1)` (ties to even,
-/// as numpy's `rint`).
+/// How input levels are placed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuantizerKind {
+    /// Affine: `2^n` evenly spaced levels between the calibration minimum and maximum.
+    Uniform,
+    /// Quantiles of the calibration data: level `q` is the number of edges `≤ x`, the edges being
+    /// `2^n − 1` quantiles (deduplicated). Skewed features (counts, lengths) keep resolution where
+    /// the data is; the edges depend on the calibration data only, not on the model.
+    #[default]
+    Quantile,
+}
+
+/// Per-feature quantiser. Affine: `q = clip(rint((x − lo) / scale), 0, 2^n_bits − 1)` (ties to
+/// even, as numpy's `rint`). With `edges` (quantile kind): `q = #{e ∈ edges[j] : e ≤ x}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Quantizer {
     pub n_bits: u32,
     pub lo: Vec<f64>,
     pub scale: Vec<f64>,
+    /// Per feature, increasing edges (at most `2^n − 1`); absent for affine quantisers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edges: Option<Vec<Vec<f64>>>,
 }
 
 impl Quantizer {
@@ -58,7 +74,34 @@ impl Quantizer {
             .zip(&hi)
             .map(|(l, h)| if h > l { (h - l) / levels } else { 1.0 })
             .collect();
-        Ok(Quantizer { n_bits, lo, scale })
+        Ok(Quantizer {
+            n_bits,
+            lo,
+            scale,
+            edges: None,
+        })
+    }
+
+    /// Quantile quantisers ([`QuantizerKind::Quantile`]) from calibration rows.
+    pub fn calibrate_quantiles(rows: &[Vec<f64>], n_features: usize, n_bits: u32) -> Result<Quantizer, TreeError> {
+        let mut q = Quantizer::calibrate(rows, n_features, n_bits)?;
+        let levels = (1usize << n_bits) - 1;
+        let n = rows.len();
+        let mut edges = Vec::with_capacity(n_features);
+        for j in 0..n_features {
+            let mut col: Vec<f64> = rows.iter().map(|r| r[j]).collect();
+            col.sort_by(f64::total_cmp);
+            let mut e: Vec<f64> = Vec::with_capacity(levels);
+            for k in 1..=levels {
+                let v = col[(k * n / (levels + 1)).min(n - 1)];
+                if v > col[0] && e.last().is_none_or(|&last| v > last) {
+                    e.push(v);
+                }
+            }
+            edges.push(e);
+        }
+        q.edges = Some(edges);
+        Ok(q)
     }
 
     pub fn levels(&self) -> u32 {
@@ -69,13 +112,29 @@ impl Quantizer {
         let max = self.levels() as f64;
         x.iter()
             .enumerate()
-            .map(|(j, &v)| ((v - self.lo[j]) / self.scale[j]).round_ties_even().clamp(0.0, max) as i64)
+            .map(|(j, &v)| match &self.edges {
+                Some(e) => e[j].partition_point(|&edge| edge <= v) as i64,
+                None => ((v - self.lo[j]) / self.scale[j]).round_ties_even().clamp(0.0, max) as i64,
+            })
             .collect()
     }
 
-    /// The value the float model sees for grid point `q` of feature `j`.
+    /// Grid points of feature `j`: `0 ..= grid_max(j)`.
+    pub fn grid_max(&self, j: usize) -> u32 {
+        match &self.edges {
+            Some(e) => e[j].len() as u32,
+            None => self.levels(),
+        }
+    }
+
+    /// The value the float model sees for grid point `q` of feature `j` (quantile kind: the lower
+    /// edge of the bin, the calibration minimum for bin 0).
     pub fn level_value(&self, j: usize, q: u32) -> f64 {
-        self.lo[j] + self.scale[j] * q as f64
+        match &self.edges {
+            Some(e) if q > 0 => e[j][q as usize - 1],
+            Some(_) => self.lo[j],
+            None => self.lo[j] + self.scale[j] * q as f64,
+        }
     }
 }
 
@@ -83,8 +142,15 @@ impl Quantizer {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum QNode {
-    Split { feature: usize, t: u32, left: usize, right: usize },
-    Leaf { value: Vec<i64> },
+    Split {
+        feature: usize,
+        t: u32,
+        left: usize,
+        right: usize,
+    },
+    Leaf {
+        value: Vec<i64>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -110,14 +176,27 @@ pub struct Quantized {
 /// Quantises `e` with input quantisers calibrated on `rows` (`n_bits` per feature) and leaves on
 /// `leaf_bits` signed bits per output.
 pub fn quantize(e: &Ensemble, rows: &[Vec<f64>], n_bits: u32, leaf_bits: u32) -> Result<Quantized, TreeError> {
+    quantize_with(e, rows, n_bits, leaf_bits, QuantizerKind::Uniform)
+}
+
+/// [`quantize`] with a choice of input quantiser.
+pub fn quantize_with(
+    e: &Ensemble,
+    rows: &[Vec<f64>],
+    n_bits: u32,
+    leaf_bits: u32,
+    kind: QuantizerKind,
+) -> Result<Quantized, TreeError> {
     e.validate()?;
     if !(2..=MAX_LEAF_BITS).contains(&leaf_bits) {
         return Err(TreeError::Options(format!(
             "leaf bits must be 2 to {MAX_LEAF_BITS}, got {leaf_bits}"
         )));
     }
-    let inputs = Quantizer::calibrate(rows, e.n_features, n_bits)?;
-    let grid = 1u32 << n_bits;
+    let inputs = match kind {
+        QuantizerKind::Uniform => Quantizer::calibrate(rows, e.n_features, n_bits)?,
+        QuantizerKind::Quantile => Quantizer::calibrate_quantiles(rows, e.n_features, n_bits)?,
+    };
     let top = ((1i64 << (leaf_bits - 1)) - 1) as f64;
     let mut max_abs = vec![0f64; e.n_outputs];
     for t in &e.trees {
@@ -144,7 +223,7 @@ pub fn quantize(e: &Ensemble, rows: &[Vec<f64>], n_bits: u32, leaf_bits: u32) ->
                     ..
                 } => {
                     // the test is monotone in q: left on 0 .. t, right from t on
-                    let holds: Vec<bool> = (0..grid)
+                    let holds: Vec<bool> = (0..=inputs.grid_max(*feature))
                         .map(|q| compare(e.float, inputs.level_value(*feature, q), *threshold, *cmp))
                         .collect();
                     let t_idx = holds.iter().take_while(|&&h| h).count() as u32;
@@ -211,6 +290,19 @@ impl Quantized {
             || self.trees.is_empty()
         {
             return bad("a quantised ensemble's quantisers, scales or trees do not match its sizes".into());
+        }
+        if let Some(e) = &self.inputs.edges {
+            let levels = self.inputs.levels() as usize;
+            if e.len() != self.n_features
+                || e.iter().any(|f| {
+                    f.len() > levels
+                        || f.windows(2)
+                            .any(|w| w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less))
+                        || f.iter().any(|v| !v.is_finite())
+                })
+            {
+                return bad("a quantised ensemble's quantile edges are not increasing finite levels".into());
+            }
         }
         let limit = 1i64 << MAX_LEAF_BITS;
         for (ti, t) in self.trees.iter().enumerate() {

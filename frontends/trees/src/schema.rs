@@ -104,7 +104,8 @@ fn bad<T>(m: String) -> Result<T, TreeError> {
 
 impl Ensemble {
     pub fn from_json(text: &str) -> Result<Ensemble, TreeError> {
-        let e: Ensemble = serde_json::from_str(text).map_err(|e| TreeError::Model(format!("not a tree ensemble: {e}")))?;
+        let e: Ensemble =
+            serde_json::from_str(text).map_err(|e| TreeError::Model(format!("not a tree ensemble: {e}")))?;
         e.validate()?;
         Ok(e)
     }

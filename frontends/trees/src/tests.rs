@@ -129,17 +129,26 @@ fn bad_models_and_options_are_errors() {
     e.trees[1].nodes[0] = split(0, f64::NAN, 1, 2);
     assert!(e.validate().unwrap_err().to_string().contains("NaN"));
     assert!(Ensemble::from_json("{\"n_features\": 2}").is_err());
-    assert!(Ensemble::from_json("[]").unwrap_err().to_string().contains("not a tree ensemble"));
+    assert!(Ensemble::from_json("[]")
+        .unwrap_err()
+        .to_string()
+        .contains("not a tree ensemble"));
     let e = small();
     assert!(quantize(&e, &calibration(), 0, 8).is_err());
-    assert!(quantize(&e, &calibration(), 11, 8).unwrap_err().to_string().contains("1 to 10"));
+    assert!(quantize(&e, &calibration(), 11, 8)
+        .unwrap_err()
+        .to_string()
+        .contains("1 to 10"));
     assert!(quantize(&e, &calibration(), 4, 1).is_err());
     assert!(quantize(&e, &[], 4, 8).unwrap_err().to_string().contains("empty"));
     assert!(quantize(&e, &[vec![0.0, f64::NAN, 1.0]], 4, 8)
         .unwrap_err()
         .to_string()
         .contains("missing"));
-    assert!(quantize(&e, &[vec![0.0, 1.0]], 4, 8).unwrap_err().to_string().contains("2 features"));
+    assert!(quantize(&e, &[vec![0.0, 1.0]], 4, 8)
+        .unwrap_err()
+        .to_string()
+        .contains("2 features"));
     // every threshold outside the calibrated range: the quantised model is constant
     let q = quantize(&e, &[vec![5.0, 5.0, 50.0], vec![6.0, 6.0, 60.0]], 4, 8).unwrap();
     assert!(build_module(&q, None).unwrap_err().to_string().contains("constant"));
@@ -250,5 +259,45 @@ fn after_the_default_pipeline_lookups_have_the_path_sum_width() {
     fhec_passes::manager::run_text(&mut m, fhec_passes::manager::DEFAULT_PIPELINE, &mut Default::default()).unwrap();
     let text = fhec_ir::print_module(&m);
     assert!(text.contains("fhe.mapped_lut"), "{text}");
-    assert!(text.contains("-> tensor<1x5x!fhe.eint<2>>") || text.contains("(tensor<1x5x!fhe.eint<2>>)"), "{text}");
+    assert!(
+        text.contains("-> tensor<1x5x!fhe.eint<2>>") || text.contains("(tensor<1x5x!fhe.eint<2>>)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn quantile_quantisers_follow_the_float_path_at_their_edges() {
+    let e = small();
+    // skewed calibration data: most values small, a few huge
+    let mut rows = Vec::new();
+    for i in 0..200 {
+        let f = i as f64;
+        rows.push(vec![
+            (f / 200.0) - 0.5,
+            if i % 50 == 0 { 1e4 } else { f / 40.0 - 3.0 },
+            f / 10.0,
+        ]);
+    }
+    let q = quantize_with(&e, &rows, 4, 16, QuantizerKind::Quantile).unwrap();
+    let edges = q.inputs.edges.as_ref().unwrap();
+    assert!(edges.iter().all(|f| f.len() <= 15 && f.windows(2).all(|w| w[0] < w[1])));
+    for r in &rows {
+        let qx = q.inputs.quantize(r);
+        let xhat: Vec<f64> = qx
+            .iter()
+            .enumerate()
+            .map(|(j, &v)| q.inputs.level_value(j, v as u32))
+            .collect();
+        // the representative value of each bin quantises back into the bin
+        assert_eq!(q.inputs.quantize(&xhat), qx);
+        let want = e.predict_raw(&xhat)[0];
+        let got = q.dequantize(&q.scores(&qx))[0];
+        assert!((want - got).abs() < 1e-3, "{r:?}: {want} vs {got}");
+    }
+    let (m, _) = build_module(&q, None).unwrap();
+    for r in rows.iter().step_by(7) {
+        let qx = q.inputs.quantize(r);
+        assert_eq!(run_module(&m, &q, &qx), q.scores(&qx));
+    }
+    assert_eq!(Quantized::from_json(&q.to_json()).unwrap(), q);
 }

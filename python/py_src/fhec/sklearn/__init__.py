@@ -29,8 +29,28 @@ from ._linear import (
     loads,
 )
 from ._quant import InputRangeWarning
+from ._trees import (
+    TREE_ESTIMATORS,
+    DecisionTreeClassifier,
+    DecisionTreeRegressor,
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+
+if "XGBClassifier" in TREE_ESTIMATORS:
+    XGBClassifier = TREE_ESTIMATORS["XGBClassifier"]
+    XGBRegressor = TREE_ESTIMATORS["XGBRegressor"]
 
 __all__ = [
+    "DecisionTreeClassifier",
+    "DecisionTreeRegressor",
+    "ExtraTreesClassifier",
+    "ExtraTreesRegressor",
+    "RandomForestClassifier",
+    "RandomForestRegressor",
+    "TREE_ESTIMATORS",
     "ElasticNet",
     "GammaRegressor",
     "Lasso",

@@ -332,11 +332,18 @@ class _SGDClassifier(_Classifier):
         return np.stack([1 - p, p], axis=1) if p.ndim == 1 else _ovr_normalise(p)
 
 
-def _make(name: str, sk_class: type, base: type, summary: str) -> type:
+def _make(name: str, sk_class: type, base: type, summary: str, n_bits: Any = 8, n_bits_doc: str = "") -> type:
     """A public estimator class: ``sk_class``'s constructor parameters plus ``n_bits``."""
-    sig = inspect.signature(sk_class.__init__)
-    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for n, p in sig.parameters.items() if n != "self"]
-    params.append(inspect.Parameter("n_bits", inspect.Parameter.KEYWORD_ONLY, default=8))
+    params = []
+    seen = set()
+    # XGBoost's estimators take most parameters through **kwargs of their base class: use both
+    for cls in [sk_class, *[c for c in sk_class.__mro__[1:] if c.__name__ == "XGBModel"]]:
+        for n, p in inspect.signature(cls.__init__).parameters.items():
+            if n == "self" or n in seen or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                continue
+            seen.add(n)
+            params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+    params.append(inspect.Parameter("n_bits", inspect.Parameter.KEYWORD_ONLY, default=n_bits))
     names = tuple(p.name for p in params)
     defaults = {p.name: p.default for p in params}
 
@@ -353,8 +360,9 @@ def _make(name: str, sk_class: type, base: type, summary: str) -> type:
     doc = (
         f"{summary}\n\n"
         f"A drop-in for ``sklearn.{sk_class.__module__.split('.')[1]}.{sk_class.__name__}`` (same parameters, "
-        "plus ``n_bits``: an int, or ``{'inputs': int, 'weights': int}``; default 8) whose prediction runs on "
-        "encrypted inputs: ``fit``, ``compile(X)``, then ``predict(X, fhe='disable'|'simulate'|'execute')``."
+        + (n_bits_doc or "plus ``n_bits``: an int, or ``{'inputs': int, 'weights': int}``; default 8")
+        + ") whose prediction runs on encrypted inputs: ``fit``, ``compile(X)``, then "
+        "``predict(X, fhe='disable'|'simulate'|'execute')``."
     )
     cls = type(
         name,
@@ -405,7 +413,11 @@ ESTIMATORS: dict[str, type] = {
 }
 
 
-def loads(text: str) -> _LinearModel:
+#: estimators of other families (trees), registered by their modules for ``load``
+_EXTRA: dict[str, type] = {}
+
+
+def loads(text: str) -> Any:
     """A model from the JSON text of ``dumps``."""
     try:
         d = json.loads(text)
@@ -415,7 +427,7 @@ def loads(text: str) -> _LinearModel:
         raise FhecError("not an fhec model file (no 'fhec.sklearn' format marker)")
     if d.get("version") != FORMAT_VERSION:
         raise FhecError(f"model file version {d.get('version')!r} is not supported (this fhec reads {FORMAT_VERSION})")
-    cls = ESTIMATORS.get(d.get("class", ""))
+    cls = ESTIMATORS.get(d.get("class", "")) or _EXTRA.get(d.get("class", ""))
     if cls is None:
         raise FhecError(f"model file names an unknown estimator {d.get('class')!r}")
     try:
@@ -424,7 +436,7 @@ def loads(text: str) -> _LinearModel:
         raise FhecError(f"damaged model file ({type(e).__name__}: {e})") from e
 
 
-def load(file: Any) -> _LinearModel:
+def load(file: Any) -> Any:
     """A model from a path or an open text file written by ``dump``."""
     if hasattr(file, "read"):
         return loads(file.read())

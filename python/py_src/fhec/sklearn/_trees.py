@@ -1,0 +1,432 @@
+"""Tree ensembles: scikit-learn decision trees and forests whose prediction runs on encrypted inputs.
+
+``fit`` trains the float model with scikit-learn and exports its trees to fhec's ensemble schema; Rust
+(``fhec_trees``) calibrates per-feature input quantisers on the training data, maps every threshold
+onto the quantised grid (the quantised model takes the float model's path on quantised inputs) and
+quantises the leaves. The client quantises a row, encodes it as thermometer bits (``[q_j ≥ k]`` for every
+level ``k``), encrypts them; the server computes one low-precision lookup per leaf and returns one
+ciphertext per output. Design: docs/trees.md.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import sklearn
+import sklearn.ensemble as skens
+import sklearn.tree as sktree
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .. import Circuit, FhecError
+from .._fhec import trees_compile, trees_import, trees_quantize
+from . import _linear
+from ._linear import FORMAT, FORMAT_VERSION, NotCompiledError, _check_mode, _make
+from ._quant import InputQuantizer
+
+DEFAULT_N_BITS = 6
+DEFAULT_LEAF_BITS = 8
+
+
+def default_leaf_bits(n_trees: int, boosted: bool = False) -> int:
+    """Leaf bits when not given: 8 for a single tree, fewer for many so that the encrypted sum stays
+    narrow (a narrow sum keeps the bootstraps' noise budget, hence their cost, low; docs/trees.md).
+    A forest averages its trees' rounding errors: 9 − ⌈log2(trees)⌉, at least 3 (50 trees × 3 bits
+    lose nothing on spambase). Boosted trees share one leaf scale although their leaves shrink from
+    tree to tree: at least 5 bits (50 trees: −0.1 r² points on Friedman #1, where 3 bits lose 7)."""
+    lo = 5 if boosted else 3
+    return int(min(DEFAULT_LEAF_BITS, max(lo, 9 - int(np.ceil(np.log2(max(n_trees, 1)))))))
+
+
+def parse_tree_bits(n_bits: Any, n_trees: int = 1, boosted: bool = False) -> tuple[int, int]:
+    """``n_bits``: an int (input bits; leaves by ``default_leaf_bits``), or
+    ``{"inputs": a, "leaves": b}``."""
+    if isinstance(n_bits, (int, np.integer)) and not isinstance(n_bits, bool):
+        n_in, n_leaf = int(n_bits), default_leaf_bits(n_trees, boosted)
+    elif isinstance(n_bits, dict):
+        aliases = {"inputs": "inputs", "op_inputs": "inputs", "leaves": "leaves", "op_leaves": "leaves"}
+        unknown = set(n_bits) - set(aliases)
+        if unknown:
+            raise ValueError(f"n_bits: unknown keys {sorted(map(str, unknown))}; use 'inputs' and 'leaves'")
+        got = {aliases[k]: v for k, v in n_bits.items()}
+        n_in = int(got.get("inputs", DEFAULT_N_BITS))
+        n_leaf = int(got.get("leaves", default_leaf_bits(n_trees, boosted)))
+    else:
+        raise ValueError(f"n_bits must be an int or a dict {{'inputs': int, 'leaves': int}}, got {n_bits!r}")
+    if not 1 <= n_in <= 10:
+        raise ValueError(f"n_bits: inputs need 1 to 10 bits (2^n − 1 encrypted bits per feature), got {n_in}")
+    if not 2 <= n_leaf <= 16:
+        raise ValueError(f"n_bits: leaves need 2 to 16 bits, got {n_leaf}")
+    return n_in, n_leaf
+
+
+def export_sklearn(model: Any) -> dict:
+    """fhec's ensemble schema from a fitted scikit-learn tree or forest (its ``tree_`` arrays)."""
+    if getattr(model, "n_outputs_", 1) != 1:
+        raise ValueError("multi-output trees (y with several columns) are not supported")
+    estimators = getattr(model, "estimators_", None)
+    trees = [model] if estimators is None else list(estimators)
+    classifier = hasattr(model, "classes_")
+    n_classes = len(model.classes_) if classifier else 0
+    n_outputs = 1 if not classifier or n_classes == 2 else n_classes
+    out = []
+    for est in trees:
+        t = est.tree_
+        nodes = []
+        for i in range(t.node_count):
+            left, right = int(t.children_left[i]), int(t.children_right[i])
+            if left == -1:
+                v = np.asarray(t.value[i, 0], dtype=np.float64)
+                if classifier:
+                    total = v.sum()
+                    frac = v / total if total > 0 else np.full_like(v, 1.0 / len(v))
+                    value = [float(frac[1])] if n_outputs == 1 else [float(x) for x in frac]
+                else:
+                    value = [float(v[0])]
+                nodes.append({"kind": "leaf", "value": value})
+            else:
+                nodes.append({
+                    "kind": "split",
+                    "feature": int(t.feature[i]),
+                    "threshold": float(t.threshold[i]),
+                    "cmp": "le",
+                    "left": left,
+                    "right": right,
+                    "missing_left": bool(t.missing_go_to_left[i]) if hasattr(t, "missing_go_to_left") else False,
+                })
+        out.append({"nodes": nodes})
+    return {
+        "n_features": int(model.n_features_in_),
+        "n_outputs": n_outputs,
+        "trees": out,
+        "base_score": [0.0] * n_outputs,
+        "aggregation": "sum" if estimators is None else "mean",
+        "post": "proba" if classifier else "identity",
+        "float": "f32",
+    }
+
+
+class _EdgeQuantizer:
+    """Quantile quantiser: ``q_j = #{edges_j ≤ x_j}`` (as Rust's ``Quantizer::quantize``)."""
+
+    def __init__(self, n_bits: int, edges: list[list[float]]):
+        self.n_bits = n_bits
+        self.edges = [np.asarray(e, dtype=np.float64) for e in edges]
+
+    def quantize(self, X: np.ndarray) -> np.ndarray:
+        return np.stack(
+            [np.searchsorted(e, X[:, j], side="right") for j, e in enumerate(self.edges)], axis=1
+        ).astype(np.int64).reshape(X.shape[0], len(self.edges))
+
+
+class _Compiled:
+    """The quantised ensemble as numpy arrays, for the clear path (``fhe="disable"``)."""
+
+    def __init__(self, q: dict):
+        self.q = q
+        qi = q["inputs"]
+        if qi.get("edges") is not None:
+            self.inputs: Any = _EdgeQuantizer(int(qi["n_bits"]), qi["edges"])
+        else:
+            self.inputs = InputQuantizer(
+                int(qi["n_bits"]), np.asarray(qi["lo"], dtype=np.float64), np.asarray(qi["scale"], dtype=np.float64)
+            )
+        self.levels = (1 << self.inputs.n_bits) - 1
+        self.n_outputs = int(q["n_outputs"])
+        self.trees = []
+        for t in q["trees"]:
+            n = len(t["nodes"])
+            leaf = np.zeros(n, dtype=bool)
+            feature = np.zeros(n, dtype=np.int64)
+            th = np.zeros(n, dtype=np.int64)
+            left = np.zeros(n, dtype=np.int64)
+            right = np.zeros(n, dtype=np.int64)
+            value = np.zeros((n, self.n_outputs), dtype=np.int64)
+            for i, node in enumerate(t["nodes"]):
+                if node["kind"] == "leaf":
+                    leaf[i] = True
+                    value[i] = node["value"]
+                else:
+                    feature[i], th[i], left[i], right[i] = node["feature"], node["t"], node["left"], node["right"]
+            self.trees.append((leaf, feature, th, left, right, value))
+        self.leaf_scale = np.asarray(q["leaf_scale"], dtype=np.float64)
+        self.base = np.asarray(q["base_score"], dtype=np.float64)
+        self.divisor = len(self.trees) if q["aggregation"] == "mean" else 1
+
+    def scores(self, qx: np.ndarray) -> np.ndarray:
+        """Integer scores (n, outputs): the sum of the reached leaves, on quantised rows."""
+        n = qx.shape[0]
+        rows = np.arange(n)
+        out = np.zeros((n, self.n_outputs), dtype=np.int64)
+        for leaf, feature, th, left, right, value in self.trees:
+            idx = np.zeros(n, dtype=np.int64)
+            while True:
+                split = ~leaf[idx]
+                if not split.any():
+                    break
+                go_left = qx[rows, feature[idx]] < th[idx]
+                idx = np.where(split, np.where(go_left, left[idx], right[idx]), idx)
+            out += value[idx]
+        return out
+
+    def thermometer(self, qx: np.ndarray) -> np.ndarray:
+        """Bit ``j·(2^n − 1) + k − 1`` of a row is ``[q_j ≥ k]`` (what the client encrypts)."""
+        k = np.arange(1, self.levels + 1)
+        return (qx[:, :, None] >= k[None, None, :]).reshape(qx.shape[0], -1).astype(np.int64)
+
+    def dequantize(self, scores: np.ndarray) -> np.ndarray:
+        return scores.astype(np.float64) * self.leaf_scale / self.divisor + self.base
+
+
+class _TreeModel(BaseEstimator):
+    _sklearn_class: type = BaseEstimator
+    _param_names: tuple[str, ...] = ()
+
+    def _sklearn_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._param_names if k != "n_bits"}
+
+    def fit(self, X: Any, y: Any, **fit_params: Any) -> "_TreeModel":
+        """Trains the float model with scikit-learn, then quantises it (inputs calibrated on ``X``)."""
+        parse_tree_bits(self.n_bits)
+        model = self._sklearn_class(**self._sklearn_params())
+        model.fit(X, y, **fit_params)
+        self._adopt(model, X)
+        return self
+
+    def _adopt(self, model: Any, X: Any) -> None:
+        self.sklearn_model_ = model
+        self.n_features_in_ = model.n_features_in_
+        if hasattr(model, "feature_names_in_"):
+            self.feature_names_in_ = model.feature_names_in_
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        if hasattr(model, "classes_"):
+            self.classes_ = model.classes_
+        Xv = validate_data(self, X, reset=False, dtype=np.float64)
+        ensemble = self._export(model)
+        n_in, n_leaf = parse_tree_bits(self.n_bits, len(ensemble["trees"]), ensemble["aggregation"] == "sum")
+        try:
+            qjson = trees_quantize(
+                json.dumps(ensemble), (list(Xv.shape), Xv.ravel().tolist()), n_in, n_leaf, "quantile"
+            )
+        except FhecError as e:
+            raise ValueError(str(e)) from e
+        self._set_quantized(json.loads(qjson))
+        self.fhe_circuit = None
+
+    def _export(self, model: Any) -> dict:
+        return export_sklearn(model)
+
+    def _set_quantized(self, q: dict) -> None:
+        self.quantized_ = q
+        self._model = _Compiled(q)
+
+    @classmethod
+    def from_sklearn_model(cls, model: Any, X: Any, n_bits: Any = DEFAULT_N_BITS) -> "_TreeModel":
+        """Quantises an already trained scikit-learn estimator; ``X`` calibrates the inputs."""
+        if not isinstance(model, cls._sklearn_class):
+            raise TypeError(
+                f"{cls.__name__}.from_sklearn_model expects a fitted sklearn {cls._sklearn_class.__name__}, "
+                f"got {type(model).__name__}"
+            )
+        check_is_fitted(model)
+        params = {k: v for k, v in model.get_params(deep=False).items() if k in cls._param_names}
+        est = cls(**params, n_bits=n_bits)
+        est._adopt(model, X)
+        return est
+
+    def fit_benchmark(self, X: Any, y: Any, **fit_params: Any) -> tuple["_TreeModel", Any]:
+        self.fit(X, y, **fit_params)
+        return self, self.sklearn_model_
+
+    def compile(
+        self,
+        X: Any = None,
+        p_error: float | None = None,
+        global_p_error: float | None = None,
+        leaf_mode: str | None = None,
+    ) -> Circuit:
+        """Builds the encrypted program (one lookup per leaf, docs/trees.md) and picks secure
+        parameters. ``X`` is only checked. ``leaf_mode``: ``"fused"`` (a table per leaf and output) or
+        ``"indicator"`` (a 0/1 table per leaf, then a clear product); default fused for one output."""
+        check_is_fitted(self, "quantized_")
+        if X is not None:
+            validate_data(self, X, reset=False, dtype=np.float64)
+        c, report = trees_compile(json.dumps(self.quantized_), leaf_mode, p_error, global_p_error)
+        self.fhe_circuit = Circuit(c, True)
+        self.compile_report_ = json.loads(report)
+        self._compile_options = {"p_error": p_error, "global_p_error": global_p_error, "leaf_mode": leaf_mode}
+        return self.fhe_circuit
+
+    _validate = _linear._LinearModel._validate
+
+    def quantize_input(self, X: Any) -> np.ndarray:
+        """Quantised features (values outside the calibrated range are clipped, with a warning)."""
+        check_is_fitted(self, "quantized_")
+        return self._model.inputs.quantize(self._validate(X))
+
+    def encode_input(self, X: Any) -> np.ndarray:
+        """The thermometer bits the client encrypts, one row per sample."""
+        return self._model.thermometer(self.quantize_input(X))
+
+    def _scores(self, X: Any, fhe: str) -> np.ndarray:
+        _check_mode(fhe)
+        qx = self.quantize_input(X)
+        if fhe == "disable":
+            return self._model.scores(qx)
+        circuit = getattr(self, "fhe_circuit", None)
+        if circuit is None:
+            raise NotCompiledError(f'call compile(X) before predicting with fhe="{fhe}"')
+        bits = self._model.thermometer(qx)
+        rows = [bits[i : i + 1] for i in range(bits.shape[0])]
+        out = circuit.simulate_batch(rows) if fhe == "simulate" else circuit.run_batch(rows)
+        return np.concatenate(out, axis=0)
+
+    def _raw(self, X: Any, fhe: str) -> np.ndarray:
+        s = self._scores(X, fhe)
+        return self._model.dequantize(s)
+
+    # -- persistence (same format as the linear family) -----------------------------------------
+
+    def dump_dict(self) -> dict:
+        check_is_fitted(self, "quantized_")
+        params = self.get_params(deep=False)
+        try:
+            json.dumps(params)
+        except TypeError as e:
+            raise ValueError(f"cannot dump {type(self).__name__}: a parameter is not JSON-serialisable ({e})") from e
+        state: dict[str, Any] = {
+            "n_features_in_": int(self.n_features_in_),
+            "quantized_": self.quantized_,
+            "compiled": getattr(self, "fhe_circuit", None) is not None,
+            "compile_options": getattr(self, "_compile_options", {}),
+        }
+        if hasattr(self, "classes_"):
+            state["classes_"] = np.asarray(self.classes_).tolist()
+        if hasattr(self, "feature_names_in_"):
+            state["feature_names_in_"] = [str(f) for f in self.feature_names_in_]
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "class": type(self).__name__,
+            "sklearn_version": sklearn.__version__,
+            "params": params,
+            "state": state,
+        }
+
+    dumps = _linear._LinearModel.dumps
+    dump = _linear._LinearModel.dump
+
+    @classmethod
+    def _from_dict(cls, d: dict) -> "_TreeModel":
+        est = cls(**d["params"])
+        s = d["state"]
+        est.n_features_in_ = int(s["n_features_in_"])
+        if "classes_" in s:
+            est.classes_ = np.asarray(s["classes_"])
+        if "feature_names_in_" in s:
+            est.feature_names_in_ = np.asarray(s["feature_names_in_"], dtype=object)
+        est._set_quantized(s["quantized_"])
+        est.fhe_circuit = None
+        if s.get("compiled"):
+            o = s.get("compile_options") or {}
+            est.compile(None, p_error=o.get("p_error"), global_p_error=o.get("global_p_error"),
+                        leaf_mode=o.get("leaf_mode"))
+        return est
+
+
+class _TreeRegressor(RegressorMixin, _TreeModel):
+    def predict(self, X: Any, fhe: str = "disable") -> np.ndarray:
+        """Predictions of the quantised model; ``fhe`` picks how the trees run."""
+        return self._raw(X, fhe)[:, 0]
+
+
+class _TreeClassifier(ClassifierMixin, _TreeModel):
+    def predict_proba(self, X: Any, fhe: str = "disable") -> np.ndarray:
+        """Class probabilities of the quantised model: a forest's mean of leaf class fractions, or
+        the sigmoid / softmax of a boosted ensemble's margins."""
+        raw = self._raw(X, fhe)
+        post = self.quantized_["post"]
+        if post == "sigmoid":
+            p = 1.0 / (1.0 + np.exp(-raw[:, 0]))
+            return np.stack([1 - p, p], axis=1)
+        if post == "softmax":
+            e = np.exp(raw - raw.max(axis=1, keepdims=True))
+            return e / e.sum(axis=1, keepdims=True)
+        if raw.shape[1] == 1:
+            p = np.clip(raw[:, 0], 0.0, 1.0)
+            return np.stack([1 - p, p], axis=1)
+        raw = np.clip(raw, 0.0, None)
+        s = raw.sum(axis=1, keepdims=True)
+        return np.where(s > 0, raw / np.where(s > 0, s, 1), 1.0 / raw.shape[1])
+
+    def predict(self, X: Any, fhe: str = "disable") -> np.ndarray:
+        """Class labels of the quantised model; ``fhe`` picks how the trees run."""
+        p = self.predict_proba(X, fhe=fhe)
+        return np.asarray(self.classes_)[p.argmax(axis=1)]
+
+
+_DOC = "plus ``n_bits``: input bits per feature (default 6), or ``{'inputs': int, 'leaves': int}``"
+
+
+def _make_tree(name: str, sk_class: type, base: type, summary: str) -> type:
+    return _make(name, sk_class, base, summary, n_bits=DEFAULT_N_BITS, n_bits_doc=_DOC)
+
+
+DecisionTreeClassifier = _make_tree(
+    "DecisionTreeClassifier", sktree.DecisionTreeClassifier, _TreeClassifier, "Decision tree classifier."
+)
+DecisionTreeRegressor = _make_tree(
+    "DecisionTreeRegressor", sktree.DecisionTreeRegressor, _TreeRegressor, "Decision tree regressor."
+)
+RandomForestClassifier = _make_tree(
+    "RandomForestClassifier", skens.RandomForestClassifier, _TreeClassifier, "Random forest classifier."
+)
+RandomForestRegressor = _make_tree(
+    "RandomForestRegressor", skens.RandomForestRegressor, _TreeRegressor, "Random forest regressor."
+)
+ExtraTreesClassifier = _make_tree(
+    "ExtraTreesClassifier", skens.ExtraTreesClassifier, _TreeClassifier, "Extremely randomised trees classifier."
+)
+ExtraTreesRegressor = _make_tree(
+    "ExtraTreesRegressor", skens.ExtraTreesRegressor, _TreeRegressor, "Extremely randomised trees regressor."
+)
+
+class _XGBExport:
+    def _export(self, model: Any) -> dict:
+        raw = model.get_booster().save_raw("json")
+        return json.loads(trees_import("xgboost", bytes(raw).decode()))
+
+
+class _XGBClassifier(_XGBExport, _TreeClassifier):
+    pass
+
+
+class _XGBRegressor(_XGBExport, _TreeRegressor):
+    pass
+
+
+try:  # XGBoost is optional: the estimators exist when it is installed (use the xgboost-cpu package)
+    import xgboost as _xgb
+
+    XGBClassifier = _make_tree("XGBClassifier", _xgb.XGBClassifier, _XGBClassifier, "XGBoost classifier.")
+    XGBRegressor = _make_tree("XGBRegressor", _xgb.XGBRegressor, _XGBRegressor, "XGBoost regressor.")
+    _XGB: tuple = (XGBClassifier, XGBRegressor)
+except ImportError:  # pragma: no cover - exercised where xgboost is absent
+    _XGB = ()
+
+TREE_ESTIMATORS: dict[str, type] = {
+    c.__name__: c
+    for c in (
+        DecisionTreeClassifier,
+        DecisionTreeRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+        ExtraTreesClassifier,
+        ExtraTreesRegressor,
+        *_XGB,
+    )
+}
+_linear._EXTRA.update(TREE_ESTIMATORS)
