@@ -403,17 +403,15 @@ pub(crate) fn import(
 ) -> Result<(), Failure> {
     use fhec_trees::{build_module, quantize_with, Ensemble, LeafMode, QuantizerKind};
     match format {
-        "xgboost" | "fhec" => {}
-        "lightgbm" | "onnx" => {
-            return Err(anyhow!("{format} models are not supported yet (supported: xgboost, fhec)").into())
-        }
-        other => return Err(anyhow!("unknown model format `{other}` (supported: xgboost, fhec)").into()),
+        "xgboost" | "lightgbm" | "fhec" => {}
+        "onnx" => return Err(anyhow!("onnx models are not supported yet (supported: xgboost, lightgbm, fhec)").into()),
+        other => return Err(anyhow!("unknown model format `{other}` (supported: xgboost, lightgbm, fhec)").into()),
     }
     let text = crate::read_source(model)?;
-    let ensemble = if format == "xgboost" {
-        fhec_trees::xgboost::import(&text)
-    } else {
-        Ensemble::from_json(&text)
+    let ensemble = match format {
+        "xgboost" => fhec_trees::xgboost::import(&text),
+        "lightgbm" => fhec_trees::lightgbm::import(&text),
+        _ => Ensemble::from_json(&text),
     }
     .map_err(|e| anyhow!("{model}: {e}"))?;
     let kind = match quantizer {

@@ -438,8 +438,8 @@ fn import_xgboost_writes_a_module_that_compiles_and_simulates_the_quantised_scor
     }
     let o = fhec(&[
         "import",
-        "lightgbm",
-        "x.json",
+        "onnx",
+        "x.onnx",
         "--calibration",
         calib.to_str().unwrap(),
         "-o",

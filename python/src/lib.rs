@@ -434,11 +434,13 @@ fn trees_quantize(
 }
 
 /// Reads a tree-ensemble model file of another library into fhec's schema (JSON): `format` is
-/// `"xgboost"` (XGBoost's JSON model).
+/// `"xgboost"` (XGBoost's JSON model), `"lightgbm"` (`Booster.dump_model()` as JSON) or `"fhec"`.
 #[pyfunction]
 fn trees_import(format: &str, text: &str) -> PyResult<String> {
     let e = match format {
         "xgboost" => fhec_trees::xgboost::import(text),
+        "lightgbm" => fhec_trees::lightgbm::import(text),
+        "fhec" => fhec_trees::Ensemble::from_json(text),
         other => return Err(CompileError::new_err(format!("unknown model format {other:?}"))),
     }
     .map_err(tree_err)?;

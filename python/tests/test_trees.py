@@ -32,6 +32,9 @@ if "XGBClassifier" in fs.TREE_ESTIMATORS:
     CASES["XGBClassifier"] = ({"n_estimators": 4, "max_depth": 2, "random_state": 0}, X_BIN, Y_BIN)
     CASES["XGBClassifier-multi"] = ({"n_estimators": 3, "max_depth": 2, "random_state": 0}, X_MULTI, Y_MULTI)
     CASES["XGBRegressor"] = ({"n_estimators": 4, "max_depth": 2, "random_state": 0}, X_REG, Y_REG)
+if "LGBMClassifier" in fs.TREE_ESTIMATORS:
+    CASES["LGBMClassifier"] = ({"n_estimators": 4, "num_leaves": 4, "random_state": 0, "verbose": -1}, X_BIN, Y_BIN)
+    CASES["LGBMRegressor"] = ({"n_estimators": 3, "num_leaves": 4, "random_state": 0, "verbose": -1}, X_REG, Y_REG)
 ROWS = 12
 
 

@@ -5,6 +5,7 @@
 //! leaf ([`build::build_module`]). Design and costs: docs/trees.md.
 
 pub mod build;
+pub mod lightgbm;
 pub mod quant;
 pub mod schema;
 pub mod xgboost;

@@ -1,17 +1,16 @@
-//! Importers against the libraries' own predictions: XGBoost models saved as JSON by xgboost
-//! (`tests/data`, with the margins xgboost computed for 40 rows each).
+//! Importers against the libraries' own predictions: XGBoost models saved as JSON by xgboost and
+//! LightGBM model dumps (`tests/data`, with the raw scores each library computed for 40 rows).
 
-use fhec_trees::xgboost;
+use fhec_trees::{lightgbm, xgboost, Ensemble};
 
 fn data(name: &str) -> String {
     std::fs::read_to_string(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
-#[test]
-fn xgboost_models_predict_the_libraries_margins() {
-    let expected: serde_json::Value = serde_json::from_str(&data("xgb_expected.json")).unwrap();
-    for name in ["xgb_binary", "xgb_multi", "xgb_regression"] {
-        let e = xgboost::import(&data(&format!("{name}.json"))).unwrap_or_else(|err| panic!("{name}: {err}"));
+fn check_margins(expected_file: &str, names: &[&str], import: fn(&str) -> Result<Ensemble, fhec_trees::TreeError>) {
+    let expected: serde_json::Value = serde_json::from_str(&data(expected_file)).unwrap();
+    for &name in names {
+        let e = import(&data(&format!("{name}.json"))).unwrap_or_else(|err| panic!("{name}: {err}"));
         let x = expected[name]["X"].as_array().unwrap();
         let margin = expected[name]["margin"].as_array().unwrap();
         for (row, want) in x.iter().zip(margin) {
@@ -31,6 +30,52 @@ fn xgboost_models_predict_the_libraries_margins() {
             }
         }
     }
+}
+
+#[test]
+fn xgboost_models_predict_the_libraries_margins() {
+    check_margins(
+        "xgb_expected.json",
+        &["xgb_binary", "xgb_multi", "xgb_regression"],
+        xgboost::import,
+    );
+}
+
+#[test]
+fn lightgbm_models_predict_the_libraries_raw_scores() {
+    check_margins(
+        "lgbm_expected.json",
+        &["lgbm_binary", "lgbm_multi", "lgbm_regression", "lgbm_rf"],
+        lightgbm::import,
+    );
+}
+
+#[test]
+fn lightgbm_dumps_that_are_not_supported_are_refused() {
+    let text = data("lgbm_binary.json");
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["objective"] = "poisson".into();
+    assert!(lightgbm::import(&v.to_string())
+        .unwrap_err()
+        .to_string()
+        .contains("poisson"));
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["tree_info"][0]["tree_structure"]["decision_type"] = "==".into();
+    assert!(lightgbm::import(&v.to_string())
+        .unwrap_err()
+        .to_string()
+        .contains("categorical"));
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["tree_info"][0]["tree_structure"]["missing_type"] = "Zero".into();
+    assert!(lightgbm::import(&v.to_string())
+        .unwrap_err()
+        .to_string()
+        .contains("Zero"));
+    assert!(lightgbm::import("{}")
+        .unwrap_err()
+        .to_string()
+        .contains("not a LightGBM model dump"));
+    assert!(lightgbm::import(&data("xgb_binary.json")).is_err());
 }
 
 #[test]

@@ -42,6 +42,9 @@ from ._trees import (
 if "XGBClassifier" in TREE_ESTIMATORS:
     XGBClassifier = TREE_ESTIMATORS["XGBClassifier"]
     XGBRegressor = TREE_ESTIMATORS["XGBRegressor"]
+if "LGBMClassifier" in TREE_ESTIMATORS:
+    LGBMClassifier = TREE_ESTIMATORS["LGBMClassifier"]
+    LGBMRegressor = TREE_ESTIMATORS["LGBMRegressor"]
 
 __all__ = [
     "DecisionTreeClassifier",

@@ -54,7 +54,8 @@ class _LinearModel(BaseEstimator):
     # -- parameters ---------------------------------------------------------------------------
 
     def _sklearn_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self._param_names if k != "n_bits"}
+        names = [*self._param_names, *getattr(self, "_extra_params", ())]
+        return {k: getattr(self, k) for k in names if k != "n_bits"}
 
     # -- training and quantisation ------------------------------------------------------------
 
@@ -346,13 +347,25 @@ def _make(name: str, sk_class: type, base: type, summary: str, n_bits: Any = 8, 
     params.append(inspect.Parameter("n_bits", inspect.Parameter.KEYWORD_ONLY, default=n_bits))
     names = tuple(p.name for p in params)
     defaults = {p.name: p.default for p in params}
+    # XGBoost and LightGBM take extra booster parameters (verbose=-1, ...) through **kwargs
+    open_kwargs = any(
+        p.kind == p.VAR_KEYWORD for p in inspect.signature(sk_class.__init__).parameters.values()
+    )
 
     def __init__(self: Any, **kwargs: Any) -> None:
         unknown = set(kwargs) - set(names)
-        if unknown:
+        if unknown and not open_kwargs:
             raise TypeError(f"{name}() got unexpected keyword argument(s) {', '.join(sorted(unknown))}")
         for n in names:
             setattr(self, n, kwargs.get(n, defaults[n]))
+        self._extra_params = sorted(unknown)
+        for n in self._extra_params:
+            setattr(self, n, kwargs[n])
+
+    def get_params(self: Any, deep: bool = True) -> dict:
+        params = BaseEstimator.get_params(self, deep)
+        params.update({n: getattr(self, n) for n in getattr(self, "_extra_params", ())})
+        return params
 
     self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
     __init__.__signature__ = inspect.Signature([self_param, *params])  # type: ignore[attr-defined]
@@ -369,6 +382,7 @@ def _make(name: str, sk_class: type, base: type, summary: str, n_bits: Any = 8, 
         (base,),
         {
             "__init__": __init__,
+            **({"get_params": get_params} if open_kwargs else {}),
             "__doc__": doc,
             "__module__": "fhec.sklearn",
             "__qualname__": name,

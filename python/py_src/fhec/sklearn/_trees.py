@@ -184,8 +184,7 @@ class _TreeModel(BaseEstimator):
     _sklearn_class: type = BaseEstimator
     _param_names: tuple[str, ...] = ()
 
-    def _sklearn_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self._param_names if k != "n_bits"}
+    _sklearn_params = _linear._LinearModel._sklearn_params
 
     def fit(self, X: Any, y: Any, **fit_params: Any) -> "_TreeModel":
         """Trains the float model with scikit-learn, then quantises it (inputs calibrated on ``X``)."""
@@ -417,6 +416,28 @@ try:  # XGBoost is optional: the estimators exist when it is installed (use the 
 except ImportError:  # pragma: no cover - exercised where xgboost is absent
     _XGB = ()
 
+class _LGBMExport:
+    def _export(self, model: Any) -> dict:
+        return json.loads(trees_import("lightgbm", json.dumps(model.booster_.dump_model())))
+
+
+class _LGBMClassifier(_LGBMExport, _TreeClassifier):
+    pass
+
+
+class _LGBMRegressor(_LGBMExport, _TreeRegressor):
+    pass
+
+
+try:  # LightGBM is optional too
+    import lightgbm as _lgb
+
+    LGBMClassifier = _make_tree("LGBMClassifier", _lgb.LGBMClassifier, _LGBMClassifier, "LightGBM classifier.")
+    LGBMRegressor = _make_tree("LGBMRegressor", _lgb.LGBMRegressor, _LGBMRegressor, "LightGBM regressor.")
+    _LGBM: tuple = (LGBMClassifier, LGBMRegressor)
+except ImportError:  # pragma: no cover
+    _LGBM = ()
+
 TREE_ESTIMATORS: dict[str, type] = {
     c.__name__: c
     for c in (
@@ -427,6 +448,7 @@ TREE_ESTIMATORS: dict[str, type] = {
         ExtraTreesClassifier,
         ExtraTreesRegressor,
         *_XGB,
+        *_LGBM,
     )
 }
 _linear._EXTRA.update(TREE_ESTIMATORS)
