@@ -403,15 +403,22 @@ pub(crate) fn import(
 ) -> Result<(), Failure> {
     use fhec_trees::{build_module, quantize_with, Ensemble, LeafMode, QuantizerKind};
     match format {
-        "xgboost" | "lightgbm" | "fhec" => {}
-        "onnx" => return Err(anyhow!("onnx models are not supported yet (supported: xgboost, lightgbm, fhec)").into()),
-        other => return Err(anyhow!("unknown model format `{other}` (supported: xgboost, lightgbm, fhec)").into()),
+        "xgboost" | "lightgbm" | "onnx" | "fhec" => {}
+        other => {
+            return Err(anyhow!("unknown model format `{other}` (supported: xgboost, lightgbm, onnx, fhec)").into())
+        }
     }
-    let text = crate::read_source(model)?;
-    let ensemble = match format {
-        "xgboost" => fhec_trees::xgboost::import(&text),
-        "lightgbm" => fhec_trees::lightgbm::import(&text),
-        _ => Ensemble::from_json(&text),
+    let (shape, values) = fhec::io::read_npy_f64(Path::new(calibration)).map_err(|e| anyhow!("{e}"))?;
+    let ensemble = if format == "onnx" {
+        let bytes = std::fs::read(model).map_err(|e| anyhow!("cannot read {model}: {e}"))?;
+        fhec_trees::onnx::import(&bytes, shape.get(1).copied())
+    } else {
+        let text = crate::read_source(model)?;
+        match format {
+            "xgboost" => fhec_trees::xgboost::import(&text),
+            "lightgbm" => fhec_trees::lightgbm::import(&text),
+            _ => Ensemble::from_json(&text),
+        }
     }
     .map_err(|e| anyhow!("{model}: {e}"))?;
     let kind = match quantizer {
@@ -425,7 +432,6 @@ pub(crate) fn import(
         Some("indicator") => Some(LeafMode::Indicator),
         Some(other) => return Err(anyhow!("--leaf-mode must be fused or indicator, not `{other}`").into()),
     };
-    let (shape, values) = fhec::io::read_npy_f64(Path::new(calibration)).map_err(|e| anyhow!("{e}"))?;
     if shape.len() != 2 || shape[1] != ensemble.n_features {
         return Err(anyhow!(
             "{calibration}: expected a matrix of samples × {} features, got shape {shape:?}",

@@ -173,11 +173,11 @@ enum Command {
         /// Compiled program (.fhecp).
         program: String,
     },
-    /// Import a tree ensemble (XGBoost JSON, LightGBM dump, or fhec's ensemble schema), quantise it on calibration
+    /// Import a tree ensemble (XGBoost JSON, LightGBM dump, ONNX, or fhec's ensemble schema), quantise it on calibration
     /// data and write its fhe module (docs/trees.md); compile the module with `fhec compile`.
     Import {
         /// Model format: `xgboost` (the JSON of `Booster.save_model("m.json")`), `lightgbm` (the JSON of
-        /// `Booster.dump_model()`) or `fhec` (the schema).
+        /// `Booster.dump_model()`), `onnx` (TreeEnsembleClassifier/Regressor) or `fhec` (the schema).
         format: String,
         /// Model file.
         model: String,

@@ -438,14 +438,35 @@ fn import_xgboost_writes_a_module_that_compiles_and_simulates_the_quantised_scor
     }
     let o = fhec(&[
         "import",
-        "onnx",
-        "x.onnx",
+        "catboost",
+        "x.cbm",
         "--calibration",
         calib.to_str().unwrap(),
         "-o",
         "/dev/null",
     ]);
-    assert!(!o.status.success() && stderr(&o).contains("not supported yet"));
+    assert!(!o.status.success() && stderr(&o).contains("unknown model format"));
+    // an ONNX export of a scikit-learn forest imports and compiles
+    let onnx_module = tmp("rf.fhe");
+    let o = fhec(&[
+        "import",
+        "onnx",
+        "frontends/trees/tests/data/onnx_rf_binary.onnx",
+        "--calibration",
+        calib.to_str().unwrap(),
+        "--n-bits",
+        "3",
+        "-o",
+        onnx_module.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = fhec(&[
+        "compile",
+        onnx_module.to_str().unwrap(),
+        "-o",
+        tmp("rf.fhecp").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let o = fhec(&[
         "import",
         "xgboost",

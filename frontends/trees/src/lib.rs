@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod lightgbm;
+pub mod onnx;
 pub mod quant;
 pub mod schema;
 pub mod xgboost;

@@ -301,3 +301,14 @@ fn quantile_quantisers_follow_the_float_path_at_their_edges() {
     }
     assert_eq!(Quantized::from_json(&q.to_json()).unwrap(), q);
 }
+
+/// The module of the two-tree ensemble (4-bit inputs): as built, and after the default pipeline.
+#[test]
+fn snapshot_of_a_tiny_ensemble() {
+    let q = quantize(&small(), &calibration(), 2, 4).unwrap();
+    let (mut m, report) = build_module(&q, None).unwrap();
+    insta::assert_snapshot!("tiny_built", fhec_ir::print_module(&m));
+    fhec_passes::manager::run_text(&mut m, fhec_passes::manager::DEFAULT_PIPELINE, &mut Default::default()).unwrap();
+    insta::assert_snapshot!("tiny_after_pipeline", fhec_ir::print_module(&m));
+    insta::assert_snapshot!("tiny_report", format!("{report:?}"));
+}

@@ -1,0 +1,353 @@
+//! ONNX tree ensembles (`ai.onnx.ml` `TreeEnsembleClassifier` / `TreeEnsembleRegressor`, opsets 1–3,
+//! as skl2onnx and onnxmltools write them) → [`Ensemble`]. A minimal protobuf reader walks
+//! `ModelProto.graph.node` and reads the node's attributes; nothing else of ONNX is needed.
+//!
+//! Node modes `BRANCH_LEQ`/`BRANCH_LT` map to `≤`/`<`; `BRANCH_GTE`/`BRANCH_GT` to `<`/`≤` with the
+//! children swapped; `BRANCH_EQ`/`BRANCH_NEQ` are refused. Post transforms `NONE` (a classifier's
+//! weights are probabilities), `LOGISTIC`, `SOFTMAX`; aggregate functions `SUM`, `AVERAGE`. A binary
+//! classifier whose weights all name class 0 (skl2onnx's form) scores class 1 with them. Thresholds are
+//! float32 (`nodes_values`); `nodes_values_as_tensor` (float64) is refused. Inputs compare as float32.
+
+use std::collections::HashMap;
+
+use crate::schema::{Aggregation, Cmp, Ensemble, FloatKind, Node, Post, Tree};
+use crate::TreeError;
+
+fn bad<T>(m: impl Into<String>) -> Result<T, TreeError> {
+    Err(TreeError::Model(m.into()))
+}
+
+/// One protobuf field: number and value.
+enum Wire<'a> {
+    Varint(u64),
+    Fixed64,
+    Bytes(&'a [u8]),
+    Fixed32(u32),
+}
+
+fn varint(b: &[u8], pos: &mut usize) -> Result<u64, TreeError> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b
+            .get(*pos)
+            .ok_or_else(|| TreeError::Model("not an ONNX model: truncated protobuf".into()))?;
+        *pos += 1;
+        v |= ((byte & 0x7f) as u64) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    bad("not an ONNX model: bad varint")
+}
+
+fn fields(b: &[u8]) -> Result<Vec<(u64, Wire<'_>)>, TreeError> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < b.len() {
+        let key = varint(b, &mut pos)?;
+        let (num, ty) = (key >> 3, key & 7);
+        let take = |pos: &mut usize, n: usize| -> Result<&[u8], TreeError> {
+            let s = b
+                .get(*pos..pos.saturating_add(n))
+                .ok_or_else(|| TreeError::Model("not an ONNX model: truncated protobuf".into()))?;
+            *pos += n;
+            Ok(s)
+        };
+        let w = match ty {
+            0 => Wire::Varint(varint(b, &mut pos)?),
+            1 => {
+                take(&mut pos, 8)?;
+                Wire::Fixed64
+            }
+            2 => {
+                let n = varint(b, &mut pos)? as usize;
+                Wire::Bytes(take(&mut pos, n)?)
+            }
+            5 => Wire::Fixed32(u32::from_le_bytes(take(&mut pos, 4)?.try_into().expect("4 bytes"))),
+            t => return bad(format!("not an ONNX model: protobuf wire type {t}")),
+        };
+        out.push((num, w));
+    }
+    Ok(out)
+}
+
+#[derive(Default)]
+struct Attr {
+    ints: Vec<i64>,
+    floats: Vec<f64>,
+    strings: Vec<String>,
+    tensor: bool,
+}
+
+fn attribute(b: &[u8]) -> Result<(String, Attr), TreeError> {
+    let mut name = String::new();
+    let mut a = Attr::default();
+    for (num, w) in fields(b)? {
+        match (num, w) {
+            (1, Wire::Bytes(s)) => name = String::from_utf8_lossy(s).into_owned(),
+            (2, Wire::Fixed32(f)) => a.floats.push(f32::from_bits(f) as f64),
+            (3, Wire::Varint(i)) => a.ints.push(i as i64),
+            (4, Wire::Bytes(s)) | (9, Wire::Bytes(s)) => a.strings.push(String::from_utf8_lossy(s).into_owned()),
+            (5, _) => a.tensor = true,
+            (7, Wire::Fixed32(f)) => a.floats.push(f32::from_bits(f) as f64),
+            (7, Wire::Bytes(p)) => a.floats.extend(
+                p.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64),
+            ),
+            (8, Wire::Varint(i)) => a.ints.push(i as i64),
+            (8, Wire::Bytes(p)) => {
+                let mut pos = 0;
+                while pos < p.len() {
+                    a.ints.push(varint(p, &mut pos)? as i64);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((name, a))
+}
+
+/// Reads the first tree-ensemble node of an ONNX model. `n_features`: the model's input width when
+/// known (else the largest feature index + 1).
+pub fn import(bytes: &[u8], n_features: Option<usize>) -> Result<Ensemble, TreeError> {
+    let model = fields(bytes)?;
+    let graph = model
+        .iter()
+        .find_map(|(n, w)| match (n, w) {
+            (7, Wire::Bytes(g)) => Some(*g),
+            _ => None,
+        })
+        .ok_or_else(|| TreeError::Model("not an ONNX model: no graph".into()))?;
+    let mut found = None;
+    for (n, w) in fields(graph)? {
+        let (1, Wire::Bytes(node)) = (n, w) else { continue };
+        let mut op = String::new();
+        let mut attrs = HashMap::new();
+        for (k, v) in fields(node)? {
+            match (k, v) {
+                (4, Wire::Bytes(s)) => op = String::from_utf8_lossy(s).into_owned(),
+                (5, Wire::Bytes(a)) => {
+                    let (name, a) = attribute(a)?;
+                    attrs.insert(name, a);
+                }
+                _ => {}
+            }
+        }
+        if op == "TreeEnsembleClassifier" || op == "TreeEnsembleRegressor" {
+            found = Some((op, attrs));
+            break;
+        }
+        if op == "TreeEnsemble" {
+            return bad(
+                "the ai.onnx.ml opset-5 TreeEnsemble op is not supported yet; export with ai.onnx.ml opset ≤ 3",
+            );
+        }
+    }
+    let Some((op, attrs)) = found else {
+        return bad("the ONNX model has no TreeEnsembleClassifier or TreeEnsembleRegressor node");
+    };
+    let classifier = op == "TreeEnsembleClassifier";
+    let get = |name: &str| attrs.get(name);
+    let ints = |name: &str| -> Result<&Vec<i64>, TreeError> {
+        get(name)
+            .map(|a| &a.ints)
+            .ok_or_else(|| TreeError::Model(format!("{op}: attribute `{name}` missing")))
+    };
+    if get("nodes_values").is_none_or(|a| a.floats.is_empty()) && get("nodes_values_as_tensor").is_some() {
+        return bad(format!(
+            "{op}: float64 thresholds (nodes_values_as_tensor) are not supported"
+        ));
+    }
+    let tree_ids = ints("nodes_treeids")?;
+    let node_ids = ints("nodes_nodeids")?;
+    let features = ints("nodes_featureids")?;
+    let trues = ints("nodes_truenodeids")?;
+    let falses = ints("nodes_falsenodeids")?;
+    let values = &get("nodes_values").map(|a| a.floats.clone()).unwrap_or_default();
+    let modes = &get("nodes_modes")
+        .map(|a| a.strings.clone())
+        .ok_or_else(|| TreeError::Model(format!("{op}: attribute `nodes_modes` missing")))?;
+    let missing_true = get("nodes_missing_value_tracks_true")
+        .map(|a| a.ints.clone())
+        .unwrap_or_default();
+    let n = tree_ids.len();
+    if [
+        node_ids.len(),
+        features.len(),
+        trues.len(),
+        falses.len(),
+        values.len(),
+        modes.len(),
+    ]
+    .iter()
+    .any(|&m| m != n)
+    {
+        return bad(format!("{op}: node attributes differ in length"));
+    }
+    let prefix = if classifier { "class" } else { "target" };
+    let w_tree = ints(&format!("{prefix}_treeids"))?;
+    let w_node = ints(&format!("{prefix}_nodeids"))?;
+    let w_id = ints(&format!("{prefix}_ids"))?;
+    let w_val = &get(&format!("{prefix}_weights"))
+        .map(|a| a.floats.clone())
+        .ok_or_else(|| TreeError::Model(format!("{op}: {prefix}_weights missing")))?;
+    if [w_node.len(), w_id.len(), w_val.len()]
+        .iter()
+        .any(|&m| m != w_tree.len())
+    {
+        return bad(format!("{op}: {prefix} attributes differ in length"));
+    }
+    let n_classes = if classifier {
+        get("classlabels_int64s")
+            .map(|a| a.ints.len())
+            .filter(|&c| c > 0)
+            .or_else(|| get("classlabels_strings").map(|a| a.strings.len()))
+            .unwrap_or(0)
+    } else {
+        get("n_targets").and_then(|a| a.ints.first().copied()).unwrap_or(1) as usize
+    };
+    // skl2onnx's binary form: weights for class id 0 only, scoring class 1
+    let binary_one_column = classifier && n_classes == 2 && w_id.iter().all(|&c| c == 0);
+    let n_outputs = if binary_one_column { 1 } else { n_classes.max(1) };
+    if w_id
+        .iter()
+        .any(|&c| c < 0 || c as usize >= n_outputs.max(if binary_one_column { 1 } else { 0 }))
+    {
+        return bad(format!("{op}: a weight names output id outside 0..{n_outputs}"));
+    }
+    let post_name = get("post_transform")
+        .and_then(|a| a.strings.first().cloned())
+        .unwrap_or_else(|| "NONE".into());
+    let post = match (post_name.as_str(), classifier) {
+        ("NONE", true) => Post::Proba,
+        ("NONE", false) => Post::Identity,
+        ("LOGISTIC", _) => Post::Sigmoid,
+        ("SOFTMAX", _) => Post::Softmax,
+        (other, _) => return bad(format!("{op}: post_transform {other} is not supported")),
+    };
+    let aggregation = match get("aggregate_function")
+        .and_then(|a| a.strings.first().cloned())
+        .as_deref()
+    {
+        None | Some("SUM") => Aggregation::Sum,
+        Some("AVERAGE") => Aggregation::Mean,
+        Some(other) => return bad(format!("{op}: aggregate_function {other} is not supported")),
+    };
+    let base_score = get("base_values").map(|a| a.floats.clone()).unwrap_or_default();
+    // trees in order of first appearance; node ids → local indices
+    let mut order: Vec<i64> = Vec::new();
+    let mut index: HashMap<(i64, i64), usize> = HashMap::new();
+    for i in 0..n {
+        if !order.contains(&tree_ids[i]) {
+            order.push(tree_ids[i]);
+        }
+        let local = index.iter().filter(|((t, _), _)| *t == tree_ids[i]).count();
+        if index.insert((tree_ids[i], node_ids[i]), local).is_some() {
+            return bad(format!(
+                "{op}: node {} of tree {} appears twice",
+                node_ids[i], tree_ids[i]
+            ));
+        }
+    }
+    let mut trees: Vec<Tree> = order
+        .iter()
+        .map(|&t| Tree {
+            nodes: vec![
+                Node::Leaf {
+                    value: vec![0.0; n_outputs]
+                };
+                tree_ids.iter().filter(|&&x| x == t).count()
+            ],
+        })
+        .collect();
+    let tree_of = |t: i64| order.iter().position(|&x| x == t).expect("listed");
+    let mut max_feature = 0usize;
+    for i in 0..n {
+        let (t, local) = (tree_of(tree_ids[i]), index[&(tree_ids[i], node_ids[i])]);
+        let mode = modes[i].as_str();
+        if mode == "LEAF" {
+            continue;
+        }
+        let child = |id: i64| {
+            index
+                .get(&(tree_ids[i], id))
+                .copied()
+                .ok_or_else(|| TreeError::Model(format!("{op}: tree {} node {id} is missing", tree_ids[i])))
+        };
+        let (yes, no) = (child(trues[i])?, child(falses[i])?);
+        let (cmp, left, right) = match mode {
+            "BRANCH_LEQ" => (Cmp::Le, yes, no),
+            "BRANCH_LT" => (Cmp::Lt, yes, no),
+            "BRANCH_GTE" => (Cmp::Lt, no, yes),
+            "BRANCH_GT" => (Cmp::Le, no, yes),
+            other => return bad(format!("{op}: node mode {other} is not supported")),
+        };
+        let feature = usize::try_from(features[i]).map_err(|_| TreeError::Model(format!("{op}: negative feature")))?;
+        max_feature = max_feature.max(feature);
+        let tracks = missing_true.get(i).copied().unwrap_or(0) != 0;
+        trees[t].nodes[local] = Node::Split {
+            feature,
+            threshold: values[i],
+            cmp,
+            left,
+            right,
+            missing_left: if mode.starts_with("BRANCH_G") { !tracks } else { tracks },
+        };
+    }
+    for k in 0..w_tree.len() {
+        let t = tree_of(w_tree[k]);
+        let local = *index
+            .get(&(w_tree[k], w_node[k]))
+            .ok_or_else(|| TreeError::Model(format!("{op}: a weight names a missing node")))?;
+        match &mut trees[t].nodes[local] {
+            Node::Leaf { value } => value[w_id[k] as usize] += w_val[k],
+            Node::Split { .. } => return bad(format!("{op}: a weight names a branch node")),
+        }
+    }
+    // the root of each tree: the node no other node points to
+    for (t, tree) in trees.iter_mut().enumerate() {
+        let n_local = tree.nodes.len();
+        let mut pointed = vec![false; n_local];
+        for node in &tree.nodes {
+            if let Node::Split { left, right, .. } = node {
+                pointed[*left] = true;
+                pointed[*right] = true;
+            }
+        }
+        let root = pointed
+            .iter()
+            .position(|p| !p)
+            .ok_or_else(|| TreeError::Model(format!("{op}: tree {} has no root", order[t])))?;
+        if root != 0 {
+            // renumber: swap the root into position 0
+            tree.nodes.swap(0, root);
+            for node in &mut tree.nodes {
+                if let Node::Split { left, right, .. } = node {
+                    for c in [left, right] {
+                        if *c == 0 {
+                            *c = root;
+                        } else if *c == root {
+                            *c = 0;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let e = Ensemble {
+        n_features: n_features.unwrap_or(max_feature + 1),
+        n_outputs,
+        trees,
+        base_score: match base_score.len() {
+            0 => vec![],
+            len if len == n_outputs => base_score,
+            len if binary_one_column && len == 2 => vec![base_score[1]],
+            len => return bad(format!("{op}: {len} base values for {n_outputs} outputs")),
+        },
+        aggregation,
+        post,
+        float: FloatKind::F32,
+    };
+    e.validate()?;
+    Ok(e)
+}
