@@ -123,6 +123,43 @@ def test_xgboost_quantised_margins_follow_the_booster():
         fs.XGBRegressor.from_sklearn_model(sktree.DecisionTreeRegressor().fit(X_REG, Y_REG), X_REG)
 
 
+def test_pipeline_and_grid_search():
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    grid = GridSearchCV(
+        make_pipeline(StandardScaler(), fs.DecisionTreeClassifier(random_state=0)),
+        {"decisiontreeclassifier__max_depth": [2, 3], "decisiontreeclassifier__n_bits": [3, 5]},
+        cv=3,
+    ).fit(X_BIN, Y_BIN)
+    assert grid.best_score_ > 0.7
+    best = grid.best_estimator_
+    best[-1].compile()
+    Xs = best[0].transform(X_BIN[:6])
+    assert np.array_equal(best[-1].predict(Xs, fhe="execute"), best.predict(X_BIN[:6]))
+
+
+@pytest.mark.skipif("XGBClassifier" not in fs.TREE_ESTIMATORS, reason="xgboost is not installed")
+def test_from_a_raw_booster():
+    import xgboost as xgb
+
+    dtrain = xgb.DMatrix(X_BIN, label=Y_BIN)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 2}, dtrain, num_boost_round=4)
+    m = fs.XGBClassifier.from_sklearn_model(booster, X_BIN, n_bits=5)
+    m.compile()
+    p = m.predict_proba(X_BIN[:5], fhe="execute")
+    assert np.array_equal(p, m.predict_proba(X_BIN[:5]))
+    assert np.allclose(p[:, 1], booster.predict(xgb.DMatrix(X_BIN[:5])), atol=0.1)
+    if "LGBMRegressor" in fs.TREE_ESTIMATORS:
+        import lightgbm as lgb
+
+        b = lgb.train({"objective": "regression", "num_leaves": 4, "verbose": -1}, lgb.Dataset(X_REG, Y_REG), 3)
+        r = fs.LGBMRegressor.from_sklearn_model(b, X_REG, n_bits=5)
+        r.compile()
+        assert np.array_equal(r.predict(X_REG[:4], fhe="execute"), r.predict(X_REG[:4]))
+
+
 def test_dump_load_round_trip(tmp_path):
     model, X, _ = make("RandomForestClassifier")
     model.compile()

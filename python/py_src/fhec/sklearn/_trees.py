@@ -224,7 +224,13 @@ class _TreeModel(BaseEstimator):
 
     @classmethod
     def from_sklearn_model(cls, model: Any, X: Any, n_bits: Any = DEFAULT_N_BITS) -> "_TreeModel":
-        """Quantises an already trained scikit-learn estimator; ``X`` calibrates the inputs."""
+        """Quantises an already trained scikit-learn estimator (for XGBoost and LightGBM also a raw
+        ``Booster``); ``X`` calibrates the inputs."""
+        booster_type = getattr(cls, "_booster_type", None)
+        if booster_type is not None and isinstance(model, booster_type()):
+            est = cls(n_bits=n_bits)
+            est._adopt(_BoosterView(model, est), X)
+            return est
         if not isinstance(model, cls._sklearn_class):
             raise TypeError(
                 f"{cls.__name__}.from_sklearn_model expects a fitted sklearn {cls._sklearn_class.__name__}, "
@@ -393,9 +399,27 @@ ExtraTreesRegressor = _make_tree(
     "ExtraTreesRegressor", skens.ExtraTreesRegressor, _TreeRegressor, "Extremely randomised trees regressor."
 )
 
+class _BoosterView:
+    """A raw XGBoost/LightGBM ``Booster`` seen as a fitted estimator (features; classes 0 … C−1)."""
+
+    def __init__(self, booster: Any, est: Any):
+        self.booster = booster
+        exported = est._export(self)
+        self.n_features_in_ = int(exported["n_features"])
+        if isinstance(est, ClassifierMixin):
+            self.classes_ = np.arange(max(2, int(exported["n_outputs"])))
+
+
 class _XGBExport:
+    @staticmethod
+    def _booster_type() -> type:
+        import xgboost
+
+        return xgboost.Booster
+
     def _export(self, model: Any) -> dict:
-        raw = model.get_booster().save_raw("json")
+        booster = model.booster if isinstance(model, _BoosterView) else model.get_booster()
+        raw = booster.save_raw("json")
         return json.loads(trees_import("xgboost", bytes(raw).decode()))
 
 
@@ -417,8 +441,15 @@ except ImportError:  # pragma: no cover - exercised where xgboost is absent
     _XGB = ()
 
 class _LGBMExport:
+    @staticmethod
+    def _booster_type() -> type:
+        import lightgbm
+
+        return lightgbm.Booster
+
     def _export(self, model: Any) -> dict:
-        return json.loads(trees_import("lightgbm", json.dumps(model.booster_.dump_model())))
+        booster = model.booster if isinstance(model, _BoosterView) else model.booster_
+        return json.loads(trees_import("lightgbm", json.dumps(booster.dump_model())))
 
 
 class _LGBMClassifier(_LGBMExport, _TreeClassifier):
