@@ -321,8 +321,8 @@ fn linear_program_runs_packed_without_evaluation_keys() {
     assert!(!ek.has_bootstrap());
     let sk = ek.expand(&Progress::silent()).unwrap();
     let m = parse(&src);
-    let cases = samples(&m, 11, 6);
-    assert!(cases.len() >= 8);
+    // more samples than one chunk of the executor (64): chunks reuse their slot memory
+    let cases: Vec<_> = samples(&m, 11, 6).into_iter().cycle().take(150).collect();
     let batch: Vec<Vec<ClearTensor>> = cases.iter().map(|(x, _)| x.iter().map(to_clear).collect()).collect();
     let enc = ck.encrypt(&c.program, &batch).unwrap();
     let out = exec::run(&c.program, &sk, enc, &Progress::silent(), None).unwrap();

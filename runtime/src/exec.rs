@@ -201,10 +201,13 @@ pub fn check_run(program: &Program, keys: &ServerKeys, inputs: &Ciphertexts) -> 
     inputs.check(program, Direction::Inputs)
 }
 
-/// Samples per chunk: a chunk's slot memory is allocated once and reused, so a large batch does
+/// Most samples per chunk: a chunk's slot memory is allocated once and reused, so a large batch does
 /// not hold every sample's intermediate ciphertexts at once (64 samples are enough to fill the
 /// lookup batches of every thread).
 const CHUNK: usize = 64;
+/// Slot memory of one chunk at most (bytes); programs with many slots (a tree ensemble's
+/// thermometer inputs) run fewer samples per chunk, at least one.
+const CHUNK_BYTES: usize = 1 << 29;
 
 /// Where one input port's ciphertexts come from.
 enum Source {
@@ -244,8 +247,9 @@ pub fn run(
         .collect();
     progress.start("running", (program.pbs_count() * samples) as u64);
     let mut state: Vec<Vec<u64>> = Vec::new();
-    for first_sample in (0..samples).step_by(CHUNK) {
-        let count = CHUNK.min(samples - first_sample);
+    let chunk = (CHUNK_BYTES / (slots * l * 8).max(1)).clamp(1, CHUNK);
+    for first_sample in (0..samples).step_by(chunk) {
+        let count = chunk.min(samples - first_sample);
         state.resize_with(count, || vec![0u64; slots * l]);
         state.truncate(count);
         // input ciphertexts into each sample's slot memory
