@@ -352,7 +352,7 @@ fn linear_program_runs_packed_without_evaluation_keys() {
 
 /// A tree ensemble (two trees, three features, 3-bit inputs; docs/trees.md): the module built from
 /// its quantised form, after the default pipeline, runs encrypted on thermometer-encoded inputs and
-/// returns the quantised scores, with one lookup per (leaf, output) at the path-sum width.
+/// returns the quantised scores, with one lookup per pair of sibling leaves at the path-sum width.
 #[test]
 fn tree_ensemble_runs_encrypted_exactly() {
     use fhec_trees::{build_module, quantize, Cmp, Ensemble, Node, Tree};
@@ -392,12 +392,13 @@ fn tree_ensemble_runs_encrypted_exactly() {
     let calib = vec![vec![-1.0, -1.0, -1.0], vec![1.0, 1.0, 1.0]];
     let q = quantize(&e, &calib, 3, 6).unwrap();
     let (mut m, report) = build_module(&q, None).unwrap();
-    assert_eq!((report.leaves, report.lookups, report.lookup_bits), (6, 6, 2));
+    // three pairs of sibling leaves: one lookup each
+    assert_eq!((report.leaves, report.lookups, report.lookup_bits), (6, 3, 2));
     fhec_passes::manager::run_text(&mut m, fhec_passes::manager::DEFAULT_PIPELINE, &mut Default::default())
         .unwrap_or_else(|d| panic!("{d:?}"));
     let v = verify(&m).unwrap();
     let c = compile(&v, &CompileOptions::default(), None).unwrap_or_else(|d| panic!("{}", d.message));
-    assert_eq!(c.program.pbs_count(), 6);
+    assert_eq!(c.program.pbs_count(), 3);
     assert!(
         c.program.tables.iter().all(|t| t.precision == 2),
         "{:?}",

@@ -48,8 +48,6 @@ struct Leaf {
     tree: usize,
     /// (bit index or None for a constant-true test, went left)
     path: Vec<(usize, bool)>,
-    /// tests that always hold
-    constant_true: usize,
     value: Vec<i64>,
 }
 
@@ -65,7 +63,6 @@ fn leaves(q: &Quantized) -> Vec<Leaf> {
                 QNode::Leaf { value } => out.push(Leaf {
                     tree: ti,
                     path,
-                    constant_true: konst,
                     value: value.clone(),
                 }),
                 QNode::Split {
@@ -112,6 +109,252 @@ fn build_err(d: fhec_ir::Diagnostic) -> TreeError {
     TreeError::Build(d.message)
 }
 
+/// One lookup: its input `Σ coef·bit + offset` (in `[0, domain_max]`), its table over that domain,
+/// and the output it adds to (`None`: an indicator, combined with the leaf values afterwards).
+struct Column {
+    coeffs: Vec<(usize, i64)>,
+    offset: i64,
+    table: Vec<i64>,
+    output: Option<usize>,
+}
+
+/// `scale · (Σ_path (b or 1 − b) + depth − len)`: equal to `scale · depth` exactly when every test on
+/// the path holds, in `[0, scale · depth]`.
+fn path_sum(path: &[(usize, bool)], depth: usize, scale: i64) -> (Vec<(usize, i64)>, i64) {
+    let mut coeffs = Vec::with_capacity(path.len());
+    let mut offset = (depth - path.len()) as i64 * scale;
+    for &(bit, left) in path {
+        if left {
+            coeffs.push((bit, -scale));
+            offset += scale;
+        } else {
+            coeffs.push((bit, scale));
+        }
+    }
+    (coeffs, offset)
+}
+
+/// Fused columns: (single leaves on `[0, D]`, sibling pairs on `[0, 2D − 1]`), one per output with
+/// a non-zero value. For two sibling leaves the lookup input is `u = 2·s + b`, `s` the parent path's
+/// sum (normalised to `D − 1`) and `b` the last test's bit: `u = 2(D − 1)` reaches the left leaf,
+/// `2(D − 1) + 1` the right one, anything else neither — half the lookups, at most one more bit.
+fn fused_columns(live: &[&Leaf], c: usize, depth: usize) -> (Vec<Column>, Vec<Column>) {
+    use std::collections::HashMap;
+    // siblings: same tree, same path but the last turn
+    let mut by_parent: HashMap<(usize, &[(usize, bool)], usize), Vec<usize>> = HashMap::new();
+    for (i, lf) in live.iter().enumerate() {
+        let (last, prefix) = lf.path.split_last().expect("live leaves have a path");
+        by_parent.entry((lf.tree, prefix, last.0)).or_default().push(i);
+    }
+    let mut paired = vec![false; live.len()];
+    let mut pairs = Vec::new();
+    let mut keys: Vec<_> = by_parent.iter().filter(|(_, v)| v.len() == 2).collect();
+    keys.sort_by_key(|(_, v)| v[0]);
+    for (&(_, prefix, bit), idx) in keys {
+        let (l, r) = if live[idx[0]].path.last().expect("path").1 {
+            (idx[0], idx[1])
+        } else {
+            (idx[1], idx[0])
+        };
+        paired[l] = true;
+        paired[r] = true;
+        // u = 2·(prefix sum + (D − len)) + b, with len = prefix.len() + 1
+        let (mut coeffs, offset) = path_sum(prefix, depth - 1, 2);
+        coeffs.push((bit, 1));
+        let top = 2 * (depth - 1);
+        for o in 0..c {
+            let (vl, vr) = (live[l].value[o], live[r].value[o]);
+            if vl == 0 && vr == 0 {
+                continue;
+            }
+            let mut table = vec![0i64; 2 * depth];
+            table[top] = vl;
+            table[top + 1] = vr;
+            pairs.push(Column {
+                coeffs: coeffs.clone(),
+                offset,
+                table,
+                output: Some(o),
+            });
+        }
+    }
+    let mut singles = Vec::new();
+    for (i, lf) in live.iter().enumerate() {
+        if paired[i] {
+            continue;
+        }
+        let (coeffs, offset) = path_sum(&lf.path, depth, 1);
+        for o in 0..c {
+            if lf.value[o] != 0 {
+                let mut table = vec![0i64; depth + 1];
+                table[depth] = lf.value[o];
+                singles.push(Column {
+                    coeffs: coeffs.clone(),
+                    offset,
+                    table,
+                    output: Some(o),
+                });
+            }
+        }
+    }
+    (singles, pairs)
+}
+
+/// The lookups of `cols` (inputs in `[0, domain_max]`): one `mapped_lut` (one table per distinct
+/// table) on the path sums; returns it and the lookup width.
+fn emit_lookups(
+    b: &mut FunctionBuilder,
+    x: fhec_ir::ValueId,
+    m: usize,
+    cols: &[Column],
+    domain_max: usize,
+    result: Option<ElemType>,
+) -> Result<(fhec_ir::ValueId, u32), TreeError> {
+    let p = cols.len();
+    let mut a = vec![0i64; m * p];
+    let mut offsets = vec![0i64; p];
+    for (col, cl) in cols.iter().enumerate() {
+        for &(bit, k) in &cl.coeffs {
+            a[bit * p + col] += k;
+        }
+        offsets[col] = cl.offset;
+    }
+    // the product's range from the matrix itself (a bit tested twice on a path may cancel out)
+    let (mut s_lo, mut s_hi) = (0i128, 0i128);
+    for col in 0..p {
+        let (neg, pos) =
+            (0..m).map(|bit| a[bit * p + col] as i128).fold(
+                (0, 0),
+                |(n, q), v| {
+                    if v < 0 {
+                        (n + v, q)
+                    } else {
+                        (n, q + v)
+                    }
+                },
+            );
+        s_lo = s_lo.min(neg);
+        s_hi = s_hi.max(pos);
+    }
+    let signed = s_lo < 0;
+    let s_width = if signed {
+        width_for(s_lo, s_hi.max(1), true)
+    } else {
+        width_for(0, s_hi.max(1), false)
+    };
+    let d_width = width_for(0, domain_max as i128, false);
+    let av = b
+        .op(
+            OpKind::Constant,
+            &[],
+            &[("value", Attribute::Dense(dense(a, &[m, p])?))],
+        )
+        .map_err(build_err)?;
+    let s = b
+        .op_with_type(
+            OpKind::Matmul,
+            &[x, av],
+            &[],
+            Some(Type::new(ElemType::new(true, signed, s_width), vec![1, p])),
+        )
+        .map_err(build_err)?;
+    let cv = b
+        .op(
+            OpKind::Constant,
+            &[],
+            &[("value", Attribute::Dense(dense(offsets, &[1, p])?))],
+        )
+        .map_err(build_err)?;
+    let sd = if signed {
+        let s2 = b
+            .op_with_type(
+                OpKind::Add,
+                &[s, cv],
+                &[],
+                Some(Type::new(ElemType::ESInt(d_width + 1), vec![1, p])),
+            )
+            .map_err(build_err)?;
+        // the sums are signed by type (the matrix has −1 entries) but lie in [0, domain_max]: a
+        // narrower unsigned reinterpretation lets the lookups take ⌈log2(domain_max + 1)⌉ bits
+        b.op_with_type(
+            OpKind::ToUnsigned,
+            &[s2],
+            &[],
+            Some(Type::new(ElemType::EInt(d_width), vec![1, p])),
+        )
+        .map_err(build_err)?
+    } else {
+        b.op_with_type(
+            OpKind::Add,
+            &[s, cv],
+            &[],
+            Some(Type::new(ElemType::EInt(d_width), vec![1, p])),
+        )
+        .map_err(build_err)?
+    };
+    let size = 1usize << d_width;
+    let mut distinct: Vec<Vec<i64>> = cols
+        .iter()
+        .map(|cl| {
+            let mut t = cl.table.clone();
+            t.resize(size, 0);
+            t
+        })
+        .collect();
+    let full = distinct.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let map: Vec<i64> = full
+        .iter()
+        .map(|t| distinct.binary_search(t).expect("present") as i64)
+        .collect();
+    let v_lo = distinct.iter().flatten().copied().min().unwrap_or(0).min(0) as i128;
+    let v_hi = distinct.iter().flatten().copied().max().unwrap_or(0).max(0) as i128;
+    let elem = result.unwrap_or(ElemType::ESInt(width_for(v_lo.min(-1), v_hi.max(1), true)));
+    let tables: Vec<i64> = distinct.iter().flatten().copied().collect();
+    let y = b
+        .op_with_type(
+            OpKind::MappedLut,
+            &[sd],
+            &[
+                ("map", Attribute::Dense(dense(map, &[1, p])?)),
+                ("tables", Attribute::Dense(dense(tables, &[distinct.len(), size])?)),
+            ],
+            Some(Type::new(elem, vec![1, p])),
+        )
+        .map_err(build_err)?;
+    Ok((y, d_width))
+}
+
+/// A group of fused columns: lookups, then a 0/1 matrix that adds each to its output.
+fn emit_group(
+    b: &mut FunctionBuilder,
+    x: fhec_ir::ValueId,
+    m: usize,
+    c: usize,
+    cols: &[Column],
+    domain_max: usize,
+    out_ty: &Type,
+) -> Result<(fhec_ir::ValueId, u32), TreeError> {
+    let (y, w) = emit_lookups(b, x, m, cols, domain_max, None)?;
+    let p = cols.len();
+    let mut sel = vec![0i64; p * c];
+    for (col, cl) in cols.iter().enumerate() {
+        sel[col * c + cl.output.expect("fused columns have an output")] = 1;
+    }
+    let sv = b
+        .op(
+            OpKind::Constant,
+            &[],
+            &[("value", Attribute::Dense(dense(sel, &[p, c])?))],
+        )
+        .map_err(build_err)?;
+    let out = b
+        .op_with_type(OpKind::Matmul, &[y, sv], &[], Some(out_ty.clone()))
+        .map_err(build_err)?;
+    Ok((out, w))
+}
+
 /// Builds the module; `mode` `None` picks [`LeafMode::Fused`] for one output, else
 /// [`LeafMode::Indicator`].
 pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, BuildReport), TreeError> {
@@ -142,86 +385,6 @@ pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, Bu
         ));
     }
     let depth = live.iter().map(|l| l.path.len()).max().unwrap_or(1);
-    // columns: (leaf, output or None for an indicator)
-    let columns: Vec<(usize, Option<usize>)> = match mode {
-        LeafMode::Fused => live
-            .iter()
-            .enumerate()
-            .flat_map(|(i, lf)| (0..c).filter(move |&o| lf.value[o] != 0).map(move |o| (i, Some(o))))
-            .collect(),
-        LeafMode::Indicator => (0..live.len()).map(|i| (i, None)).collect(),
-    };
-    let p = columns.len();
-    // path sums: matrix (m × p) and constants
-    let mut a = vec![0i64; m * p];
-    let mut offsets = vec![0i64; p];
-    let (mut s_lo, mut s_hi) = (0i128, 0i128);
-    for (col, &(li, _)) in columns.iter().enumerate() {
-        let lf = live[li];
-        let mut neg = 0i128;
-        let mut pos = 0i128;
-        for &(bit, left) in &lf.path {
-            let e = &mut a[bit * p + col];
-            if left {
-                *e -= 1;
-                offsets[col] += 1;
-                neg -= 1;
-            } else {
-                *e += 1;
-                pos += 1;
-            }
-        }
-        offsets[col] += (depth - lf.path.len()) as i64;
-        s_lo = s_lo.min(neg);
-        s_hi = s_hi.max(pos);
-    }
-    let _ = live.iter().map(|l| l.constant_true).sum::<usize>();
-    let s_width = width_for(s_lo.min(-1), s_hi.max(1), true);
-    let d_width = width_for(0, depth as i128, false);
-
-    let mut b = FunctionBuilder::new("main");
-    let x = b.arg_with_range("x", Type::new(ElemType::EInt(1), vec![1, m]), 0, 1);
-    let av = b
-        .op(
-            OpKind::Constant,
-            &[],
-            &[("value", Attribute::Dense(dense(a, &[m, p])?))],
-        )
-        .map_err(build_err)?;
-    let s = b
-        .op_with_type(
-            OpKind::Matmul,
-            &[x, av],
-            &[],
-            Some(Type::new(ElemType::ESInt(s_width), vec![1, p])),
-        )
-        .map_err(build_err)?;
-    let cv = b
-        .op(
-            OpKind::Constant,
-            &[],
-            &[("value", Attribute::Dense(dense(offsets, &[1, p])?))],
-        )
-        .map_err(build_err)?;
-    let s2 = b
-        .op_with_type(
-            OpKind::Add,
-            &[s, cv],
-            &[],
-            Some(Type::new(ElemType::ESInt(d_width + 1), vec![1, p])),
-        )
-        .map_err(build_err)?;
-    let sd = b
-        .op_with_type(
-            OpKind::ToUnsigned,
-            &[s2],
-            &[],
-            Some(Type::new(ElemType::EInt(d_width + 1), vec![1, p])),
-        )
-        .map_err(build_err)?;
-    // the sums are signed by type (the matrix has −1 entries) but lie in [0, D]; the tables cover
-    // the signed width here and the bitwidth pass narrows them to ⌈log2(D + 1)⌉ bits
-    let size = 1usize << (d_width + 1);
     // per output, the tight range of the sum: one leaf per tree is reached
     let mut per_tree: Vec<Vec<(i64, i64)>> = vec![vec![(0, 0); c]; q.trees.len()];
     for lf in &live {
@@ -244,69 +407,45 @@ pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, Bu
         )));
     }
     let out_ty = Type::new(ElemType::ESInt(out_width), vec![1, c]);
-    let out = match mode {
+
+    let mut b = FunctionBuilder::new("main");
+    let x = b.arg_with_range("x", Type::new(ElemType::EInt(1), vec![1, m]), 0, 1);
+    let mut parts = Vec::new();
+    let (lookups, lookup_bits) = match mode {
         LeafMode::Fused => {
-            // one table per distinct leaf value
-            let mut values: Vec<i64> = columns
-                .iter()
-                .map(|&(li, o)| live[li].value[o.expect("fused")])
-                .collect();
-            let mut distinct = values.clone();
-            distinct.sort_unstable();
-            distinct.dedup();
-            let map: Vec<i64> = values
-                .iter()
-                .map(|v| distinct.binary_search(v).expect("present") as i64)
-                .collect();
-            let tables: Vec<i64> = distinct
-                .iter()
-                .flat_map(|&v| (0..size).map(move |k| if k == depth { v } else { 0 }))
-                .collect();
-            let v_lo = distinct.iter().copied().min().unwrap_or(0).min(0) as i128;
-            let v_hi = distinct.iter().copied().max().unwrap_or(0).max(0) as i128;
-            let v_width = width_for(v_lo.min(-1), v_hi.max(1), true);
-            let y = b
-                .op_with_type(
-                    OpKind::MappedLut,
-                    &[sd],
-                    &[
-                        ("map", Attribute::Dense(dense(map, &[1, p])?)),
-                        ("tables", Attribute::Dense(dense(tables, &[distinct.len(), size])?)),
-                    ],
-                    Some(Type::new(ElemType::ESInt(v_width), vec![1, p])),
-                )
-                .map_err(build_err)?;
-            values.clear();
-            let mut sel = vec![0i64; p * c];
-            for (col, &(_, o)) in columns.iter().enumerate() {
-                sel[col * c + o.expect("fused")] = 1;
+            // siblings that are both leaves share one lookup on u = 2·(parent path sum) + last bit
+            let (singles, pairs) = fused_columns(&live, c, depth);
+            let mut n = 0;
+            let mut bits = 0;
+            for (cols, domain_max) in [(singles, depth), (pairs, 2 * depth - 1)] {
+                if cols.is_empty() {
+                    continue;
+                }
+                n += cols.len();
+                let (part, w) = emit_group(&mut b, x, m, c, &cols, domain_max, &out_ty)?;
+                bits = bits.max(w);
+                parts.push(part);
             }
-            let sv = b
-                .op(
-                    OpKind::Constant,
-                    &[],
-                    &[("value", Attribute::Dense(dense(sel, &[p, c])?))],
-                )
-                .map_err(build_err)?;
-            b.op_with_type(OpKind::Matmul, &[y, sv], &[], Some(out_ty.clone()))
-                .map_err(build_err)?
+            (n, bits)
         }
         LeafMode::Indicator => {
-            let table: Vec<i64> = (0..size).map(|k| (k == depth) as i64).collect();
-            let y = b
-                .op_with_type(
-                    OpKind::Lut,
-                    &[sd],
-                    &[("table", Attribute::Dense(dense(table, &[size])?))],
-                    // signed, so that the product with the leaf values is signed like the output
-                    Some(Type::new(ElemType::ESInt(2), vec![1, p])),
-                )
-                .map_err(build_err)?;
+            let cols: Vec<Column> = live
+                .iter()
+                .map(|lf| {
+                    let (coeffs, offset) = path_sum(&lf.path, depth, 1);
+                    Column {
+                        coeffs,
+                        offset,
+                        table: (0..=depth).map(|k| (k == depth) as i64).collect(),
+                        output: None,
+                    }
+                })
+                .collect();
+            let (ind, w) = emit_lookups(&mut b, x, m, &cols, depth, Some(ElemType::ESInt(2)))?;
+            let p = cols.len();
             let mut vals = vec![0i64; p * c];
-            for (col, &(li, _)) in columns.iter().enumerate() {
-                for o in 0..c {
-                    vals[col * c + o] = live[li].value[o];
-                }
+            for (col, lf) in live.iter().enumerate() {
+                vals[col * c..(col + 1) * c].copy_from_slice(&lf.value);
             }
             let vv = b
                 .op(
@@ -315,10 +454,19 @@ pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, Bu
                     &[("value", Attribute::Dense(dense(vals, &[p, c])?))],
                 )
                 .map_err(build_err)?;
-            b.op_with_type(OpKind::Matmul, &[y, vv], &[], Some(out_ty.clone()))
-                .map_err(build_err)?
+            parts.push(
+                b.op_with_type(OpKind::Matmul, &[ind, vv], &[], Some(out_ty.clone()))
+                    .map_err(build_err)?,
+            );
+            (p, w)
         }
     };
+    let mut out = parts[0];
+    for &p2 in &parts[1..] {
+        out = b
+            .op_with_type(OpKind::Add, &[out, p2], &[], Some(out_ty.clone()))
+            .map_err(build_err)?;
+    }
     let out = if constant.iter().any(|&v| v != 0) {
         let k = b
             .op(
@@ -337,8 +485,8 @@ pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, Bu
     let report = BuildReport {
         input_bits: m,
         leaves: live.len(),
-        lookups: p,
-        lookup_bits: d_width,
+        lookups,
+        lookup_bits,
         max_depth: depth,
         leaf_mode: mode,
     };
