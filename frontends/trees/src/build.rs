@@ -141,7 +141,9 @@ fn path_sum(path: &[(usize, bool)], depth: usize, scale: i64) -> (Vec<(usize, i6
 fn fused_columns(live: &[&Leaf], c: usize, depth: usize) -> (Vec<Column>, Vec<Column>) {
     use std::collections::HashMap;
     // siblings: same tree, same path but the last turn
-    let mut by_parent: HashMap<(usize, &[(usize, bool)], usize), Vec<usize>> = HashMap::new();
+    // (tree, path to the parent, the parent's bit) → leaves
+    type Parent<'a> = (usize, &'a [(usize, bool)], usize);
+    let mut by_parent: HashMap<Parent<'_>, Vec<usize>> = HashMap::new();
     for (i, lf) in live.iter().enumerate() {
         let (last, prefix) = lf.path.split_last().expect("live leaves have a path");
         by_parent.entry((lf.tree, prefix, last.0)).or_default().push(i);
