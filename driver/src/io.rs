@@ -36,8 +36,16 @@ pub fn read_npy(path: &Path) -> Result<Tensor, IoError> {
     parse_npy(&bytes).map_err(|m| npy_err(&name, m))
 }
 
-/// Parses the bytes of a `.npy` file.
-pub fn parse_npy(bytes: &[u8]) -> Result<Tensor, String> {
+/// The header of a `.npy` file and its data bytes.
+struct NpyRaw<'a> {
+    shape: Vec<usize>,
+    fortran: bool,
+    descr: String,
+    count: usize,
+    data: &'a [u8],
+}
+
+fn npy_raw(bytes: &[u8]) -> Result<NpyRaw<'_>, String> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err("missing the \\x93NUMPY magic (is it a .npy file?)".into());
     }
@@ -59,9 +67,8 @@ pub fn parse_npy(bytes: &[u8]) -> Result<Tensor, String> {
         .ok_or("truncated header")?;
     let header = std::str::from_utf8(header).map_err(|_| "header is not text")?;
     let descr = header_field(header, "descr").ok_or("header has no 'descr'")?;
-    let descr = descr.trim_matches(|c| c == '\'' || c == '"');
-    let fortran = header_field(header, "fortran_order").ok_or("header has no 'fortran_order'")?;
-    let fortran = match fortran {
+    let descr = descr.trim_matches(|c| c == '\'' || c == '"').to_string();
+    let fortran = match header_field(header, "fortran_order").ok_or("header has no 'fortran_order'")? {
         "True" => true,
         "False" => false,
         f => return Err(format!("bad fortran_order {f}")),
@@ -74,20 +81,50 @@ pub fn parse_npy(bytes: &[u8]) -> Result<Tensor, String> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape {shape_txt}")))
         .collect::<Result<_, _>>()?;
-    let (big, kind, size) = parse_descr(descr)?;
     let count = shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or("shape is too large")?;
-    let data = &bytes[hstart + hlen..];
-    if data.len() != count.saturating_mul(size) {
-        return Err(format!(
-            "data has {} bytes, the header promises {count} values of {size} bytes (truncated file?)",
-            data.len()
-        ));
+    Ok(NpyRaw {
+        shape,
+        fortran,
+        descr,
+        count,
+        data: &bytes[hstart + hlen..],
+    })
+}
+
+impl NpyRaw<'_> {
+    /// The data's items of `size` bytes, after checking the length.
+    fn items(&self, size: usize) -> Result<std::slice::ChunksExact<'_, u8>, String> {
+        if self.data.len() != self.count.saturating_mul(size) {
+            return Err(format!(
+                "data has {} bytes, the header promises {} values of {size} bytes (truncated file?)",
+                self.data.len(),
+                self.count
+            ));
+        }
+        Ok(self.data.chunks_exact(size))
     }
-    let mut values = Vec::with_capacity(count);
-    for chunk in data.chunks_exact(size) {
+
+    /// The values (in the file's order) as a row-major array.
+    fn array<T: Clone>(&self, values: Vec<T>) -> Result<ArrayD<T>, String> {
+        if self.fortran {
+            let rev: Vec<usize> = self.shape.iter().rev().copied().collect();
+            let a = ArrayD::from_shape_vec(IxDyn(&rev), values).map_err(|e| e.to_string())?;
+            Ok(a.reversed_axes().as_standard_layout().into_owned())
+        } else {
+            ArrayD::from_shape_vec(IxDyn(&self.shape), values).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Parses the bytes of a `.npy` file.
+pub fn parse_npy(bytes: &[u8]) -> Result<Tensor, String> {
+    let raw = npy_raw(bytes)?;
+    let (big, kind, size) = parse_descr(&raw.descr)?;
+    let mut values = Vec::with_capacity(raw.count);
+    for chunk in raw.items(size)? {
         let mut b = [0u8; 8];
         if big {
             b[8 - size..].copy_from_slice(chunk);
@@ -95,29 +132,21 @@ pub fn parse_npy(bytes: &[u8]) -> Result<Tensor, String> {
         } else {
             b[..size].copy_from_slice(chunk);
         }
-        let raw = u64::from_le_bytes(b);
-        let v = match kind {
+        let v = u64::from_le_bytes(b);
+        values.push(match kind {
             'i' => {
                 let shift = 64 - 8 * size as u32;
-                ((raw << shift) as i64) >> shift
+                ((v << shift) as i64) >> shift
             }
-            'u' => i64::try_from(raw).map_err(|_| format!("value {raw} does not fit in 64-bit signed integers"))?,
-            _ => match raw {
+            'u' => i64::try_from(v).map_err(|_| format!("value {v} does not fit in 64-bit signed integers"))?,
+            _ => match v {
                 0 => 0,
                 1 => 1,
-                _ => return Err(format!("bool value {raw} is neither 0 nor 1")),
+                _ => return Err(format!("bool value {v} is neither 0 nor 1")),
             },
-        };
-        values.push(v);
+        });
     }
-    if fortran {
-        let rev: Vec<usize> = shape.iter().rev().copied().collect();
-        let a = ArrayD::from_shape_vec(IxDyn(&rev), values).map_err(|e| e.to_string())?;
-        let t = a.reversed_axes();
-        Ok(t.as_standard_layout().into_owned())
-    } else {
-        ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| e.to_string())
-    }
+    raw.array(values)
 }
 
 /// Reads a float matrix (calibration data) from a `.npy` file: float32/float64 or integer dtypes,
@@ -133,55 +162,19 @@ pub fn read_npy_f64(path: &Path) -> Result<(Vec<usize>, Vec<f64>), IoError> {
 
 /// Parses the bytes of a `.npy` file of floats (or integers) into `(shape, row-major f64 values)`.
 pub fn parse_npy_f64(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f64>), String> {
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err("missing the \\x93NUMPY magic (is it a .npy file?)".into());
-    }
-    let (hlen, hstart) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        v => return Err(format!("unsupported format version {v} (or truncated header)")),
-    };
-    let header = bytes
-        .get(hstart..hstart.saturating_add(hlen))
-        .ok_or("truncated header")?;
-    let header = std::str::from_utf8(header).map_err(|_| "header is not text")?;
-    let descr = header_field(header, "descr").ok_or("header has no 'descr'")?;
-    let descr = descr.trim_matches(|c| c == '\'' || c == '"');
-    if !descr.contains('f') {
+    let raw = npy_raw(bytes)?;
+    if !raw.descr.contains('f') {
         let t = parse_npy(bytes)?;
         return Ok((t.shape().to_vec(), t.iter().map(|&v| v as f64).collect()));
     }
-    let fortran = header_field(header, "fortran_order") == Some("True");
-    let shape_txt = header_field(header, "shape").ok_or("header has no 'shape'")?;
-    let shape: Vec<usize> = shape_txt
-        .trim_matches(|c| c == '(' || c == ')')
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape {shape_txt}")))
-        .collect::<Result<_, _>>()?;
-    let big = descr.starts_with('>');
-    let size: usize = match descr.trim_start_matches(['<', '>', '=', '|']) {
+    let big = raw.descr.starts_with('>');
+    let size: usize = match raw.descr.trim_start_matches(['<', '>', '=', '|']) {
         "f4" => 4,
         "f8" => 8,
         other => return Err(format!("unsupported dtype '{other}': use float32 or float64")),
     };
-    let count = shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or("shape is too large")?;
-    let data = &bytes[hstart + hlen..];
-    if data.len() != count.saturating_mul(size) {
-        return Err(format!(
-            "data has {} bytes, the header promises {count} values of {size} bytes (truncated file?)",
-            data.len()
-        ));
-    }
-    let mut values: Vec<f64> = data
-        .chunks_exact(size)
+    let values: Vec<f64> = raw
+        .items(size)?
         .map(|c| match (size, big) {
             (4, false) => f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64,
             (4, true) => f32::from_be_bytes([c[0], c[1], c[2], c[3]]) as f64,
@@ -189,19 +182,8 @@ pub fn parse_npy_f64(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f64>), String> {
             (_, true) => f64::from_be_bytes(c.try_into().expect("8 bytes")),
         })
         .collect();
-    if fortran && shape.len() == 2 {
-        let (r, c) = (shape[0], shape[1]);
-        let mut out = vec![0.0; values.len()];
-        for i in 0..r {
-            for j in 0..c {
-                out[i * c + j] = values[j * r + i];
-            }
-        }
-        values = out;
-    } else if fortran && shape.len() > 2 {
-        return Err("Fortran-ordered arrays of rank > 2 are not supported here".into());
-    }
-    Ok((shape, values))
+    let a = raw.array(values)?;
+    Ok((a.shape().to_vec(), a.iter().copied().collect()))
 }
 
 /// (big endian, kind, item size) of a supported dtype descriptor.
@@ -467,6 +449,52 @@ mod tests {
         let full = npy_bytes(&array![1i64, 2, 3].into_dyn());
         for cut in 0..full.len() {
             assert!(parse_npy(&full[..cut]).is_err(), "truncated at {cut} accepted");
+        }
+    }
+
+    #[test]
+    fn npy_floats_for_calibration() {
+        fn file(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
+            let h = format!(
+                "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}\n",
+                if fortran { "True" } else { "False" }
+            );
+            let mut out = b"\x93NUMPY\x01\x00".to_vec();
+            out.extend((h.len() as u16).to_le_bytes());
+            out.extend(h.as_bytes());
+            out.extend(data);
+            out
+        }
+        let f8: Vec<u8> = [1.5f64, -2.0, 0.25, 8.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(
+            parse_npy_f64(&file("<f8", false, "(2, 2)", &f8)).unwrap(),
+            (vec![2, 2], vec![1.5, -2.0, 0.25, 8.0])
+        );
+        // Fortran order: the same matrix stored column by column
+        let f8t: Vec<u8> = [1.5f64, 0.25, -2.0, 8.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(
+            parse_npy_f64(&file("<f8", true, "(2, 2)", &f8t)).unwrap().1,
+            vec![1.5, -2.0, 0.25, 8.0]
+        );
+        let f4: Vec<u8> = [0.5f32, -1.0].iter().flat_map(|v| v.to_be_bytes()).collect();
+        assert_eq!(
+            parse_npy_f64(&file(">f4", false, "(2,)", &f4)).unwrap().1,
+            vec![0.5, -1.0]
+        );
+        // integers are accepted too
+        assert_eq!(
+            parse_npy_f64(&file("|i1", false, "(2,)", &[0xff, 3])).unwrap().1,
+            vec![-1.0, 3.0]
+        );
+        assert!(parse_npy_f64(&file("<f2", false, "(1,)", &[0; 2]))
+            .unwrap_err()
+            .contains("float32 or float64"));
+        assert!(parse_npy_f64(&file("<f8", false, "(2,)", &[0; 9]))
+            .unwrap_err()
+            .contains("truncated"));
+        let full = file("<f8", false, "(2, 2)", &f8);
+        for cut in 0..full.len() {
+            assert!(parse_npy_f64(&full[..cut]).is_err(), "truncated at {cut} accepted");
         }
     }
 

@@ -17,73 +17,30 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
-import sklearn
 import sklearn.linear_model as sklm
 import sklearn.svm as sksvm
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import Circuit, CompileError, FhecError, compiler
+from ._base import FORMAT, FORMAT_VERSION, FheModel, NotCompiledError, check_mode
 from ._quant import InputQuantizer, QuantizedLinear, parse_n_bits
 
-FHE_MODES = ("disable", "simulate", "execute")
-FORMAT = "fhec.sklearn"
-FORMAT_VERSION = 1
+class _LinearModel(FheModel):
+    """The linear family; the public classes are made by ``_make`` below."""
 
+    def _check_bits(self) -> None:
+        parse_n_bits(self.n_bits)
 
-class NotCompiledError(FhecError):
-    """``predict(..., fhe="simulate"|"execute")`` before ``compile``."""
-
-
-def _check_mode(fhe: str) -> str:
-    if fhe not in FHE_MODES:
-        raise ValueError(f"fhe must be one of {', '.join(map(repr, FHE_MODES))}; got {fhe!r}")
-    return fhe
-
-
-class _LinearModel(BaseEstimator):
-    """Shared implementation; the public classes are made by ``_make`` below."""
-
-    _sklearn_class: type = BaseEstimator
-    _param_names: tuple[str, ...] = ()
-
-    # -- parameters ---------------------------------------------------------------------------
-
-    def _sklearn_params(self) -> dict[str, Any]:
-        names = [*self._param_names, *getattr(self, "_extra_params", ())]
-        return {k: getattr(self, k) for k in names if k != "n_bits"}
-
-    # -- training and quantisation ------------------------------------------------------------
-
-    def fit(self, X: Any, y: Any, **fit_params: Any) -> "_LinearModel":
-        """Trains the float model with scikit-learn, then calibrates the input quantisers on ``X``
-        and quantises the weights. Drops any compiled circuit."""
-        parse_n_bits(self.n_bits)  # fail before training
-        model = self._sklearn_class(**self._sklearn_params())
-        model.fit(X, y, **fit_params)
-        self._adopt(model, X)
-        return self
-
-    def _adopt(self, model: Any, X: Any) -> None:
-        self.sklearn_model_ = model
-        self.n_features_in_ = model.n_features_in_
-        if hasattr(model, "feature_names_in_"):
-            self.feature_names_in_ = model.feature_names_in_
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        if hasattr(model, "classes_"):
-            self.classes_ = model.classes_
+    def _quantize(self, model: Any, X: np.ndarray) -> None:
         self.coef_ = model.coef_
         self.intercept_ = model.intercept_
-        Xv = validate_data(self, X, reset=False, dtype=np.float64)
         n_in, n_w = parse_n_bits(self.n_bits)
         W, b = self._weights()
-        self.quantized_ = QuantizedLinear.build(W, b, InputQuantizer.calibrate(Xv, n_in), n_w)
-        self.fhe_circuit = None
+        self.quantized_ = QuantizedLinear.build(W, b, InputQuantizer.calibrate(X, n_in), n_w)
 
     def _weights(self) -> tuple[np.ndarray, np.ndarray]:
         """Float weights (d, C) and biases (C,) of the decision function."""
@@ -91,27 +48,6 @@ class _LinearModel(BaseEstimator):
         W = coef.reshape(-1, coef.shape[-1]).T if coef.ndim > 1 else coef.reshape(-1, 1)
         b = np.broadcast_to(np.asarray(self.intercept_, dtype=np.float64).ravel(), (W.shape[1],)).copy()
         return W, b
-
-    def fit_benchmark(self, X: Any, y: Any, **fit_params: Any) -> tuple["_LinearModel", Any]:
-        """Fits this model and returns it with the float scikit-learn model trained on the same data."""
-        self.fit(X, y, **fit_params)
-        return self, self.sklearn_model_
-
-    @classmethod
-    def from_sklearn_model(cls, model: Any, X: Any, n_bits: Any = 8) -> "_LinearModel":
-        """Quantises an already trained scikit-learn model; ``X`` calibrates the input quantisers."""
-        if not isinstance(model, cls._sklearn_class):
-            raise TypeError(
-                f"{cls.__name__}.from_sklearn_model expects a fitted sklearn {cls._sklearn_class.__name__}, "
-                f"got {type(model).__name__}"
-            )
-        check_is_fitted(model)
-        if X is None:
-            raise ValueError("from_sklearn_model needs X to calibrate the input quantisers")
-        params = {k: v for k, v in model.get_params(deep=False).items() if k in cls._param_names}
-        est = cls(**params, n_bits=n_bits)
-        est._adopt(model, X)
-        return est
 
     # -- compilation --------------------------------------------------------------------------
 
@@ -140,22 +76,6 @@ class _LinearModel(BaseEstimator):
 
     # -- inference ----------------------------------------------------------------------------
 
-    def _validate(self, X: Any) -> np.ndarray:
-        """``X`` as a float64 matrix with the fitted feature count (and names), without NaN or inf."""
-        if type(X) is np.ndarray and X.dtype == np.float64 and X.ndim == 2 and not hasattr(self, "feature_names_in_"):
-            # fast path for single rows (latency): the checks validate_data makes on such input
-            if X.shape[1] != self.n_features_in_:
-                raise ValueError(
-                    f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                    f"{self.n_features_in_} features as input."
-                )
-            if X.shape[0] == 0:
-                raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required.")
-            if not np.isfinite(X).all():
-                raise ValueError("Input X contains NaN or infinity.")
-            return X
-        return validate_data(self, X, reset=False, dtype=np.float64)
-
     def quantize_input(self, X: Any) -> np.ndarray:
         """The quantised integer rows the client encrypts (values outside the calibrated range are
         clipped, with an ``InputRangeWarning``)."""
@@ -163,18 +83,11 @@ class _LinearModel(BaseEstimator):
         return self.quantized_.inputs.quantize(self._validate(X))
 
     def _accumulate(self, X: Any, fhe: str) -> np.ndarray:
-        _check_mode(fhe)
+        check_mode(fhe)
         q = self.quantize_input(X)
         if fhe == "disable":
             return self.quantized_.accumulate(q)
-        circuit = getattr(self, "fhe_circuit", None)
-        if circuit is None:
-            raise NotCompiledError(f'call compile(X) before predicting with fhe="{fhe}"')
-        rows = [q[i : i + 1] for i in range(q.shape[0])]
-        if not rows:
-            return np.zeros((0, self.quantized_.weights.shape[1]), dtype=np.int64)
-        out = circuit.simulate_batch(rows) if fhe == "simulate" else circuit.run_batch(rows)
-        return np.concatenate(out, axis=0)
+        return self._run(q, fhe)
 
     def _decision(self, X: Any, fhe: str) -> np.ndarray:
         """Dequantised decision values, (n, C)."""
@@ -186,75 +99,19 @@ class _LinearModel(BaseEstimator):
 
     # -- persistence --------------------------------------------------------------------------
 
-    def dump_dict(self) -> dict:
-        """The model as a JSON-compatible dict (parameters and quantised state; no keys)."""
-        check_is_fitted(self, "quantized_")
-        params = self.get_params(deep=False)
-        try:
-            json.dumps(params)
-        except TypeError as e:
-            raise ValueError(f"cannot dump {type(self).__name__}: a parameter is not JSON-serialisable ({e})") from e
-        state: dict[str, Any] = {
-            "n_features_in_": int(self.n_features_in_),
+    def _state(self) -> dict:
+        return {
             "coef_": np.asarray(self.coef_, dtype=np.float64).tolist(),
             "coef_ndim": int(np.ndim(self.coef_)),
             "intercept_": np.asarray(self.intercept_, dtype=np.float64).tolist(),
             "quantized_": self.quantized_.to_dict(),
-            "compiled": getattr(self, "fhe_circuit", None) is not None,
-            "compile_options": getattr(self, "_compile_options", {}),
-        }
-        if hasattr(self, "classes_"):
-            state["classes_"] = np.asarray(self.classes_).tolist()
-        if hasattr(self, "feature_names_in_"):
-            state["feature_names_in_"] = [str(f) for f in self.feature_names_in_]
-        return {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "class": type(self).__name__,
-            "sklearn_version": sklearn.__version__,
-            "params": params,
-            "state": state,
         }
 
-    def dumps(self) -> str:
-        return json.dumps(self.dump_dict())
-
-    def dump(self, file: Any) -> None:
-        """Writes the model as JSON to a path (atomically) or an open text file."""
-        text = self.dumps()
-        if hasattr(file, "write"):
-            file.write(text)
-            return
-        path = os.fspath(file)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".fhec-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-
-    @classmethod
-    def _from_dict(cls, d: dict) -> "_LinearModel":
-        est = cls(**d["params"])
-        s = d["state"]
-        est.n_features_in_ = int(s["n_features_in_"])
+    def _load_state(self, s: dict) -> None:
         coef = np.asarray(s["coef_"], dtype=np.float64)
-        est.coef_ = coef.reshape(-1) if s["coef_ndim"] == 1 else coef.reshape(-1, est.n_features_in_)
-        est.intercept_ = np.asarray(s["intercept_"], dtype=np.float64)
-        if "classes_" in s:
-            est.classes_ = np.asarray(s["classes_"])
-        if "feature_names_in_" in s:
-            est.feature_names_in_ = np.asarray(s["feature_names_in_"], dtype=object)
-        est.quantized_ = QuantizedLinear.from_dict(s["quantized_"])
-        est.fhe_circuit = None
-        if s.get("compiled"):
-            opts = s.get("compile_options") or {}
-            est.compile(None, p_error=opts.get("p_error"), global_p_error=opts.get("global_p_error"))
-        return est
+        self.coef_ = coef.reshape(-1) if s["coef_ndim"] == 1 else coef.reshape(-1, self.n_features_in_)
+        self.intercept_ = np.asarray(s["intercept_"], dtype=np.float64)
+        self.quantized_ = QuantizedLinear.from_dict(s["quantized_"])
 
 
 class _Regressor(RegressorMixin, _LinearModel):

@@ -14,16 +14,17 @@ import json
 from typing import Any
 
 import numpy as np
-import sklearn
+
 import sklearn.ensemble as skens
 import sklearn.tree as sktree
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import Circuit, FhecError
 from .._fhec import trees_compile, trees_import, trees_quantize
 from . import _linear
-from ._linear import FORMAT, FORMAT_VERSION, NotCompiledError, _check_mode, _make
+from ._base import FheModel, check_mode
+from ._linear import _make
 from ._quant import InputQuantizer
 
 DEFAULT_N_BITS = 6
@@ -180,40 +181,20 @@ class _Compiled:
         return scores.astype(np.float64) * self.leaf_scale / self.divisor + self.base
 
 
-class _TreeModel(BaseEstimator):
-    _sklearn_class: type = BaseEstimator
-    _param_names: tuple[str, ...] = ()
-
-    _sklearn_params = _linear._LinearModel._sklearn_params
-
-    def fit(self, X: Any, y: Any, **fit_params: Any) -> "_TreeModel":
-        """Trains the float model with scikit-learn, then quantises it (inputs calibrated on ``X``)."""
+class _TreeModel(FheModel):
+    def _check_bits(self) -> None:
         parse_tree_bits(self.n_bits)
-        model = self._sklearn_class(**self._sklearn_params())
-        model.fit(X, y, **fit_params)
-        self._adopt(model, X)
-        return self
 
-    def _adopt(self, model: Any, X: Any) -> None:
-        self.sklearn_model_ = model
-        self.n_features_in_ = model.n_features_in_
-        if hasattr(model, "feature_names_in_"):
-            self.feature_names_in_ = model.feature_names_in_
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        if hasattr(model, "classes_"):
-            self.classes_ = model.classes_
-        Xv = validate_data(self, X, reset=False, dtype=np.float64)
+    def _quantize(self, model: Any, X: np.ndarray) -> None:
         ensemble = self._export(model)
         n_in, n_leaf = parse_tree_bits(self.n_bits, len(ensemble["trees"]), ensemble["aggregation"] == "sum")
         try:
             qjson = trees_quantize(
-                json.dumps(ensemble), (list(Xv.shape), Xv.ravel().tolist()), n_in, n_leaf, "quantile"
+                json.dumps(ensemble), (list(X.shape), X.ravel().tolist()), n_in, n_leaf, "quantile"
             )
         except FhecError as e:
             raise ValueError(str(e)) from e
         self._set_quantized(json.loads(qjson))
-        self.fhe_circuit = None
 
     def _export(self, model: Any) -> dict:
         return export_sklearn(model)
@@ -223,28 +204,16 @@ class _TreeModel(BaseEstimator):
         self._model = _Compiled(q)
 
     @classmethod
-    def from_sklearn_model(cls, model: Any, X: Any, n_bits: Any = DEFAULT_N_BITS) -> "_TreeModel":
-        """Quantises an already trained scikit-learn estimator (for XGBoost and LightGBM also a raw
-        ``Booster``); ``X`` calibrates the inputs."""
+    def from_sklearn_model(cls, model: Any, X: Any, n_bits: Any = None) -> "FheModel":
+        """Quantises an already trained estimator (for XGBoost and LightGBM also a raw ``Booster``);
+        ``X`` calibrates the inputs."""
         booster_type = getattr(cls, "_booster_type", None)
         if booster_type is not None and isinstance(model, booster_type()):
-            est = cls(n_bits=n_bits)
+            est = cls() if n_bits is None else cls(n_bits=n_bits)
+            est._check_bits()
             est._adopt(_BoosterView(model, est), X)
             return est
-        if not isinstance(model, cls._sklearn_class):
-            raise TypeError(
-                f"{cls.__name__}.from_sklearn_model expects a fitted sklearn {cls._sklearn_class.__name__}, "
-                f"got {type(model).__name__}"
-            )
-        check_is_fitted(model)
-        params = {k: v for k, v in model.get_params(deep=False).items() if k in cls._param_names}
-        est = cls(**params, n_bits=n_bits)
-        est._adopt(model, X)
-        return est
-
-    def fit_benchmark(self, X: Any, y: Any, **fit_params: Any) -> tuple["_TreeModel", Any]:
-        self.fit(X, y, **fit_params)
-        return self, self.sklearn_model_
+        return super().from_sklearn_model(model, X, n_bits)
 
     def compile(
         self,
@@ -253,9 +222,10 @@ class _TreeModel(BaseEstimator):
         global_p_error: float | None = None,
         leaf_mode: str | None = None,
     ) -> Circuit:
-        """Builds the encrypted program (one lookup per leaf, docs/trees.md) and picks secure
-        parameters. ``X`` is only checked. ``leaf_mode``: ``"fused"`` (a table per leaf and output) or
-        ``"indicator"`` (a 0/1 table per leaf, then a clear product); default fused for one output."""
+        """Builds the encrypted program (one lookup per leaf or sibling pair, docs/trees.md) and picks
+        secure parameters. ``X`` is only checked. ``leaf_mode``: ``"fused"`` (tables with the leaf
+        values) or ``"indicator"`` (a 0/1 table per leaf, then a clear product); default fused for one
+        output."""
         check_is_fitted(self, "quantized_")
         if X is not None:
             validate_data(self, X, reset=False, dtype=np.float64)
@@ -265,10 +235,8 @@ class _TreeModel(BaseEstimator):
         self._compile_options = {"p_error": p_error, "global_p_error": global_p_error, "leaf_mode": leaf_mode}
         return self.fhe_circuit
 
-    _validate = _linear._LinearModel._validate
-
     def quantize_input(self, X: Any) -> np.ndarray:
-        """Quantised features (values outside the calibrated range are clipped, with a warning)."""
+        """Quantised features (the quantisers' levels)."""
         check_is_fitted(self, "quantized_")
         return self._model.inputs.quantize(self._validate(X))
 
@@ -277,69 +245,21 @@ class _TreeModel(BaseEstimator):
         return self._model.thermometer(self.quantize_input(X))
 
     def _scores(self, X: Any, fhe: str) -> np.ndarray:
-        _check_mode(fhe)
+        check_mode(fhe)
         qx = self.quantize_input(X)
         if fhe == "disable":
             return self._model.scores(qx)
-        circuit = getattr(self, "fhe_circuit", None)
-        if circuit is None:
-            raise NotCompiledError(f'call compile(X) before predicting with fhe="{fhe}"')
-        bits = self._model.thermometer(qx)
-        rows = [bits[i : i + 1] for i in range(bits.shape[0])]
-        out = circuit.simulate_batch(rows) if fhe == "simulate" else circuit.run_batch(rows)
-        return np.concatenate(out, axis=0)
+        return self._run(self._model.thermometer(qx), fhe)
 
     def _raw(self, X: Any, fhe: str) -> np.ndarray:
         s = self._scores(X, fhe)
         return self._model.dequantize(s)
 
-    # -- persistence (same format as the linear family) -----------------------------------------
+    def _state(self) -> dict:
+        return {"quantized_": self.quantized_}
 
-    def dump_dict(self) -> dict:
-        check_is_fitted(self, "quantized_")
-        params = self.get_params(deep=False)
-        try:
-            json.dumps(params)
-        except TypeError as e:
-            raise ValueError(f"cannot dump {type(self).__name__}: a parameter is not JSON-serialisable ({e})") from e
-        state: dict[str, Any] = {
-            "n_features_in_": int(self.n_features_in_),
-            "quantized_": self.quantized_,
-            "compiled": getattr(self, "fhe_circuit", None) is not None,
-            "compile_options": getattr(self, "_compile_options", {}),
-        }
-        if hasattr(self, "classes_"):
-            state["classes_"] = np.asarray(self.classes_).tolist()
-        if hasattr(self, "feature_names_in_"):
-            state["feature_names_in_"] = [str(f) for f in self.feature_names_in_]
-        return {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "class": type(self).__name__,
-            "sklearn_version": sklearn.__version__,
-            "params": params,
-            "state": state,
-        }
-
-    dumps = _linear._LinearModel.dumps
-    dump = _linear._LinearModel.dump
-
-    @classmethod
-    def _from_dict(cls, d: dict) -> "_TreeModel":
-        est = cls(**d["params"])
-        s = d["state"]
-        est.n_features_in_ = int(s["n_features_in_"])
-        if "classes_" in s:
-            est.classes_ = np.asarray(s["classes_"])
-        if "feature_names_in_" in s:
-            est.feature_names_in_ = np.asarray(s["feature_names_in_"], dtype=object)
-        est._set_quantized(s["quantized_"])
-        est.fhe_circuit = None
-        if s.get("compiled"):
-            o = s.get("compile_options") or {}
-            est.compile(None, p_error=o.get("p_error"), global_p_error=o.get("global_p_error"),
-                        leaf_mode=o.get("leaf_mode"))
-        return est
+    def _load_state(self, s: dict) -> None:
+        self._set_quantized(s["quantized_"])
 
 
 class _TreeRegressor(RegressorMixin, _TreeModel):
