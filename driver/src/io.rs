@@ -395,6 +395,19 @@ mod tests {
     use super::*;
     use ndarray::array;
 
+    /// A `.npy` file with the given header fields and data bytes.
+    fn file(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
+        let h = format!(
+            "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}\n",
+            if fortran { "True" } else { "False" }
+        );
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend((h.len() as u16).to_le_bytes());
+        out.extend(h.as_bytes());
+        out.extend(data);
+        out
+    }
+
     #[test]
     fn npy_round_trip() {
         let t = array![[1i64, -2, 3], [4, 5, i64::MIN]].into_dyn();
@@ -407,17 +420,6 @@ mod tests {
 
     #[test]
     fn npy_dtypes_and_orders() {
-        fn file(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
-            let h = format!(
-                "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}\n",
-                if fortran { "True" } else { "False" }
-            );
-            let mut out = b"\x93NUMPY\x01\x00".to_vec();
-            out.extend((h.len() as u16).to_le_bytes());
-            out.extend(h.as_bytes());
-            out.extend(data);
-            out
-        }
         assert_eq!(
             parse_npy(&file("|u1", false, "(3,)", &[0, 255, 7])).unwrap(),
             array![0, 255, 7].into_dyn()
@@ -454,17 +456,6 @@ mod tests {
 
     #[test]
     fn npy_floats_for_calibration() {
-        fn file(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
-            let h = format!(
-                "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}\n",
-                if fortran { "True" } else { "False" }
-            );
-            let mut out = b"\x93NUMPY\x01\x00".to_vec();
-            out.extend((h.len() as u16).to_le_bytes());
-            out.extend(h.as_bytes());
-            out.extend(data);
-            out
-        }
         let f8: Vec<u8> = [1.5f64, -2.0, 0.25, 8.0].iter().flat_map(|v| v.to_le_bytes()).collect();
         assert_eq!(
             parse_npy_f64(&file("<f8", false, "(2, 2)", &f8)).unwrap(),

@@ -718,40 +718,33 @@ impl<'f> Lowerer<'f> {
         if k != k2 || m * n != n_out {
             return Ok(None);
         }
-        let mut res = vec![Lin::default(); n_out];
-        if ea {
-            let x = self.enc_elems(a);
-            let w = self.clear_or_zeros(b);
-            let w = w
-                .as_slice_memory_order()
-                .ok_or("clear operand not in standard layout")?;
-            for i in 0..m {
-                for (j, r) in res[i * n..(i + 1) * n].iter_mut().enumerate() {
-                    for t in 0..k {
-                        let c = w[t * n + j];
-                        if c != 0 {
-                            r.add_scaled(&x[i * k + t], c as i128);
-                        }
-                    }
-                    r.normalize();
-                }
-            }
+        // the clear operand, and where each product's encrypted element and coefficient sit
+        let (x, w) = if ea {
+            (self.enc_elems(a), self.clear_or_zeros(b))
         } else {
-            let w = self.clear_or_zeros(a);
-            let w = w
-                .as_slice_memory_order()
-                .ok_or("clear operand not in standard layout")?;
-            let x = self.enc_elems(b);
-            for i in 0..m {
-                for (j, r) in res[i * n..(i + 1) * n].iter_mut().enumerate() {
-                    for t in 0..k {
-                        let c = w[i * k + t];
-                        if c != 0 {
-                            r.add_scaled(&x[t * n + j], c as i128);
-                        }
+            (self.enc_elems(b), self.clear_or_zeros(a))
+        };
+        let w = w
+            .as_slice_memory_order()
+            .ok_or("clear operand not in standard layout")?;
+        let (x_at, w_at): (
+            fn(usize, usize, usize, usize, usize) -> usize,
+            fn(usize, usize, usize, usize, usize) -> usize,
+        ) = if ea {
+            (|i, _, t, k, _| i * k + t, |_, j, t, _, n| t * n + j)
+        } else {
+            (|_, j, t, _, n| t * n + j, |i, _, t, k, _| i * k + t)
+        };
+        let mut res = vec![Lin::default(); n_out];
+        for i in 0..m {
+            for (j, r) in res[i * n..(i + 1) * n].iter_mut().enumerate() {
+                for t in 0..k {
+                    let c = w[w_at(i, j, t, k, n)];
+                    if c != 0 {
+                        r.add_scaled(&x[x_at(i, j, t, k, n)], c as i128);
                     }
-                    r.normalize();
                 }
+                r.normalize();
             }
         }
         Ok(Some(res))

@@ -306,35 +306,27 @@ impl Quantized {
         }
         let limit = 1i64 << MAX_LEAF_BITS;
         for (ti, t) in self.trees.iter().enumerate() {
-            let n = t.nodes.len();
-            let mut seen = vec![false; n];
-            let mut stack = vec![0usize];
-            if n == 0 {
-                return bad(format!("tree {ti} has no nodes"));
-            }
-            while let Some(i) = stack.pop() {
-                if std::mem::replace(&mut seen[i], true) {
-                    return bad(format!("tree {ti}: node {i} is reached twice"));
-                }
-                match &t.nodes[i] {
-                    QNode::Split {
-                        feature,
-                        t: th,
-                        left,
-                        right,
-                    } => {
-                        if *feature >= self.n_features || *th > grid || *left >= n || *right >= n {
-                            return bad(format!("tree {ti} node {i}: feature, threshold or child out of range"));
-                        }
-                        stack.extend([*left, *right]);
+            crate::schema::walk_tree(ti, t.nodes.len(), |i| match &t.nodes[i] {
+                QNode::Split {
+                    feature,
+                    t: th,
+                    left,
+                    right,
+                } => {
+                    if *feature >= self.n_features || *th > grid {
+                        return Err(TreeError::Model(format!(
+                            "tree {ti} node {i}: feature or threshold out of range"
+                        )));
                     }
-                    QNode::Leaf { value } => {
-                        if value.len() != self.n_outputs || value.iter().any(|v| v.abs() >= limit) {
-                            return bad(format!("tree {ti} node {i}: bad leaf"));
-                        }
-                    }
+                    Ok(Some((*left, *right)))
                 }
-            }
+                QNode::Leaf { value } => {
+                    if value.len() != self.n_outputs || value.iter().any(|v| v.abs() >= limit) {
+                        return Err(TreeError::Model(format!("tree {ti} node {i}: bad leaf")));
+                    }
+                    Ok(None)
+                }
+            })?;
         }
         Ok(())
     }

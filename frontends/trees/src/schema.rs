@@ -102,6 +102,34 @@ fn bad<T>(m: String) -> Result<T, TreeError> {
     Err(TreeError::Model(m))
 }
 
+/// Walks tree `t` of `n` nodes from its root (node 0), checking that it is a tree: every child in
+/// range and every node reached once. `visit(i)` checks node `i` and gives a split's children.
+pub(crate) fn walk_tree(
+    t: usize,
+    n: usize,
+    mut visit: impl FnMut(usize) -> Result<Option<(usize, usize)>, TreeError>,
+) -> Result<(), TreeError> {
+    if n == 0 {
+        return bad(format!("tree {t} has no nodes"));
+    }
+    let mut seen = vec![false; n];
+    let mut stack = vec![0usize];
+    while let Some(i) = stack.pop() {
+        if std::mem::replace(&mut seen[i], true) {
+            return bad(format!("tree {t}: node {i} is reached twice (not a tree)"));
+        }
+        if let Some((l, r)) = visit(i)? {
+            for c in [l, r] {
+                if c >= n {
+                    return bad(format!("tree {t} node {i}: child {c} out of range ({n} nodes)"));
+                }
+                stack.push(c);
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Ensemble {
     pub fn from_json(text: &str) -> Result<Ensemble, TreeError> {
         let e: Ensemble =
@@ -134,55 +162,39 @@ impl Ensemble {
             return bad("base_score is not finite".into());
         }
         for (t, tree) in self.trees.iter().enumerate() {
-            let n = tree.nodes.len();
-            if n == 0 {
-                return bad(format!("tree {t} has no nodes"));
-            }
-            let mut seen = vec![false; n];
-            let mut stack = vec![0usize];
-            while let Some(i) = stack.pop() {
-                if seen[i] {
-                    return bad(format!("tree {t}: node {i} is reached twice (not a tree)"));
-                }
-                seen[i] = true;
-                match &tree.nodes[i] {
-                    Node::Split {
-                        feature,
-                        threshold,
-                        left,
-                        right,
-                        ..
-                    } => {
-                        if *feature >= self.n_features {
-                            return bad(format!(
-                                "tree {t} node {i}: feature {feature} out of range ({} features)",
-                                self.n_features
-                            ));
-                        }
-                        if threshold.is_nan() {
-                            return bad(format!("tree {t} node {i}: threshold is NaN"));
-                        }
-                        for c in [*left, *right] {
-                            if c >= n {
-                                return bad(format!("tree {t} node {i}: child {c} out of range ({n} nodes)"));
-                            }
-                            stack.push(c);
-                        }
+            walk_tree(t, tree.nodes.len(), |i| match &tree.nodes[i] {
+                Node::Split {
+                    feature,
+                    threshold,
+                    left,
+                    right,
+                    ..
+                } => {
+                    if *feature >= self.n_features {
+                        return bad(format!(
+                            "tree {t} node {i}: feature {feature} out of range ({} features)",
+                            self.n_features
+                        ));
                     }
-                    Node::Leaf { value } => {
-                        if value.len() != self.n_outputs {
-                            return bad(format!(
-                                "tree {t} node {i}: leaf has {} values for {} outputs",
-                                value.len(),
-                                self.n_outputs
-                            ));
-                        }
-                        if value.iter().any(|v| !v.is_finite()) {
-                            return bad(format!("tree {t} node {i}: leaf value is not finite"));
-                        }
+                    if threshold.is_nan() {
+                        return bad(format!("tree {t} node {i}: threshold is NaN"));
                     }
+                    Ok(Some((*left, *right)))
                 }
-            }
+                Node::Leaf { value } => {
+                    if value.len() != self.n_outputs {
+                        return bad(format!(
+                            "tree {t} node {i}: leaf has {} values for {} outputs",
+                            value.len(),
+                            self.n_outputs
+                        ));
+                    }
+                    if value.iter().any(|v| !v.is_finite()) {
+                        return bad(format!("tree {t} node {i}: leaf value is not finite"));
+                    }
+                    Ok(None)
+                }
+            })?;
         }
         Ok(())
     }
