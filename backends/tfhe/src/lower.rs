@@ -727,14 +727,11 @@ impl<'f> Lowerer<'f> {
         let w = w
             .as_slice_memory_order()
             .ok_or("clear operand not in standard layout")?;
-        let (x_at, w_at): (
-            fn(usize, usize, usize, usize, usize) -> usize,
-            fn(usize, usize, usize, usize, usize) -> usize,
-        ) = if ea {
-            (|i, _, t, k, _| i * k + t, |_, j, t, _, n| t * n + j)
-        } else {
-            (|_, j, t, _, n| t * n + j, |i, _, t, k, _| i * k + t)
-        };
+        // (i, j, t, k, n) → index in a row-major (m × k) or (k × n) operand
+        type At = fn(usize, usize, usize, usize, usize) -> usize;
+        let left: At = |i, _, t, k, _| i * k + t;
+        let right: At = |_, j, t, _, n| t * n + j;
+        let (x_at, w_at) = if ea { (left, right) } else { (right, left) };
         let mut res = vec![Lin::default(); n_out];
         for i in 0..m {
             for (j, r) in res[i * n..(i + 1) * n].iter_mut().enumerate() {
