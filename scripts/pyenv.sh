@@ -6,7 +6,7 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv --system-site-packages "$venv"
 fi
 py="$venv/bin/python"
-"$py" -m pip install -q --disable-pip-version-check numpy scikit-learn xgboost-cpu lightgbm pytest
+"$py" -m pip install -q --disable-pip-version-check numpy scikit-learn tqdm xgboost-cpu lightgbm pytest
 rm -rf target/wheels
 maturin build --release -q -m python/Cargo.toml -o target/wheels -i "$py"
 "$py" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps target/wheels/fhec-*.whl

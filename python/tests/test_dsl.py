@@ -179,3 +179,15 @@ def test_client_server_split(circuit):
         c.run(enc[:-10])
     with pytest.raises(fhec.ExecutionError):
         c.run(b"not a ciphertext file")
+
+
+def test_progress_bar_outside_a_terminal(circuit, capsys):
+    """A tqdm bar (stderr is not a terminal under pytest) when asked for; the results do not change."""
+    c, inputset = circuit
+    got = c.run_batch(inputset[:3], progress=True)
+    err = capsys.readouterr().err
+    assert "encrypted run" in err and "3/3" in err
+    for x, g in zip(inputset[:3], got):
+        assert all(np.array_equal(a, b) for a, b in zip(g, reference(x)))
+    c.run_batch(inputset[:2], progress=False)
+    assert "encrypted run" not in capsys.readouterr().err

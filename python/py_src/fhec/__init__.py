@@ -22,6 +22,8 @@ TFHE parameters. See ``docs/python.md``.
 from __future__ import annotations
 
 import inspect
+import os
+import sys
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -227,10 +229,39 @@ class Circuit:
         """Encrypts the inputs, runs the circuit on ciphertexts, decrypts the result."""
         return self._out(self._c.run_batch([[_flat(a) for a in args]])[0])
 
-    def run_batch(self, samples: Iterable[Sequence[Any]]) -> list[Any]:
-        """Encrypted execution of many samples at once (parallel): one result per sample."""
+    def run_batch(self, samples: Iterable[Sequence[Any]], progress: bool | None = None) -> list[Any]:
+        """Encrypted execution of many samples at once (parallel): one result per sample.
+
+        ``progress``: a progress bar. In a terminal the runtime draws one on stderr once a run lasts a
+        second; elsewhere (a notebook, a log) a tqdm bar does, per group of samples, when the cost
+        model expects more than a second. ``True``/``False`` force it on or off; ``FHEC_PROGRESS=0``
+        silences both."""
         batch = [[_flat(a) for a in (s if isinstance(s, (tuple, list)) else (s,))] for s in samples]
-        return [self._out(r) for r in self._c.run_batch(batch)]
+        if not self._tqdm_wanted(len(batch), progress):
+            return [self._out(r) for r in self._c.run_batch(batch)]
+        from tqdm.auto import tqdm
+
+        step = max(1, len(batch) // 50)
+        out: list[Any] = []
+        with tqdm(total=len(batch), desc="encrypted run", unit="sample", file=sys.stderr) as bar:
+            for i in range(0, len(batch), step):
+                out.extend(self._out(r) for r in self._c.run_batch(batch[i : i + step]))
+                bar.update(min(step, len(batch) - i))
+        return out
+
+    def _tqdm_wanted(self, n: int, progress: bool | None) -> bool:
+        if progress is False or os.environ.get("FHEC_PROGRESS") == "0" or n < 2:
+            return False
+        try:
+            import tqdm  # noqa: F401
+        except ImportError:
+            return False
+        if progress:
+            return True
+        if sys.stderr.isatty():
+            return False  # the runtime's own bar
+        per_sample = float(self._c.statistics["estimated_seconds"]) / max(os.cpu_count() or 1, 1)
+        return per_sample * n > 1.0
 
     def simulate(self, *args: Any) -> Any:
         """The compiled program on clear values, without keys: what encrypted execution returns."""
