@@ -275,3 +275,16 @@ def test_load_rejects_what_is_not_a_model(tmp_path):
         fs.loads(json.dumps(d))
     with pytest.raises(NotFittedError):
         fs.Ridge().dumps()
+
+
+def test_pickle_and_deepcopy_recompile():
+    import copy
+    import pickle
+
+    model, X, _ = make("LogisticRegression-multi")
+    back = pickle.loads(pickle.dumps(model))  # not compiled: stays so
+    assert back.fhe_circuit is None and np.array_equal(back.predict(X[:5]), model.predict(X[:5]))
+    model.compile()
+    for twin in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        assert twin.fhe_circuit is not None
+        assert np.array_equal(twin.predict(X[:5], fhe="execute"), model.predict(X[:5]))

@@ -172,3 +172,13 @@ def test_dump_load_round_trip(tmp_path):
     d["state"]["quantized_"]["trees"][0]["nodes"][0]["left"] = 999
     with pytest.raises(fhec.FhecError):
         fs.loads(json.dumps(d)).compile()
+
+
+def test_pickle_recompiles():
+    import pickle
+
+    model, X, _ = make("RandomForestClassifier")
+    model.compile()
+    twin = pickle.loads(pickle.dumps(model))
+    assert twin.compile_report_ == model.compile_report_
+    assert np.array_equal(twin.predict(X[:3], fhe="execute"), model.predict(X[:3]))

@@ -135,6 +135,21 @@ class FheModel(BaseEstimator):
 
     # -- persistence ------------------------------------------------------------------------------
 
+    def __getstate__(self) -> dict:
+        """Pickling (joblib, copy): the compiled circuit (and its keys) is not pickled; a model that
+        was compiled is compiled again when unpickled (keys are generated anew)."""
+        state = dict(super().__getstate__())
+        state["_was_compiled"] = state.pop("fhe_circuit", None) is not None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        was_compiled = state.pop("_was_compiled", False)
+        super().__setstate__(state)
+        self.fhe_circuit = None
+        if was_compiled:
+            self.compile(None, **getattr(self, "_compile_options", {}))
+
     def dump_dict(self) -> dict:
         """The model as a JSON-compatible dict (parameters and quantised state; no keys)."""
         check_is_fitted(self, "quantized_")
