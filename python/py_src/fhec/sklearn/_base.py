@@ -33,29 +33,13 @@ def check_mode(fhe: str) -> str:
 
 
 class FheModel(BaseEstimator):
-    """Base of every estimator; the public classes are made by ``make_estimator``."""
+    """Base of every estimator (the public classes are made by ``_linear._make``). A family defines
+    ``_check_bits()`` (raise ``ValueError`` on a bad ``n_bits``, before any training),
+    ``_quantize(model, X)`` (quantise the fitted model, inputs calibrated on ``X``),
+    ``compile(X=None, **options)``, and ``_state()`` / ``_load_state(state)`` (its part of the file)."""
 
     _sklearn_class: type = BaseEstimator
     _param_names: tuple[str, ...] = ()
-
-    # -- what a family provides -------------------------------------------------------------------
-
-    def _check_bits(self) -> None:
-        """Raises ``ValueError`` on a bad ``n_bits`` (before any training)."""
-        raise NotImplementedError
-
-    def _quantize(self, model: Any, X: np.ndarray) -> None:
-        """Quantises the fitted ``model`` with inputs calibrated on ``X``."""
-        raise NotImplementedError
-
-    def _state(self) -> dict:
-        raise NotImplementedError
-
-    def _load_state(self, state: dict) -> None:
-        raise NotImplementedError
-
-    def compile(self, X: Any = None, **options: Any) -> Any:
-        raise NotImplementedError
 
     # -- training ---------------------------------------------------------------------------------
 
