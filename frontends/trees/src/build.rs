@@ -56,9 +56,9 @@ fn leaves(q: &Quantized) -> Vec<Leaf> {
     let grid = 1u32 << q.inputs.n_bits;
     let mut out = Vec::new();
     for (ti, t) in q.trees.iter().enumerate() {
-        // (node, path so far, constant-true count)
-        let mut stack = vec![(0usize, Vec::new(), 0usize)];
-        while let Some((i, path, konst)) = stack.pop() {
+        // (node, path so far)
+        let mut stack = vec![(0usize, Vec::new())];
+        while let Some((i, path)) = stack.pop() {
             match &t.nodes[i] {
                 QNode::Leaf { value } => out.push(Leaf {
                     tree: ti,
@@ -73,17 +73,17 @@ fn leaves(q: &Quantized) -> Vec<Leaf> {
                 } => {
                     // left iff q < th; q < 0 never holds, q < 2^n always does
                     if *th == 0 {
-                        stack.push((*right, path, konst + 1));
+                        stack.push((*right, path));
                     } else if *th >= grid {
-                        stack.push((*left, path, konst + 1));
+                        stack.push((*left, path));
                     } else {
                         let bit = feature * l + *th as usize - 1;
                         let mut lp = path.clone();
                         lp.push((bit, true));
-                        stack.push((*left, lp, konst + 1));
+                        stack.push((*left, lp));
                         let mut rp = path;
                         rp.push((bit, false));
-                        stack.push((*right, rp, konst + 1));
+                        stack.push((*right, rp));
                     }
                 }
             }
