@@ -467,6 +467,14 @@ fn import_xgboost_writes_a_module_that_compiles_and_simulates_the_quantised_scor
         tmp("rf.fhecp").to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    let q = fhec_trees::Quantized::from_json(&std::fs::read_to_string(tmp("rf.quantized.json")).unwrap()).unwrap();
+    for r in rows.iter().take(3) {
+        let qx = q.inputs.quantize(r);
+        let arg = format!("x=[{:?}]", q.thermometer(&qx));
+        let o = fhec(&["simulate", tmp("rf.fhecp").to_str().unwrap(), "-i", &arg]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(stdout(&o).trim(), format!("[[{:?}]]", q.scores(&qx)).replace(' ', ""));
+    }
     let o = fhec(&[
         "import",
         "xgboost",
