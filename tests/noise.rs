@@ -65,6 +65,7 @@ fn observed_error_rate_matches_prediction() {
             signed: false,
             scale,
             slots: vec![0],
+            clear: false,
         }],
         outputs: vec![
             Port {
@@ -74,6 +75,7 @@ fn observed_error_rate_matches_prediction() {
                 signed: false,
                 scale,
                 slots: vec![3],
+                clear: false,
             },
             // the raw torus value of z: k plus the bootstrap's noise, to measure its variance
             Port {
@@ -83,6 +85,7 @@ fn observed_error_rate_matches_prediction() {
                 signed: true,
                 scale: 0,
                 slots: vec![1],
+                clear: false,
             },
         ],
         num_input_slots: 1,

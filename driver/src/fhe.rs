@@ -233,8 +233,14 @@ pub(crate) fn encrypt(
     let samples = split_batch(&p, collect_inputs(&p, inputs, batch)?, batch)?;
     let cts = ck.encrypt(&p, &samples).map_err(|e| anyhow!("{e}"))?;
     write(output, &rio::ciphertexts_to_bytes(&cts).map_err(|e| anyhow!("{e}"))?)?;
+    let clear: Vec<&str> = p.inputs.iter().filter(|i| i.clear).map(|i| i.name.as_str()).collect();
+    let clear = if clear.is_empty() {
+        String::new()
+    } else {
+        format!("; {} in the clear", clear.join(", "))
+    };
     eprintln!(
-        "encrypted {} sample(s) of {} input(s) ({}) → {output}",
+        "encrypted {} sample(s) of {} input(s) ({}{clear}) → {output}",
         samples.len(),
         p.inputs.len(),
         mb(cts.size_bytes())
@@ -306,12 +312,16 @@ pub(crate) fn info(program: &str) -> Result<(), Failure> {
     let r = p.params.raw();
     let port = |x: &runtime::Port| {
         format!(
-            "{}: {:?} {}-bit {} (scale 2^{})",
+            "{}: {:?} {}-bit {} {}",
             x.name,
             x.shape,
             x.width,
             if x.signed { "signed" } else { "unsigned" },
-            x.scale
+            if x.clear {
+                "(clear: sent unencrypted)".to_string()
+            } else {
+                format!("(scale 2^{})", x.scale)
+            }
         )
     };
     println!("program @{}", p.name);

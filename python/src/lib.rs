@@ -109,6 +109,14 @@ impl Tracer {
         }
     }
 
+    /// A clear input: given with each call, unencrypted (weights, a threshold).
+    fn clear_input(&self, name: &str, shape: Vec<usize>) -> Value {
+        Value {
+            v: self.t.clear_input(name, &shape),
+            callback_error: self.callback_error.clone(),
+        }
+    }
+
     /// Compiles `outputs`, calibrated on `inputset` (samples of `(shape, values)` per input).
     #[pyo3(signature = (outputs, inputset, p_error=None, global_p_error=None, pipeline=None))]
     fn compile(
@@ -157,8 +165,20 @@ impl Value {
     fn neg(&self) -> Value {
         self.wrap(self.v.neg())
     }
-    fn matmul(&self, w: Flat) -> PyResult<Value> {
-        Ok(self.wrap(self.v.try_matmul(&tensor(w)?).map_err(trace_err)?))
+    /// `self @ w`: `w` a traced value (a clear input) or a `(shape, values)` constant.
+    fn matmul(&self, w: &Bound<'_, PyAny>) -> PyResult<Value> {
+        let w = self.operand(w, &tracer_of(&self.v))?;
+        Ok(self.wrap(self.v.try_matmul_value(&w).map_err(trace_err)?))
+    }
+    /// `w @ self` with a `(shape, values)` constant or a traced value `w`.
+    fn rmatmul(&self, w: &Bound<'_, PyAny>) -> PyResult<Value> {
+        let w = self.operand(w, &tracer_of(&self.v))?;
+        Ok(self.wrap(w.try_matmul_value(&self.v).map_err(trace_err)?))
+    }
+    /// Whether the value is encrypted (else: computed from clear inputs and constants only).
+    #[getter]
+    fn encrypted(&self) -> bool {
+        self.v.is_encrypted()
     }
     #[pyo3(signature = (axes, keep_dims=false))]
     fn sum(&self, axes: Vec<usize>, keep_dims: bool) -> PyResult<Value> {

@@ -80,6 +80,66 @@ def test_python_functions_and_comparisons():
     assert np.array_equal(c.simulate(x), (x * x % 7 > 2).astype(np.int64) + x // 3)
 
 
+def test_clear_arguments():
+    """The issue's example: ``{"x": "encrypted", "w": "clear"}``; weights change per call."""
+
+    @fhec.compiler({"x": "encrypted", "w": "clear", "b": "clear", "s": "clear"})
+    def f(x, w, b, s):
+        return (x @ w + b).round_bits(2), w.T @ x.reshape(2), x * s - s.reshape(2, 1)
+
+    rng = np.random.default_rng(3)
+    inputset = [
+        (rng.integers(0, 8, (1, 2)), rng.integers(-4, 4, (2, 3)), rng.integers(-9, 9, (3,)), rng.integers(-5, 5, (2,)))
+        for _ in range(30)
+    ]
+    c = f.compile(inputset)
+    assert "tfhe.clear_input" in c.tfhe_ir and "tfhe.clear_linear" in c.tfhe_ir
+
+    def expected(x, w, b, s):
+        return ((x @ w + b + 2) >> 2, w.T @ x.reshape(2), x * s - s.reshape(2, 1))
+
+    samples = inputset[:3] + [
+        (np.array([[7, 7]]), np.full((2, 3), -4), np.full(3, -9), np.full(2, -5)),
+        (np.array([[7, 0]]), np.full((2, 3), 3), np.full(3, 8), np.full(2, 4)),
+    ]
+    for s in samples:
+        want = expected(*s)
+        for got in (c.simulate(*s), c.eval_clear(*s)):
+            assert all((g == e).all() for g, e in zip(got, want))
+    # encrypted, as one batch: the clear arguments travel with the ciphertexts
+    for s, got in zip(samples, c.run_batch(samples)):
+        assert all((g == e).all() for g, e in zip(got, expected(*s)))
+    blob = c.encrypt(*samples[3])
+    out = c.decrypt(c.run(blob))
+    assert all((g == e).all() for g, e in zip(out, expected(*samples[3])))
+
+    # clear values outside their calibrated width are refused
+    with pytest.raises(fhec.ExecutionError, match="input `w`"):
+        c.encrypt(np.array([[1, 1]]), np.full((2, 3), 40), np.zeros(3, dtype=np.int64), np.zeros(2, dtype=np.int64))
+
+    # uses a clear argument may not have
+    @fhec.compiler({"x": "encrypted", "w": "clear"})
+    def lut_on_clear(x, w):
+        return x + np.abs(w)
+
+    with pytest.raises(fhec.CompileError, match="table lookup"):
+        lut_on_clear.compile([(np.array([1, 2]), np.array([-1, 1]))])
+
+    @fhec.compiler({"x": "encrypted", "w": "clear"})
+    def clear_sum(x, w):
+        return x + w.sum()
+
+    with pytest.raises(fhec.CompileError, match="a sum of clear values only"):
+        clear_sum.compile([(np.array([1, 2]), np.array([-1, 1]))])
+
+    @fhec.compiler({"x": "encrypted", "w": "clear"})
+    def clear_out(x, w):
+        return x, w
+
+    with pytest.raises(fhec.CompileError, match="encrypted"):
+        clear_out.compile([(np.array([1, 2]), np.array([-1, 1]))])
+
+
 def test_errors():
     @fhec.compiler({"x": "encrypted"})
     def wide(x):
@@ -89,7 +149,7 @@ def test_errors():
         wide.compile([np.array([0, 100])])
 
     with pytest.raises(fhec.CompileError, match="encrypted"):
-        fhec.compiler({"x": "clear"})(lambda x: x)
+        fhec.compiler({"x": "secret"})(lambda x: x)
 
     with pytest.raises(fhec.CompileError, match="match"):
         fhec.compiler({"y": "encrypted"})(lambda x: x)

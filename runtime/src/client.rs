@@ -59,6 +59,15 @@ impl ClientKeys {
         let seeder = seeder.as_mut();
         let mut tensors = Vec::with_capacity(encoded.len());
         for (port, values) in program.inputs.iter().zip(encoded) {
+            if port.clear {
+                // a clear port's values are encoded at scale 0: the values themselves
+                tensors.push(CtTensor {
+                    port: port.name.clone(),
+                    shape: port.shape.clone(),
+                    data: CtData::Clear(values.into_iter().map(|v| v as i64).collect()),
+                });
+                continue;
+            }
             let n = port.len();
             let per = n.div_ceil(big_n);
             // seeds drawn in order here, encryption in parallel below
@@ -144,11 +153,17 @@ impl Program {
         let mut out = Vec::with_capacity(samples.len());
         for s in 0..samples.len() {
             let mut inputs = Vec::with_capacity(self.num_input_slots as usize);
+            let mut clear = Vec::with_capacity(self.num_clear_values());
             for (port, values) in self.inputs.iter().zip(&per_port) {
                 let n = port.len();
-                inputs.extend_from_slice(&values[s * n..(s + 1) * n]);
+                let v = &values[s * n..(s + 1) * n];
+                if port.clear {
+                    clear.extend(v.iter().map(|&x| x as i64));
+                } else {
+                    inputs.extend_from_slice(v);
+                }
             }
-            let slots = self.simulate_slots(&inputs);
+            let slots = self.simulate_slots(&inputs, &clear);
             out.push(
                 self.outputs
                     .iter()

@@ -172,7 +172,7 @@ fn stages(program: &Program) -> Vec<(Vec<usize>, Vec<usize>)> {
         let d = depths[base + i] as usize;
         match ins {
             Instr::Pbs { .. } => st[d].0.push(i),
-            Instr::Linear { .. } => st[d].1.push(i),
+            Instr::Linear { .. } | Instr::ClearLinear { .. } => st[d].1.push(i),
         }
     }
     st
@@ -213,6 +213,7 @@ const CHUNK_BYTES: usize = 1 << 29;
 enum Source {
     Packed(Vec<SeededGlweCiphertextListOwned<u64>>),
     Lwe(LweCiphertextListOwned<u64>),
+    Clear(Vec<i64>),
 }
 
 /// Runs `program` on a batch of encrypted inputs. `cancel`, when set from another thread, stops
@@ -234,6 +235,7 @@ pub fn run(
         .zip(inputs.tensors)
         .map(|(port, t)| match t.data {
             CtData::Packed(lists) => Source::Packed(lists),
+            CtData::Clear(values) => Source::Clear(values),
             other => Source::Lwe(other.into_lwe_list(port.len())),
         })
         .collect();
@@ -247,15 +249,27 @@ pub fn run(
         .collect();
     progress.start("running", (program.pbs_count() * samples) as u64);
     let mut state: Vec<Vec<u64>> = Vec::new();
+    let num_clear = program.num_clear_values();
+    let mut clear: Vec<Vec<i64>> = Vec::new();
     let chunk = (CHUNK_BYTES / (slots * l * 8).max(1)).clamp(1, CHUNK);
     for first_sample in (0..samples).step_by(chunk) {
         let count = chunk.min(samples - first_sample);
         state.resize_with(count, || vec![0u64; slots * l]);
         state.truncate(count);
-        // input ciphertexts into each sample's slot memory
+        clear.resize_with(count, || vec![0i64; num_clear]);
+        clear.truncate(count);
+        // input ciphertexts into each sample's slot memory, clear inputs into its clear values
         for (port, src) in program.inputs.iter().zip(&sources) {
             let n = port.len();
             if n == 0 {
+                continue;
+            }
+            if let Source::Clear(values) = src {
+                let first = port.slots[0] as usize;
+                for (i, c) in clear.iter_mut().enumerate() {
+                    let s = first_sample + i;
+                    c[first..first + n].copy_from_slice(&values[s * n..(s + 1) * n]);
+                }
                 continue;
             }
             let first = port.slots[0] as usize;
@@ -266,10 +280,11 @@ pub fn run(
                     // regenerate the GLWE masks and extract straight into the slot memory
                     Source::Packed(lists) => unpack_used_into(&lists[s], n, dst, Some(&used[first..first + n])),
                     Source::Lwe(list) => dst.copy_from_slice(&list.as_ref()[s * n * l..(s + 1) * n * l]),
+                    Source::Clear(_) => unreachable!("handled above"),
                 }
             });
         }
-        run_stages(program, keys, &luts, &stages, &mut state, progress, cancel)?;
+        run_stages(program, keys, &luts, &stages, &mut state, &clear, progress, cancel)?;
         for (port, out) in program.outputs.iter().zip(&mut outputs) {
             for st in &state {
                 for &slot in &port.slots {
@@ -307,6 +322,7 @@ fn run_stages(
     luts: &[GlweCiphertextOwned<u64>],
     stages: &[(Vec<usize>, Vec<usize>)],
     state: &mut [Vec<u64>],
+    clear: &[Vec<i64>],
     progress: &Progress,
     cancel: Option<&AtomicBool>,
 ) -> Result<(), RuntimeError> {
@@ -365,22 +381,36 @@ fn run_stages(
             return Err(RuntimeError::Cancelled);
         }
         if !linear.is_empty() {
-            state.par_iter_mut().for_each(|st| {
+            state.par_iter_mut().zip(clear).for_each(|(st, clear)| {
                 for &i in linear {
-                    let Instr::Linear { terms, constant } = &program.instrs[i] else {
-                        unreachable!()
-                    };
                     let (before, after) = st.split_at_mut((base + i) * l);
                     let out = &mut after[..l];
                     out.fill(0);
-                    for &(slot, c) in terms {
+                    let mut add = |slot: u32, c: u64| {
                         let src = &before[slot as usize * l..(slot as usize + 1) * l];
-                        let c = c as u64;
                         for (o, x) in out.iter_mut().zip(src) {
                             *o = o.wrapping_add(x.wrapping_mul(c));
                         }
-                    }
-                    out[l - 1] = out[l - 1].wrapping_add(*constant);
+                    };
+                    let constant = match &program.instrs[i] {
+                        Instr::Linear { terms, constant } => {
+                            terms.iter().for_each(|&(slot, c)| add(slot, c as u64));
+                            *constant
+                        }
+                        Instr::ClearLinear {
+                            terms,
+                            products,
+                            clear_constants,
+                            constant,
+                        } => {
+                            Instr::clear_coefficients(terms, products, clear).for_each(|(slot, c)| add(slot, c));
+                            clear_constants.iter().fold(*constant, |acc, &(w, unit)| {
+                                acc.wrapping_add((clear[w as usize] as u64).wrapping_mul(unit))
+                            })
+                        }
+                        Instr::Pbs { .. } => unreachable!("stage lists hold linear instructions"),
+                    };
+                    out[l - 1] = out[l - 1].wrapping_add(constant);
                 }
             });
         }

@@ -3,10 +3,14 @@
 //! A [`Program`] is a straight-line list of instructions over *slots*; each slot holds one LWE
 //! ciphertext (per sample) under the big key (dimension `k·N`). Slots `0..num_input_slots` are the
 //! encrypted inputs, in the order of [`Program::inputs`], each tensor row-major; instruction `i`
-//! writes slot `num_input_slots + i`. Two instructions exist:
+//! writes slot `num_input_slots + i`. *Clear inputs* (ports with `clear` set: values the server
+//! receives in the clear with each call, such as weights) are numbered apart, `$0 ..` in the order of
+//! the clear ports, and are read only by [`Instr::ClearLinear`]. Three instructions exist:
 //!
 //! * [`Instr::Linear`]: `Σ coef·slot + constant`, wrapping on the 64-bit torus. Every leveled op of
 //!   the `fhe` dialect (add, sub, mul by a clear value, matmul, conv, sum, reshapes…) lowers to these.
+//! * [`Instr::ClearLinear`]: the same with coefficients and constants that are products of clear
+//!   inputs (`Σ factor·w·slot + Σ w·unit`), for leveled ops with a clear-argument operand.
 //! * [`Instr::Pbs`]: a table lookup. The input is multiplied by `2^shift` and `offset` is added
 //!   (this re-encodes a value of any scale to the lookup's precision, see `docs/crypto.md`), then
 //!   keyswitch, centered modulus switch, blind rotation with the table, sample extraction.
@@ -26,7 +30,7 @@ use crate::RuntimeError;
 /// Largest lookup precision the runtime accepts (table of 2^16 entries).
 pub const MAX_PBS_PRECISION: u32 = 16;
 
-/// One encrypted tensor crossing the client/server boundary.
+/// One tensor crossing the client/server boundary: encrypted, or (inputs only) clear.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Port {
     pub name: String,
@@ -34,10 +38,13 @@ pub struct Port {
     /// Declared width of the values (bits) and signedness, from the `fhe` type.
     pub width: u32,
     pub signed: bool,
-    /// `log2 Δ`: a value `v` is encoded as `v·2^scale`.
+    /// `log2 Δ`: a value `v` is encoded as `v·2^scale` (0 for clear inputs).
     pub scale: u32,
-    /// For inputs: the first slot (elements are consecutive). For outputs: one slot per element.
+    /// For inputs: the first slot, or for clear inputs the first clear index (elements are
+    /// consecutive). For outputs: one slot per element.
     pub slots: Vec<u32>,
+    /// A clear input: sent unencrypted, read by [`Instr::ClearLinear`] only.
+    pub clear: bool,
 }
 
 impl Port {
@@ -61,6 +68,16 @@ impl Port {
 pub enum Instr {
     /// `Σ coef·slot + constant` (wrapping). No terms = a trivial (noiseless) ciphertext.
     Linear { terms: Vec<(u32, i64)>, constant: u64 },
+    /// `Σ coef·slot + Σ factor·w[c]·slot + Σ w[c]·unit + constant` (wrapping), where `w[c]` is clear
+    /// input value `c` (`$c`) of the sample: a leveled op with a clear argument as an operand.
+    ClearLinear {
+        terms: Vec<(u32, i64)>,
+        /// `(slot, clear index, factor)`.
+        products: Vec<(u32, u32, i64)>,
+        /// `(clear index, unit)`: adds `w[c]·unit`.
+        clear_constants: Vec<(u32, u64)>,
+        constant: u64,
+    },
     /// `PBS(table, slot·2^shift + offset)`.
     Pbs {
         input: u32,
@@ -128,15 +145,17 @@ impl Program {
     pub fn read_slots(&self) -> Vec<bool> {
         let mut used = vec![false; self.num_slots()];
         for i in &self.instrs {
-            match i {
-                Instr::Linear { terms, .. } => terms.iter().for_each(|&(s, _)| used[s as usize] = true),
-                Instr::Pbs { input, .. } => used[*input as usize] = true,
-            }
+            i.for_each_read(|s| used[s as usize] = true);
         }
         for p in &self.outputs {
             p.slots.iter().for_each(|&s| used[s as usize] = true);
         }
         used
+    }
+
+    /// Number of clear input values per sample (`$0 ..`).
+    pub fn num_clear_values(&self) -> usize {
+        self.inputs.iter().filter(|p| p.clear).map(Port::len).sum()
     }
 
     /// The parameters in one line; for a program without lookups only the ones it uses (the
@@ -169,7 +188,7 @@ impl Program {
                 for d in &p.shape {
                     h.write(&(*d as u64).to_le_bytes());
                 }
-                h.write(&[p.width as u8, p.signed as u8, p.scale as u8]);
+                h.write(&[p.width as u8, p.signed as u8, p.scale as u8, p.clear as u8]);
             }
         }
         h.write(&(self.instrs.len() as u64).to_le_bytes());
@@ -180,6 +199,31 @@ impl Program {
                     for (s, c) in terms {
                         h.write(&s.to_le_bytes());
                         h.write(&c.to_le_bytes());
+                    }
+                    h.write(&constant.to_le_bytes());
+                }
+                Instr::ClearLinear {
+                    terms,
+                    products,
+                    clear_constants,
+                    constant,
+                } => {
+                    h.write(b"C");
+                    h.write(&(terms.len() as u64).to_le_bytes());
+                    for (s, c) in terms {
+                        h.write(&s.to_le_bytes());
+                        h.write(&c.to_le_bytes());
+                    }
+                    h.write(&(products.len() as u64).to_le_bytes());
+                    for (s, w, c) in products {
+                        h.write(&s.to_le_bytes());
+                        h.write(&w.to_le_bytes());
+                        h.write(&c.to_le_bytes());
+                    }
+                    h.write(&(clear_constants.len() as u64).to_le_bytes());
+                    for (w, u) in clear_constants {
+                        h.write(&w.to_le_bytes());
+                        h.write(&u.to_le_bytes());
                     }
                     h.write(&constant.to_le_bytes());
                 }
@@ -215,16 +259,21 @@ impl Program {
     /// error here, never a panic or a wrong answer later.
     pub fn validate(&self) -> Result<(), RuntimeError> {
         let bad = |m: String| Err(RuntimeError::Format(format!("invalid program: {m}")));
-        let mut next = 0u64;
+        let (mut next, mut next_clear) = (0u64, 0u64);
         for p in &self.inputs {
-            if p.width == 0 || p.width > 32 || p.scale > 63 || p.slots.len() != 1 {
+            let max_width = if p.clear { MAX_CLEAR_WIDTH } else { 32 };
+            if p.width == 0 || p.width > max_width || p.scale > 63 || p.slots.len() != 1 || (p.clear && p.scale != 0) {
                 return bad(format!("input `{}` has a bad encoding", p.name));
             }
             let n = p.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
-            if p.slots[0] as u64 != next || n.is_none() {
+            let next = if p.clear { &mut next_clear } else { &mut next };
+            if p.slots[0] as u64 != *next || n.is_none() {
                 return bad(format!("input `{}` slots are not consecutive", p.name));
             }
-            next += n.unwrap();
+            *next += n.unwrap();
+        }
+        if next_clear > u32::MAX as u64 {
+            return bad("too many clear input values".into());
         }
         if next != self.num_input_slots as u64 {
             return bad("input slot count does not match the inputs".into());
@@ -235,9 +284,22 @@ impl Program {
         for (i, ins) in self.instrs.iter().enumerate() {
             let me = self.num_input_slots as u64 + i as u64;
             match ins {
-                Instr::Linear { terms, .. } => {
-                    if terms.iter().any(|&(s, _)| s as u64 >= me) {
+                Instr::Linear { .. } | Instr::ClearLinear { .. } => {
+                    let mut late = false;
+                    ins.for_each_read(|s| late |= s as u64 >= me);
+                    if late {
                         return bad(format!("instruction {i} reads a slot not yet written"));
+                    }
+                    if let Instr::ClearLinear {
+                        products,
+                        clear_constants,
+                        ..
+                    } = ins
+                    {
+                        let refs = products.iter().map(|p| p.1).chain(clear_constants.iter().map(|c| c.0));
+                        if refs.into_iter().any(|c| c as u64 >= next_clear) {
+                            return bad(format!("instruction {i} reads a clear value that does not exist"));
+                        }
                     }
                 }
                 Instr::Pbs {
@@ -263,7 +325,7 @@ impl Program {
         }
         let slots = self.num_slots() as u64;
         for p in &self.outputs {
-            if p.width == 0 || p.width > 64 || p.scale > 63 || p.slots.len() != p.len() {
+            if p.width == 0 || p.width > 64 || p.scale > 63 || p.slots.len() != p.len() || p.clear {
                 return bad(format!("output `{}` has a bad encoding", p.name));
             }
             if p.slots.iter().any(|&s| s as u64 >= slots) {
@@ -279,16 +341,21 @@ impl Program {
         let base = self.num_input_slots as usize;
         for (i, ins) in self.instrs.iter().enumerate() {
             d[base + i] = match ins {
-                Instr::Linear { terms, .. } => terms.iter().map(|&(s, _)| d[s as usize]).max().unwrap_or(0),
                 Instr::Pbs { input, .. } => d[*input as usize] + 1,
+                _ => {
+                    let mut m = 0;
+                    ins.for_each_read(|s| m = m.max(d[s as usize]));
+                    m
+                }
             };
         }
         d
     }
 
     /// Runs the program on exact torus values (no keys, no noise): what the encrypted run computes
-    /// when no lookup fails. `inputs` are the encoded input slots of one sample.
-    pub fn simulate_slots(&self, inputs: &[u64]) -> Vec<u64> {
+    /// when no lookup fails. `inputs` are the encoded input slots of one sample, `clear` its clear
+    /// input values (`$0 ..`).
+    pub fn simulate_slots(&self, inputs: &[u64], clear: &[i64]) -> Vec<u64> {
         let mut s = Vec::with_capacity(self.num_slots());
         s.extend_from_slice(inputs);
         for ins in &self.instrs {
@@ -296,6 +363,21 @@ impl Program {
                 Instr::Linear { terms, constant } => terms.iter().fold(*constant, |acc, &(slot, c)| {
                     acc.wrapping_add(s[slot as usize].wrapping_mul(c as u64))
                 }),
+                Instr::ClearLinear {
+                    terms,
+                    products,
+                    clear_constants,
+                    constant,
+                } => {
+                    let mut acc = *constant;
+                    for (slot, c) in Instr::clear_coefficients(terms, products, clear) {
+                        acc = acc.wrapping_add(s[slot as usize].wrapping_mul(c));
+                    }
+                    for &(w, unit) in clear_constants {
+                        acc = acc.wrapping_add((clear[w as usize] as u64).wrapping_mul(unit));
+                    }
+                    acc
+                }
                 Instr::Pbs {
                     input,
                     shift,
@@ -321,6 +403,37 @@ impl Program {
         s
     }
 }
+
+impl Instr {
+    /// Calls `f` with every slot the instruction reads (repeats possible).
+    pub fn for_each_read(&self, mut f: impl FnMut(u32)) {
+        match self {
+            Instr::Linear { terms, .. } => terms.iter().for_each(|&(s, _)| f(s)),
+            Instr::ClearLinear { terms, products, .. } => {
+                terms.iter().for_each(|&(s, _)| f(s));
+                products.iter().for_each(|&(s, _, _)| f(s));
+            }
+            Instr::Pbs { input, .. } => f(*input),
+        }
+    }
+
+    /// The torus coefficients `(slot, coef)` of a `ClearLinear` for one sample's clear values: its
+    /// terms, then `factor·w` per product (wrapping; a slot may repeat).
+    pub(crate) fn clear_coefficients<'a>(
+        terms: &'a [(u32, i64)],
+        products: &'a [(u32, u32, i64)],
+        clear: &'a [i64],
+    ) -> impl Iterator<Item = (u32, u64)> + 'a {
+        terms.iter().map(|&(s, c)| (s, c as u64)).chain(
+            products
+                .iter()
+                .map(move |&(s, w, f)| (s, (f as u64).wrapping_mul(clear[w as usize] as u64))),
+        )
+    }
+}
+
+/// Widest clear input (bits): clear values are multiplied into torus coefficients.
+pub const MAX_CLEAR_WIDTH: u32 = 32;
 
 /// Encodes a value at a scale (two's complement on the torus).
 pub fn encode(v: i64, scale: u32) -> u64 {

@@ -80,6 +80,7 @@ fn program() -> Program {
             signed: false,
             scale: 60,
             slots: vec![0],
+            clear: false,
         }],
         outputs: vec![Port {
             name: "y".into(),
@@ -88,6 +89,7 @@ fn program() -> Program {
             signed: false,
             scale: 59,
             slots: vec![3, 2],
+            clear: false,
         }],
         num_input_slots: 2,
         instrs: vec![
@@ -120,7 +122,7 @@ fn simulation_follows_the_encoding() {
     let p = program();
     p.validate().unwrap();
     // x = [1, 2]: slot2 = 2·1 + 2 + 1 = 5 (scale 60) → table: 7 − 5 = 2 (scale 59)
-    let s = p.simulate_slots(&[encode(1, 60), encode(2, 60)]);
+    let s = p.simulate_slots(&[encode(1, 60), encode(2, 60)], &[]);
     assert_eq!(decode(s[3], 59), 2);
     assert_eq!(decode(s[2], 60), 5);
 }
@@ -177,4 +179,132 @@ fn damaged_program_files_are_errors() {
     }
     let e = io::client_keys_from_bytes(&bytes).err().unwrap().to_string();
     assert!(e.contains("holds a compiled program"), "{e}");
+}
+
+/// `x` encrypted (2 elements), `w` clear (2 elements), one `ClearLinear`:
+/// `y = 3·x0 + w0·x1 − 2·w1·x0 + w1·2^60 + 1·2^60`.
+fn clear_program() -> Program {
+    let mut p = program();
+    p.inputs.push(Port {
+        name: "w".into(),
+        shape: vec![2],
+        width: 4,
+        signed: true,
+        scale: 0,
+        slots: vec![0],
+        clear: true,
+    });
+    p.instrs = vec![Instr::ClearLinear {
+        terms: vec![(0, 3)],
+        products: vec![(1, 0, 1), (0, 1, -2)],
+        clear_constants: vec![(1, encode(1, 60))],
+        constant: encode(1, 60),
+    }];
+    p.instr_origin = vec![0];
+    p.tables.clear();
+    p.outputs[0].slots = vec![2, 2];
+    p.outputs[0].scale = 60;
+    p
+}
+
+#[test]
+fn clear_linear_simulates_and_is_validated() {
+    let p = clear_program();
+    p.validate().unwrap();
+    assert_eq!(p.num_clear_values(), 2);
+    // x = [1, 2], w = [-3, 5]: 3 − 6 − 10 + 5 + 1 = −7
+    let s = p.simulate_slots(&[encode(1, 60), encode(2, 60)], &[-3, 5]);
+    assert_eq!(decode(s[2], 60), -7);
+    let out = p
+        .simulate(&[vec![
+            crate::ClearTensor::new(vec![2], vec![1, 2]).unwrap(),
+            crate::ClearTensor::new(vec![2], vec![-3, 5]).unwrap(),
+        ]])
+        .unwrap();
+    assert_eq!(out[0][0].values, [-7, -7]);
+    // a clear value outside its type is refused
+    let e = p
+        .simulate(&[vec![
+            crate::ClearTensor::new(vec![2], vec![1, 2]).unwrap(),
+            crate::ClearTensor::new(vec![2], vec![8, 0]).unwrap(),
+        ]])
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("input `w`"), "{e}");
+
+    let mut bad = clear_program();
+    bad.instrs[0] = Instr::ClearLinear {
+        terms: vec![],
+        products: vec![(0, 2, 1)],
+        clear_constants: vec![],
+        constant: 0,
+    };
+    assert!(bad.validate().is_err(), "clear index out of range");
+    let mut bad = clear_program();
+    bad.inputs[1].slots = vec![1];
+    assert!(bad.validate().is_err(), "clear indices not consecutive");
+    let mut bad = clear_program();
+    bad.inputs[1].scale = 3;
+    assert!(bad.validate().is_err(), "clear port with a scale");
+    let mut bad = clear_program();
+    bad.instrs[0] = Instr::ClearLinear {
+        terms: vec![],
+        products: vec![(2, 0, 1)],
+        clear_constants: vec![],
+        constant: 0,
+    };
+    assert!(bad.validate().is_err(), "reads its own slot");
+    // the fingerprint covers the clear flag and the instruction
+    let mut other = clear_program();
+    other.inputs[1].clear = false;
+    assert_ne!(other.fingerprint(), clear_program().fingerprint());
+    let bytes = io::program_to_bytes(&clear_program()).unwrap();
+    assert_eq!(io::program_from_bytes(&bytes).unwrap(), clear_program());
+}
+
+/// Clear values arrive with the ciphertexts; the server checks them against their port again.
+#[test]
+fn clear_values_are_checked_on_the_server() {
+    use crate::values::{Ciphertexts, CtData, CtTensor, Direction};
+    let p = clear_program();
+    let cts = |w: Vec<i64>, samples: usize| Ciphertexts {
+        program: p.fingerprint(),
+        direction: Direction::Inputs,
+        samples,
+        lwe_size: p.params.big_lwe_dimension() + 1,
+        tensors: vec![
+            CtTensor {
+                port: "x".into(),
+                shape: vec![2],
+                data: CtData::Full(tfhe::core_crypto::prelude::LweCiphertextList::new(
+                    0u64,
+                    tfhe::core_crypto::prelude::LweSize(p.params.big_lwe_dimension() + 1),
+                    tfhe::core_crypto::prelude::LweCiphertextCount(2 * samples),
+                    crate::keys::modulus(),
+                )),
+            },
+            CtTensor {
+                port: "w".into(),
+                shape: vec![2],
+                data: CtData::Clear(w),
+            },
+        ],
+    };
+    cts(vec![-8, 7, 0, 1], 2).check(&p, Direction::Inputs).unwrap();
+    let e = cts(vec![-8, 7, 0, 8], 2).check(&p, Direction::Inputs).err().unwrap();
+    assert!(
+        e.to_string().contains("sample 1") && e.to_string().contains("outside the range"),
+        "{e}"
+    );
+    let e = cts(vec![1, 2, 3], 2).check(&p, Direction::Inputs).err().unwrap();
+    assert!(e.to_string().contains("holds 3 values"), "{e}");
+    let mut swapped = cts(vec![0, 0], 1);
+    swapped.tensors[1].data = CtData::Full(tfhe::core_crypto::prelude::LweCiphertextList::new(
+        0u64,
+        tfhe::core_crypto::prelude::LweSize(p.params.big_lwe_dimension() + 1),
+        tfhe::core_crypto::prelude::LweCiphertextCount(2),
+        crate::keys::modulus(),
+    ));
+    let e = swapped.check(&p, Direction::Inputs).err().unwrap();
+    assert!(e.to_string().contains("takes clear values"), "{e}");
 }

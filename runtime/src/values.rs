@@ -43,6 +43,8 @@ pub enum CtData {
     /// the LWE ciphertext of element `j` under the big key; its noise is that of a fresh LWE
     /// encryption under the same key and bound.
     Packed(Vec<SeededGlweCiphertextListOwned<u64>>),
+    /// Client → server, a clear input port: the values of every sample, sample-major.
+    Clear(Vec<i64>),
 }
 
 impl CtData {
@@ -51,6 +53,7 @@ impl CtData {
         match self {
             CtData::Seeded(s) => s.par_decompress_into_lwe_ciphertext_list(),
             CtData::Full(f) => f,
+            CtData::Clear(_) => unreachable!("clear ports are not ciphertexts"),
             CtData::Packed(lists) => {
                 let Some(first) = lists.first() else {
                     return LweCiphertextList::new(0u64, LweSize(1), LweCiphertextCount(0), crate::keys::modulus());
@@ -165,6 +168,7 @@ impl Ciphertexts {
                 CtData::Seeded(l) => l.as_ref().len() * 8,
                 CtData::Full(l) => l.as_ref().len() * 8,
                 CtData::Packed(lists) => lists.iter().map(|l| l.as_ref().len() * 8 + 16).sum(),
+                CtData::Clear(v) => v.len() * 8,
             })
             .sum()
     }
@@ -202,6 +206,35 @@ impl Ciphertexts {
                     t.port, t.shape, p.name, p.shape
                 ));
             }
+            if p.clear != matches!(t.data, CtData::Clear(_)) {
+                return mismatch(format!(
+                    "tensor `{}` is {}, port `{}` takes {} values",
+                    t.port,
+                    if p.clear { "encrypted" } else { "clear" },
+                    p.name,
+                    if p.clear { "clear" } else { "encrypted" }
+                ));
+            }
+            if let CtData::Clear(values) = &t.data {
+                if values.len() != p.len() * self.samples {
+                    return mismatch(format!(
+                        "clear tensor `{}` holds {} values, expected {} ({} samples)",
+                        t.port,
+                        values.len(),
+                        p.len() * self.samples,
+                        self.samples
+                    ));
+                }
+                // the server's own check: clear values outside the port's range would make results wrong
+                for (i, chunk) in values.chunks(p.len().max(1)).enumerate() {
+                    let t = ClearTensor {
+                        shape: p.shape.clone(),
+                        values: chunk.to_vec(),
+                    };
+                    encode_input(p, &t, i)?;
+                }
+                continue;
+            }
             if let CtData::Packed(lists) = &t.data {
                 let big_n = program.params.polynomial_size();
                 let per = p.len().div_ceil(big_n);
@@ -235,7 +268,7 @@ impl Ciphertexts {
                     l.lwe_size().0,
                     l.ciphertext_modulus().is_native_modulus(),
                 ),
-                CtData::Packed(_) => unreachable!("checked above"),
+                CtData::Packed(_) | CtData::Clear(_) => unreachable!("checked above"),
             };
             if count != want || size != lwe_size || !native {
                 return mismatch(format!(

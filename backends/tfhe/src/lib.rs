@@ -56,6 +56,7 @@ pub fn compile(v: &Verified<'_>, opts: &CompileOptions, source: Option<&str>) ->
         match ins {
             Instr::Pbs { table, .. } => *by_prec.entry(l.tables[*table as usize].precision).or_default() += 1,
             Instr::Linear { terms, .. } => linear_terms += terms.len().max(1),
+            Instr::ClearLinear { terms, products, .. } => linear_terms += (terms.len() + products.len()).max(1),
         }
     }
     let pbs: u64 = by_prec.values().sum();

@@ -28,7 +28,7 @@ use fhec_ir::ops::pool_window;
 use fhec_ir::types::width_for;
 use fhec_ir::{Diagnostic, ElemType, NoiseClass, OpKind, Tensor, Type, ValueId};
 use fhec_passes::params::Constraint;
-use fhec_runtime::program::{encode, Instr, Origin, Port, Table, MAX_PBS_PRECISION};
+use fhec_runtime::program::{encode, Instr, Origin, Port, Table, MAX_CLEAR_WIDTH, MAX_PBS_PRECISION};
 use ndarray::{ArrayD, IxDyn};
 
 /// Largest component precision: the scale must stay ≥ 1 (bit extraction writes `2^(s−1)`).
@@ -92,9 +92,24 @@ impl Lin {
 
 /// A value during lowering.
 enum Val {
+    /// Known at compile time.
     Clear(Tensor),
-    Enc { shape: Vec<usize>, elems: Vec<Lin> },
+    /// A clear argument, or a shape op of clear arguments: known to the server at run time. Each
+    /// element is a clear index (`$c`).
+    Runtime {
+        shape: Vec<usize>,
+        refs: Vec<u32>,
+    },
+    Enc {
+        shape: Vec<usize>,
+        elems: Vec<Lin>,
+    },
 }
+
+/// What clear arguments may do (for messages).
+const CLEAR_ARG_USES: &str = "a clear argument may be added to, subtracted from, multiplied with (elementwise) or \
+     matrix-multiplied with (rank ≤ 2) encrypted values, and reshaped, transposed, broadcast, sliced, gathered or \
+     concatenated with other clear arguments";
 
 /// How a rounding (`round`, `truncate`, power-of-two average pool) is lowered.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -380,6 +395,8 @@ struct Builder {
     constraints: Vec<Constraint>,
     /// Linear combinations already materialised (common subexpressions share a slot).
     linear_memo: HashMap<(Vec<(Slot, i128)>, u64), Slot>,
+    /// Largest magnitude of each clear input value (`$c`), from its argument's type.
+    clear_max: Vec<i128>,
 }
 
 impl Builder {
@@ -424,6 +441,81 @@ impl Builder {
         );
         self.linear_memo.insert((e.terms, e.constant), slot);
         Ok(slot)
+    }
+
+    /// Materialises `base + Σ factor·$c·x + Σ $c·unit` as a `ClearLinear` instruction: `products`
+    /// are `(c, x, factor)`, `units` are `(c, unit)`. The noise weight of each slot is bounded
+    /// with the largest magnitude the clear values may take.
+    fn clear_linear(
+        &mut self,
+        base: &Lin,
+        products: &[(u32, &Lin, i128)],
+        units: &[(u32, u64)],
+    ) -> Result<Slot, String> {
+        let mut base = base.clone();
+        base.normalize();
+        let mut prods: Vec<(Slot, u32, i128)> = Vec::new();
+        let mut consts: Vec<(u32, u64)> = units.to_vec();
+        for &(c, x, factor) in products {
+            for &(s, k) in &x.terms {
+                let f = k.checked_mul(factor).ok_or("a clear coefficient overflows")?;
+                prods.push((s, c, f));
+            }
+            if x.constant != 0 {
+                consts.push((c, x.constant.wrapping_mul(factor as i64 as u64)));
+            }
+        }
+        prods.sort_unstable_by_key(|p| (p.0, p.1));
+        prods.dedup_by(|b, a| {
+            let same = a.0 == b.0 && a.1 == b.1;
+            if same {
+                a.2 += b.2;
+            }
+            same
+        });
+        prods.retain(|p| p.2 != 0);
+        consts.sort_unstable_by_key(|c| c.0);
+        consts.dedup_by(|b, a| {
+            let same = a.0 == b.0;
+            if same {
+                a.1 = a.1.wrapping_add(b.1);
+            }
+            same
+        });
+        consts.retain(|c| c.1 != 0);
+        // worst-case coefficient of each slot: |coef| + Σ |factor|·max|$c|
+        let mut bound: HashMap<Slot, i128> = HashMap::new();
+        for &(s, k) in &base.terms {
+            *bound.entry(s).or_default() += k.abs();
+        }
+        for &(s, c, f) in &prods {
+            let m = f.abs().saturating_mul(self.clear_max[c as usize]);
+            let b = bound.entry(s).or_default();
+            *b = b.saturating_add(m);
+        }
+        let mut noise = (0.0, 0.0);
+        for (&s, &b) in &bound {
+            if b >= 1i128 << 62 {
+                return Err(format!(
+                    "a coefficient reaches {b} for the largest clear argument values, too large for exact encrypted arithmetic"
+                ));
+            }
+            let (a, w) = self.noise[s as usize];
+            let b2 = (b as f64) * (b as f64);
+            noise.0 += b2 * a;
+            noise.1 += b2 * w;
+        }
+        let terms = base.terms.iter().map(|&(s, k)| (s, k as i64)).collect();
+        let products = prods.iter().map(|&(s, c, f)| (s, c, f as i64)).collect();
+        Ok(self.push(
+            Instr::ClearLinear {
+                terms,
+                products,
+                clear_constants: consts,
+                constant: base.constant,
+            },
+            noise,
+        ))
     }
 
     fn table(&mut self, precision: u32, values: Vec<u64>) -> u32 {
@@ -561,7 +653,7 @@ impl<'f> Lowerer<'f> {
     fn enc_elems(&self, v: ValueId) -> &[Lin] {
         match self.get(v) {
             Val::Enc { elems, .. } => elems,
-            Val::Clear(_) => unreachable!("encrypted by type"),
+            Val::Clear(_) | Val::Runtime { .. } => unreachable!("encrypted by type"),
         }
     }
 
@@ -575,7 +667,7 @@ impl<'f> Lowerer<'f> {
     fn clear_or_zeros(&self, v: ValueId) -> Tensor {
         match self.get(v) {
             Val::Clear(t) => t.clone(),
-            Val::Enc { shape, .. } => ArrayD::zeros(IxDyn(shape)),
+            Val::Enc { shape, .. } | Val::Runtime { shape, .. } => ArrayD::zeros(IxDyn(shape)),
         }
     }
 
@@ -584,6 +676,10 @@ impl<'f> Lowerer<'f> {
         let op = f.op(o);
         let r = op.result;
         let rty = f.ty(r);
+        let runtime = op.operands.iter().any(|&v| matches!(self.get(v), Val::Runtime { .. }));
+        if runtime {
+            return self.lower_runtime(o);
+        }
         if !rty.is_encrypted() {
             // clear computation: constant folding with the op's own semantics
             let args: Vec<Tensor> = op.operands.iter().map(|&v| self.clear_or_zeros(v)).collect();
@@ -624,6 +720,162 @@ impl<'f> Lowerer<'f> {
         Ok(())
     }
 
+    /// An op with a clear-argument operand: shape ops on clear arguments (index maps evaluated now,
+    /// the values come at run time), or a leveled op combining them with encrypted values
+    /// (`ClearLinear` instructions).
+    fn lower_runtime(&mut self, o: fhec_ir::OpId) -> Result<(), String> {
+        let f = self.f;
+        let op = f.op(o);
+        let r = op.result;
+        let rty = f.ty(r);
+        let refuse = || Err(format!("a clear argument cannot be an operand here: {CLEAR_ARG_USES}"));
+        if !rty.is_encrypted() {
+            if !matches!(
+                op.kind,
+                OpKind::Reshape
+                    | OpKind::Transpose
+                    | OpKind::Broadcast
+                    | OpKind::Concat
+                    | OpKind::Slice
+                    | OpKind::Gather
+            ) {
+                return refuse();
+            }
+            // evaluate the shape op on (clear index + 1) tensors
+            let mut args = Vec::with_capacity(op.operands.len());
+            for &v in &op.operands {
+                match self.get(v) {
+                    Val::Runtime { shape, refs } => args.push(
+                        ArrayD::from_shape_vec(IxDyn(shape), refs.iter().map(|&c| c as i64 + 1).collect())
+                            .map_err(|e| e.to_string())?,
+                    ),
+                    _ => {
+                        return Err(format!(
+                            "{} of a clear argument with a constant is not supported: {CLEAR_ARG_USES}",
+                            op.kind.name()
+                        ))
+                    }
+                }
+            }
+            let idx = self.eval_op(op, &args)?;
+            let refs = idx
+                .iter()
+                .map(|&i| u32::try_from(i - 1).map_err(|_| "internal error: a clear index out of range".to_string()))
+                .collect::<Result<Vec<u32>, String>>()?;
+            self.vals[r.index()] = Some(Val::Runtime {
+                shape: rty.shape.clone(),
+                refs,
+            });
+            return Ok(());
+        }
+        let scale = self.plan.scale(r);
+        let out = rty.shape.clone();
+        let elems = match op.kind {
+            OpKind::Add | OpKind::Sub | OpKind::Mul => self.elementwise_runtime(op, &out, scale)?,
+            OpKind::Matmul | OpKind::Dot => self.matmul_runtime(op, out.iter().product())?,
+            _ => return refuse(),
+        };
+        self.vals[r.index()] = Some(Val::Enc { shape: out, elems });
+        Ok(())
+    }
+
+    /// `x ± w`, `w − x`, `x·w` with `w` a clear argument, elementwise with broadcasting.
+    fn elementwise_runtime(
+        &mut self,
+        op: &fhec_ir::module::OpData,
+        out: &[usize],
+        scale: u32,
+    ) -> Result<Vec<Lin>, String> {
+        let maps: Vec<Vec<usize>> = op
+            .operands
+            .iter()
+            .map(|&v| flat_index_map(&self.f.ty(v).shape, out))
+            .collect::<Result<_, _>>()?;
+        let n: usize = out.iter().product();
+        let sign: i128 = if op.kind == OpKind::Sub { -1 } else { 1 };
+        let unit = encode(1, scale);
+        let mut res = Vec::with_capacity(n);
+        for j in 0..n {
+            let slot = match (self.get(op.operands[0]), self.get(op.operands[1]), op.kind) {
+                (Val::Enc { elems, .. }, Val::Runtime { refs, .. }, OpKind::Mul)
+                | (Val::Runtime { refs, .. }, Val::Enc { elems, .. }, OpKind::Mul) => {
+                    let (x, c) = if matches!(self.get(op.operands[0]), Val::Enc { .. }) {
+                        (elems[maps[0][j]].clone(), refs[maps[1][j]])
+                    } else {
+                        (elems[maps[1][j]].clone(), refs[maps[0][j]])
+                    };
+                    self.b.clear_linear(&Lin::default(), &[(c, &x, 1)], &[])?
+                }
+                (Val::Enc { elems, .. }, Val::Runtime { refs, .. }, _) => {
+                    let c = refs[maps[1][j]];
+                    let unit = if sign < 0 { unit.wrapping_neg() } else { unit };
+                    let x = elems[maps[0][j]].clone();
+                    self.b.clear_linear(&x, &[], &[(c, unit)])?
+                }
+                (Val::Runtime { refs, .. }, Val::Enc { elems, .. }, _) => {
+                    let c = refs[maps[0][j]];
+                    let x = elems[maps[1][j]].scaled(sign);
+                    self.b.clear_linear(&x, &[], &[(c, unit)])?
+                }
+                _ => {
+                    return Err(format!(
+                        "{} of a clear argument with a constant or another clear argument is not supported: {CLEAR_ARG_USES}",
+                        op.kind.name()
+                    ))
+                }
+            };
+            res.push(Lin::slot(slot));
+        }
+        Ok(res)
+    }
+
+    /// `matmul`/`dot` of an encrypted operand and a clear argument (ranks ≤ 2): one `ClearLinear`
+    /// per output element.
+    fn matmul_runtime(&mut self, op: &fhec_ir::module::OpData, n_out: usize) -> Result<Vec<Lin>, String> {
+        let (a, b) = (op.operands[0], op.operands[1]);
+        let (sa, sb) = (self.f.ty(a).shape.clone(), self.f.ty(b).shape.clone());
+        let ea = matches!(self.get(a), Val::Enc { .. });
+        let (x, refs) = match (self.get(a), self.get(b)) {
+            (Val::Enc { elems, .. }, Val::Runtime { refs, .. })
+            | (Val::Runtime { refs, .. }, Val::Enc { elems, .. }) => (elems.clone(), refs.clone()),
+            _ => {
+                return Err(format!(
+                    "{} needs one encrypted operand and one clear argument: {CLEAR_ARG_USES}",
+                    op.kind.name()
+                ))
+            }
+        };
+        if sa.len() > 2 || sb.len() > 2 || sa.is_empty() || sb.is_empty() {
+            return Err(format!(
+                "{} with a clear argument takes operands of rank 1 or 2, not {sa:?} and {sb:?}",
+                op.kind.name()
+            ));
+        }
+        let (m, k) = if sa.len() == 2 { (sa[0], sa[1]) } else { (1, sa[0]) };
+        let (k2, n) = if sb.len() == 2 { (sb[0], sb[1]) } else { (sb[0], 1) };
+        if k != k2 || m * n != n_out {
+            return Err(format!("internal error: {} shapes {sa:?} and {sb:?}", op.kind.name()));
+        }
+        let left = |i: usize, t: usize| i * k + t;
+        let right = |j: usize, t: usize| t * n + j;
+        let mut res = Vec::with_capacity(n_out);
+        for i in 0..m {
+            for j in 0..n {
+                let products: Vec<(u32, &Lin, i128)> = (0..k)
+                    .map(|t| {
+                        if ea {
+                            (refs[right(j, t)], &x[left(i, t)], 1)
+                        } else {
+                            (refs[left(i, t)], &x[right(j, t)], 1)
+                        }
+                    })
+                    .collect();
+                res.push(Lin::slot(self.b.clear_linear(&Lin::default(), &products, &[])?));
+            }
+        }
+        Ok(res)
+    }
+
     fn elementwise(&self, op: &fhec_ir::module::OpData, out: &[usize], scale: u32) -> Result<Vec<Lin>, String> {
         let maps: Vec<Vec<usize>> = op
             .operands
@@ -638,7 +890,7 @@ impl<'f> Lowerer<'f> {
             .iter()
             .map(|&v| match self.get(v) {
                 Val::Clear(c) => Some(c.as_slice_memory_order_or_vec()),
-                Val::Enc { .. } => None,
+                Val::Enc { .. } | Val::Runtime { .. } => None,
             })
             .collect();
         for j in 0..n {
@@ -661,6 +913,7 @@ impl<'f> Lowerer<'f> {
                                 let x = clear[k].as_ref().expect("clear")[maps[k][j]];
                                 e.add_constant(encode(x.wrapping_mul(s as i64), scale));
                             }
+                            Val::Runtime { .. } => unreachable!("lowered by lower_runtime"),
                         }
                     }
                 }
@@ -682,7 +935,7 @@ impl<'f> Lowerer<'f> {
                     args.push(ArrayD::from_shape_vec(IxDyn(shape), idx).map_err(|e| e.to_string())?);
                     sources.extend(elems.iter());
                 }
-                Val::Clear(_) => args.push(ArrayD::zeros(IxDyn(&self.f.ty(v).shape))),
+                Val::Clear(_) | Val::Runtime { .. } => args.push(ArrayD::zeros(IxDyn(&self.f.ty(v).shape))),
             }
         }
         let idx = self.eval_op(op, &args)?;
@@ -963,6 +1216,7 @@ pub fn lower_function(f: &Function, source: Option<&str>) -> Result<Lowered, Dia
         origin: 0,
         constraints: Vec::new(),
         linear_memo: HashMap::new(),
+        clear_max: Vec::new(),
     };
     let mut vals: Vec<Option<Val>> = (0..f.num_values()).map(|_| None).collect();
     // inputs
@@ -972,11 +1226,31 @@ pub fn lower_function(f: &Function, source: Option<&str>) -> Result<Lowered, Dia
         let ty = f.ty(v);
         let name = f.value(v).name.clone().unwrap_or_else(|| format!("arg{i}"));
         if !ty.is_encrypted() {
-            return Err(Diagnostic::at(
-                format!("clear argument %{name}: the TFHE backend needs clear operands as constants"),
-                f.value(v).span,
-            )
-            .with_help("make it an fhe.constant, or encrypt it"));
+            let (lo, hi) = ty.elem.range();
+            let width = ty.width();
+            if width > MAX_CLEAR_WIDTH {
+                return Err(Diagnostic::at(
+                    format!("clear argument %{name} is {width} bits wide; clear arguments take at most {MAX_CLEAR_WIDTH} bits"),
+                    f.value(v).span,
+                ));
+            }
+            let first = b.clear_max.len() as u32;
+            let n = ty.num_elements();
+            b.clear_max.extend(std::iter::repeat_n(lo.abs().max(hi.abs()), n));
+            inputs.push(Port {
+                name,
+                shape: ty.shape.clone(),
+                width,
+                signed: ty.is_signed(),
+                scale: 0,
+                slots: vec![first],
+                clear: true,
+            });
+            vals[v.index()] = Some(Val::Runtime {
+                shape: ty.shape.clone(),
+                refs: (first..first + n as u32).collect(),
+            });
+            continue;
         }
         let first = b.num_input_slots;
         let n = ty.num_elements() as u32;
@@ -989,6 +1263,7 @@ pub fn lower_function(f: &Function, source: Option<&str>) -> Result<Lowered, Dia
             signed: ty.is_signed(),
             scale: plan.scale(v),
             slots: vec![first],
+            clear: false,
         });
         vals[v.index()] = Some(Val::Enc {
             shape: ty.shape.clone(),
@@ -1018,7 +1293,7 @@ pub fn lower_function(f: &Function, source: Option<&str>) -> Result<Lowered, Dia
         lw.b.origin = lw.b.origins.len() as u32 - 1;
         let elems = match lw.get(v) {
             Val::Enc { elems, .. } => elems.clone(),
-            Val::Clear(_) => {
+            Val::Clear(_) | Val::Runtime { .. } => {
                 return Err(Diagnostic::at(
                     format!("result {i} is clear; the TFHE backend returns encrypted results only"),
                     f.return_span,
@@ -1048,6 +1323,7 @@ pub fn lower_function(f: &Function, source: Option<&str>) -> Result<Lowered, Dia
             signed: ty.is_signed(),
             scale,
             slots,
+            clear: false,
         });
     }
     let b = lw.b;

@@ -6,20 +6,26 @@
 //! ```text
 //! tfhe.program @main {n = 880, k = 2, N = 1024, lwe_noise_log2 = 46, glwe_noise_log2 = 17, pbs_base_log = 23, pbs_level = 1, ks_base_log = 3, ks_level = 5} {
 //!   tfhe.input "x" [1, 4] {width = 4, signed = false, scale = 59} -> %0 ... %3
+//!   tfhe.clear_input "w" [2] {width = 8, signed = true} -> $0 ... $1
 //!   %4 = "tfhe.linear"(%0 * 3, %1 * -1, %3) {constant = 0x0} origin @o1
-//!   %5 = "tfhe.pbs"(%4) {shift = 5, offset = 0x0, table = @t0} origin @o2
-//!   tfhe.output "out0" [1] {width = 3, signed = false, scale = 60} = (%5)
+//!   %5 = "tfhe.clear_linear"(%4, %2 * $0, %3 * $1 * -2, $1 * 0x800000000000000) {constant = 0x0} origin @o2
+//!   %6 = "tfhe.pbs"(%5) {shift = 5, offset = 0x0, table = @t0} origin @o3
+//!   tfhe.output "out0" [1] {width = 3, signed = false, scale = 60} = (%6)
 //!   tfhe.table @t0 {precision = 1} = [0x0, 0x1000000000000000]
 //!   tfhe.origin @o0 "inputs"
 //!   tfhe.origin @o1 "fhe.matmul %0" at "3:8"
-//!   tfhe.origin @o2 "fhe.lut %2" at "5:8"
+//!   tfhe.origin @o2 "fhe.mul %1" at "4:8"
+//!   tfhe.origin @o3 "fhe.lut %2" at "5:8"
 //!   tfhe.noise {worst_log2 = -40.44, global_log2 = -39.44, estimated_seconds = 0.1466, pbs = [1: 1]}
 //! }
 //! ```
 //!
-//! Slots are numbered as in the program: inputs take `%0 ..`, instruction `i` defines
-//! `%(num_input_slots + i)`. Statements come in a fixed order (inputs, instructions, outputs, tables,
-//! origins, noise); tables and origins are numbered `@t0, @t1, …` and `@o0, @o1, …` in order.
+//! Slots are numbered as in the program: encrypted inputs (`tfhe.input`) take `%0 ..`, instruction `i`
+//! defines `%(num_input_slots + i)`. Clear inputs (`tfhe.clear_input`, values the server receives
+//! unencrypted) are interleaved with them in argument order and take `$0 ..`, numbered apart; only
+//! `"tfhe.clear_linear"` reads them (`Σ coef·%s + Σ factor·$c·%s + Σ $c·unit + constant`, operands in
+//! that order). Statements come in a fixed order (inputs, instructions, outputs, tables, origins,
+//! noise); tables and origins are numbered `@t0, @t1, …` and `@o0, @o1, …` in order.
 //! Whitespace (newlines included) only separates tokens; `//` starts a comment.
 //!
 //! The parser never panics: every malformed text, truncated or corrupted, is a [`Diagnostic`] that
@@ -29,7 +35,7 @@ use std::fmt::Write as _;
 
 use fhec_ir::{Diagnostic, Span};
 use fhec_runtime::params::{ParamSet, RawParamSet};
-use fhec_runtime::program::{Instr, NoiseReport, Origin, Port, Program, Table, MAX_PBS_PRECISION};
+use fhec_runtime::program::{Instr, NoiseReport, Origin, Port, Program, Table, MAX_CLEAR_WIDTH, MAX_PBS_PRECISION};
 
 // ---- printer -------------------------------------------------------------------------------------
 
@@ -54,12 +60,17 @@ pub fn print_program(p: &Program) -> String {
     );
     for port in &p.inputs {
         let first = port.slots.first().copied().unwrap_or(0) as u64;
+        let (statement, sigil) = if port.clear {
+            ("tfhe.clear_input", '$')
+        } else {
+            ("tfhe.input", '%')
+        };
         let range = match elements(&port.shape) {
             0 => "()".to_string(),
-            1 => format!("%{first}"),
-            n => format!("%{first} ... %{}", first.saturating_add(n - 1)),
+            1 => format!("{sigil}{first}"),
+            n => format!("{sigil}{first} ... {sigil}{}", first.saturating_add(n - 1)),
         };
-        let _ = writeln!(o, "  tfhe.input {} -> {range}", port_head(port));
+        let _ = writeln!(o, "  {statement} {} -> {range}", port_head(port, !port.clear));
     }
     for (i, ins) in p.instrs.iter().enumerate() {
         let slot = p.num_input_slots as u64 + i as u64;
@@ -71,6 +82,30 @@ pub fn print_program(p: &Program) -> String {
                     .map(|&(s, c)| if c == 1 { format!("%{s}") } else { format!("%{s} * {c}") })
                     .collect();
                 let _ = write!(o, "\"tfhe.linear\"({}) {{constant = {constant:#x}}}", terms.join(", "));
+            }
+            Instr::ClearLinear {
+                terms,
+                products,
+                clear_constants,
+                constant,
+            } => {
+                let operands: Vec<String> = terms
+                    .iter()
+                    .map(|&(s, c)| if c == 1 { format!("%{s}") } else { format!("%{s} * {c}") })
+                    .chain(products.iter().map(|&(s, w, f)| {
+                        if f == 1 {
+                            format!("%{s} * ${w}")
+                        } else {
+                            format!("%{s} * ${w} * {f}")
+                        }
+                    }))
+                    .chain(clear_constants.iter().map(|&(w, unit)| format!("${w} * {unit:#x}")))
+                    .collect();
+                let _ = write!(
+                    o,
+                    "\"tfhe.clear_linear\"({}) {{constant = {constant:#x}}}",
+                    operands.join(", ")
+                );
             }
             Instr::Pbs {
                 input,
@@ -91,7 +126,7 @@ pub fn print_program(p: &Program) -> String {
     }
     for port in &p.outputs {
         let slots: Vec<String> = port.slots.iter().map(|s| format!("%{s}")).collect();
-        let _ = writeln!(o, "  tfhe.output {} = ({})", port_head(port), slots.join(", "));
+        let _ = writeln!(o, "  tfhe.output {} = ({})", port_head(port, true), slots.join(", "));
     }
     for (i, t) in p.tables.iter().enumerate() {
         let values: Vec<String> = t.values.iter().map(|v| format!("{v:#x}")).collect();
@@ -123,16 +158,20 @@ pub fn print_program(p: &Program) -> String {
     o
 }
 
-/// `"name" [d0, d1] {width = w, signed = b, scale = s}`.
-fn port_head(p: &Port) -> String {
+/// `"name" [d0, d1] {width = w, signed = b, scale = s}`, without the scale for a clear input.
+fn port_head(p: &Port, with_scale: bool) -> String {
     let dims: Vec<String> = p.shape.iter().map(|d| d.to_string()).collect();
+    let scale = if with_scale {
+        format!(", scale = {}", p.scale)
+    } else {
+        String::new()
+    };
     format!(
-        "{} [{}] {{width = {}, signed = {}, scale = {}}}",
+        "{} [{}] {{width = {}, signed = {}{scale}}}",
         quote(&p.name),
         dims.join(", "),
         p.width,
-        p.signed,
-        p.scale
+        p.signed
     )
 }
 
@@ -193,6 +232,8 @@ enum Tok {
     Word,
     /// `%12`
     Slot(u32),
+    /// `$3`: a clear input value
+    Clear(u32),
     /// `@name` or `@"name"`
     Sym(String),
     /// `"text"`, unescaped
@@ -263,20 +304,8 @@ impl Lexer<'_> {
                     self.number();
                     Tok::Num
                 }
-                b'%' => {
-                    self.pos += 1;
-                    while self.peek_at(self.pos).is_ascii_digit() {
-                        self.pos += 1;
-                    }
-                    let span = Span::new(start, self.pos);
-                    if self.pos == start + 1 {
-                        return err(span, "expected a slot number after `%`");
-                    }
-                    match self.src[start + 1..self.pos].parse::<u32>() {
-                        Ok(s) => Tok::Slot(s),
-                        Err(_) => return err(span, "slot number out of range (at most 2^32 - 1)"),
-                    }
-                }
+                b'%' => Tok::Slot(self.index("slot")?),
+                b'$' => Tok::Clear(self.index("clear value")?),
                 b'@' => {
                     self.pos += 1;
                     if self.peek_at(self.pos) == b'"' {
@@ -310,6 +339,24 @@ impl Lexer<'_> {
                 tok,
                 span: Span::new(start, self.pos),
             });
+        }
+    }
+
+    /// `%N` or `$N` starting at `self.pos` (on the sigil): its number.
+    fn index(&mut self, what: &str) -> PResult<u32> {
+        let start = self.pos;
+        self.pos += 1;
+        while self.peek_at(self.pos).is_ascii_digit() {
+            self.pos += 1;
+        }
+        let span = Span::new(start, self.pos);
+        let sigil = self.b[start] as char;
+        if self.pos == start + 1 {
+            return err(span, format!("expected a {what} number after `{sigil}`"));
+        }
+        match self.src[start + 1..self.pos].parse::<u32>() {
+            Ok(n) => Ok(n),
+            Err(_) => err(span, format!("{what} number out of range (at most 2^32 - 1)")),
         }
     }
 
@@ -440,6 +487,48 @@ struct Parser<'a> {
     src: &'a str,
     toks: Vec<Token>,
     i: usize,
+    /// Clear input values declared so far (`$0 ..`).
+    clear_values: u64,
+}
+
+/// An instruction operand, as written.
+#[derive(Clone, Copy, Debug)]
+enum Operand {
+    /// `%s` or `%s * coef`.
+    Term { slot: u32, coef: Option<Span>, span: Span },
+    /// `%s * $c` or `%s * $c * factor`.
+    Product {
+        slot: u32,
+        clear: u32,
+        clear_span: Span,
+        factor: Option<Span>,
+        span: Span,
+    },
+    /// `$c * unit`.
+    ClearConstant {
+        clear: u32,
+        clear_span: Span,
+        unit: Span,
+        span: Span,
+    },
+}
+
+impl Operand {
+    fn span(&self) -> Span {
+        match *self {
+            Operand::Term { span, .. } | Operand::Product { span, .. } | Operand::ClearConstant { span, .. } => span,
+        }
+    }
+
+    /// The `$c` it reads, if any.
+    fn clear_ref(&self) -> Option<(u32, Span)> {
+        match *self {
+            Operand::Term { .. } => None,
+            Operand::Product { clear, clear_span, .. } | Operand::ClearConstant { clear, clear_span, .. } => {
+                Some((clear, clear_span))
+            }
+        }
+    }
 }
 
 /// Parses a program in the `tfhe` dialect (see the module doc), and validates it.
@@ -450,7 +539,12 @@ pub fn parse_program(text: &str) -> Result<Program, Diagnostic> {
         pos: 0,
     }
     .tokens()?;
-    let mut p = Parser { src: text, toks, i: 0 };
+    let mut p = Parser {
+        src: text,
+        toks,
+        i: 0,
+        clear_values: 0,
+    };
     p.program()
 }
 
@@ -577,6 +671,16 @@ impl<'a> Parser<'a> {
         parse_u64(t).ok_or_else(|| {
             Diagnostic::at(
                 format!("{what}: expected an unsigned 64-bit integer, found `{t}`"),
+                Some(span),
+            )
+        })
+    }
+
+    fn num_i64(&self, span: Span, what: &str) -> PResult<i64> {
+        let t = self.text(span);
+        parse_i64(t).ok_or_else(|| {
+            Diagnostic::at(
+                format!("{what}: expected a signed 64-bit integer, found `{t}`"),
                 Some(span),
             )
         })
@@ -765,6 +869,7 @@ impl<'a> Parser<'a> {
             let (stmt, what) = match (&t.tok, word) {
                 (Tok::Punct(b'}'), _) => break,
                 (Tok::Word, "tfhe.input") => (Phase::Inputs, "an input"),
+                (Tok::Word, "tfhe.clear_input") => (Phase::Inputs, "a clear input"),
                 (Tok::Slot(_), _) => (Phase::Instrs, "an instruction"),
                 (Tok::Word, "tfhe.output") => (Phase::Outputs, "an output"),
                 (Tok::Word, "tfhe.table") => (Phase::Tables, "a table"),
@@ -774,8 +879,8 @@ impl<'a> Parser<'a> {
                     return err(
                         t.span,
                         format!(
-                            "unknown statement `{w}` (expected tfhe.input, tfhe.output, tfhe.table, tfhe.origin, \
-                             tfhe.noise or an instruction `%N = ...`)"
+                            "unknown statement `{w}` (expected tfhe.input, tfhe.clear_input, tfhe.output, tfhe.table, \
+                             tfhe.origin, tfhe.noise or an instruction `%N = ...`)"
                         ),
                     )
                 }
@@ -797,7 +902,7 @@ impl<'a> Parser<'a> {
             }
             phase = stmt;
             match stmt {
-                Phase::Inputs => self.input(&mut prog)?,
+                Phase::Inputs => self.input(&mut prog, word == "tfhe.clear_input")?,
                 Phase::Instrs => self.instr(&mut prog, &mut table_refs, &mut origin_refs)?,
                 Phase::Outputs => self.output(&mut prog)?,
                 Phase::Tables => self.table(&mut prog)?,
@@ -869,9 +974,9 @@ impl<'a> Parser<'a> {
         Ok(v)
     }
 
-    /// `"name" [d, ...] {width = w, signed = b, scale = s}`; checks the encoding against the limits of
-    /// inputs (`max_width` 32) or outputs (64).
-    fn port_head(&mut self, max_width: u32) -> PResult<(Port, u64, Span)> {
+    /// `"name" [d, ...] {width = w, signed = b, scale = s}` (no scale for a clear input, whose scale is
+    /// 0); checks the encoding against the limits of inputs (`max_width` 32) or outputs (64).
+    fn port_head(&mut self, max_width: u32, clear: bool) -> PResult<(Port, u64, Span)> {
         let (name, name_span) = self.string("a port name `\"name\"`")?;
         let open = self.punct(b'[')?;
         let mut shape = Vec::new();
@@ -899,11 +1004,17 @@ impl<'a> Parser<'a> {
             return err(wspan, format!("width {width} is not in 1..={max_width}"));
         }
         let signed = self.take_bool(&mut a, "signed")?;
-        let (scale, sspan) = self.take_u32(&mut a, "scale")?;
-        if scale > 63 {
-            return err(sspan, format!("scale {scale} is above 63"));
-        }
-        self.finish(a, &["width", "signed", "scale"])?;
+        let scale = if clear {
+            self.finish(a, &["width", "signed"])?;
+            0
+        } else {
+            let (scale, sspan) = self.take_u32(&mut a, "scale")?;
+            if scale > 63 {
+                return err(sspan, format!("scale {scale} is above 63"));
+            }
+            self.finish(a, &["width", "signed", "scale"])?;
+            scale
+        };
         let port = Port {
             name,
             shape,
@@ -911,27 +1022,37 @@ impl<'a> Parser<'a> {
             signed,
             scale,
             slots: Vec::new(),
+            clear,
         };
         Ok((port, count, name_span))
     }
 
-    fn input(&mut self, prog: &mut Program) -> PResult<()> {
-        self.next(); // tfhe.input
-        let (mut port, count, name_span) = self.port_head(32)?;
+    /// `tfhe.input` (encrypted, slots `%a ... %b`) or `tfhe.clear_input` (clear values `$a ... $b`).
+    fn input(&mut self, prog: &mut Program, clear: bool) -> PResult<()> {
+        self.next(); // tfhe.input or tfhe.clear_input
+        let max_width = if clear { MAX_CLEAR_WIDTH } else { 32 };
+        let (mut port, count, name_span) = self.port_head(max_width, clear)?;
         self.expect_arrow()?;
-        let next = prog.num_input_slots as u64;
-        // `()`, `%a`, or `%a ... %b`
+        let (next, sigil, kind, units) = if clear {
+            (self.clear_values, '$', "clear input", "values")
+        } else {
+            (prog.num_input_slots as u64, '%', "input", "slots")
+        };
+        // `()`, `%a`, or `%a ... %b` (`$` for a clear input)
         let (first, n, span) = if self.eat_punct(b'(') {
             let close = self.punct(b')')?;
             (next, 0u64, close)
         } else {
-            let (a, aspan) = self.slot()?;
+            let (a, aspan) = self.index(clear)?;
             if self.peek().tok == Tok::Ellipsis {
                 self.next();
-                let (b, bspan) = self.slot()?;
+                let (b, bspan) = self.index(clear)?;
                 let span = Span::new(aspan.start, bspan.end);
                 if b < a {
-                    return err(span, "empty slot range");
+                    return err(
+                        span,
+                        format!("empty {} range", if clear { "clear value" } else { "slot" }),
+                    );
                 }
                 (a as u64, b as u64 - a as u64 + 1, span)
             } else {
@@ -941,23 +1062,42 @@ impl<'a> Parser<'a> {
         if first != next {
             return err(
                 span,
-                format!("input slots must follow on: expected the range to start at %{next}"),
+                format!("{kind} {units} must follow on: expected the range to start at {sigil}{next}"),
             );
         }
         if n != count {
             return err(
                 span,
-                format!("input `{}` has {count} elements but the range has {n} slots", port.name),
+                format!(
+                    "{kind} `{}` has {count} elements but the range has {n} {units}",
+                    port.name
+                ),
             );
         }
         let total = next + n;
         if total > u32::MAX as u64 {
-            return err(name_span, "too many input slots");
+            return err(name_span, format!("too many {kind} {units}"));
         }
         port.slots = vec![next as u32];
-        prog.num_input_slots = total as u32;
+        if clear {
+            self.clear_values = total;
+        } else {
+            prog.num_input_slots = total as u32;
+        }
         prog.inputs.push(port);
         Ok(())
+    }
+
+    /// A slot `%N`, or with `clear` a clear value `$N`.
+    fn index(&mut self, clear: bool) -> PResult<(u32, Span)> {
+        if !clear {
+            return self.slot();
+        }
+        let t = self.next();
+        match t.tok {
+            Tok::Clear(c) => Ok((c, t.span)),
+            _ => self.unexpected(&t, "a clear value `$N`"),
+        }
     }
 
     fn expect_arrow(&mut self) -> PResult<()> {
@@ -982,6 +1122,88 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
+    /// A clear value read by an instruction: it must be declared by a clear input.
+    fn check_clear(&self, c: u32, span: Span) -> PResult<()> {
+        let n = self.clear_values;
+        if c as u64 >= n {
+            let declared = match n {
+                0 => "no clear value is declared".to_string(),
+                1 => "only $0 is declared".to_string(),
+                _ => format!("only $0 ... ${} are declared", n - 1),
+            };
+            return err(span, format!("use of undefined clear value ${c} ({declared})"));
+        }
+        Ok(())
+    }
+
+    /// An operand of the definition of `me`: `%s`, `%s * coef`, `%s * $c`, `%s * $c * factor` or
+    /// `$c * unit`. The numbers are read by the instruction.
+    fn operand(&mut self, me: u64) -> PResult<Operand> {
+        let t = self.next();
+        match t.tok {
+            Tok::Slot(slot) => {
+                self.check_use(slot, t.span, me)?;
+                if !self.eat_punct(b'*') {
+                    return Ok(Operand::Term {
+                        slot,
+                        coef: None,
+                        span: t.span,
+                    });
+                }
+                let m = self.next();
+                match m.tok {
+                    Tok::Num => Ok(Operand::Term {
+                        slot,
+                        coef: Some(m.span),
+                        span: Span::new(t.span.start, m.span.end),
+                    }),
+                    Tok::Clear(clear) => {
+                        self.check_clear(clear, m.span)?;
+                        let factor = if self.eat_punct(b'*') {
+                            Some(self.num_token("a factor")?)
+                        } else {
+                            None
+                        };
+                        let end = factor.unwrap_or(m.span).end;
+                        Ok(Operand::Product {
+                            slot,
+                            clear,
+                            clear_span: m.span,
+                            factor,
+                            span: Span::new(t.span.start, end),
+                        })
+                    }
+                    _ => self.unexpected(&m, "a coefficient or a clear value `$N`"),
+                }
+            }
+            Tok::Clear(clear) => {
+                self.check_clear(clear, t.span)?;
+                let star = self.next();
+                if star.tok != Tok::Punct(b'*') {
+                    return self.unexpected(&star, "`*` and a unit: a clear constant is `$N * unit`");
+                }
+                let unit = self.num_token("a unit")?;
+                Ok(Operand::ClearConstant {
+                    clear,
+                    clear_span: t.span,
+                    unit,
+                    span: Span::new(t.span.start, unit.end),
+                })
+            }
+            _ => self.unexpected(&t, "an operand `%N` or `$N`"),
+        }
+    }
+
+    /// A number token (read later): its span.
+    fn num_token(&mut self, what: &str) -> PResult<Span> {
+        let t = self.next();
+        if t.tok == Tok::Num {
+            Ok(t.span)
+        } else {
+            self.unexpected(&t, what)
+        }
+    }
+
     fn instr(
         &mut self,
         prog: &mut Program,
@@ -998,23 +1220,11 @@ impl<'a> Parser<'a> {
         }
         self.punct(b'=')?;
         let (op, op_span) = self.string("an instruction name such as `\"tfhe.linear\"`")?;
-        // operands: `%s` or `%s * c`
         self.punct(b'(')?;
-        let mut operands: Vec<(u32, Span, Option<Span>)> = Vec::new();
+        let mut operands: Vec<Operand> = Vec::new();
         if !self.eat_punct(b')') {
             loop {
-                let (s, span) = self.slot()?;
-                self.check_use(s, span, me)?;
-                let coef = if self.eat_punct(b'*') {
-                    let t = self.next();
-                    if t.tok != Tok::Num {
-                        return self.unexpected(&t, "a coefficient");
-                    }
-                    Some(t.span)
-                } else {
-                    None
-                };
-                operands.push((s, span, coef));
+                operands.push(self.operand(me)?);
                 if self.eat_punct(b')') {
                     break;
                 }
@@ -1023,32 +1233,70 @@ impl<'a> Parser<'a> {
         }
         let operands_end = self.toks[self.i - 1].span.end;
         let mut a = self.attrs()?;
+        // only tfhe.clear_linear reads clear values (an unknown name is reported as such below)
+        let no_clear = match op.as_str() {
+            "tfhe.linear" => Some("\"tfhe.linear\" cannot read clear values (\"tfhe.clear_linear\" can)"),
+            "tfhe.pbs" => Some("a lookup cannot read clear values"),
+            _ => None,
+        };
+        if let (Some(msg), Some((_, span))) = (no_clear, operands.iter().find_map(Operand::clear_ref)) {
+            return err(span, msg);
+        }
+        let coef = |p: &Self, span: Option<Span>, what: &str| span.map_or(Ok(1), |s| p.num_i64(s, what));
         let ins = match op.as_str() {
             "tfhe.linear" => {
                 let mut terms = Vec::with_capacity(operands.len());
-                for (s, _, coef) in operands {
-                    let c = match coef {
-                        None => 1,
-                        Some(span) => {
-                            let t = self.text(span);
-                            parse_i64(t).ok_or_else(|| {
-                                Diagnostic::at(
-                                    format!("coefficient: expected a signed 64-bit integer, found `{t}`"),
-                                    Some(span),
-                                )
-                            })?
-                        }
-                    };
-                    terms.push((s, c));
+                for o in operands {
+                    if let Operand::Term { slot, coef: c, .. } = o {
+                        terms.push((slot, coef(self, c, "coefficient")?));
+                    }
                 }
                 let constant = self.take_u64(&mut a, "constant")?;
                 self.finish(a, &["constant"])?;
                 Instr::Linear { terms, constant }
             }
+            "tfhe.clear_linear" => {
+                let (mut terms, mut products, mut clear_constants) = (Vec::new(), Vec::new(), Vec::new());
+                let mut rank = 0;
+                for o in operands {
+                    let r = match o {
+                        Operand::Term { .. } => 0,
+                        Operand::Product { .. } => 1,
+                        Operand::ClearConstant { .. } => 2,
+                    };
+                    if r < rank {
+                        return err(
+                            o.span(),
+                            "operands of \"tfhe.clear_linear\" come in order: terms (`%N`, `%N * coef`), then \
+                             products (`%N * $M`, `%N * $M * factor`), then clear constants (`$M * unit`)",
+                        );
+                    }
+                    rank = r;
+                    match o {
+                        Operand::Term { slot, coef: c, .. } => terms.push((slot, coef(self, c, "coefficient")?)),
+                        Operand::Product {
+                            slot, clear, factor, ..
+                        } => products.push((slot, clear, coef(self, factor, "factor")?)),
+                        Operand::ClearConstant { clear, unit, .. } => {
+                            clear_constants.push((clear, self.num_u64(unit, "unit")?))
+                        }
+                    }
+                }
+                let constant = self.take_u64(&mut a, "constant")?;
+                self.finish(a, &["constant"])?;
+                Instr::ClearLinear {
+                    terms,
+                    products,
+                    clear_constants,
+                    constant,
+                }
+            }
             "tfhe.pbs" => {
                 let input = match operands.as_slice() {
-                    [(s, _, None)] => *s,
-                    [(_, _, Some(c))] => return err(*c, "a lookup reads its input without a coefficient"),
+                    [Operand::Term { slot, coef: None, .. }] => *slot,
+                    [Operand::Term { coef: Some(c), .. }] => {
+                        return err(*c, "a lookup reads its input without a coefficient")
+                    }
                     _ => {
                         return err(
                             Span::new(op_span.end, operands_end),
@@ -1089,7 +1337,9 @@ impl<'a> Parser<'a> {
             _ => {
                 return err(
                     op_span,
-                    format!("unknown instruction \"{op}\" (expected \"tfhe.linear\" or \"tfhe.pbs\")"),
+                    format!(
+                        "unknown instruction \"{op}\" (expected \"tfhe.linear\", \"tfhe.clear_linear\" or \"tfhe.pbs\")"
+                    ),
                 )
             }
         };
@@ -1103,7 +1353,7 @@ impl<'a> Parser<'a> {
 
     fn output(&mut self, prog: &mut Program) -> PResult<()> {
         self.next(); // tfhe.output
-        let (mut port, count, _) = self.port_head(64)?;
+        let (mut port, count, _) = self.port_head(64, false)?;
         self.punct(b'=')?;
         let open = self.punct(b'(')?;
         let me = prog.num_slots() as u64;
@@ -1259,6 +1509,7 @@ mod tests {
                     signed: false,
                     scale: 59,
                     slots: vec![0],
+                    clear: false,
                 },
                 Port {
                     name: "empty".into(),
@@ -1267,6 +1518,7 @@ mod tests {
                     signed: true,
                     scale: 0,
                     slots: vec![4],
+                    clear: false,
                 },
                 Port {
                     name: "s \"q\"\n\tλ\u{1}".into(),
@@ -1275,6 +1527,7 @@ mod tests {
                     signed: true,
                     scale: 63,
                     slots: vec![4],
+                    clear: false,
                 },
             ],
             outputs: vec![
@@ -1285,6 +1538,7 @@ mod tests {
                     signed: false,
                     scale: 60,
                     slots: vec![7, 9],
+                    clear: false,
                 },
                 Port {
                     name: "scalar".into(),
@@ -1293,6 +1547,7 @@ mod tests {
                     signed: true,
                     scale: 1,
                     slots: vec![0],
+                    clear: false,
                 },
                 Port {
                     name: "none".into(),
@@ -1301,6 +1556,7 @@ mod tests {
                     signed: false,
                     scale: 0,
                     slots: vec![],
+                    clear: false,
                 },
             ],
             num_input_slots: 5,
@@ -1359,6 +1615,108 @@ mod tests {
         }
     }
 
+    /// A program with clear inputs interleaved with encrypted ones and `ClearLinear`s of every shape.
+    /// All ASCII (for the corruption test).
+    fn clear_sample() -> Program {
+        let port = |name: &str, shape: Vec<usize>, width, signed, scale, first, clear| Port {
+            name: name.into(),
+            shape,
+            width,
+            signed,
+            scale,
+            slots: vec![first],
+            clear,
+        };
+        Program {
+            name: "clear".into(),
+            params: params(),
+            inputs: vec![
+                port("x", vec![2], 4, false, 59, 0, false),
+                port("w", vec![3, 2], 8, true, 0, 0, true),
+                port("y", vec![], 3, true, 58, 2, false),
+                port("none", vec![0], 32, false, 0, 6, true),
+                port("b", vec![1], 32, false, 0, 6, true),
+            ],
+            outputs: vec![Port {
+                name: "out".into(),
+                shape: vec![2],
+                width: 8,
+                signed: false,
+                scale: 60,
+                slots: vec![8, 9],
+                clear: false,
+            }],
+            num_input_slots: 3,
+            instrs: vec![
+                Instr::ClearLinear {
+                    terms: vec![(0, 1), (1, -3)],
+                    products: vec![(2, 0, 1), (0, 1, -2), (1, 5, i64::MIN), (2, 0, i64::MAX)],
+                    clear_constants: vec![(0, 0x800), (6, u64::MAX), (0, 0)],
+                    constant: 0,
+                },
+                Instr::ClearLinear {
+                    terms: vec![],
+                    products: vec![],
+                    clear_constants: vec![],
+                    constant: 5,
+                },
+                Instr::ClearLinear {
+                    terms: vec![],
+                    products: vec![(3, 6, 1)],
+                    clear_constants: vec![],
+                    constant: 0,
+                },
+                Instr::ClearLinear {
+                    terms: vec![],
+                    products: vec![],
+                    clear_constants: vec![(2, 12)],
+                    constant: 1 << 62,
+                },
+                Instr::Linear {
+                    terms: vec![(3, 1), (5, 2)],
+                    constant: 0,
+                },
+                Instr::Pbs {
+                    input: 7,
+                    shift: 4,
+                    offset: 0,
+                    table: 0,
+                },
+                Instr::ClearLinear {
+                    terms: vec![(8, 1)],
+                    products: vec![],
+                    clear_constants: vec![(1, 1)],
+                    constant: 0,
+                },
+            ],
+            tables: vec![Table {
+                precision: 2,
+                values: vec![0, 1 << 60, 2 << 60, 3 << 60],
+            }],
+            instr_origin: vec![1, 1, 1, 1, 1, 2, 1],
+            origins: vec![
+                Origin {
+                    op: "inputs".into(),
+                    location: None,
+                },
+                Origin {
+                    op: "fhe.mul %w".into(),
+                    location: Some("2:3".into()),
+                },
+                Origin {
+                    op: "fhe.lut %3".into(),
+                    location: None,
+                },
+            ],
+            noise: NoiseReport {
+                log2_p_error_worst_lookup: -41.5,
+                log2_p_error_global: -40.5,
+                pbs_by_precision: vec![(2, 1)],
+                estimated_seconds: 0.01,
+            },
+        }
+    }
+
     fn round_trip(p: &Program) -> String {
         p.validate().expect("the test program is valid");
         let text = print_program(p);
@@ -1394,6 +1752,217 @@ mod tests {
         assert!(text.contains("tfhe.table @t0 {precision = 0} = [0x0]\n"), "{text}");
         assert!(text.contains("global_log2 = -inf"), "{text}");
         assert!(text.contains("estimated_seconds = 5e-324"), "{text}");
+    }
+
+    #[test]
+    fn clear_inputs_and_clear_linear_round_trip() {
+        let p = clear_sample();
+        let text = round_trip(&p);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1..6],
+            [
+                "  tfhe.input \"x\" [2] {width = 4, signed = false, scale = 59} -> %0 ... %1",
+                "  tfhe.clear_input \"w\" [3, 2] {width = 8, signed = true} -> $0 ... $5",
+                "  tfhe.input \"y\" [] {width = 3, signed = true, scale = 58} -> %2",
+                "  tfhe.clear_input \"none\" [0] {width = 32, signed = false} -> ()",
+                "  tfhe.clear_input \"b\" [1] {width = 32, signed = false} -> $6",
+            ],
+            "{text}"
+        );
+        assert_eq!(
+            lines[6],
+            "  %3 = \"tfhe.clear_linear\"(%0, %1 * -3, %2 * $0, %0 * $1 * -2, %1 * $5 * -9223372036854775808, \
+             %2 * $0 * 9223372036854775807, $0 * 0x800, $6 * 0xffffffffffffffff, $0 * 0x0) {constant = 0x0} origin @o1"
+        );
+        assert_eq!(lines[7], "  %4 = \"tfhe.clear_linear\"() {constant = 0x5} origin @o1");
+        assert_eq!(
+            lines[8],
+            "  %5 = \"tfhe.clear_linear\"(%3 * $6) {constant = 0x0} origin @o1"
+        );
+        assert_eq!(
+            lines[9],
+            "  %6 = \"tfhe.clear_linear\"($2 * 0xc) {constant = 0x4000000000000000} origin @o1"
+        );
+        assert_eq!(
+            lines[12],
+            "  %9 = \"tfhe.clear_linear\"(%8, $1 * 0x1) {constant = 0x0} origin @o1"
+        );
+        // decimal units, an explicit factor 1 and free spacing are accepted; printing normalises them
+        let loose = text.replace("$2 * 0xc", "$2*12").replace("(%3 * $6)", "( %3 *$6 * 1 )");
+        assert_eq!(parse_program(&loose).unwrap(), p);
+        // a program of clear inputs only
+        let mut q = p.clone();
+        q.inputs.retain(|i| i.clear);
+        q.num_input_slots = 0;
+        q.instrs = vec![Instr::ClearLinear {
+            terms: vec![],
+            products: vec![],
+            clear_constants: vec![(6, 3), (5, 1)],
+            constant: 0,
+        }];
+        q.instr_origin = vec![0];
+        q.outputs[0].slots = vec![0, 0];
+        q.tables.clear();
+        let text = round_trip(&q);
+        assert!(text.contains("  %0 = \"tfhe.clear_linear\"($6 * 0x3, $5 * 0x1) {constant = 0x0} origin @o0\n"));
+    }
+
+    /// The example in the module documentation is a valid program.
+    #[test]
+    fn module_doc_example_parses() {
+        let src = include_str!("text.rs");
+        let doc: String = src
+            .lines()
+            .map_while(|l| l.strip_prefix("//!"))
+            .map(|l| format!("{}\n", l.strip_prefix(' ').unwrap_or(l)))
+            .collect();
+        let start = doc.find("```text\n").unwrap() + "```text\n".len();
+        let example = &doc[start..start + doc[start..].find("```").unwrap()];
+        let p = match parse_program(example) {
+            Ok(p) => p,
+            Err(d) => panic!("{}", d.render("doc", example)),
+        };
+        assert_eq!(print_program(&p), example);
+        assert_eq!(p.num_clear_values(), 2);
+    }
+
+    #[test]
+    fn clear_value_mistakes_are_located() {
+        let text = print_program(&clear_sample());
+
+        // references to clear values that are not declared
+        let (m, at) = error_of(&text, "$6 * 0xffffffffffffffff", "$7 * 0xffffffffffffffff");
+        assert_eq!(m, "use of undefined clear value $7 (only $0 ... $6 are declared)");
+        assert_eq!(at, "$7");
+        let (m, at) = error_of(&text, "(%3 * $6)", "(%3 * $4294967295)");
+        assert_eq!(
+            m,
+            "use of undefined clear value $4294967295 (only $0 ... $6 are declared)"
+        );
+        assert_eq!(at, "$4294967295");
+        let (m, at) = error_of(&print_program(&sample()), "(%0 * 3,", "(%0 * $0,");
+        assert_eq!(m, "use of undefined clear value $0 (no clear value is declared)");
+        assert_eq!(at, "$0");
+
+        // clear ranges follow on in their own numbering, and match the shape
+        let (m, at) = error_of(&text, "-> $0 ... $5", "-> $1 ... $6");
+        assert_eq!(
+            m,
+            "clear input values must follow on: expected the range to start at $0"
+        );
+        assert_eq!(at, "$1 ... $6");
+        let (m, at) = error_of(&text, "-> $6\n", "-> $7\n");
+        assert_eq!(
+            m,
+            "clear input values must follow on: expected the range to start at $6"
+        );
+        assert_eq!(at, "$7");
+        let (m, at) = error_of(&text, "-> $0 ... $5", "-> $0 ... $4");
+        assert_eq!(m, "clear input `w` has 6 elements but the range has 5 values");
+        assert_eq!(at, "$0 ... $4");
+        let (m, _) = error_of(&text, "-> $0 ... $5", "-> $5 ... $0");
+        assert_eq!(m, "empty clear value range");
+        let (m, at) = error_of(&text, "-> $6\n", "-> %3\n");
+        assert_eq!(m, "expected a clear value `$N`, found `%3`");
+        assert_eq!(at, "%3");
+        let (m, at) = error_of(&text, "-> %2\n", "-> $2\n");
+        assert_eq!(m, "expected a slot `%N`, found `$2`");
+        assert_eq!(at, "$2");
+
+        // clear ports have no scale, and at most 32 bits
+        let (m, at) = error_of(
+            &text,
+            "{width = 8, signed = true} -> $0",
+            "{width = 8, signed = true, scale = 0} -> $0",
+        );
+        assert_eq!(m, "unknown attribute `scale` (expected width, signed)");
+        assert_eq!(at, "scale");
+        let (m, at) = error_of(
+            &text,
+            "{width = 8, signed = true} -> $0",
+            "{width = 33, signed = true} -> $0",
+        );
+        assert_eq!(m, "width 33 is not in 1..=32");
+        assert_eq!(at, "33");
+
+        // only tfhe.clear_linear reads clear values
+        let (m, at) = error_of(&text, "\"tfhe.linear\"(%3, %5 * 2)", "\"tfhe.linear\"(%3, %5 * $2)");
+        assert_eq!(
+            m,
+            "\"tfhe.linear\" cannot read clear values (\"tfhe.clear_linear\" can)"
+        );
+        assert_eq!(at, "$2");
+        let (m, at) = error_of(&text, "\"tfhe.linear\"(%3, %5 * 2)", "\"tfhe.linear\"(%3, $1 * 0x1)");
+        assert_eq!(
+            m,
+            "\"tfhe.linear\" cannot read clear values (\"tfhe.clear_linear\" can)"
+        );
+        assert_eq!(at, "$1");
+        let (m, at) = error_of(&text, "\"tfhe.pbs\"(%7)", "\"tfhe.pbs\"(%7 * $0)");
+        assert_eq!(m, "a lookup cannot read clear values");
+        assert_eq!(at, "$0");
+        let (m, at) = error_of(&text, "\"tfhe.pbs\"(%7)", "\"tfhe.pbs\"($3 * 1)");
+        assert_eq!(m, "a lookup cannot read clear values");
+        assert_eq!(at, "$3");
+        let (m, at) = error_of(&text, "= (%8, %9)", "= (%8, $0)");
+        assert_eq!(m, "expected a slot `%N`, found `$0`");
+        assert_eq!(at, "$0");
+
+        // operand order and shape
+        let (m, at) = error_of(&text, "(%8, $1 * 0x1)", "($1 * 0x1, %8)");
+        assert!(
+            m.starts_with("operands of \"tfhe.clear_linear\" come in order: terms"),
+            "{m}"
+        );
+        assert_eq!(at, "%8");
+        let (m, at) = error_of(&text, "$0 * 0x0)", "$0 * 0x0, %1 * $2)");
+        assert!(m.starts_with("operands of \"tfhe.clear_linear\" come in order"), "{m}");
+        assert_eq!(at, "%1 * $2");
+        let (m, at) = error_of(&text, "(%8, $1 * 0x1)", "(%8, $1)");
+        assert_eq!(m, "expected `*` and a unit: a clear constant is `$N * unit`, found `)`");
+        assert_eq!(at, ")");
+        let (m, at) = error_of(&text, "%0 * $1 * -2", "%0 * $1 * -2.5");
+        assert_eq!(m, "factor: expected a signed 64-bit integer, found `-2.5`");
+        assert_eq!(at, "-2.5");
+        let (m, at) = error_of(&text, "$0 * 0x800", "$0 * -0x800");
+        assert_eq!(m, "unit: expected an unsigned 64-bit integer, found `-0x800`");
+        assert_eq!(at, "-0x800");
+        let (m, at) = error_of(&text, "%0 * $1 * -2", "%0 * $1 * $2");
+        assert_eq!(m, "expected a factor, found `$2`");
+        assert_eq!(at, "$2");
+        let (m, at) = error_of(&text, "%0 * $1 * -2", "%0 * @x");
+        assert_eq!(m, "expected a coefficient or a clear value `$N`, found `@x`");
+        assert_eq!(at, "@x");
+
+        // the lexer
+        let (m, at) = error_of(&text, "$6 * 0xffffffffffffffff", "$ * 0xffffffffffffffff");
+        assert_eq!(m, "expected a clear value number after `$`");
+        assert_eq!(at, "$");
+        let (m, at) = error_of(&text, "$6 * 0xffffffffffffffff", "$4294967296 * 0x1");
+        assert_eq!(m, "clear value number out of range (at most 2^32 - 1)");
+        assert_eq!(at, "$4294967296");
+
+        // statements
+        let (m, at) = error_of(&text, "\"tfhe.clear_linear\"(%3 * $6)", "\"tfhe.clear_lin\"(%3 * $6)");
+        assert_eq!(
+            m,
+            "unknown instruction \"tfhe.clear_lin\" (expected \"tfhe.linear\", \"tfhe.clear_linear\" or \"tfhe.pbs\")"
+        );
+        assert_eq!(at, "\"tfhe.clear_lin\"");
+        let (m, at) = error_of(&text, "tfhe.clear_input \"b\"", "tfhe.clear_inputs \"b\"");
+        assert!(
+            m.starts_with("unknown statement `tfhe.clear_inputs` (expected tfhe.input, tfhe.clear_input,"),
+            "{m}"
+        );
+        assert_eq!(at, "tfhe.clear_inputs");
+        let (m, at) = error_of(
+            &text,
+            "  tfhe.output",
+            "  tfhe.clear_input \"late\" [] {width = 1, signed = false} -> $7\n  tfhe.output",
+        );
+        assert!(m.starts_with("a clear input cannot follow instructions"), "{m}");
+        assert_eq!(at, "tfhe.clear_input");
     }
 
     #[test]
@@ -1503,7 +2072,15 @@ mod tests {
 
     #[test]
     fn every_prefix_of_a_program_is_an_error() {
-        let text = mlp_text();
+        check_prefixes(&mlp_text());
+    }
+
+    #[test]
+    fn every_prefix_of_a_clear_program_is_an_error() {
+        check_prefixes(&print_program(&clear_sample()));
+    }
+
+    fn check_prefixes(text: &str) {
         for end in 0..text.len() {
             if text.is_char_boundary(end) {
                 let prefix = &text[..end];
@@ -1511,13 +2088,23 @@ mod tests {
                 assert_eq!(check_any(prefix), end >= text.trim_end().len(), "prefix of {end} bytes");
             }
         }
-        assert!(check_any(&text));
+        assert!(check_any(text));
     }
 
     #[test]
     fn random_corruptions_never_panic() {
-        let text = mlp_text();
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        check_corruptions(&mlp_text(), 0x9e37_79b9_7f4a_7c15);
+    }
+
+    #[test]
+    fn random_corruptions_of_a_clear_program_never_panic() {
+        check_corruptions(&print_program(&clear_sample()), 0x2545_f491_4f6c_dd1d);
+    }
+
+    /// 600 random one-byte edits of an ASCII `text`: most are rejected, none panics.
+    fn check_corruptions(text: &str, seed: u64) {
+        assert!(text.is_ascii());
+        let mut state = seed;
         let mut rng = move || {
             // xorshift64*
             state ^= state >> 12;
@@ -1525,10 +2112,10 @@ mod tests {
             state ^= state >> 27;
             state.wrapping_mul(0x2545_f491_4f6c_dd1d)
         };
-        const ALPHABET: &[u8] = b"%@\"\\{}()[],=:*.->0123456789abcdefxtNo_ \n\t/!~";
+        const ALPHABET: &[u8] = b"%$@\"\\{}()[],=:*.->0123456789abcdefxtNo_ \n\t/!~";
         let (mut ok, mut bad) = (0, 0);
         for round in 0..600 {
-            let mut b = text.clone().into_bytes();
+            let mut b = text.as_bytes().to_vec();
             let pos = (rng() % b.len() as u64) as usize;
             let byte = if rng() % 2 == 0 {
                 ALPHABET[(rng() % ALPHABET.len() as u64) as usize]
@@ -1542,7 +2129,7 @@ mod tests {
                 }
                 _ => b.insert(pos, byte),
             }
-            // every byte of the printed mlp program is ASCII, so this is still UTF-8
+            // every byte of the text is ASCII, so this is still UTF-8
             let t = String::from_utf8(b).unwrap();
             if check_any(&t) {
                 ok += 1;

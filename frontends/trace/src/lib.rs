@@ -58,6 +58,11 @@ enum Node {
         name: String,
         shape: Vec<usize>,
     },
+    /// A clear argument: given with each call, unencrypted.
+    ClearInput {
+        name: String,
+        shape: Vec<usize>,
+    },
     Const(Tensor),
     Add(usize, usize),
     Sub(usize, usize),
@@ -73,6 +78,27 @@ enum Node {
     Transpose(usize, Vec<usize>),
     Univariate(usize, Func),
     Round(usize, u32),
+}
+
+impl Node {
+    /// The operation's name in messages.
+    fn name(&self) -> &'static str {
+        match self {
+            Node::Input { .. } => "an input",
+            Node::ClearInput { .. } => "a clear input",
+            Node::Const(_) => "a constant",
+            Node::Add(..) => "an addition",
+            Node::Sub(..) => "a subtraction",
+            Node::Mul(..) => "a product",
+            Node::Neg(_) => "a negation",
+            Node::MatMul(..) => "a matmul",
+            Node::Sum { .. } => "a sum",
+            Node::Reshape(..) => "a reshape",
+            Node::Transpose(..) => "a transpose",
+            Node::Univariate(..) => "a table lookup (univariate function)",
+            Node::Round(..) => "a rounding",
+        }
+    }
 }
 
 #[derive(Default)]
@@ -112,6 +138,20 @@ impl Tracer {
         )
     }
 
+    /// A clear input of the given shape: a value given with each call (not encrypted, not fixed
+    /// at compile time), such as weights. It may be added to, subtracted from, multiplied with and
+    /// matrix-multiplied with encrypted values, and reshaped or transposed.
+    pub fn clear_input(&self, name: &str, shape: &[usize]) -> Traced {
+        self.push(
+            Node::ClearInput {
+                name: name.into(),
+                shape: shape.to_vec(),
+            },
+            shape.to_vec(),
+            false,
+        )
+    }
+
     /// A clear constant.
     pub fn constant(&self, t: Tensor) -> Traced {
         let shape = t.shape().to_vec();
@@ -146,6 +186,10 @@ impl Traced {
     fn enc(&self) -> bool {
         self.g.borrow().encrypted[self.id]
     }
+    /// Whether the value is encrypted (depends on an encrypted input).
+    pub fn is_encrypted(&self) -> bool {
+        self.enc()
+    }
     fn binary(&self, other: &Traced, make: fn(usize, usize) -> Node) -> Result<Traced, TraceError> {
         if !Rc::ptr_eq(&self.g, &other.g) {
             return err("the values come from different tracers");
@@ -178,8 +222,21 @@ impl Traced {
         self.try_matmul(w).expect("matmul shapes")
     }
     pub fn try_matmul(&self, w: &Tensor) -> Result<Traced, TraceError> {
+        let c = self.tracer().constant(w.clone());
+        self.try_matmul_value(&c)
+    }
+
+    /// `self @ w` with another traced value: one side encrypted, the other a clear constant or a
+    /// clear input (ranks 1 and 2).
+    pub fn try_matmul_value(&self, w: &Traced) -> Result<Traced, TraceError> {
+        if !Rc::ptr_eq(&self.g, &w.g) {
+            return err("the values come from different tracers");
+        }
+        if self.enc() && w.enc() {
+            return err("matmul of two encrypted values is not supported (one side must be clear)");
+        }
         let a = self.shape();
-        let b = w.shape().to_vec();
+        let b = w.shape();
         let shape = match (a.len(), b.len()) {
             (1, 2) if a[0] == b[0] => vec![b[1]],
             (2, 2) if a[1] == b[0] => vec![a[0], b[1]],
@@ -187,8 +244,8 @@ impl Traced {
             (1, 1) if a[0] == b[0] => vec![],
             _ => return err(format!("matmul of shapes {a:?} and {b:?} (ranks 1 and 2 supported)")),
         };
-        let c = self.tracer().constant(w.clone());
-        Ok(self.tracer().push(Node::MatMul(self.id, c.id), shape, true))
+        let enc = self.enc() || w.enc();
+        Ok(self.tracer().push(Node::MatMul(self.id, w.id), shape, enc))
     }
 
     /// Sum over `axes` (all when empty).
@@ -383,7 +440,7 @@ fn eval_node(
         Ok(ArrayD::from_shape_vec(IxDyn(&shape), out).expect("shape"))
     };
     Ok(match n {
-        Node::Input { name, shape } => {
+        Node::Input { name, shape } | Node::ClearInput { name, shape } => {
             let t = inputs
                 .next()
                 .ok_or_else(|| TraceError::Trace(format!("missing input `{name}`")))?;
@@ -516,7 +573,7 @@ impl Tracer {
                 | Node::Univariate(a, _)
                 | Node::Round(a, _) => vec![*a],
                 Node::Sum { a, .. } => vec![*a],
-                Node::Input { .. } | Node::Const(_) => vec![],
+                Node::Input { .. } | Node::ClearInput { .. } | Node::Const(_) => vec![],
             };
             for o in ops {
                 live[o] = true;
@@ -542,6 +599,12 @@ impl Tracer {
                     let elem = if signed { ElemType::ESInt(w) } else { ElemType::EInt(w) };
                     Some(b.arg_with_range(name, Type::new(elem, shape.clone()), rlo as i64, rhi as i64))
                 }
+                Node::ClearInput { name, shape } => {
+                    let signed = rlo < 0;
+                    let w = width_for(rlo, rhi, signed);
+                    let elem = if signed { ElemType::Int(w) } else { ElemType::UInt(w) };
+                    Some(b.arg_with_range(name, Type::new(elem, shape.clone()), rlo as i64, rhi as i64))
+                }
                 _ if !live[i] => None,
                 Node::Const(t) => {
                     let ty = fhec_passes::rewrite::clear_type_for(t);
@@ -550,6 +613,22 @@ impl Tracer {
                         b.op_with_type(OpKind::Constant, &[], &[("value", Attribute::Dense(d))], Some(ty))
                             .map_err(diag)?,
                     )
+                }
+                Node::Add(..)
+                | Node::Sub(..)
+                | Node::Mul(..)
+                | Node::Neg(_)
+                | Node::MatMul(..)
+                | Node::Sum { .. }
+                | Node::Univariate(..)
+                | Node::Round(..)
+                    if !g.encrypted[i] =>
+                {
+                    return err(format!(
+                        "{} of clear values only: clear inputs may be added to, subtracted from, multiplied with and \
+                         matrix-multiplied with encrypted values, reshaped and transposed; compute the rest before the call",
+                        node.name()
+                    ));
                 }
                 Node::Univariate(a, f) => {
                     let x = get(a);

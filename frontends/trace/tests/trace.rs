@@ -109,3 +109,63 @@ fn errors_are_clear() {
         .to_string();
     assert!(e.contains("outside the range"), "{e}");
 }
+
+/// Clear inputs (`Tracer::clear_input`): weights and a bias given with each call, unencrypted. The
+/// weights are transposed and used on both sides of a matmul; compiled circuits equal the traced
+/// computation, simulated and encrypted, for weights that change from call to call.
+#[test]
+fn clear_inputs_change_per_call() {
+    let t = Tracer::new();
+    let x = t.input("x", &[1, 4]);
+    let w = t.clear_input("w", &[3, 4]);
+    let b = t.clear_input("b", &[3]);
+    assert!(x.is_encrypted() && !w.is_encrypted());
+    let wt = w.try_transpose(&[1, 0]).unwrap();
+    let acc = x.try_matmul_value(&wt).unwrap().try_add(&b).unwrap(); // [1, 3]
+    let h = acc.round_bits(3).relu();
+    let back = w.try_matmul_value(&x.reshape(&[4]).unwrap()).unwrap(); // w @ x: [3]
+    let mut seed = 5u64;
+    let inputset: Vec<Vec<ArrayD<i64>>> = (0..40)
+        .map(|_| {
+            vec![
+                sample(&mut seed, &[1, 4], 0, 7),
+                sample(&mut seed, &[3, 4], -8, 7),
+                sample(&mut seed, &[3], -20, 20),
+            ]
+        })
+        .collect();
+    let mut c = t.compile(&[h, back], &inputset, &CompileOptions::default()).unwrap();
+    let ports: Vec<bool> = c.program().inputs.iter().map(|p| p.clear).collect();
+    assert_eq!(ports, [false, true, true]);
+    assert!(c.tfhe_ir().contains("tfhe.clear_linear"), "{}", c.tfhe_ir());
+    for s in &inputset {
+        assert_eq!(c.simulate(s).unwrap(), c.eval_clear(s).unwrap(), "{s:?}");
+    }
+    let batch: Vec<Vec<ArrayD<i64>>> = inputset[..4].to_vec();
+    let got = c.encrypt_run_decrypt_batch(&batch).unwrap();
+    for (s, g) in batch.iter().zip(&got) {
+        assert_eq!(g, &c.eval_clear(s).unwrap(), "{s:?}");
+    }
+
+    // a clear output, and clear-only arithmetic feeding an encrypted value, are refused
+    let t = Tracer::new();
+    let x = t.input("x", &[2]);
+    let w = t.clear_input("w", &[2]);
+    let one = [vec![
+        ArrayD::from_elem(IxDyn(&[2]), 1i64),
+        ArrayD::from_elem(IxDyn(&[2]), 1i64),
+    ]];
+    let e = t
+        .compile(std::slice::from_ref(&w), &one, &CompileOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("clear"), "{e}");
+    let y = x.try_add(&(&w * 2)).unwrap();
+    let e = t
+        .compile(&[y], &one, &CompileOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("a product of clear values only"), "{e}");
+}

@@ -76,7 +76,8 @@ def _operand(o: Any) -> Any:
 
 
 class Traced:
-    """A traced (encrypted) value: use it like an integer numpy array."""
+    """A traced value — encrypted, or a clear argument (``"clear"``) and what is computed from it:
+    use it like an integer numpy array."""
 
     __array_priority__ = 1000
 
@@ -90,6 +91,11 @@ class Traced:
     @property
     def ndim(self) -> int:
         return len(self.shape)
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether the value is encrypted (computed from an encrypted argument)."""
+        return bool(self._v.encrypted)
 
     def __add__(self, o: Any) -> "Traced":
         return Traced(self._v.add(_operand(o)))
@@ -111,9 +117,10 @@ class Traced:
         return Traced(self._v.neg())
 
     def __matmul__(self, w: Any) -> "Traced":
-        if isinstance(w, Traced):
-            raise CompileError("matmul of two encrypted values is not supported (one side must be clear)")
-        return Traced(self._v.matmul(_flat(w)))
+        return Traced(self._v.matmul(w._v if isinstance(w, Traced) else _flat(w)))
+
+    def __rmatmul__(self, w: Any) -> "Traced":
+        return Traced(self._v.rmatmul(_flat(w)))
 
     def __floordiv__(self, c: int) -> "Traced":
         c = int(c)
@@ -328,10 +335,11 @@ class Compiler:
         if set(names) != set(parameters):
             raise CompileError(f"parameters {sorted(parameters)} do not match the function's arguments {names}")
         for name, kind in parameters.items():
-            if kind != "encrypted":
-                raise CompileError(f"argument `{name}`: only \"encrypted\" arguments are supported (got {kind!r})")
+            if kind not in ("encrypted", "clear"):
+                raise CompileError(f"argument `{name}`: expected \"encrypted\" or \"clear\", got {kind!r}")
         self.fn = fn
         self.names = names
+        self.kinds = [parameters[n] for n in names]
 
     def __call__(self, *args: Any) -> Any:
         return self.fn(*args)
@@ -352,19 +360,25 @@ class Compiler:
         if not samples:
             raise CompileError("the input set is empty")
         t = _Tracer()
-        args = [Traced(t.input(n, shape)) for n, (shape, _) in zip(self.names, samples[0])]
+        args = [
+            Traced(t.input(n, shape) if kind == "encrypted" else t.clear_input(n, shape))
+            for n, kind, (shape, _) in zip(self.names, self.kinds, samples[0])
+        ]
         out = self.fn(*args)
         single = not isinstance(out, tuple)
         outs = (out,) if single else out
         for o in outs:
-            if not isinstance(o, Traced):
-                raise CompileError("the function must return encrypted values (computed from its arguments)")
+            if not isinstance(o, Traced) or not o.encrypted:
+                raise CompileError("the function must return encrypted values (computed from its encrypted arguments)")
         c = t.compile([o._v for o in outs], samples, p_error, global_p_error, pipeline)
         return Circuit(c, single)
 
 
 def compiler(parameters: dict[str, str]) -> Callable[[Callable[..., Any]], Compiler]:
-    """Decorator: ``@fhec.compiler({"x": "encrypted"})``."""
+    """Decorator: ``@fhec.compiler({"x": "encrypted", "w": "clear"})``. Encrypted arguments are
+    encrypted by the client; clear arguments travel unencrypted with each call (weights, a bias)
+    and may be added to, subtracted from, multiplied with or matrix-multiplied with encrypted
+    values, reshaped and transposed."""
 
     def deco(fn: Callable[..., Any]) -> Compiler:
         return Compiler(fn, parameters)
