@@ -187,6 +187,10 @@ impl Value {
     fn reshape(&self, shape: Vec<usize>) -> PyResult<Value> {
         Ok(self.wrap(self.v.reshape(&shape).map_err(trace_err)?))
     }
+    /// `x[starts:ends:steps]` per axis.
+    fn slice(&self, starts: Vec<usize>, ends: Vec<usize>, steps: Vec<usize>) -> PyResult<Value> {
+        Ok(self.wrap(self.v.try_slice(&starts, &ends, &steps).map_err(trace_err)?))
+    }
     fn transpose(&self, perm: Vec<usize>) -> PyResult<Value> {
         Ok(self.wrap(self.v.try_transpose(&perm).map_err(trace_err)?))
     }

@@ -140,6 +140,37 @@ def test_clear_arguments():
         clear_out.compile([(np.array([1, 2]), np.array([-1, 1]))])
 
 
+def test_indexing():
+    @fhec.compiler({"x": "encrypted", "w": "clear"})
+    def f(x, w):
+        return x[0] * w[:, 1], x[:, 1:3] + x[-1, None, ...][..., :2], x[1, 2], (x.T @ w[:2, 1])[1:]
+
+    rng = np.random.default_rng(5)
+    inputset = [(rng.integers(0, 8, (2, 4)), rng.integers(-3, 4, (4, 3))) for _ in range(20)]
+    c = f.compile(inputset)
+
+    def expected(x, w):
+        return x[0] * w[:, 1], x[:, 1:3] + x[-1, None, ...][..., :2], x[1, 2], (x.T @ w[:2, 1])[1:]
+
+    for s in inputset[:4]:
+        want = expected(*s)
+        got = c.simulate(*s)
+        assert [g.shape for g in got] == [e.shape for e in want]
+        assert all((g == e).all() for g, e in zip(got, want))
+    got = c.encrypt_run_decrypt(*inputset[0])
+    assert all((g == e).all() for g, e in zip(got, expected(*inputset[0])))
+
+    @fhec.compiler({"x": "encrypted"})
+    def g(x):
+        return x[::-1]
+
+    with pytest.raises(IndexError, match="step"):
+        g.compile([np.zeros(3, dtype=np.int64)])
+    for bad in (lambda x: x[3], lambda x: x[1:1], lambda x: x[0, 0], lambda x: x[..., ...], lambda x: x[[0, 1]]):
+        with pytest.raises(IndexError):
+            fhec.compiler({"x": "encrypted"})(bad).compile([np.zeros(3, dtype=np.int64)])
+
+
 def test_errors():
     @fhec.compiler({"x": "encrypted"})
     def wide(x):

@@ -76,6 +76,13 @@ enum Node {
     },
     Reshape(usize, Vec<usize>),
     Transpose(usize, Vec<usize>),
+    /// `x[starts[i]:ends[i]:steps[i]]` on every axis.
+    Slice {
+        a: usize,
+        starts: Vec<usize>,
+        ends: Vec<usize>,
+        steps: Vec<usize>,
+    },
     Univariate(usize, Func),
     Round(usize, u32),
 }
@@ -95,6 +102,7 @@ impl Node {
             Node::Sum { .. } => "a sum",
             Node::Reshape(..) => "a reshape",
             Node::Transpose(..) => "a transpose",
+            Node::Slice { .. } => "a slice",
             Node::Univariate(..) => "a table lookup (univariate function)",
             Node::Round(..) => "a rounding",
         }
@@ -294,6 +302,40 @@ impl Traced {
             shape,
             self.enc(),
         )
+    }
+
+    /// `x[s0:e0:k0, s1:e1:k1, …]` (numpy basic slicing, one range per axis, steps ≥ 1); an empty
+    /// selection is an error.
+    pub fn try_slice(&self, starts: &[usize], ends: &[usize], steps: &[usize]) -> Result<Traced, TraceError> {
+        let s = self.shape();
+        if starts.len() != s.len() || ends.len() != s.len() || steps.len() != s.len() {
+            return err(format!(
+                "a slice of a rank-{} value needs {} starts, ends and steps",
+                s.len(),
+                s.len()
+            ));
+        }
+        let mut shape = Vec::with_capacity(s.len());
+        for i in 0..s.len() {
+            let (b, e, k) = (starts[i], ends[i], steps[i]);
+            if k == 0 || b >= e || e > s[i] {
+                return err(format!(
+                    "slice {b}:{e}:{k} of axis {i} (size {}) selects nothing or goes out of bounds",
+                    s[i]
+                ));
+            }
+            shape.push((e - b).div_ceil(k));
+        }
+        Ok(self.tracer().push(
+            Node::Slice {
+                a: self.id,
+                starts: starts.to_vec(),
+                ends: ends.to_vec(),
+                steps: steps.to_vec(),
+            },
+            shape,
+            self.enc(),
+        ))
     }
 
     pub fn reshape(&self, shape: &[usize]) -> Result<Traced, TraceError> {
@@ -501,6 +543,12 @@ fn eval_node(
             .into_shape_with_order(IxDyn(s))
             .map_err(|e| TraceError::Trace(e.to_string()))?,
         Node::Transpose(a, p) => v(a).clone().permuted_axes(IxDyn(p)).as_standard_layout().to_owned(),
+        Node::Slice { a, starts, ends, steps } => v(a)
+            .slice_each_axis(|ax| {
+                let i = ax.axis.index();
+                ndarray::Slice::new(starts[i] as isize, Some(ends[i] as isize), steps[i] as isize)
+            })
+            .to_owned(),
         Node::Univariate(a, f) => v(a).mapv(|x| f(x)),
         Node::Round(a, k) => {
             let k = *k;
@@ -571,7 +619,8 @@ impl Tracer {
                 | Node::Reshape(a, _)
                 | Node::Transpose(a, _)
                 | Node::Univariate(a, _)
-                | Node::Round(a, _) => vec![*a],
+                | Node::Round(a, _)
+                | Node::Slice { a, .. } => vec![*a],
                 Node::Sum { a, .. } => vec![*a],
                 Node::Input { .. } | Node::ClearInput { .. } | Node::Const(_) => vec![],
             };
@@ -704,6 +753,15 @@ impl Tracer {
                             )
                         }
                         Node::Reshape(a, _) => (OpKind::Reshape, vec![get(a)], vec![]),
+                        Node::Slice { a, starts, ends, steps } => {
+                            let ints =
+                                |v: &[usize]| Attribute::int_array(&v.iter().map(|&x| x as i64).collect::<Vec<_>>());
+                            (
+                                OpKind::Slice,
+                                vec![get(a)],
+                                vec![("starts", ints(starts)), ("ends", ints(ends)), ("steps", ints(steps))],
+                            )
+                        }
                         Node::Transpose(a, p) => {
                             let p: Vec<i64> = p.iter().map(|&x| x as i64).collect();
                             (
@@ -727,7 +785,7 @@ impl Tracer {
                     if let (OpKind::Round, Some(Attribute::Int(k))) = (kind, attrs_map.get("lsbs")) {
                         w = w.max(types[0].width().saturating_sub(*k as u32)).max(1);
                     }
-                    let declared = if matches!(kind, OpKind::Reshape | OpKind::Transpose) {
+                    let declared = if matches!(kind, OpKind::Reshape | OpKind::Transpose | OpKind::Slice) {
                         Type::new(types[0].elem, shape)
                     } else {
                         Type::new(

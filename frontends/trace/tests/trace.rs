@@ -169,3 +169,35 @@ fn clear_inputs_change_per_call() {
         .to_string();
     assert!(e.contains("a product of clear values only"), "{e}");
 }
+
+/// Slices (numpy basic slicing) of encrypted values and of clear inputs.
+#[test]
+fn slices_select_elements() {
+    let t = Tracer::new();
+    let x = t.input("x", &[3, 4]);
+    let w = t.clear_input("w", &[4]);
+    let a = x.try_slice(&[0, 1], &[3, 4], &[2, 2]).unwrap(); // x[::2, 1::2]: [2, 2]
+    assert_eq!(a.shape(), [2, 2]);
+    let b = x.try_mul(&w.try_slice(&[1], &[4], &[1]).unwrap().reshape(&[1, 3]).unwrap());
+    assert!(b.is_err(), "[3, 4] · [1, 3] do not broadcast");
+    let c = x
+        .try_slice(&[0, 1], &[3, 4], &[1, 1])
+        .unwrap()
+        .try_mul(&w.try_slice(&[1], &[4], &[1]).unwrap());
+    let c = c.unwrap();
+    assert!(x.try_slice(&[0, 0], &[3, 5], &[1, 1]).is_err(), "out of bounds");
+    assert!(x.try_slice(&[1, 0], &[1, 4], &[1, 1]).is_err(), "empty");
+    assert!(x.try_slice(&[0, 0], &[3, 4], &[0, 1]).is_err(), "step 0");
+    let mut seed = 11u64;
+    let inputset: Vec<Vec<ArrayD<i64>>> = (0..20)
+        .map(|_| vec![sample(&mut seed, &[3, 4], 0, 7), sample(&mut seed, &[4], -4, 3)])
+        .collect();
+    let mut circ = t.compile(&[a, c], &inputset, &CompileOptions::default()).unwrap();
+    for s in &inputset {
+        assert_eq!(circ.simulate(s).unwrap(), circ.eval_clear(s).unwrap(), "{s:?}");
+    }
+    let x0 = &inputset[0][0];
+    let got = circ.encrypt_run_decrypt(&inputset[0]).unwrap();
+    assert_eq!(got[0][[1, 0]], x0[[2, 1]]);
+    assert_eq!(got, circ.eval_clear(&inputset[0]).unwrap());
+}

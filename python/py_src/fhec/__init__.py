@@ -181,6 +181,52 @@ class Traced:
             shape[shape.index(-1)] = int(np.prod(self.shape)) // max(known, 1)
         return Traced(self._v.reshape([int(d) for d in shape]))
 
+    def __getitem__(self, key: Any) -> "Traced":
+        """numpy basic indexing: integers, slices with a positive step, ``...`` and ``None``
+        (``x[0]``, ``x[:, 1:3]``, ``x[::2]``, ``x[..., -1]``, ``x[None]``). No copy happens in FHE: a slice
+        only selects ciphertexts."""
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            if sum(k is Ellipsis for k in key) > 1:
+                raise IndexError("an index can only have a single ellipsis ('...')")
+            used = sum(k is not None and k is not Ellipsis for k in key)
+            i = next(j for j, k in enumerate(key) if k is Ellipsis)
+            key = key[:i] + (slice(None),) * (self.ndim - used) + key[i + 1 :]
+        if sum(k is not None for k in key) > self.ndim:
+            raise IndexError(f"too many indices for a value of rank {self.ndim}")
+        starts, ends, steps, out_shape = [], [], [], []
+        axis = 0
+        for k in key:
+            if k is None:
+                out_shape.append(1)
+                continue
+            n = self.shape[axis]
+            if isinstance(k, slice):
+                b, e, st = k.indices(n)
+                if st <= 0:
+                    raise IndexError("slices with a negative or zero step are not supported")
+                if e <= b:
+                    raise IndexError(f"slice {k} of axis {axis} (size {n}) selects nothing")
+                starts.append(b), ends.append(e), steps.append(st)
+                out_shape.append(len(range(b, e, st)))
+            elif isinstance(k, (int, np.integer)) and not isinstance(k, bool):
+                i = int(k) + (n if k < 0 else 0)
+                if not 0 <= i < n:
+                    raise IndexError(f"index {int(k)} is out of bounds for axis {axis} with size {n}")
+                starts.append(i), ends.append(i + 1), steps.append(1)
+            else:
+                raise IndexError(f"unsupported index {k!r}: integers, slices, ... and None are supported")
+            axis += 1
+        for n in self.shape[axis:]:
+            starts.append(0), ends.append(n), steps.append(1)
+            out_shape.append(n)
+        v = self._v
+        if (starts, ends, steps) != ([0] * self.ndim, list(self.shape), [1] * self.ndim):
+            v = v.slice(starts, ends, steps)
+        if tuple(out_shape) != tuple(v.shape):
+            v = v.reshape(out_shape)
+        return Traced(v)
+
     def transpose(self, *axes: int) -> "Traced":
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
