@@ -408,6 +408,20 @@ impl Builder {
         slot
     }
 
+    /// Adds the noise of `c·slot` to `noise`; `c` must keep the arithmetic exact (|c| < 2^62).
+    fn add_noise(&self, noise: &mut (f64, f64), s: Slot, c: i128, when: &str) -> Result<(), String> {
+        if c.unsigned_abs() >= 1u128 << 62 {
+            return Err(format!(
+                "a clear coefficient reaches {c}{when}, too large for exact encrypted arithmetic"
+            ));
+        }
+        let (a, b) = self.noise[s as usize];
+        let c2 = (c as f64) * (c as f64);
+        noise.0 += c2 * a;
+        noise.1 += c2 * b;
+        Ok(())
+    }
+
     /// The slot holding `e`, emitting a `Linear` instruction unless `e` is one slot as is.
     fn materialize(&mut self, e: &Lin) -> Result<Slot, String> {
         let mut e = e.clone();
@@ -421,15 +435,7 @@ impl Builder {
         let mut noise = (0.0, 0.0);
         let mut terms = Vec::with_capacity(e.terms.len());
         for &(s, c) in &e.terms {
-            if c.unsigned_abs() >= 1u128 << 62 {
-                return Err(format!(
-                    "a clear coefficient reaches {c}, too large for exact encrypted arithmetic"
-                ));
-            }
-            let (a, b) = self.noise[s as usize];
-            let c2 = (c as f64) * (c as f64);
-            noise.0 += c2 * a;
-            noise.1 += c2 * b;
+            self.add_noise(&mut noise, s, c, "")?;
             terms.push((s, c as i64));
         }
         let slot = self.push(
@@ -495,15 +501,7 @@ impl Builder {
         }
         let mut noise = (0.0, 0.0);
         for (&s, &b) in &bound {
-            if b >= 1i128 << 62 {
-                return Err(format!(
-                    "a coefficient reaches {b} for the largest clear argument values, too large for exact encrypted arithmetic"
-                ));
-            }
-            let (a, w) = self.noise[s as usize];
-            let b2 = (b as f64) * (b as f64);
-            noise.0 += b2 * a;
-            noise.1 += b2 * w;
+            self.add_noise(&mut noise, s, b, " for the largest clear argument values")?;
         }
         let terms = base.terms.iter().map(|&(s, k)| (s, k as i64)).collect();
         let products = prods.iter().map(|&(s, c, f)| (s, c, f as i64)).collect();
