@@ -52,8 +52,10 @@ type Job<'a> = (&'a [u64], u32, u64, &'a GlweCiphertextOwned<u64>);
 struct Worker {
     fft: Fft,
     buffers: ComputationBuffers,
-    big: LweCiphertextOwned<u64>,
-    small: LweCiphertextOwned<u64>,
+    /// Inputs of the batch's keyswitches (`src·2^shift + offset`), one big-key LWE after another.
+    bigs: Vec<u64>,
+    /// Their small-key outputs.
+    smalls: Vec<u64>,
     accs: GlweCiphertextListOwned<u64>,
     msed: Vec<Msed>,
 }
@@ -70,51 +72,74 @@ impl Worker {
         Worker {
             fft,
             buffers,
-            big: LweCiphertext::new(0u64, LweSize(p.big_lwe_dimension() + 1), modulus()),
-            small: LweCiphertext::new(0u64, LweSize(p.lwe_dimension() + 1), modulus()),
+            bigs: vec![0u64; batch * (p.big_lwe_dimension() + 1)],
+            smalls: vec![0u64; batch * (p.lwe_dimension() + 1)],
             accs: GlweCiphertextList::new(0u64, glwe_size, n_poly, GlweCiphertextCount(batch), modulus()),
             msed: Vec::with_capacity(batch),
         }
     }
 
-    /// Keyswitch and centered modulus switch of `src·2^shift + offset` (a big-key ciphertext).
-    fn switch(&mut self, keys: &ServerKeys, boot: &Bootstrap, src: &[u64], shift: u32, offset: u64) -> Msed {
-        let big = self.big.as_mut();
-        for (d, s) in big.iter_mut().zip(src) {
-            *d = s.wrapping_shl(shift);
+    /// Keyswitch and centered modulus switch of `src·2^shift + offset` (big-key ciphertexts) for
+    /// every job, into `self.msed`; consecutive jobs on the same input (a multi_lut) share one.
+    ///
+    /// The keyswitches of the batch run together: each keyswitch-key row (one per input mask
+    /// element and decomposition level, a few KB) is read once and applied to every ciphertext of the
+    /// batch while it is in cache, instead of streaming the whole key (tens of MB) once per lookup.
+    /// Per ciphertext the arithmetic is exactly tfhe-rs's `keyswitch_lwe_ciphertext` (same signed
+    /// decomposition, same key rows in the same order), so the results are bit-identical to it.
+    fn switch_batch(&mut self, keys: &ServerKeys, boot: &Bootstrap, jobs: &[Job<'_>]) {
+        let big_len = keys.params.big_lwe_dimension() + 1;
+        let small_len = keys.params.lwe_dimension() + 1;
+        // distinct inputs, and which one each job reads
+        let mut which = Vec::with_capacity(jobs.len());
+        let mut count = 0usize;
+        let mut prev: Option<(*const u64, u32, u64)> = None;
+        for &(src, shift, offset, _) in jobs {
+            let key = (src.as_ptr(), shift, offset);
+            if prev != Some(key) {
+                let big = &mut self.bigs[count * big_len..(count + 1) * big_len];
+                for (d, s) in big.iter_mut().zip(src) {
+                    *d = s.wrapping_shl(shift);
+                }
+                big[big_len - 1] = big[big_len - 1].wrapping_add(offset);
+                count += 1;
+            }
+            prev = Some(key);
+            which.push(count - 1);
         }
-        let body = big.len() - 1;
-        big[body] = big[body].wrapping_add(offset);
-        keyswitch_lwe_ciphertext(&boot.ksk, &self.big, &mut self.small);
+        keyswitch_batch(
+            &boot.ksk,
+            &self.bigs[..count * big_len],
+            &mut self.smalls[..count * small_len],
+            big_len,
+            small_len,
+        );
         let log = PolynomialSize(keys.params.polynomial_size()).to_blind_rotation_input_modulus_log();
-        let lazy = lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(self.small.as_view(), log);
-        Msed {
-            body: lazy.body(),
-            mask: lazy.mask().collect(),
-            log,
-        }
+        let switched: Vec<Msed> = self.smalls[..count * small_len]
+            .chunks_exact(small_len)
+            .map(|small| {
+                let ct = LweCiphertext::from_container(small, modulus());
+                let lazy = lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(ct, log);
+                Msed {
+                    body: lazy.body(),
+                    mask: lazy.mask().collect(),
+                    log,
+                }
+            })
+            .collect();
+        self.msed.clear();
+        self.msed.extend(which.iter().map(|&i| Msed {
+            body: switched[i].body,
+            mask: switched[i].mask.clone(),
+            log: switched[i].log,
+        }));
     }
 
     /// A batch of lookups; the output ciphertexts in order.
     fn pbs_batch(&mut self, keys: &ServerKeys, boot: &Bootstrap, jobs: &[Job<'_>]) -> Vec<Vec<u64>> {
         let p = &keys.params;
         let l = p.big_lwe_dimension() + 1;
-        self.msed.clear();
-        // several tables on one input (a multi_lut) come as consecutive jobs: switch it once
-        let mut prev: Option<(*const u64, u32, u64)> = None;
-        for &(src, shift, offset, _) in jobs {
-            let key = (src.as_ptr(), shift, offset);
-            let m = match (prev, self.msed.last()) {
-                (Some(p), Some(last)) if p == key => Msed {
-                    body: last.body,
-                    mask: last.mask.clone(),
-                    log: last.log,
-                },
-                _ => self.switch(keys, boot, src, shift, offset),
-            };
-            prev = Some(key);
-            self.msed.push(m);
-        }
+        self.switch_batch(keys, boot, jobs);
         let glwe_size = GlweSize(p.glwe_dimension() + 1);
         let n_poly = PolynomialSize(p.polynomial_size());
         let glwe_len = glwe_size.0 * n_poly.0;
@@ -140,6 +165,113 @@ impl Worker {
                 out.into_container()
             })
             .collect()
+    }
+}
+
+/// Keyswitches `count` big-key LWE ciphertexts (`inputs`, `big_len` words each) to the small key
+/// (`outputs`, `small_len` words each), reading each key row once for all of them. Per ciphertext
+/// this is tfhe-rs's `keyswitch_lwe_ciphertext` on the native modulus: output = (0, …, 0, body) −
+/// Σ_i Σ_level digit(mask_i, level)·row(i, level).
+pub(crate) fn keyswitch_batch(
+    ksk: &LweKeyswitchKeyOwned<u64>,
+    inputs: &[u64],
+    outputs: &mut [u64],
+    big_len: usize,
+    small_len: usize,
+) {
+    // the same code compiled for the widest vectors the CPU has (the crate targets baseline x86-64)
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq") {
+            // SAFETY: the features are present on this CPU (checked just above)
+            return unsafe { keyswitch_batch_avx512(ksk, inputs, outputs, big_len, small_len) };
+        }
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: as above
+            return unsafe { keyswitch_batch_avx2(ksk, inputs, outputs, big_len, small_len) };
+        }
+    }
+    keyswitch_batch_impl(ksk, inputs, outputs, big_len, small_len)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn keyswitch_batch_avx512(
+    ksk: &LweKeyswitchKeyOwned<u64>,
+    inputs: &[u64],
+    outputs: &mut [u64],
+    big_len: usize,
+    small_len: usize,
+) {
+    keyswitch_batch_impl(ksk, inputs, outputs, big_len, small_len)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn keyswitch_batch_avx2(
+    ksk: &LweKeyswitchKeyOwned<u64>,
+    inputs: &[u64],
+    outputs: &mut [u64],
+    big_len: usize,
+    small_len: usize,
+) {
+    keyswitch_batch_impl(ksk, inputs, outputs, big_len, small_len)
+}
+
+#[inline(always)]
+pub(crate) fn keyswitch_batch_impl(
+    ksk: &LweKeyswitchKeyOwned<u64>,
+    inputs: &[u64],
+    outputs: &mut [u64],
+    big_len: usize,
+    small_len: usize,
+) {
+    let count = inputs.len() / big_len;
+    debug_assert_eq!(outputs.len(), count * small_len);
+    debug_assert_eq!(ksk.input_key_lwe_dimension().0 + 1, big_len);
+    debug_assert_eq!(ksk.output_key_lwe_dimension().0 + 1, small_len);
+    for (out, inp) in outputs.chunks_exact_mut(small_len).zip(inputs.chunks_exact(big_len)) {
+        out.fill(0);
+        out[small_len - 1] = inp[big_len - 1];
+    }
+    let levels = ksk.decomposition_level_count().0;
+    let decomposer = SignedDecomposer::<u64>::new(ksk.decomposition_base_log(), ksk.decomposition_level_count());
+    // the key's rows, row (i, l) at (i·levels + l)·small_len: the layout `ksk.iter()` walks
+    let key = ksk.as_ref();
+    // digits[l·count + c]: level l (in tfhe-rs's iteration order) of ciphertext c's mask element i
+    let mut digits = vec![0i64; levels * count];
+    for i in 0..big_len - 1 {
+        for c in 0..count {
+            let terms = decomposer.decompose(inputs[c * big_len + i]);
+            for (l, t) in terms.enumerate().take(levels) {
+                digits[l * count + c] = t.value() as i64;
+            }
+        }
+        for (l, ds) in digits.chunks_exact(count).enumerate() {
+            let r = i * levels + l;
+            let row = &key[r * small_len..(r + 1) * small_len];
+            for (&d, out) in ds.iter().zip(outputs.chunks_exact_mut(small_len)) {
+                if d == 0 {
+                    continue;
+                }
+                // a power of two is a shift (much cheaper than a 64-bit vector multiply), the
+                // rest a multiply; all wrapping, so the result is the same
+                let m = d.unsigned_abs();
+                if m.is_power_of_two() {
+                    let sh = m.trailing_zeros();
+                    if d > 0 {
+                        out.iter_mut().zip(row).for_each(|(o, &k)| *o = o.wrapping_sub(k << sh));
+                    } else {
+                        out.iter_mut().zip(row).for_each(|(o, &k)| *o = o.wrapping_add(k << sh));
+                    }
+                } else {
+                    let d = d as u64;
+                    out.iter_mut()
+                        .zip(row)
+                        .for_each(|(o, &k)| *o = o.wrapping_sub(k.wrapping_mul(d)));
+                }
+            }
+        }
     }
 }
 

@@ -308,3 +308,42 @@ fn clear_values_are_checked_on_the_server() {
     let e = swapped.check(&p, Direction::Inputs).err().unwrap();
     assert!(e.to_string().contains("takes clear values"), "{e}");
 }
+
+/// The executor's batched keyswitch (every code path: the widest this CPU has, and the portable one)
+/// gives exactly what tfhe-rs's `keyswitch_lwe_ciphertext` gives, ciphertext by ciphertext, for
+/// batches of 1, 5 and 16 (inputs are arbitrary torus vectors: the keyswitch is linear).
+#[test]
+fn batched_keyswitch_equals_tfhe_rs() {
+    use tfhe::core_crypto::prelude::*;
+    let params = ParamSet::new(raw()).unwrap();
+    let ck = crate::ClientKeys::generate(&params).unwrap();
+    let sk = ck
+        .evaluation_keys(&crate::Progress::silent())
+        .expand(&crate::Progress::silent())
+        .unwrap();
+    let ksk = &sk.bootstrap().unwrap().ksk;
+    let (big_len, small_len) = (params.big_lwe_dimension() + 1, params.lwe_dimension() + 1);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for count in [1usize, 5, 16] {
+        let inputs: Vec<u64> = (0..count * big_len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            })
+            .collect();
+        let mut want = vec![0u64; count * small_len];
+        for (inp, out) in inputs.chunks_exact(big_len).zip(want.chunks_exact_mut(small_len)) {
+            let inp = LweCiphertext::from_container(inp, crate::keys::modulus());
+            let mut out = LweCiphertext::from_container(out, crate::keys::modulus());
+            keyswitch_lwe_ciphertext(ksk, &inp, &mut out);
+        }
+        let mut got = vec![1u64; count * small_len];
+        crate::exec::keyswitch_batch(ksk, &inputs, &mut got, big_len, small_len);
+        assert!(got == want, "dispatched keyswitch, batch of {count}");
+        let mut got = vec![1u64; count * small_len];
+        crate::exec::keyswitch_batch_impl(ksk, &inputs, &mut got, big_len, small_len);
+        assert!(got == want, "portable keyswitch, batch of {count}");
+    }
+}

@@ -107,8 +107,10 @@ pub mod cost {
     pub const FFT: f64 = 0.11;
     /// Per complex multiply-add in the external product.
     pub const MUL: f64 = 0.25;
-    /// Per multiply-add of the keyswitch.
-    pub const KS: f64 = 0.47;
+    /// Per multiply-add of the keyswitch, as the executor runs it (batches of 16 keyswitches reading
+    /// each key row once, AVX-512 where present: 0.14–0.17 ns measured by `fhec-bench calibrate` at
+    /// 2–5 bits; tfhe-rs's one-at-a-time keyswitch costs about 0.45).
+    pub const KS: f64 = 0.16;
     /// Per torus element of a leveled multiply-add (one term of a linear combination).
     pub const LEVELED: f64 = 0.15;
 }
