@@ -171,6 +171,67 @@ def test_indexing():
             fhec.compiler({"x": "encrypted"})(bad).compile([np.zeros(3, dtype=np.int64)])
 
 
+W3 = np.array([[1, -2], [3, 4], [0, 1]])
+NUMPY_IDIOMS = {
+    "np.sum": lambda x: np.sum(x) + x[0, 0],
+    "np.sum axis": lambda x: np.sum(x, axis=1, keepdims=True),
+    "np.dot / np.matmul": lambda x: np.dot(x, W3) - np.matmul(x, W3[:, ::-1]),
+    "np.clip": lambda x: np.clip(x, 1, 5) + np.clip(x, None, 2),
+    "np.maximum / np.minimum": lambda x: np.maximum(x, x[1:2]) - np.minimum(x, np.array([1, 2, 3])),
+    "max / min reductions": lambda x: (np.max(x, axis=1), x.min(axis=0, keepdims=True), np.max(x)),
+    # (numpy adds booleans as "or": count them as integers)
+    "comparisons": lambda x: 1 * (x > x[0:1]) + 1 * (3 < x) + 1 * (x >= np.array([1, 5, 3])) + 1 * (x != 3),
+    "np.where": lambda x: np.where(x > 2, 7, x) + np.where(x == 1, x, x[1:2]),
+    "integer operators": lambda x: x**2 + abs(x - 3) + (x >> 1) + (x & 3) + (x | 1) + ~x + x // 3 + x % 3,
+    "shapes": lambda x: (x.flatten(), x.ravel(), np.transpose(x), np.reshape(x, (6,)), np.expand_dims(x, 0),
+                         np.squeeze(x[0:1]), x[: len(x)], x.reshape(x.size), x.astype(np.int64)),
+    "np.round": lambda x: np.round(x) + np.around(x),
+}
+
+
+@pytest.mark.parametrize("name", list(NUMPY_IDIOMS))
+def test_numpy_idioms(name):
+    """numpy functions, ufuncs and operators on traced values compute what numpy computes."""
+    f = NUMPY_IDIOMS[name]
+    rng = np.random.default_rng(len(name))
+    inputset = [rng.integers(0, 8, size=(2, 3)) for _ in range(12)]
+    c = fhec.compiler({"x": "encrypted"})(f).compile(inputset)
+    for s in inputset:
+        want = f(s)
+        got = c.simulate(s)
+        want, got = (want, got) if isinstance(want, tuple) else ((want,), (got,))
+        assert all(np.array_equal(g, w) and np.shape(g) == np.shape(w) for g, w in zip(got, want)), name
+
+
+def test_numpy_idioms_encrypted():
+    @fhec.compiler({"x": "encrypted"})
+    def f(x):
+        return np.max(x, axis=1), np.where(x > 2, 7, x), x >= x[0:1]
+
+    rng = np.random.default_rng(8)
+    inputset = [rng.integers(0, 8, size=(2, 3)) for _ in range(12)]
+    c = f.compile(inputset)
+    for s, got in zip(inputset[:3], c.run_batch(inputset[:3])):
+        want = (np.max(s, axis=1), np.where(s > 2, 7, s), (s >= s[0:1]).astype(np.int64))
+        assert all(np.array_equal(g, w) for g, w in zip(got, want))
+
+
+def test_numpy_errors():
+    x0 = [np.zeros((2, 3), dtype=np.int64)]
+    for f, match in [
+        (lambda x: np.concatenate([x, x]), "numpy.concatenate is not supported"),
+        (lambda x: np.sum(x, out=np.zeros(1)), "out="),
+        (lambda x: x.astype(np.float32), "dtype float32"),
+        (lambda x: np.add(x, 1.5), "not an integer"),
+        (lambda x: np.sqrt(x + 2), "not an integer"),
+        (lambda x: np.left_shift(x, np.array([1, 2, 3])), "constant array"),
+        (lambda x: x // 0, "division by zero"),
+        (lambda x: np.add.reduce(x), "reduce is not supported"),
+    ]:
+        with pytest.raises(fhec.CompileError, match=match):
+            fhec.compiler({"x": "encrypted"})(f).compile(x0)
+
+
 def test_errors():
     @fhec.compiler({"x": "encrypted"})
     def wide(x):
