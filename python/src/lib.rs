@@ -187,6 +187,12 @@ impl Value {
     fn reshape(&self, shape: Vec<usize>) -> PyResult<Value> {
         Ok(self.wrap(self.v.reshape(&shape).map_err(trace_err)?))
     }
+    /// numpy `concatenate([self, *others], axis)`.
+    fn concat(&self, others: Vec<PyRef<'_, Value>>, axis: usize) -> PyResult<Value> {
+        let mut parts = vec![self.v.clone()];
+        parts.extend(others.iter().map(|o| o.v.clone()));
+        Ok(self.wrap(Traced::concat(&parts, axis).map_err(trace_err)?))
+    }
     /// `x[starts:ends:steps]` per axis.
     fn slice(&self, starts: Vec<usize>, ends: Vec<usize>, steps: Vec<usize>) -> PyResult<Value> {
         Ok(self.wrap(self.v.try_slice(&starts, &ends, &steps).map_err(trace_err)?))

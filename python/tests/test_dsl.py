@@ -186,6 +186,9 @@ NUMPY_IDIOMS = {
     "shapes": lambda x: (x.flatten(), x.ravel(), np.transpose(x), np.reshape(x, (6,)), np.expand_dims(x, 0),
                          np.squeeze(x[0:1]), x[: len(x)], x.reshape(x.size), x.astype(np.int64)),
     "np.round": lambda x: np.round(x) + np.around(x),
+    "concatenate / stack": lambda x: (np.concatenate([x, x - 5, x[:, :1]], axis=1), np.stack([x[0], x[1] * 3]),
+                                      np.concatenate([x, x * x], axis=None), np.vstack([x[0], x]),
+                                      np.hstack([x[0], x[1]]), np.max(np.stack([x, 2 * x]), axis=0)),
 }
 
 
@@ -219,7 +222,8 @@ def test_numpy_idioms_encrypted():
 def test_numpy_errors():
     x0 = [np.zeros((2, 3), dtype=np.int64)]
     for f, match in [
-        (lambda x: np.concatenate([x, x]), "numpy.concatenate is not supported"),
+        (lambda x: np.tile(x, 2), "numpy.tile is not supported"),
+        (lambda x: np.concatenate([x, np.zeros((2, 3), dtype=np.int64)]), "traced values only"),
         (lambda x: np.sum(x, out=np.zeros(1)), "out="),
         (lambda x: x.astype(np.float32), "dtype float32"),
         (lambda x: np.add(x, 1.5), "not an integer"),

@@ -76,6 +76,8 @@ enum Node {
     },
     Reshape(usize, Vec<usize>),
     Transpose(usize, Vec<usize>),
+    /// numpy `concatenate(parts, axis)`.
+    Concat(Vec<usize>, usize),
     /// `x[starts[i]:ends[i]:steps[i]]` on every axis.
     Slice {
         a: usize,
@@ -103,6 +105,7 @@ impl Node {
             Node::Reshape(..) => "a reshape",
             Node::Transpose(..) => "a transpose",
             Node::Slice { .. } => "a slice",
+            Node::Concat(..) => "a concatenation",
             Node::Univariate(..) => "a table lookup (univariate function)",
             Node::Round(..) => "a rounding",
         }
@@ -302,6 +305,36 @@ impl Traced {
             shape,
             self.enc(),
         )
+    }
+
+    /// numpy `concatenate(parts, axis)`: all parts encrypted (or all clear inputs), same rank, equal
+    /// dimensions except along `axis`.
+    pub fn concat(parts: &[Traced], axis: usize) -> Result<Traced, TraceError> {
+        let Some(first) = parts.first() else {
+            return err("concatenation of no values");
+        };
+        if parts.iter().any(|p| !Rc::ptr_eq(&p.g, &first.g)) {
+            return err("the values come from different tracers");
+        }
+        let enc = first.enc();
+        if parts.iter().any(|p| p.enc() != enc) {
+            return err("a concatenation of encrypted and clear values is not supported (encrypt both, or add the clear part afterwards)");
+        }
+        let s0 = first.shape();
+        if axis >= s0.len() {
+            return err(format!("axis {axis} is out of range for values of rank {}", s0.len()));
+        }
+        let mut shape = s0.clone();
+        for p in &parts[1..] {
+            let s = p.shape();
+            if s.len() != s0.len() || s.iter().zip(&s0).enumerate().any(|(i, (a, b))| i != axis && a != b) {
+                return err(format!("cannot concatenate shapes {s0:?} and {s:?} along axis {axis}"));
+            }
+            shape[axis] += s[axis];
+        }
+        Ok(first
+            .tracer()
+            .push(Node::Concat(parts.iter().map(|p| p.id).collect(), axis), shape, enc))
     }
 
     /// `x[s0:e0:k0, s1:e1:k1, …]` (numpy basic slicing, one range per axis, steps ≥ 1); an empty
@@ -543,6 +576,10 @@ fn eval_node(
             .into_shape_with_order(IxDyn(s))
             .map_err(|e| TraceError::Trace(e.to_string()))?,
         Node::Transpose(a, p) => v(a).clone().permuted_axes(IxDyn(p)).as_standard_layout().to_owned(),
+        Node::Concat(parts, axis) => {
+            let views: Vec<_> = parts.iter().map(|p| v(p).view()).collect();
+            ndarray::concatenate(Axis(*axis), &views).map_err(|e| TraceError::Trace(e.to_string()))?
+        }
         Node::Slice { a, starts, ends, steps } => v(a)
             .slice_each_axis(|ax| {
                 let i = ax.axis.index();
@@ -621,6 +658,7 @@ impl Tracer {
                 | Node::Univariate(a, _)
                 | Node::Round(a, _)
                 | Node::Slice { a, .. } => vec![*a],
+                Node::Concat(parts, _) => parts.clone(),
                 Node::Sum { a, .. } => vec![*a],
                 Node::Input { .. } | Node::ClearInput { .. } | Node::Const(_) => vec![],
             };
@@ -723,6 +761,31 @@ impl Tracer {
                             &[x],
                             &[("table", Attribute::Dense(d))],
                             Some(xty.with_elem(elem)),
+                        )
+                        .map_err(diag)?,
+                    )
+                }
+                Node::Concat(parts, axis) => {
+                    // one signedness: unsigned parts of a signed concatenation become signed (a
+                    // reinterpretation, no ciphertext work); widths may differ
+                    let ops: Vec<ValueId> = parts.iter().map(get).collect();
+                    let signed = ops.iter().any(|&v| b.ty(v).is_signed());
+                    let mut operands = Vec::with_capacity(ops.len());
+                    for v in ops {
+                        let t = b.ty(v).clone();
+                        operands.push(if signed && !t.is_signed() && t.is_encrypted() {
+                            let to = t.with_elem(ElemType::new(true, true, t.width() + 1));
+                            b.op_with_type(OpKind::ToSigned, &[v], &[], Some(to)).map_err(diag)?
+                        } else {
+                            v
+                        });
+                    }
+                    Some(
+                        b.op_with_type(
+                            OpKind::Concat,
+                            &operands,
+                            &[("axis", Attribute::Int(*axis as i64))],
+                            None,
                         )
                         .map_err(diag)?,
                     )

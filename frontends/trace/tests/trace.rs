@@ -201,3 +201,28 @@ fn slices_select_elements() {
     assert_eq!(got[0][[1, 0]], x0[[2, 1]]);
     assert_eq!(got, circ.eval_clear(&inputset[0]).unwrap());
 }
+
+/// Concatenation of values of different widths and signedness (an unsigned part is reinterpreted as
+/// signed), then a lookup on the whole: encrypted == simulated == traced.
+#[test]
+fn concatenation_of_mixed_values() {
+    use fhec_trace::Traced;
+    let t = Tracer::new();
+    let x = t.input("x", &[2, 2]);
+    let y = &x - 9; // signed, wider
+    let z = x.try_mul(&x).unwrap(); // unsigned, wider
+    let c = Traced::concat(&[x.clone(), y, z], 1).unwrap(); // [2, 6]
+    assert_eq!(c.shape(), [2, 6]);
+    let out = c.relu();
+    assert!(Traced::concat(&[x.clone(), t.constant(ArrayD::zeros(IxDyn(&[2, 2])))], 0).is_err());
+    assert!(Traced::concat(&[x.clone(), x.reshape(&[4]).unwrap()], 0).is_err());
+    let mut seed = 3u64;
+    let inputset: Vec<Vec<ArrayD<i64>>> = (0..20).map(|_| vec![sample(&mut seed, &[2, 2], 0, 7)]).collect();
+    let mut circ = t.compile(&[c, out], &inputset, &CompileOptions::default()).unwrap();
+    assert!(circ.ir().contains("fhe.concat"), "{}", circ.ir());
+    for s in &inputset {
+        assert_eq!(circ.simulate(s).unwrap(), circ.eval_clear(s).unwrap(), "{s:?}");
+    }
+    let got = circ.encrypt_run_decrypt(&inputset[1]).unwrap();
+    assert_eq!(got, circ.eval_clear(&inputset[1]).unwrap());
+}

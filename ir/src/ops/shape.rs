@@ -255,17 +255,18 @@ impl OpDef for BroadcastOp {
 
 op_struct!(ConcatOp,
     summary: "Concatenates tensors along an axis.",
-    semantics: "Attribute `axis` (negative counts from the end). Operands have the same element type and rank and \
-equal dimensions except along `axis`.",
+    semantics: "Attribute `axis` (negative counts from the end). Operands are all encrypted or all clear, of one \
+signedness, with the same rank and equal dimensions except along `axis`; their widths may differ, and the result \
+has the widest (no ciphertext work: a narrower value is the same ciphertext at the common scale).",
     valid: r#"func.func @main(%x: tensor<2x!fhe.eint<4>>, %y: tensor<3x!fhe.eint<4>>) -> tensor<5x!fhe.eint<4>> {
   %0 = "fhe.concat"(%x, %y) {axis = 0} : (tensor<2x!fhe.eint<4>>, tensor<3x!fhe.eint<4>>) -> tensor<5x!fhe.eint<4>>
   "func.return"(%0) : (tensor<5x!fhe.eint<4>>) -> ()
 }"#,
-    invalid: r#"func.func @main(%x: tensor<2x!fhe.eint<4>>, %y: tensor<3x!fhe.eint<5>>) -> tensor<5x!fhe.eint<4>> {
-  %0 = "fhe.concat"(%x, %y) {axis = 0} : (tensor<2x!fhe.eint<4>>, tensor<3x!fhe.eint<5>>) -> tensor<5x!fhe.eint<4>>
-  "func.return"(%0) : (tensor<5x!fhe.eint<4>>) -> ()
+    invalid: r#"func.func @main(%x: tensor<2x!fhe.eint<4>>, %y: tensor<3x!fhe.esint<5>>) -> tensor<5x!fhe.esint<5>> {
+  %0 = "fhe.concat"(%x, %y) {axis = 0} : (tensor<2x!fhe.eint<4>>, tensor<3x!fhe.esint<5>>) -> tensor<5x!fhe.esint<5>>
+  "func.return"(%0) : (tensor<5x!fhe.esint<5>>) -> ()
 }"#,
-    error: "operands must have the same element type",
+    error: "operands must be all encrypted or all clear, of one signedness",
 );
 
 impl OpDef for ConcatOp {
@@ -273,7 +274,7 @@ impl OpDef for ConcatOp {
         Arity::AtLeast(1)
     }
     fn operand_rule(&self) -> OperandRule {
-        OperandRule::SameElem
+        OperandRule::SameSign
     }
     fn attrs(&self) -> &'static [AttrSpec] {
         const A: &[AttrSpec] = &[attr("axis", AttrKind::Int, true, "concatenation axis")];
@@ -298,7 +299,8 @@ impl OpDef for ConcatOp {
             }
             shape[axis] += t.shape[axis];
         }
-        Ok(o[0].with_shape(shape))
+        let width = o.iter().map(|t| t.width()).max().unwrap_or(1);
+        Ok(Type::new(o[0].elem.with_width(width), shape))
     }
     fn check_result(&self, _: &[Type], _: &Attrs, inferred: &Type, declared: &Type) -> Result<(), String> {
         same_type(inferred, declared)

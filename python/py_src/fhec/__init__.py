@@ -496,6 +496,31 @@ def _expand_dims(x: Traced, axis: Any) -> Traced:
     return x.reshape(shape)
 
 
+def _concatenate(parts: Sequence[Any], axis: int | None = 0, out: Any = None, **kwargs: Any) -> Traced:
+    """numpy ``concatenate``: every part traced (all encrypted, or all clear arguments)."""
+    _no_out(out, {k: v for k, v in kwargs.items() if k != "dtype"})
+    _int_dtype(kwargs.get("dtype"))
+    parts = list(parts)
+    if not parts or not all(isinstance(p, Traced) for p in parts):
+        raise CompileError("np.concatenate takes traced values only (encrypt a constant part, or add it afterwards)")
+    if axis is None:
+        parts, axis = [p.reshape(-1) for p in parts], 0
+    nd = parts[0].ndim
+    if not -nd <= axis < nd:
+        raise CompileError(f"axis {axis} is out of range for values of rank {nd}")
+    return Traced(parts[0]._v.concat([p._v for p in parts[1:]], int(axis) % nd))
+
+
+def _stack(parts: Sequence[Any], axis: int = 0, out: Any = None, **kwargs: Any) -> Traced:
+    parts = list(parts)
+    if not parts or not all(isinstance(p, Traced) for p in parts):
+        raise CompileError("np.stack takes traced values only")
+    nd = parts[0].ndim + 1
+    if not -nd <= axis < nd:
+        raise CompileError(f"axis {axis} is out of range for the stacked rank {nd}")
+    return _concatenate([_expand_dims(p, int(axis) % nd) for p in parts], int(axis) % nd, out, **kwargs)
+
+
 def _method(name: str) -> Callable[..., Any]:
     def call(x: Any, *args: Any, **kwargs: Any) -> Any:
         if not isinstance(x, Traced):
@@ -517,6 +542,10 @@ _NUMPY_FUNCTIONS: dict[Any, Callable[..., Any]] = {
     np.ravel: lambda x, order="C": x.ravel(order),
     np.squeeze: _method("squeeze"),
     np.expand_dims: _expand_dims,
+    np.concatenate: _concatenate,
+    np.stack: _stack,
+    np.hstack: lambda parts, **k: _concatenate(parts, 0 if parts[0].ndim == 1 else 1, **k),
+    np.vstack: lambda parts, **k: _concatenate([p.reshape(1, -1) if p.ndim == 1 else p for p in parts], 0, **k),
     np.dot: lambda a, b, out=None: (_no_out(out, {}), a @ b)[1],
     np.where: _where,
     np.shape: lambda x: x.shape,
