@@ -193,6 +193,10 @@ impl Value {
         parts.extend(others.iter().map(|o| o.v.clone()));
         Ok(self.wrap(Traced::concat(&parts, axis).map_err(trace_err)?))
     }
+    /// numpy `take(self, indices, axis)`.
+    fn take(&self, indices: Flat, axis: usize) -> PyResult<Value> {
+        Ok(self.wrap(self.v.try_take(&tensor(indices)?, axis).map_err(trace_err)?))
+    }
     /// `x[starts:ends:steps]` per axis.
     fn slice(&self, starts: Vec<usize>, ends: Vec<usize>, steps: Vec<usize>) -> PyResult<Value> {
         Ok(self.wrap(self.v.try_slice(&starts, &ends, &steps).map_err(trace_err)?))

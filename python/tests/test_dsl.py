@@ -143,14 +143,14 @@ def test_clear_arguments():
 def test_indexing():
     @fhec.compiler({"x": "encrypted", "w": "clear"})
     def f(x, w):
-        return x[0] * w[:, 1], x[:, 1:3] + x[-1, None, ...][..., :2], x[1, 2], (x.T @ w[:2, 1])[1:]
+        return x[0] * w[:, 1], x[:, 1:3] + x[-1, None, ...][..., :2], x[1, 2], (x.T @ w[:2, 1])[1:], x[0] * w[::-1, 0] + w[[3, 1, 0, 0], 2]
 
     rng = np.random.default_rng(5)
     inputset = [(rng.integers(0, 8, (2, 4)), rng.integers(-3, 4, (4, 3))) for _ in range(20)]
     c = f.compile(inputset)
 
     def expected(x, w):
-        return x[0] * w[:, 1], x[:, 1:3] + x[-1, None, ...][..., :2], x[1, 2], (x.T @ w[:2, 1])[1:]
+        return x[0] * w[:, 1], x[:, 1:3] + x[-1, None, ...][..., :2], x[1, 2], (x.T @ w[:2, 1])[1:], x[0] * w[::-1, 0] + w[[3, 1, 0, 0], 2]
 
     for s in inputset[:4]:
         want = expected(*s)
@@ -160,13 +160,8 @@ def test_indexing():
     got = c.encrypt_run_decrypt(*inputset[0])
     assert all((g == e).all() for g, e in zip(got, expected(*inputset[0])))
 
-    @fhec.compiler({"x": "encrypted"})
-    def g(x):
-        return x[::-1]
-
-    with pytest.raises(IndexError, match="step"):
-        g.compile([np.zeros(3, dtype=np.int64)])
-    for bad in (lambda x: x[3], lambda x: x[1:1], lambda x: x[0, 0], lambda x: x[..., ...], lambda x: x[[0, 1]]):
+    for bad in (lambda x: x[3], lambda x: x[1:1], lambda x: x[0, 0], lambda x: x[..., ...], lambda x: x[[0, 3]],
+                lambda x: x[np.array([True, False, True])], lambda x: x[[0.5]]):
         with pytest.raises(IndexError):
             fhec.compiler({"x": "encrypted"})(bad).compile([np.zeros(3, dtype=np.int64)])
 
@@ -186,6 +181,8 @@ NUMPY_IDIOMS = {
     "shapes": lambda x: (x.flatten(), x.ravel(), np.transpose(x), np.reshape(x, (6,)), np.expand_dims(x, 0),
                          np.squeeze(x[0:1]), x[: len(x)], x.reshape(x.size), x.astype(np.int64)),
     "np.round": lambda x: np.round(x) + np.around(x),
+    "indexing": lambda x: (x[::-1], x[:, ::-2], x[:, [2, 0, 2]], x[[1, 0]], x[1, [[0, 1], [2, 2]]], x[..., -1:0:-1],
+                           np.take(x, [0, 2], axis=1), np.take(x, [5, 0])),
     "concatenate / stack": lambda x: (np.concatenate([x, x - 5, x[:, :1]], axis=1), np.stack([x[0], x[1] * 3]),
                                       np.concatenate([x, x * x], axis=None), np.vstack([x[0], x]),
                                       np.hstack([x[0], x[1]]), np.max(np.stack([x, 2 * x]), axis=0)),
@@ -209,13 +206,13 @@ def test_numpy_idioms(name):
 def test_numpy_idioms_encrypted():
     @fhec.compiler({"x": "encrypted"})
     def f(x):
-        return np.max(x, axis=1), np.where(x > 2, 7, x), x >= x[0:1]
+        return np.max(x, axis=1), np.where(x > 2, 7, x), x >= x[0:1], x[::-1, [2, 0]] * 3
 
     rng = np.random.default_rng(8)
     inputset = [rng.integers(0, 8, size=(2, 3)) for _ in range(12)]
     c = f.compile(inputset)
     for s, got in zip(inputset[:3], c.run_batch(inputset[:3])):
-        want = (np.max(s, axis=1), np.where(s > 2, 7, s), (s >= s[0:1]).astype(np.int64))
+        want = (np.max(s, axis=1), np.where(s > 2, 7, s), (s >= s[0:1]).astype(np.int64), s[::-1, [2, 0]] * 3)
         assert all(np.array_equal(g, w) for g, w in zip(got, want))
 
 

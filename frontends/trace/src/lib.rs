@@ -78,6 +78,12 @@ enum Node {
     Transpose(usize, Vec<usize>),
     /// numpy `concatenate(parts, axis)`.
     Concat(Vec<usize>, usize),
+    /// numpy `take(x, indices, axis)`.
+    Gather {
+        a: usize,
+        axis: usize,
+        indices: Tensor,
+    },
     /// `x[starts[i]:ends[i]:steps[i]]` on every axis.
     Slice {
         a: usize,
@@ -106,6 +112,7 @@ impl Node {
             Node::Transpose(..) => "a transpose",
             Node::Slice { .. } => "a slice",
             Node::Concat(..) => "a concatenation",
+            Node::Gather { .. } => "a take (gather)",
             Node::Univariate(..) => "a table lookup (univariate function)",
             Node::Round(..) => "a rounding",
         }
@@ -335,6 +342,33 @@ impl Traced {
         Ok(first
             .tracer()
             .push(Node::Concat(parts.iter().map(|p| p.id).collect(), axis), shape, enc))
+    }
+
+    /// numpy `take(x, indices, axis)` (also integer-array indexing `x[:, [2, 0]]`): the result's shape
+    /// is `shape[..axis] ++ indices.shape ++ shape[axis+1..]`. Indices must lie in `0 .. shape[axis]`.
+    pub fn try_take(&self, indices: &Tensor, axis: usize) -> Result<Traced, TraceError> {
+        let s = self.shape();
+        if axis >= s.len() {
+            return err(format!("axis {axis} is out of range for a value of rank {}", s.len()));
+        }
+        if let Some(v) = indices.iter().find(|&&v| v < 0 || v as u64 >= s[axis] as u64) {
+            return err(format!(
+                "index {v} is out of bounds for axis {axis} with size {}",
+                s[axis]
+            ));
+        }
+        let mut shape = s[..axis].to_vec();
+        shape.extend(indices.shape());
+        shape.extend(&s[axis + 1..]);
+        Ok(self.tracer().push(
+            Node::Gather {
+                a: self.id,
+                axis,
+                indices: indices.clone(),
+            },
+            shape,
+            self.enc(),
+        ))
     }
 
     /// `x[s0:e0:k0, s1:e1:k1, …]` (numpy basic slicing, one range per axis, steps ≥ 1); an empty
@@ -576,6 +610,16 @@ fn eval_node(
             .into_shape_with_order(IxDyn(s))
             .map_err(|e| TraceError::Trace(e.to_string()))?,
         Node::Transpose(a, p) => v(a).clone().permuted_axes(IxDyn(p)).as_standard_layout().to_owned(),
+        Node::Gather { a, axis, indices } => {
+            let x = v(a);
+            let flat: Vec<usize> = indices.iter().map(|&i| i as usize).collect();
+            let t = x.select(Axis(*axis), &flat);
+            let mut shape = x.shape()[..*axis].to_vec();
+            shape.extend(indices.shape());
+            shape.extend(&x.shape()[*axis + 1..]);
+            ArrayD::from_shape_vec(IxDyn(&shape), t.iter().copied().collect())
+                .map_err(|e| TraceError::Trace(e.to_string()))?
+        }
         Node::Concat(parts, axis) => {
             let views: Vec<_> = parts.iter().map(|p| v(p).view()).collect();
             ndarray::concatenate(Axis(*axis), &views).map_err(|e| TraceError::Trace(e.to_string()))?
@@ -657,7 +701,8 @@ impl Tracer {
                 | Node::Transpose(a, _)
                 | Node::Univariate(a, _)
                 | Node::Round(a, _)
-                | Node::Slice { a, .. } => vec![*a],
+                | Node::Slice { a, .. }
+                | Node::Gather { a, .. } => vec![*a],
                 Node::Concat(parts, _) => parts.clone(),
                 Node::Sum { a, .. } => vec![*a],
                 Node::Input { .. } | Node::ClearInput { .. } | Node::Const(_) => vec![],
@@ -816,6 +861,15 @@ impl Tracer {
                             )
                         }
                         Node::Reshape(a, _) => (OpKind::Reshape, vec![get(a)], vec![]),
+                        Node::Gather { a, axis, indices } => {
+                            let ty = Type::new(ElemType::Int(64), indices.shape().to_vec());
+                            let d = Dense::new(ty, indices.clone()).map_err(TraceError::Compile)?;
+                            (
+                                OpKind::Gather,
+                                vec![get(a)],
+                                vec![("axis", Attribute::Int(*axis as i64)), ("indices", Attribute::Dense(d))],
+                            )
+                        }
                         Node::Slice { a, starts, ends, steps } => {
                             let ints =
                                 |v: &[usize]| Attribute::int_array(&v.iter().map(|&x| x as i64).collect::<Vec<_>>());
@@ -848,7 +902,10 @@ impl Tracer {
                     if let (OpKind::Round, Some(Attribute::Int(k))) = (kind, attrs_map.get("lsbs")) {
                         w = w.max(types[0].width().saturating_sub(*k as u32)).max(1);
                     }
-                    let declared = if matches!(kind, OpKind::Reshape | OpKind::Transpose | OpKind::Slice) {
+                    let declared = if matches!(
+                        kind,
+                        OpKind::Reshape | OpKind::Transpose | OpKind::Slice | OpKind::Gather
+                    ) {
                         Type::new(types[0].elem, shape)
                     } else {
                         Type::new(

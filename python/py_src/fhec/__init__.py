@@ -239,9 +239,9 @@ class Traced:
         return Traced(self._v.reshape([int(d) for d in shape]))
 
     def __getitem__(self, key: Any) -> "Traced":
-        """numpy basic indexing: integers, slices with a positive step, ``...`` and ``None``
-        (``x[0]``, ``x[:, 1:3]``, ``x[::2]``, ``x[..., -1]``, ``x[None]``). No copy happens in FHE: a slice
-        only selects ciphertexts."""
+        """numpy indexing: integers, slices (any step), ``...``, ``None`` and one integer array
+        (``x[0]``, ``x[:, 1:3]``, ``x[::-1]``, ``x[..., -1]``, ``x[None]``, ``x[:, [2, 0, 2]]``). No FHE work:
+        indexing only selects ciphertexts (``fhe.slice``, ``fhe.gather``, ``fhe.reshape``)."""
         key = key if isinstance(key, tuple) else (key,)
         if any(k is Ellipsis for k in key):
             if sum(k is Ellipsis for k in key) > 1:
@@ -252,6 +252,8 @@ class Traced:
         if sum(k is not None for k in key) > self.ndim:
             raise IndexError(f"too many indices for a value of rank {self.ndim}")
         starts, ends, steps, out_shape = [], [], [], []
+        takes: list[tuple[int, np.ndarray]] = []  # (axis of the sliced value, indices)
+        arrays = 0
         axis = 0
         for k in key:
             if k is None:
@@ -260,19 +262,34 @@ class Traced:
             n = self.shape[axis]
             if isinstance(k, slice):
                 b, e, st = k.indices(n)
-                if st <= 0:
-                    raise IndexError("slices with a negative or zero step are not supported")
-                if e <= b:
+                sel = range(b, e, st)
+                if len(sel) == 0:
                     raise IndexError(f"slice {k} of axis {axis} (size {n}) selects nothing")
-                starts.append(b), ends.append(e), steps.append(st)
-                out_shape.append(len(range(b, e, st)))
-            elif isinstance(k, (int, np.integer)) and not isinstance(k, bool):
+                if st > 0:
+                    starts.append(b), ends.append(e), steps.append(st)
+                else:  # a reversed selection: the whole axis, then a gather
+                    starts.append(0), ends.append(n), steps.append(1)
+                    takes.append((axis, np.array(list(sel), dtype=np.int64)))
+                out_shape.append(len(sel))
+            elif isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)):
                 i = int(k) + (n if k < 0 else 0)
                 if not 0 <= i < n:
                     raise IndexError(f"index {int(k)} is out of bounds for axis {axis} with size {n}")
                 starts.append(i), ends.append(i + 1), steps.append(1)
+            elif isinstance(k, (list, np.ndarray)) and np.asarray(k).dtype.kind in "iu" and np.asarray(k).size > 0:
+                arrays += 1
+                if arrays > 1:
+                    raise IndexError("only one integer-array index is supported (numpy's advanced indexing of several axes is not)")
+                idx = np.asarray(k, dtype=np.int64)
+                if ((idx < -n) | (idx >= n)).any():
+                    raise IndexError(f"an index of {k!r} is out of bounds for axis {axis} with size {n}")
+                starts.append(0), ends.append(n), steps.append(1)
+                takes.append((axis, np.where(idx < 0, idx + n, idx)))
+                out_shape.extend(idx.shape)
             else:
-                raise IndexError(f"unsupported index {k!r}: integers, slices, ... and None are supported")
+                raise IndexError(
+                    f"unsupported index {k!r}: integers, slices, ..., None and one integer array are supported"
+                )
             axis += 1
         for n in self.shape[axis:]:
             starts.append(0), ends.append(n), steps.append(1)
@@ -280,6 +297,9 @@ class Traced:
         v = self._v
         if (starts, ends, steps) != ([0] * self.ndim, list(self.shape), [1] * self.ndim):
             v = v.slice(starts, ends, steps)
+        # gathers from the last axis back, so that earlier axes keep their positions
+        for ax, idx in sorted(takes, key=lambda t: -t[0]):
+            v = v.take(_flat(idx), ax)
         if tuple(out_shape) != tuple(v.shape):
             v = v.reshape(out_shape)
         return Traced(v)
@@ -542,6 +562,10 @@ _NUMPY_FUNCTIONS: dict[Any, Callable[..., Any]] = {
     np.ravel: lambda x, order="C": x.ravel(order),
     np.squeeze: _method("squeeze"),
     np.expand_dims: _expand_dims,
+    np.take: lambda x, indices, axis=None, out=None, mode="raise": (
+        _no_out(out, {}),
+        x.reshape(-1)[np.asarray(indices)] if axis is None else x[(slice(None),) * (int(axis) % x.ndim) + (np.asarray(indices),)],
+    )[1],
     np.concatenate: _concatenate,
     np.stack: _stack,
     np.hstack: lambda parts, **k: _concatenate(parts, 0 if parts[0].ndim == 1 else 1, **k),
