@@ -203,6 +203,22 @@ def test_numpy_idioms(name):
         assert all(np.array_equal(g, w) and np.shape(g) == np.shape(w) for g, w in zip(got, want)), name
 
 
+def test_matmul_of_two_encrypted_values():
+    @fhec.compiler({"x": "encrypted", "y": "encrypted"})
+    def f(x, y):
+        return x @ y, x[0] @ y, y.T @ x[1], x[0] @ x[1]
+
+    rng = np.random.default_rng(2)
+    inputset = [(rng.integers(-3, 4, (2, 3)), rng.integers(0, 4, (3, 2))) for _ in range(15)]
+    c = f.compile(inputset)
+    assert "fhe.mul_eint" in c.ir
+    expected = lambda x, y: (x @ y, x[0] @ y, y.T @ x[1], x[0] @ x[1])  # noqa: E731
+    for s in inputset:
+        assert all(np.array_equal(g, w) for g, w in zip(c.simulate(*s), expected(*s)))
+    got = c.encrypt_run_decrypt(*inputset[0])
+    assert all(np.array_equal(g, w) for g, w in zip(got, expected(*inputset[0])))
+
+
 def test_numpy_idioms_encrypted():
     @fhec.compiler({"x": "encrypted"})
     def f(x):

@@ -244,14 +244,12 @@ impl Traced {
         self.try_matmul_value(&c)
     }
 
-    /// `self @ w` with another traced value: one side encrypted, the other a clear constant or a
-    /// clear input (ranks 1 and 2).
+    /// `self @ w` with another traced value (ranks 1 and 2): one side encrypted and the other a clear
+    /// constant or clear input (a leveled matmul), or both encrypted (elementwise products by
+    /// `fhe.mul_eint`, two lookups each, then a sum).
     pub fn try_matmul_value(&self, w: &Traced) -> Result<Traced, TraceError> {
         if !Rc::ptr_eq(&self.g, &w.g) {
             return err("the values come from different tracers");
-        }
-        if self.enc() && w.enc() {
-            return err("matmul of two encrypted values is not supported (one side must be clear)");
         }
         let a = self.shape();
         let b = w.shape();
@@ -262,6 +260,15 @@ impl Traced {
             (1, 1) if a[0] == b[0] => vec![],
             _ => return err(format!("matmul of shapes {a:?} and {b:?} (ranks 1 and 2 supported)")),
         };
+        if self.enc() && w.enc() {
+            // both encrypted: (m, k, 1) · (1, k, n) elementwise (fhe.mul_eint, two lookups per
+            // product), summed over k
+            let (m, k) = if a.len() == 2 { (a[0], a[1]) } else { (1, a[0]) };
+            let n = if b.len() == 2 { b[1] } else { 1 };
+            let x = self.reshape(&[m, k, 1])?;
+            let y = w.reshape(&[1, k, n])?;
+            return x.try_mul(&y)?.try_sum(&[1], false)?.reshape(&shape);
+        }
         let enc = self.enc() || w.enc();
         Ok(self.tracer().push(Node::MatMul(self.id, w.id), shape, enc))
     }
