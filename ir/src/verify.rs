@@ -147,12 +147,9 @@ pub fn check_op(kind: OpKind, operands: &[Type], attrs: &Attrs, declared: Option
         }
         OperandRule::SameSign => {
             let t0 = &operands[0];
-            if let Some(t) = operands
-                .iter()
-                .find(|t| t.is_encrypted() != t0.is_encrypted() || t.is_signed() != t0.is_signed())
-            {
+            if let Some(t) = operands.iter().find(|t| t.is_signed() != t0.is_signed()) {
                 return Err(format!(
-                    "operands must be all encrypted or all clear, of one signedness, found {} and {}",
+                    "operands must be of one signedness, found {} and {}",
                     t0.elem, t.elem
                 ));
             }

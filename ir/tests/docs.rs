@@ -36,7 +36,7 @@ fn reference() -> String {
             OperandRule::OneEncrypted => "exactly one encrypted, the other clear",
             OperandRule::FirstEncrypted => "the first encrypted, the others clear",
             OperandRule::SameElem => "encrypted or clear, all of one element type",
-            OperandRule::SameSign => "all encrypted or all clear, of one signedness (widths may differ)",
+            OperandRule::SameSign => "of one signedness, clear or encrypted (widths may differ)",
             OperandRule::None => "—",
         };
         let noise = match d.noise_class() {

@@ -188,9 +188,13 @@ impl Value {
         Ok(self.wrap(self.v.reshape(&shape).map_err(trace_err)?))
     }
     /// numpy `concatenate([self, *others], axis)`.
-    fn concat(&self, others: Vec<PyRef<'_, Value>>, axis: usize) -> PyResult<Value> {
+    /// (`others`: traced values or `(shape, values)` constants).
+    fn concat(&self, others: Vec<Bound<'_, PyAny>>, axis: usize) -> PyResult<Value> {
+        let t = tracer_of(&self.v);
         let mut parts = vec![self.v.clone()];
-        parts.extend(others.iter().map(|o| o.v.clone()));
+        for o in &others {
+            parts.push(self.operand(o, &t)?);
+        }
         Ok(self.wrap(Traced::concat(&parts, axis).map_err(trace_err)?))
     }
     /// numpy `take(self, indices, axis)`.

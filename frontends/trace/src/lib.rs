@@ -330,9 +330,11 @@ impl Traced {
         if parts.iter().any(|p| !Rc::ptr_eq(&p.g, &first.g)) {
             return err("the values come from different tracers");
         }
-        let enc = first.enc();
-        if parts.iter().any(|p| p.enc() != enc) {
-            return err("a concatenation of encrypted and clear values is not supported (encrypt both, or add the clear part afterwards)");
+        // encrypted parts may be joined by constants (noiseless elements), not by clear inputs
+        let enc = parts.iter().any(|p| p.enc());
+        let is_const = |p: &Traced| matches!(p.g.borrow().nodes[p.id], Node::Const(_));
+        if enc && parts.iter().any(|p| !p.enc() && !is_const(p)) {
+            return err("a concatenation of encrypted values and a clear input is not supported (encrypt it)");
         }
         let s0 = first.shape();
         if axis >= s0.len() {
@@ -823,13 +825,21 @@ impl Tracer {
                     let ops: Vec<ValueId> = parts.iter().map(get).collect();
                     let signed = ops.iter().any(|&v| b.ty(v).is_signed());
                     let mut operands = Vec::with_capacity(ops.len());
-                    for v in ops {
+                    for (&p, v) in parts.iter().zip(ops) {
                         let t = b.ty(v).clone();
-                        operands.push(if signed && !t.is_signed() && t.is_encrypted() {
-                            let to = t.with_elem(ElemType::new(true, true, t.width() + 1));
-                            b.op_with_type(OpKind::ToSigned, &[v], &[], Some(to)).map_err(diag)?
-                        } else {
-                            v
+                        operands.push(match &g.nodes[p] {
+                            _ if !signed || t.is_signed() => v,
+                            // an unsigned constant: the same values under a signed type
+                            Node::Const(c) => {
+                                let ty = t.with_elem(ElemType::Int(t.width() + 1));
+                                let d = Dense::new(ty.clone(), c.clone()).map_err(TraceError::Compile)?;
+                                b.op_with_type(OpKind::Constant, &[], &[("value", Attribute::Dense(d))], Some(ty))
+                                    .map_err(diag)?
+                            }
+                            _ => {
+                                let to = t.with_elem(ElemType::new(t.is_encrypted(), true, t.width() + 1));
+                                b.op_with_type(OpKind::ToSigned, &[v], &[], Some(to)).map_err(diag)?
+                            }
                         });
                     }
                     Some(

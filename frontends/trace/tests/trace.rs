@@ -211,13 +211,20 @@ fn concatenation_of_mixed_values() {
     let x = t.input("x", &[2, 2]);
     let y = &x - 9; // signed, wider
     let z = x.try_mul(&x).unwrap(); // unsigned, wider
-    let c = Traced::concat(&[x.clone(), y, z], 1).unwrap(); // [2, 6]
-    assert_eq!(c.shape(), [2, 6]);
+    let k = t.constant(ArrayD::from_shape_vec(IxDyn(&[2, 1]), vec![3, 12]).unwrap()); // an unsigned constant
+    let c = Traced::concat(&[x.clone(), y, z, k], 1).unwrap(); // [2, 7]
+    assert_eq!(c.shape(), [2, 7]);
     let out = c.relu();
-    assert!(Traced::concat(&[x.clone(), t.constant(ArrayD::zeros(IxDyn(&[2, 2])))], 0).is_err());
+    let w = t.clear_input("w", &[2, 2]);
+    assert!(
+        Traced::concat(&[x.clone(), w], 0).is_err(),
+        "encrypted with a clear input"
+    );
     assert!(Traced::concat(&[x.clone(), x.reshape(&[4]).unwrap()], 0).is_err());
     let mut seed = 3u64;
-    let inputset: Vec<Vec<ArrayD<i64>>> = (0..20).map(|_| vec![sample(&mut seed, &[2, 2], 0, 7)]).collect();
+    let inputset: Vec<Vec<ArrayD<i64>>> = (0..20)
+        .map(|_| vec![sample(&mut seed, &[2, 2], 0, 7), sample(&mut seed, &[2, 2], 0, 1)])
+        .collect();
     let mut circ = t.compile(&[c, out], &inputset, &CompileOptions::default()).unwrap();
     assert!(circ.ir().contains("fhe.concat"), "{}", circ.ir());
     for s in &inputset {

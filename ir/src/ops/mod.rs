@@ -149,7 +149,8 @@ pub enum OperandRule {
     FirstEncrypted,
     /// Anything, as long as all operands have the same element type (shape ops).
     SameElem,
-    /// All operands encrypted or all clear, of one signedness; widths may differ (`concat`).
+    /// Operands of one signedness, clear or encrypted (the result is encrypted when one is); widths
+    /// may differ (`concat`).
     SameSign,
     /// No operands.
     None,

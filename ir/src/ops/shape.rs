@@ -255,9 +255,10 @@ impl OpDef for BroadcastOp {
 
 op_struct!(ConcatOp,
     summary: "Concatenates tensors along an axis.",
-    semantics: "Attribute `axis` (negative counts from the end). Operands are all encrypted or all clear, of one \
-signedness, with the same rank and equal dimensions except along `axis`; their widths may differ, and the result \
-has the widest (no ciphertext work: a narrower value is the same ciphertext at the common scale).",
+    semantics: "Attribute `axis` (negative counts from the end). Operands are of one signedness, with the same \
+rank and equal dimensions except along `axis`; their widths may differ and they may mix clear and encrypted \
+tensors. The result has the widest width, and is encrypted when an operand is (no ciphertext work: a narrower \
+value is the same ciphertext at the common scale, a clear element a noiseless one).",
     valid: r#"func.func @main(%x: tensor<2x!fhe.eint<4>>, %y: tensor<3x!fhe.eint<4>>) -> tensor<5x!fhe.eint<4>> {
   %0 = "fhe.concat"(%x, %y) {axis = 0} : (tensor<2x!fhe.eint<4>>, tensor<3x!fhe.eint<4>>) -> tensor<5x!fhe.eint<4>>
   "func.return"(%0) : (tensor<5x!fhe.eint<4>>) -> ()
@@ -266,7 +267,7 @@ has the widest (no ciphertext work: a narrower value is the same ciphertext at t
   %0 = "fhe.concat"(%x, %y) {axis = 0} : (tensor<2x!fhe.eint<4>>, tensor<3x!fhe.esint<5>>) -> tensor<5x!fhe.esint<5>>
   "func.return"(%0) : (tensor<5x!fhe.esint<5>>) -> ()
 }"#,
-    error: "operands must be all encrypted or all clear, of one signedness",
+    error: "operands must be of one signedness",
 );
 
 impl OpDef for ConcatOp {
@@ -300,7 +301,8 @@ impl OpDef for ConcatOp {
             shape[axis] += t.shape[axis];
         }
         let width = o.iter().map(|t| t.width()).max().unwrap_or(1);
-        Ok(Type::new(o[0].elem.with_width(width), shape))
+        let encrypted = o.iter().any(|t| t.is_encrypted());
+        Ok(Type::new(ElemType::new(encrypted, o[0].is_signed(), width), shape))
     }
     fn check_result(&self, _: &[Type], _: &Attrs, inferred: &Type, declared: &Type) -> Result<(), String> {
         same_type(inferred, declared)

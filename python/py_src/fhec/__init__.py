@@ -520,25 +520,37 @@ def _concatenate(parts: Sequence[Any], axis: int | None = 0, out: Any = None, **
     """numpy ``concatenate``: every part traced (all encrypted, or all clear arguments)."""
     _no_out(out, {k: v for k, v in kwargs.items() if k != "dtype"})
     _int_dtype(kwargs.get("dtype"))
-    parts = list(parts)
-    if not parts or not all(isinstance(p, Traced) for p in parts):
-        raise CompileError("np.concatenate takes traced values only (encrypt a constant part, or add it afterwards)")
+    parts = [p if isinstance(p, Traced) else np.asarray(p) for p in parts]
     if axis is None:
         parts, axis = [p.reshape(-1) for p in parts], 0
-    nd = parts[0].ndim
+    first = next((p for p in parts if isinstance(p, Traced)), None)
+    if first is None:
+        raise CompileError("np.concatenate of constants only: compute it with numpy")
+    nd = first.ndim
     if not -nd <= axis < nd:
         raise CompileError(f"axis {axis} is out of range for values of rank {nd}")
-    return Traced(parts[0]._v.concat([p._v for p in parts[1:]], int(axis) % nd))
+    # the first part is traced (a constant first part: concatenate, then rotate along the axis)
+    k = next(i for i, p in enumerate(parts) if isinstance(p, Traced))
+    ops = [p._v if isinstance(p, Traced) else _flat(p) for p in parts[k:] + parts[:k]]
+    out = Traced(first._v.concat(ops[1:], int(axis) % nd))
+    if k == 0:
+        return out
+    ax = int(axis) % nd
+    lead = sum(p.shape[ax] for p in parts[:k])
+    total = out.shape[ax]
+    order = list(range(total - lead, total)) + list(range(total - lead))
+    return out[(slice(None),) * ax + (order,)]
 
 
 def _stack(parts: Sequence[Any], axis: int = 0, out: Any = None, **kwargs: Any) -> Traced:
-    parts = list(parts)
-    if not parts or not all(isinstance(p, Traced) for p in parts):
-        raise CompileError("np.stack takes traced values only")
+    parts = [p if isinstance(p, Traced) else np.asarray(p) for p in parts]
+    if not parts:
+        raise CompileError("np.stack of nothing")
     nd = parts[0].ndim + 1
     if not -nd <= axis < nd:
         raise CompileError(f"axis {axis} is out of range for the stacked rank {nd}")
-    return _concatenate([_expand_dims(p, int(axis) % nd) for p in parts], int(axis) % nd, out, **kwargs)
+    ax = int(axis) % nd
+    return _concatenate([_expand_dims(p, ax) if isinstance(p, Traced) else np.expand_dims(p, ax) for p in parts], ax, out, **kwargs)
 
 
 def _method(name: str) -> Callable[..., Any]:
