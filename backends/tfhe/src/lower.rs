@@ -777,6 +777,15 @@ impl<'f> Lowerer<'f> {
         Ok(())
     }
 
+    /// For each operand, the flat index of its element that each output element reads (numpy
+    /// broadcasting to `out`).
+    fn operand_maps(&self, op: &fhec_ir::module::OpData, out: &[usize]) -> Result<Vec<Vec<usize>>, String> {
+        op.operands
+            .iter()
+            .map(|&v| flat_index_map(&self.f.ty(v).shape, out))
+            .collect()
+    }
+
     /// `x ± w`, `w − x`, `x·w` with `w` a clear argument, elementwise with broadcasting.
     fn elementwise_runtime(
         &mut self,
@@ -784,11 +793,7 @@ impl<'f> Lowerer<'f> {
         out: &[usize],
         scale: u32,
     ) -> Result<Vec<Lin>, String> {
-        let maps: Vec<Vec<usize>> = op
-            .operands
-            .iter()
-            .map(|&v| flat_index_map(&self.f.ty(v).shape, out))
-            .collect::<Result<_, _>>()?;
+        let maps = self.operand_maps(op, out)?;
         let n: usize = out.iter().product();
         let sign: i128 = if op.kind == OpKind::Sub { -1 } else { 1 };
         let unit = encode(1, scale);
@@ -875,11 +880,7 @@ impl<'f> Lowerer<'f> {
     }
 
     fn elementwise(&self, op: &fhec_ir::module::OpData, out: &[usize], scale: u32) -> Result<Vec<Lin>, String> {
-        let maps: Vec<Vec<usize>> = op
-            .operands
-            .iter()
-            .map(|&v| flat_index_map(&self.f.ty(v).shape, out))
-            .collect::<Result<_, _>>()?;
+        let maps = self.operand_maps(op, out)?;
         let n: usize = out.iter().product();
         let mut res = Vec::with_capacity(n);
         let sign = if op.kind == OpKind::Sub { -1 } else { 1 };
