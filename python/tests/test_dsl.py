@@ -180,7 +180,7 @@ NUMPY_IDIOMS = {
     "integer operators": lambda x: x**2 + abs(x - 3) + (x >> 1) + (x & 3) + (x | 1) + ~x + x // 3 + x % 3,
     "shapes": lambda x: (x.flatten(), x.ravel(), np.transpose(x), np.reshape(x, (6,)), np.expand_dims(x, 0),
                          np.squeeze(x[0:1]), x[: len(x)], x.reshape(x.size), x.astype(np.int64)),
-    "np.round": lambda x: np.round(x) + np.around(x),
+    "np.round": lambda x: np.round(x) + np.around(x) + np.round(x * 7, -1),
     "indexing": lambda x: (x[::-1], x[:, ::-2], x[:, [2, 0, 2]], x[[1, 0]], x[1, [[0, 1], [2, 2]]], x[..., -1:0:-1],
                            np.take(x, [0, 2], axis=1), np.take(x, [5, 0])),
     "concatenate / stack": lambda x: (np.concatenate([x, x - 5, x[:, :1]], axis=1), np.stack([x[0], x[1] * 3]),

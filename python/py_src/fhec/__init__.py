@@ -553,6 +553,27 @@ def _stack(parts: Sequence[Any], axis: int = 0, out: Any = None, **kwargs: Any) 
     return _concatenate([_expand_dims(p, ax) if isinstance(p, Traced) else np.expand_dims(p, ax) for p in parts], ax, out, **kwargs)
 
 
+def _take(x: Traced, indices: Any, axis: int | None = None, out: Any = None, mode: str = "raise") -> Traced:
+    _no_out(out, {})
+    if mode != "raise":
+        raise CompileError(f"np.take with mode={mode!r} is not supported")
+    idx = np.asarray(indices)
+    if axis is None:
+        return x.reshape(-1)[idx]
+    return x[(slice(None),) * (int(axis) % x.ndim) + (idx,)]
+
+
+def _dot(a: Any, b: Any, out: Any = None) -> Traced:
+    _no_out(out, {})
+    return a @ b
+
+
+def _round(x: Traced, decimals: int = 0, out: Any = None) -> Traced:
+    """Integers are already rounded; negative ``decimals`` round to tens, hundreds…: one table."""
+    _no_out(out, {})
+    return x if decimals >= 0 else x.apply(lambda v: int(np.round(v, decimals)))
+
+
 def _method(name: str) -> Callable[..., Any]:
     def call(x: Any, *args: Any, **kwargs: Any) -> Any:
         if not isinstance(x, Traced):
@@ -574,21 +595,18 @@ _NUMPY_FUNCTIONS: dict[Any, Callable[..., Any]] = {
     np.ravel: lambda x, order="C": x.ravel(order),
     np.squeeze: _method("squeeze"),
     np.expand_dims: _expand_dims,
-    np.take: lambda x, indices, axis=None, out=None, mode="raise": (
-        _no_out(out, {}),
-        x.reshape(-1)[np.asarray(indices)] if axis is None else x[(slice(None),) * (int(axis) % x.ndim) + (np.asarray(indices),)],
-    )[1],
+    np.take: _take,
     np.concatenate: _concatenate,
     np.stack: _stack,
     np.hstack: lambda parts, **k: _concatenate(parts, 0 if parts[0].ndim == 1 else 1, **k),
     np.vstack: lambda parts, **k: _concatenate([p.reshape(1, -1) if p.ndim == 1 else p for p in parts], 0, **k),
-    np.dot: lambda a, b, out=None: (_no_out(out, {}), a @ b)[1],
+    np.dot: _dot,
     np.where: _where,
     np.shape: lambda x: x.shape,
     np.ndim: lambda x: x.ndim,
     np.size: lambda x, axis=None: x.size if axis is None else x.shape[axis],
-    np.round: lambda x, decimals=0, out=None: (_no_out(out, {}), x if decimals >= 0 else x.apply(lambda v: int(np.round(v, decimals))))[1],
-    np.around: lambda x, decimals=0, out=None: (_no_out(out, {}), x if decimals >= 0 else x.apply(lambda v: int(np.round(v, decimals))))[1],
+    np.round: _round,
+    np.around: _round,
 }
 
 
