@@ -194,29 +194,27 @@ pub(crate) fn keyswitch_batch(
     keyswitch_batch_impl(ksk, inputs, outputs, big_len, small_len)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq")]
-unsafe fn keyswitch_batch_avx512(
-    ksk: &LweKeyswitchKeyOwned<u64>,
-    inputs: &[u64],
-    outputs: &mut [u64],
-    big_len: usize,
-    small_len: usize,
-) {
-    keyswitch_batch_impl(ksk, inputs, outputs, big_len, small_len)
+/// `keyswitch_batch_impl` compiled with wider vector instructions, one entry point per feature set.
+macro_rules! keyswitch_with_features {
+    ($($name:ident = $features:literal),*) => {$(
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(
+            ksk: &LweKeyswitchKeyOwned<u64>,
+            inputs: &[u64],
+            outputs: &mut [u64],
+            big_len: usize,
+            small_len: usize,
+        ) {
+            keyswitch_batch_impl(ksk, inputs, outputs, big_len, small_len)
+        }
+    )*};
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn keyswitch_batch_avx2(
-    ksk: &LweKeyswitchKeyOwned<u64>,
-    inputs: &[u64],
-    outputs: &mut [u64],
-    big_len: usize,
-    small_len: usize,
-) {
-    keyswitch_batch_impl(ksk, inputs, outputs, big_len, small_len)
-}
+keyswitch_with_features!(
+    keyswitch_batch_avx512 = "avx512f,avx512dq",
+    keyswitch_batch_avx2 = "avx2"
+);
 
 #[inline(always)]
 pub(crate) fn keyswitch_batch_impl(
