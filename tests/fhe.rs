@@ -7,11 +7,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use fhec_backend_tfhe::params::{self, NoiseDag, PError};
 use fhec_backend_tfhe::{compile, CompileOptions, Compiled};
 use fhec_ir::module::Module;
 use fhec_ir::text::split_cases;
 use fhec_ir::{parse_module, verify, Function, OpKind, Tensor};
-use fhec_passes::params::{self, NoiseDag, PError};
 use fhec_runtime::{exec, ClearTensor, ClientKeys, ParamSet, Progress, ServerKeys};
 use ndarray::{ArrayD, IxDyn};
 

@@ -1,9 +1,9 @@
 //! Validates the noise model: ~10^4 bootstraps at a deliberately high failure probability, the
-//! observed error rate compared with the prediction of `fhec_passes::params` (tfhe-rs noise
+//! observed error rate compared with the prediction of `fhec_backend_tfhe::params` (tfhe-rs noise
 //! formulas, secure parameters). A wrong variance formula, a missing noise term or the wrong
 //! modulus switch shows up here as a rate off by a large factor.
 
-use fhec_passes::params::{self, Constraint, NoiseDag, PError, Variances};
+use fhec_backend_tfhe::params::{self, Constraint, NoiseDag, PError, Variances};
 use fhec_runtime::program::{encode, Instr, Origin, Port, Program, Table};
 use fhec_runtime::{exec, ClearTensor, ClientKeys, Progress};
 use fhec_tests::Rng;

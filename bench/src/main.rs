@@ -145,7 +145,7 @@ fn ek_size(p: &fhec_runtime::ParamSet) -> usize {
 }
 
 /// Times keyswitch and blind rotation (single, batched) at the parameters the search picks for
-/// each precision, next to the cost model's estimate: data to fit `fhec_passes::params::cost`.
+/// each precision, next to the cost model's estimate: data to fit `fhec_backend_tfhe::params::cost`.
 fn calibrate(args: &[String]) -> anyhow::Result<()> {
     let min_p = arg(args, "--min-precision", 1.0)? as u32;
     let max_p = arg(args, "--max-precision", 6.0)? as u32;

@@ -4,11 +4,13 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{anyhow, Context};
-use fhec::backend::{compile as compile_module, text::print_program, CompileOptions};
+use std::sync::Arc;
+
+use fhec::backend::text::print_program;
 use fhec::io::{read_tensor_arg, tensor_to_json, write_atomic, write_atomic_private};
 use fhec::ir::{self, Tensor};
-use fhec::passes::params::PError;
-use fhec::runtime::{self, exec, io as rio, ClearTensor, ClientKeys, Program, Progress};
+use fhec::runtime::{self, io as rio, ClearTensor, Program, Progress};
+use fhec::{Client, CompileOptions, PError, Server};
 use ndarray::{ArrayD, IxDyn};
 
 use crate::{display_name, read_source, render_all, Failure, Rendered};
@@ -40,7 +42,7 @@ fn load_program(path: &str) -> anyhow::Result<Program> {
     rio::program_from_bytes(&bytes).map_err(|e| anyhow!("{path}: {e}"))
 }
 
-fn load_client_keys(path: &str, program: &Program) -> anyhow::Result<ClientKeys> {
+fn load_client(path: &str, program: Program) -> anyhow::Result<Client> {
     let bytes = read_file(path, "client keys")?;
     let k = rio::client_keys_from_bytes(&bytes).map_err(|e| anyhow!("{path}: {e}"))?;
     if k.params() != &program.params {
@@ -48,7 +50,7 @@ fn load_client_keys(path: &str, program: &Program) -> anyhow::Result<ClientKeys>
             "{path}: these keys are for other parameters than the program (run `fhec keygen` for it)"
         ));
     }
-    Ok(k)
+    Client::from_keys(Arc::new(program), k).map_err(|e| anyhow!("{path}: {e}"))
 }
 
 fn write(path: &str, bytes: &[u8]) -> anyhow::Result<()> {
@@ -79,14 +81,7 @@ pub(crate) fn compile(file: &str, output: &str, a: CompileArgs<'_>) -> Result<()
     } = a;
     let src = read_source(file)?;
     let render = |diags: &[ir::Diagnostic]| Failure::Rendered(Rendered(render_all(diags, file, &src)));
-    let mut m = ir::parse_module(&src).map_err(|d| render(&[d]))?;
-    ir::verify(&m).map_err(|d| render(&d))?;
-    let pipeline = pipeline.unwrap_or(fhec::passes::manager::DEFAULT_PIPELINE);
-    if pipeline != "none" && !pipeline.trim().is_empty() {
-        let mut ctx = fhec::passes::manager::PassContext::default();
-        fhec::passes::manager::run_text(&mut m, pipeline, &mut ctx).map_err(|d| render(&[d]))?;
-    }
-    let proof = ir::verify(&m).map_err(|d| render(&d))?;
+    let m = ir::parse_module(&src).map_err(|d| render(&[d]))?;
     let p_error = match (p_error, global) {
         (Some(p), _) => PError::PerLookup(parse_probability(p)?),
         (None, Some(g)) => PError::Global(parse_probability(g)?),
@@ -98,41 +93,60 @@ pub(crate) fn compile(file: &str, output: &str, a: CompileArgs<'_>) -> Result<()
     };
     let opts = CompileOptions {
         p_error,
+        pipeline: pipeline.map(str::to_string),
         function: function.map(|f| f.trim_start_matches('@').to_string()),
         params,
+        source: Some(src.clone()),
     };
     let t0 = Instant::now();
-    let c = compile_module(&proof, &opts, Some(&src)).map_err(|d| render(&[d]))?;
-    let bytes = rio::program_to_bytes(&c.program).map_err(|e| anyhow!("{e}"))?;
+    let c = fhec::compile(m, &opts).map_err(|e| {
+        if e.diagnostics().is_empty() {
+            Failure::Other(anyhow!("{e}"))
+        } else {
+            render(e.diagnostics())
+        }
+    })?;
+    let bytes = c.program_bytes().map_err(|e| anyhow!("{e}"))?;
     write(output, &bytes)?;
+    let program = c.program();
     if emit {
-        print!("{}", print_program(&c.program));
+        print!("{}", print_program(program));
     }
-    let n = &c.program.noise;
+    let n = &program.noise;
     eprintln!(
         "compiled {} in {:.2} s: {} lookups, parameters {}, p_error 2^{:.1} per lookup (worst), estimated {:.3} s per run; wrote {output}",
         display_name(file),
         t0.elapsed().as_secs_f64(),
-        c.program.pbs_count(),
-        c.program.params_summary(),
+        program.pbs_count(),
+        program.params_summary(),
         n.log2_p_error_worst_lookup,
         n.estimated_seconds
     );
     Ok(())
 }
 
-pub(crate) fn keygen(program: &str, client: &str, eval: &str) -> Result<(), Failure> {
+pub(crate) fn keygen(program: &str, client: &str, eval: &str, force: bool) -> Result<(), Failure> {
+    if !force {
+        if let Some(existing) = [client, eval].into_iter().find(|f| Path::new(f).exists()) {
+            return Err(anyhow!(
+                "{existing} exists: new keys would make ciphertexts under the old ones undecryptable; \
+                 remove it, write elsewhere (--client-keys, --eval-keys) or pass --force"
+            )
+            .into());
+        }
+    }
     let p = load_program(program)?;
     let progress = Progress::stderr();
     let t0 = Instant::now();
-    let ck = ClientKeys::generate(&p.params).map_err(|e| anyhow!("{e}"))?;
-    let ek = ck.evaluation_keys_for(&p, &progress);
+    let c = Client::keygen(Arc::new(p)).map_err(|e| anyhow!("{e}"))?;
+    let ek = c.evaluation_keys(&progress);
     let secs = t0.elapsed().as_secs_f64();
-    let secret = rio::client_keys_to_bytes(&ck).map_err(|e| anyhow!("{e}"))?;
+    let secret = c.secret_keys_bytes().map_err(|e| anyhow!("{e}"))?;
     write_atomic_private(Path::new(client), &secret).map_err(|e| anyhow!("{e}"))?;
     write(eval, &rio::evaluation_keys_to_bytes(&ek).map_err(|e| anyhow!("{e}"))?)?;
     eprintln!(
-        "generated keys in {secs:.2} s: secret keys → {client} (keep private), evaluation keys ({}) → {eval}",
+        "generated keys {:016x} in {secs:.2} s: secret keys → {client} (keep private), evaluation keys ({}) → {eval}",
+        c.key_id(),
         mb(ek.size_bytes())
     );
     Ok(())
@@ -228,10 +242,10 @@ pub(crate) fn encrypt(
     output: &str,
     batch: bool,
 ) -> Result<(), Failure> {
-    let p = load_program(program)?;
-    let ck = load_client_keys(client, &p)?;
-    let samples = split_batch(&p, collect_inputs(&p, inputs, batch)?, batch)?;
-    let cts = ck.encrypt(&p, &samples).map_err(|e| anyhow!("{e}"))?;
+    let c = load_client(client, load_program(program)?)?;
+    let p = c.program();
+    let samples = split_batch(p, collect_inputs(p, inputs, batch)?, batch)?;
+    let cts = c.encrypt(&samples).map_err(|e| anyhow!("{e}"))?;
     write(output, &rio::ciphertexts_to_bytes(&cts).map_err(|e| anyhow!("{e}"))?)?;
     let clear: Vec<&str> = p.inputs.iter().filter(|i| i.clear).map(|i| i.name.as_str()).collect();
     let clear = if clear.is_empty() {
@@ -259,16 +273,17 @@ pub(crate) fn run(program: &str, input: &str, eval: &str, output: &str) -> Resul
     let cts = rio::ciphertexts_from_bytes(&read_file(input, "ciphertexts")?).map_err(|e| anyhow!("{input}: {e}"))?;
     cts.check(&p, runtime::Direction::Inputs)
         .map_err(|e| anyhow!("{input}: {e}"))?;
+    let lookups = p.pbs_count();
     let t0 = Instant::now();
-    let sk = ek.expand(&progress).map_err(|e| anyhow!("{e}"))?;
+    let server = Server::new(Arc::new(p), ek, &progress).map_err(|e| anyhow!("{eval}: {e}"))?;
     let t_keys = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    let out = exec::run(&p, &sk, cts, &progress, None).map_err(|e| anyhow!("{e}"))?;
+    let out = server.run(cts, &progress, None).map_err(|e| anyhow!("{e}"))?;
     let t_run = t1.elapsed().as_secs_f64();
     write(output, &rio::ciphertexts_to_bytes(&out).map_err(|e| anyhow!("{e}"))?)?;
     eprintln!(
         "ran {} lookups in {t_run:.2} s (key expansion {t_keys:.2} s) → {output}",
-        p.pbs_count() * out.samples()
+        lookups * out.samples()
     );
     Ok(())
 }
@@ -287,10 +302,9 @@ fn print_outputs(outputs: &[ClearTensor]) -> anyhow::Result<()> {
 }
 
 pub(crate) fn decrypt(program: &str, input: &str, client: &str) -> Result<(), Failure> {
-    let p = load_program(program)?;
-    let ck = load_client_keys(client, &p)?;
+    let c = load_client(client, load_program(program)?)?;
     let cts = rio::ciphertexts_from_bytes(&read_file(input, "ciphertexts")?).map_err(|e| anyhow!("{input}: {e}"))?;
-    let out = ck.decrypt(&p, &cts).map_err(|e| anyhow!("{input}: {e}"))?;
+    let out = c.decrypt(&cts).map_err(|e| anyhow!("{input}: {e}"))?;
     for sample in &out {
         print_outputs(sample)?;
     }

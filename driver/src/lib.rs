@@ -1,14 +1,30 @@
-//! `fhec`: the stable library facade of the fhec toolchain and the home of the `fhec` CLI.
+//! `fhec`: the facade of the fhec toolchain and the home of the `fhec` CLI.
 //!
-//! Embedders use this crate: [`ir`] (the `fhe` dialect: types, text format, verifier, clear interpreter),
-//! [`backend`] (lowering to a TFHE program and parameter selection), [`passes`] (parameter search and,
-//! later, the pass pipeline), [`runtime`] (keys, encryption, execution, file formats) and [`io`] (integer
-//! tensors as `.npy` and JSON, atomic file writes).
+//! * [`compile`]: the one compile pipeline (verify → passes → verify → lowering → parameter search);
+//!   every frontend's module goes through it. [`compile_traced`] for the tracing DSL.
+//! * [`Circuit`], [`Client`], [`Server`]: what compilation gives, and the two roles — a client holds
+//!   secret keys (keygen, encrypt, decrypt, evaluation keys as bytes), a server is built from a
+//!   program and evaluation keys and can only run.
+//! * [`Error`]: one error type with a matchable [`ErrorKind`].
+//!
+//! The crates behind it are re-exported for embedders: [`ir`] (the `fhe` dialect: types, text
+//! format, verifier, clear interpreter), [`trace`] and [`trees`] (frontends: they build modules),
+//! [`passes`], [`backend`] (lowering, parameter search), [`runtime`] (keys, encryption, execution,
+//! file formats) and [`io`] (integer tensors as `.npy` and JSON, atomic file writes).
 
 pub use fhec_backend_tfhe as backend;
 pub use fhec_ir as ir;
 pub use fhec_passes as passes;
 pub use fhec_runtime as runtime;
+pub use fhec_trace as trace;
 pub use fhec_trees as trees;
 
+mod circuit;
+mod compile;
+mod error;
 pub mod io;
+
+pub use backend::params::PError;
+pub use circuit::{from_clear, to_clear, Circuit, Client, Server};
+pub use compile::{compile, compile_traced, CompileOptions};
+pub use error::{Error, ErrorKind};

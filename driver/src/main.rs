@@ -116,6 +116,10 @@ enum Command {
         /// Where to write the evaluation keys (compressed; send them to the server).
         #[arg(long, default_value = "eval.keys")]
         eval_keys: String,
+        /// Replace key files that exist (by default keygen refuses: old ciphertexts would no longer
+        /// decrypt).
+        #[arg(long)]
+        force: bool,
     },
     /// Encrypt inputs of a compiled program with the client keys.
     Encrypt {
@@ -420,7 +424,8 @@ fn main() -> ExitCode {
             program,
             client_keys,
             eval_keys,
-        } => fhe::keygen(program, client_keys, eval_keys),
+            force,
+        } => fhe::keygen(program, client_keys, eval_keys, *force),
         Command::Encrypt {
             program,
             client_keys,

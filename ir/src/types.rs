@@ -211,6 +211,16 @@ pub fn shape_str(shape: &[usize]) -> String {
     format!("{shape:?}")
 }
 
+/// The smallest clear integer type (signed `iN` if any value is negative, else `uiN`) holding `data`.
+pub fn clear_type_for(data: &crate::Tensor) -> Type {
+    let lo = data.iter().copied().min().unwrap_or(0) as i128;
+    let hi = data.iter().copied().max().unwrap_or(0) as i128;
+    let signed = lo < 0;
+    let w = width_for(lo, hi, signed);
+    let elem = if signed { ElemType::Int(w) } else { ElemType::UInt(w) };
+    Type::new(elem, data.shape().to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,8 @@
-//! fhec passes: the pass manager and the passes on the `fhe` dialect, and TFHE parameter selection.
+//! fhec passes: the pass manager and the passes on the `fhe` dialect.
 //!
 //! * [`manager`]: the [`manager::Pass`] trait, the registry, pipeline strings, verification, statistics.
 //! * [`rewrite`]: rebuilding functions op by op.
 //! * [`canonicalize`], [`bitwidth`]: the passes.
-//! * [`params`]: the noise model and the parameter search (used by the backend).
 //!
 //! See `docs/passes.md`.
 
@@ -11,7 +10,6 @@ pub mod bitwidth;
 pub mod canonicalize;
 pub mod lut_fusion;
 pub mod manager;
-pub mod params;
 pub mod range;
 pub mod rewrite;
 pub mod round_insertion;

@@ -8,7 +8,7 @@
 
 use fhec_ir::attr::{Attribute, Dense};
 use fhec_ir::module::{Function, OpData};
-use fhec_ir::{Diagnostic, ElemType, FunctionBuilder, OpKind, Tensor, Type, ValueId};
+use fhec_ir::{Diagnostic, FunctionBuilder, OpKind, Tensor, Type, ValueId};
 
 pub struct Rebuild<'f> {
     pub old: &'f Function,
@@ -169,12 +169,4 @@ pub fn live_ops(f: &Function) -> Vec<bool> {
     live_op
 }
 
-/// The smallest clear integer type (signed `iN` if any value is negative, else `uiN`) holding `data`.
-pub fn clear_type_for(data: &Tensor) -> Type {
-    let lo = data.iter().copied().min().unwrap_or(0) as i128;
-    let hi = data.iter().copied().max().unwrap_or(0) as i128;
-    let signed = lo < 0;
-    let w = fhec_ir::types::width_for(lo, hi, signed);
-    let elem = if signed { ElemType::Int(w) } else { ElemType::UInt(w) };
-    Type::new(elem, data.shape().to_vec())
-}
+pub use fhec_ir::types::clear_type_for;

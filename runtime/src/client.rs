@@ -21,12 +21,12 @@ fn check_program_params(keys: &ClientKeys, program: &Program) -> Result<(), Runt
 /// Checks the number of inputs of each sample and encodes them, sample-major per port.
 fn encode_batch(program: &Program, samples: &[Vec<ClearTensor>]) -> Result<Vec<Vec<u64>>, RuntimeError> {
     if samples.is_empty() {
-        return Err(RuntimeError::Input("no samples to encrypt".into()));
+        return Err(RuntimeError::Shape("no samples to encrypt".into()));
     }
     let mut per_port: Vec<Vec<u64>> = vec![Vec::new(); program.inputs.len()];
     for (s, inputs) in samples.iter().enumerate() {
         if inputs.len() != program.inputs.len() {
-            return Err(RuntimeError::Input(format!(
+            return Err(RuntimeError::Shape(format!(
                 "sample {s} has {} inputs, the program takes {} ({})",
                 inputs.len(),
                 program.inputs.len(),
@@ -111,6 +111,7 @@ impl ClientKeys {
         }
         Ok(Ciphertexts {
             program: program.fingerprint(),
+            key_id: self.key_id,
             direction: Direction::Inputs,
             samples: samples.len(),
             lwe_size: p.big_lwe_dimension() + 1,
@@ -122,6 +123,13 @@ impl ClientKeys {
     pub fn decrypt(&self, program: &Program, outputs: &Ciphertexts) -> Result<Vec<Vec<ClearTensor>>, RuntimeError> {
         check_program_params(self, program)?;
         outputs.check(program, Direction::Outputs)?;
+        if outputs.key_id != self.key_id {
+            return Err(RuntimeError::KeyMismatch(format!(
+                "these results were computed under other keys (key id {:016x}) than the secret keys given (key id {:016x}): \
+                 decrypt them with the client that encrypted the inputs",
+                outputs.key_id, self.key_id
+            )));
+        }
         let key = self.big_key();
         let mut result: Vec<Vec<ClearTensor>> = vec![Vec::new(); outputs.samples];
         for (port, t) in program.outputs.iter().zip(&outputs.tensors) {

@@ -328,7 +328,15 @@ pub fn check_run(program: &Program, keys: &ServerKeys, inputs: &Ciphertexts) -> 
             keys.params.polynomial_size()
         )));
     }
-    inputs.check(program, Direction::Inputs)
+    inputs.check(program, Direction::Inputs)?;
+    if inputs.key_id != keys.key_id {
+        return Err(RuntimeError::KeyMismatch(format!(
+            "these ciphertexts are encrypted under other keys (key id {:016x}) than the evaluation keys (key id {:016x}): \
+             upload the evaluation keys of the client that encrypted them",
+            inputs.key_id, keys.key_id
+        )));
+    }
+    Ok(())
 }
 
 /// Most samples per chunk: a chunk's slot memory is allocated once and reused, so a large batch does
@@ -437,6 +445,7 @@ pub fn run(
         .collect();
     Ok(Ciphertexts {
         program: program.fingerprint(),
+        key_id: keys.key_id,
         direction: Direction::Outputs,
         samples,
         lwe_size: l,

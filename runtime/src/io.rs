@@ -26,7 +26,7 @@ use crate::RuntimeError;
 
 const MAGIC: &[u8; 4] = b"FHEC";
 /// Version of the payload layout; bump on any change of the serialised types.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 const HEADER: usize = 7;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

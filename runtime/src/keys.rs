@@ -29,6 +29,8 @@ impl tfhe::named::Named for EvaluationKeys {
 #[versionize(ClientKeysVersions)]
 pub struct ClientKeys {
     pub(crate) params: ParamSet,
+    /// A random identifier of this keygen, copied into the evaluation keys and every ciphertext.
+    pub(crate) key_id: u64,
     pub(crate) small: LweSecretKeyOwned<u64>,
     pub(crate) glwe: GlweSecretKeyOwned<u64>,
 }
@@ -38,6 +40,8 @@ pub struct ClientKeys {
 #[versionize(EvaluationKeysVersions)]
 pub struct EvaluationKeys {
     pub(crate) params: ParamSet,
+    /// The [`ClientKeys`] they were generated from.
+    pub(crate) key_id: u64,
     /// Absent for programs without table lookups.
     pub(crate) bsk: Option<SeededLweBootstrapKeyOwned<u64>>,
     pub(crate) ksk: Option<SeededLweKeyswitchKeyOwned<u64>>,
@@ -55,6 +59,7 @@ impl tfhe::named::Named for ClientKeys {
 /// Expanded evaluation keys, ready to compute with. Server side.
 pub struct ServerKeys {
     pub(crate) params: ParamSet,
+    pub(crate) key_id: u64,
     pub(crate) bootstrap: Option<Bootstrap>,
 }
 
@@ -96,8 +101,11 @@ impl ClientKeys {
             PolynomialSize(params.polynomial_size()),
             &mut secret,
         );
+        // the id is public (it names the keys, it hides nothing): 64 bits from the same entropy source
+        let key_id = (seeder.seed().0 as u64).max(1);
         ClientKeys {
             params: *params,
+            key_id,
             small,
             glwe,
         }
@@ -107,12 +115,18 @@ impl ClientKeys {
         &self.params
     }
 
+    /// The random identifier of this keygen (public): evaluation keys and ciphertexts carry it.
+    pub fn key_id(&self) -> u64 {
+        self.key_id
+    }
+
     /// Generates the (compressed) evaluation keys a program needs: none when it has no table
     /// lookup, else the bootstrap and keyswitch keys.
     pub fn evaluation_keys_for(&self, program: &crate::Program, progress: &Progress) -> EvaluationKeys {
         if program.pbs_count() == 0 {
             EvaluationKeys {
                 params: self.params,
+                key_id: self.key_id,
                 bsk: None,
                 ksk: None,
             }
@@ -153,6 +167,7 @@ impl ClientKeys {
         progress.finish();
         EvaluationKeys {
             params: *p,
+            key_id: self.key_id,
             bsk: Some(bsk),
             ksk: Some(ksk),
         }
@@ -167,6 +182,11 @@ impl ClientKeys {
 impl EvaluationKeys {
     pub fn params(&self) -> &ParamSet {
         &self.params
+    }
+
+    /// The id of the secret keys these were generated from.
+    pub fn key_id(&self) -> u64 {
+        self.key_id
     }
 
     /// Checks that the key material has the shapes its parameters promise (a file for other
@@ -220,9 +240,11 @@ impl EvaluationKeys {
     pub fn expand(self, progress: &Progress) -> Result<ServerKeys, RuntimeError> {
         self.check()?;
         let params = self.params;
+        let key_id = self.key_id;
         let (Some(ksk), Some(bsk)) = (self.ksk, self.bsk) else {
             return Ok(ServerKeys {
                 params,
+                key_id,
                 bootstrap: None,
             });
         };
@@ -240,6 +262,7 @@ impl EvaluationKeys {
         progress.finish();
         Ok(ServerKeys {
             params,
+            key_id,
             bootstrap: Some(Bootstrap { bsk, ksk }),
         })
     }
@@ -248,6 +271,11 @@ impl EvaluationKeys {
 impl ServerKeys {
     pub fn params(&self) -> &ParamSet {
         &self.params
+    }
+
+    /// The id of the secret keys these evaluation keys were generated from.
+    pub fn key_id(&self) -> u64 {
+        self.key_id
     }
 
     /// Size of the expanded keys in bytes.

@@ -35,8 +35,15 @@ pub enum RuntimeError {
     Format(String),
     #[error("{0}")]
     Mismatch(String),
+    /// Ciphertexts, evaluation keys or secret keys from different keygens.
     #[error("{0}")]
-    Input(String),
+    KeyMismatch(String),
+    /// Inputs of the wrong shape or number.
+    #[error("{0}")]
+    Shape(String),
+    /// An input value outside the range its port accepts.
+    #[error("{0}")]
+    Range(String),
     #[error("cancelled")]
     Cancelled,
 }

@@ -269,6 +269,7 @@ fn clear_values_are_checked_on_the_server() {
     let p = clear_program();
     let cts = |w: Vec<i64>, samples: usize| Ciphertexts {
         program: p.fingerprint(),
+        key_id: 1,
         direction: Direction::Inputs,
         samples,
         lwe_size: p.params.big_lwe_dimension() + 1,
@@ -346,4 +347,42 @@ fn batched_keyswitch_equals_tfhe_rs() {
         crate::exec::keyswitch_batch_impl(ksk, &inputs, &mut got, big_len, small_len);
         assert!(got == want, "portable keyswitch, batch of {count}");
     }
+}
+
+/// Keys carry a random id: ciphertexts run only with the evaluation keys of the keygen that
+/// encrypted them, and results decrypt only with its secret keys; anything else is a clear error.
+#[test]
+fn keys_of_another_keygen_are_refused() {
+    use crate::{exec, ClearTensor, ClientKeys, Progress, RuntimeError};
+    let p = clear_program();
+    let silent = Progress::silent();
+    let a = ClientKeys::generate(&p.params).unwrap();
+    let b = ClientKeys::generate(&p.params).unwrap();
+    assert_ne!(a.key_id(), b.key_id());
+    let server_a = a.evaluation_keys_for(&p, &silent).expand(&silent).unwrap();
+    let server_b = b.evaluation_keys_for(&p, &silent).expand(&silent).unwrap();
+    assert_eq!(server_a.key_id(), a.key_id());
+    let sample = vec![
+        ClearTensor::new(vec![2], vec![3, 5]).unwrap(),
+        ClearTensor::new(vec![2], vec![-2, 1]).unwrap(),
+    ];
+    let run = |keys| {
+        exec::run(
+            &p,
+            keys,
+            a.encrypt(&p, std::slice::from_ref(&sample)).unwrap(),
+            &silent,
+            None,
+        )
+    };
+    let e = run(&server_b).err().unwrap();
+    assert!(
+        matches!(e, RuntimeError::KeyMismatch(_)) && e.to_string().contains("other keys"),
+        "{e}"
+    );
+    let out = run(&server_a).unwrap();
+    assert_eq!(out.key_id(), a.key_id());
+    assert_eq!(a.decrypt(&p, &out).unwrap(), p.simulate(&[sample]).unwrap());
+    let e = b.decrypt(&p, &out).err().unwrap();
+    assert!(matches!(e, RuntimeError::KeyMismatch(_)), "{e}");
 }

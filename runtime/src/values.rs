@@ -18,7 +18,7 @@ pub struct ClearTensor {
 impl ClearTensor {
     pub fn new(shape: Vec<usize>, values: Vec<i64>) -> Result<ClearTensor, RuntimeError> {
         if shape.iter().product::<usize>() != values.len() {
-            return Err(RuntimeError::Input(format!(
+            return Err(RuntimeError::Shape(format!(
                 "{} values do not fill shape {:?}",
                 values.len(),
                 shape
@@ -139,6 +139,8 @@ pub enum DirectionVersions {
 pub struct Ciphertexts {
     /// [`Program::fingerprint`] of the program they belong to.
     pub(crate) program: u64,
+    /// The key id of the keys they are encrypted under ([`crate::ClientKeys::key_id`]).
+    pub(crate) key_id: u64,
     pub(crate) direction: Direction,
     pub(crate) samples: usize,
     pub(crate) lwe_size: usize,
@@ -160,6 +162,10 @@ impl Ciphertexts {
     }
     pub fn direction(&self) -> Direction {
         self.direction
+    }
+    /// The id of the keys these ciphertexts are encrypted under.
+    pub fn key_id(&self) -> u64 {
+        self.key_id
     }
     pub fn size_bytes(&self) -> usize {
         self.tensors
@@ -284,7 +290,7 @@ impl Ciphertexts {
 /// Checks a clear input against its port and encodes it.
 pub(crate) fn encode_input(port: &Port, t: &ClearTensor, sample: usize) -> Result<Vec<u64>, RuntimeError> {
     if t.shape != port.shape {
-        return Err(RuntimeError::Input(format!(
+        return Err(RuntimeError::Shape(format!(
             "input `{}` (sample {sample}) has shape {:?}, the program expects {:?}",
             port.name, t.shape, port.shape
         )));
@@ -295,7 +301,7 @@ pub(crate) fn encode_input(port: &Port, t: &ClearTensor, sample: usize) -> Resul
         .enumerate()
         .map(|(i, &v)| {
             if v < lo || v > hi {
-                Err(RuntimeError::Input(format!(
+                Err(RuntimeError::Range(format!(
                     "input `{}` (sample {sample}) element {i} is {v}, outside the range [{lo}, {hi}] of its type ({}{} bits)",
                     port.name,
                     if port.signed { "signed, " } else { "" },

@@ -1,17 +1,18 @@
 //! fhec backend: a verified `fhe` module → a TFHE [`Program`] with parameters chosen for it.
 //!
 //! [`compile`] = [`lower::lower_function`] (element-level linear combinations and lookups, exact
-//! noise weights) → [`fhec_passes::params::search`] (cheapest secure parameters meeting the
+//! noise weights) → [`params::search`] (cheapest secure parameters meeting the
 //! failure-probability target) → [`Program`]. [`text`] prints the lowered program as the `tfhe`
 //! dialect. See `docs/crypto.md`.
 
 pub mod lower;
+pub mod params;
 pub mod text;
 
 use fhec_ir::{Diagnostic, Verified};
-use fhec_passes::params::{self, NoiseDag, PError, Solution};
 use fhec_runtime::program::{Instr, NoiseReport, Program};
 use fhec_runtime::ParamSet;
+use params::{NoiseDag, PError, Solution};
 
 /// Options of [`compile`].
 #[derive(Clone, Debug, Default)]

@@ -23,11 +23,11 @@
 
 use std::collections::HashMap;
 
+use crate::params::Constraint;
 use fhec_ir::module::{Function, ValueDef};
 use fhec_ir::ops::pool_window;
 use fhec_ir::types::width_for;
 use fhec_ir::{Diagnostic, ElemType, NoiseClass, OpKind, Tensor, Type, ValueId};
-use fhec_passes::params::Constraint;
 use fhec_runtime::program::{encode, Instr, Origin, Port, Table, MAX_CLEAR_WIDTH, MAX_PBS_PRECISION};
 use ndarray::{ArrayD, IxDyn};
 

@@ -10,6 +10,7 @@ Every estimator takes the parameters of its scikit-learn namesake plus ``n_bits`
 ``docs/python.md``.
 """
 
+from ._base import Decrypted
 from ._linear import (
     ESTIMATORS,
     ElasticNet,
@@ -69,6 +70,7 @@ __all__ = [
     "ESTIMATORS",
     "InputRangeWarning",
     "NotCompiledError",
+    "Decrypted",
     "load",
     "loads",
 ]

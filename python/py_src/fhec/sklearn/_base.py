@@ -15,7 +15,7 @@ import sklearn
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .. import FhecError
+from .. import Client, FhecError, Server
 
 FHE_MODES = ("disable", "simulate", "execute")
 FORMAT = "fhec.sklearn"
@@ -24,6 +24,18 @@ FORMAT_VERSION = 1
 
 class NotCompiledError(FhecError):
     """``predict(..., fhe="simulate"|"execute")`` before ``compile``."""
+
+
+class Decrypted:
+    """The integer outputs of a compiled model for a batch, decrypted by the client
+    (:meth:`FheModel.decrypt`). Pass it to ``predict`` / ``predict_proba`` / ``decision_function`` in place
+    of ``X``: the model applies its client-side post-processing (dequantisation, link, argmax)."""
+
+    def __init__(self, outputs: np.ndarray):
+        self.outputs = outputs
+
+    def __len__(self) -> int:
+        return int(self.outputs.shape[0])
 
 
 def check_mode(fhe: str) -> str:
@@ -108,14 +120,41 @@ class FheModel(BaseEstimator):
             return X
         return validate_data(self, X, reset=False, dtype=np.float64)
 
-    def _run(self, rows: np.ndarray, fhe: str) -> np.ndarray:
-        """The compiled program on integer rows (one sample each): simulated or encrypted."""
+    def _compiled(self, what: str) -> Any:
         circuit = getattr(self, "fhe_circuit", None)
         if circuit is None:
-            raise NotCompiledError(f'call compile(X) before predicting with fhe="{fhe}"')
+            raise NotCompiledError(f"call compile(X) before {what}")
+        return circuit
+
+    def _run(self, rows: np.ndarray, fhe: str) -> np.ndarray:
+        """The compiled program on integer rows (one sample each): simulated or encrypted."""
+        circuit = self._compiled(f'predicting with fhe="{fhe}"')
         samples = [rows[i : i + 1] for i in range(rows.shape[0])]
         out = circuit.simulate_batch(samples) if fhe == "simulate" else circuit.run_batch(samples)
         return np.concatenate(out, axis=0)
+
+    # -- client / server --------------------------------------------------------------------------
+
+    def client(self) -> Client:
+        """The client of the compiled model: it holds the secret keys (generated on first use)."""
+        return self._compiled("client()").client()
+
+    def server(self) -> Server:
+        """A server of the compiled model for this client's keys. A server elsewhere is built from bytes
+        alone: ``fhec.Server(model.fhe_circuit.program_bytes(), model.client().evaluation_keys())``."""
+        return self._compiled("server()").server()
+
+    def encrypt(self, X: Any) -> bytes:
+        """Client: quantises (and encodes) ``X`` and encrypts it, one sample per row; an fhec ciphertext
+        file for ``Server.run``."""
+        rows = self._encode(X)
+        return self.client().encrypt_batch([rows[i : i + 1] for i in range(rows.shape[0])])
+
+    def decrypt(self, encrypted: bytes) -> Decrypted:
+        """Client: decrypts a server's results; pass them to ``predict`` (or ``predict_proba``,
+        ``decision_function``) in place of ``X``."""
+        out = self.client().decrypt_batch(encrypted)
+        return Decrypted(np.concatenate(out, axis=0))
 
     # -- persistence ------------------------------------------------------------------------------
 

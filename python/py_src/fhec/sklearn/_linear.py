@@ -26,7 +26,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import Circuit, CompileError, FhecError, compiler
-from ._base import FORMAT, FORMAT_VERSION, FheModel, NotCompiledError, check_mode
+from ._base import FORMAT, FORMAT_VERSION, Decrypted, FheModel, NotCompiledError, check_mode
 from ._quant import InputQuantizer, QuantizedLinear, parse_n_bits
 
 class _LinearModel(FheModel):
@@ -82,7 +82,12 @@ class _LinearModel(FheModel):
         check_is_fitted(self, "quantized_")
         return self.quantized_.inputs.quantize(self._validate(X))
 
+    def _encode(self, X: Any) -> np.ndarray:
+        return self.quantize_input(X)
+
     def _accumulate(self, X: Any, fhe: str) -> np.ndarray:
+        if isinstance(X, Decrypted):
+            return X.outputs
         check_mode(fhe)
         q = self.quantize_input(X)
         if fhe == "disable":

@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .. import Circuit, FhecError
 from .._fhec import trees_compile, trees_import, trees_quantize
 from . import _linear
-from ._base import FheModel, check_mode
+from ._base import Decrypted, FheModel, check_mode
 from ._linear import _make
 from ._quant import InputQuantizer
 
@@ -244,7 +244,12 @@ class _TreeModel(FheModel):
         """The thermometer bits the client encrypts, one row per sample."""
         return self._model.thermometer(self.quantize_input(X))
 
+    def _encode(self, X: Any) -> np.ndarray:
+        return self.encode_input(X)
+
     def _scores(self, X: Any, fhe: str) -> np.ndarray:
+        if isinstance(X, Decrypted):
+            return X.outputs
         check_mode(fhe)
         qx = self.quantize_input(X)
         if fhe == "disable":

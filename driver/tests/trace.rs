@@ -1,7 +1,8 @@
 //! The tracing DSL: compiled circuits compute what the traced numpy-like program computes —
 //! simulated, and encrypted with real keys.
 
-use fhec_trace::{CompileOptions, Tracer};
+use fhec::trace::Tracer;
+use fhec::{compile_traced, CompileOptions};
 use ndarray::{arr2, ArrayD, IxDyn};
 
 fn rng(seed: &mut u64) -> u64 {
@@ -29,13 +30,13 @@ fn mlp_layer_traced_compiled_and_run_encrypted() {
     let y = (&h * 2).gt(3);
     let mut seed = 7u64;
     let inputset: Vec<Vec<ArrayD<i64>>> = (0..40).map(|_| vec![sample(&mut seed, &[1, 4], 0, 15)]).collect();
-    let mut c = t
-        .compile(&[h.clone(), y], &inputset, &CompileOptions::default())
-        .unwrap();
+    let outs = [h.clone(), y];
+    let mut c = compile_traced(&outs, &inputset, &CompileOptions::default()).unwrap();
     assert!(c.ir().contains("fhe.round") && c.ir().contains("fhe.lut"), "{}", c.ir());
-    // simulation == the traced computation, on every input set sample
+    // simulation == the module's interpreter == the traced computation, on every input set sample
     for s in &inputset {
         assert_eq!(c.simulate(s).unwrap(), c.eval_clear(s).unwrap(), "{:?}", s);
+        assert_eq!(c.eval_clear(s).unwrap(), t.eval(&outs, s).unwrap(), "{:?}", s);
     }
     // encrypted, as one batch
     let batch: Vec<Vec<ArrayD<i64>>> = inputset[..6].to_vec();
@@ -58,7 +59,7 @@ fn two_inputs_products_and_shapes() {
     let inputset: Vec<Vec<ArrayD<i64>>> = (0..30)
         .map(|_| vec![sample(&mut seed, &[2, 3], 0, 3), sample(&mut seed, &[2, 3], 0, 2)])
         .collect();
-    let mut c = t.compile(&[z, u], &inputset, &CompileOptions::default()).unwrap();
+    let mut c = compile_traced(&[z, u], &inputset, &CompileOptions::default()).unwrap();
     assert!(c.ir().contains("fhe.mul_eint"), "{}", c.ir());
     for s in &inputset {
         assert_eq!(c.simulate(s).unwrap(), c.eval_clear(s).unwrap());
@@ -76,8 +77,7 @@ fn errors_are_clear() {
     let x = t.input("x", &[2]);
     let y = (&x * 3000).relu();
     let inputset = vec![vec![ArrayD::from_shape_vec(IxDyn(&[2]), vec![0i64, 100]).unwrap()]];
-    let e = t
-        .compile(&[y], &inputset, &CompileOptions::default())
+    let e = compile_traced(&[y], &inputset, &CompileOptions::default())
         .err()
         .unwrap()
         .to_string();
@@ -86,22 +86,24 @@ fn errors_are_clear() {
     let t = Tracer::new();
     let x = t.input("x", &[2]);
     let y = x.relu();
-    assert!(t
-        .compile(std::slice::from_ref(&y), &[], &CompileOptions::default())
-        .err()
-        .unwrap()
-        .to_string()
-        .contains("empty"));
+    assert!(
+        compile_traced(std::slice::from_ref(&y), &[], &CompileOptions::default())
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("empty")
+    );
     let bad = vec![vec![ArrayD::from_shape_vec(IxDyn(&[3]), vec![0i64, 1, 2]).unwrap()]];
-    assert!(t
-        .compile(std::slice::from_ref(&y), &bad, &CompileOptions::default())
-        .err()
-        .unwrap()
-        .to_string()
-        .contains("shape"));
+    assert!(
+        compile_traced(std::slice::from_ref(&y), &bad, &CompileOptions::default())
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("shape")
+    );
     // an input outside the input set's range is refused at encryption
     let ok = vec![vec![ArrayD::from_shape_vec(IxDyn(&[2]), vec![0i64, 5]).unwrap()]];
-    let c = t.compile(&[y], &ok, &CompileOptions::default()).unwrap();
+    let c = compile_traced(&[y], &ok, &CompileOptions::default()).unwrap();
     let e = c
         .simulate(&[ArrayD::from_shape_vec(IxDyn(&[2]), vec![0i64, 9]).unwrap()])
         .err()
@@ -134,12 +136,14 @@ fn clear_inputs_change_per_call() {
             ]
         })
         .collect();
-    let mut c = t.compile(&[h, back], &inputset, &CompileOptions::default()).unwrap();
+    let outs = [h, back];
+    let mut c = compile_traced(&outs, &inputset, &CompileOptions::default()).unwrap();
     let ports: Vec<bool> = c.program().inputs.iter().map(|p| p.clear).collect();
     assert_eq!(ports, [false, true, true]);
     assert!(c.tfhe_ir().contains("tfhe.clear_linear"), "{}", c.tfhe_ir());
     for s in &inputset {
         assert_eq!(c.simulate(s).unwrap(), c.eval_clear(s).unwrap(), "{s:?}");
+        assert_eq!(c.eval_clear(s).unwrap(), t.eval(&outs, s).unwrap(), "{s:?}");
     }
     let batch: Vec<Vec<ArrayD<i64>>> = inputset[..4].to_vec();
     let got = c.encrypt_run_decrypt_batch(&batch).unwrap();
@@ -155,15 +159,13 @@ fn clear_inputs_change_per_call() {
         ArrayD::from_elem(IxDyn(&[2]), 1i64),
         ArrayD::from_elem(IxDyn(&[2]), 1i64),
     ]];
-    let e = t
-        .compile(std::slice::from_ref(&w), &one, &CompileOptions::default())
+    let e = compile_traced(std::slice::from_ref(&w), &one, &CompileOptions::default())
         .err()
         .unwrap()
         .to_string();
     assert!(e.contains("clear"), "{e}");
     let y = x.try_add(&(&w * 2)).unwrap();
-    let e = t
-        .compile(&[y], &one, &CompileOptions::default())
+    let e = compile_traced(&[y], &one, &CompileOptions::default())
         .err()
         .unwrap()
         .to_string();
@@ -192,7 +194,7 @@ fn slices_select_elements() {
     let inputset: Vec<Vec<ArrayD<i64>>> = (0..20)
         .map(|_| vec![sample(&mut seed, &[3, 4], 0, 7), sample(&mut seed, &[4], -4, 3)])
         .collect();
-    let mut circ = t.compile(&[a, c], &inputset, &CompileOptions::default()).unwrap();
+    let mut circ = compile_traced(&[a, c], &inputset, &CompileOptions::default()).unwrap();
     for s in &inputset {
         assert_eq!(circ.simulate(s).unwrap(), circ.eval_clear(s).unwrap(), "{s:?}");
     }
@@ -206,7 +208,7 @@ fn slices_select_elements() {
 /// signed), then a lookup on the whole: encrypted == simulated == traced.
 #[test]
 fn concatenation_of_mixed_values() {
-    use fhec_trace::Traced;
+    use fhec::trace::Traced;
     let t = Tracer::new();
     let x = t.input("x", &[2, 2]);
     let y = &x - 9; // signed, wider
@@ -225,7 +227,7 @@ fn concatenation_of_mixed_values() {
     let inputset: Vec<Vec<ArrayD<i64>>> = (0..20)
         .map(|_| vec![sample(&mut seed, &[2, 2], 0, 7), sample(&mut seed, &[2, 2], 0, 1)])
         .collect();
-    let mut circ = t.compile(&[c, out], &inputset, &CompileOptions::default()).unwrap();
+    let mut circ = compile_traced(&[c, out], &inputset, &CompileOptions::default()).unwrap();
     assert!(circ.ir().contains("fhe.concat"), "{}", circ.ir());
     for s in &inputset {
         assert_eq!(circ.simulate(s).unwrap(), circ.eval_clear(s).unwrap(), "{s:?}");

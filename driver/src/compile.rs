@@ -1,0 +1,66 @@
+//! The one compile pipeline: verify → pass pipeline → verify → lowering → parameter search.
+//!
+//! Every frontend hands its module here (the CLI after parsing, the tracing DSL, tree ensembles,
+//! the Python package); nothing else in the codebase runs passes and lowering in sequence.
+
+use fhec_backend_tfhe::params::PError;
+use fhec_ir::Module;
+use fhec_passes::manager::{run_text, PassContext, DEFAULT_PIPELINE};
+use fhec_runtime::ParamSet;
+
+use crate::circuit::Circuit;
+use crate::error::Error;
+
+/// Options of [`compile`].
+#[derive(Clone, Debug, Default)]
+pub struct CompileOptions {
+    /// Failure-probability target (default: 2^-40 per lookup).
+    pub p_error: PError,
+    /// Pass pipeline as text (`canonicalize,bitwidth`); `None`: the default pipeline; `"none"` or
+    /// empty: no passes.
+    pub pipeline: Option<String>,
+    /// The function to compile (default: `@main`, or the only function).
+    pub function: Option<String>,
+    /// Use this parameter set instead of searching (to reuse existing keys); compilation fails when
+    /// it does not meet `p_error` for every lookup.
+    pub params: Option<ParamSet>,
+    /// The module's source text, to locate ops in messages.
+    pub source: Option<String>,
+}
+
+/// Compiles a module: verification, the pass pipeline, verification again, lowering to a TFHE
+/// program and the parameter search. Inputs' ranges must be declared (`fhe.range`) or implied by
+/// their types. The circuit keeps the module as given: its clear interpreter is the reference.
+pub fn compile(module: Module, opts: &CompileOptions) -> Result<Circuit, Error> {
+    fhec_ir::verify(&module)?;
+    let mut m = module.clone();
+    let pipeline = opts.pipeline.as_deref().unwrap_or(DEFAULT_PIPELINE);
+    if pipeline != "none" && !pipeline.trim().is_empty() {
+        run_text(&mut m, pipeline, &mut PassContext::default())?;
+    }
+    let proof = fhec_ir::verify(&m)?;
+    let lopts = fhec_backend_tfhe::CompileOptions {
+        p_error: opts.p_error,
+        function: opts.function.clone(),
+        params: opts.params,
+    };
+    let compiled = fhec_backend_tfhe::compile(&proof, &lopts, opts.source.as_deref())?;
+    Ok(Circuit::new(module, m, compiled))
+}
+
+/// Traces `outputs` into a module calibrated on `inputset` ([`fhec_trace::Tracer::module`]) and
+/// compiles it.
+pub fn compile_traced(
+    outputs: &[fhec_trace::Traced],
+    inputset: &[Vec<fhec_ir::Tensor>],
+    opts: &CompileOptions,
+) -> Result<Circuit, Error> {
+    let Some(first) = outputs.first() else {
+        return Err(Error::new(
+            crate::ErrorKind::Shape,
+            "no outputs: return at least one value",
+        ));
+    };
+    let module = first.tracer().module(outputs, inputset)?;
+    compile(module, opts)
+}
