@@ -286,7 +286,7 @@ fn random_programs_run_encrypted() {
 /// lookup fusion, multi_lut grouping) runs encrypted and equals the original program's interpreter.
 #[test]
 fn default_pipeline_then_encrypted_equals_original() {
-    use fhec_passes::manager::{run_text, PassContext, DEFAULT_PIPELINE};
+    use fhec_passes::manager::{run_text, DEFAULT_PIPELINE};
     let params = shared_params();
     let mut fused = 0;
     for (i, (name, src)) in corpus().into_iter().enumerate() {
@@ -295,7 +295,7 @@ fn default_pipeline_then_encrypted_equals_original() {
             continue;
         }
         let mut opt = m.clone();
-        run_text(&mut opt, DEFAULT_PIPELINE, &mut PassContext::default())
+        run_text(&mut opt, DEFAULT_PIPELINE, &mut fhec_tests::pass_context())
             .unwrap_or_else(|d| panic!("{name}: {}", d.message));
         let text = fhec_ir::print_module(&opt);
         if text.contains("fhe.multi_lut") && !src.contains("fhe.multi_lut") {
@@ -410,8 +410,12 @@ fn tree_ensemble_runs_encrypted_exactly() {
     let (mut m, report) = build_module(&q, None).unwrap();
     // three pairs of sibling leaves: one lookup each
     assert_eq!((report.leaves, report.lookups, report.lookup_bits), (6, 3, 2));
-    fhec_passes::manager::run_text(&mut m, fhec_passes::manager::DEFAULT_PIPELINE, &mut Default::default())
-        .unwrap_or_else(|d| panic!("{d:?}"));
+    fhec_passes::manager::run_text(
+        &mut m,
+        fhec_passes::manager::DEFAULT_PIPELINE,
+        &mut fhec_tests::pass_context(),
+    )
+    .unwrap_or_else(|d| panic!("{d:?}"));
     let v = verify(&m).unwrap();
     let c = compile(&v, &CompileOptions::default(), None).unwrap_or_else(|d| panic!("{}", d.message));
     assert_eq!(c.program.pbs_count(), 3);

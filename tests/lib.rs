@@ -285,3 +285,8 @@ pub fn input_samples(m: &fhec_ir::Module, seed: u64, n: usize) -> Vec<Vec<Tensor
         })
         .collect()
 }
+
+/// A pass context with the backend's cost model, as the facade's compile gives its passes.
+pub fn pass_context() -> fhec_passes::manager::PassContext {
+    fhec_passes::manager::PassContext::with_cost(fhec_backend_tfhe::cost::cost_model().clone())
+}

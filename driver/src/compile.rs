@@ -36,7 +36,8 @@ pub fn compile(module: Module, opts: &CompileOptions) -> Result<Circuit, Error> 
     let mut m = module.clone();
     let pipeline = opts.pipeline.as_deref().unwrap_or(DEFAULT_PIPELINE);
     if pipeline != "none" && !pipeline.trim().is_empty() {
-        run_text(&mut m, pipeline, &mut PassContext::default())?;
+        let mut ctx = PassContext::with_cost(fhec_backend_tfhe::cost::cost_model().clone());
+        run_text(&mut m, pipeline, &mut ctx)?;
     }
     let proof = fhec_ir::verify(&m)?;
     let lopts = fhec_backend_tfhe::CompileOptions {

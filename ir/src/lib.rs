@@ -24,7 +24,7 @@ pub use attr::{Attribute, Attrs, Dense};
 pub use diag::{Diagnostic, Span};
 pub use interp::eval;
 pub use module::{Function, FunctionBuilder, Module, OpId, ValueId};
-pub use ops::{Cost, NoiseClass, OpKind, Tensor};
+pub use ops::{Cost, CostModel, NoiseClass, OpKind, Tensor};
 pub use text::{parse_module, print_module};
 pub use types::{ElemType, Type};
 pub use verify::{verify, Verified};

@@ -22,6 +22,7 @@ use crate::rewrite::Rebuild;
 
 pub static INFO: PassInfo = PassInfo {
     name: "bitwidth",
+    keeps_meaning: true,
     summary: "smallest widths from value ranges (declared input ranges or a calibration set); re-encodes tables",
     options: &[],
     create: |_: &PassOptions| Ok(Box::new(Bitwidth)),
@@ -102,12 +103,8 @@ fn plan_widths(f: &fhec_ir::Function, range: &[Range]) -> Result<Vec<u32>, Diagn
             *wi = width_for(lo, hi, ty.is_signed());
         }
     }
-    let tied = |k: OpKind| {
-        matches!(
-            k,
-            OpKind::Reshape | OpKind::Transpose | OpKind::Broadcast | OpKind::Concat | OpKind::Slice | OpKind::Gather
-        )
-    };
+    // shape ops copy elements: their operands' and result's widths are one
+    let tied = |k: OpKind| k.def().moves_elements();
     for _ in 0..64 {
         let mut changed = false;
         fn raise(w: &mut [u32], v: usize, to: u32, changed: &mut bool) {

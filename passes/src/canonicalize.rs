@@ -19,6 +19,7 @@ use crate::rewrite::{clear_type_for, live_ops, Rebuild};
 
 pub static INFO: PassInfo = PassInfo {
     name: "canonicalize",
+    keeps_meaning: true,
     summary: "constant folding, dead-code elimination, identity removal, merging of consecutive clear-constant ops",
     options: &[],
     create: |_: &PassOptions| Ok(Box::new(Canonicalize)),

@@ -25,7 +25,7 @@ use egg::{
 use fhec_ir::attr::{Attribute, Dense};
 use fhec_ir::module::{Function, OpData};
 use fhec_ir::types::{int_range, width_for, MAX_LUT_WIDTH};
-use fhec_ir::{Diagnostic, ElemType, Module, OpKind, Tensor, Type, ValueId};
+use fhec_ir::{CostModel, Diagnostic, ElemType, Module, OpKind, Tensor, Type, ValueId};
 use ndarray::{ArrayD, IxDyn};
 
 use crate::manager::{OptionSpec, Pass, PassContext, PassInfo, PassOptions};
@@ -33,6 +33,7 @@ use crate::rewrite::{clear_type_for, Rebuild};
 
 pub static INFO: PassInfo = PassInfo {
     name: "lut-fusion",
+    keeps_meaning: true,
     summary: "fuses lookups with lookups and clear arithmetic (egg), groups lookups on one input into multi_lut",
     options: &[
         OptionSpec {
@@ -364,28 +365,21 @@ pub fn rules() -> Vec<Rewrite<Fuse, FuseAnalysis>> {
     ]
 }
 
-/// Relative cost of one lookup by input precision (ms per KS+PBS, `docs/benchmarks.md`).
-pub fn pbs_cost(bits: u32) -> f64 {
-    const MS: [f64; 9] = [4.9, 4.9, 7.2, 8.7, 13.5, 19.8, 83.0, 200.0, 600.0];
-    match bits {
-        0..=8 => MS[bits as usize],
-        _ => 600.0 * 3f64.powi(bits as i32 - 8),
-    }
-}
-
+/// Extraction cost: lookups by the context's cost model (nanoseconds per lookup by precision).
 struct PbsCost<'g> {
     g: &'g FGraph,
+    model: &'g CostModel,
 }
 
 impl egg::CostFunction<Fuse> for PbsCost<'_> {
     type Cost = f64;
     fn cost<C: FnMut(Id) -> f64>(&mut self, enode: &Fuse, mut costs: C) -> f64 {
         let own = match enode {
-            Fuse::Lut([_, x]) => pbs_cost(self.g[*x].data.elem.map_or(16, |e| e.width())),
+            Fuse::Lut([_, x]) => self.model.lookup(self.g[*x].data.elem.map_or(16, |e| e.width())),
             // leveled ops: nearly free, but fewer ops win ties
-            Fuse::Add(_) | Fuse::Mul(_) | Fuse::Neg(_) => 0.001,
-            // rounding of w bits: w bit extractions of at least precision 0 (backend estimate)
-            Fuse::Round([x, _]) => pbs_cost(1) * self.g[*x].data.elem.map_or(8, |e| e.width()) as f64 * 0.5,
+            Fuse::Add(_) | Fuse::Mul(_) | Fuse::Neg(_) => self.model.leveled_ns,
+            // rounding of w bits: about w/2 one-bit extractions (backend estimate)
+            Fuse::Round([x, _]) => self.model.lookup(0) * self.g[*x].data.elem.map_or(8, |e| e.width()) as f64 * 0.5,
             _ => 0.0,
         };
         enode.fold(own, |acc, id| acc + costs(id))
@@ -574,7 +568,8 @@ impl LutFusion {
             }
         }
         let g = runner.egraph;
-        let extractor = egg::Extractor::new(&g, PbsCost { g: &g });
+        let model = ctx.cost("lut-fusion")?.clone();
+        let extractor = egg::Extractor::new(&g, PbsCost { g: &g, model: &model });
         // rebuild: fused values are emitted at their root's position, from the best expression
         let mut r = Rebuild::new(f);
         let mut emitted: HashMap<Id, ValueId> = HashMap::new();

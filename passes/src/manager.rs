@@ -8,14 +8,18 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use fhec_ir::{print_module, verify, Diagnostic, Module, Tensor};
+use fhec_ir::{print_module, verify, CostModel, Diagnostic, Module, Tensor};
 
-/// What a pass can read besides the module: a calibration input set, and where to count statistics.
+/// What a pass can read besides the module: a calibration input set, the backend's cost model,
+/// and where to count statistics.
 #[derive(Default)]
 pub struct PassContext {
     /// Calibration inputs (one `Vec<Tensor>` per sample, one tensor per argument of the entry
     /// function), for passes that infer ranges from data (`bitwidth`).
     pub calibration: Option<Vec<Vec<Tensor>>>,
+    /// What lookups cost, for passes that weigh rewrites (`lut-fusion`, `round-insertion`); the
+    /// backend provides it (`fhec_backend_tfhe::cost::cost_model`).
+    pub cost: Option<CostModel>,
     stats: Vec<(String, String, u64)>,
     current: String,
 }
@@ -26,6 +30,24 @@ impl PassContext {
             calibration: Some(samples),
             ..Default::default()
         }
+    }
+
+    /// A context with the backend's cost model.
+    pub fn with_cost(cost: CostModel) -> PassContext {
+        PassContext {
+            cost: Some(cost),
+            ..Default::default()
+        }
+    }
+
+    /// The cost model, or the error a pass that weighs costs gives without one.
+    pub fn cost(&self, pass: &str) -> Result<&CostModel, Diagnostic> {
+        self.cost.as_ref().ok_or_else(|| {
+            Diagnostic::new(format!(
+                "{pass} weighs lookup costs and has no cost model (the facade's compile and `fhec opt` give the \
+                 backend's; embedders set PassContext::cost)"
+            ))
+        })
     }
 
     /// Adds `n` to the counter `what` of the running pass.
@@ -80,6 +102,9 @@ impl PassOptions {
 pub struct PassInfo {
     pub name: &'static str,
     pub summary: &'static str,
+    /// Whether the pass keeps the clear meaning of every function (the tests check it on its cases
+    /// and on random programs); `round-insertion` does not, by design.
+    pub keeps_meaning: bool,
     pub options: &'static [OptionSpec],
     pub create: fn(&PassOptions) -> Result<Box<dyn Pass>, String>,
 }

@@ -8,7 +8,8 @@
 //! negative parts of the weights, table lookups on every input value of the interval.
 
 use fhec_ir::module::{Function, OpData};
-use fhec_ir::{Diagnostic, OpKind, Tensor, Type, ValueId};
+use fhec_ir::ops::RangeRule;
+use fhec_ir::{Diagnostic, Tensor, Type, ValueId};
 use ndarray::{ArrayD, IxDyn};
 
 /// An inclusive interval.
@@ -140,29 +141,31 @@ fn transfer(
         }
         (lo, hi)
     };
-    let r = match op.kind {
-        OpKind::Zeros => {
+    // each op declares how its result is bounded (`OpDef::range_rule`): nothing is assumed here
+    let r = match op.kind.def().range_rule() {
+        RangeRule::Zero => {
             let z = ArrayD::zeros(IxDyn(&rty.shape));
             (z.clone(), z)
         }
-        OpKind::Neg => {
+        RangeRule::Negation => {
             let (lo, hi) = b(op.operands[0]);
             (hi.mapv(|v| -v), lo.mapv(|v| -v))
         }
-        OpKind::Sub => {
+        RangeRule::Difference => {
             let lo = eval(f, op, &[at(op.operands[0], false)?, at(op.operands[1], true)?])?;
             let hi = eval(f, op, &[at(op.operands[0], true)?, at(op.operands[1], false)?])?;
             hull(&[lo, hi])
         }
-        OpKind::MulEint | OpKind::Mul if enc.iter().all(|&e| e) => {
+        // an elementwise product of two encrypted values: the four corners
+        RangeRule::Bilinear if enc.len() == 2 && enc.iter().all(|&e| e) => {
             let mut outs = Vec::new();
             for (ha, hb) in [(false, false), (false, true), (true, false), (true, true)] {
                 outs.push(eval(f, op, &[at(op.operands[0], ha)?, at(op.operands[1], hb)?])?);
             }
             hull(&outs)
         }
-        OpKind::Mul | OpKind::Matmul | OpKind::Dot | OpKind::Conv2d => bilinear(f, op, bounds, clear, &enc)?,
-        OpKind::Lut | OpKind::MappedLut | OpKind::MultiLut => {
+        RangeRule::Bilinear => bilinear(f, op, bounds, clear, &enc)?,
+        RangeRule::Table => {
             let x = op.operands[0];
             let (lo, hi) = b(x);
             let n_in = lo.len().max(1);
@@ -192,8 +195,7 @@ fn transfer(
                 ArrayD::from_shape_vec(shape, out_hi).expect("shape"),
             )
         }
-        // monotone nondecreasing in every encrypted operand: add, sum, shape ops, casts, rounding, pools
-        _ => {
+        RangeRule::Monotone => {
             let lo: Vec<Tensor> = op.operands.iter().map(|&v| at(v, false)).collect::<Result<_, _>>()?;
             let hi: Vec<Tensor> = op.operands.iter().map(|&v| at(v, true)).collect::<Result<_, _>>()?;
             hull(&[eval(f, op, &lo)?, eval(f, op, &hi)?])

@@ -8,8 +8,9 @@
 //! `rounding_threshold_bits`. It is therefore not in the default pipeline; the frontends and
 //! `--pipeline` ask for it. Each rounded lookup is reported with the bits it lost.
 //!
-//! The default threshold, 5 bits, is where the cost of a lookup jumps (5 → 6 bits: the polynomial
-//! size goes from 2048 to 8192, ×5 per lookup; `docs/benchmarks.md`).
+//! The default threshold is where the context's cost model says a lookup's cost jumps (5 bits with
+//! the backend's model: 5 → 6 bits takes the polynomial size from 2048 to 8192, ×5 per lookup;
+//! `docs/benchmarks.md`).
 
 use fhec_ir::attr::{Attribute, Dense};
 use fhec_ir::types::width_for;
@@ -20,28 +21,33 @@ use crate::manager::{OptionSpec, Pass, PassContext, PassInfo, PassOptions};
 use crate::range::declared;
 use crate::rewrite::Rebuild;
 
-/// Where a lookup's cost jumps on the reference machine (`docs/benchmarks.md`).
-pub const DEFAULT_MAX_LUT_BITS: i64 = 5;
-
 pub static INFO: PassInfo = PassInfo {
     name: "round-insertion",
+    keeps_meaning: false,
     summary: "rounds lookup inputs wider than max-lut-bits (changes results: an accuracy/cost trade)",
     options: &[OptionSpec {
         name: "max-lut-bits",
         help: "widest lookup input kept exact",
-        default: "5",
+        default: "where the cost model's lookup cost jumps (5)",
     }],
     create: |o: &PassOptions| {
-        let n = o.int("max-lut-bits", DEFAULT_MAX_LUT_BITS)?;
-        if !(1..=16).contains(&n) {
-            return Err(format!("max-lut-bits must be in 1..=16, found {n}"));
-        }
-        Ok(Box::new(RoundInsertion { max_bits: n as u32 }))
+        let max_bits = match o.0.get("max-lut-bits") {
+            None => None,
+            Some(_) => {
+                let n = o.int("max-lut-bits", 0)?;
+                if !(1..=16).contains(&n) {
+                    return Err(format!("max-lut-bits must be in 1..=16, found {n}"));
+                }
+                Some(n as u32)
+            }
+        };
+        Ok(Box::new(RoundInsertion { max_bits }))
     },
 };
 
 pub struct RoundInsertion {
-    pub max_bits: u32,
+    /// The widest lookup input kept; `None`: the cost model's jump ([`fhec_ir::CostModel::cost_jump`]).
+    pub max_bits: Option<u32>,
 }
 
 /// `floor((v + 2^(k-1)) / 2^k)`, as `fhe.round` computes it.
@@ -55,6 +61,10 @@ fn round(v: i128, k: u32) -> i128 {
 
 impl Pass for RoundInsertion {
     fn run(&self, m: &mut Module, ctx: &mut PassContext) -> Result<(), Diagnostic> {
+        let max_bits = match self.max_bits {
+            Some(b) => b,
+            None => ctx.cost("round-insertion")?.cost_jump(),
+        };
         for f in &mut m.functions {
             let ranges = declared(f)?;
             let mut r = Rebuild::new(f);
@@ -62,7 +72,7 @@ impl Pass for RoundInsertion {
                 let op = f.op(o);
                 let lookup = matches!(op.kind, OpKind::Lut | OpKind::MappedLut | OpKind::MultiLut);
                 let x = op.operands.first().copied();
-                let Some(x) = x.filter(|&x| lookup && f.ty(x).width() > self.max_bits) else {
+                let Some(x) = x.filter(|&x| lookup && f.ty(x).width() > max_bits) else {
                     r.copy(op)?;
                     continue;
                 };
@@ -72,7 +82,7 @@ impl Pass for RoundInsertion {
                 // the smallest k for which the rounded value fits max_bits (`fhe.round` also
                 // declares at least w − k bits: run `bitwidth` first so that w is the range's width)
                 let fits = |k: u32| width_for(round(lo, k), round(hi, k), signed).max(w - k);
-                let Some(k) = (1..w).find(|&k| fits(k) <= self.max_bits) else {
+                let Some(k) = (1..w).find(|&k| fits(k) <= max_bits) else {
                     r.copy(op)?;
                     continue;
                 };

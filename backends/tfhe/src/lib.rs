@@ -5,6 +5,7 @@
 //! failure-probability target) → [`Program`]. [`text`] prints the lowered program as the `tfhe`
 //! dialect. See `docs/crypto.md`.
 
+pub mod cost;
 pub mod lower;
 pub mod params;
 pub mod text;

@@ -243,7 +243,7 @@ proptest! {
             for qx in &qs {
                 prop_assert_eq!(run_module(&m, &q, qx), q.scores(qx));
             }
-            fhec_passes::manager::run_text(&mut m, fhec_passes::manager::DEFAULT_PIPELINE, &mut Default::default())
+            fhec_passes::manager::run_text(&mut m, fhec_passes::manager::DEFAULT_PIPELINE, &mut crate::tests::pass_context())
                 .unwrap_or_else(|d| panic!("{d:?}"));
             for qx in &qs {
                 prop_assert_eq!(run_module(&m, &q, qx), q.scores(qx));
@@ -256,7 +256,12 @@ proptest! {
 fn after_the_default_pipeline_lookups_have_the_path_sum_width() {
     let q = quantize(&small(), &calibration(), 4, 8).unwrap();
     let (mut m, _) = build_module(&q, None).unwrap();
-    fhec_passes::manager::run_text(&mut m, fhec_passes::manager::DEFAULT_PIPELINE, &mut Default::default()).unwrap();
+    fhec_passes::manager::run_text(
+        &mut m,
+        fhec_passes::manager::DEFAULT_PIPELINE,
+        &mut crate::tests::pass_context(),
+    )
+    .unwrap();
     let text = fhec_ir::print_module(&m);
     // depth 2: the single leaf on [0, 2], the two sibling pairs on [0, 3]: 2-bit lookups, 3 in all
     let luts: Vec<&str> = text.lines().filter(|l| l.contains("fhe.mapped_lut")).collect();
@@ -313,7 +318,17 @@ fn snapshot_of_a_tiny_ensemble() {
     let q = quantize(&small(), &calibration(), 2, 4).unwrap();
     let (mut m, report) = build_module(&q, None).unwrap();
     insta::assert_snapshot!("tiny_built", fhec_ir::print_module(&m));
-    fhec_passes::manager::run_text(&mut m, fhec_passes::manager::DEFAULT_PIPELINE, &mut Default::default()).unwrap();
+    fhec_passes::manager::run_text(
+        &mut m,
+        fhec_passes::manager::DEFAULT_PIPELINE,
+        &mut crate::tests::pass_context(),
+    )
+    .unwrap();
     insta::assert_snapshot!("tiny_after_pipeline", fhec_ir::print_module(&m));
     insta::assert_snapshot!("tiny_report", format!("{report:?}"));
+}
+
+/// A pass context with the backend's cost model (the default pipeline's lut-fusion weighs lookups).
+fn pass_context() -> fhec_passes::manager::PassContext {
+    fhec_passes::manager::PassContext::with_cost(fhec_backend_tfhe::cost::cost_model().clone())
 }

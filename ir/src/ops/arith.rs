@@ -53,6 +53,9 @@ impl OpDef for AddOp {
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Linear
     }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Monotone
+    }
     fn cost(&self, _: &[Type], _: &Attrs, r: &Type) -> Cost {
         Cost::leveled(r.num_elements())
     }
@@ -89,6 +92,9 @@ impl OpDef for SubOp {
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Linear
     }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Difference
+    }
     fn cost(&self, _: &[Type], _: &Attrs, r: &Type) -> Cost {
         Cost::leveled(r.num_elements())
     }
@@ -124,6 +130,9 @@ impl OpDef for NegOp {
     }
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Linear
+    }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Negation
     }
     fn cost(&self, _: &[Type], _: &Attrs, r: &Type) -> Cost {
         Cost::leveled(r.num_elements())
@@ -162,6 +171,9 @@ impl OpDef for MulOp {
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Linear
     }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Bilinear
+    }
     fn cost(&self, _: &[Type], _: &Attrs, r: &Type) -> Cost {
         Cost::leveled(r.num_elements())
     }
@@ -199,6 +211,9 @@ impl OpDef for MulEintOp {
     }
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Lut
+    }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Bilinear
     }
     fn cost(&self, o: &[Type], _: &Attrs, r: &Type) -> Cost {
         let p = o[0].width().max(o[1].width()) + 1;

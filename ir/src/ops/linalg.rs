@@ -133,6 +133,9 @@ impl OpDef for MatmulOp {
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Linear
     }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Bilinear
+    }
     fn cost(&self, o: &[Type], _: &Attrs, r: &Type) -> Cost {
         let k = matmul_shape(&o[0].shape, &o[1].shape).map(|s| s.k).unwrap_or(0);
         Cost::leveled(r.num_elements() * k)
@@ -183,6 +186,9 @@ impl OpDef for DotOp {
     }
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Linear
+    }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Bilinear
     }
     fn cost(&self, o: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::leveled(o[0].num_elements())
@@ -277,6 +283,9 @@ impl OpDef for SumOp {
     }
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Linear
+    }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Monotone
     }
     fn cost(&self, o: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::leveled(o[0].num_elements())
@@ -521,6 +530,9 @@ impl OpDef for Conv2dOp {
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Linear
     }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Bilinear
+    }
     fn cost(&self, o: &[Type], _: &Attrs, r: &Type) -> Cost {
         let per = o[1].shape.iter().skip(1).product::<usize>();
         Cost::leveled(r.num_elements() * per)
@@ -603,6 +615,9 @@ impl OpDef for Avgpool2dOp {
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Lut
     }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Monotone
+    }
     fn cost(&self, o: &[Type], attrs: &Attrs, r: &Type) -> Cost {
         let area = get_ints(attrs, "kernel_shape")
             .ok()
@@ -677,6 +692,9 @@ impl OpDef for Maxpool2dOp {
     }
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Lut
+    }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Monotone
     }
     fn cost(&self, o: &[Type], attrs: &Attrs, r: &Type) -> Cost {
         let area = get_ints(attrs, "kernel_shape")

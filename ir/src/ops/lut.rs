@@ -113,6 +113,9 @@ impl OpDef for LutOp {
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Lut
     }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Table
+    }
     fn cost(&self, o: &[Type], _: &Attrs, r: &Type) -> Cost {
         Cost::pbs(o[0].width(), r.num_elements())
     }
@@ -185,6 +188,9 @@ impl OpDef for MappedLutOp {
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Lut
     }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Table
+    }
     fn cost(&self, o: &[Type], _: &Attrs, r: &Type) -> Cost {
         Cost::pbs(o[0].width(), r.num_elements())
     }
@@ -242,6 +248,9 @@ impl OpDef for MultiLutOp {
     }
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Lut
+    }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Table
     }
     fn cost(&self, o: &[Type], _: &Attrs, r: &Type) -> Cost {
         Cost::pbs(o[0].width(), r.num_elements())
@@ -323,6 +332,9 @@ impl OpDef for RoundOp {
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Lut
     }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Monotone
+    }
     fn cost(&self, o: &[Type], attrs: &Attrs, r: &Type) -> Cost {
         let k = lsbs(attrs, &o[0]).unwrap_or(1) as usize;
         let mut c = Cost::pbs(1, k * r.num_elements());
@@ -370,6 +382,9 @@ impl OpDef for TruncateOp {
     }
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Lut
+    }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Monotone
     }
     fn cost(&self, o: &[Type], attrs: &Attrs, r: &Type) -> Cost {
         let k = lsbs(attrs, &o[0]).unwrap_or(1) as usize;
@@ -434,6 +449,9 @@ impl OpDef for ToSignedOp {
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Zero
     }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Monotone
+    }
     fn cost(&self, _: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::default()
     }
@@ -474,6 +492,9 @@ impl OpDef for ToUnsignedOp {
     }
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Zero
+    }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Monotone
     }
     fn cost(&self, _: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::default()

@@ -109,6 +109,65 @@ impl Cost {
     }
 }
 
+/// How value-range analysis bounds an op's result from its operands' bounds. Every op declares
+/// one; passes never assume one for an op they do not know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeRule {
+    /// Every element is 0 (`zeros`).
+    Zero,
+    /// Nondecreasing in every operand: the result at the operands' lower and upper bounds bounds it
+    /// (additions, sums, shape ops, casts, rounding, pools; constants, which have no operands).
+    Monotone,
+    /// `a − b`: increasing in the first operand, decreasing in the second.
+    Difference,
+    /// `−a`.
+    Negation,
+    /// A product or a linear map: with clear weights, the positive and negative parts of the weights
+    /// against the bounds; of two encrypted values, the four corner products.
+    Bilinear,
+    /// A table lookup: every input value in the range is looked up.
+    Table,
+}
+
+/// What a lookup and a leveled operation cost, for passes that weigh rewrites (`lut-fusion`,
+/// `round-insertion`). The backend derives it from its parameter search (the cost of the cheapest
+/// secure parameters for one lookup of each precision); passes read it from their context and never
+/// hold numbers of their own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CostModel {
+    /// Single-thread nanoseconds of one lookup (keyswitch + bootstrap) by input precision in bits,
+    /// index 0 ..= 16 (index 0: a 1-bit extraction).
+    pub lookup_ns: Vec<f64>,
+    /// Nanoseconds of one leveled operation (an addition or a multiplication by a clear integer).
+    pub leveled_ns: f64,
+    /// Where the numbers come from, for messages and docs.
+    pub source: String,
+}
+
+impl CostModel {
+    /// Nanoseconds of one lookup on a `bits`-bit input (beyond the table: ×3 per bit).
+    pub fn lookup(&self, bits: u32) -> f64 {
+        let last = self.lookup_ns.len().saturating_sub(1);
+        let i = (bits as usize).min(last);
+        let base = self.lookup_ns.get(i).copied().unwrap_or(f64::INFINITY);
+        base * 3f64.powi(bits.saturating_sub(last as u32) as i32)
+    }
+
+    /// The widest lookup before the first precision step that at least doubles the cost: where
+    /// rounding lookup inputs pays most (5 bits with the calibrated tfhe model: N 2048 → 8192).
+    pub fn cost_jump(&self) -> u32 {
+        (1..16u32)
+            .find(|&b| self.lookup(b + 1) >= 2.0 * self.lookup(b))
+            .unwrap_or(16)
+    }
+
+    /// Estimated seconds of `c` (single thread).
+    pub fn seconds(&self, c: &Cost) -> f64 {
+        let pbs: f64 = c.pbs.iter().map(|(&p, &n)| self.lookup(p) * n as f64).sum();
+        (pbs + self.leveled_ns * c.leveled as f64) * 1e-9
+    }
+}
+
 /// How many operands an op takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arity {
@@ -244,6 +303,13 @@ pub trait OpDef: Documented + Sync {
     /// result against the declared type.
     fn eval(&self, args: &[&Tensor], operands: &[Type], attrs: &Attrs, result: &Type) -> Result<Wide, String>;
     fn noise_class(&self) -> NoiseClass;
+    /// How range analysis bounds the result (required: a wrong guess would be unsound).
+    fn range_rule(&self) -> RangeRule;
+    /// Whether the result's elements are copies of operand elements, rearranged (shape ops): their
+    /// widths are tied, since no value changes.
+    fn moves_elements(&self) -> bool {
+        false
+    }
     fn cost(&self, operands: &[Type], attrs: &Attrs, result: &Type) -> Cost;
 }
 

@@ -43,6 +43,9 @@ impl OpDef for ConstantOp {
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Zero
     }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Monotone
+    }
     fn cost(&self, _: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::default()
     }
@@ -81,6 +84,9 @@ impl OpDef for ZerosOp {
     }
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Zero
+    }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Zero
     }
     fn cost(&self, _: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::default()
@@ -129,6 +135,12 @@ impl OpDef for ReshapeOp {
     }
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Zero
+    }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Monotone
+    }
+    fn moves_elements(&self) -> bool {
+        true
     }
     fn cost(&self, _: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::default()
@@ -198,6 +210,12 @@ impl OpDef for TransposeOp {
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Zero
     }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Monotone
+    }
+    fn moves_elements(&self) -> bool {
+        true
+    }
     fn cost(&self, _: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::default()
     }
@@ -247,6 +265,12 @@ impl OpDef for BroadcastOp {
     }
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Zero
+    }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Monotone
+    }
+    fn moves_elements(&self) -> bool {
+        true
     }
     fn cost(&self, _: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::default()
@@ -315,6 +339,12 @@ impl OpDef for ConcatOp {
     }
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Zero
+    }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Monotone
+    }
+    fn moves_elements(&self) -> bool {
+        true
     }
     fn cost(&self, _: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::default()
@@ -400,6 +430,12 @@ impl OpDef for SliceOp {
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Zero
     }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Monotone
+    }
+    fn moves_elements(&self) -> bool {
+        true
+    }
     fn cost(&self, _: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::default()
     }
@@ -459,6 +495,12 @@ impl OpDef for GatherOp {
     }
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Zero
+    }
+    fn range_rule(&self) -> RangeRule {
+        RangeRule::Monotone
+    }
+    fn moves_elements(&self) -> bool {
+        true
     }
     fn cost(&self, _: &[Type], _: &Attrs, _: &Type) -> Cost {
         Cost::default()

@@ -1,0 +1,61 @@
+//! The [`CostModel`] passes weigh rewrites with, derived from the parameter search: for each lookup
+//! precision, the estimated time of one keyswitch + bootstrap on the cheapest secure parameters the
+//! search finds for a lone lookup at the default failure probability. The estimate is
+//! [`params::pbs_cost_ns`], whose constants (`params::cost`) are fitted to `fhec-bench calibrate`
+//! measurements on a 2-vCPU AVX-512 machine; `docs/benchmarks.md` holds the latest figures.
+
+use std::sync::OnceLock;
+
+use fhec_ir::CostModel;
+
+use crate::params::{self, Constraint, NoiseDag, PError};
+
+/// The cost model (computed once per process: 17 small parameter searches).
+pub fn cost_model() -> &'static CostModel {
+    static MODEL: OnceLock<CostModel> = OnceLock::new();
+    MODEL.get_or_init(derive)
+}
+
+fn derive() -> CostModel {
+    let mut lookup_ns: Vec<f64> = Vec::with_capacity(17);
+    for bits in 0..=16u32 {
+        let dag = NoiseDag {
+            constraints: vec![Constraint {
+                precision: bits.max(1),
+                fresh_weight: 1.0,
+                pbs_weight: 1.0,
+                lookup: true,
+                count: 1,
+                origin: format!("a {bits}-bit lookup"),
+            }],
+        };
+        let ns = match params::search(&dag, PError::default()) {
+            Ok(s) => s.ns_per_pbs,
+            // beyond what secure parameters reach: keep growing, ×3 per bit
+            Err(_) => lookup_ns.last().copied().unwrap_or(1e6) * 3.0,
+        };
+        lookup_ns.push(ns);
+    }
+    CostModel {
+        lookup_ns,
+        leveled_ns: params::cost::LEVELED * 2048.0,
+        source: "the parameter search's cost of one lookup per precision (params::pbs_cost_ns, constants fitted by \
+                 fhec-bench calibrate)"
+            .into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_cost_more_with_precision_and_jump_after_five_bits() {
+        let m = cost_model();
+        for b in 1..16 {
+            assert!(m.lookup(b + 1) >= m.lookup(b), "{b}: {:?}", m.lookup_ns);
+        }
+        assert_eq!(m.cost_jump(), 5, "{:?}", m.lookup_ns);
+        assert!(m.lookup(20) > m.lookup(16));
+    }
+}
