@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use fhec_backend_tfhe::Compiled;
 use fhec_ir::{Module, Tensor};
+use fhec_quant::ClientSpec;
 use fhec_runtime::{
     exec, io as rio, Ciphertexts, ClearTensor, ClientKeys, EvaluationKeys, Program, Progress, ServerKeys,
 };
@@ -160,6 +161,7 @@ impl Server {
 /// A compiled computation: the module as given (the reference), the module after passes, the
 /// program, and — after [`Circuit::keygen`] — a client and a server from one keygen.
 pub struct Circuit {
+    spec: ClientSpec,
     reference: Module,
     module: Module,
     program: Arc<Program>,
@@ -184,13 +186,20 @@ fn from_clear_batch(out: Vec<Vec<ClearTensor>>) -> Result<Vec<Vec<Tensor>>, Erro
 }
 
 impl Circuit {
-    pub(crate) fn new(reference: Module, module: Module, compiled: Compiled) -> Circuit {
+    pub(crate) fn new(reference: Module, module: Module, compiled: Compiled, spec: ClientSpec) -> Circuit {
         Circuit {
+            spec,
             reference,
             module,
             program: Arc::new(compiled.program),
             keys: None,
         }
+    }
+
+    /// The client half: what the client sends (integers, or float features it quantises and
+    /// encodes) and how it reads the results (dequantisation, post-processing).
+    pub fn client_spec(&self) -> &ClientSpec {
+        &self.spec
     }
 
     /// The module as given to [`crate::compile`], before passes.

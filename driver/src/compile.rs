@@ -6,6 +6,7 @@
 use fhec_backend_tfhe::params::PError;
 use fhec_ir::Module;
 use fhec_passes::manager::{run_text, PassContext, DEFAULT_PIPELINE};
+use fhec_quant::ClientSpec;
 use fhec_runtime::ParamSet;
 
 use crate::circuit::Circuit;
@@ -28,11 +29,14 @@ pub struct CompileOptions {
     pub source: Option<String>,
 }
 
-/// Compiles a module: verification, the pass pipeline, verification again, lowering to a TFHE
-/// program and the parameter search. Inputs' ranges must be declared (`fhe.range`) or implied by
-/// their types. The circuit keeps the module as given: its clear interpreter is the reference.
-pub fn compile(module: Module, opts: &CompileOptions) -> Result<Circuit, Error> {
+/// Compiles a module with its client half: verification, the pass pipeline, verification again,
+/// lowering to a TFHE program and the parameter search. Inputs' ranges must be declared
+/// (`fhe.range`) or implied by their types. `spec` describes what the client sends and receives
+/// ([`ClientSpec::integers`] for integer programs); it must have one entry per input and output. The
+/// circuit keeps the module as given: its clear interpreter is the reference.
+pub fn compile(module: Module, spec: ClientSpec, opts: &CompileOptions) -> Result<Circuit, Error> {
     fhec_ir::verify(&module)?;
+    spec.validate()?;
     let mut m = module.clone();
     let pipeline = opts.pipeline.as_deref().unwrap_or(DEFAULT_PIPELINE);
     if pipeline != "none" && !pipeline.trim().is_empty() {
@@ -46,7 +50,20 @@ pub fn compile(module: Module, opts: &CompileOptions) -> Result<Circuit, Error> 
         params: opts.params,
     };
     let compiled = fhec_backend_tfhe::compile(&proof, &lopts, opts.source.as_deref())?;
-    Ok(Circuit::new(module, m, compiled))
+    let p = &compiled.program;
+    if spec.inputs.len() != p.inputs.len() || spec.outputs.len() != p.outputs.len() {
+        return Err(Error::new(
+            crate::ErrorKind::Compile,
+            format!(
+                "the client spec describes {} input(s) and {} output(s), the program has {} and {}",
+                spec.inputs.len(),
+                spec.outputs.len(),
+                p.inputs.len(),
+                p.outputs.len()
+            ),
+        ));
+    }
+    Ok(Circuit::new(module, m, compiled, spec))
 }
 
 /// Traces `outputs` into a module calibrated on `inputset` ([`fhec_trace::Tracer::module`]) and
@@ -63,5 +80,12 @@ pub fn compile_traced(
         ));
     };
     let module = first.tracer().module(outputs, inputset)?;
-    compile(module, opts)
+    let spec = integer_spec(&module)?;
+    compile(module, spec, opts)
+}
+
+/// The client spec of an integer program: integers in, integers out, for the entry function.
+pub fn integer_spec(module: &Module) -> Result<ClientSpec, Error> {
+    let f = module.entry()?;
+    Ok(ClientSpec::integers(f.args.len(), f.returns.len()))
 }

@@ -144,6 +144,17 @@ impl From<fhec_trees::TreeError> for Error {
     }
 }
 
+impl From<fhec_quant::QuantError> for Error {
+    fn from(e: fhec_quant::QuantError) -> Error {
+        match e {
+            fhec_quant::QuantError::Options(m) | fhec_quant::QuantError::Calibration(m) => {
+                Error::new(ErrorKind::Range, m)
+            }
+            fhec_quant::QuantError::Unsupported(m) => Error::new(ErrorKind::Unsupported, m),
+        }
+    }
+}
+
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Error {
         Error::new(ErrorKind::Io, e.to_string())

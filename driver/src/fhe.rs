@@ -99,7 +99,8 @@ pub(crate) fn compile(file: &str, output: &str, a: CompileArgs<'_>) -> Result<()
         source: Some(src.clone()),
     };
     let t0 = Instant::now();
-    let c = fhec::compile(m, &opts).map_err(|e| {
+    let spec = fhec::integer_spec(&m).map_err(|e| anyhow!("{e}"))?;
+    let c = fhec::compile(m, spec, &opts).map_err(|e| {
         if e.diagnostics().is_empty() {
             Failure::Other(anyhow!("{e}"))
         } else {

@@ -8,13 +8,15 @@
 //! * [`Error`]: one error type with a matchable [`ErrorKind`].
 //!
 //! The crates behind it are re-exported for embedders: [`ir`] (the `fhe` dialect: types, text
-//! format, verifier, clear interpreter), [`trace`] and [`trees`] (frontends: they build modules),
+//! format, verifier, clear interpreter), [`quant`] (quantisers, quantised linear models), [`trace`] and
+//! [`trees`] (frontends: they build modules),
 //! [`passes`], [`backend`] (lowering, parameter search), [`runtime`] (keys, encryption, execution,
 //! file formats) and [`io`] (integer tensors as `.npy` and JSON, atomic file writes).
 
 pub use fhec_backend_tfhe as backend;
 pub use fhec_ir as ir;
 pub use fhec_passes as passes;
+pub use fhec_quant as quant;
 pub use fhec_runtime as runtime;
 pub use fhec_trace as trace;
 pub use fhec_trees as trees;
@@ -26,5 +28,6 @@ pub mod io;
 
 pub use backend::params::PError;
 pub use circuit::{from_clear, to_clear, Circuit, Client, Server};
-pub use compile::{compile, compile_traced, CompileOptions};
+pub use compile::{compile, compile_traced, integer_spec, CompileOptions};
 pub use error::{Error, ErrorKind};
+pub use fhec_quant::ClientSpec;

@@ -429,7 +429,7 @@ fn import_xgboost_writes_a_module_that_compiles_and_simulates_the_quantised_scor
     assert!(o.status.success(), "{}", stderr(&o));
     // simulate the compiled program on the thermometer bits of three rows: the quantised scores
     for r in rows.iter().take(3) {
-        let qx = q.inputs.quantize(r);
+        let qx = q.inputs.quantize_row(r);
         let bits = q.thermometer(&qx);
         let arg = format!("x=[{:?}]", bits);
         let o = fhec(&["simulate", prog.to_str().unwrap(), "-i", &arg]);
@@ -469,7 +469,7 @@ fn import_xgboost_writes_a_module_that_compiles_and_simulates_the_quantised_scor
     assert!(o.status.success(), "{}", stderr(&o));
     let q = fhec_trees::Quantized::from_json(&std::fs::read_to_string(tmp("rf.quantized.json")).unwrap()).unwrap();
     for r in rows.iter().take(3) {
-        let qx = q.inputs.quantize(r);
+        let qx = q.inputs.quantize_row(r);
         let arg = format!("x=[{:?}]", q.thermometer(&qx));
         let o = fhec(&["simulate", tmp("rf.fhecp").to_str().unwrap(), "-i", &arg]);
         assert!(o.status.success(), "{}", stderr(&o));

@@ -300,6 +300,12 @@ impl Circuit {
     fn tfhe_ir(&self) -> String {
         self.c.tfhe_ir()
     }
+    /// The client half as JSON: input quantisers and encodings, output dequantisation,
+    /// post-processing, class labels (what a client file holds besides keys).
+    #[getter]
+    fn client_spec(&self) -> String {
+        self.c.client_spec().to_json()
+    }
 
     /// Lookups per precision, parameters, failure probability, key sizes, estimated latency.
     #[getter]

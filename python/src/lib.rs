@@ -1,9 +1,10 @@
 //! `fhec._fhec`: the Rust side of the Python package, a thin layer over the `fhec` facade. Python
-//! wraps these classes (`py_src/fhec`); tensors cross the boundary as `(shape, flat values)` pairs of
-//! Python ints. Every facade error becomes one exception of `fhec.errors`, chosen by its kind.
+//! wraps these classes (`py_src/fhec`); the DSL's tensors cross as `(shape, flat values)` pairs of Python
+//! ints, the models' data as numpy arrays. Every facade error becomes one exception of `fhec.errors`, chosen by its kind.
 
 mod circuit;
 mod errors;
+mod quant;
 mod trace;
 mod trees;
 
@@ -43,11 +44,12 @@ pub(crate) fn flat_batch(out: Vec<Vec<ClearTensor>>) -> Vec<Vec<Flat>> {
 fn _fhec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(trees::trees_quantize, m)?)?;
     m.add_function(wrap_pyfunction!(trees::trees_import, m)?)?;
-    m.add_function(wrap_pyfunction!(trees::trees_compile, m)?)?;
     m.add_class::<trace::Tracer>()?;
     m.add_class::<trace::Value>()?;
     m.add_class::<circuit::Circuit>()?;
     m.add_class::<circuit::Client>()?;
     m.add_class::<circuit::Server>()?;
+    m.add_class::<quant::QuantizedLinear>()?;
+    m.add_class::<quant::QuantizedTrees>()?;
     Ok(())
 }

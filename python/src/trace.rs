@@ -110,7 +110,8 @@ impl Tracer {
             pipeline,
             ..Default::default()
         };
-        let c = py.detach(|| fhec::compile(module, &opts)).map_err(py_err)?;
+        let spec = fhec::integer_spec(&module).map_err(py_err)?;
+        let c = py.detach(|| fhec::compile(module, spec, &opts)).map_err(py_err)?;
         Ok(Circuit::traced(c, self.t.clone(), outs))
     }
 }

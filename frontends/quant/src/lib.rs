@@ -6,6 +6,8 @@
 //! * [`weights`]: per-channel weight quantisation, symmetric or affine (`2^n` levels that include 0).
 //! * [`requant`]: requantisation tables: a univariate function between two quantised domains as one
 //!   lookup table.
+//! * [`spec`]: the [`ClientSpec`], a model's client half as plain data (input quantisers and encodings,
+//!   output dequantisation, post-processing, class labels).
 //! * [`linear`]: quantised linear models (`y = X·W + b`): input scales folded into per-output affine
 //!   weights, the integer accumulator as the encrypted program, dequantisation on the client.
 //!
@@ -16,10 +18,12 @@
 pub mod input;
 pub mod linear;
 pub mod requant;
+pub mod spec;
 pub mod weights;
 
 pub use input::{InputQuantizer, Quantized as QuantizedInputs, QuantizerKind};
 pub use linear::QuantizedLinear;
+pub use spec::{ClientSpec, Dequant, Encoding, InputSpec, Post};
 pub use weights::{quantize_weights, WeightMode, Weights};
 
 /// Errors of quantisation: bad options or calibration data, a model that cannot be quantised.

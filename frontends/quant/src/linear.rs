@@ -85,6 +85,18 @@ impl QuantizedLinear {
         Ok(m)
     }
 
+    /// A saved model (its JSON), checked.
+    pub fn from_json(text: &str) -> Result<QuantizedLinear, QuantError> {
+        let q: QuantizedLinear = serde_json::from_str(text)
+            .map_err(|e| QuantError::Options(format!("not a quantised linear model: {e}")))?;
+        q.validate()?;
+        Ok(q)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("plain data serialises")
+    }
+
     pub fn n_features(&self) -> usize {
         self.weights.len()
     }
@@ -159,6 +171,19 @@ impl QuantizedLinear {
             .enumerate()
             .map(|(i, &a)| a as f64 * self.w_scale[i % c] + self.bias[i % c])
             .collect()
+    }
+
+    /// The client half: float features in, decision values out (`post` turns them into predictions).
+    pub fn client_spec(&self, post: crate::spec::Post) -> crate::spec::ClientSpec {
+        crate::spec::ClientSpec::model(
+            self.inputs.clone(),
+            crate::spec::Encoding::Plain,
+            crate::spec::Dequant {
+                scale: self.w_scale.clone(),
+                offset: self.bias.clone(),
+            },
+            post,
+        )
     }
 
     /// The encrypted program: `@main(%x: 1 × d, range [0, 2^n_in − 1]) = %x @ W`, one accumulator per

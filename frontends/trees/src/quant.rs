@@ -12,130 +12,17 @@ pub const MAX_INPUT_BITS: u32 = 10;
 /// Largest leaf width.
 pub const MAX_LEAF_BITS: u32 = 16;
 
-/// How input levels are placed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum QuantizerKind {
-    /// Affine: `2^n` evenly spaced levels between the calibration minimum and maximum.
-    Uniform,
-    /// Quantiles of the calibration data: level `q` is the number of edges `≤ x`, the edges being
-    /// `2^n − 1` quantiles (deduplicated). Skewed features (counts, lengths) keep resolution where
-    /// the data is; the edges depend on the calibration data only, not on the model.
-    #[default]
-    Quantile,
-}
+/// The per-feature input quantisers (affine or quantile), from `fhec-quant`.
+pub use fhec_quant::input::{InputQuantizer as Quantizer, QuantizerKind};
 
-/// Per-feature quantiser. Affine: `q = clip(rint((x − lo) / scale), 0, 2^n_bits − 1)` (ties to
-/// even, as numpy's `rint`). With `edges` (quantile kind): `q = #{e ∈ edges[j] : e ≤ x}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Quantizer {
-    pub n_bits: u32,
-    pub lo: Vec<f64>,
-    pub scale: Vec<f64>,
-    /// Per feature, increasing edges (at most `2^n − 1`); absent for affine quantisers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub edges: Option<Vec<Vec<f64>>>,
-}
-
-impl Quantizer {
-    /// From calibration rows (`rows[i]` has one value per feature): each feature's range is the
-    /// calibration's minimum and maximum; a constant feature gets scale 1.
-    pub fn calibrate(rows: &[Vec<f64>], n_features: usize, n_bits: u32) -> Result<Quantizer, TreeError> {
-        if !(1..=MAX_INPUT_BITS).contains(&n_bits) {
-            return Err(TreeError::Options(format!(
-                "n_bits for inputs must be 1 to {MAX_INPUT_BITS} (the encoding sends 2^n − 1 bits per feature), got {n_bits}"
-            )));
-        }
-        if rows.is_empty() {
-            return Err(TreeError::Options("the calibration set is empty".into()));
-        }
-        let mut lo = vec![f64::INFINITY; n_features];
-        let mut hi = vec![f64::NEG_INFINITY; n_features];
-        for (i, r) in rows.iter().enumerate() {
-            if r.len() != n_features {
-                return Err(TreeError::Options(format!(
-                    "calibration row {i} has {} features, the model {n_features}",
-                    r.len()
-                )));
-            }
-            for (j, &v) in r.iter().enumerate() {
-                if !v.is_finite() {
-                    return Err(TreeError::Options(format!(
-                        "calibration row {i} feature {j} is {v}: missing or infinite values are not supported"
-                    )));
-                }
-                lo[j] = lo[j].min(v);
-                hi[j] = hi[j].max(v);
-            }
-        }
-        let levels = ((1u64 << n_bits) - 1) as f64;
-        let scale = lo
-            .iter()
-            .zip(&hi)
-            .map(|(l, h)| if h > l { (h - l) / levels } else { 1.0 })
-            .collect();
-        Ok(Quantizer {
-            n_bits,
-            lo,
-            scale,
-            edges: None,
-        })
+/// Calibrates input quantisers of `kind` within the encoding's limit ([`MAX_INPUT_BITS`]).
+fn calibrate(rows: &[Vec<f64>], n_features: usize, n_bits: u32, kind: QuantizerKind) -> Result<Quantizer, TreeError> {
+    if !(1..=MAX_INPUT_BITS).contains(&n_bits) {
+        return Err(TreeError::Options(format!(
+            "n_bits for inputs must be 1 to {MAX_INPUT_BITS} (the encoding sends 2^n − 1 bits per feature), got {n_bits}"
+        )));
     }
-
-    /// Quantile quantisers ([`QuantizerKind::Quantile`]) from calibration rows.
-    pub fn calibrate_quantiles(rows: &[Vec<f64>], n_features: usize, n_bits: u32) -> Result<Quantizer, TreeError> {
-        let mut q = Quantizer::calibrate(rows, n_features, n_bits)?;
-        let levels = (1usize << n_bits) - 1;
-        let n = rows.len();
-        let mut edges = Vec::with_capacity(n_features);
-        for j in 0..n_features {
-            let mut col: Vec<f64> = rows.iter().map(|r| r[j]).collect();
-            col.sort_by(f64::total_cmp);
-            let mut e: Vec<f64> = Vec::with_capacity(levels);
-            for k in 1..=levels {
-                let v = col[(k * n / (levels + 1)).min(n - 1)];
-                if v > col[0] && e.last().is_none_or(|&last| v > last) {
-                    e.push(v);
-                }
-            }
-            edges.push(e);
-        }
-        q.edges = Some(edges);
-        Ok(q)
-    }
-
-    pub fn levels(&self) -> u32 {
-        (1u32 << self.n_bits) - 1
-    }
-
-    pub fn quantize(&self, x: &[f64]) -> Vec<i64> {
-        let max = self.levels() as f64;
-        x.iter()
-            .enumerate()
-            .map(|(j, &v)| match &self.edges {
-                Some(e) => e[j].partition_point(|&edge| edge <= v) as i64,
-                None => ((v - self.lo[j]) / self.scale[j]).round_ties_even().clamp(0.0, max) as i64,
-            })
-            .collect()
-    }
-
-    /// Grid points of feature `j`: `0 ..= grid_max(j)`.
-    pub fn grid_max(&self, j: usize) -> u32 {
-        match &self.edges {
-            Some(e) => e[j].len() as u32,
-            None => self.levels(),
-        }
-    }
-
-    /// The value the float model sees for grid point `q` of feature `j` (quantile kind: the lower
-    /// edge of the bin, the calibration minimum for bin 0).
-    pub fn level_value(&self, j: usize, q: u32) -> f64 {
-        match &self.edges {
-            Some(e) if q > 0 => e[j][q as usize - 1],
-            Some(_) => self.lo[j],
-            None => self.lo[j] + self.scale[j] * q as f64,
-        }
-    }
+    Quantizer::calibrate_kind(rows, n_features, n_bits, kind).map_err(|e| TreeError::Options(e.to_string()))
 }
 
 /// A split on the grid: go left iff `q[feature] < t` (`t = 0`: never; `t = 2^n`: always).
@@ -193,10 +80,7 @@ pub fn quantize_with(
             "leaf bits must be 2 to {MAX_LEAF_BITS}, got {leaf_bits}"
         )));
     }
-    let inputs = match kind {
-        QuantizerKind::Uniform => Quantizer::calibrate(rows, e.n_features, n_bits)?,
-        QuantizerKind::Quantile => Quantizer::calibrate_quantiles(rows, e.n_features, n_bits)?,
-    };
+    let inputs = calibrate(rows, e.n_features, n_bits, kind)?;
     let top = ((1i64 << (leaf_bits - 1)) - 1) as f64;
     let mut max_abs = vec![0f64; e.n_outputs];
     for t in &e.trees {
@@ -373,6 +257,30 @@ impl Quantized {
             }
         }
         out
+    }
+
+    /// The client half: float features in (quantised, thermometer-encoded), dequantised scores out,
+    /// with the ensemble's post-processing.
+    pub fn client_spec(&self) -> fhec_quant::ClientSpec {
+        let n = match self.aggregation {
+            Aggregation::Sum => 1.0,
+            Aggregation::Mean => self.trees.len() as f64,
+        };
+        let post = match self.post {
+            Post::Identity => fhec_quant::Post::Identity,
+            Post::Sigmoid => fhec_quant::Post::Sigmoid,
+            Post::Softmax => fhec_quant::Post::Softmax,
+            Post::Proba => fhec_quant::Post::Proba,
+        };
+        fhec_quant::ClientSpec::model(
+            self.inputs.clone(),
+            fhec_quant::Encoding::Thermometer,
+            fhec_quant::Dequant {
+                scale: self.leaf_scale.iter().map(|s| s / n).collect(),
+                offset: self.base_score.clone(),
+            },
+            post,
+        )
     }
 
     /// Dequantised raw scores (aggregation and base score applied; no post-processing).

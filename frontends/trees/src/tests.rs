@@ -91,7 +91,7 @@ fn the_quantised_model_takes_the_float_path_on_the_grid() {
                     .enumerate()
                     .map(|(j, &v)| q.inputs.level_value(j, v))
                     .collect();
-                let qx = q.inputs.quantize(&x);
+                let qx = q.inputs.quantize_row(&x);
                 assert_eq!(qx, vec![a as i64, b as i64, c as i64]);
                 let want = e.predict_raw(&x)[0];
                 let got = q.dequantize(&q.scores(&qx))[0];
@@ -292,21 +292,21 @@ fn quantile_quantisers_follow_the_float_path_at_their_edges() {
     let edges = q.inputs.edges.as_ref().unwrap();
     assert!(edges.iter().all(|f| f.len() <= 15 && f.windows(2).all(|w| w[0] < w[1])));
     for r in &rows {
-        let qx = q.inputs.quantize(r);
+        let qx = q.inputs.quantize_row(r);
         let xhat: Vec<f64> = qx
             .iter()
             .enumerate()
             .map(|(j, &v)| q.inputs.level_value(j, v as u32))
             .collect();
         // the representative value of each bin quantises back into the bin
-        assert_eq!(q.inputs.quantize(&xhat), qx);
+        assert_eq!(q.inputs.quantize_row(&xhat), qx);
         let want = e.predict_raw(&xhat)[0];
         let got = q.dequantize(&q.scores(&qx))[0];
         assert!((want - got).abs() < 1e-3, "{r:?}: {want} vs {got}");
     }
     let (m, _) = build_module(&q, None).unwrap();
     for r in rows.iter().step_by(7) {
-        let qx = q.inputs.quantize(r);
+        let qx = q.inputs.quantize_row(r);
         assert_eq!(run_module(&m, &q, &qx), q.scores(&qx));
     }
     assert_eq!(Quantized::from_json(&q.to_json()).unwrap(), q);

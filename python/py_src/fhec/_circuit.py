@@ -10,6 +10,7 @@ bytes received from a client — and can only run. No server object holds or can
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Any, Iterable, Sequence
@@ -224,6 +225,12 @@ class Circuit:
     def tfhe_ir(self) -> str:
         """The lowered TFHE program."""
         return self._c.tfhe_ir
+
+    @property
+    def client_spec(self) -> dict:
+        """The client half of the compiled model: input quantisers and encodings, output
+        dequantisation, post-processing, class labels (integers in and out for traced programs)."""
+        return json.loads(self._c.client_spec)
 
     @property
     def statistics(self) -> dict:

@@ -2,7 +2,7 @@
 
 Each class wraps the scikit-learn estimator of the same name: the constructor takes every parameter
 of that estimator plus ``n_bits``; ``fit`` trains the float model with scikit-learn and quantises it
-(see ``_quant.py``); ``compile`` builds the encrypted program (a dot product, no bootstrap);
+(in Rust, ``fhec-quant``; ``_quant.py``); ``compile`` builds the encrypted program (a dot product, no bootstrap);
 ``predict(X, fhe=...)`` runs in one of three modes that return identical results:
 
 * ``"disable"``: the quantised model in the clear (numpy, integers);
@@ -25,9 +25,9 @@ import sklearn.svm as sksvm
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .. import Circuit, CompileError, FhecError, compiler
+from .. import Circuit, CompileError, FhecError
 from ._base import FORMAT, FORMAT_VERSION, Decrypted, FheModel, NotCompiledError, check_mode
-from ._quant import InputQuantizer, QuantizedLinear, parse_n_bits
+from ._quant import QuantizedLinear, parse_n_bits
 
 class _LinearModel(FheModel):
     """The linear family; the public classes are made by ``_make`` below."""
@@ -40,7 +40,7 @@ class _LinearModel(FheModel):
         self.intercept_ = model.intercept_
         n_in, n_w = parse_n_bits(self.n_bits)
         W, b = self._weights()
-        self.quantized_ = QuantizedLinear.build(W, b, InputQuantizer.calibrate(X, n_in), n_w)
+        self.quantized_ = QuantizedLinear.build(W, b, X, n_in, n_w)
 
     def _weights(self) -> tuple[np.ndarray, np.ndarray]:
         """Float weights (d, C) and biases (C,) of the decision function."""
@@ -60,17 +60,10 @@ class _LinearModel(FheModel):
         check_is_fitted(self, "quantized_")
         if X is not None:
             validate_data(self, X, reset=False, dtype=np.float64)
-        q = self.quantized_
-        q.check_width()
-        weights = q.weights
-        d = weights.shape[0]
-
-        @compiler({"x": "encrypted"})
-        def linear(x):  # type: ignore[no-untyped-def]
-            return x @ weights
-
-        corners = [np.zeros((1, d), dtype=np.int64), np.full((1, d), q.inputs.max_q, dtype=np.int64)]
-        self.fhe_circuit = linear.compile(corners, p_error=p_error, global_p_error=global_p_error)
+        classes = json.dumps(np.asarray(self.classes_).tolist()) if hasattr(self, "classes_") else None
+        self.fhe_circuit = self.quantized_.compile(
+            p_error=p_error, global_p_error=global_p_error, post=self._post(), classes=classes
+        )
         self._compile_options = {"p_error": p_error, "global_p_error": global_p_error}
         return self.fhe_circuit
 
@@ -123,6 +116,10 @@ class _Regressor(RegressorMixin, _LinearModel):
     def _inverse_link(self, eta: np.ndarray) -> np.ndarray:
         return eta
 
+    def _post(self) -> str:
+        """The client spec's post-processing (what ``_inverse_link`` computes)."""
+        return "exp" if np.array_equal(self._inverse_link(np.zeros(1)), np.ones(1)) else "identity"
+
     def predict(self, X: Any, fhe: str = "disable") -> np.ndarray:
         """Predictions of the quantised model; ``fhe`` picks how the dot product runs."""
         y = self._inverse_link(self._decision(X, fhe))
@@ -141,6 +138,10 @@ class _TweedieRegressor(_Regressor):
 
 
 class _Classifier(ClassifierMixin, _LinearModel):
+    def _post(self) -> str:
+        """The client spec's post-processing: decision values only (no probabilities)."""
+        return "decision"
+
     def decision_function(self, X: Any, fhe: str = "disable") -> np.ndarray:
         """Dequantised decision values: (n,) for two classes, (n, n_classes) otherwise."""
         d = self._decision(X, fhe)
@@ -173,6 +174,9 @@ def _softmax(d: np.ndarray) -> np.ndarray:
 
 
 class _LogisticClassifier(_Classifier):
+    def _post(self) -> str:
+        return "sigmoid" if self.quantized_.weights.shape[1] == 1 else "softmax"
+
     def predict_proba(self, X: Any, fhe: str = "disable") -> np.ndarray:
         """Class probabilities: sigmoid for two classes, softmax otherwise (as scikit-learn)."""
         d = self.decision_function(X, fhe=fhe)
@@ -183,6 +187,11 @@ class _LogisticClassifier(_Classifier):
 
 
 class _SGDClassifier(_Classifier):
+    def _post(self) -> str:
+        if self.loss != "log_loss":
+            return "decision"
+        return "sigmoid" if self.quantized_.weights.shape[1] == 1 else "one_vs_rest"
+
     def predict_proba(self, X: Any, fhe: str = "disable") -> np.ndarray:
         """Class probabilities for ``loss="log_loss"`` or ``"modified_huber"`` (as scikit-learn)."""
         if self.loss not in ("log_loss", "modified_huber"):

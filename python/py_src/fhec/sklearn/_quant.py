@@ -1,30 +1,19 @@
-"""Quantisation of linear models: per-feature affine input quantisers, per-output symmetric weights.
-
-A linear model computes ``y = X @ W + b``. With each feature ``j`` quantised affinely to ``n_in``
-unsigned bits, ``x_j ≈ lo_j + s_j·q_j`` with ``q_j ∈ [0, 2^n_in − 1]``, the model becomes
-
-    y_c = Σ_j W_jc·(lo_j + s_j·q_j) + b_c = Σ_j (W_jc·s_j)·q_j + (b_c + Σ_j W_jc·lo_j)
-
-so the feature scales fold into the weights. The folded weights of each output ``c`` are quantised
-symmetrically to ``n_w`` signed bits, ``W_jc·s_j ≈ σ_c·w_jc`` with ``|w_jc| ≤ 2^(n_w−1) − 1``. The
-encrypted program computes the integer accumulator ``acc_c = Σ_j q_j·w_jc`` (no bootstrap); the client
-dequantises it, ``y_c = σ_c·acc_c + β_c``. Every fhe mode shares the quantisation and the
-dequantisation, so equal accumulators give equal predictions, bit for bit.
+"""Quantisation of the estimators, computed in Rust (``fhec-quant``; see its ``linear`` module for the
+linear family's math: per-feature affine inputs folded into per-output affine weights, the integer
+accumulator as the encrypted program). Python keeps the bit-width options, the warning for values
+outside the calibrated range, and thin views of the Rust objects.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
-from dataclasses import dataclass
-
+from typing import Any
 import numpy as np
 
-from .. import CompileError
-
-#: The widest encrypted value the compiler supports.
-MAX_ACCUMULATOR_BITS = 32
-
+from .._circuit import Circuit
+from .._fhec import QuantizedLinear as _QuantizedLinear
 
 def _caller_level() -> int:
     """The ``stacklevel`` that points a warning at the first frame outside the fhec package."""
@@ -74,110 +63,99 @@ def parse_n_bits(n_bits: object) -> tuple[int, int]:
     return n_in, n_w
 
 
-@dataclass
-class InputQuantizer:
-    """Per-feature affine quantiser: ``q = clip(rint((x − lo) / scale), 0, 2^n_bits − 1)``."""
+def warn_clipped(clipped: int, rows: int, features: list[int]) -> None:
+    """The warning for values outside the calibrated range (they were clipped to it)."""
+    if clipped:
+        shown = ", ".join(map(str, features[:8])) + (", …" if len(features) > 8 else "")
+        warnings.warn(
+            f"{clipped} input value(s) in {rows} row(s) are outside the range seen at calibration "
+            f"(features {shown}); they were clipped to it",
+            InputRangeWarning,
+            stacklevel=_caller_level(),
+        )
 
-    n_bits: int
-    lo: np.ndarray
-    scale: np.ndarray
 
-    @classmethod
-    def calibrate(cls, X: np.ndarray, n_bits: int) -> "InputQuantizer":
-        lo = X.min(axis=0).astype(np.float64)
-        hi = X.max(axis=0).astype(np.float64)
-        span = hi - lo
-        levels = (1 << n_bits) - 1
-        scale = np.where(span > 0, span / levels, 1.0)
-        return cls(n_bits, lo, scale)
+def quantize_rows(q: Any, X: np.ndarray) -> np.ndarray:
+    """Quantised rows from a Rust model's input quantisers, warning about clipped values."""
+    rows, clipped, clipped_rows, features = q.quantize(np.ascontiguousarray(X, dtype=np.float64))
+    warn_clipped(clipped, clipped_rows, list(features))
+    return rows
+
+
+class _Inputs:
+    """The input quantisers of a quantised linear model."""
+
+    def __init__(self, q: _QuantizedLinear):
+        self._q = q
+
+    @property
+    def n_bits(self) -> int:
+        return self._q.input_bits
 
     @property
     def max_q(self) -> int:
-        return (1 << self.n_bits) - 1
+        return self._q.max_q
 
     def quantize(self, X: np.ndarray) -> np.ndarray:
-        q = np.rint((X - self.lo) / self.scale)
-        out = (q < 0) | (q > self.max_q)
-        if out.any():
-            rows = int(out.any(axis=1).sum())
-            cols = np.flatnonzero(out.any(axis=0))
-            shown = ", ".join(map(str, cols[:8])) + (", …" if len(cols) > 8 else "")
-            warnings.warn(
-                f"{int(out.sum())} input value(s) in {rows} row(s) are outside the range seen at calibration "
-                f"(features {shown}); they were clipped to it",
-                InputRangeWarning,
-                stacklevel=_caller_level(),
-            )
-            q = np.clip(q, 0, self.max_q)
-        return q.astype(np.int64)
-
-    def to_dict(self) -> dict:
-        return {"n_bits": self.n_bits, "lo": self.lo.tolist(), "scale": self.scale.tolist()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "InputQuantizer":
-        return cls(int(d["n_bits"]), np.asarray(d["lo"], dtype=np.float64), np.asarray(d["scale"], dtype=np.float64))
+        return quantize_rows(self._q, X)
 
 
-@dataclass
 class QuantizedLinear:
-    """``y ≈ (q @ weights) · w_scale + bias``: integer weights (d, C), float scales and biases (C,)."""
+    """``y ≈ (q @ weights) · w_scale + bias``: a view of the Rust model (``fhec._fhec.QuantizedLinear``)."""
 
-    inputs: InputQuantizer
-    weight_bits: int
-    weights: np.ndarray
-    w_scale: np.ndarray
-    bias: np.ndarray
+    def __init__(self, q: _QuantizedLinear):
+        self._q = q
+        self.inputs = _Inputs(q)
 
     @classmethod
-    def build(cls, W: np.ndarray, b: np.ndarray, inputs: InputQuantizer, weight_bits: int) -> "QuantizedLinear":
-        """``W``: float weights (d, C); ``b``: float biases (C,)."""
-        folded = W * inputs.scale[:, None]
-        bias = b + inputs.lo @ W
-        levels = (1 << (weight_bits - 1)) - 1
-        top = np.abs(folded).max(axis=0)
-        w_scale = np.where(top > 0, top / levels, 1.0)
-        weights = np.rint(folded / w_scale).astype(np.int64)
-        return cls(inputs, weight_bits, weights, w_scale, bias)
+    def build(cls, W: np.ndarray, b: np.ndarray, X: np.ndarray, input_bits: int, weight_bits: int) -> "QuantizedLinear":
+        """``W``: float weights (d, C); ``b``: float biases (C,); ``X`` calibrates the inputs."""
+        f64 = np.float64
+        return cls(
+            _QuantizedLinear.build(
+                np.ascontiguousarray(W, dtype=f64),
+                np.ascontiguousarray(b, dtype=f64),
+                np.ascontiguousarray(X, dtype=f64),
+                input_bits,
+                weight_bits,
+            )
+        )
+
+    @property
+    def weight_bits(self) -> int:
+        return self._q.weight_bits
+
+    @property
+    def weights(self) -> np.ndarray:
+        return self._q.weights
 
     def accumulator_bits(self) -> int:
-        """Bits of the signed accumulator over every input the quantiser can produce."""
-        hi = np.maximum(self.weights, 0).sum(axis=0) * self.inputs.max_q
-        lo = np.minimum(self.weights, 0).sum(axis=0) * self.inputs.max_q
-        m = int(max(hi.max(initial=0), -lo.min(initial=0)))
-        return m.bit_length() + 1
+        return self._q.accumulator_bits()
 
     def check_width(self) -> None:
-        bits = self.accumulator_bits()
-        if bits > MAX_ACCUMULATOR_BITS:
-            d = self.weights.shape[0]
-            raise CompileError(
-                f"the encrypted accumulator needs {bits} bits ({d} features × {self.inputs.n_bits}-bit inputs × "
-                f"{self.weight_bits}-bit weights); at most {MAX_ACCUMULATOR_BITS} are supported: lower n_bits"
-            )
+        self._q.check_width()
 
     def accumulate(self, q: np.ndarray) -> np.ndarray:
         """The integer accumulators of quantised rows, in the clear (what the circuit computes)."""
-        return q @ self.weights
+        return self._q.accumulate(np.ascontiguousarray(q, dtype=np.int64))
 
     def dequantize(self, acc: np.ndarray) -> np.ndarray:
-        return acc.astype(np.float64) * self.w_scale + self.bias
+        return self._q.dequantize(np.ascontiguousarray(acc, dtype=np.int64))
+
+    def compile(
+        self,
+        p_error: float | None = None,
+        global_p_error: float | None = None,
+        post: str = "identity",
+        classes: str | None = None,
+    ) -> Circuit:
+        """The encrypted program (the integer dot product, no lookup), compiled, with the client spec's
+        post-processing (``post``) and class labels (``classes``, JSON)."""
+        return Circuit(self._q.compile(p_error, global_p_error, post, classes), True)
 
     def to_dict(self) -> dict:
-        return {
-            "inputs": self.inputs.to_dict(),
-            "weight_bits": self.weight_bits,
-            "weights": self.weights.tolist(),
-            "w_scale": self.w_scale.tolist(),
-            "bias": self.bias.tolist(),
-        }
+        return json.loads(self._q.to_json())
 
     @classmethod
     def from_dict(cls, d: dict) -> "QuantizedLinear":
-        return cls(
-            InputQuantizer.from_dict(d["inputs"]),
-            int(d["weight_bits"]),
-            np.asarray(d["weights"], dtype=np.int64),
-            np.asarray(d["w_scale"], dtype=np.float64),
-            np.asarray(d["bias"], dtype=np.float64),
-        )
+        return cls(_QuantizedLinear.from_json(json.dumps(d)))

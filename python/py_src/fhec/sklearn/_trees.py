@@ -21,11 +21,11 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import Circuit, FhecError
-from .._fhec import trees_compile, trees_import, trees_quantize
+from .._fhec import QuantizedTrees, trees_import, trees_quantize
 from . import _linear
 from ._base import Decrypted, FheModel, check_mode
 from ._linear import _make
-from ._quant import InputQuantizer
+from ._quant import quantize_rows
 
 DEFAULT_N_BITS = 6
 DEFAULT_LEAF_BITS = 8
@@ -109,78 +109,6 @@ def export_sklearn(model: Any) -> dict:
     }
 
 
-class _EdgeQuantizer:
-    """Quantile quantiser: ``q_j = #{edges_j ≤ x_j}`` (as Rust's ``Quantizer::quantize``)."""
-
-    def __init__(self, n_bits: int, edges: list[list[float]]):
-        self.n_bits = n_bits
-        self.edges = [np.asarray(e, dtype=np.float64) for e in edges]
-
-    def quantize(self, X: np.ndarray) -> np.ndarray:
-        return np.stack(
-            [np.searchsorted(e, X[:, j], side="right") for j, e in enumerate(self.edges)], axis=1
-        ).astype(np.int64).reshape(X.shape[0], len(self.edges))
-
-
-class _Compiled:
-    """The quantised ensemble as numpy arrays, for the clear path (``fhe="disable"``)."""
-
-    def __init__(self, q: dict):
-        self.q = q
-        qi = q["inputs"]
-        if qi.get("edges") is not None:
-            self.inputs: Any = _EdgeQuantizer(int(qi["n_bits"]), qi["edges"])
-        else:
-            self.inputs = InputQuantizer(
-                int(qi["n_bits"]), np.asarray(qi["lo"], dtype=np.float64), np.asarray(qi["scale"], dtype=np.float64)
-            )
-        self.levels = (1 << self.inputs.n_bits) - 1
-        self.n_outputs = int(q["n_outputs"])
-        self.trees = []
-        for t in q["trees"]:
-            n = len(t["nodes"])
-            leaf = np.zeros(n, dtype=bool)
-            feature = np.zeros(n, dtype=np.int64)
-            th = np.zeros(n, dtype=np.int64)
-            left = np.zeros(n, dtype=np.int64)
-            right = np.zeros(n, dtype=np.int64)
-            value = np.zeros((n, self.n_outputs), dtype=np.int64)
-            for i, node in enumerate(t["nodes"]):
-                if node["kind"] == "leaf":
-                    leaf[i] = True
-                    value[i] = node["value"]
-                else:
-                    feature[i], th[i], left[i], right[i] = node["feature"], node["t"], node["left"], node["right"]
-            self.trees.append((leaf, feature, th, left, right, value))
-        self.leaf_scale = np.asarray(q["leaf_scale"], dtype=np.float64)
-        self.base = np.asarray(q["base_score"], dtype=np.float64)
-        self.divisor = len(self.trees) if q["aggregation"] == "mean" else 1
-
-    def scores(self, qx: np.ndarray) -> np.ndarray:
-        """Integer scores (n, outputs): the sum of the reached leaves, on quantised rows."""
-        n = qx.shape[0]
-        rows = np.arange(n)
-        out = np.zeros((n, self.n_outputs), dtype=np.int64)
-        for leaf, feature, th, left, right, value in self.trees:
-            idx = np.zeros(n, dtype=np.int64)
-            while True:
-                split = ~leaf[idx]
-                if not split.any():
-                    break
-                go_left = qx[rows, feature[idx]] < th[idx]
-                idx = np.where(split, np.where(go_left, left[idx], right[idx]), idx)
-            out += value[idx]
-        return out
-
-    def thermometer(self, qx: np.ndarray) -> np.ndarray:
-        """Bit ``j·(2^n − 1) + k − 1`` of a row is ``[q_j ≥ k]`` (what the client encrypts)."""
-        k = np.arange(1, self.levels + 1)
-        return (qx[:, :, None] >= k[None, None, :]).reshape(qx.shape[0], -1).astype(np.int64)
-
-    def dequantize(self, scores: np.ndarray) -> np.ndarray:
-        return scores.astype(np.float64) * self.leaf_scale / self.divisor + self.base
-
-
 class _TreeModel(FheModel):
     def _check_bits(self) -> None:
         parse_tree_bits(self.n_bits)
@@ -189,19 +117,19 @@ class _TreeModel(FheModel):
         ensemble = self._export(model)
         n_in, n_leaf = parse_tree_bits(self.n_bits, len(ensemble["trees"]), ensemble["aggregation"] == "sum")
         try:
-            qjson = trees_quantize(
-                json.dumps(ensemble), (list(X.shape), X.ravel().tolist()), n_in, n_leaf, "quantile"
-            )
+            q = trees_quantize(json.dumps(ensemble), np.ascontiguousarray(X, dtype=np.float64), n_in, n_leaf, "quantile")
         except FhecError as e:
             raise ValueError(str(e)) from e
-        self._set_quantized(json.loads(qjson))
+        self._set_quantized(json.loads(q.to_json()), q)
 
     def _export(self, model: Any) -> dict:
         return export_sklearn(model)
 
-    def _set_quantized(self, q: dict) -> None:
+    def _set_quantized(self, q: dict, model: Any = None) -> None:
+        """``quantized_``: the quantised ensemble as plain data (the saved state); ``_model``: the Rust
+        object that quantises, encodes, scores and compiles it."""
         self.quantized_ = q
-        self._model = _Compiled(q)
+        self._model = model if model is not None else QuantizedTrees.from_json(json.dumps(q))
 
     @classmethod
     def from_sklearn_model(cls, model: Any, X: Any, n_bits: Any = None) -> "FheModel":
@@ -229,16 +157,16 @@ class _TreeModel(FheModel):
         check_is_fitted(self, "quantized_")
         if X is not None:
             validate_data(self, X, reset=False, dtype=np.float64)
-        c, report = trees_compile(json.dumps(self.quantized_), leaf_mode, p_error, global_p_error)
+        c, report = self._model.compile(leaf_mode, p_error, global_p_error)
         self.fhe_circuit = Circuit(c, True)
-        self.compile_report_ = json.loads(report)
+        self.compile_report_ = dict(report)
         self._compile_options = {"p_error": p_error, "global_p_error": global_p_error, "leaf_mode": leaf_mode}
         return self.fhe_circuit
 
     def quantize_input(self, X: Any) -> np.ndarray:
         """Quantised features (the quantisers' levels)."""
         check_is_fitted(self, "quantized_")
-        return self._model.inputs.quantize(self._validate(X))
+        return quantize_rows(self._model, self._validate(X))
 
     def encode_input(self, X: Any) -> np.ndarray:
         """The thermometer bits the client encrypts, one row per sample."""

@@ -1,0 +1,123 @@
+//! The client spec of a compiled model reproduces the model from float features alone: encode
+//! (quantise, thermometer), run (simulated), dequantise, post-process — equal to the quantised
+//! model's own computation, for a linear model and a tree ensemble.
+
+use fhec::quant::{Post, QuantizedLinear};
+use fhec::runtime::ClearTensor;
+use fhec::trees::{Aggregation, Cmp, Ensemble, FloatKind, Node, Tree};
+use fhec::{compile, CompileOptions};
+
+fn rows(n: usize, d: usize, seed: u64) -> Vec<f64> {
+    let mut s = seed;
+    (0..n * d)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % 2001) as f64 / 100.0 - 10.0
+        })
+        .collect()
+}
+
+/// Encodes `x` (rows × d) with the circuit's spec, simulates each row, dequantises.
+fn through_spec(c: &fhec::Circuit, x: &[f64], d: usize) -> (Vec<f64>, usize) {
+    let spec = c.client_spec();
+    let (width, ints, _) = spec.encode(0, x).unwrap();
+    let samples: Vec<Vec<ClearTensor>> = ints
+        .chunks(width)
+        .map(|r| vec![ClearTensor::new(vec![1, width], r.to_vec()).unwrap()])
+        .collect();
+    assert_eq!(samples.len(), x.len() / d);
+    let out = c.program().simulate(&samples).unwrap();
+    let flat: Vec<i64> = out.iter().flat_map(|s| s[0].values.clone()).collect();
+    let cols = out[0][0].values.len();
+    (spec.dequantize(0, &flat), cols)
+}
+
+#[test]
+fn a_linear_models_spec_reproduces_it() {
+    let (d, classes) = (4, 3);
+    let w = rows(d, classes, 3);
+    let calib = rows(50, d, 5);
+    let q = QuantizedLinear::build(&w, d, classes, &[0.5, -1.0, 2.0], &calib, 6, 6).unwrap();
+    let spec = q.client_spec(Post::Softmax);
+    let c = compile(q.module().unwrap(), spec, &CompileOptions::default()).unwrap();
+    let x = rows(20, d, 9);
+    let (values, cols) = through_spec(&c, &x, d);
+    assert_eq!(cols, classes);
+    let qx = q.inputs.quantize(&x).unwrap().values;
+    assert_eq!(values, q.dequantize(&q.accumulate(&qx)));
+    let p = c.client_spec().post_process(&values, cols);
+    for row in p.chunks(cols) {
+        assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    }
+    let idx = c.client_spec().class_index(&values, cols);
+    for (k, row) in values.chunks(cols).enumerate() {
+        let best = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        assert_eq!(row[idx[k]], best);
+    }
+}
+
+#[test]
+fn a_tree_ensembles_spec_reproduces_it() {
+    let split = |feature, threshold, left, right| Node::Split {
+        feature,
+        threshold,
+        cmp: Cmp::Le,
+        left,
+        right,
+        missing_left: false,
+    };
+    let leaf = |v: f64| Node::Leaf { value: vec![v] };
+    let e = Ensemble {
+        n_features: 2,
+        n_outputs: 1,
+        trees: vec![
+            Tree {
+                nodes: vec![
+                    split(0, 0.3, 1, 2),
+                    split(1, -1.0, 3, 4),
+                    leaf(0.9),
+                    leaf(0.1),
+                    leaf(0.6),
+                ],
+            },
+            Tree {
+                nodes: vec![split(1, 4.0, 1, 2), leaf(0.2), leaf(0.7)],
+            },
+        ],
+        base_score: vec![0.0],
+        aggregation: Aggregation::Mean,
+        post: fhec::trees::Post::Proba,
+        float: FloatKind::F64,
+    };
+    let calib: Vec<Vec<f64>> = rows(60, 2, 7).chunks(2).map(<[f64]>::to_vec).collect();
+    let q = fhec::trees::quantize(&e, &calib, 3, 8).unwrap();
+    let (module, _) = fhec::trees::build_module(&q, None).unwrap();
+    let c = compile(module, q.client_spec(), &CompileOptions::default()).unwrap();
+    let x = rows(25, 2, 11);
+    let (values, cols) = through_spec(&c, &x, 2);
+    let want: Vec<f64> = x
+        .chunks(2)
+        .flat_map(|r| q.dequantize(&q.scores(&q.inputs.quantize_row(r))))
+        .collect();
+    assert_eq!(cols, 1);
+    assert_eq!(values, want);
+    let p = c.client_spec().post_process(&values, 1);
+    assert_eq!(p.len(), 2 * values.len(), "class-1 probability → two columns");
+}
+
+/// A spec that does not match the program is refused at compile time.
+#[test]
+fn a_spec_of_another_shape_is_refused() {
+    let q = QuantizedLinear::build(&[1.0, 2.0], 2, 1, &[0.0], &rows(10, 2, 1), 4, 4).unwrap();
+    let e = compile(
+        q.module().unwrap(),
+        fhec::ClientSpec::integers(2, 1),
+        &CompileOptions::default(),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(e.kind(), fhec::ErrorKind::Compile, "{e}");
+    assert!(e.to_string().contains("client spec"), "{e}");
+}

@@ -1,0 +1,324 @@
+//! The client half of a compiled model, as plain data: how the user's float features become the
+//! integers the program takes, and how the integers it returns become predictions. A client needs
+//! this and its keys, not the model (`docs/architecture.md`).
+//!
+//! * [`InputSpec`]: per program input, the integers as given, or features quantised by an
+//!   [`InputQuantizer`] and encoded (plain levels, or the trees' thermometer bits).
+//! * [`Dequant`]: per output column, `y = scale · v + offset` on the decrypted integers.
+//! * [`Post`]: what turns dequantised values into predictions (identity, exp, sigmoid, softmax,
+//!   one-vs-rest, class fractions, or decision values only) and the class labels.
+
+use serde::{Deserialize, Serialize};
+
+use crate::input::InputQuantizer;
+use crate::QuantError;
+
+/// Version of the spec's layout; readers refuse newer ones with a clear message.
+pub const SPEC_VERSION: u32 = 1;
+
+/// How features are encoded after quantisation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// The levels themselves, one integer per feature.
+    #[default]
+    Plain,
+    /// For feature `j` and level `k = 1 .. 2^n − 1`, bit `j·(2^n − 1) + k − 1` is `[q_j ≥ k]`.
+    Thermometer,
+}
+
+/// What one program input takes from the user.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InputSpec {
+    /// Integers, given as they are (the tracing DSL's inputs).
+    Integers,
+    /// A row of float features, quantised and encoded.
+    Features {
+        quantizer: InputQuantizer,
+        #[serde(default)]
+        encoding: Encoding,
+    },
+}
+
+/// Dequantisation of one output: `y[c] = scale[c] · v[c] + offset[c]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dequant {
+    pub scale: Vec<f64>,
+    pub offset: Vec<f64>,
+}
+
+/// From dequantised values to predictions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Post {
+    /// The values are the prediction (regressions; integer programs).
+    #[default]
+    Identity,
+    /// `exp` of the values (log-link GLMs).
+    Exp,
+    /// One decision value of a binary classifier: probabilities `[1 − σ(d), σ(d)]`, class `d > 0`.
+    Sigmoid,
+    /// One value per class: softmax probabilities, class by argmax.
+    Softmax,
+    /// One-vs-rest: `σ(d_c)` per class, normalised; class by argmax.
+    OneVsRest,
+    /// Class fractions (forests): one column is the class-1 probability, several are clipped at 0 and
+    /// normalised.
+    Proba,
+    /// Decision values without probabilities (linear SVMs): class by sign or argmax.
+    Decision,
+}
+
+/// The client half of a model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientSpec {
+    pub version: u32,
+    /// One per program input, in order.
+    pub inputs: Vec<InputSpec>,
+    /// Per program output (absent: the integers are the values).
+    #[serde(default)]
+    pub outputs: Vec<Option<Dequant>>,
+    #[serde(default)]
+    pub post: Post,
+    /// Class labels of a classifier (as JSON values: numbers or strings), in column order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<serde_json::Value>>,
+}
+
+impl ClientSpec {
+    /// Integers in, integers out: the spec of a program written by hand or traced.
+    pub fn integers(n_inputs: usize, n_outputs: usize) -> ClientSpec {
+        ClientSpec {
+            version: SPEC_VERSION,
+            inputs: vec![InputSpec::Integers; n_inputs],
+            outputs: vec![None; n_outputs],
+            post: Post::Identity,
+            classes: None,
+        }
+    }
+
+    /// A model with one input of float features and one output.
+    pub fn model(quantizer: InputQuantizer, encoding: Encoding, dequant: Dequant, post: Post) -> ClientSpec {
+        ClientSpec {
+            version: SPEC_VERSION,
+            inputs: vec![InputSpec::Features { quantizer, encoding }],
+            outputs: vec![Some(dequant)],
+            post,
+            classes: None,
+        }
+    }
+
+    pub fn with_classes(mut self, classes: Vec<serde_json::Value>) -> ClientSpec {
+        self.classes = Some(classes);
+        self
+    }
+
+    pub fn from_json(text: &str) -> Result<ClientSpec, QuantError> {
+        let s: ClientSpec =
+            serde_json::from_str(text).map_err(|e| QuantError::Options(format!("not a client spec: {e}")))?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("plain data serialises")
+    }
+
+    /// Checks the spec's own invariants (a file may hold anything).
+    pub fn validate(&self) -> Result<(), QuantError> {
+        let bad = |m: String| Err(QuantError::Options(m));
+        if self.version == 0 || self.version > SPEC_VERSION {
+            return bad(format!(
+                "client spec version {}, this fhec reads up to {SPEC_VERSION}",
+                self.version
+            ));
+        }
+        for i in &self.inputs {
+            if let InputSpec::Features { quantizer, .. } = i {
+                quantizer.validate()?;
+            }
+        }
+        for d in self.outputs.iter().flatten() {
+            if d.scale.len() != d.offset.len() || d.scale.iter().chain(&d.offset).any(|v| !v.is_finite()) {
+                return bad("client spec: an output's scales and offsets differ in length or are not finite".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The integers of input `i` for rows of float features (row-major `rows × features`): quantised,
+    /// then encoded; one row per sample (row-major `rows × width`). Returns the width and the number of
+    /// values clipped to the calibrated range.
+    pub fn encode(&self, i: usize, features: &[f64]) -> Result<(usize, Vec<i64>, usize), QuantError> {
+        let Some(spec) = self.inputs.get(i) else {
+            return Err(QuantError::Options(format!("the program has no input {i}")));
+        };
+        match spec {
+            InputSpec::Integers => Err(QuantError::Options(format!(
+                "input {i} takes integers, not float features"
+            ))),
+            InputSpec::Features { quantizer, encoding } => {
+                let q = quantizer.quantize(features)?;
+                let d = quantizer.n_features();
+                Ok(match encoding {
+                    Encoding::Plain => (d, q.values, q.clipped),
+                    Encoding::Thermometer => {
+                        let l = quantizer.levels() as usize;
+                        let bits = q
+                            .values
+                            .iter()
+                            .flat_map(|&v| (1..=l).map(move |k| i64::from(v >= k as i64)))
+                            .collect();
+                        (d * l, bits, q.clipped)
+                    }
+                })
+            }
+        }
+    }
+
+    /// Dequantised values of output `o` (row-major `rows × C` integers → floats).
+    pub fn dequantize(&self, o: usize, values: &[i64]) -> Vec<f64> {
+        match self.outputs.get(o).and_then(Option::as_ref) {
+            None => values.iter().map(|&v| v as f64).collect(),
+            Some(d) => {
+                let c = d.scale.len().max(1);
+                values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| d.scale[i % c] * v as f64 + d.offset[i % c])
+                    .collect()
+            }
+        }
+    }
+
+    /// The post-processed values of dequantised rows (`rows × C`): predictions for regressions,
+    /// class probabilities for classifiers with probabilities (`rows × classes`), the values
+    /// themselves for decision-only models.
+    pub fn post_process(&self, values: &[f64], c: usize) -> Vec<f64> {
+        let sig = |d: f64| 1.0 / (1.0 + (-d).exp());
+        let c = c.max(1);
+        match self.post {
+            Post::Identity | Post::Decision => values.to_vec(),
+            Post::Exp => values.iter().map(|v| v.exp()).collect(),
+            Post::Sigmoid => values.iter().flat_map(|&d| [1.0 - sig(d), sig(d)]).collect(),
+            Post::Softmax => values
+                .chunks(c)
+                .flat_map(|row| {
+                    let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = row.iter().map(|v| (v - m).exp()).collect();
+                    let s: f64 = e.iter().sum();
+                    e.into_iter().map(move |v| v / s)
+                })
+                .collect(),
+            Post::OneVsRest => values
+                .chunks(c)
+                .flat_map(|row| {
+                    let p: Vec<f64> = row.iter().map(|&d| sig(d)).collect();
+                    let s: f64 = p.iter().sum();
+                    p.into_iter().map(move |v| if s > 0.0 { v / s } else { 1.0 / c as f64 })
+                })
+                .collect(),
+            Post::Proba if c == 1 => values
+                .iter()
+                .flat_map(|&p| {
+                    let p = p.clamp(0.0, 1.0);
+                    [1.0 - p, p]
+                })
+                .collect(),
+            Post::Proba => values
+                .chunks(c)
+                .flat_map(|row| {
+                    let r: Vec<f64> = row.iter().map(|v| v.max(0.0)).collect();
+                    let s: f64 = r.iter().sum();
+                    r.into_iter().map(move |v| if s > 0.0 { v / s } else { 1.0 / c as f64 })
+                })
+                .collect(),
+        }
+    }
+
+    /// The predicted class index of each dequantised row (`rows × C`), for classifiers.
+    pub fn class_index(&self, values: &[f64], c: usize) -> Vec<usize> {
+        let c = c.max(1);
+        let argmax = |row: &[f64]| {
+            row.iter()
+                .enumerate()
+                .fold(
+                    (0, f64::NEG_INFINITY),
+                    |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
+                )
+                .0
+        };
+        match self.post {
+            Post::Proba if c == 1 => values.iter().map(|&p| usize::from(p.clamp(0.0, 1.0) > 0.5)).collect(),
+            Post::Sigmoid | Post::Decision | Post::OneVsRest if c == 1 => {
+                values.iter().map(|&d| usize::from(d > 0.0)).collect()
+            }
+            Post::Proba => self.post_process(values, c).chunks(c).map(argmax).collect(),
+            _ => values.chunks(c).map(argmax).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(post: Post) -> ClientSpec {
+        let q = InputQuantizer::calibrate(&[vec![0.0, 0.0], vec![3.0, 6.0]], 2, 2).unwrap();
+        ClientSpec::model(
+            q,
+            Encoding::Plain,
+            Dequant {
+                scale: vec![0.5, 2.0],
+                offset: vec![1.0, -1.0],
+            },
+            post,
+        )
+    }
+
+    #[test]
+    fn encode_quantises_and_encodes() {
+        let s = spec(Post::Identity);
+        assert_eq!(s.encode(0, &[1.0, 6.0, 9.0, -2.0]).unwrap(), (2, vec![1, 3, 3, 0], 2));
+        let mut t = s.clone();
+        t.inputs[0] = match t.inputs[0].clone() {
+            InputSpec::Features { quantizer, .. } => InputSpec::Features {
+                quantizer,
+                encoding: Encoding::Thermometer,
+            },
+            other => other,
+        };
+        // levels 1 and 3 of 3: [1,0,0] and [1,1,1]
+        assert_eq!(t.encode(0, &[1.0, 6.0]).unwrap(), (6, vec![1, 0, 0, 1, 1, 1], 0));
+        assert!(s.encode(1, &[0.0, 0.0]).is_err());
+        assert!(ClientSpec::integers(1, 1).encode(0, &[0.0]).is_err());
+    }
+
+    #[test]
+    fn dequantise_and_post_process() {
+        let s = spec(Post::Softmax);
+        let v = s.dequantize(0, &[2, 1, 0, 1]);
+        assert_eq!(v, vec![2.0, 1.0, 1.0, 1.0]);
+        let p = s.post_process(&v, 2);
+        assert!((p[0] + p[1] - 1.0).abs() < 1e-12 && p[0] > p[1] && (p[2] - 0.5).abs() < 1e-12);
+        assert_eq!(s.class_index(&v, 2), vec![0, 0]);
+        let b = spec(Post::Sigmoid);
+        assert_eq!(b.class_index(&[-0.5, 0.5], 1), vec![0, 1]);
+        assert_eq!(b.post_process(&[0.0], 1), vec![0.5, 0.5]);
+        assert_eq!(spec(Post::Exp).post_process(&[0.0], 1), vec![1.0]);
+    }
+
+    #[test]
+    fn json_round_trip_and_version() {
+        let s = spec(Post::OneVsRest).with_classes(vec![serde_json::json!("a"), serde_json::json!("b")]);
+        assert_eq!(ClientSpec::from_json(&s.to_json()).unwrap(), s);
+        let mut newer = s.clone();
+        newer.version = SPEC_VERSION + 1;
+        assert!(ClientSpec::from_json(&newer.to_json())
+            .unwrap_err()
+            .to_string()
+            .contains("reads up to"));
+        assert!(ClientSpec::from_json("{}").is_err());
+    }
+}
