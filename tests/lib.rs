@@ -288,5 +288,5 @@ pub fn input_samples(m: &fhec_ir::Module, seed: u64, n: usize) -> Vec<Vec<Tensor
 
 /// A pass context with the backend's cost model, as the facade's compile gives its passes.
 pub fn pass_context() -> fhec_passes::manager::PassContext {
-    fhec_passes::manager::PassContext::with_cost(fhec_backend_tfhe::cost::cost_model().clone())
+    fhec_passes::manager::PassContext::with_cost_source(fhec_backend_tfhe::cost::cost_model)
 }

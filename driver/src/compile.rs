@@ -40,7 +40,7 @@ pub fn compile(module: Module, spec: ClientSpec, opts: &CompileOptions) -> Resul
     let mut m = module.clone();
     let pipeline = opts.pipeline.as_deref().unwrap_or(DEFAULT_PIPELINE);
     if pipeline != "none" && !pipeline.trim().is_empty() {
-        let mut ctx = PassContext::with_cost(fhec_backend_tfhe::cost::cost_model().clone());
+        let mut ctx = PassContext::with_cost_source(fhec_backend_tfhe::cost::cost_model);
         run_text(&mut m, pipeline, &mut ctx)?;
     }
     let proof = fhec_ir::verify(&m)?;

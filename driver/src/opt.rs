@@ -81,7 +81,7 @@ pub(crate) fn opt(file: &str, a: &OptArgs<'_>) -> Result<(), Failure> {
     ir::verify(&m).map_err(|d| render(&d))?;
     let steps =
         manager::parse_pipeline(a.pipeline.unwrap_or(DEFAULT_PIPELINE)).map_err(|e| anyhow!("--pipeline: {e}"))?;
-    let mut ctx = PassContext::with_cost(fhec::backend::cost::cost_model().clone());
+    let mut ctx = PassContext::with_cost_source(fhec::backend::cost::cost_model);
     ctx.calibration = calibration(&m, a.calibration)?;
     let opts = RunOptions {
         print_after_all: a.print_after_all,

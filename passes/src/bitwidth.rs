@@ -77,7 +77,7 @@ fn reencode(t: &Tensor, w_old: u32, w_new: u32, signed: bool, reach: Range) -> T
 }
 
 fn table_attr(op: &OpData) -> Option<(&'static str, &Dense)> {
-    let key = if op.kind == OpKind::Lut { "table" } else { "tables" };
+    let key = op.kind.def().table_attr()?;
     match op.attrs.get(key) {
         Some(Attribute::Dense(d)) => Some((key, d)),
         _ => None,
@@ -213,7 +213,7 @@ fn rewrite(f: &fhec_ir::Function, range: &[Range]) -> Result<(fhec_ir::Function,
         }
         let operands = r.operands(op);
         let mut attrs = op.attrs.clone();
-        if matches!(op.kind, OpKind::Lut | OpKind::MappedLut | OpKind::MultiLut) {
+        if op.kind.def().table_attr().is_some() {
             let x = op.operands[0];
             let w_old = f.ty(x).width();
             let w_new = r.ty(operands[0]).width();

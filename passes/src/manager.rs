@@ -10,6 +10,14 @@ use std::time::{Duration, Instant};
 
 use fhec_ir::{print_module, verify, CostModel, Diagnostic, Module, Tensor};
 
+/// Where a pass context's cost model comes from: a model, or a function that derives it once (the
+/// backend's takes a second of parameter searches; programs without lookups never ask for it).
+#[derive(Clone)]
+pub enum CostSource {
+    Model(CostModel),
+    Derived(fn() -> &'static CostModel),
+}
+
 /// What a pass can read besides the module: a calibration input set, the backend's cost model,
 /// and where to count statistics.
 #[derive(Default)]
@@ -18,8 +26,8 @@ pub struct PassContext {
     /// function), for passes that infer ranges from data (`bitwidth`).
     pub calibration: Option<Vec<Vec<Tensor>>>,
     /// What lookups cost, for passes that weigh rewrites (`lut-fusion`, `round-insertion`); the
-    /// backend provides it (`fhec_backend_tfhe::cost::cost_model`).
-    pub cost: Option<CostModel>,
+    /// backend provides it (`fhec_backend_tfhe::cost::cost_model`), derived on first use.
+    pub cost: Option<CostSource>,
     stats: Vec<(String, String, u64)>,
     current: String,
 }
@@ -32,17 +40,29 @@ impl PassContext {
         }
     }
 
-    /// A context with the backend's cost model.
+    /// A context with a cost model.
     pub fn with_cost(cost: CostModel) -> PassContext {
         PassContext {
-            cost: Some(cost),
+            cost: Some(CostSource::Model(cost)),
+            ..Default::default()
+        }
+    }
+
+    /// A context whose cost model `derive` computes when a pass first asks for it.
+    pub fn with_cost_source(derive: fn() -> &'static CostModel) -> PassContext {
+        PassContext {
+            cost: Some(CostSource::Derived(derive)),
             ..Default::default()
         }
     }
 
     /// The cost model, or the error a pass that weighs costs gives without one.
     pub fn cost(&self, pass: &str) -> Result<&CostModel, Diagnostic> {
-        self.cost.as_ref().ok_or_else(|| {
+        let model = self.cost.as_ref().map(|c| match c {
+            CostSource::Model(m) => m,
+            CostSource::Derived(f) => f(),
+        });
+        model.ok_or_else(|| {
             Diagnostic::new(format!(
                 "{pass} weighs lookup costs and has no cost model (the facade's compile and `fhec opt` give the \
                  backend's; embedders set PassContext::cost)"

@@ -70,7 +70,7 @@ impl Pass for RoundInsertion {
             let mut r = Rebuild::new(f);
             for &o in &f.body {
                 let op = f.op(o);
-                let lookup = matches!(op.kind, OpKind::Lut | OpKind::MappedLut | OpKind::MultiLut);
+                let lookup = op.kind.def().table_attr().is_some();
                 let x = op.operands.first().copied();
                 let Some(x) = x.filter(|&x| lookup && f.ty(x).width() > max_bits) else {
                     r.copy(op)?;
@@ -98,7 +98,7 @@ impl Pass for RoundInsertion {
                     )
                     .map_err(|d| Diagnostic { span: op.span, ..d })?;
                 // the new table: T'[i] = T[clamp(v(i) · 2^k)] for the q-bit index i
-                let key = if op.kind == OpKind::Lut { "table" } else { "tables" };
+                let key = op.kind.def().table_attr().unwrap_or("table");
                 let Some(Attribute::Dense(d)) = op.attrs.get(key) else {
                     return Err(Diagnostic::at("lookup without a table", op.span));
                 };

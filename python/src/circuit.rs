@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use crate::errors::{compile_err, py_err};
-use crate::{clear_batch, flat, flat_batch, tensor, Flat};
+use crate::{clear_batch, flat, flat_batch, tensor, Flat, Out};
 
 /// Runs `f` on a worker thread while this thread waits without the GIL and checks for Ctrl-C
 /// (Python's signal handlers run only here); Ctrl-C sets the flag `f` gets, which stops a run at
@@ -128,7 +128,7 @@ impl Client {
     }
 
     /// Encrypts a batch of samples (each: `(shape, values)` per input); an fhec ciphertext file.
-    fn encrypt<'py>(&self, py: Python<'py>, samples: Vec<Vec<Flat>>) -> PyResult<Bound<'py, PyBytes>> {
+    fn encrypt<'py>(&self, py: Python<'py>, samples: Vec<Vec<Flat<'py>>>) -> PyResult<Bound<'py, PyBytes>> {
         let batch = clear_batch(samples);
         let c = &self.c;
         let b = cancellable(py, |_| c.encrypt_bytes(&batch))?;
@@ -136,9 +136,9 @@ impl Client {
     }
 
     /// Decrypts a server's results (an fhec ciphertext file).
-    fn decrypt(&self, py: Python<'_>, outputs: &[u8]) -> PyResult<Vec<Vec<Flat>>> {
+    fn decrypt<'py>(&self, py: Python<'py>, outputs: &[u8]) -> PyResult<Vec<Vec<Out<'py>>>> {
         let c = &self.c;
-        Ok(flat_batch(cancellable(py, |_| c.decrypt_bytes(outputs))?))
+        flat_batch(py, cancellable(py, |_| c.decrypt_bytes(outputs))?)
     }
 }
 
@@ -251,7 +251,7 @@ impl Circuit {
 
     /// Encrypts a batch of samples (each: `(shape, values)` per input), runs it on all cores and
     /// decrypts it; releases the GIL meanwhile and stops on Ctrl-C (`KeyboardInterrupt`).
-    fn run_batch(&mut self, py: Python<'_>, samples: Vec<Vec<Flat>>) -> PyResult<Vec<Vec<Flat>>> {
+    fn run_batch<'py>(&mut self, py: Python<'py>, samples: Vec<Vec<Flat<'py>>>) -> PyResult<Vec<Vec<Out<'py>>>> {
         let (client, server) = self.roles(py)?;
         let batch = clear_batch(samples);
         let out = cancellable(py, |cancel| {
@@ -259,29 +259,35 @@ impl Circuit {
             let out = server.run(enc, &Progress::stderr(), Some(cancel))?;
             client.decrypt(&out)
         })?;
-        Ok(flat_batch(out))
+        flat_batch(py, out)
     }
 
     /// The compiled program on exact values, without keys.
-    fn simulate(&self, inputs: Vec<Flat>) -> PyResult<Vec<Flat>> {
+    fn simulate<'py>(&self, py: Python<'py>, inputs: Vec<Flat<'py>>) -> PyResult<Vec<Out<'py>>> {
         let xs: Vec<ArrayD<i64>> = inputs.into_iter().map(tensor).collect::<PyResult<_>>()?;
-        Ok(self.c.simulate(&xs).map_err(py_err)?.iter().map(flat).collect())
+        Ok(self
+            .c
+            .simulate(&xs)
+            .map_err(py_err)?
+            .iter()
+            .map(|t| flat(py, t))
+            .collect())
     }
 
     /// The compiled program on exact values of many samples, without keys.
-    fn simulate_batch(&self, samples: Vec<Vec<Flat>>) -> PyResult<Vec<Vec<Flat>>> {
+    fn simulate_batch<'py>(&self, py: Python<'py>, samples: Vec<Vec<Flat<'py>>>) -> PyResult<Vec<Vec<Out<'py>>>> {
         let out = self.c.program().simulate(&clear_batch(samples)).map_err(Error::from);
-        Ok(flat_batch(out.map_err(py_err)?))
+        flat_batch(py, out.map_err(py_err)?)
     }
 
     /// The reference: a traced program's own evaluation, else the module's clear interpreter.
-    fn eval_clear(&self, inputs: Vec<Flat>) -> PyResult<Vec<Flat>> {
+    fn eval_clear<'py>(&self, py: Python<'py>, inputs: Vec<Flat<'py>>) -> PyResult<Vec<Out<'py>>> {
         let xs: Vec<ArrayD<i64>> = inputs.into_iter().map(tensor).collect::<PyResult<_>>()?;
         let out = match &self.traced {
             Some((t, outs)) => t.eval(outs, &xs).map_err(Error::from),
             None => self.c.eval_clear(&xs),
         };
-        Ok(out.map_err(py_err)?.iter().map(flat).collect())
+        Ok(out.map_err(py_err)?.iter().map(|t| flat(py, t)).collect())
     }
 
     #[getter]

@@ -1,6 +1,5 @@
 //! `fhec._fhec`: the Rust side of the Python package, a thin layer over the `fhec` facade. Python
-//! wraps these classes (`py_src/fhec`); the DSL's tensors cross as `(shape, flat values)` pairs of Python
-//! ints, the models' data as numpy arrays. Every facade error becomes one exception of `fhec.errors`, chosen by its kind.
+//! wraps these classes (`py_src/fhec`); tensors cross as numpy arrays (int64 for the DSL's integers). Every facade error becomes one exception of `fhec.errors`, chosen by its kind.
 
 mod circuit;
 mod errors;
@@ -10,33 +9,45 @@ mod trees;
 
 use fhec::runtime::ClearTensor;
 use ndarray::{ArrayD, IxDyn};
+use numpy::{IntoPyArray, PyArrayDyn, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
 
-pub(crate) type Flat = (Vec<usize>, Vec<i64>);
+/// An integer array from Python (int64; the Python side converts).
+pub(crate) type Flat<'py> = PyReadonlyArrayDyn<'py, i64>;
+/// An integer array for Python.
+pub(crate) type Out<'py> = Bound<'py, PyArrayDyn<i64>>;
 
-pub(crate) fn tensor((shape, values): Flat) -> PyResult<ArrayD<i64>> {
-    ArrayD::from_shape_vec(IxDyn(&shape), values)
-        .map_err(|e| errors::py_err(fhec::Error::new(fhec::ErrorKind::Shape, format!("bad tensor: {e}"))))
+pub(crate) fn tensor(a: Flat<'_>) -> PyResult<ArrayD<i64>> {
+    Ok(a.as_array().to_owned())
 }
 
-pub(crate) fn flat(t: &ArrayD<i64>) -> Flat {
-    (t.shape().to_vec(), t.iter().copied().collect())
+pub(crate) fn flat<'py>(py: Python<'py>, t: &ArrayD<i64>) -> Out<'py> {
+    t.to_owned().into_pyarray(py)
 }
 
-pub(crate) fn clear_batch(samples: Vec<Vec<Flat>>) -> Vec<Vec<ClearTensor>> {
-    samples
-        .into_iter()
+fn clear(a: &Flat<'_>) -> ClearTensor {
+    let v = a.as_array();
+    ClearTensor {
+        shape: v.shape().to_vec(),
+        values: v.iter().copied().collect(),
+    }
+}
+
+pub(crate) fn clear_batch(samples: Vec<Vec<Flat<'_>>>) -> Vec<Vec<ClearTensor>> {
+    samples.iter().map(|s| s.iter().map(clear).collect()).collect()
+}
+
+pub(crate) fn flat_batch(py: Python<'_>, out: Vec<Vec<ClearTensor>>) -> PyResult<Vec<Vec<Out<'_>>>> {
+    out.into_iter()
         .map(|s| {
             s.into_iter()
-                .map(|(shape, values)| ClearTensor { shape, values })
+                .map(|t| {
+                    ArrayD::from_shape_vec(IxDyn(&t.shape), t.values)
+                        .map(|a| a.into_pyarray(py))
+                        .map_err(|e| errors::py_err(fhec::Error::new(fhec::ErrorKind::Shape, e.to_string())))
+                })
                 .collect()
         })
-        .collect()
-}
-
-pub(crate) fn flat_batch(out: Vec<Vec<ClearTensor>>) -> Vec<Vec<Flat>> {
-    out.into_iter()
-        .map(|s| s.into_iter().map(|t| (t.shape, t.values)).collect())
         .collect()
 }
 

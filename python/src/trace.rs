@@ -44,7 +44,7 @@ impl Value {
         if let Ok(c) = other.extract::<i64>() {
             return Ok(t.constant(ndarray::arr0(c).into_dyn()));
         }
-        if let Ok(f) = other.extract::<Flat>() {
+        if let Ok(f) = other.extract::<Flat<'_>>() {
             return Ok(t.constant(tensor(f)?));
         }
         Err(compile_err("expected a traced value, an int or an integer array"))
@@ -88,7 +88,7 @@ impl Tracer {
         &self,
         py: Python<'_>,
         outputs: Vec<PyRef<'_, Value>>,
-        inputset: Vec<Vec<Flat>>,
+        inputset: Vec<Vec<Flat<'_>>>,
         p_error: Option<f64>,
         global_p_error: Option<f64>,
         pipeline: Option<String>,
@@ -170,7 +170,7 @@ impl Value {
         Ok(self.wrap(Traced::concat(&parts, axis).map_err(to_py)?))
     }
     /// numpy `take(self, indices, axis)`.
-    fn take(&self, indices: Flat, axis: usize) -> PyResult<Value> {
+    fn take(&self, indices: Flat<'_>, axis: usize) -> PyResult<Value> {
         Ok(self.wrap(self.v.try_take(&tensor(indices)?, axis).map_err(to_py)?))
     }
     /// `x[starts:ends:steps]` per axis.

@@ -277,19 +277,30 @@ fn plan(f: &Function) -> Result<Plan, Diagnostic> {
                 max_lut = max_lut.max(w);
             }
             OpKind::Round | OpKind::Truncate | OpKind::Avgpool2d => {}
-            _ => match op.kind.def().noise_class() {
-                NoiseClass::Zero | NoiseClass::Linear => {
-                    for &x in &encs {
-                        uf.union(r.index(), x.index());
-                    }
+            // leveled ops and data movement: the result and its encrypted operands share a scale
+            OpKind::Constant
+            | OpKind::Zeros
+            | OpKind::Add
+            | OpKind::Sub
+            | OpKind::Neg
+            | OpKind::Mul
+            | OpKind::Matmul
+            | OpKind::Dot
+            | OpKind::Sum
+            | OpKind::Conv2d
+            | OpKind::ToSigned
+            | OpKind::ToUnsigned
+            | OpKind::Reshape
+            | OpKind::Transpose
+            | OpKind::Broadcast
+            | OpKind::Concat
+            | OpKind::Slice
+            | OpKind::Gather => {
+                debug_assert_ne!(op.kind.def().noise_class(), NoiseClass::Lut);
+                for &x in &encs {
+                    uf.union(r.index(), x.index());
                 }
-                NoiseClass::Lut => {
-                    return Err(Diagnostic::at(
-                        format!("internal error: no lowering for {}", op.kind.name()),
-                        op.span,
-                    ))
-                }
-            },
+            }
         }
     }
     // Roundings: a table when a lookup at least as wide exists anyway, else bit extraction.
@@ -331,7 +342,30 @@ fn plan(f: &Function) -> Result<Plan, Diagnostic> {
                 };
                 round_method.insert(op.result, m);
             }
-            _ => {}
+            // no rounding inside
+            OpKind::Constant
+            | OpKind::Zeros
+            | OpKind::Add
+            | OpKind::Sub
+            | OpKind::Neg
+            | OpKind::Mul
+            | OpKind::MulEint
+            | OpKind::Matmul
+            | OpKind::Dot
+            | OpKind::Sum
+            | OpKind::Conv2d
+            | OpKind::Maxpool2d
+            | OpKind::Lut
+            | OpKind::MappedLut
+            | OpKind::MultiLut
+            | OpKind::ToSigned
+            | OpKind::ToUnsigned
+            | OpKind::Reshape
+            | OpKind::Transpose
+            | OpKind::Broadcast
+            | OpKind::Concat
+            | OpKind::Slice
+            | OpKind::Gather => {}
         }
     }
     let comp: Vec<usize> = (0..nv).map(|v| uf.find(v)).collect();
@@ -728,15 +762,8 @@ impl<'f> Lowerer<'f> {
         let rty = f.ty(r);
         let refuse = || Err(format!("a clear argument cannot be an operand here: {CLEAR_ARG_USES}"));
         if !rty.is_encrypted() {
-            if !matches!(
-                op.kind,
-                OpKind::Reshape
-                    | OpKind::Transpose
-                    | OpKind::Broadcast
-                    | OpKind::Concat
-                    | OpKind::Slice
-                    | OpKind::Gather
-            ) {
+            // data movement on clear arguments: index maps at compile time
+            if !op.kind.def().moves_elements() {
                 return refuse();
             }
             // evaluate the shape op on (clear index + 1) tensors
@@ -771,7 +798,27 @@ impl<'f> Lowerer<'f> {
         let elems = match op.kind {
             OpKind::Add | OpKind::Sub | OpKind::Mul => self.elementwise_runtime(op, &out, scale)?,
             OpKind::Matmul | OpKind::Dot => self.matmul_runtime(op, out.iter().product())?,
-            _ => return refuse(),
+            OpKind::Constant
+            | OpKind::Zeros
+            | OpKind::Neg
+            | OpKind::MulEint
+            | OpKind::Sum
+            | OpKind::Conv2d
+            | OpKind::Avgpool2d
+            | OpKind::Maxpool2d
+            | OpKind::Lut
+            | OpKind::MappedLut
+            | OpKind::MultiLut
+            | OpKind::Round
+            | OpKind::Truncate
+            | OpKind::ToSigned
+            | OpKind::ToUnsigned
+            | OpKind::Reshape
+            | OpKind::Transpose
+            | OpKind::Broadcast
+            | OpKind::Concat
+            | OpKind::Slice
+            | OpKind::Gather => return refuse(),
         };
         self.vals[r.index()] = Some(Val::Enc { shape: out, elems });
         Ok(())

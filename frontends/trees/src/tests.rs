@@ -330,5 +330,5 @@ fn snapshot_of_a_tiny_ensemble() {
 
 /// A pass context with the backend's cost model (the default pipeline's lut-fusion weighs lookups).
 fn pass_context() -> fhec_passes::manager::PassContext {
-    fhec_passes::manager::PassContext::with_cost(fhec_backend_tfhe::cost::cost_model().clone())
+    fhec_passes::manager::PassContext::with_cost_source(fhec_backend_tfhe::cost::cost_model)
 }

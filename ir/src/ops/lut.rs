@@ -113,6 +113,9 @@ impl OpDef for LutOp {
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Lut
     }
+    fn table_attr(&self) -> Option<&'static str> {
+        Some("table")
+    }
     fn range_rule(&self) -> RangeRule {
         RangeRule::Table
     }
@@ -188,6 +191,9 @@ impl OpDef for MappedLutOp {
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Lut
     }
+    fn table_attr(&self) -> Option<&'static str> {
+        Some("tables")
+    }
     fn range_rule(&self) -> RangeRule {
         RangeRule::Table
     }
@@ -248,6 +254,9 @@ impl OpDef for MultiLutOp {
     }
     fn noise_class(&self) -> NoiseClass {
         NoiseClass::Lut
+    }
+    fn table_attr(&self) -> Option<&'static str> {
+        Some("tables")
     }
     fn range_rule(&self) -> RangeRule {
         RangeRule::Table

@@ -310,6 +310,11 @@ pub trait OpDef: Documented + Sync {
     fn moves_elements(&self) -> bool {
         false
     }
+    /// For table lookups, the attribute holding the table(s), indexed by the first operand's value:
+    /// passes that re-encode or re-index tables (`bitwidth`, `round-insertion`) find it here.
+    fn table_attr(&self) -> Option<&'static str> {
+        None
+    }
     fn cost(&self, operands: &[Type], attrs: &Attrs, result: &Type) -> Cost;
 }
 

@@ -596,7 +596,7 @@ class Compiler:
         t = _Tracer()
         args = [
             Traced(t.input(n, shape) if kind == "encrypted" else t.clear_input(n, shape))
-            for n, kind, (shape, _) in zip(self.names, self.kinds, samples[0])
+            for n, kind, shape in zip(self.names, self.kinds, [list(x.shape) for x in samples[0]])
         ]
         out = self.fn(*args)
         single = not isinstance(out, tuple)

@@ -1,4 +1,4 @@
-"""Tensors across the binding: numpy arrays to and from ``(shape, flat values)`` pairs."""
+"""Tensors across the binding: integer numpy arrays (int64, C order) in both directions."""
 
 from __future__ import annotations
 
@@ -9,17 +9,17 @@ import numpy as np
 from .errors import CompileError
 
 
-def _flat(a: Any) -> tuple[list[int], list[int]]:
+def _flat(a: Any) -> np.ndarray:
+    """An integer array (int64, C order) for the binding; integral floats are accepted."""
     arr = np.asarray(a)
     if arr.dtype.kind not in "iub":
         if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
             arr = arr.astype(np.int64)
         else:
             raise CompileError(f"expected integers, got an array of {arr.dtype}")
-    arr = arr.astype(np.int64)
-    return list(arr.shape), arr.ravel().tolist()
+    return np.ascontiguousarray(arr, dtype=np.int64)
 
 
-def _array(flat: tuple[list[int], list[int]]) -> np.ndarray:
-    shape, values = flat
-    return np.array(values, dtype=np.int64).reshape(shape)
+def _array(a: np.ndarray) -> np.ndarray:
+    """An array from the binding (already int64)."""
+    return a
