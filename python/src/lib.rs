@@ -55,6 +55,7 @@ pub(crate) fn flat_batch(py: Python<'_>, out: Vec<Vec<ClearTensor>>) -> PyResult
 fn _fhec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(trees::trees_quantize, m)?)?;
     m.add_function(wrap_pyfunction!(trees::trees_import, m)?)?;
+    m.add_function(wrap_pyfunction!(quant::post_process, m)?)?;
     m.add_class::<trace::Tracer>()?;
     m.add_class::<trace::Value>()?;
     m.add_class::<circuit::Circuit>()?;

@@ -46,6 +46,23 @@ fn quantize_rows<'py>(
     ))
 }
 
+/// Post-processing of dequantised rows (`rows × C`) as a client spec names it (`"identity"`, `"exp"`,
+/// `"sigmoid"`, `"softmax"`, `"one_vs_rest"`, `"proba"`, `"modified_huber"`, `"decision"`): predictions
+/// or class probabilities, scikit-learn's formulas, computed once for every model family.
+#[pyfunction]
+pub(crate) fn post_process<'py>(
+    py: Python<'py>,
+    values: PyReadonlyArray2<'_, f64>,
+    post: &str,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let post: fhec::quant::Post = serde_json::from_value(serde_json::Value::String(post.into()))
+        .map_err(|e| compile_err(format!("post: {e}")))?;
+    let (r, c, v) = matrix(&values);
+    let out = fhec::quant::spec::post_process(post, &v, c);
+    let cols = out.len().checked_div(r).unwrap_or(c);
+    Ok(to_array2(py, r, cols, out))
+}
+
 /// A quantised linear model: affine input quantisers, per-output affine weights, the folded bias.
 #[pyclass(module = "fhec._fhec", frozen)]
 pub(crate) struct QuantizedLinear {

@@ -68,6 +68,9 @@ pub enum Post {
     Proba,
     /// Decision values without probabilities (linear SVMs): class by sign or argmax.
     Decision,
+    /// scikit-learn's `modified_huber` probabilities: `(clip(d, −1, 1) + 1) / 2`, normalised over
+    /// classes when there are several.
+    ModifiedHuber,
 }
 
 /// The client half of a model.
@@ -192,71 +195,85 @@ impl ClientSpec {
         }
     }
 
-    /// The post-processed values of dequantised rows (`rows × C`): predictions for regressions,
-    /// class probabilities for classifiers with probabilities (`rows × classes`), the values
-    /// themselves for decision-only models.
+    /// The post-processed values of dequantised rows (`rows × C`), see [`post_process`].
     pub fn post_process(&self, values: &[f64], c: usize) -> Vec<f64> {
-        let sig = |d: f64| 1.0 / (1.0 + (-d).exp());
-        let c = c.max(1);
-        match self.post {
-            Post::Identity | Post::Decision => values.to_vec(),
-            Post::Exp => values.iter().map(|v| v.exp()).collect(),
-            Post::Sigmoid => values.iter().flat_map(|&d| [1.0 - sig(d), sig(d)]).collect(),
-            Post::Softmax => values
-                .chunks(c)
-                .flat_map(|row| {
-                    let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    let e: Vec<f64> = row.iter().map(|v| (v - m).exp()).collect();
-                    let s: f64 = e.iter().sum();
-                    e.into_iter().map(move |v| v / s)
-                })
-                .collect(),
-            Post::OneVsRest => values
-                .chunks(c)
-                .flat_map(|row| {
-                    let p: Vec<f64> = row.iter().map(|&d| sig(d)).collect();
-                    let s: f64 = p.iter().sum();
-                    p.into_iter().map(move |v| if s > 0.0 { v / s } else { 1.0 / c as f64 })
-                })
-                .collect(),
-            Post::Proba if c == 1 => values
-                .iter()
-                .flat_map(|&p| {
-                    let p = p.clamp(0.0, 1.0);
-                    [1.0 - p, p]
-                })
-                .collect(),
-            Post::Proba => values
-                .chunks(c)
-                .flat_map(|row| {
-                    let r: Vec<f64> = row.iter().map(|v| v.max(0.0)).collect();
-                    let s: f64 = r.iter().sum();
-                    r.into_iter().map(move |v| if s > 0.0 { v / s } else { 1.0 / c as f64 })
-                })
-                .collect(),
-        }
+        post_process(self.post, values, c)
     }
 
-    /// The predicted class index of each dequantised row (`rows × C`), for classifiers.
+    /// The predicted class index of each dequantised row, see [`class_index`].
     pub fn class_index(&self, values: &[f64], c: usize) -> Vec<usize> {
-        let c = c.max(1);
-        let argmax = |row: &[f64]| {
-            row.iter()
-                .enumerate()
-                .fold(
-                    (0, f64::NEG_INFINITY),
-                    |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
-                )
-                .0
-        };
-        match self.post {
-            Post::Proba if c == 1 => values.iter().map(|&p| usize::from(p.clamp(0.0, 1.0) > 0.5)).collect(),
-            Post::Sigmoid | Post::Decision | Post::OneVsRest if c == 1 => {
-                values.iter().map(|&d| usize::from(d > 0.0)).collect()
-            }
-            Post::Proba => self.post_process(values, c).chunks(c).map(argmax).collect(),
-            _ => values.chunks(c).map(argmax).collect(),
-        }
+        class_index(self.post, values, c)
+    }
+}
+
+/// Post-processed values of dequantised rows (row-major `rows × C`): predictions for regressions,
+/// class probabilities for classifiers with probabilities (`rows × classes`; one decision column gives
+/// two), the values themselves for decision-only models. The formulas are scikit-learn's.
+pub fn post_process(post: Post, values: &[f64], c: usize) -> Vec<f64> {
+    let sig = |d: f64| 1.0 / (1.0 + (-d).exp());
+    let huber = |d: f64| (d.clamp(-1.0, 1.0) + 1.0) / 2.0;
+    let c = c.max(1);
+    // per row: scores normalised to sum 1 (uniform when they sum to 0)
+    let normalised = |f: &dyn Fn(f64) -> f64| -> Vec<f64> {
+        values
+            .chunks(c)
+            .flat_map(|row| {
+                let p: Vec<f64> = row.iter().map(|&d| f(d)).collect();
+                let s: f64 = p.iter().sum();
+                p.into_iter().map(move |v| if s > 0.0 { v / s } else { 1.0 / c as f64 })
+            })
+            .collect()
+    };
+    let two_columns = |f: &dyn Fn(f64) -> f64| -> Vec<f64> {
+        values
+            .iter()
+            .flat_map(|&d| {
+                let p = f(d);
+                [1.0 - p, p]
+            })
+            .collect()
+    };
+    match post {
+        Post::Identity | Post::Decision => values.to_vec(),
+        Post::Exp => values.iter().map(|v| v.exp()).collect(),
+        Post::Sigmoid => two_columns(&sig),
+        Post::Softmax => values
+            .chunks(c)
+            .flat_map(|row| {
+                let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = row.iter().map(|v| (v - m).exp()).collect();
+                let s: f64 = e.iter().sum();
+                e.into_iter().map(move |v| v / s)
+            })
+            .collect(),
+        Post::OneVsRest if c == 1 => two_columns(&sig),
+        Post::OneVsRest => normalised(&sig),
+        Post::ModifiedHuber if c == 1 => two_columns(&huber),
+        Post::ModifiedHuber => normalised(&huber),
+        Post::Proba if c == 1 => two_columns(&|p: f64| p.clamp(0.0, 1.0)),
+        Post::Proba => normalised(&|v: f64| v.max(0.0)),
+    }
+}
+
+/// The predicted class index of each dequantised row (`rows × C`), for classifiers: the sign of one
+/// decision column (`p > 0.5` for one class-1 probability), else the argmax (of the probabilities for
+/// class fractions).
+pub fn class_index(post: Post, values: &[f64], c: usize) -> Vec<usize> {
+    let c = c.max(1);
+    let argmax = |row: &[f64]| {
+        row.iter()
+            .enumerate()
+            .fold(
+                (0, f64::NEG_INFINITY),
+                |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
+            )
+            .0
+    };
+    match post {
+        Post::Proba if c == 1 => values.iter().map(|&p| usize::from(p.clamp(0.0, 1.0) > 0.5)).collect(),
+        _ if c == 1 => values.iter().map(|&d| usize::from(d > 0.0)).collect(),
+        Post::Proba => post_process(post, values, c).chunks(c).map(argmax).collect(),
+        _ => values.chunks(c).map(argmax).collect(),
     }
 }
 
@@ -307,6 +324,20 @@ mod tests {
         assert_eq!(b.class_index(&[-0.5, 0.5], 1), vec![0, 1]);
         assert_eq!(b.post_process(&[0.0], 1), vec![0.5, 0.5]);
         assert_eq!(spec(Post::Exp).post_process(&[0.0], 1), vec![1.0]);
+        assert_eq!(
+            post_process(Post::ModifiedHuber, &[-2.0, 0.5], 1),
+            vec![1.0, 0.0, 0.25, 0.75]
+        );
+        // several classes: normalised; all zero: uniform
+        assert_eq!(
+            post_process(Post::ModifiedHuber, &[1.0, 0.0, -1.0, -1.0], 2),
+            vec![2.0 / 3.0, 1.0 / 3.0, 0.5, 0.5]
+        );
+        assert_eq!(
+            post_process(Post::Proba, &[0.2, -0.1, 0.0, 0.0], 2),
+            vec![1.0, 0.0, 0.5, 0.5]
+        );
+        assert_eq!(class_index(Post::Proba, &[0.7, 0.2], 1), vec![1, 0]);
     }
 
     #[test]

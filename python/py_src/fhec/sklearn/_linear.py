@@ -27,6 +27,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import Circuit, CompileError, FhecError
 from ._base import FORMAT, FORMAT_VERSION, Decrypted, FheModel, NotCompiledError, check_mode
+from .._fhec import post_process
 from ._quant import QuantizedLinear, parse_n_bits
 
 class _LinearModel(FheModel):
@@ -113,28 +114,25 @@ class _LinearModel(FheModel):
 
 
 class _Regressor(RegressorMixin, _LinearModel):
-    def _inverse_link(self, eta: np.ndarray) -> np.ndarray:
-        return eta
-
     def _post(self) -> str:
-        """The client spec's post-processing (what ``_inverse_link`` computes)."""
-        return "exp" if np.array_equal(self._inverse_link(np.zeros(1)), np.ones(1)) else "identity"
+        """The client spec's post-processing: the inverse link (computed in Rust, ``fhec-quant``)."""
+        return "identity"
 
     def predict(self, X: Any, fhe: str = "disable") -> np.ndarray:
         """Predictions of the quantised model; ``fhe`` picks how the dot product runs."""
-        y = self._inverse_link(self._decision(X, fhe))
+        y = post_process(self._decision(X, fhe), self._post())
         return y[:, 0] if self._single_output() else y
 
 
 class _LogLinkRegressor(_Regressor):
-    def _inverse_link(self, eta: np.ndarray) -> np.ndarray:
-        return np.exp(eta)
+    def _post(self) -> str:
+        return "exp"
 
 
 class _TweedieRegressor(_Regressor):
-    def _inverse_link(self, eta: np.ndarray) -> np.ndarray:
+    def _post(self) -> str:
         log = self.link == "log" or (self.link == "auto" and self.power > 0)
-        return np.exp(eta) if log else eta
+        return "exp" if log else "identity"
 
 
 class _Classifier(ClassifierMixin, _LinearModel):
@@ -156,52 +154,26 @@ class _Classifier(ClassifierMixin, _LinearModel):
         return self._predict_from_decision(self.decision_function(X, fhe=fhe))
 
 
-def _sigmoid(d: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-d))
-
-
-def _ovr_normalise(p: np.ndarray) -> np.ndarray:
-    s = p.sum(axis=1)
-    zero = s == 0
-    p[zero, :] = 1
-    s[zero] = p.shape[1]
-    return p / s[:, None]
-
-
-def _softmax(d: np.ndarray) -> np.ndarray:
-    e = np.exp(d - d.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 class _LogisticClassifier(_Classifier):
     def _post(self) -> str:
         return "sigmoid" if self.quantized_.weights.shape[1] == 1 else "softmax"
 
     def predict_proba(self, X: Any, fhe: str = "disable") -> np.ndarray:
         """Class probabilities: sigmoid for two classes, softmax otherwise (as scikit-learn)."""
-        d = self.decision_function(X, fhe=fhe)
-        if d.ndim == 1:
-            p = _sigmoid(d)
-            return np.stack([1 - p, p], axis=1)
-        return _softmax(d)
+        return post_process(self._decision(X, fhe), self._post())
 
 
 class _SGDClassifier(_Classifier):
     def _post(self) -> str:
-        if self.loss != "log_loss":
-            return "decision"
-        return "sigmoid" if self.quantized_.weights.shape[1] == 1 else "one_vs_rest"
+        if self.loss == "log_loss":
+            return "sigmoid" if self.quantized_.weights.shape[1] == 1 else "one_vs_rest"
+        return "modified_huber" if self.loss == "modified_huber" else "decision"
 
     def predict_proba(self, X: Any, fhe: str = "disable") -> np.ndarray:
         """Class probabilities for ``loss="log_loss"`` or ``"modified_huber"`` (as scikit-learn)."""
         if self.loss not in ("log_loss", "modified_huber"):
             raise AttributeError(f"probability estimates are not available for loss={self.loss!r}")
-        d = self.decision_function(X, fhe=fhe)
-        if self.loss == "log_loss":
-            p = _sigmoid(d)
-            return np.stack([1 - p, p], axis=1) if p.ndim == 1 else _ovr_normalise(p)
-        p = (np.clip(d, -1, 1) + 1.0) / 2.0
-        return np.stack([1 - p, p], axis=1) if p.ndim == 1 else _ovr_normalise(p)
+        return post_process(self._decision(X, fhe), self._post())
 
 
 def _make(name: str, sk_class: type, base: type, summary: str, n_bits: Any = 8, n_bits_doc: str = "") -> type:

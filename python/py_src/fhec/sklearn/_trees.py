@@ -21,7 +21,7 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import Circuit, FhecError
-from .._fhec import QuantizedTrees, trees_import, trees_quantize
+from .._fhec import QuantizedTrees, post_process, trees_import, trees_quantize
 from . import _linear
 from ._base import Decrypted, FheModel, check_mode
 from ._linear import _make
@@ -205,20 +205,7 @@ class _TreeClassifier(ClassifierMixin, _TreeModel):
     def predict_proba(self, X: Any, fhe: str = "disable") -> np.ndarray:
         """Class probabilities of the quantised model: a forest's mean of leaf class fractions, or
         the sigmoid / softmax of a boosted ensemble's margins."""
-        raw = self._raw(X, fhe)
-        post = self.quantized_["post"]
-        if post == "sigmoid":
-            p = 1.0 / (1.0 + np.exp(-raw[:, 0]))
-            return np.stack([1 - p, p], axis=1)
-        if post == "softmax":
-            e = np.exp(raw - raw.max(axis=1, keepdims=True))
-            return e / e.sum(axis=1, keepdims=True)
-        if raw.shape[1] == 1:
-            p = np.clip(raw[:, 0], 0.0, 1.0)
-            return np.stack([1 - p, p], axis=1)
-        raw = np.clip(raw, 0.0, None)
-        s = raw.sum(axis=1, keepdims=True)
-        return np.where(s > 0, raw / np.where(s > 0, s, 1), 1.0 / raw.shape[1])
+        return post_process(self._raw(X, fhe), self.quantized_["post"])
 
     def predict(self, X: Any, fhe: str = "disable") -> np.ndarray:
         """Class labels of the quantised model; ``fhe`` picks how the trees run."""
