@@ -486,3 +486,30 @@ fn import_xgboost_writes_a_module_that_compiles_and_simulates_the_quantised_scor
     ]);
     assert!(!o.status.success() && stderr(&o).contains(".npy"), "{}", stderr(&o));
 }
+
+/// A lookup too wide for any secure parameters is reported at its source location, after the
+/// default pass pipeline too (passes keep the locations of the ops they rebuild).
+#[test]
+fn compile_errors_keep_their_location_through_the_passes() {
+    let table = vec!["0"; 2048].join(", ");
+    let src = format!(
+        "func.func @main(%x: tensor<2x!fhe.eint<11>>) -> tensor<2x!fhe.eint<1>> {{\n  %0 = \"fhe.lut\"(%x) {{table = dense<[{table}]> : tensor<2048xui1>}} : (tensor<2x!fhe.eint<11>>) -> tensor<2x!fhe.eint<1>>\n  \"func.return\"(%0) : (tensor<2x!fhe.eint<1>>) -> ()\n}}\n"
+    );
+    let file = tmp("lut11.fhe");
+    std::fs::write(&file, src).unwrap();
+    let out = tmp("lut11.fhecp");
+    for pipeline in ["none", "canonicalize,bitwidth,lut-fusion,canonicalize"] {
+        let o = fhec(&[
+            "compile",
+            file.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--pipeline",
+            pipeline,
+        ]);
+        assert!(!o.status.success());
+        let e = stderr(&o);
+        assert!(e.contains("fhe.lut %0 (at 2:8) needs 11 bits"), "{pipeline}: {e}");
+    }
+    assert!(!out.exists(), "no program is written on failure");
+}

@@ -304,6 +304,15 @@ impl FunctionBuilder {
         self.func.value_mut(v).name = name;
     }
 
+    /// Gives a value, and the op that defines it, a source location: passes keep the locations of
+    /// the ops they copy or replace, so that later diagnostics still point into the source.
+    pub fn set_span(&mut self, v: ValueId, span: Option<Span>) {
+        self.func.value_mut(v).span = span;
+        if let ValueDef::Op(o) = self.func.value(v).def {
+            self.func.ops[o.index()].span = span;
+        }
+    }
+
     /// Adds an op whose result type is inferred from its declaration.
     pub fn op(
         &mut self,

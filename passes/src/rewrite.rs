@@ -92,6 +92,7 @@ impl<'f> Rebuild<'f> {
             .op_with_type(kind, operands, &attrs, Some(declared))
             .map_err(|d| Diagnostic { span: op.span, ..d })?;
         self.b.set_name(v, self.old.value(op.result).name.clone());
+        self.b.set_span(v, op.span);
         self.map[op.result.index()] = Some(v);
         Ok(v)
     }

@@ -97,6 +97,7 @@ impl Pass for RoundInsertion {
                         Some(qty.clone()),
                     )
                     .map_err(|d| Diagnostic { span: op.span, ..d })?;
+                r.builder().set_span(q, op.span);
                 // the new table: T'[i] = T[clamp(v(i) · 2^k)] for the q-bit index i
                 let key = op.kind.def().table_attr().unwrap_or("table");
                 let Some(Attribute::Dense(d)) = op.attrs.get(key) else {

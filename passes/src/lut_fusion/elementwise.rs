@@ -172,6 +172,7 @@ pub(super) fn group_multi_lut(f: &Function, ctx: &mut PassContext) -> Result<Fun
                         Some(rty.with_shape(shape)),
                     )
                     .map_err(|d| Diagnostic { span: op.span, ..d })?;
+                r.builder().set_span(v, op.span);
                 done.insert(gi, v);
                 ctx.count("lookups grouped into multi_lut", k as u64);
                 v

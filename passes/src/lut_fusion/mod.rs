@@ -440,6 +440,10 @@ fn emit(
     }
     let name = r.old.value(op.result).name.clone();
     r.builder().set_name(v, name);
+    // the fused value stands for `op`: diagnostics after the pass point at it
+    if !matches!(nodes[top], Fuse::Value(_)) {
+        r.builder().set_span(v, op.span);
+    }
     Ok(v)
 }
 
