@@ -322,12 +322,30 @@ def test_ctrl_c_cancels_a_long_run(circuit):
 
     c, inputset = circuit
     c.keygen()
-    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
+    fired = threading.Event()
+
+    def on_sigint(signum, frame):  # Ctrl-C once; later signals (already sent) are ignored
+        if not fired.is_set():
+            fired.set()
+            raise KeyboardInterrupt
+
+    def interrupt():
+        # Ctrl-C every half second until one is raised: a signal that lands while the main thread is
+        # between two checks is seen at the next one
+        while not fired.wait(0.5):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    t = threading.Thread(target=interrupt, daemon=True)
     t0 = time.time()
-    with pytest.raises(KeyboardInterrupt):
-        c.run_batch(inputset * 25)  # 1000 samples: far longer than half a second
-    timer.cancel()
+    t.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            c.run_batch(inputset * 25)  # 1000 samples: far longer than half a second
+    finally:
+        fired.set()
+        t.join()
+        signal.signal(signal.SIGINT, previous)
     assert time.time() - t0 < 20
 
 
