@@ -4,8 +4,8 @@
 //! constant, `neg`, `round` — become e-nodes of the [`Fuse`] language; every other value is an opaque
 //! leaf (`v12`), tables are interned leaves (`t3`), constants are numbers. Named one-way rules add
 //! cheaper equivalent forms (see [`rules`]); the extraction picks, for every value the rest of the
-//! function uses, the form with the least bootstrap cost (Σ PBS cost by input precision, from the
-//! measured figures of `docs/benchmarks.md`). The result is written back as `fhe` ops. Finally,
+//! function uses, the form with the least bootstrap cost (Σ lookup cost by input precision, from the
+//! pass context's cost model). The result is written back as `fhe` ops. Finally,
 //! lookups with different tables on the same input are grouped into one `fhe.multi_lut` (sliced
 //! back into the original results), which lets the backend share their keyswitch.
 //!
