@@ -255,6 +255,25 @@ fn encrypted_pipeline_rejects_mismatched_and_damaged_files() {
         let mode = std::fs::metadata(&ck).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "secret keys must not be readable by others");
     }
+    // keygen does not replace existing key files: ciphertexts under them would no longer decrypt
+    let before = std::fs::read(&ck).unwrap();
+    let o = fhec(&["keygen", p, "--client-keys", c, "--eval-keys", e]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("exists") && stderr(&o).contains("--force"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(&ck).unwrap(), before, "the secret keys are untouched");
+    let (ck2, ek2) = (tmp("m2.client.keys"), tmp("m2.eval.keys"));
+    let (c2, e2) = (ck2.to_str().unwrap(), ek2.to_str().unwrap());
+    assert!(fhec(&["keygen", p, "--client-keys", c2, "--eval-keys", e2])
+        .status
+        .success());
+    assert!(fhec(&["keygen", p, "--client-keys", c2, "--eval-keys", e2, "--force"])
+        .status
+        .success());
+    assert_ne!(std::fs::read(&ck2).unwrap(), before);
     let cin = tmp("m.in.ct");
     let ci = cin.to_str().unwrap();
     assert!(

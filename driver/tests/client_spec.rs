@@ -46,11 +46,42 @@ fn a_linear_models_spec_reproduces_it() {
     let (values, cols) = through_spec(&c, &x, d);
     assert_eq!(cols, classes);
     let qx = q.inputs.quantize(&x).unwrap().values;
-    assert_eq!(values, q.dequantize(&q.accumulate(&qx)));
+    assert_eq!(values, q.dequantize(&q.accumulate(&qx).unwrap()));
     let p = c.client_spec().post_process(&values, cols);
     for row in p.chunks(cols) {
         assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-9);
     }
+    // the extremes the program accepts (every level 0, every level max): simulated and encrypted
+    // equal the clear accumulators
+    let max = q.inputs.levels() as i64;
+    let mut circuit = c;
+    for level in [0, max] {
+        let row = vec![level; d];
+        let x = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[1, d]), row.clone()).unwrap();
+        let want = q.accumulate(&row).unwrap();
+        assert_eq!(
+            circuit.simulate(std::slice::from_ref(&x)).unwrap()[0]
+                .iter()
+                .copied()
+                .collect::<Vec<_>>(),
+            want
+        );
+        assert_eq!(
+            circuit.eval_clear(std::slice::from_ref(&x)).unwrap()[0]
+                .iter()
+                .copied()
+                .collect::<Vec<_>>(),
+            want
+        );
+        assert_eq!(
+            circuit.encrypt_run_decrypt(&[x]).unwrap()[0]
+                .iter()
+                .copied()
+                .collect::<Vec<_>>(),
+            want
+        );
+    }
+    let c = circuit;
     let idx = c.client_spec().class_index(&values, cols);
     for (k, row) in values.chunks(cols).enumerate() {
         let best = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);

@@ -147,7 +147,12 @@ impl QuantizedLinear {
                 self.q.n_features()
             )));
         }
-        Ok(to_array2(py, r, self.q.n_outputs(), self.q.accumulate(&v)))
+        Ok(to_array2(
+            py,
+            r,
+            self.q.n_outputs(),
+            self.q.accumulate(&v).map_err(to_py)?,
+        ))
     }
 
     /// Decision values from accumulators.

@@ -156,12 +156,28 @@ impl QuantizedLinear {
     }
 
     /// The integer accumulators of quantised rows (row-major `rows × d` → `rows × C`), in the clear:
-    /// what the encrypted program computes.
-    pub fn accumulate(&self, q: &[i64]) -> Vec<i64> {
+    /// what the encrypted program computes. Rows must hold levels `0 ..= 2^n_in − 1`, as the program
+    /// accepts (then no accumulator overflows: [`QuantizedLinear::check_width`]).
+    pub fn accumulate(&self, q: &[i64]) -> Result<Vec<i64>, QuantError> {
         let (d, c) = (self.n_features(), self.n_outputs());
-        q.chunks(d)
+        let max = i64::from(self.inputs.levels());
+        if !q.len().is_multiple_of(d) {
+            return Err(QuantError::Calibration(format!(
+                "{} levels do not form rows of {d} features",
+                q.len()
+            )));
+        }
+        if let Some(i) = q.iter().position(|v| !(0..=max).contains(v)) {
+            return Err(QuantError::Calibration(format!(
+                "row {} feature {} is level {}, outside 0 ..= {max}",
+                i / d,
+                i % d,
+                q[i]
+            )));
+        }
+        Ok(q.chunks(d)
             .flat_map(|row| (0..c).map(move |k| row.iter().zip(&self.weights).map(|(x, w)| x * w[k]).sum::<i64>()))
-            .collect()
+            .collect())
     }
 
     /// Decision values from accumulators (row-major `rows × C`).
@@ -229,7 +245,8 @@ mod tests {
         let m = model();
         let x = [1.0, 0.5, 2.0, -1.0];
         let q = m.inputs.quantize(&x).unwrap();
-        let y = m.dequantize(&m.accumulate(&q.values));
+        let y = m.dequantize(&m.accumulate(&q.values).unwrap());
+        assert!(m.accumulate(&[16, 0]).is_err() && m.accumulate(&[-1, 0]).is_err() && m.accumulate(&[1]).is_err());
         let exact = [
             1.0 * 1.0 + 0.5 * 0.5 + 0.25,
             -2.0 + 1.5 - 1.0,
@@ -251,7 +268,7 @@ mod tests {
         for q in [[0i64, 0], [15, 0], [0, 15], [15, 15], [7, 3]] {
             let x = ArrayD::from_shape_vec(IxDyn(&[1, 2]), q.to_vec()).unwrap();
             let out = fhec_ir::interp::eval(&v, &[x]).unwrap();
-            assert_eq!(out[0].iter().copied().collect::<Vec<_>>(), m.accumulate(&q));
+            assert_eq!(out[0].iter().copied().collect::<Vec<_>>(), m.accumulate(&q).unwrap());
         }
     }
 
@@ -267,5 +284,31 @@ mod tests {
         let mut wide = m;
         wide.weights[0][0] = 1 << 20;
         assert!(wide.validate().is_err());
+    }
+
+    proptest::proptest! {
+        /// A saved linear model is outside data: corrupted JSON is refused or, when it still parses and
+        /// validates, quantises, accumulates and dequantises without panicking.
+        #[test]
+        fn corrupted_models_never_panic(
+            cut in 0usize..300,
+            pos in 0usize..300,
+            byte in 0u8..128,
+            xs in proptest::collection::vec(-1e6f64..1e6, 0..8),
+            qs in proptest::collection::vec(-5i64..40, 0..8),
+        ) {
+            let mut bytes = model().to_json().into_bytes();
+            let p = pos % bytes.len();
+            bytes[p] = byte;
+            bytes.truncate(bytes.len() - cut % bytes.len());
+            let Ok(t) = String::from_utf8(bytes) else { return Ok(()) };
+            if let Ok(m) = QuantizedLinear::from_json(&t) {
+                let _ = m.inputs.quantize(&xs);
+                if let Ok(acc) = m.accumulate(&qs) {
+                    let _ = m.dequantize(&acc);
+                }
+                let _ = m.module();
+            }
+        }
     }
 }

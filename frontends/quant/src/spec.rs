@@ -143,7 +143,10 @@ impl ClientSpec {
             }
         }
         for d in self.outputs.iter().flatten() {
-            if d.scale.len() != d.offset.len() || d.scale.iter().chain(&d.offset).any(|v| !v.is_finite()) {
+            if d.scale.is_empty()
+                || d.scale.len() != d.offset.len()
+                || d.scale.iter().chain(&d.offset).any(|v| !v.is_finite())
+            {
                 return bad("client spec: an output's scales and offsets differ in length or are not finite".into());
             }
         }
@@ -183,8 +186,7 @@ impl ClientSpec {
     /// Dequantised values of output `o` (row-major `rows × C` integers → floats).
     pub fn dequantize(&self, o: usize, values: &[i64]) -> Vec<f64> {
         match self.outputs.get(o).and_then(Option::as_ref) {
-            None => values.iter().map(|&v| v as f64).collect(),
-            Some(d) => {
+            Some(d) if !d.scale.is_empty() && d.scale.len() == d.offset.len() => {
                 let c = d.scale.len().max(1);
                 values
                     .iter()
@@ -192,6 +194,8 @@ impl ClientSpec {
                     .map(|(i, &v)| d.scale[i % c] * v as f64 + d.offset[i % c])
                     .collect()
             }
+            // no dequantisation (or an invalid one, which `validate` refuses): the integers
+            _ => values.iter().map(|&v| v as f64).collect(),
         }
     }
 
@@ -351,5 +355,42 @@ mod tests {
             .to_string()
             .contains("reads up to"));
         assert!(ClientSpec::from_json("{}").is_err());
+    }
+
+    proptest::proptest! {
+        /// A client file is outside data: corrupted specs are refused or, when they still parse and
+        /// validate, encode and decode any input without panicking.
+        #[test]
+        fn corrupted_specs_never_panic(
+            cut in 0usize..400,
+            pos in 0usize..400,
+            byte in 0u8..128,
+            xs in proptest::collection::vec(-1e6f64..1e6, 0..12),
+            ints in proptest::collection::vec(-1000i64..1000, 0..12),
+        ) {
+            let text = spec(Post::Softmax).to_json();
+            let mut bytes = text.into_bytes();
+            let p = pos % bytes.len();
+            bytes[p] = byte;
+            bytes.truncate(bytes.len() - cut % bytes.len());
+            let Ok(t) = String::from_utf8(bytes) else { return Ok(()) };
+            if let Ok(s) = ClientSpec::from_json(&t) {
+                let _ = s.encode(0, &xs);
+                let v = s.dequantize(0, &ints);
+                let _ = s.post_process(&v, 2);
+                let _ = s.class_index(&v, 2);
+            }
+        }
+    }
+
+    #[test]
+    fn empty_dequantisation_is_refused() {
+        let mut s = spec(Post::Identity);
+        s.outputs[0] = Some(Dequant {
+            scale: vec![],
+            offset: vec![],
+        });
+        assert!(ClientSpec::from_json(&s.to_json()).is_err());
+        assert_eq!(s.dequantize(0, &[3]), vec![3.0]);
     }
 }
