@@ -16,6 +16,10 @@ use crate::QuantError;
 /// Version of the spec's layout; readers refuse newer ones with a clear message.
 pub const SPEC_VERSION: u32 = 1;
 
+/// Widest quantiser a thermometer encoding takes: `2^n − 1` integers per feature (the trees' limit),
+/// so a spec read from a file cannot make `encode` allocate more than 1023 values per feature.
+pub const MAX_THERMOMETER_BITS: u32 = 10;
+
 /// How features are encoded after quantisation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -138,8 +142,14 @@ impl ClientSpec {
             ));
         }
         for i in &self.inputs {
-            if let InputSpec::Features { quantizer, .. } = i {
+            if let InputSpec::Features { quantizer, encoding } = i {
                 quantizer.validate()?;
+                if *encoding == Encoding::Thermometer && quantizer.n_bits > MAX_THERMOMETER_BITS {
+                    return bad(format!(
+                        "client spec: a thermometer encoding of {} bits (at most {MAX_THERMOMETER_BITS})",
+                        quantizer.n_bits
+                    ));
+                }
             }
         }
         for d in self.outputs.iter().flatten() {
@@ -381,6 +391,20 @@ mod tests {
                 let _ = s.class_index(&v, 2);
             }
         }
+    }
+
+    #[test]
+    fn wide_thermometers_are_refused() {
+        let q = InputQuantizer::calibrate(&[vec![0.0], vec![1.0]], 1, 12).unwrap();
+        let d = Dequant {
+            scale: vec![1.0],
+            offset: vec![0.0],
+        };
+        let s = ClientSpec::model(q, Encoding::Thermometer, d, Post::Identity);
+        assert!(ClientSpec::from_json(&s.to_json())
+            .unwrap_err()
+            .to_string()
+            .contains("thermometer"));
     }
 
     #[test]
