@@ -66,6 +66,7 @@ fn observed_error_rate_matches_prediction() {
             scale,
             slots: vec![0],
             clear: false,
+            range: None,
         }],
         outputs: vec![
             Port {
@@ -76,6 +77,7 @@ fn observed_error_rate_matches_prediction() {
                 scale,
                 slots: vec![3],
                 clear: false,
+                range: None,
             },
             // the raw torus value of z: k plus the bootstrap's noise, to measure its variance
             Port {
@@ -86,6 +88,7 @@ fn observed_error_rate_matches_prediction() {
                 scale: 0,
                 slots: vec![1],
                 clear: false,
+                range: None,
             },
         ],
         num_input_slots: 1,

@@ -267,44 +267,44 @@ fn write_atomic_mode(path: &Path, bytes: &[u8], private: bool) -> Result<(), IoE
         path: path.display().to_string(),
         source,
     };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    let tmp = std::path::PathBuf::from(tmp);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    let Some(name) = path.file_name() else {
+        return Err(err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a file name",
+        )));
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // a fresh, unpredictable sibling name created exclusively (O_EXCL): never an existing file,
+    // never a planted symlink, and for secrets 0600 from the first byte
+    let mut builder = tempfile::Builder::new();
+    let prefix = format!(".{}.", name.to_string_lossy());
+    builder.prefix(&prefix).suffix(".partial");
     #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(if private { 0o600 } else { 0o644 }));
     }
     #[cfg(not(unix))]
     let _ = private;
-    let written = opts.open(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
-    });
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(err(e));
+    let mut tmp = builder.tempfile_in(dir).map_err(err)?;
+    // on any error the temporary file is removed when `tmp` drops
+    tmp.write_all(bytes).map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    // make the rename itself durable
+    #[cfg(unix)]
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
     }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
-    })
+    Ok(())
 }
 
 /// Writes `t` as a `.npy` file, atomically: a failed write leaves no partial file behind.
 pub fn write_npy(path: &Path, t: &Tensor) -> Result<(), IoError> {
-    let err = |source| IoError::Write {
-        path: path.display().to_string(),
-        source,
-    };
-    let tmp = path.with_extension("npy.partial");
-    std::fs::write(&tmp, npy_bytes(t)).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
-    })
+    write_atomic(path, &npy_bytes(t))
 }
 
 /// Parses a tensor from JSON text: nested lists of integers, or one integer for a scalar.
@@ -394,6 +394,40 @@ pub fn tensor_to_json(t: &Tensor) -> serde_json::Value {
 mod tests {
     use super::*;
     use ndarray::array;
+
+    /// Secret files: written under a fresh exclusive name (a symlink planted at the old fixed
+    /// temporary name is not followed), 0600 even when replacing a world-readable file, nothing
+    /// left behind; a failed write leaves the old file intact.
+    #[cfg(unix)]
+    #[test]
+    fn secret_files_are_written_privately_and_atomically() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("client.fhecsk");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"untouched").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("client.fhecsk.partial")).unwrap();
+        std::fs::write(&target, b"old").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_atomic_private(&target, b"secret").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"secret");
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read(&victim).unwrap(),
+            b"untouched",
+            "the planted symlink was followed"
+        );
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 3, "no temporary file left: {names:?}");
+        // a directory in the way: an error, and nothing written
+        let blocked = dir.path().join("blocked");
+        std::fs::create_dir(&blocked).unwrap();
+        assert!(write_atomic(&blocked, b"x").is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
+    }
 
     /// A `.npy` file with the given header fields and data bytes.
     fn file(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {

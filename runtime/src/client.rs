@@ -5,7 +5,7 @@ use tfhe::core_crypto::prelude::*;
 
 use crate::keys::{glwe_noise, modulus, ClientKeys};
 use crate::program::{decode, Program};
-use crate::values::{encode_input, Ciphertexts, ClearTensor, CtData, CtTensor, Direction};
+use crate::values::{check_output, encode_input, Ciphertexts, ClearTensor, CtData, CtTensor, Direction};
 use crate::RuntimeError;
 
 fn check_program_params(keys: &ClientKeys, program: &Program) -> Result<(), RuntimeError> {
@@ -142,9 +142,11 @@ impl ClientKeys {
                 .map(|ct| decode(decrypt_lwe_ciphertext(&key, &ct).0, port.scale))
                 .collect();
             for (s, r) in result.iter_mut().enumerate() {
+                let values = values[s * n..(s + 1) * n].to_vec();
+                check_output(port, &values, s)?;
                 r.push(ClearTensor {
                     shape: port.shape.clone(),
-                    values: values[s * n..(s + 1) * n].to_vec(),
+                    values,
                 });
             }
         }
@@ -172,15 +174,16 @@ impl Program {
                 }
             }
             let slots = self.simulate_slots(&inputs, &clear);
-            out.push(
-                self.outputs
-                    .iter()
-                    .map(|p| ClearTensor {
-                        shape: p.shape.clone(),
-                        values: p.slots.iter().map(|&i| decode(slots[i as usize], p.scale)).collect(),
-                    })
-                    .collect(),
-            );
+            let mut tensors = Vec::with_capacity(self.outputs.len());
+            for p in &self.outputs {
+                let values: Vec<i64> = p.slots.iter().map(|&i| decode(slots[i as usize], p.scale)).collect();
+                check_output(p, &values, s)?;
+                tensors.push(ClearTensor {
+                    shape: p.shape.clone(),
+                    values,
+                });
+            }
+            out.push(tensors);
         }
         Ok(out)
     }

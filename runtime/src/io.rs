@@ -19,14 +19,14 @@ use tfhe::named::Named;
 use tfhe::safe_serialization::{safe_deserialize, safe_serialize};
 use tfhe::{Unversionize, Versionize};
 
-use crate::keys::{ClientKeys, EvaluationKeys};
+use crate::keys::{ClientKeys, ClientKeysFile, EvaluationKeys};
 use crate::program::Program;
 use crate::values::Ciphertexts;
 use crate::RuntimeError;
 
 const MAGIC: &[u8; 4] = b"FHEC";
 /// Version of the payload layout; bump on any change of the serialised types.
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
 const HEADER: usize = 7;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,11 +152,14 @@ pub fn program_from_bytes(bytes: &[u8]) -> Result<Program, RuntimeError> {
 
 /// Serialises the secret keys. The bytes must stay on the client.
 pub fn client_keys_to_bytes(k: &ClientKeys) -> Result<Vec<u8>, RuntimeError> {
-    to_bytes_safe(FileKind::ClientKeys, k)
+    let mut file = ClientKeysFile::of(k);
+    let bytes = to_bytes_safe(FileKind::ClientKeys, &file);
+    file.wipe();
+    bytes
 }
 
 pub fn client_keys_from_bytes(bytes: &[u8]) -> Result<ClientKeys, RuntimeError> {
-    let k: ClientKeys = from_bytes_safe(FileKind::ClientKeys, bytes)?;
+    let k: ClientKeys = from_bytes_safe::<ClientKeysFile>(FileKind::ClientKeys, bytes)?.into_keys();
     let p = &k.params;
     if !p.is_secure() {
         return Err(RuntimeError::Params(format!("secret keys for insecure parameters {p}")));

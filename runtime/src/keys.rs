@@ -25,14 +25,78 @@ impl tfhe::named::Named for EvaluationKeys {
 }
 
 /// The secret keys. Client side only.
-#[derive(serde::Serialize, serde::Deserialize, tfhe_versionable::Versionize)]
-#[versionize(ClientKeysVersions)]
+///
+/// No `Serialize`/`Deserialize`, no `Clone`, no `Debug`: the only way out is
+/// [`crate::io::client_keys_to_bytes`] (an explicit call, for the client's own key file). The key
+/// material is overwritten with zeros when the value is dropped (copies made inside tfhe-rs's
+/// serialiser, and the bytes handed to a caller, are the caller's to protect).
+///
+/// ```compile_fail
+/// fn serialisable<T: serde::Serialize>() {}
+/// serialisable::<fhec_runtime::ClientKeys>();
+/// ```
+/// (while the evaluation keys are:)
+/// ```
+/// fn serialisable<T: serde::Serialize>() {}
+/// serialisable::<fhec_runtime::EvaluationKeys>();
+/// ```
 pub struct ClientKeys {
     pub(crate) params: ParamSet,
     /// A random identifier of this keygen, copied into the evaluation keys and every ciphertext.
     pub(crate) key_id: u64,
     pub(crate) small: LweSecretKeyOwned<u64>,
     pub(crate) glwe: GlweSecretKeyOwned<u64>,
+}
+
+impl Drop for ClientKeys {
+    fn drop(&mut self) {
+        wipe(&mut self.small, &mut self.glwe);
+    }
+}
+
+fn wipe(small: &mut LweSecretKeyOwned<u64>, glwe: &mut GlweSecretKeyOwned<u64>) {
+    use zeroize::Zeroize;
+    small.as_mut().zeroize();
+    glwe.as_mut().zeroize();
+}
+
+/// The serialised form of [`ClientKeys`], private to the file reader and writer (`io`). (No `Drop`:
+/// the versioning derive moves its fields; the writer wipes it with [`ClientKeysFile::wipe`].)
+#[derive(serde::Serialize, serde::Deserialize, tfhe_versionable::Versionize)]
+#[versionize(ClientKeysVersions)]
+pub(crate) struct ClientKeysFile {
+    params: ParamSet,
+    key_id: u64,
+    small: LweSecretKeyOwned<u64>,
+    glwe: GlweSecretKeyOwned<u64>,
+}
+
+impl tfhe::named::Named for ClientKeysFile {
+    const NAME: &'static str = "fhec::ClientKeys";
+}
+
+impl ClientKeysFile {
+    pub(crate) fn of(k: &ClientKeys) -> ClientKeysFile {
+        ClientKeysFile {
+            params: k.params,
+            key_id: k.key_id,
+            small: k.small.clone(),
+            glwe: k.glwe.clone(),
+        }
+    }
+
+    pub(crate) fn into_keys(self) -> ClientKeys {
+        ClientKeys {
+            params: self.params,
+            key_id: self.key_id,
+            small: self.small,
+            glwe: self.glwe,
+        }
+    }
+
+    pub(crate) fn wipe(&mut self) {
+        wipe(&mut self.small, &mut self.glwe);
+    }
 }
 
 /// Compressed evaluation keys: what the client sends to the server.
@@ -48,12 +112,9 @@ pub struct EvaluationKeys {
 }
 
 #[derive(tfhe_versionable::VersionsDispatch)]
-pub enum ClientKeysVersions {
-    V0(ClientKeys),
-}
-
-impl tfhe::named::Named for ClientKeys {
-    const NAME: &'static str = "fhec::ClientKeys";
+#[allow(dead_code)] // built by the versioning derive's (de)serialisation only
+pub(crate) enum ClientKeysVersions {
+    V0(ClientKeysFile),
 }
 
 /// Expanded evaluation keys, ready to compute with. Server side.

@@ -45,17 +45,41 @@ pub struct Port {
     pub slots: Vec<u32>,
     /// A clear input: sent unencrypted, read by [`Instr::ClearLinear`] only.
     pub clear: bool,
+    /// Inputs only: the declared range `[lo, hi]` of the values (the `fhe.range` the passes sized
+    /// every intermediate value from), inside the type's range; `None` for the whole type. Values
+    /// outside it are refused at encryption, simulation and on the server (clear inputs), since the
+    /// program computes them wrong.
+    pub range: Option<(i64, i64)>,
 }
 
 impl Port {
+    /// Number of elements (saturating: a port of a hostile program cannot overflow it).
     pub fn len(&self) -> usize {
-        self.shape.iter().product()
+        self.shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .unwrap_or(usize::MAX)
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// The range of values this port carries.
+    /// The range of values this port accepts (inputs) or carries: the declared range, else the
+    /// type's.
     pub fn range(&self) -> (i64, i64) {
+        self.range.unwrap_or_else(|| self.type_range())
+    }
+    /// The range of the port's type (`width` bits, signed or not).
+    pub fn type_range(&self) -> (i64, i64) {
+        if self.width == 0 || self.width > 64 {
+            return (0, -1); // an invalid port (refused by `validate`) accepts nothing
+        }
+        if self.width == 64 {
+            return if self.signed {
+                (i64::MIN, i64::MAX)
+            } else {
+                (0, i64::MAX)
+            };
+        }
         if self.signed {
             (-(1i64 << (self.width - 1)), (1i64 << (self.width - 1)) - 1)
         } else {
@@ -189,6 +213,14 @@ impl Program {
                     h.write(&(*d as u64).to_le_bytes());
                 }
                 h.write(&[p.width as u8, p.signed as u8, p.scale as u8, p.clear as u8]);
+                match p.range {
+                    None => h.write(b"-"),
+                    Some((lo, hi)) => {
+                        h.write(b"r");
+                        h.write(&lo.to_le_bytes());
+                        h.write(&hi.to_le_bytes());
+                    }
+                }
             }
         }
         h.write(&(self.instrs.len() as u64).to_le_bytes());
@@ -265,6 +297,15 @@ impl Program {
             if p.width == 0 || p.width > max_width || p.scale > 63 || p.slots.len() != 1 || (p.clear && p.scale != 0) {
                 return bad(format!("input `{}` has a bad encoding", p.name));
             }
+            if let Some((lo, hi)) = p.range {
+                let (tlo, thi) = p.type_range();
+                if lo > hi || lo < tlo || hi > thi {
+                    return bad(format!(
+                        "input `{}` declares the range [{lo}, {hi}], not inside its type's [{tlo}, {thi}]",
+                        p.name
+                    ));
+                }
+            }
             let n = p.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
             let next = if p.clear { &mut next_clear } else { &mut next };
             if p.slots[0] as u64 != *next || n.is_none() {
@@ -325,7 +366,8 @@ impl Program {
         }
         let slots = self.num_slots() as u64;
         for p in &self.outputs {
-            if p.width == 0 || p.width > 64 || p.scale > 63 || p.slots.len() != p.len() || p.clear {
+            if p.width == 0 || p.width > 64 || p.scale > 63 || p.slots.len() != p.len() || p.clear || p.range.is_some()
+            {
                 return bad(format!("output `{}` has a bad encoding", p.name));
             }
             if p.slots.iter().any(|&s| s as u64 >= slots) {

@@ -1,6 +1,6 @@
 use crate::params::{secure_glwe_bound, secure_lwe_bound};
 use crate::program::{decode, encode, Instr, Origin, Port, Program, Table};
-use crate::{io, ParamSet, RawParamSet};
+use crate::{io, ClearTensor, ParamSet, RawParamSet, RuntimeError};
 
 fn raw() -> RawParamSet {
     RawParamSet {
@@ -81,6 +81,7 @@ fn program() -> Program {
             scale: 60,
             slots: vec![0],
             clear: false,
+            range: None,
         }],
         outputs: vec![Port {
             name: "y".into(),
@@ -90,6 +91,7 @@ fn program() -> Program {
             scale: 59,
             slots: vec![3, 2],
             clear: false,
+            range: None,
         }],
         num_input_slots: 2,
         instrs: vec![
@@ -115,6 +117,40 @@ fn program() -> Program {
         }],
         noise: Default::default(),
     }
+}
+
+/// Declared input ranges: inside the type, checked by `validate`, refused by simulation outside;
+/// outputs outside their type are reported, not returned.
+#[test]
+fn declared_ranges_and_output_types_are_checked() {
+    let mut p = program();
+    p.inputs[0].range = Some((1, 5));
+    p.validate().unwrap();
+    let x = |a: i64, b: i64| vec![vec![ClearTensor::new(vec![2], vec![a, b]).unwrap()]];
+    p.simulate(&x(1, 2)).unwrap();
+    let e = p.simulate(&x(1, 6)).err().unwrap();
+    assert!(
+        matches!(e, RuntimeError::Range(_)) && e.to_string().contains("element 1 is 6"),
+        "{e}"
+    );
+    let e = p.simulate(&x(0, 2)).err().unwrap();
+    assert!(matches!(e, RuntimeError::Range(_)), "{e}");
+    for bad in [(0, 8), (5, 1), (-1, 3)] {
+        let mut q = p.clone();
+        q.inputs[0].range = Some(bad);
+        assert!(q.validate().is_err(), "range {bad:?} of a 3-bit unsigned input");
+    }
+    let mut q = program();
+    q.outputs[0].range = Some((0, 1));
+    assert!(q.validate().is_err(), "outputs declare no range");
+    // an output narrower than what the program computes: the simulated value is refused
+    let mut q = program();
+    q.outputs[0].width = 1;
+    let e = q.simulate(&x(1, 2)).err().unwrap();
+    assert!(
+        matches!(e, RuntimeError::Range(_)) && e.to_string().contains("output `y`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -193,6 +229,7 @@ fn clear_program() -> Program {
         scale: 0,
         slots: vec![0],
         clear: true,
+        range: None,
     });
     p.instrs = vec![Instr::ClearLinear {
         terms: vec![(0, 3)],
@@ -204,6 +241,7 @@ fn clear_program() -> Program {
     p.tables.clear();
     p.outputs[0].slots = vec![2, 2];
     p.outputs[0].scale = 60;
+    p.outputs[0].signed = true;
     p
 }
 
@@ -299,6 +337,18 @@ fn clear_values_are_checked_on_the_server() {
     );
     let e = cts(vec![1, 2, 3], 2).check(&p, Direction::Inputs).err().unwrap();
     assert!(e.to_string().contains("holds 3 values"), "{e}");
+    // a declared range is the server's check too (the fingerprint covers it)
+    let mut ranged = p.clone();
+    ranged.inputs[1].range = Some((-3, 5));
+    let mut c = cts(vec![-3, 5, 0, 6], 2);
+    c.program = ranged.fingerprint();
+    let e = c.check(&ranged, Direction::Inputs).err().unwrap();
+    assert!(
+        e.to_string().contains("sample 1") && e.to_string().contains("compiled for"),
+        "{e}"
+    );
+    assert!(matches!(e, RuntimeError::Range(_)), "{e:?}");
+    assert_ne!(ranged.fingerprint(), p.fingerprint());
     let mut swapped = cts(vec![0, 0], 1);
     swapped.tensors[1].data = CtData::Full(tfhe::core_crypto::prelude::LweCiphertextList::new(
         0u64,
@@ -385,4 +435,27 @@ fn keys_of_another_keygen_are_refused() {
     assert_eq!(a.decrypt(&p, &out).unwrap(), p.simulate(&[sample]).unwrap());
     let e = b.decrypt(&p, &out).err().unwrap();
     assert!(matches!(e, RuntimeError::KeyMismatch(_)), "{e}");
+}
+
+/// Secret keys: the file round trip keeps them; the serialised copy is wiped after writing; a
+/// dropped `ClientKeys` wipes its key material (checked through the same `wipe` the drop calls).
+#[test]
+fn secret_keys_round_trip_and_are_wiped() {
+    use crate::keys::ClientKeysFile;
+    use crate::ClientKeys;
+    let p = program();
+    let k = ClientKeys::generate(&p.params).unwrap();
+    let bytes = io::client_keys_to_bytes(&k).unwrap();
+    let back = io::client_keys_from_bytes(&bytes).unwrap();
+    assert_eq!(back.key_id(), k.key_id());
+    assert!(back.small.as_ref() == k.small.as_ref() && back.glwe.as_ref() == k.glwe.as_ref());
+    assert!(
+        k.glwe.as_ref().iter().any(|&b| b != 0),
+        "a binary key of 2048 bits has ones"
+    );
+    let mut file = ClientKeysFile::of(&k);
+    file.wipe();
+    let wiped = file.into_keys();
+    assert!(wiped.small.as_ref().iter().chain(wiped.glwe.as_ref()).all(|&b| b == 0));
+    assert_eq!(wiped.small.as_ref().len(), k.small.as_ref().len(), "wiped in place");
 }

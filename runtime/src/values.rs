@@ -301,15 +301,43 @@ pub(crate) fn encode_input(port: &Port, t: &ClearTensor, sample: usize) -> Resul
         .enumerate()
         .map(|(i, &v)| {
             if v < lo || v > hi {
+                let what = if port.range.is_some() {
+                    "the program was compiled for (its declared or calibrated `fhe.range`; values outside it \
+                     would be computed wrong)"
+                        .to_string()
+                } else {
+                    format!(
+                        "of its type ({}{} bits)",
+                        if port.signed { "signed, " } else { "" },
+                        port.width
+                    )
+                };
                 Err(RuntimeError::Range(format!(
-                    "input `{}` (sample {sample}) element {i} is {v}, outside the range [{lo}, {hi}] of its type ({}{} bits)",
-                    port.name,
-                    if port.signed { "signed, " } else { "" },
-                    port.width
+                    "input `{}` (sample {sample}) element {i} is {v}, outside the range [{lo}, {hi}] {what}",
+                    port.name
                 )))
             } else {
                 Ok(encode(v, port.scale))
             }
         })
         .collect()
+}
+
+/// Checks decrypted (or simulated) output values against their port's type: a value outside it
+/// means the computation overflowed a width (an intermediate value beyond the range the program
+/// was calibrated for) or a lookup failed; never a result to return.
+pub(crate) fn check_output(port: &Port, values: &[i64], sample: usize) -> Result<(), RuntimeError> {
+    let (lo, hi) = port.type_range();
+    match values.iter().position(|&v| v < lo || v > hi) {
+        None => Ok(()),
+        Some(i) => Err(RuntimeError::Range(format!(
+            "output `{}` (sample {sample}) element {i} decrypted to {}, outside the range [{lo}, {hi}] of its type \
+             ({}{} bits): an intermediate value left the range the program was compiled for (inputs outside \
+             the calibration set's ranges?) or a lookup failed; the result is not trustworthy",
+            port.name,
+            values[i],
+            if port.signed { "signed, " } else { "" },
+            port.width
+        ))),
+    }
 }

@@ -1271,6 +1271,10 @@ pub fn lower_function(f: &Function, source: Option<&str>) -> Result<Lowered, Dia
         let v = arg.value;
         let ty = f.ty(v);
         let name = f.value(v).name.clone().unwrap_or_else(|| format!("arg{i}"));
+        // the declared range travels with the program: values outside it are refused at encryption
+        let range = f
+            .arg_range(i)
+            .filter(|&(lo, hi)| (lo as i128, hi as i128) != ty.elem.range());
         if !ty.is_encrypted() {
             let (lo, hi) = ty.elem.range();
             let width = ty.width();
@@ -1291,6 +1295,7 @@ pub fn lower_function(f: &Function, source: Option<&str>) -> Result<Lowered, Dia
                 scale: 0,
                 slots: vec![first],
                 clear: true,
+                range,
             });
             vals[v.index()] = Some(Val::Runtime {
                 shape: ty.shape.clone(),
@@ -1310,6 +1315,7 @@ pub fn lower_function(f: &Function, source: Option<&str>) -> Result<Lowered, Dia
             scale: plan.scale(v),
             slots: vec![first],
             clear: false,
+            range,
         });
         vals[v.index()] = Some(Val::Enc {
             shape: ty.shape.clone(),
@@ -1370,6 +1376,7 @@ pub fn lower_function(f: &Function, source: Option<&str>) -> Result<Lowered, Dia
             scale,
             slots,
             clear: false,
+            range: None,
         });
     }
     let b = lw.b;

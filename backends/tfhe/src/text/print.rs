@@ -129,8 +129,12 @@ fn port_head(p: &Port, with_scale: bool) -> String {
     } else {
         String::new()
     };
+    let range = match p.range {
+        Some((lo, hi)) => format!(", min = {lo}, max = {hi}"),
+        None => String::new(),
+    };
     format!(
-        "{} [{}] {{width = {}, signed = {}{scale}}}",
+        "{} [{}] {{width = {}, signed = {}{scale}{range}}}",
         quote(&p.name),
         dims.join(", "),
         p.width,

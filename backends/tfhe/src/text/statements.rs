@@ -172,16 +172,48 @@ impl Parser<'_> {
         }
         let signed = self.take_bool(&mut a, "signed")?;
         let scale = if clear {
-            self.finish(a, &["width", "signed"])?;
             0
         } else {
             let (scale, sspan) = self.take_u32(&mut a, "scale")?;
             if scale > 63 {
                 return err(sspan, format!("scale {scale} is above 63"));
             }
-            self.finish(a, &["width", "signed", "scale"])?;
             scale
         };
+        // inputs may declare their range: `min = lo, max = hi` (both or neither)
+        let range = if max_width <= 32 && a.items.iter().any(|x| x.key == "min" || x.key == "max") {
+            let lo_span = self.take_num(&mut a, "min")?;
+            let hi_span = self.take_num(&mut a, "max")?;
+            let lo = self.num_i64(lo_span, "`min`")?;
+            let hi = self.num_i64(hi_span, "`max`")?;
+            let probe = Port {
+                name: String::new(),
+                shape: Vec::new(),
+                width,
+                signed,
+                scale,
+                slots: Vec::new(),
+                clear,
+                range: None,
+            };
+            let (tlo, thi) = probe.type_range();
+            if lo > hi || lo < tlo || hi > thi {
+                return err(
+                    Span::new(lo_span.start, hi_span.end.max(lo_span.end)),
+                    format!("range [{lo}, {hi}] is not inside the type's [{tlo}, {thi}]"),
+                );
+            }
+            Some((lo, hi))
+        } else {
+            None
+        };
+        let keys: &[&str] = match (clear, range.is_some()) {
+            (true, false) => &["width", "signed"],
+            (true, true) => &["width", "signed", "min", "max"],
+            (false, false) => &["width", "signed", "scale"],
+            (false, true) => &["width", "signed", "scale", "min", "max"],
+        };
+        self.finish(a, keys)?;
         let port = Port {
             name,
             shape,
@@ -190,6 +222,7 @@ impl Parser<'_> {
             scale,
             slots: Vec::new(),
             clear,
+            range,
         };
         Ok((port, count, name_span))
     }

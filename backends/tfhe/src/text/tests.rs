@@ -22,6 +22,7 @@ fn sample() -> Program {
                 scale: 59,
                 slots: vec![0],
                 clear: false,
+                range: Some((2, 11)),
             },
             Port {
                 name: "empty".into(),
@@ -31,6 +32,7 @@ fn sample() -> Program {
                 scale: 0,
                 slots: vec![4],
                 clear: false,
+                range: None,
             },
             Port {
                 name: "s \"q\"\n\tλ\u{1}".into(),
@@ -40,6 +42,7 @@ fn sample() -> Program {
                 scale: 63,
                 slots: vec![4],
                 clear: false,
+                range: None,
             },
         ],
         outputs: vec![
@@ -51,6 +54,7 @@ fn sample() -> Program {
                 scale: 60,
                 slots: vec![7, 9],
                 clear: false,
+                range: None,
             },
             Port {
                 name: "scalar".into(),
@@ -60,6 +64,7 @@ fn sample() -> Program {
                 scale: 1,
                 slots: vec![0],
                 clear: false,
+                range: None,
             },
             Port {
                 name: "none".into(),
@@ -69,6 +74,7 @@ fn sample() -> Program {
                 scale: 0,
                 slots: vec![],
                 clear: false,
+                range: None,
             },
         ],
         num_input_slots: 5,
@@ -138,6 +144,7 @@ fn clear_sample() -> Program {
         scale,
         slots: vec![first],
         clear,
+        range: if name == "w" { Some((-100, 90)) } else { None },
     };
     Program {
         name: "clear".into(),
