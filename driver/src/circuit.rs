@@ -17,7 +17,7 @@ use fhec_backend_tfhe::Compiled;
 use fhec_ir::{Module, Tensor};
 use fhec_quant::ClientSpec;
 use fhec_runtime::{
-    exec, io as rio, Ciphertexts, ClearTensor, ClientKeys, EvaluationKeys, Program, Progress, ServerKeys,
+    exec, io as rio, Ciphertexts, ClearTensor, ClientKeys, EvaluationKeys, Limits, Program, Progress, ServerKeys,
 };
 use ndarray::{ArrayD, IxDyn};
 
@@ -102,11 +102,25 @@ impl Client {
 pub struct Server {
     program: Arc<Program>,
     keys: ServerKeys,
+    limits: Limits,
 }
 
 impl Server {
-    /// A server for `program` with a client's evaluation keys (expanded here).
+    /// A server for `program` with a client's evaluation keys (expanded here), under the default
+    /// resource [`Limits`].
     pub fn new(program: Arc<Program>, keys: EvaluationKeys, progress: &Progress) -> Result<Server, Error> {
+        Server::with_limits(program, keys, Limits::default(), progress)
+    }
+
+    /// [`Server::new`] under the given resource limits: the program is checked against them
+    /// before the keys are expanded, each batch before it runs.
+    pub fn with_limits(
+        program: Arc<Program>,
+        keys: EvaluationKeys,
+        limits: Limits,
+        progress: &Progress,
+    ) -> Result<Server, Error> {
+        limits.check_program(&program)?;
         if keys.params() != &program.params {
             return Err(Error::new(
                 ErrorKind::Mismatch,
@@ -118,7 +132,7 @@ impl Server {
             ));
         }
         let keys = keys.expand(progress)?;
-        Ok(Server { program, keys })
+        Ok(Server { program, keys, limits })
     }
 
     /// A server from a program file and an evaluation-key file, as received (checked before use).
@@ -136,6 +150,11 @@ impl Server {
         self.keys.key_id()
     }
 
+    /// The resource limits this server runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// Size of the expanded evaluation keys in bytes.
     pub fn key_bytes(&self) -> usize {
         self.keys.size_bytes()
@@ -148,7 +167,14 @@ impl Server {
         progress: &Progress,
         cancel: Option<&AtomicBool>,
     ) -> Result<Ciphertexts, Error> {
-        Ok(exec::run(&self.program, &self.keys, inputs, progress, cancel)?)
+        Ok(exec::run_with_limits(
+            &self.program,
+            &self.keys,
+            inputs,
+            progress,
+            cancel,
+            &self.limits,
+        )?)
     }
 
     /// [`Server::run`] on an fhec ciphertext file; returns the results as one.

@@ -23,6 +23,8 @@ pub enum ErrorKind {
     Mismatch,
     /// Insecure parameters, refused.
     Security,
+    /// A program or batch above a server's resource limits (`fhec::runtime::Limits`).
+    Limit,
     /// Stopped by the caller (Ctrl-C).
     Cancelled,
     /// Reading or writing a file.
@@ -39,6 +41,7 @@ impl ErrorKind {
             ErrorKind::Format => "format",
             ErrorKind::Mismatch => "mismatch",
             ErrorKind::Security => "security",
+            ErrorKind::Limit => "limit",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Io => "io",
         }
@@ -119,6 +122,7 @@ impl From<RuntimeError> for Error {
             RuntimeError::Mismatch(_) | RuntimeError::KeyMismatch(_) => ErrorKind::Mismatch,
             RuntimeError::Shape(_) => ErrorKind::Shape,
             RuntimeError::Range(_) => ErrorKind::Range,
+            RuntimeError::Limit(_) => ErrorKind::Limit,
             RuntimeError::Cancelled => ErrorKind::Cancelled,
         };
         Error::new(kind, e.to_string())

@@ -263,8 +263,18 @@ pub(crate) fn encrypt(
     Ok(())
 }
 
-pub(crate) fn run(program: &str, input: &str, eval: &str, output: &str) -> Result<(), Failure> {
+pub(crate) fn run(program: &str, input: &str, eval: &str, output: &str, limits: &[String]) -> Result<(), Failure> {
+    let mut policy = runtime::Limits::default();
+    for l in limits {
+        let (name, value) = l
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--limit `{l}` must be NAME=VALUE"))?;
+        policy.set(name.trim(), value).map_err(|e| anyhow!("--limit: {e}"))?;
+    }
     let p = load_program(program)?;
+    policy
+        .check_program(&p)
+        .map_err(|e| anyhow!("{program}: {e} (raise it with --limit)"))?;
     let progress = Progress::stderr();
     let ek =
         rio::evaluation_keys_from_bytes(&read_file(eval, "evaluation keys")?).map_err(|e| anyhow!("{eval}: {e}"))?;
@@ -276,7 +286,7 @@ pub(crate) fn run(program: &str, input: &str, eval: &str, output: &str) -> Resul
         .map_err(|e| anyhow!("{input}: {e}"))?;
     let lookups = p.pbs_count();
     let t0 = Instant::now();
-    let server = Server::new(Arc::new(p), ek, &progress).map_err(|e| anyhow!("{eval}: {e}"))?;
+    let server = Server::with_limits(Arc::new(p), ek, policy, &progress).map_err(|e| anyhow!("{eval}: {e}"))?;
     let t_keys = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let out = server.run(cts, &progress, None).map_err(|e| anyhow!("{e}"))?;

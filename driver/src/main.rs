@@ -150,6 +150,10 @@ enum Command {
         /// Output file for the encrypted results.
         #[arg(short = 'o', long, value_name = "OUTPUTS.fhecct")]
         output: String,
+        /// Raise or lower a resource limit (repeatable): `max_sample_bytes`, `max_lookups`,
+        /// `max_table_bytes`, `max_samples`, `max_result_bytes`; sizes take K/M/G/T.
+        #[arg(long = "limit", value_name = "NAME=VALUE")]
+        limits: Vec<String>,
     },
     /// Decrypt the results of `fhec run`; prints them as JSON, like `fhec eval` (one line per sample).
     Decrypt {
@@ -438,7 +442,8 @@ fn main() -> ExitCode {
             input,
             eval_keys,
             output,
-        } => fhe::run(program, input, eval_keys, output),
+            limits,
+        } => fhe::run(program, input, eval_keys, output, limits),
         Command::Decrypt {
             program,
             input,

@@ -307,6 +307,19 @@ fn encrypted_pipeline_rejects_mismatched_and_damaged_files() {
     let o = fhec(&["compile", variant.to_str().unwrap(), "--params-of", p, "-o", sp]);
     assert!(o.status.success(), "{}", stderr(&o));
     fails(&["run", sp, ci, "--eval-keys", e, "-o", xo], "made for another program");
+    // resource limits: a program above them is refused before the keys are expanded
+    fails(
+        &["run", p, ci, "--eval-keys", e, "-o", xo, "--limit", "max_lookups=1"],
+        "max_lookups",
+    );
+    fails(
+        &["run", p, ci, "--eval-keys", e, "-o", xo, "--limit", "max_lookups"],
+        "NAME=VALUE",
+    );
+    fails(
+        &["run", p, ci, "--eval-keys", e, "-o", xo, "--limit", "max_bogus=1"],
+        "unknown limit",
+    );
     // a file of the wrong kind
     fails(
         &["run", p, e, "--eval-keys", e, "-o", xo],

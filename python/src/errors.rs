@@ -15,6 +15,7 @@ fn class_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Format => "FormatError",
         ErrorKind::Mismatch => "KeyMismatchError",
         ErrorKind::Security => "SecurityError",
+        ErrorKind::Limit => "ResourceLimitError",
         ErrorKind::Cancelled => "ExecutionError",
         ErrorKind::Io => "FileError",
     }

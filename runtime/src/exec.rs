@@ -14,7 +14,7 @@ use tfhe::core_crypto::fft_impl::fft64::crypto::bootstrap::batch_blind_rotate_as
 use tfhe::core_crypto::prelude::*;
 
 use crate::keys::{modulus, Bootstrap, ServerKeys};
-use crate::program::{Instr, Program};
+use crate::program::{Instr, Limits, Program};
 use crate::progress::Progress;
 use crate::values::{unpack_used_into, Ciphertexts, CtData, CtTensor, Direction};
 use crate::RuntimeError;
@@ -354,8 +354,8 @@ enum Source {
     Clear(Vec<i64>),
 }
 
-/// Runs `program` on a batch of encrypted inputs. `cancel`, when set from another thread, stops
-/// the run at the next lookup with [`RuntimeError::Cancelled`].
+/// Runs `program` on a batch of encrypted inputs, under the default resource [`Limits`]. `cancel`,
+/// when set from another thread, stops the run at the next lookup with [`RuntimeError::Cancelled`].
 pub fn run(
     program: &Program,
     keys: &ServerKeys,
@@ -363,6 +363,21 @@ pub fn run(
     progress: &Progress,
     cancel: Option<&AtomicBool>,
 ) -> Result<Ciphertexts, RuntimeError> {
+    run_with_limits(program, keys, inputs, progress, cancel, &Limits::default())
+}
+
+/// [`run`] under the given resource limits (checked before any allocation).
+pub fn run_with_limits(
+    program: &Program,
+    keys: &ServerKeys,
+    inputs: Ciphertexts,
+    progress: &Progress,
+    cancel: Option<&AtomicBool>,
+    limits: &Limits,
+) -> Result<Ciphertexts, RuntimeError> {
+    // bounds first: nothing below allocates more than they allow
+    program.validate()?;
+    limits.check_run(program, inputs.samples)?;
     check_run(program, keys, &inputs)?;
     let samples = inputs.samples;
     let l = program.params.big_lwe_dimension() + 1;

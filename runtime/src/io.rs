@@ -164,9 +164,10 @@ pub fn client_keys_from_bytes(bytes: &[u8]) -> Result<ClientKeys, RuntimeError> 
     if !p.is_secure() {
         return Err(RuntimeError::Params(format!("secret keys for insecure parameters {p}")));
     }
-    if k.small.lwe_dimension().0 != p.lwe_dimension()
-        || k.glwe.glwe_dimension().0 != p.glwe_dimension()
-        || k.glwe.polynomial_size().0 != p.polynomial_size()
+    // the polynomial size first: the GLWE key's dimension is derived by dividing by it
+    if k.glwe.polynomial_size().0 != p.polynomial_size()
+        || k.glwe.as_ref().len() != p.glwe_dimension() * p.polynomial_size()
+        || k.small.as_ref().len() != p.lwe_dimension()
     {
         return Err(RuntimeError::Mismatch(
             "secret keys do not match their parameters (damaged file?)".into(),

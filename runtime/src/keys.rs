@@ -260,21 +260,29 @@ impl EvaluationKeys {
                 "evaluation keys for insecure parameters {p}"
             )));
         }
+        // raw fields first: tfhe-rs derives counts by dividing the container length by sizes read
+        // from the file, so a zero size must be refused before any derived accessor runs
         let ok = match (&self.bsk, &self.ksk) {
             (None, None) => true,
             (Some(bsk), Some(ksk)) => {
-                bsk.input_lwe_dimension().0 == r.lwe_dimension
-                    && bsk.glwe_size().0 == r.glwe_dimension + 1
+                let bsk_len = r
+                    .lwe_dimension
+                    .checked_mul(r.pbs_level)
+                    .and_then(|x| x.checked_mul(r.glwe_dimension + 1))
+                    .and_then(|x| x.checked_mul(r.polynomial_size));
+                bsk.glwe_size().0 == r.glwe_dimension + 1
                     && bsk.polynomial_size().0 == r.polynomial_size
                     && bsk.decomposition_base_log().0 == r.pbs_base_log
                     && bsk.decomposition_level_count().0 == r.pbs_level
-                    && bsk.as_ref().len() == r.lwe_dimension * r.pbs_level * (r.glwe_dimension + 1) * r.polynomial_size
                     && bsk.ciphertext_modulus().is_native_modulus()
-                    && ksk.input_key_lwe_dimension().0 == p.big_lwe_dimension()
-                    && ksk.output_key_lwe_dimension().0 == r.lwe_dimension
+                    && Some(bsk.as_ref().len()) == bsk_len
+                    && bsk.input_lwe_dimension().0 == r.lwe_dimension
                     && ksk.decomposition_base_log().0 == r.ks_base_log
                     && ksk.decomposition_level_count().0 == r.ks_level
-                    && ksk.as_ref().len() == p.big_lwe_dimension() * r.ks_level
+                    && ksk.output_key_lwe_dimension().0 == r.lwe_dimension
+                    && ksk.ciphertext_modulus().is_native_modulus()
+                    && Some(ksk.as_ref().len()) == p.big_lwe_dimension().checked_mul(r.ks_level)
+                    && ksk.input_key_lwe_dimension().0 == p.big_lwe_dimension()
             }
             _ => false,
         };

@@ -22,7 +22,7 @@ pub mod values;
 
 pub use keys::{ClientKeys, EvaluationKeys, ServerKeys};
 pub use params::{ParamSet, RawParamSet};
-pub use program::{Instr, NoiseReport, Origin, Port, Program, Table};
+pub use program::{Instr, Limits, NoiseReport, Origin, Port, Program, Table};
 pub use progress::Progress;
 pub use tfhe;
 pub use values::{Ciphertexts, ClearTensor, Direction};
@@ -44,6 +44,9 @@ pub enum RuntimeError {
     /// An input value outside the range its port accepts.
     #[error("{0}")]
     Range(String),
+    /// A program or batch above the server's resource limits ([`Limits`]).
+    #[error("{0}")]
+    Limit(String),
     #[error("cancelled")]
     Cancelled,
 }

@@ -308,13 +308,16 @@ impl Program {
             }
             let n = p.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
             let next = if p.clear { &mut next_clear } else { &mut next };
-            if p.slots[0] as u64 != *next || n.is_none() {
+            let Some(n) = n else {
+                return bad(format!("input `{}` has too many elements", p.name));
+            };
+            if p.slots[0] as u64 != *next {
                 return bad(format!("input `{}` slots are not consecutive", p.name));
             }
-            *next += n.unwrap();
-        }
-        if next_clear > u32::MAX as u64 {
-            return bad("too many clear input values".into());
+            *next = match next.checked_add(n) {
+                Some(v) if v <= u32::MAX as u64 => v,
+                _ => return bad("too many input slots".into()),
+            };
         }
         if next != self.num_input_slots as u64 {
             return bad("input slot count does not match the inputs".into());
@@ -471,6 +474,152 @@ impl Instr {
                 .iter()
                 .map(move |&(s, w, f)| (s, (f as u64).wrapping_mul(clear[w as usize] as u64))),
         )
+    }
+}
+
+/// What a server agrees to run: bounds on a program's memory and work, checked before anything
+/// is allocated ([`Limits::check_program`] when a server is built, [`Limits::check_run`] for each
+/// batch). A program file is small, but its shapes can ask for any number of slots and its tables
+/// for accumulators of `(k+1)·N` words each; without these bounds a 20 MB file could make a server
+/// allocate terabytes. The defaults fit every model in the benchmark table with room to spare;
+/// raise them for bigger programs (`fhec run --limit`, `Server::with_limits`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Ciphertext memory of one sample: slots × (k·N + 1) × 8 bytes.
+    pub max_sample_bytes: u64,
+    /// Table lookups of one sample.
+    pub max_lookups: u64,
+    /// Lookup accumulators: tables × (k + 1) × N × 8 bytes.
+    pub max_table_bytes: u64,
+    /// Samples of one batch.
+    pub max_samples: u64,
+    /// Result ciphertexts of one batch: samples × output elements × (k·N + 1) × 8 bytes.
+    pub max_result_bytes: u64,
+}
+
+const GIB: u64 = 1 << 30;
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_sample_bytes: 16 * GIB,
+            max_lookups: 1 << 24,
+            max_table_bytes: 4 * GIB,
+            max_samples: 1 << 16,
+            max_result_bytes: 16 * GIB,
+        }
+    }
+}
+
+impl Limits {
+    /// No bounds (for a program you built yourself).
+    pub fn unlimited() -> Limits {
+        Limits {
+            max_sample_bytes: u64::MAX,
+            max_lookups: u64::MAX,
+            max_table_bytes: u64::MAX,
+            max_samples: u64::MAX,
+            max_result_bytes: u64::MAX,
+        }
+    }
+
+    /// Sets one limit by name (`max_sample_bytes`, `max_lookups`, `max_table_bytes`, `max_samples`,
+    /// `max_result_bytes`); sizes take a `K`/`M`/`G`/`T` suffix (powers of 1024).
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), RuntimeError> {
+        let v = value.trim();
+        let (digits, mult) = match v.char_indices().last() {
+            Some((i, c)) if c.is_ascii_alphabetic() => {
+                let m = match c.to_ascii_uppercase() {
+                    'K' => 1u64 << 10,
+                    'M' => 1 << 20,
+                    'G' => 1 << 30,
+                    'T' => 1 << 40,
+                    _ => {
+                        return Err(RuntimeError::Limit(format!(
+                            "limit `{name}`: unknown suffix in `{value}`"
+                        )))
+                    }
+                };
+                (&v[..i], m)
+            }
+            _ => (v, 1),
+        };
+        let n = digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|d| d.checked_mul(mult))
+            .ok_or_else(|| RuntimeError::Limit(format!("limit `{name}`: `{value}` is not a number of at most 2^64")))?;
+        let slot = match name {
+            "max_sample_bytes" => &mut self.max_sample_bytes,
+            "max_lookups" => &mut self.max_lookups,
+            "max_table_bytes" => &mut self.max_table_bytes,
+            "max_samples" => &mut self.max_samples,
+            "max_result_bytes" => &mut self.max_result_bytes,
+            _ => {
+                return Err(RuntimeError::Limit(format!(
+                    "unknown limit `{name}` (max_sample_bytes, max_lookups, max_table_bytes, max_samples, max_result_bytes)"
+                )))
+            }
+        };
+        *slot = n;
+        Ok(())
+    }
+
+    /// Checks a program's per-sample memory, lookups and tables against these limits.
+    pub fn check_program(&self, p: &Program) -> Result<(), RuntimeError> {
+        let l = p.params.big_lwe_dimension() as u64 + 1;
+        let glwe = (p.params.glwe_dimension() as u64 + 1) * p.params.polynomial_size() as u64 * 8;
+        let over = |what: &str, need: u128, limit: u64, name: &str| {
+            Err(RuntimeError::Limit(format!(
+                "program `{}` needs {need} {what}, above this server's limit of {limit} (`{name}`)",
+                p.name
+            )))
+        };
+        let sample = p.num_slots() as u128 * l as u128 * 8;
+        if sample > self.max_sample_bytes as u128 {
+            return over(
+                "bytes of ciphertexts per sample",
+                sample,
+                self.max_sample_bytes,
+                "max_sample_bytes",
+            );
+        }
+        let lookups = p.pbs_count() as u128;
+        if lookups > self.max_lookups as u128 {
+            return over("lookups per sample", lookups, self.max_lookups, "max_lookups");
+        }
+        let tables = p.tables.len() as u128 * glwe as u128;
+        if tables > self.max_table_bytes as u128 {
+            return over(
+                "bytes of lookup accumulators",
+                tables,
+                self.max_table_bytes,
+                "max_table_bytes",
+            );
+        }
+        Ok(())
+    }
+
+    /// [`Limits::check_program`], and the batch's size and result memory.
+    pub fn check_run(&self, p: &Program, samples: usize) -> Result<(), RuntimeError> {
+        self.check_program(p)?;
+        if samples as u64 > self.max_samples {
+            return Err(RuntimeError::Limit(format!(
+                "a batch of {samples} samples is above this server's limit of {} (`max_samples`)",
+                self.max_samples
+            )));
+        }
+        let l = p.params.big_lwe_dimension() as u128 + 1;
+        let out: u128 = p.outputs.iter().map(|o| o.slots.len() as u128).sum();
+        let result = samples as u128 * out * l * 8;
+        if result > self.max_result_bytes as u128 {
+            return Err(RuntimeError::Limit(format!(
+                "a batch of {samples} samples needs {result} bytes of results, above this server's limit of {} \
+                 (`max_result_bytes`): send smaller batches",
+                self.max_result_bytes
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -459,3 +459,159 @@ fn secret_keys_round_trip_and_are_wiped() {
     assert!(wiped.small.as_ref().iter().chain(wiped.glwe.as_ref()).all(|&b| b == 0));
     assert_eq!(wiped.small.as_ref().len(), k.small.as_ref().len(), "wiped in place");
 }
+
+/// Every 8-byte field of the metadata of key, ciphertext and program files set to hostile values
+/// (0, 1, 2^32, all ones...): loading and checking is an error or a valid value, never a panic
+/// (tfhe-rs's entities derive counts by dividing by sizes read from the file).
+#[test]
+fn crafted_size_fields_are_errors_not_panics() {
+    use crate::values::Direction;
+    use crate::{ClearTensor, ClientKeys, Progress};
+    let silent = Progress::silent();
+    let p = program();
+    let k = ClientKeys::generate(&p.params).unwrap();
+    let sample = vec![ClearTensor::new(vec![2], vec![1, 2]).unwrap()];
+    let cts = io::ciphertexts_to_bytes(&k.encrypt(&p, &[sample.clone(), sample]).unwrap()).unwrap();
+    let eval = io::evaluation_keys_to_bytes(&k.evaluation_keys(&silent)).unwrap();
+    let secret = io::client_keys_to_bytes(&k).unwrap();
+    let prog = io::program_to_bytes(&p).unwrap();
+    type Load = Box<dyn Fn(&[u8])>;
+    let files: Vec<(&str, Vec<u8>, Load)> = vec![
+        (
+            "ciphertexts",
+            cts,
+            Box::new(|b: &[u8]| {
+                if let Ok(c) = io::ciphertexts_from_bytes(b) {
+                    let _ = c.check(&program(), Direction::Inputs);
+                    let _ = c.size_bytes();
+                }
+            }),
+        ),
+        (
+            "evaluation keys",
+            eval,
+            Box::new(|b: &[u8]| {
+                if let Ok(k) = io::evaluation_keys_from_bytes(b) {
+                    let _ = k.size_bytes();
+                }
+            }),
+        ),
+        (
+            "secret keys",
+            secret,
+            Box::new(|b: &[u8]| {
+                let _ = io::client_keys_from_bytes(b);
+            }),
+        ),
+        (
+            "program",
+            prog,
+            Box::new(|b: &[u8]| {
+                if let Ok(p) = io::program_from_bytes(b) {
+                    let _ = crate::Limits::default().check_run(&p, 1);
+                }
+            }),
+        ),
+    ];
+    let hostile = [0u64, 1, u64::MAX];
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut panics = Vec::new();
+    for (name, bytes, load) in &files {
+        load(bytes);
+        // the header and metadata live at the start; sizes of trailing lists right before their data
+        // and every word that reads as a small number (a size or count field) anywhere in the file
+        let small = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap()) <= 1 << 24;
+        let mut positions: Vec<usize> = (0..bytes.len().min(300))
+            .chain(bytes.len().saturating_sub(64)..bytes.len())
+            .chain((300..bytes.len().saturating_sub(64)).filter(|&i| small(i)))
+            .collect();
+        positions.sort_unstable();
+        positions.dedup();
+        for &i in &positions {
+            for &v in &hostile {
+                for width in [8usize] {
+                    if i + width > bytes.len() {
+                        continue;
+                    }
+                    let mut b = bytes.clone();
+                    b[i..i + width].copy_from_slice(&v.to_le_bytes()[..width]);
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(&b))).is_err() {
+                        panics.push(format!("{name}: offset {i}, {width} bytes = {v:#x}"));
+                    }
+                }
+            }
+        }
+    }
+    std::panic::set_hook(prev);
+    assert!(panics.is_empty(), "{} panics: {:?}", panics.len(), panics);
+}
+
+/// A small program file whose input shape asks for 2^31 slots: valid, but refused by the server's
+/// resource limits before anything is allocated; limits parse from `name=value` with suffixes.
+#[test]
+fn resource_limits_refuse_programs_that_ask_for_terabytes() {
+    use crate::{exec, ClearTensor, ClientKeys, Limits, Progress};
+    let silent = Progress::silent();
+    let mut huge = clear_program();
+    huge.inputs[0].shape = vec![1 << 20, 1 << 11];
+    huge.num_input_slots = 1 << 31;
+    huge.instrs = vec![Instr::Linear {
+        terms: vec![(0, 1)],
+        constant: 0,
+    }];
+    huge.outputs[0].slots = vec![1 << 31, 1 << 31];
+    huge.validate().unwrap();
+    let bytes = io::program_to_bytes(&huge).unwrap();
+    assert!(bytes.len() < 1000, "a file of {} bytes", bytes.len());
+    let e = Limits::default().check_program(&huge).err().unwrap();
+    assert!(
+        matches!(e, RuntimeError::Limit(_)) && e.to_string().contains("max_sample_bytes"),
+        "{e}"
+    );
+    // the server refuses it whatever the ciphertexts
+    let p = clear_program();
+    let k = ClientKeys::generate(&p.params).unwrap();
+    let server = k.evaluation_keys_for(&p, &silent).expand(&silent).unwrap();
+    let x = vec![
+        ClearTensor::new(vec![2], vec![1, 2]).unwrap(),
+        ClearTensor::new(vec![2], vec![0, 1]).unwrap(),
+    ];
+    let e = exec::run(&huge, &server, k.encrypt(&p, &[x.clone()]).unwrap(), &silent, None)
+        .err()
+        .unwrap();
+    assert!(matches!(e, RuntimeError::Limit(_)), "{e}");
+    // batches: the sample count is bounded
+    let mut small = Limits::default();
+    small.set("max_samples", "2").unwrap();
+    let e = exec::run_with_limits(
+        &p,
+        &server,
+        k.encrypt(&p, &[x.clone(), x.clone(), x.clone()]).unwrap(),
+        &silent,
+        None,
+        &small,
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("max_samples"), "{e}");
+    exec::run_with_limits(
+        &p,
+        &server,
+        k.encrypt(&p, &[x.clone(), x]).unwrap(),
+        &silent,
+        None,
+        &small,
+    )
+    .unwrap();
+    // parsing
+    let mut l = Limits::default();
+    l.set("max_sample_bytes", "2G").unwrap();
+    assert_eq!(l.max_sample_bytes, 2 << 30);
+    l.set("max_lookups", "1000").unwrap();
+    assert_eq!(l.max_lookups, 1000);
+    assert!(l.set("max_lookups", "-1").is_err());
+    assert!(l.set("max_lookups", "99999999999T").is_err());
+    assert!(l.set("max_things", "1").is_err());
+    assert!(l.set("max_lookups", "5X").is_err());
+}

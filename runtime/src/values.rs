@@ -245,12 +245,13 @@ impl Ciphertexts {
                 let big_n = program.params.polynomial_size();
                 let per = p.len().div_ceil(big_n);
                 let glwe_size = program.params.glwe_dimension() + 1;
+                // raw sizes before the derived count (which divides by the polynomial size)
                 let ok = lists.len() == self.samples
                     && lists.iter().all(|l| {
-                        l.glwe_ciphertext_count().0 == per
-                            && l.glwe_size().0 == glwe_size
+                        l.glwe_size().0 == glwe_size
                             && l.polynomial_size().0 == big_n
                             && l.ciphertext_modulus().is_native_modulus()
+                            && l.as_ref().len() == per * big_n
                     });
                 if !ok {
                     return mismatch(format!(
@@ -262,21 +263,24 @@ impl Ciphertexts {
                 }
                 continue;
             }
-            let want = p.len() * self.samples;
-            let (count, size, native) = match &t.data {
-                CtData::Seeded(l) => (
-                    l.lwe_ciphertext_count().0,
-                    l.lwe_size().0,
-                    l.ciphertext_modulus().is_native_modulus(),
-                ),
-                CtData::Full(l) => (
-                    l.lwe_ciphertext_count().0,
-                    l.lwe_size().0,
-                    l.ciphertext_modulus().is_native_modulus(),
-                ),
+            let want = p.len().saturating_mul(self.samples);
+            // raw sizes before the derived count (which divides by the LWE size)
+            let (size, native) = match &t.data {
+                CtData::Seeded(l) => (l.lwe_size().0, l.ciphertext_modulus().is_native_modulus()),
+                CtData::Full(l) => (l.lwe_size().0, l.ciphertext_modulus().is_native_modulus()),
                 CtData::Packed(_) | CtData::Clear(_) => unreachable!("checked above"),
             };
-            if count != want || size != lwe_size || !native {
+            let count = match &t.data {
+                _ if size != lwe_size || !native => 0,
+                CtData::Seeded(l) => l.as_ref().len(),
+                CtData::Full(l) => l.as_ref().len() / lwe_size,
+                CtData::Packed(_) | CtData::Clear(_) => unreachable!("checked above"),
+            };
+            let whole = match &t.data {
+                CtData::Full(l) => l.as_ref().len() % lwe_size == 0,
+                _ => true,
+            };
+            if count != want || size != lwe_size || !native || !whole {
                 return mismatch(format!(
                     "ciphertext tensor `{}` holds {count} ciphertexts of size {size}, expected {want} of size {lwe_size}",
                     t.port

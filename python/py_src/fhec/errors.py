@@ -10,7 +10,8 @@ and files, ``TypeError`` for unsupported models and ops, ``OSError`` for file ac
     │   ├── RangeError (ValueError)         an input value outside the range its program accepts
     │   ├── FormatError (ValueError)        a damaged file, another kind of file, another format version
     │   ├── KeyMismatchError (ValueError)   keys, ciphertexts or programs that do not belong together
-    │   └── SecurityError (ValueError)      insecure parameters, refused
+    │   ├── SecurityError (ValueError)      insecure parameters, refused
+    │   └── ResourceLimitError              a program or batch above the server's resource limits
     └── FileError (OSError)                 a file could not be read or written
 """
 
@@ -54,6 +55,11 @@ class SecurityError(ExecutionError, ValueError):
     """Parameters below the security target, refused."""
 
 
+class ResourceLimitError(ExecutionError):
+    """A program or a batch above the server's resource limits (memory per sample, lookups,
+    tables, samples per batch); raise the limits or send smaller batches."""
+
+
 class FileError(FhecError, OSError):
     """A file could not be read or written."""
 
@@ -68,5 +74,6 @@ __all__ = [
     "FormatError",
     "KeyMismatchError",
     "SecurityError",
+    "ResourceLimitError",
     "FileError",
 ]
