@@ -95,9 +95,11 @@ fn npy_raw(bytes: &[u8]) -> Result<NpyRaw<'_>, String> {
 }
 
 impl NpyRaw<'_> {
-    /// The data's items of `size` bytes, after checking the length.
+    /// The data's items of `size` bytes, after checking that the data holds exactly the shape's
+    /// `count` items (`count · size` computed with overflow checked). Nothing sized by the header may
+    /// be allocated before this check.
     fn items(&self, size: usize) -> Result<std::slice::ChunksExact<'_, u8>, String> {
-        if self.data.len() != self.count.saturating_mul(size) {
+        if size == 0 || self.count.checked_mul(size) != Some(self.data.len()) {
             return Err(format!(
                 "data has {} bytes, the header promises {} values of {size} bytes (truncated file?)",
                 self.data.len(),
@@ -123,8 +125,10 @@ impl NpyRaw<'_> {
 pub fn parse_npy(bytes: &[u8]) -> Result<Tensor, String> {
     let raw = npy_raw(bytes)?;
     let (big, kind, size) = parse_descr(&raw.descr)?;
-    let mut values = Vec::with_capacity(raw.count);
-    for chunk in raw.items(size)? {
+    // the length check first: the capacity is then what the file holds, not what its header claims
+    let items = raw.items(size)?;
+    let mut values = Vec::with_capacity(items.len());
+    for chunk in items {
         let mut b = [0u8; 8];
         if big {
             b[8 - size..].copy_from_slice(chunk);
@@ -217,7 +221,8 @@ fn header_field<'a>(header: &'a str, key: &str) -> Option<&'a str> {
         .or_else(|| header.find(&format!("\"{key}\"")))?;
     let rest = &header[k + key.len() + 2..];
     let rest = rest.trim_start().strip_prefix(':')?.trim_start();
-    let mut depth = 0;
+    // i64: a header (at most 4 GiB) cannot overflow it, even with only closing brackets
+    let mut depth = 0i64;
     for (i, c) in rest.char_indices() {
         match c {
             '(' | '[' => depth += 1,
@@ -520,6 +525,92 @@ mod tests {
         let full = file("<f8", false, "(2, 2)", &f8);
         for cut in 0..full.len() {
             assert!(parse_npy_f64(&full[..cut]).is_err(), "truncated at {cut} accepted");
+        }
+    }
+
+    /// A header whose shape promises far more values than the data holds is refused before
+    /// anything is sized by it (was: `Vec::with_capacity(count)` first: a capacity-overflow panic
+    /// for 2^61 values, an 8 TiB allocation and abort for 2^40).
+    #[test]
+    fn npy_a_huge_shape_is_refused_before_allocating() {
+        for shape in ["(2305843009213693952,)", "(1099511627776,)", "(1048576, 1048576)"] {
+            for descr in ["<i8", "|u1", "|b1"] {
+                let e = parse_npy(&file(descr, false, shape, &[0; 8])).unwrap_err();
+                assert!(e.contains("the header promises"), "{shape} {descr}: {e}");
+            }
+            let e = parse_npy_f64(&file("<f8", true, shape, &[0; 8])).unwrap_err();
+            assert!(e.contains("the header promises"), "{shape}: {e}");
+        }
+        // a product that overflows
+        for shape in ["(4294967296, 4294967296)", "(18446744073709551615, 2)"] {
+            let e = parse_npy(&file("<i8", false, shape, &[0; 8])).unwrap_err();
+            assert!(e.contains("too large"), "{shape}: {e}");
+        }
+        // items × size overflowing: 2^61 eight-byte items, 0 bytes of data
+        assert!(parse_npy(&file("<i8", false, "(2305843009213693952,)", &[]))
+            .unwrap_err()
+            .contains("the header promises"));
+        // empty arrays with a huge other dimension: no allocation, an error or an empty array
+        for shape in ["(0, 9223372036854775807)", "(0, 18446744073709551615)"] {
+            let _ = parse_npy(&file("<i8", false, shape, &[]));
+            let _ = parse_npy_f64(&file("<f8", true, shape, &[]));
+        }
+    }
+
+    /// Random damage (byte flips, header values replaced, truncation) of valid files: an error or a
+    /// tensor, never a panic.
+    #[test]
+    fn npy_never_panics_on_damaged_files() {
+        let f8: Vec<u8> = [1.5f64, -2.0, 0.25, 8.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let seeds = [
+            npy_bytes(&array![[1i64, -2, 3], [4, 5, i64::MIN]].into_dyn()),
+            file("|u1", true, "(2, 2)", &[1, 3, 2, 4]),
+            file("<f8", false, "(2, 2)", &f8),
+            file(">f4", false, "(2,)", &[0, 0, 0, 1, 0, 0, 0, 2]),
+        ];
+        let nasty: [&[u8]; 12] = [
+            b"-1",
+            b"0",
+            b"18446744073709551615",
+            b"2305843009213693952",
+            b"(",
+            b")",
+            b",",
+            b"'",
+            b"True",
+            b"<f8",
+            b"|b1",
+            b"",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for k in 0..4000 {
+            let mut b = seeds[k % seeds.len()].clone();
+            let i = (next() % b.len() as u64) as usize;
+            match next() % 4 {
+                0 => b[i] ^= (next() >> 32) as u8 | 1,
+                1 => {
+                    let end = (i + 1 + (next() % 4) as usize).min(b.len());
+                    let with = nasty[(next() % nasty.len() as u64) as usize];
+                    b.splice(i..end, with.iter().copied());
+                }
+                2 => b.truncate(i),
+                _ => {
+                    // the header's length field or a shape digit
+                    let j = (8 + (next() % 4) as usize).min(b.len() - 1);
+                    b[j] = (next() >> 24) as u8;
+                }
+            }
+            let r = std::panic::catch_unwind(|| {
+                let _ = parse_npy(&b);
+                let _ = parse_npy_f64(&b);
+            });
+            assert!(r.is_ok(), "case {k} panicked on {:?}", String::from_utf8_lossy(&b));
         }
     }
 

@@ -12,7 +12,10 @@
 
 use serde_json::Value;
 
-use crate::schema::{Aggregation, Cmp, Ensemble, FloatKind, Node, Post, Tree};
+use crate::schema::{
+    check_leaf_values, check_limit, Aggregation, Cmp, Ensemble, FloatKind, Node, Post, Tree, MAX_DEPTH, MAX_FEATURES,
+    MAX_OUTPUTS, MAX_TREES, MAX_TREE_NODES,
+};
 use crate::TreeError;
 
 fn bad<T>(m: impl Into<String>) -> Result<T, TreeError> {
@@ -24,73 +27,111 @@ fn field<'a>(v: &'a Value, key: &str, what: &str) -> Result<&'a Value, TreeError
         .ok_or_else(|| TreeError::Model(format!("not a LightGBM model dump: {what} has no `{key}`")))
 }
 
+/// Flattens the nested `tree_structure` of tree `tree` into `nodes` (root first), iteratively: a
+/// split deeper than [`MAX_DEPTH`] or a tree over [`MAX_TREE_NODES`] nodes is an error, and each leaf
+/// (`n_outputs` values, `class` set) counts against `leaves` ([`crate::schema::MAX_LEAF_VALUES`])
+/// before it is allocated.
 fn flatten(
-    v: &Value,
+    root: &Value,
     n_outputs: usize,
     class: usize,
     scale: f64,
     nodes: &mut Vec<Node>,
     tree: usize,
-) -> Result<usize, TreeError> {
-    let me = nodes.len();
-    if let Some(leaf) = v.get("leaf_value") {
-        let x = leaf
+    leaves: &mut usize,
+) -> Result<(), TreeError> {
+    // (JSON node, its depth, the split whose child it is: (index, is the left child))
+    let mut stack: Vec<(&Value, usize, Option<(usize, bool)>)> = vec![(root, 0, None)];
+    while let Some((v, depth, parent)) = stack.pop() {
+        let me = nodes.len();
+        check_limit(format_args!("tree {tree}: nodes"), me + 1, MAX_TREE_NODES)?;
+        if let Some((p, is_left)) = parent {
+            if let Some(Node::Split { left, right, .. }) = nodes.get_mut(p) {
+                *(if is_left { left } else { right }) = me;
+            }
+        }
+        if let Some(leaf) = v.get("leaf_value") {
+            let x = leaf
+                .as_f64()
+                .ok_or_else(|| TreeError::Model(format!("tree {tree}: leaf_value is not a number")))?;
+            *leaves = leaves.saturating_add(1);
+            check_leaf_values(*leaves, n_outputs)?;
+            let mut value = vec![0.0; n_outputs];
+            if let Some(slot) = value.get_mut(class) {
+                *slot = x * scale;
+            }
+            nodes.push(Node::Leaf { value });
+            continue;
+        }
+        if depth >= MAX_DEPTH {
+            return bad(format!(
+                "tree {tree}: deeper than the supported depth {MAX_DEPTH} (retrain with max_depth ≤ {MAX_DEPTH})"
+            ));
+        }
+        let dt = field(v, "decision_type", "a split")?.as_str().unwrap_or("");
+        if dt != "<=" {
+            return bad(format!(
+                "tree {tree}: decision type `{dt}` (categorical split) is not supported"
+            ));
+        }
+        let missing = v.get("missing_type").and_then(Value::as_str).unwrap_or("None");
+        if missing == "Zero" {
+            return bad(format!(
+                "tree {tree}: missing type `Zero` (zero treated as missing) is not supported; train with zero_as_missing=false"
+            ));
+        }
+        let feature = field(v, "split_feature", "a split")?
+            .as_u64()
+            .and_then(|f| usize::try_from(f).ok())
+            .filter(|&f| f < MAX_FEATURES)
+            .ok_or_else(|| TreeError::Model(format!("tree {tree}: split_feature is not a feature index")))?;
+        let threshold = field(v, "threshold", "a split")?
             .as_f64()
-            .ok_or_else(|| TreeError::Model(format!("tree {tree}: leaf_value is not a number")))?;
-        let mut value = vec![0.0; n_outputs];
-        value[class] = x * scale;
-        nodes.push(Node::Leaf { value });
-        return Ok(me);
+            .ok_or_else(|| TreeError::Model(format!("tree {tree}: threshold is not a number")))?;
+        let default_left = v.get("default_left").and_then(Value::as_bool).unwrap_or(true);
+        let (l, r) = (field(v, "left_child", "a split")?, field(v, "right_child", "a split")?);
+        // children are filled in when they are reached: the left subtree first, right after it
+        nodes.push(Node::Split {
+            feature,
+            threshold,
+            cmp: Cmp::Le,
+            left: 0,
+            right: 0,
+            missing_left: default_left,
+        });
+        stack.push((r, depth + 1, Some((me, false))));
+        stack.push((l, depth + 1, Some((me, true))));
     }
-    let dt = field(v, "decision_type", "a split")?.as_str().unwrap_or("");
-    if dt != "<=" {
-        return bad(format!(
-            "tree {tree}: decision type `{dt}` (categorical split) is not supported"
-        ));
-    }
-    let missing = v.get("missing_type").and_then(Value::as_str).unwrap_or("None");
-    if missing == "Zero" {
-        return bad(format!(
-            "tree {tree}: missing type `Zero` (zero treated as missing) is not supported; train with zero_as_missing=false"
-        ));
-    }
-    let feature = field(v, "split_feature", "a split")?
-        .as_u64()
-        .ok_or_else(|| TreeError::Model(format!("tree {tree}: split_feature is not an index")))?
-        as usize;
-    let threshold = field(v, "threshold", "a split")?
-        .as_f64()
-        .ok_or_else(|| TreeError::Model(format!("tree {tree}: threshold is not a number")))?;
-    let default_left = v.get("default_left").and_then(Value::as_bool).unwrap_or(true);
-    nodes.push(Node::Leaf { value: vec![] }); // placeholder, replaced below
-    let left = flatten(field(v, "left_child", "a split")?, n_outputs, class, scale, nodes, tree)?;
-    let right = flatten(
-        field(v, "right_child", "a split")?,
-        n_outputs,
-        class,
-        scale,
-        nodes,
-        tree,
-    )?;
-    nodes[me] = Node::Split {
-        feature,
-        threshold,
-        cmp: Cmp::Le,
-        left,
-        right,
-        missing_left: default_left,
-    };
-    Ok(me)
+    Ok(())
 }
 
-/// Parses a LightGBM model dump (the JSON of `Booster.dump_model()`).
+/// Parses a LightGBM model dump (the JSON of `Booster.dump_model()`). Any text gives an ensemble
+/// or an error, never a panic, and allocates in proportion to the text (counts in the file are
+/// checked against the limits of [`crate::schema`]); the entry point for fuzzing this format.
 pub fn import(text: &str) -> Result<Ensemble, TreeError> {
     let root: Value =
         serde_json::from_str(text).map_err(|e| TreeError::Model(format!("not a LightGBM model dump: {e}")))?;
     let max_feature = field(&root, "max_feature_idx", "the model")?
         .as_u64()
-        .ok_or_else(|| TreeError::Model("max_feature_idx is not a number".into()))? as usize;
-    let per_iter = root.get("num_tree_per_iteration").and_then(Value::as_u64).unwrap_or(1) as usize;
+        .and_then(|f| usize::try_from(f).ok())
+        .filter(|&f| f < MAX_FEATURES)
+        .ok_or_else(|| {
+            TreeError::Model(format!(
+                "max_feature_idx is not a feature index below the supported {MAX_FEATURES}"
+            ))
+        })?;
+    let per_iter = match root.get("num_tree_per_iteration") {
+        None => 1,
+        Some(v) => v
+            .as_u64()
+            .and_then(|c| usize::try_from(c).ok())
+            .filter(|&c| c <= MAX_OUTPUTS)
+            .ok_or_else(|| {
+                TreeError::Model(format!(
+                    "num_tree_per_iteration is not a count up to the supported {MAX_OUTPUTS}"
+                ))
+            })?,
+    };
     let objective = field(&root, "objective", "the model")?
         .as_str()
         .unwrap_or("")
@@ -124,7 +165,9 @@ pub fn import(text: &str) -> Result<Ensemble, TreeError> {
     let n_outputs = per_iter.max(1);
     // random-forest mode (`average_output`): the dumped leaves are already scaled, their sum is the score
     let _ = average;
+    check_limit("tree_info (trees)", infos.len(), MAX_TREES)?;
     let mut trees = Vec::with_capacity(infos.len());
+    let mut leaves = 0usize;
     for (i, info) in infos.iter().enumerate() {
         let mut nodes = Vec::new();
         flatten(
@@ -134,6 +177,7 @@ pub fn import(text: &str) -> Result<Ensemble, TreeError> {
             scale,
             &mut nodes,
             i,
+            &mut leaves,
         )?;
         trees.push(Tree { nodes });
     }

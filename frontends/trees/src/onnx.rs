@@ -10,7 +10,10 @@
 
 use std::collections::HashMap;
 
-use crate::schema::{Aggregation, Cmp, Ensemble, FloatKind, Node, Post, Tree};
+use crate::schema::{
+    check_leaf_values, check_limit, Aggregation, Cmp, Ensemble, FloatKind, Node, Post, Tree, MAX_FEATURES, MAX_OUTPUTS,
+    MAX_TREES, MAX_TREE_NODES,
+};
 use crate::TreeError;
 
 fn bad<T>(m: impl Into<String>) -> Result<T, TreeError> {
@@ -109,6 +112,11 @@ fn attribute(b: &[u8]) -> Result<(String, Attr), TreeError> {
 
 /// Reads the first tree-ensemble node of an ONNX model. `n_features`: the model's input width when
 /// known (else the largest feature index + 1).
+///
+/// Any bytes give an ensemble or an error, never a panic; the work is linear in the node count
+/// (one hash map from (tree id, node id) to the node) and the memory in the file size (counts are
+/// checked against the attributes present and the limits of [`crate::schema`]). The entry point
+/// for fuzzing this format.
 pub fn import(bytes: &[u8], n_features: Option<usize>) -> Result<Ensemble, TreeError> {
     let model = fields(bytes)?;
     let graph = model
@@ -204,8 +212,15 @@ pub fn import(bytes: &[u8], n_features: Option<usize>) -> Result<Ensemble, TreeE
             .or_else(|| get("classlabels_strings").map(|a| a.strings.len()))
             .unwrap_or(0)
     } else {
-        get("n_targets").and_then(|a| a.ints.first().copied()).unwrap_or(1) as usize
+        match get("n_targets").and_then(|a| a.ints.first().copied()) {
+            None => 1,
+            Some(t) => usize::try_from(t)
+                .ok()
+                .filter(|&t| t <= MAX_OUTPUTS)
+                .ok_or_else(|| TreeError::Model(format!("{op}: n_targets {t} is not a count")))?,
+        }
     };
+    check_limit(format_args!("{op}: classes or targets"), n_classes, MAX_OUTPUTS)?;
     // skl2onnx's binary form: weights for class id 0 only, scoring class 1
     let binary_one_column = classifier && n_classes == 2 && w_id.iter().all(|&c| c == 0);
     let n_outputs = if binary_one_column { 1 } else { n_classes.max(1) };
@@ -234,47 +249,54 @@ pub fn import(bytes: &[u8], n_features: Option<usize>) -> Result<Ensemble, TreeE
         Some(other) => return bad(format!("{op}: aggregate_function {other} is not supported")),
     };
     let base_score = get("base_values").map(|a| a.floats.clone()).unwrap_or_default();
-    // trees in order of first appearance; node ids → local indices
+    // trees in order of first appearance, node ids → (tree, local index): one hash map, built
+    // once, so the import is linear in the node count
     let mut order: Vec<i64> = Vec::new();
-    let mut index: HashMap<(i64, i64), usize> = HashMap::new();
-    for i in 0..n {
-        if !order.contains(&tree_ids[i]) {
-            order.push(tree_ids[i]);
-        }
-        let local = index.iter().filter(|((t, _), _)| *t == tree_ids[i]).count();
-        if index.insert((tree_ids[i], node_ids[i]), local).is_some() {
-            return bad(format!(
-                "{op}: node {} of tree {} appears twice",
-                node_ids[i], tree_ids[i]
-            ));
+    let mut tree_index: HashMap<i64, usize> = HashMap::new();
+    let mut sizes: Vec<usize> = Vec::new();
+    let mut index: HashMap<(i64, i64), (usize, usize)> = HashMap::with_capacity(n);
+    for (&tid, &nid) in tree_ids.iter().zip(node_ids) {
+        let t = *tree_index.entry(tid).or_insert_with(|| {
+            order.push(tid);
+            sizes.push(0);
+            order.len() - 1
+        });
+        check_limit(format_args!("{op}: trees (nodes_treeids)"), order.len(), MAX_TREES)?;
+        let local = sizes[t];
+        check_limit(format_args!("{op}: tree {tid}: nodes"), local + 1, MAX_TREE_NODES)?;
+        sizes[t] += 1;
+        if index.insert((tid, nid), (t, local)).is_some() {
+            return bad(format!("{op}: node {nid} of tree {tid} appears twice"));
         }
     }
-    let mut trees: Vec<Tree> = order
+    // every leaf holds `n_outputs` values: bound them before allocating; other nodes start empty
+    check_leaf_values(modes.iter().filter(|m| *m == "LEAF").count(), n_outputs)?;
+    let mut trees: Vec<Tree> = sizes
         .iter()
-        .map(|&t| Tree {
-            nodes: vec![
-                Node::Leaf {
-                    value: vec![0.0; n_outputs]
-                };
-                tree_ids.iter().filter(|&&x| x == t).count()
-            ],
+        .map(|&size| Tree {
+            nodes: vec![Node::Leaf { value: Vec::new() }; size],
         })
         .collect();
-    let tree_of = |t: i64| order.iter().position(|&x| x == t).expect("listed");
     let mut max_feature = 0usize;
     for i in 0..n {
-        let (t, local) = (tree_of(tree_ids[i]), index[&(tree_ids[i], node_ids[i])]);
+        let (t, local) = index[&(tree_ids[i], node_ids[i])];
         let mode = modes[i].as_str();
         if mode == "LEAF" {
+            trees[t].nodes[local] = Node::Leaf {
+                value: vec![0.0; n_outputs],
+            };
             continue;
         }
-        let child = |id: i64| {
+        let child = |id: i64, what: &str| {
             index
                 .get(&(tree_ids[i], id))
-                .copied()
-                .ok_or_else(|| TreeError::Model(format!("{op}: tree {} node {id} is missing", tree_ids[i])))
+                .map(|&(_, local)| local)
+                .ok_or_else(|| TreeError::Model(format!("{op}: tree {} node {id} ({what}) is missing", tree_ids[i])))
         };
-        let (yes, no) = (child(trues[i])?, child(falses[i])?);
+        let (yes, no) = (
+            child(trues[i], "nodes_truenodeids")?,
+            child(falses[i], "nodes_falsenodeids")?,
+        );
         let (cmp, left, right) = match mode {
             "BRANCH_LEQ" => (Cmp::Le, yes, no),
             "BRANCH_LT" => (Cmp::Lt, yes, no),
@@ -282,7 +304,15 @@ pub fn import(bytes: &[u8], n_features: Option<usize>) -> Result<Ensemble, TreeE
             "BRANCH_GT" => (Cmp::Le, no, yes),
             other => return bad(format!("{op}: node mode {other} is not supported")),
         };
-        let feature = usize::try_from(features[i]).map_err(|_| TreeError::Model(format!("{op}: negative feature")))?;
+        let feature = usize::try_from(features[i])
+            .ok()
+            .filter(|&f| f < MAX_FEATURES)
+            .ok_or_else(|| {
+                TreeError::Model(format!(
+                    "{op}: tree {} node {}: nodes_featureids {} is not a feature index below {MAX_FEATURES}",
+                    tree_ids[i], node_ids[i], features[i]
+                ))
+            })?;
         max_feature = max_feature.max(feature);
         let tracks = missing_true.get(i).copied().unwrap_or(0) != 0;
         trees[t].nodes[local] = Node::Split {
@@ -295,16 +325,21 @@ pub fn import(bytes: &[u8], n_features: Option<usize>) -> Result<Ensemble, TreeE
         };
     }
     for k in 0..w_tree.len() {
-        let t = tree_of(w_tree[k]);
-        let local = *index
-            .get(&(w_tree[k], w_node[k]))
-            .ok_or_else(|| TreeError::Model(format!("{op}: a weight names a missing node")))?;
+        let (t, local) = *index.get(&(w_tree[k], w_node[k])).ok_or_else(|| {
+            TreeError::Model(format!(
+                "{op}: a weight names node {} of tree {}, which is missing",
+                w_node[k], w_tree[k]
+            ))
+        })?;
         match &mut trees[t].nodes[local] {
-            Node::Leaf { value } => value[w_id[k] as usize] += w_val[k],
+            Node::Leaf { value } => match value.get_mut(w_id[k] as usize) {
+                Some(v) => *v += w_val[k],
+                None => return bad(format!("{op}: weight {k} names output {} of {n_outputs}", w_id[k])),
+            },
             Node::Split { .. } => return bad(format!("{op}: a weight names a branch node")),
         }
     }
-    // the root of each tree: the node no other node points to
+    // the root of each tree: the one node no other node points to
     for (t, tree) in trees.iter_mut().enumerate() {
         let n_local = tree.nodes.len();
         let mut pointed = vec![false; n_local];
@@ -314,10 +349,16 @@ pub fn import(bytes: &[u8], n_features: Option<usize>) -> Result<Ensemble, TreeE
                 pointed[*right] = true;
             }
         }
-        let root = pointed
-            .iter()
-            .position(|p| !p)
+        let mut roots = pointed.iter().enumerate().filter(|(_, p)| !**p).map(|(i, _)| i);
+        let root = roots
+            .next()
             .ok_or_else(|| TreeError::Model(format!("{op}: tree {} has no root", order[t])))?;
+        if roots.next().is_some() {
+            return bad(format!(
+                "{op}: tree {} has several roots (nodes no other node points to)",
+                order[t]
+            ));
+        }
         if root != 0 {
             // renumber: swap the root into position 0
             tree.nodes.swap(0, root);

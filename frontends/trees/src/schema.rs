@@ -98,12 +98,59 @@ pub struct Ensemble {
     pub float: FloatKind,
 }
 
+/// At most this many trees in an ensemble. Any importer refuses more (a file cannot make the
+/// builder, whose work grows with the trees, run without bound); far beyond what an encrypted
+/// evaluation can afford (a few thousand lookups).
+pub const MAX_TREES: usize = 1 << 20;
+
+/// At most this many nodes in one tree (LightGBM's largest `num_leaves`, 131 072, needs 262 143).
+pub const MAX_TREE_NODES: usize = 1 << 22;
+
+/// At most this many input features (`n_features`, and so every split's feature index). XGBoost's
+/// `num_feature` and an ONNX model's input width are numbers in the file, not data: the limit keeps
+/// what they size (quantisers, the thermometer encoding) bounded.
+pub const MAX_FEATURES: usize = 1 << 20;
+
+/// At most this many outputs (classes or targets) per sample. Every leaf holds one value per output,
+/// so the importers check this (and [`MAX_LEAF_VALUES`]) before allocating any leaf.
+pub const MAX_OUTPUTS: usize = 1 << 16;
+
+/// At most this many leaf values in all (leaves × outputs, over all trees): the dense leaves of an
+/// imported ensemble take 8 bytes each, so a small file naming many classes cannot allocate more than
+/// 128 MiB of them. A model near the limit needs millions of encrypted lookups anyway.
+pub const MAX_LEAF_VALUES: usize = 1 << 24;
+
+/// At most this deep a tree (splits on the path from the root to a leaf). The encrypted evaluation
+/// compares path sums in `[0, depth]` with one lookup per leaf, and the builder keeps each leaf's
+/// path: a deeper tree is refused (retrain with `max_depth` ≤ 64).
+pub const MAX_DEPTH: usize = 64;
+
 fn bad<T>(m: String) -> Result<T, TreeError> {
     Err(TreeError::Model(m))
 }
 
+/// Refuses `count` things of a kind beyond its limit (`what` names the field, as in the file).
+pub(crate) fn check_limit(what: impl std::fmt::Display, count: usize, max: usize) -> Result<(), TreeError> {
+    if count > max {
+        return bad(format!("{what}: {count} is more than the supported {max}"));
+    }
+    Ok(())
+}
+
+/// Refuses `leaves` leaves of `outputs` values each when they exceed [`MAX_LEAF_VALUES`] (checked
+/// before the importers allocate them).
+pub(crate) fn check_leaf_values(leaves: usize, outputs: usize) -> Result<(), TreeError> {
+    match leaves.checked_mul(outputs) {
+        Some(v) if v <= MAX_LEAF_VALUES => Ok(()),
+        _ => bad(format!(
+            "{leaves} leaves of {outputs} outputs are more than the supported {MAX_LEAF_VALUES} leaf values"
+        )),
+    }
+}
+
 /// Walks tree `t` of `n` nodes from its root (node 0), checking that it is a tree: every child in
-/// range and every node reached once. `visit(i)` checks node `i` and gives a split's children.
+/// range, every node reached once and no path deeper than [`MAX_DEPTH`]. `visit(i)` checks node `i`
+/// and gives a split's children. Iterative: a hostile tree cannot overflow the stack.
 pub(crate) fn walk_tree(
     t: usize,
     n: usize,
@@ -112,18 +159,29 @@ pub(crate) fn walk_tree(
     if n == 0 {
         return bad(format!("tree {t} has no nodes"));
     }
+    check_limit(format_args!("tree {t}: nodes"), n, MAX_TREE_NODES)?;
     let mut seen = vec![false; n];
-    let mut stack = vec![0usize];
-    while let Some(i) = stack.pop() {
+    // (node, its depth): only nodes not yet visited are pushed, by visited nodes, so the stack never
+    // holds more than 2n entries
+    let mut stack = vec![(0usize, 0usize)];
+    while let Some((i, depth)) = stack.pop() {
         if std::mem::replace(&mut seen[i], true) {
             return bad(format!("tree {t}: node {i} is reached twice (not a tree)"));
         }
         if let Some((l, r)) = visit(i)? {
+            if depth >= MAX_DEPTH {
+                return bad(format!(
+                    "tree {t} node {i}: the tree is deeper than the supported depth {MAX_DEPTH}"
+                ));
+            }
             for c in [l, r] {
                 if c >= n {
                     return bad(format!("tree {t} node {i}: child {c} out of range ({n} nodes)"));
                 }
-                stack.push(c);
+                if seen[c] {
+                    return bad(format!("tree {t}: node {c} is reached twice (not a tree)"));
+                }
+                stack.push((c, depth + 1));
             }
         }
     }
@@ -131,6 +189,8 @@ pub(crate) fn walk_tree(
 }
 
 impl Ensemble {
+    /// Parses and validates an ensemble in fhec's JSON form (what [`Ensemble::to_json`] writes). Any
+    /// text gives an ensemble or an error, never a panic; the entry point for fuzzing this format.
     pub fn from_json(text: &str) -> Result<Ensemble, TreeError> {
         let e: Ensemble =
             serde_json::from_str(text).map_err(|e| TreeError::Model(format!("not a tree ensemble: {e}")))?;
@@ -143,7 +203,9 @@ impl Ensemble {
     }
 
     /// Checks the structure: features and children in range, every tree a tree (each node reached
-    /// once from the root), leaves with one finite value per output, finite thresholds.
+    /// once from the root), leaves with one finite value per output, finite thresholds, and the
+    /// limits ([`MAX_FEATURES`], [`MAX_OUTPUTS`], [`MAX_TREES`], [`MAX_TREE_NODES`],
+    /// [`MAX_LEAF_VALUES`], [`MAX_DEPTH`]).
     pub fn validate(&self) -> Result<(), TreeError> {
         if self.n_features == 0 || self.n_outputs == 0 {
             return bad("an ensemble needs at least one feature and one output".into());
@@ -151,6 +213,16 @@ impl Ensemble {
         if self.trees.is_empty() {
             return bad("the ensemble has no trees".into());
         }
+        check_limit("n_features", self.n_features, MAX_FEATURES)?;
+        check_limit("n_outputs", self.n_outputs, MAX_OUTPUTS)?;
+        check_limit("trees", self.trees.len(), MAX_TREES)?;
+        let leaves = self
+            .trees
+            .iter()
+            .flat_map(|t| &t.nodes)
+            .filter(|n| matches!(n, Node::Leaf { .. }))
+            .count();
+        check_leaf_values(leaves, self.n_outputs)?;
         if !self.base_score.is_empty() && self.base_score.len() != self.n_outputs {
             return bad(format!(
                 "base_score has {} values for {} outputs",

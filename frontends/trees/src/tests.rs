@@ -332,3 +332,749 @@ fn snapshot_of_a_tiny_ensemble() {
 fn pass_context() -> fhec_passes::manager::PassContext {
     fhec_passes::manager::PassContext::with_cost_source(fhec_backend_tfhe::cost::cost_model)
 }
+
+// ---- hostile model files: every importer refuses with an error, never panics, never allocates or
+// works beyond what the file holds ----
+
+/// A fixture of the importer tests (`tests/data`).
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn fixture_json(name: &str) -> serde_json::Value {
+    serde_json::from_slice(&fixture(name)).unwrap()
+}
+
+/// The error of an import that must fail, checked to contain `want`.
+#[track_caller]
+fn refused<T>(r: Result<T, TreeError>, want: &str) -> String {
+    let Err(e) = r else {
+        panic!("a hostile file was accepted (want an error mentioning `{want}`)")
+    };
+    let e = e.to_string();
+    assert!(e.contains(want), "the error `{e}` does not mention `{want}`");
+    e
+}
+
+/// A deterministic xorshift generator.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Values that break parsers: negative, zero, huge, not numbers, empty lists and strings.
+const NASTY: &[&str] = &[
+    "",
+    "-1",
+    "0",
+    "1",
+    "2",
+    "65",
+    "99999",
+    "4294967296",
+    "9223372036854775807",
+    "18446744073709551615",
+    "1e18",
+    "1e308",
+    "-1e308",
+    "0.5",
+    "\"\"",
+    "\"[]\"",
+    "\"nan\"",
+    "\"inf\"",
+    "\"-1\"",
+    "\"1e30\"",
+    "[]",
+    "{}",
+    "null",
+    "true",
+    "\"",
+    ",",
+    "]",
+    "}",
+];
+
+/// One random damage of `seed`: byte flips, a number (or any span) replaced by a [`NASTY`] value, a
+/// truncation, a duplicated span.
+fn mutate(seed: &[u8], rng: &mut XorShift) -> Vec<u8> {
+    let mut b = seed.to_vec();
+    for _ in 0..1 + rng.below(3) {
+        if b.is_empty() {
+            break;
+        }
+        let i = rng.below(b.len());
+        match rng.below(6) {
+            0 => b[i] ^= (rng.next() >> 40) as u8 | 1,
+            1 | 2 => {
+                // the number (digits and signs, exponents, points) at or after i
+                let start = (i..b.len()).find(|&j| b[j].is_ascii_digit()).unwrap_or(i);
+                let end = (start..b.len())
+                    .find(|&j| !(b[j].is_ascii_digit() || b"+-.eE".contains(&b[j])))
+                    .unwrap_or(b.len());
+                let end = end.max(start + 1).min(b.len());
+                let start = if start > 0 && b[start - 1] == b'-' {
+                    start - 1
+                } else {
+                    start
+                };
+                let with = NASTY[rng.below(NASTY.len())].as_bytes();
+                b.splice(start..end, with.iter().copied());
+            }
+            3 => {
+                let end = (i + 1 + rng.below(8)).min(b.len());
+                let with = NASTY[rng.below(NASTY.len())].as_bytes();
+                b.splice(i..end, with.iter().copied());
+            }
+            4 => b.truncate(i),
+            _ => {
+                let end = (i + 1 + rng.below(64)).min(b.len());
+                let copy = b[i..end].to_vec();
+                let at = rng.below(b.len());
+                b.splice(at..at, copy);
+            }
+        }
+    }
+    b
+}
+
+/// A binary damage (protobuf): byte flips, varint-breaking bytes, truncation, a duplicated span.
+fn mutate_binary(seed: &[u8], rng: &mut XorShift) -> Vec<u8> {
+    let mut b = seed.to_vec();
+    for _ in 0..1 + rng.below(3) {
+        if b.is_empty() {
+            break;
+        }
+        let i = rng.below(b.len());
+        match rng.below(5) {
+            0 => b[i] ^= (rng.next() >> 40) as u8 | 1,
+            1 => b[i] = [0x00, 0x01, 0x7f, 0x80, 0xff, 0x08, 0x0a, 0x12, 0x40, 0x42][rng.below(10)],
+            2 => b.truncate(i),
+            3 => {
+                let end = (i + 1 + rng.below(32)).min(b.len());
+                let copy = b[i..end].to_vec();
+                let at = rng.below(b.len());
+                b.splice(at..at, copy);
+            }
+            _ => {
+                // a length or value varint made huge
+                b.splice(i..i, [0xff, 0xff, 0xff, 0xff, 0x0f]);
+            }
+        }
+    }
+    b
+}
+
+/// Runs `import` on `cases` damaged copies of each seed: every outcome is an error or a valid
+/// ensemble that evaluates, never a panic.
+fn never_panics(
+    what: &str,
+    seeds: &[Vec<u8>],
+    cases: usize,
+    damage: fn(&[u8], &mut XorShift) -> Vec<u8>,
+    import: &dyn Fn(&[u8]) -> Result<Ensemble, TreeError>,
+) {
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let (mut ok, mut errors) = (0, 0);
+    for k in 0..cases {
+        let seed = &seeds[k % seeds.len()];
+        let bytes = damage(seed, &mut rng);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let r = import(&bytes);
+            if let Ok(e) = &r {
+                e.validate().unwrap();
+                if e.n_features <= 64 {
+                    assert_eq!(e.predict_raw(&vec![0.5; e.n_features]).len(), e.n_outputs);
+                }
+            }
+            r.is_ok()
+        }));
+        match outcome {
+            Ok(true) => ok += 1,
+            Ok(false) => errors += 1,
+            Err(_) => panic!(
+                "{what}: case {k} panicked on {:?}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(4000)])
+            ),
+        }
+    }
+    // the damage reaches past the parser: some files stay valid, most are refused
+    assert!(
+        errors > cases / 4,
+        "{what}: only {errors} of {cases} damaged files refused"
+    );
+    eprintln!("{what}: {cases} damaged files, {ok} still valid, {errors} refused, no panic");
+}
+
+fn text_import(f: fn(&str) -> Result<Ensemble, TreeError>) -> impl Fn(&[u8]) -> Result<Ensemble, TreeError> {
+    move |b| f(&String::from_utf8_lossy(b))
+}
+
+// -- XGBoost --
+
+fn xgb_set(v: &mut serde_json::Value, path: &[&str], x: serde_json::Value) {
+    let mut cur = v;
+    for p in path {
+        cur = match p.parse::<usize>() {
+            Ok(i) => &mut cur[i],
+            Err(_) => &mut cur[*p],
+        };
+    }
+    *cur = x;
+}
+
+const XGB_TREE0: [&str; 5] = ["learner", "gradient_booster", "model", "trees", "0"];
+
+fn xgb_tree0(field: &str, i: usize) -> Vec<&str> {
+    let mut p = XGB_TREE0.to_vec();
+    p.push(field);
+    p.push(["0", "1", "2"][i]);
+    p
+}
+
+#[test]
+fn xgboost_a_count_string_without_a_number_is_an_error() {
+    // was: `num(..)?[0]` indexed an empty list (panic)
+    for empty in ["", "[]", " [ ] "] {
+        let mut v = fixture_json("xgb_binary.json");
+        xgb_set(&mut v, &["learner", "learner_model_param", "num_feature"], empty.into());
+        refused(xgboost::import(&v.to_string()), "num_feature holds no number");
+        let mut v = fixture_json("xgb_binary.json");
+        xgb_set(&mut v, &["learner", "learner_model_param", "base_score"], empty.into());
+        refused(xgboost::import(&v.to_string()), "base_score has 0 values");
+    }
+}
+
+#[test]
+fn xgboost_a_huge_num_class_is_refused_before_allocating() {
+    // was: `vec![base; 1e18]` (capacity overflow panic) or one `num_class`-long vector per leaf
+    for n in ["1e18", "100000", "\"-3\"", "\"2.5\"", "\"nan\""] {
+        let mut v = fixture_json("xgb_binary.json");
+        let n: serde_json::Value = serde_json::from_str(n).unwrap();
+        xgb_set(&mut v, &["learner", "learner_model_param", "num_class"], n);
+        refused(xgboost::import(&v.to_string()), "num_class");
+    }
+    let mut v = fixture_json("xgb_binary.json");
+    xgb_set(
+        &mut v,
+        &["learner", "learner_model_param", "num_feature"],
+        "1e30".into(),
+    );
+    refused(xgboost::import(&v.to_string()), "num_feature");
+}
+
+#[test]
+fn xgboost_many_leaves_of_many_classes_are_refused_before_allocating() {
+    // 65 536 classes (the limit) × 800 leaves: 52M dense leaf values, 420 MB, from a 0.5 MB file
+    let mut v = fixture_json("xgb_binary.json");
+    xgb_set(&mut v, &["learner", "learner_model_param", "num_class"], "65536".into());
+    xgb_set(&mut v, &["learner", "objective", "name"], "multi:softprob".into());
+    let model = &mut v["learner"]["gradient_booster"]["model"];
+    let tree = model["trees"][0].clone();
+    model["trees"] = serde_json::Value::Array(vec![tree; 100]);
+    model["tree_info"] = serde_json::Value::Array(vec![0.into(); 100]);
+    refused(xgboost::import(&v.to_string()), "leaf values");
+}
+
+#[test]
+fn xgboost_bad_child_and_feature_indices_are_errors() {
+    for (field, x, want) in [
+        ("left_children", 999i64, "left_children 999 out of range"),
+        ("right_children", -2, "right_children -2 out of range"),
+        ("split_indices", -1, "split_indices -1 out of range"),
+        ("split_indices", 1 << 40, "split_indices 1099511627776 out of range"),
+        ("tree_info", 7, "tree_info 7 out of range"),
+        ("tree_info", -1, "tree_info -1 out of range"),
+    ] {
+        let mut v = fixture_json("xgb_binary.json");
+        let path = if field == "tree_info" {
+            vec!["learner", "gradient_booster", "model", "tree_info", "0"]
+        } else {
+            xgb_tree0(field, 0)
+        };
+        xgb_set(&mut v, &path, x.into());
+        refused(xgboost::import(&v.to_string()), want);
+    }
+    // a child pointing back at the root: a cycle
+    let mut v = fixture_json("xgb_binary.json");
+    xgb_set(&mut v, &xgb_tree0("left_children", 1), 0.into());
+    refused(xgboost::import(&v.to_string()), "reached twice");
+    let mut v = fixture_json("xgb_binary.json");
+    xgb_set(&mut v, &xgb_tree0("left_children", 0), 0.into());
+    refused(xgboost::import(&v.to_string()), "reached twice");
+}
+
+/// XGBoost tree arrays of a chain: `depth` splits, each with a leaf on the left.
+fn xgb_chain(depth: usize) -> serde_json::Value {
+    let n = 2 * depth + 1;
+    let (mut left, mut right) = (vec![-1i64; n], vec![-1i64; n]);
+    for k in 0..depth {
+        left[2 * k] = 2 * k as i64 + 1;
+        right[2 * k] = 2 * k as i64 + 2;
+    }
+    serde_json::json!({
+        "left_children": left,
+        "right_children": right,
+        "split_indices": vec![0; n],
+        "split_conditions": vec![0.5; n],
+        "default_left": vec![0; n],
+        "split_type": vec![0; n],
+    })
+}
+
+#[test]
+fn xgboost_a_100k_deep_chain_is_refused() {
+    let mut v = fixture_json("xgb_binary.json");
+    for depth in [65, 100_000] {
+        let model = &mut v["learner"]["gradient_booster"]["model"];
+        model["trees"][0] = xgb_chain(depth);
+        refused(xgboost::import(&v.to_string()), "deeper than the supported depth 64");
+    }
+    // depth 64 is fine
+    v["learner"]["gradient_booster"]["model"]["trees"][0] = xgb_chain(64);
+    xgboost::import(&v.to_string()).unwrap();
+}
+
+#[test]
+fn xgboost_never_panics_on_damaged_files() {
+    let seeds: Vec<Vec<u8>> = ["xgb_binary.json", "xgb_multi.json", "xgb_regression.json"]
+        .iter()
+        .map(|f| fixture(f))
+        .collect();
+    never_panics("xgboost", &seeds, 3000, mutate, &text_import(xgboost::import));
+}
+
+// -- LightGBM --
+
+/// A LightGBM split node (as dumped) on feature 0.
+fn lgbm_split(left: serde_json::Value, right: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "split_index": 0, "split_feature": 0, "threshold": 0.5, "decision_type": "<=",
+        "default_left": true, "missing_type": "None", "left_child": left, "right_child": right,
+    })
+}
+
+fn lgbm_chain(depth: usize) -> serde_json::Value {
+    let mut node = serde_json::json!({"leaf_index": 0, "leaf_value": 1.0});
+    for _ in 0..depth {
+        node = lgbm_split(serde_json::json!({"leaf_index": 0, "leaf_value": -1.0}), node);
+    }
+    node
+}
+
+#[test]
+fn lightgbm_a_huge_num_tree_per_iteration_is_refused_before_allocating() {
+    // was: a `num_tree_per_iteration`-long vector per leaf: 2^61 overflowed (panic), 1e12 aborted
+    for n in [1u64 << 61, 1 << 40, 65_537, u64::MAX] {
+        let mut v = fixture_json("lgbm_binary.json");
+        v["num_tree_per_iteration"] = n.into();
+        refused(lightgbm::import(&v.to_string()), "num_tree_per_iteration");
+    }
+    let mut v = fixture_json("lgbm_binary.json");
+    v["num_tree_per_iteration"] = (-1).into();
+    refused(lightgbm::import(&v.to_string()), "num_tree_per_iteration");
+}
+
+#[test]
+fn lightgbm_many_leaves_of_many_classes_are_refused_before_allocating() {
+    // 65 536 outputs (the limit) × ~500 leaves: 30M dense leaf values from a 0.5 MB file
+    let mut v = fixture_json("lgbm_binary.json");
+    v["num_tree_per_iteration"] = 65_536.into();
+    let trees = v["tree_info"].as_array().unwrap().clone();
+    v["tree_info"] = serde_json::Value::Array(trees.iter().cycle().take(60).cloned().collect());
+    refused(lightgbm::import(&v.to_string()), "leaf values");
+}
+
+#[test]
+fn lightgbm_bad_feature_indices_are_errors() {
+    // was: `max_feature_idx + 1` overflowed (a panic with overflow checks, 0 features without)
+    let mut v = fixture_json("lgbm_binary.json");
+    v["max_feature_idx"] = u64::MAX.into();
+    refused(lightgbm::import(&v.to_string()), "max_feature_idx");
+    let mut v = fixture_json("lgbm_binary.json");
+    v["max_feature_idx"] = (-1).into();
+    refused(lightgbm::import(&v.to_string()), "max_feature_idx");
+    let mut v = fixture_json("lgbm_binary.json");
+    v["tree_info"][0]["tree_structure"]["split_feature"] = u64::MAX.into();
+    refused(lightgbm::import(&v.to_string()), "split_feature");
+    let mut v = fixture_json("lgbm_binary.json");
+    v["tree_info"][0]["tree_structure"]["split_feature"] = 5.into();
+    refused(lightgbm::import(&v.to_string()), "feature 5 out of range");
+}
+
+#[test]
+fn lightgbm_deep_chains_are_refused() {
+    // was: one recursive call per level (accepted up to serde_json's nesting limit)
+    let mut v = fixture_json("lgbm_binary.json");
+    v["tree_info"][0]["tree_structure"] = lgbm_chain(100);
+    refused(lightgbm::import(&v.to_string()), "deeper than the supported depth 64");
+    v["tree_info"][0]["tree_structure"] = lgbm_chain(64);
+    lightgbm::import(&v.to_string()).unwrap();
+    // 100 000 levels: refused by the JSON parser's nesting limit, not a stack overflow
+    let mut text = String::new();
+    for _ in 0..100_000 {
+        text.push_str(r#"{"split_feature": 0, "threshold": 0.5, "decision_type": "<=", "right_child": {"leaf_value": 1}, "left_child": "#);
+    }
+    text.push_str(r#"{"leaf_value": 1}"#);
+    text.push_str(&"}".repeat(100_000));
+    let v = fixture_json("lgbm_binary.json");
+    let whole = v.to_string().replacen(
+        "\"tree_info\":[",
+        &format!("\"tree_info\":[{{\"tree_structure\": {text}}},"),
+        1,
+    );
+    refused(lightgbm::import(&whole), "not a LightGBM model dump");
+}
+
+#[test]
+fn lightgbm_never_panics_on_damaged_files() {
+    let seeds: Vec<Vec<u8>> = [
+        "lgbm_binary.json",
+        "lgbm_multi.json",
+        "lgbm_regression.json",
+        "lgbm_rf.json",
+    ]
+    .iter()
+    .map(|f| fixture(f))
+    .collect();
+    never_panics("lightgbm", &seeds, 3000, mutate, &text_import(lightgbm::import));
+}
+
+// -- ONNX --
+
+fn pb_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn pb_bytes(out: &mut Vec<u8>, field: u64, b: &[u8]) {
+    pb_varint(out, field << 3 | 2);
+    pb_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+/// The attributes of a synthetic `TreeEnsembleRegressor`, to damage and encode as an ONNX model.
+#[derive(Clone, Default)]
+struct OnnxTrees {
+    tree_ids: Vec<i64>,
+    node_ids: Vec<i64>,
+    features: Vec<i64>,
+    trues: Vec<i64>,
+    falses: Vec<i64>,
+    values: Vec<f32>,
+    modes: Vec<&'static str>,
+    w_tree: Vec<i64>,
+    w_node: Vec<i64>,
+    w_id: Vec<i64>,
+    w_val: Vec<f32>,
+    n_targets: Option<i64>,
+}
+
+impl OnnxTrees {
+    fn node(&mut self, tree: i64, id: i64, split: Option<(i64, i64, i64)>, value: f32) {
+        self.tree_ids.push(tree);
+        self.node_ids.push(id);
+        let (f, t, e) = split.unwrap_or((0, 0, 0));
+        self.features.push(f);
+        self.trues.push(t);
+        self.falses.push(e);
+        self.values.push(if split.is_some() { value } else { 0.0 });
+        self.modes.push(if split.is_some() { "BRANCH_LEQ" } else { "LEAF" });
+        if split.is_none() {
+            self.w_tree.push(tree);
+            self.w_node.push(id);
+            self.w_id.push(0);
+            self.w_val.push(value);
+        }
+    }
+
+    /// A full tree of `depth` levels; its node ids a random permutation (the root anywhere).
+    fn full_tree(&mut self, tree: i64, depth: u32, rng: &mut XorShift) {
+        let n = (1usize << (depth + 1)) - 1;
+        let mut id: Vec<i64> = (0..n as i64).collect();
+        for k in (1..n).rev() {
+            id.swap(k, rng.below(k + 1));
+        }
+        // entries in id order: heap node k has children 2k+1, 2k+2
+        let mut by_id: Vec<usize> = (0..n).collect();
+        by_id.sort_by_key(|&k| id[k]);
+        for k in by_id {
+            let split = (k < n / 2).then(|| ((k % 5) as i64, id[2 * k + 1], id[2 * k + 2]));
+            self.node(tree, id[k], split, k as f32 / n as f32 - 0.5);
+        }
+    }
+
+    /// A chain of `depth` splits, each with a leaf as its true child.
+    fn chain(&mut self, tree: i64, depth: i64) {
+        for k in 0..depth {
+            self.node(tree, 2 * k, Some((0, 2 * k + 1, 2 * k + 2)), 0.5);
+            self.node(tree, 2 * k + 1, None, 1.0);
+        }
+        self.node(tree, 2 * depth, None, 2.0);
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let ints = |name: &str, v: &[i64]| {
+            let mut a = Vec::new();
+            pb_bytes(&mut a, 1, name.as_bytes());
+            let mut p = Vec::new();
+            v.iter().for_each(|&x| pb_varint(&mut p, x as u64));
+            pb_bytes(&mut a, 8, &p);
+            a
+        };
+        let floats = |name: &str, v: &[f32]| {
+            let mut a = Vec::new();
+            pb_bytes(&mut a, 1, name.as_bytes());
+            let p: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            pb_bytes(&mut a, 7, &p);
+            a
+        };
+        let strings = |name: &str, v: &[&str]| {
+            let mut a = Vec::new();
+            pb_bytes(&mut a, 1, name.as_bytes());
+            v.iter().for_each(|s| pb_bytes(&mut a, 9, s.as_bytes()));
+            a
+        };
+        let mut attrs = vec![
+            ints("nodes_treeids", &self.tree_ids),
+            ints("nodes_nodeids", &self.node_ids),
+            ints("nodes_featureids", &self.features),
+            ints("nodes_truenodeids", &self.trues),
+            ints("nodes_falsenodeids", &self.falses),
+            floats("nodes_values", &self.values),
+            strings("nodes_modes", &self.modes),
+            ints("target_treeids", &self.w_tree),
+            ints("target_nodeids", &self.w_node),
+            ints("target_ids", &self.w_id),
+            floats("target_weights", &self.w_val),
+            strings("aggregate_function", &["SUM"]),
+        ];
+        if let Some(t) = self.n_targets {
+            attrs.push(ints("n_targets", &[t]));
+        }
+        let mut node = Vec::new();
+        pb_bytes(&mut node, 4, b"TreeEnsembleRegressor");
+        pb_bytes(&mut node, 7, b"ai.onnx.ml");
+        attrs.iter().for_each(|a| pb_bytes(&mut node, 5, a));
+        let mut graph = Vec::new();
+        pb_bytes(&mut graph, 1, &node);
+        let mut model = Vec::new();
+        pb_varint(&mut model, 1 << 3);
+        pb_varint(&mut model, 8);
+        pb_bytes(&mut model, 7, &graph);
+        model
+    }
+}
+
+/// Three small random trees on five features.
+fn onnx_small() -> OnnxTrees {
+    let mut rng = XorShift(7);
+    let mut m = OnnxTrees::default();
+    for (t, d) in [(3, 2), (10, 3), (-4, 1)] {
+        m.full_tree(t, d, &mut rng);
+    }
+    m
+}
+
+#[test]
+fn onnx_synthetic_trees_import() {
+    let e = onnx::import(&onnx_small().bytes(), None).unwrap();
+    assert_eq!(e.trees.len(), 3);
+    assert_eq!(e.trees.iter().map(|t| t.nodes.len()).collect::<Vec<_>>(), [7, 15, 3]);
+    assert_eq!(e.n_features, 5);
+}
+
+#[test]
+fn onnx_a_weight_naming_an_unknown_tree_is_an_error() {
+    // was: `.expect("listed")` (panic)
+    let mut m = onnx_small();
+    m.w_tree[0] = 999;
+    refused(onnx::import(&m.bytes(), None), "names node");
+}
+
+#[test]
+fn onnx_a_negative_or_huge_n_targets_is_refused() {
+    // was: -1 became usize::MAX outputs: `vec![0.0; usize::MAX]` per node (capacity overflow panic)
+    for t in [-1, 100_000, i64::MAX] {
+        let mut m = onnx_small();
+        m.n_targets = Some(t);
+        refused(onnx::import(&m.bytes(), None), "n_targets");
+    }
+}
+
+#[test]
+fn onnx_many_leaves_of_many_targets_are_refused_before_allocating() {
+    // 65 536 targets (the limit) × 1 024 leaves: 67M dense leaf values (536 MB) from a 40 kB file
+    let mut rng = XorShift(3);
+    let mut m = OnnxTrees::default();
+    m.full_tree(0, 10, &mut rng);
+    m.n_targets = Some(65_536);
+    refused(onnx::import(&m.bytes(), None), "leaf values");
+}
+
+#[test]
+fn onnx_bad_feature_and_child_ids_are_errors() {
+    // was: a feature id of 2^63 − 1 gave an ensemble of 2^63 features
+    let mut m = onnx_small();
+    let split = m.modes.iter().position(|&s| s != "LEAF").unwrap();
+    m.features[split] = i64::MAX;
+    refused(onnx::import(&m.bytes(), None), "nodes_featureids");
+    m.features[split] = -1;
+    refused(onnx::import(&m.bytes(), None), "nodes_featureids");
+    let mut m = onnx_small();
+    m.trues[split] = 12345;
+    refused(
+        onnx::import(&m.bytes(), None),
+        "node 12345 (nodes_truenodeids) is missing",
+    );
+    // a split pointing at itself: a cycle, and its old child a second root
+    let mut m = onnx_small();
+    m.falses[split] = m.node_ids[split];
+    refused(onnx::import(&m.bytes(), None), "roots");
+    // every node of a tree pointed to: no root
+    let mut m = OnnxTrees::default();
+    m.node(0, 0, Some((0, 1, 1)), 0.5);
+    m.node(0, 1, Some((0, 0, 0)), 0.5);
+    refused(onnx::import(&m.bytes(), None), "has no root");
+    let mut m = onnx_small();
+    m.node_ids[1] = m.node_ids[0];
+    m.tree_ids[1] = m.tree_ids[0];
+    refused(onnx::import(&m.bytes(), None), "appears twice");
+    // the model's input narrower than a feature id
+    refused(onnx::import(&onnx_small().bytes(), Some(2)), "out of range");
+    refused(onnx::import(&onnx_small().bytes(), Some(usize::MAX)), "n_features");
+}
+
+#[test]
+fn onnx_a_100k_deep_chain_is_refused() {
+    // was: accepted, after a quadratic import
+    let mut m = OnnxTrees::default();
+    m.chain(0, 100_000);
+    refused(onnx::import(&m.bytes(), None), "deeper than the supported depth 64");
+    let mut m = OnnxTrees::default();
+    m.chain(0, 64);
+    onnx::import(&m.bytes(), None).unwrap();
+}
+
+/// ~200k nodes (98 trees of depth 10, node ids shuffled) import in linear time: milliseconds (the
+/// old import scanned every node per node, O(n²): minutes). The bound is generous, not a benchmark.
+#[test]
+fn onnx_import_is_linear_in_the_node_count() {
+    let mut rng = XorShift(11);
+    let mut m = OnnxTrees::default();
+    for t in 0..98 {
+        m.full_tree(1000 - 7 * t, 10, &mut rng);
+    }
+    let bytes = m.bytes();
+    let start = std::time::Instant::now();
+    let e = onnx::import(&bytes, None).unwrap();
+    let took = start.elapsed();
+    let nodes: usize = e.trees.iter().map(|t| t.nodes.len()).sum();
+    assert_eq!(nodes, 98 * 2047);
+    eprintln!("onnx: {nodes} nodes imported in {took:?}");
+    assert!(took.as_secs() < 10, "{nodes} nodes took {took:?}");
+}
+
+#[test]
+fn onnx_never_panics_on_damaged_files() {
+    let mut seeds: Vec<Vec<u8>> = ["onnx_rf_binary.onnx", "onnx_dt_multi.onnx", "onnx_rf_regression.onnx"]
+        .iter()
+        .map(|f| fixture(f))
+        .collect();
+    seeds.push(onnx_small().bytes());
+    never_panics("onnx", &seeds, 3000, mutate_binary, &|b: &[u8]| onnx::import(b, None));
+    // damaged attribute values of a valid model
+    let mut rng = XorShift(5);
+    let nasty = [-1i64, 0, 1, 2, 64, 1 << 20, 1 << 40, i64::MAX, i64::MIN];
+    let mut cases = Vec::new();
+    for _ in 0..1000 {
+        let mut m = onnx_small();
+        for _ in 0..1 + rng.below(3) {
+            let x = nasty[rng.below(nasty.len())];
+            let i = rng.below(m.tree_ids.len());
+            let j = rng.below(m.w_tree.len());
+            match rng.below(9) {
+                0 => m.tree_ids[i] = x,
+                1 => m.node_ids[i] = x,
+                2 => m.features[i] = x,
+                3 => m.trues[i] = x,
+                4 => m.falses[i] = x,
+                5 => m.w_tree[j] = x,
+                6 => m.w_node[j] = x,
+                7 => m.w_id[j] = x,
+                _ => m.n_targets = Some(x),
+            }
+        }
+        cases.push(m.bytes());
+    }
+    never_panics(
+        "onnx attributes",
+        &cases,
+        cases.len(),
+        |b, _| b.to_vec(),
+        &|b: &[u8]| onnx::import(b, None),
+    );
+}
+
+// -- fhec's own ensemble JSON --
+
+#[test]
+fn ensemble_json_huge_sizes_are_refused() {
+    // was: accepted, and `n_features` sized the quantisers and the input encoding
+    let mut v: serde_json::Value = serde_json::from_str(&small().to_json()).unwrap();
+    v["n_features"] = 1_000_000_000_000u64.into();
+    refused(Ensemble::from_json(&v.to_string()), "n_features");
+    let mut v: serde_json::Value = serde_json::from_str(&small().to_json()).unwrap();
+    v["trees"][0]["nodes"][0]["left"] = 99.into();
+    refused(Ensemble::from_json(&v.to_string()), "child 99 out of range");
+    let mut v: serde_json::Value = serde_json::from_str(&small().to_json()).unwrap();
+    v["trees"][0]["nodes"][1]["right"] = 0.into();
+    refused(Ensemble::from_json(&v.to_string()), "reached twice");
+}
+
+#[test]
+fn ensemble_json_a_100k_deep_chain_is_refused() {
+    let chain = |depth: usize| {
+        let mut nodes = Vec::new();
+        for k in 0..depth {
+            nodes.push(split(0, 0.5, 2 * k + 1, 2 * k + 2));
+            nodes.push(leaf(&[1.0]));
+        }
+        nodes.push(leaf(&[2.0]));
+        let mut e = small();
+        e.trees[1] = Tree { nodes };
+        e.to_json()
+    };
+    refused(
+        Ensemble::from_json(&chain(100_000)),
+        "deeper than the supported depth 64",
+    );
+    Ensemble::from_json(&chain(64)).unwrap();
+}
+
+#[test]
+fn ensemble_json_never_panics_on_damaged_files() {
+    let mut seeds = vec![small().to_json().into_bytes()];
+    for f in ["xgb_multi.json", "lgbm_multi.json"] {
+        let text = String::from_utf8(fixture(f)).unwrap();
+        let e = if f.starts_with("xgb") {
+            xgboost::import(&text)
+        } else {
+            lightgbm::import(&text)
+        };
+        seeds.push(e.unwrap().to_json().into_bytes());
+    }
+    never_panics("ensemble json", &seeds, 3000, mutate, &text_import(Ensemble::from_json));
+}

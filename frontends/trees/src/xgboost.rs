@@ -11,7 +11,10 @@
 
 use serde_json::Value;
 
-use crate::schema::{Aggregation, Cmp, Ensemble, FloatKind, Node, Post, Tree};
+use crate::schema::{
+    check_leaf_values, check_limit, Aggregation, Cmp, Ensemble, FloatKind, Node, Post, Tree, MAX_FEATURES, MAX_OUTPUTS,
+    MAX_TREES, MAX_TREE_NODES,
+};
 use crate::TreeError;
 
 fn bad<T>(m: impl Into<String>) -> Result<T, TreeError> {
@@ -48,6 +51,26 @@ fn num(v: &Value, what: &str) -> Result<Vec<f64>, TreeError> {
     }
 }
 
+/// One number (see [`num`]): the first of a list, an error naming `what` when there is none.
+fn num1(v: &Value, what: &str) -> Result<f64, TreeError> {
+    num(v, what)?
+        .first()
+        .copied()
+        .ok_or_else(|| TreeError::Model(format!("{what} holds no number")))
+}
+
+/// A count stored as a number or a string: a whole number in `0..=max`.
+fn count(v: &Value, what: &str, max: usize) -> Result<usize, TreeError> {
+    let x = num1(v, what)?;
+    if !(x >= 0.0 && x.fract() == 0.0) {
+        return bad(format!("{what} {x} is not a count"));
+    }
+    if x > max as f64 {
+        return bad(format!("{what}: {x} is more than the supported {max}"));
+    }
+    Ok(x as usize)
+}
+
 fn ints(v: &Value, what: &str) -> Result<Vec<i64>, TreeError> {
     v.as_array()
         .ok_or_else(|| TreeError::Model(format!("{what} is not an array")))?
@@ -70,16 +93,19 @@ fn floats(v: &Value, what: &str) -> Result<Vec<f64>, TreeError> {
         .collect()
 }
 
-/// Parses an XGBoost JSON model.
+/// Parses an XGBoost JSON model. Any text gives an ensemble or an error, never a panic, and
+/// allocates in proportion to the text (counts in the file are checked against the arrays present
+/// and the limits of [`crate::schema`]); the entry point for fuzzing this format.
 pub fn import(text: &str) -> Result<Ensemble, TreeError> {
     let root: Value =
         serde_json::from_str(text).map_err(|e| TreeError::Model(format!("not an XGBoost JSON model: {e}")))?;
     let learner = get(&root, &["learner"])?;
     let param = get(learner, &["learner_model_param"])?;
-    let n_features = num(get(param, &["num_feature"])?, "num_feature")?[0] as usize;
-    let num_class = num(get(param, &["num_class"])?, "num_class")?[0] as usize;
+    let n_features = count(get(param, &["num_feature"])?, "num_feature", MAX_FEATURES)?;
+    let num_class = count(get(param, &["num_class"])?, "num_class", MAX_OUTPUTS)?;
     if let Some(t) = param.get("num_target") {
-        if num(t, "num_target")?[0] as usize > 1 {
+        let t = num1(t, "num_target")?;
+        if t.is_nan() || t > 1.0 {
             return bad("multi-target XGBoost models are not supported");
         }
     }
@@ -139,11 +165,13 @@ pub fn import(text: &str) -> Result<Ensemble, TreeError> {
     let trees_json = get(model, &["trees"])?
         .as_array()
         .ok_or_else(|| TreeError::Model("trees is not an array".into()))?;
+    check_limit("trees", trees_json.len(), MAX_TREES)?;
     let tree_info = ints(get(model, &["tree_info"])?, "tree_info")?;
     if tree_info.len() != trees_json.len() {
         return bad("tree_info and trees differ in length");
     }
     let mut trees = Vec::with_capacity(trees_json.len());
+    let mut leaves = 0usize;
     for (ti, t) in trees_json.iter().enumerate() {
         let left = ints(get(t, &["left_children"])?, "left_children")?;
         let right = ints(get(t, &["right_children"])?, "right_children")?;
@@ -157,34 +185,58 @@ pub fn import(text: &str) -> Result<Ensemble, TreeError> {
         {
             return bad(format!("tree {ti}: node arrays differ in length"));
         }
+        check_limit(format_args!("tree {ti}: nodes"), n, MAX_TREE_NODES)?;
         if let Some(st) = t.get("split_type") {
             if ints(st, "split_type")?.iter().any(|&s| s != 0) {
                 return bad(format!("tree {ti}: categorical splits are not supported"));
             }
         }
-        let class = tree_info[ti];
-        if class < 0 || class as usize >= n_outputs {
-            return bad(format!("tree {ti}: tree_info {class} out of range"));
-        }
+        let class = match usize::try_from(tree_info[ti]) {
+            Ok(c) if c < n_outputs => c,
+            _ => {
+                return bad(format!(
+                    "tree {ti}: tree_info {} out of range ({n_outputs} outputs)",
+                    tree_info[ti]
+                ))
+            }
+        };
         let w = weights.as_ref().map_or(1.0, |w| w.get(ti).copied().unwrap_or(1.0));
+        // every leaf holds `n_outputs` values: bound them before allocating
+        leaves = leaves.saturating_add(left.iter().filter(|&&l| l == -1).count());
+        check_leaf_values(leaves, n_outputs)?;
         let mut nodes = Vec::with_capacity(n);
-        for i in 0..n {
-            if left[i] == -1 {
+        for (i, (((&l, &r), &f), (&c, &d))) in left
+            .iter()
+            .zip(&right)
+            .zip(&feat)
+            .zip(cond.iter().zip(&default_left))
+            .enumerate()
+        {
+            if l == -1 {
                 let mut value = vec![0.0; n_outputs];
-                value[class as usize] = cond[i] * w;
+                value[class] = c * w;
                 nodes.push(Node::Leaf { value });
             } else {
-                let (l, r) = (left[i], right[i]);
-                if l < 0 || r < 0 || l as usize >= n || r as usize >= n || feat[i] < 0 {
-                    return bad(format!("tree {ti} node {i}: bad child or feature index"));
-                }
+                let child = |x: i64, what: &str| match usize::try_from(x) {
+                    Ok(x) if x < n => Ok(x),
+                    _ => bad(format!("tree {ti} node {i}: {what} {x} out of range ({n} nodes)")),
+                };
+                let (l, r) = (child(l, "left_children")?, child(r, "right_children")?);
+                let feature = match usize::try_from(f) {
+                    Ok(f) if f < n_features => f,
+                    _ => {
+                        return bad(format!(
+                            "tree {ti} node {i}: split_indices {f} out of range ({n_features} features)"
+                        ))
+                    }
+                };
                 nodes.push(Node::Split {
-                    feature: feat[i] as usize,
-                    threshold: cond[i],
+                    feature,
+                    threshold: c,
                     cmp: Cmp::Lt,
-                    left: l as usize,
-                    right: r as usize,
-                    missing_left: default_left[i] != 0,
+                    left: l,
+                    right: r,
+                    missing_left: d != 0,
                 });
             }
         }
