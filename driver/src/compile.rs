@@ -27,6 +27,9 @@ pub struct CompileOptions {
     pub params: Option<ParamSet>,
     /// The module's source text, to locate ops in messages.
     pub source: Option<String>,
+    /// [`compile_traced`] only: widen every calibrated range by this fraction of its width on each
+    /// side ([`fhec_trace::Tracer::module_with_margin`]); 0 keeps the input set's ranges.
+    pub calibration_margin: f64,
 }
 
 /// Compiles a module with its client half: verification, the pass pipeline, verification again,
@@ -79,7 +82,9 @@ pub fn compile_traced(
             "no outputs: return at least one value",
         ));
     };
-    let module = first.tracer().module(outputs, inputset)?;
+    let module = first
+        .tracer()
+        .module_with_margin(outputs, inputset, opts.calibration_margin)?;
     let spec = integer_spec(&module)?;
     compile(module, spec, opts)
 }

@@ -97,6 +97,7 @@ pub(crate) fn compile(file: &str, output: &str, a: CompileArgs<'_>) -> Result<()
         function: function.map(|f| f.trim_start_matches('@').to_string()),
         params,
         source: Some(src.clone()),
+        ..Default::default()
     };
     let t0 = Instant::now();
     let spec = fhec::integer_spec(&m).map_err(|e| anyhow!("{e}"))?;

@@ -150,3 +150,55 @@ fn calibrated_ranges_are_enforced_and_runs_inside_them_are_exact() {
     let e = client.encrypt(&[vec![outside]]).err().expect("refused");
     assert_eq!(e.kind(), ErrorKind::Range, "{e}");
 }
+
+/// Calibrated intermediate ranges are what the input set produced: an input inside the calibrated
+/// input ranges can drive an intermediate value beyond them, outside the reference's domain (its
+/// interpreter refuses it as an overflow; the program cannot see it on ciphertexts). Here the sum of
+/// two inputs was always 7 on the input set and a user function is applied to it; compiling with a
+/// safety margin puts [7, 7] inside the domain, and every API then agrees.
+#[test]
+fn a_calibration_margin_covers_intermediates_the_input_set_missed() {
+    let trace = |margin: f64, pipeline: Option<&str>| {
+        let t = Tracer::new();
+        let x = t.input("x", &[2]);
+        let y = x.sum(&[0], false).univariate(|v| v * v + 1);
+        let inputset: Vec<Vec<ArrayD<i64>>> = [[0i64, 7], [7, 0], [3, 4]]
+            .iter()
+            .map(|s| vec![ndarray::arr1(s).into_dyn()])
+            .collect();
+        let opts = CompileOptions {
+            calibration_margin: margin,
+            pipeline: pipeline.map(str::to_string),
+            ..Default::default()
+        };
+        compile_traced(&[y], &inputset, &opts).unwrap()
+    };
+    let x = ndarray::arr1(&[7i64, 7]).into_dyn();
+    let want = ndarray::arr0(197i64).into_dyn();
+    for pipeline in [None, Some("none")] {
+        let plain = trace(0.0, pipeline);
+        assert_eq!(plain.program().inputs[0].range(), (0, 7));
+        let e = plain
+            .eval_clear(std::slice::from_ref(&x))
+            .expect_err("outside the reference's domain");
+        assert!(e.to_string().contains("does not fit"), "{e}");
+        let wide = trace(1.0, pipeline);
+        assert_eq!(wide.program().inputs[0].range(), (0, 14));
+        assert_eq!(wide.eval_clear(std::slice::from_ref(&x)).unwrap()[0], want);
+        assert_eq!(
+            wide.simulate(std::slice::from_ref(&x)).unwrap()[0],
+            want,
+            "{pipeline:?}"
+        );
+    }
+    let bad = CompileOptions {
+        calibration_margin: -1.0,
+        ..Default::default()
+    };
+    let t = Tracer::new();
+    let y = t.input("x", &[1]) + 1;
+    let e = compile_traced(&[y], &[vec![ndarray::arr1(&[1i64]).into_dyn()]], &bad)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("margin"), "{e}");
+}

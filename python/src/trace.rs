@@ -83,7 +83,7 @@ impl Tracer {
 
     /// Compiles `outputs`, calibrated on `inputset` (samples of `(shape, values)` per input), with
     /// the facade's one pipeline.
-    #[pyo3(signature = (outputs, inputset, p_error=None, global_p_error=None, pipeline=None))]
+    #[pyo3(signature = (outputs, inputset, p_error=None, global_p_error=None, pipeline=None, margin=0.0))]
     fn compile(
         &self,
         py: Python<'_>,
@@ -92,6 +92,7 @@ impl Tracer {
         p_error: Option<f64>,
         global_p_error: Option<f64>,
         pipeline: Option<String>,
+        margin: f64,
     ) -> PyResult<Circuit> {
         let samples: Vec<Vec<ArrayD<i64>>> = inputset
             .into_iter()
@@ -100,7 +101,7 @@ impl Tracer {
         let outs: Vec<Traced> = outputs.iter().map(|o| o.v.clone()).collect();
         let p_error = p_error_of(p_error, global_p_error)?;
         // the module is built here, with the GIL: user functions are called to fill tables
-        let module = self.t.module(&outs, &samples);
+        let module = self.t.module_with_margin(&outs, &samples, margin);
         if let Some(e) = self.callback_error.borrow_mut().take() {
             return Err(e);
         }

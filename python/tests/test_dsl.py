@@ -380,3 +380,28 @@ def test_progress_bar_outside_a_terminal(circuit, capsys):
         assert all(np.array_equal(a, b) for a, b in zip(g, reference(x)))
     c.run_batch(inputset[:2], progress=False)
     assert "encrypted run" not in capsys.readouterr().err
+
+
+@fhec.compiler({"x": "encrypted"})
+def pair_sum_table(x):
+    return (x[0] + x[1]) * 3
+
+
+def test_inputs_outside_the_calibrated_ranges_are_refused_and_a_margin_widens_them():
+    inputset = [np.array([a, 5 - a]) for a in range(6)]
+    c = pair_sum_table.compile(inputset)
+    c.keygen()
+    np.testing.assert_array_equal(c.encrypt_run_decrypt(np.array([5, 0])), 15)
+    for x in (np.array([6, 0]), np.array([0, 7])):
+        with pytest.raises(fhec.errors.RangeError, match="compiled for"):
+            c.simulate(x)
+        with pytest.raises(fhec.errors.RangeError, match="compiled for"):
+            c.encrypt(x)
+    # the sum was always 5 on the input set: [5, 5] is outside the reference's domain without a margin
+    with pytest.raises(fhec.errors.FhecError, match="does not fit"):
+        c.eval_clear(np.array([5, 5]))
+    wide = pair_sum_table.compile(inputset, margin=1.0)
+    np.testing.assert_array_equal(wide.simulate(np.array([5, 5])), 30)
+    np.testing.assert_array_equal(wide.simulate(np.array([10, 0])), 30)
+    with pytest.raises(fhec.errors.CompileError, match="margin"):
+        pair_sum_table.compile(inputset, margin=-0.5)

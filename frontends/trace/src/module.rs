@@ -94,6 +94,23 @@ impl Tracer {
     /// the input set gave it, inputs carry that range as `fhe.range`, and each user function becomes
     /// a table over every value its input's type can hold. Compile it with the facade (`fhec::compile`).
     pub fn module(&self, outputs: &[Traced], inputset: &[Vec<Tensor>]) -> Result<Module, TraceError> {
+        self.module_with_margin(outputs, inputset, 0.0)
+    }
+
+    /// [`Tracer::module`] with a safety margin: every calibrated range `[lo, hi]` (inputs and
+    /// intermediate values) is widened by `⌈m·max(|lo|, |hi|)⌉` on each side (a value never negative
+    /// stays non-negative), so that inputs a little beyond the input set are accepted and
+    /// intermediate values a little beyond what it produced still fit their widths, at the cost of
+    /// wider values and lookups. `margin` is in `[0, 16]`.
+    pub fn module_with_margin(
+        &self,
+        outputs: &[Traced],
+        inputset: &[Vec<Tensor>],
+        margin: f64,
+    ) -> Result<Module, TraceError> {
+        if !(0.0..=16.0).contains(&margin) {
+            return err(format!("the calibration margin {margin} is not in [0, 16]"));
+        }
         if inputset.is_empty() {
             return err("the input set is empty: give at least one sample");
         }
@@ -139,7 +156,11 @@ impl Tracer {
             if lo[i] > hi[i] {
                 (0, 0)
             } else {
-                (lo[i] as i128, hi[i] as i128)
+                let (l, h) = (lo[i] as i128, hi[i] as i128);
+                let pad = (margin * l.abs().max(h.abs()) as f64).ceil() as i128;
+                // a value that was never negative stays unsigned
+                let l2 = if l >= 0 { (l - pad).max(0) } else { l - pad };
+                (l2.max(i64::MIN as i128), (h + pad).min(i64::MAX as i128))
             }
         };
         let mut b = FunctionBuilder::new("main");

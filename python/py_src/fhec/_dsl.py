@@ -584,7 +584,12 @@ class Compiler:
         p_error: float | None = None,
         global_p_error: float | None = None,
         pipeline: str | None = None,
+        margin: float = 0.0,
     ) -> Circuit:
+        """Traces the function on ``inputset`` and compiles it. Every value gets the range the input
+        set gave it; inputs outside their calibrated ranges are refused at encryption. ``margin``
+        widens every calibrated range by that fraction of its width on each side (0.1: 10 %), so that
+        inputs and intermediate values a little beyond the input set still fit."""
         samples = []
         for s in inputset:
             s = s if isinstance(s, (tuple, list)) and len(self.names) > 1 else (s,)
@@ -604,7 +609,7 @@ class Compiler:
         for o in outs:
             if not isinstance(o, Traced) or not o.encrypted:
                 raise CompileError("the function must return encrypted values (computed from its encrypted arguments)")
-        c = t.compile([o._v for o in outs], samples, p_error, global_p_error, pipeline)
+        c = t.compile([o._v for o in outs], samples, p_error, global_p_error, pipeline, margin)
         return Circuit(c, single)
 
 

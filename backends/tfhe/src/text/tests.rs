@@ -164,6 +164,7 @@ fn clear_sample() -> Program {
             scale: 60,
             slots: vec![8, 9],
             clear: false,
+            range: None,
         }],
         num_input_slots: 3,
         instrs: vec![
@@ -280,7 +281,7 @@ fn clear_inputs_and_clear_linear_round_trip() {
         lines[1..6],
         [
             "  tfhe.input \"x\" [2] {width = 4, signed = false, scale = 59} -> %0 ... %1",
-            "  tfhe.clear_input \"w\" [3, 2] {width = 8, signed = true} -> $0 ... $5",
+            "  tfhe.clear_input \"w\" [3, 2] {width = 8, signed = true, min = -100, max = 90} -> $0 ... $5",
             "  tfhe.input \"y\" [] {width = 3, signed = true, scale = 58} -> %2",
             "  tfhe.clear_input \"none\" [0] {width = 32, signed = false} -> ()",
             "  tfhe.clear_input \"b\" [1] {width = 32, signed = false} -> $6",
@@ -388,20 +389,21 @@ fn clear_value_mistakes_are_located() {
     assert_eq!(at, "$2");
 
     // clear ports have no scale, and at most 32 bits
-    let (m, at) = error_of(
-        &text,
-        "{width = 8, signed = true} -> $0",
-        "{width = 8, signed = true, scale = 0} -> $0",
-    );
+    let w = "{width = 8, signed = true, min = -100, max = 90} -> $0";
+    let (m, at) = error_of(&text, w, "{width = 8, signed = true, scale = 0} -> $0");
     assert_eq!(m, "unknown attribute `scale` (expected width, signed)");
     assert_eq!(at, "scale");
-    let (m, at) = error_of(
-        &text,
-        "{width = 8, signed = true} -> $0",
-        "{width = 33, signed = true} -> $0",
-    );
+    let (m, at) = error_of(&text, w, "{width = 33, signed = true} -> $0");
     assert_eq!(m, "width 33 is not in 1..=32");
     assert_eq!(at, "33");
+    // declared ranges: both ends, inside the type
+    let (m, _) = error_of(&text, w, "{width = 8, signed = true, min = -100} -> $0");
+    assert_eq!(m, "missing attribute `max`");
+    let (m, at) = error_of(&text, w, "{width = 8, signed = true, min = -100, max = 128} -> $0");
+    assert_eq!(m, "range [-100, 128] is not inside the type's [-128, 127]");
+    assert_eq!(at, "-100, max = 128");
+    let (m, _) = error_of(&text, w, "{width = 8, signed = true, min = 5, max = 4} -> $0");
+    assert_eq!(m, "range [5, 4] is not inside the type's [-128, 127]");
 
     // only tfhe.clear_linear reads clear values
     let (m, at) = error_of(&text, "\"tfhe.linear\"(%3, %5 * 2)", "\"tfhe.linear\"(%3, %5 * $2)");
