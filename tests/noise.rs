@@ -175,3 +175,61 @@ fn observed_error_rate_matches_prediction() {
         "observed {failures} failures, predicted {expected:.1} (accepted {lo:.1}..={hi:.1})"
     );
 }
+
+/// Each term of the noise model measured on its own, without amplification: the fresh encryption,
+/// the keyswitch's additive error, the centered modulus switch's error and the blind rotation's
+/// output error, along the executor's own code path (`bench_support::measure_noise`), each within
+/// ±20 % of the variance `Variances::of` predicts. Run on the parameters the search returns for a
+/// 2-bit lookup and for a 7-bit lookup (N = 2^14, the largest polynomial size the search uses for
+/// the model table). The statistical test above cannot see a wrong keyswitch or modulus-switch
+/// formula (they are a few percent of its variance); this one can.
+#[test]
+fn each_noise_term_matches_its_formula() {
+    for (precision, count, rotations) in [(2u32, 4000usize, 8usize), (7, 1200, 2)] {
+        let params = params::search(
+            &NoiseDag {
+                constraints: vec![Constraint {
+                    precision,
+                    fresh_weight: 1.0,
+                    pbs_weight: 1.0,
+                    lookup: true,
+                    count: 1,
+                    origin: "variance test".into(),
+                }],
+            },
+            PError::default(),
+        )
+        .unwrap()
+        .params;
+        if precision == 7 {
+            assert!(params.polynomial_size() >= 1 << 14, "{params}");
+        }
+        let keys = ClientKeys::generate(&params).unwrap();
+        let silent = Progress::silent();
+        let server = keys.evaluation_keys(&silent).expand(&silent).unwrap();
+        let s = fhec_runtime::bench_support::measure_noise(&keys, &server, count, rotations);
+        let v = Variances::of(&params);
+        let second_moment = |xs: &[f64]| xs.iter().map(|x| x * x).sum::<f64>() / xs.len() as f64;
+        for (term, xs, predicted) in [
+            ("fresh", &s.fresh, v.fresh),
+            ("keyswitch", &s.keyswitch, v.keyswitch),
+            ("modulus switch", &s.modulus_switch, v.modulus_switch),
+            ("blind rotation", &s.blind_rotation, v.pbs),
+        ] {
+            let measured = second_moment(xs);
+            let ratio = measured / predicted;
+            eprintln!(
+                "{params}: {term}: measured 2^{:.3}, predicted 2^{:.3} (ratio {ratio:.3}, {} samples)",
+                measured.log2(),
+                predicted.log2(),
+                xs.len()
+            );
+            assert!(
+                (0.8..=1.2).contains(&ratio),
+                "{params}: {term}: measured variance 2^{:.3} is not within ±20 % of the predicted 2^{:.3}",
+                measured.log2(),
+                predicted.log2()
+            );
+        }
+    }
+}

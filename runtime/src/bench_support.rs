@@ -156,3 +156,130 @@ pub fn time_parts(keys: &ServerKeys, inputs: &LweCiphertextListOwned<u64>, batch
     let br_batch = t0.elapsed().as_secs_f64() / n as f64;
     (ks, ks_batch, br, br_batch)
 }
+
+/// Phase errors (fractions of the torus) measured along the executor's lookup path, for the
+/// noise-model tests (`tests/noise.rs`): each term of the model isolated, without amplification.
+pub struct NoiseSamples {
+    /// Fresh encryptions of 0 under the big key (the inputs).
+    pub fresh: Vec<f64>,
+    /// The keyswitch's additive error: phase under the small key after the executor's batched
+    /// keyswitch, minus the input's phase.
+    pub keyswitch: Vec<f64>,
+    /// The centered modulus switch's additive error: phase modulo 2N after the switch, minus the
+    /// phase before it.
+    pub modulus_switch: Vec<f64>,
+    /// The blind rotation's output error: every coefficient of the rotated accumulator (a
+    /// constant table), decrypted under the GLWE key, minus the exact rotation of the table.
+    pub blind_rotation: Vec<f64>,
+}
+
+fn torus(v: u64) -> f64 {
+    v as i64 as f64 / 2f64.powi(64)
+}
+
+/// Encrypts `count` zeros under the big key, keyswitches them with the executor's batched keyswitch,
+/// modulus-switches them as the executor does, and blind-rotates the first `rotations` of them with
+/// the Fourier bootstrap key (the executor's batched blind rotation); returns the error of each step.
+pub fn measure_noise(keys: &crate::ClientKeys, server: &ServerKeys, count: usize, rotations: usize) -> NoiseSamples {
+    let p = &server.params;
+    let boot = server.bootstrap.as_ref().expect("keys with a bootstrap key");
+    let big_key = keys.big_key();
+    let (big_len, small_len) = (p.big_lwe_dimension() + 1, p.lwe_dimension() + 1);
+    let mut seeder = new_seeder();
+    let seeder = seeder.as_mut();
+    let mut gen = EncryptionRandomGenerator::<DefaultRandomGenerator>::new(seeder.seed(), seeder);
+    let mut inputs = LweCiphertextList::new(0u64, LweSize(big_len), LweCiphertextCount(count), modulus());
+    encrypt_lwe_ciphertext_list(
+        &big_key,
+        &mut inputs,
+        &PlaintextList::new(0u64, PlaintextCount(count)),
+        crate::keys::glwe_noise(p),
+        &mut gen,
+    );
+    let fresh: Vec<u64> = inputs
+        .iter()
+        .map(|ct| decrypt_lwe_ciphertext(&big_key, &ct).0)
+        .collect();
+    let mut smalls = vec![0u64; count * small_len];
+    for (i, o) in inputs
+        .as_ref()
+        .chunks(16 * big_len)
+        .zip(smalls.chunks_mut(16 * small_len))
+    {
+        crate::exec::keyswitch_batch(&boot.ksk, i, o, big_len, small_len);
+    }
+    let n_poly = PolynomialSize(p.polynomial_size());
+    let log = n_poly.to_blind_rotation_input_modulus_log();
+    let two_n = 2 * p.polynomial_size();
+    let s: Vec<usize> = keys.small.as_ref().iter().map(|&b| b as usize).collect();
+    let mut keyswitch = Vec::with_capacity(count);
+    let mut modulus_switch = Vec::with_capacity(count);
+    let mut switched: Vec<(Msed, usize)> = Vec::new();
+    for (j, small) in smalls.chunks_exact(small_len).enumerate() {
+        let ct = LweCiphertext::from_container(small, modulus());
+        let phase = decrypt_lwe_ciphertext(&keys.small, &ct).0;
+        keyswitch.push(torus(phase.wrapping_sub(fresh[j])));
+        let lazy = lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(ct, log);
+        let mask: Vec<usize> = lazy.mask().collect();
+        let dot = mask.iter().zip(&s).fold(0usize, |a, (m, k)| (a + m * k) % two_n);
+        let r = (lazy.body() + two_n - dot) % two_n;
+        // the switched phase as a torus fraction, centered, minus the phase before the switch
+        let centered = if r >= two_n / 2 {
+            r as f64 - two_n as f64
+        } else {
+            r as f64
+        };
+        modulus_switch.push(centered / two_n as f64 - torus(phase));
+        if switched.len() < rotations {
+            switched.push((
+                Msed {
+                    body: lazy.body(),
+                    mask,
+                    log,
+                },
+                r,
+            ));
+        }
+    }
+    // blind rotations of a constant table c: the exact result is c·X^(−r)
+    let glwe_size = GlweSize(p.glwe_dimension() + 1);
+    let c = 1u64 << 61;
+    let mut table = GlweCiphertext::new(0u64, glwe_size, n_poly, modulus());
+    table.get_mut_body().as_mut().fill(c);
+    let fft = Fft::new(n_poly);
+    let mut buf = ComputationBuffers::new();
+    buf.resize(
+        batch_blind_rotate_assign_scratch::<u64>(glwe_size, n_poly, CiphertextCount(1), fft.as_view())
+            .unaligned_bytes_required(),
+    );
+    let mut blind_rotation = Vec::with_capacity(rotations * n_poly.0);
+    for (msed, r) in switched {
+        let mut accs = GlweCiphertextList::new(0u64, glwe_size, n_poly, GlweCiphertextCount(1), modulus());
+        accs.as_mut().copy_from_slice(table.as_ref());
+        boot.bsk.as_view().batch_blind_rotate_assign(
+            accs.as_mut_view(),
+            std::slice::from_ref(&msed),
+            fft.as_view(),
+            buf.stack(),
+        );
+        let mut got = PlaintextList::new(0u64, PlaintextCount(n_poly.0));
+        decrypt_glwe_ciphertext(&keys.glwe, &accs.get(0), &mut got);
+        let mut want = Polynomial::from_container(vec![c; n_poly.0]);
+        tfhe::core_crypto::algorithms::polynomial_algorithms::polynomial_wrapping_monic_monomial_div_assign(
+            &mut want,
+            MonomialDegree(r),
+        );
+        blind_rotation.extend(
+            got.as_ref()
+                .iter()
+                .zip(want.as_ref())
+                .map(|(g, w)| torus(g.wrapping_sub(*w))),
+        );
+    }
+    NoiseSamples {
+        fresh: fresh.into_iter().map(torus).collect(),
+        keyswitch,
+        modulus_switch,
+        blind_rotation,
+    }
+}
