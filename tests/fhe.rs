@@ -541,3 +541,39 @@ fn clear_arguments_run_exactly_and_are_checked() {
         }
     }
 }
+
+/// The failure probability of a program is re-derived from its instructions and parameters
+/// (`backend::rederive`), not trusted from its file: for every program of the corpus the re-derived
+/// worst lookup equals the compiler's, and the union bound is no looser.
+#[test]
+fn rederived_noise_equals_the_compilers() {
+    for (name, src) in corpus() {
+        let m = parse(&src);
+        if !runnable(m.entry().unwrap()) {
+            continue;
+        }
+        let c = compile_with(&src, None).unwrap();
+        let a = fhec_backend_tfhe::rederive::analyze_program(&c.program);
+        let n = &c.program.noise;
+        let same = |x: f64, y: f64| x == y || (x - y).abs() < 1e-9;
+        assert!(
+            same(a.log2_worst, n.log2_p_error_worst_lookup),
+            "{name}: worst {} re-derived, {} compiled",
+            a.log2_worst,
+            n.log2_p_error_worst_lookup
+        );
+        assert!(
+            a.log2_global <= n.log2_p_error_global + 1e-9,
+            "{name}: global {} re-derived, {} compiled",
+            a.log2_global,
+            n.log2_p_error_global
+        );
+        // a file that claims better than its instructions give is corrected on load
+        let mut lying = c.program.clone();
+        lying.noise.log2_p_error_worst_lookup = -1000.0;
+        lying.noise.log2_p_error_global = -1000.0;
+        let stated = fhec_backend_tfhe::rederive::rederive(&mut lying);
+        assert_eq!(stated, (-1000.0, -1000.0));
+        assert_eq!(lying.noise.log2_p_error_worst_lookup, a.log2_worst, "{name}");
+    }
+}

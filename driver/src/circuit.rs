@@ -49,7 +49,7 @@ impl Client {
 
     /// A client from a program file and a secret-key file (bytes, checked).
     pub fn from_bytes(program: &[u8], secret_keys: &[u8]) -> Result<Client, Error> {
-        let program = Arc::new(rio::program_from_bytes(program)?);
+        let program = Arc::new(crate::program_from_bytes(program)?);
         Client::from_keys(program, rio::client_keys_from_bytes(secret_keys)?)
     }
 
@@ -137,7 +137,7 @@ impl Server {
 
     /// A server from a program file and an evaluation-key file, as received (checked before use).
     pub fn from_bytes(program: &[u8], evaluation_keys: &[u8], progress: &Progress) -> Result<Server, Error> {
-        let program = Arc::new(rio::program_from_bytes(program)?);
+        let program = Arc::new(crate::program_from_bytes(program)?);
         Server::new(program, rio::evaluation_keys_from_bytes(evaluation_keys)?, progress)
     }
 

@@ -39,7 +39,7 @@ fn read_file(path: &str, what: &str) -> anyhow::Result<Vec<u8>> {
 
 fn load_program(path: &str) -> anyhow::Result<Program> {
     let bytes = read_file(path, "program")?;
-    rio::program_from_bytes(&bytes).map_err(|e| anyhow!("{path}: {e}"))
+    fhec::program_from_bytes(&bytes).map_err(|e| anyhow!("{path}: {e}"))
 }
 
 fn load_client(path: &str, program: Program) -> anyhow::Result<Client> {

@@ -31,3 +31,12 @@ pub use circuit::{from_clear, to_clear, Circuit, Client, Server};
 pub use compile::{compile, compile_traced, integer_spec, CompileOptions};
 pub use error::{Error, ErrorKind};
 pub use fhec_quant::ClientSpec;
+
+/// Reads a program file: the format checks and validation of [`runtime::io::program_from_bytes`],
+/// then the failure probabilities re-derived from the program's own instructions and parameters
+/// ([`backend::rederive`]): what a file states about its noise is not trusted.
+pub fn program_from_bytes(bytes: &[u8]) -> Result<runtime::Program, Error> {
+    let mut p = runtime::io::program_from_bytes(bytes)?;
+    backend::rederive::rederive(&mut p);
+    Ok(p)
+}

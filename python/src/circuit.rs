@@ -89,7 +89,7 @@ impl Client {
     fn keygen(py: Python<'_>, program: &[u8]) -> PyResult<Client> {
         let c = py
             .detach(|| -> Result<_, Error> {
-                let p = fhec::runtime::io::program_from_bytes(program)?;
+                let p = fhec::program_from_bytes(program)?;
                 fhec::Client::keygen(Arc::new(p))
             })
             .map_err(py_err)?;

@@ -8,6 +8,7 @@
 pub mod cost;
 pub mod lower;
 pub mod params;
+pub mod rederive;
 pub mod text;
 
 use fhec_ir::{Diagnostic, Verified};
