@@ -27,6 +27,9 @@ trap 'rm -f "$log"' EXIT
 # the Python extension module links against the interpreter only when Python loads it: tested below
 cargo test --release --workspace --exclude fhec-python 2>&1 | tee "$log"
 
+step "fuzz targets: build, seed, a short run of each (scripts/fuzz.sh)"
+bash scripts/fuzz.sh smoke "${FHEC_FUZZ_SECONDS:-10}"
+
 step "python package (maturin wheel in a virtual environment, pytest)"
 source scripts/pyenv.sh
 pylog=$(mktemp)
