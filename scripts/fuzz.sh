@@ -27,7 +27,9 @@ cargo fuzz build "${flags[@]}"
 corpus=fuzz/corpus
 mkdir -p "$corpus"
 for t in $targets; do mkdir -p "$corpus/$t"; done
-cp tests/cases/*/*.fhe examples/*.fhe fuzz/fixtures/linear.fhe "$corpus/ir_text/"
+for f in tests/cases/*/*.fhe examples/*.fhe fuzz/fixtures/linear.fhe; do
+  cp "$f" "$corpus/ir_text/$(echo "$f" | tr / _)"
+done
 cp fuzz/fixtures/linear.tfhe "$corpus/tfhe_text/"
 cp frontends/trees/tests/data/xgb_*.json "$corpus/xgboost/"
 cp frontends/trees/tests/data/lgbm_*.json "$corpus/lightgbm/"
