@@ -338,7 +338,7 @@ pub(crate) fn info(program: &str) -> Result<(), Failure> {
     let r = p.params.raw();
     let port = |x: &runtime::Port| {
         format!(
-            "{}: {:?} {}-bit {} {}",
+            "{}: {:?} {}-bit {} {}{}",
             x.name,
             x.shape,
             x.width,
@@ -347,6 +347,10 @@ pub(crate) fn info(program: &str) -> Result<(), Failure> {
                 "(clear: sent unencrypted)".to_string()
             } else {
                 format!("(scale 2^{})", x.scale)
+            },
+            match x.range {
+                Some((lo, hi)) => format!(", accepts [{lo}, {hi}]"),
+                None => String::new(),
             }
         )
     };
