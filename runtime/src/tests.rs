@@ -577,9 +577,15 @@ fn resource_limits_refuse_programs_that_ask_for_terabytes() {
         ClearTensor::new(vec![2], vec![1, 2]).unwrap(),
         ClearTensor::new(vec![2], vec![0, 1]).unwrap(),
     ];
-    let e = exec::run(&huge, &server, k.encrypt(&p, &[x.clone()]).unwrap(), &silent, None)
-        .err()
-        .unwrap();
+    let e = exec::run(
+        &huge,
+        &server,
+        k.encrypt(&p, std::slice::from_ref(&x)).unwrap(),
+        &silent,
+        None,
+    )
+    .err()
+    .unwrap();
     assert!(matches!(e, RuntimeError::Limit(_)), "{e}");
     // batches: the sample count is bounded
     let mut small = Limits::default();

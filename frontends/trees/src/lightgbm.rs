@@ -41,7 +41,8 @@ fn flatten(
     leaves: &mut usize,
 ) -> Result<(), TreeError> {
     // (JSON node, its depth, the split whose child it is: (index, is the left child))
-    let mut stack: Vec<(&Value, usize, Option<(usize, bool)>)> = vec![(root, 0, None)];
+    type Pending<'a> = (&'a Value, usize, Option<(usize, bool)>);
+    let mut stack: Vec<Pending<'_>> = vec![(root, 0, None)];
     while let Some((v, depth, parent)) = stack.pop() {
         let me = nodes.len();
         check_limit(format_args!("tree {tree}: nodes"), me + 1, MAX_TREE_NODES)?;
