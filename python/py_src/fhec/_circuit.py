@@ -207,8 +207,10 @@ class Circuit:
         return [self._out(r) for r in self._c.simulate_batch(_samples(samples))]
 
     def eval_clear(self, *args: Any) -> Any:
-        """The reference: the compiled module's clear interpreter (integer semantics of every op;
-        inputs outside the input set's ranges are refused, as in encrypted runs)."""
+        """The reference in the clear. For a traced function: the function evaluated on unbounded
+        integers (every op by its definition, user functions called directly; no range checks). For
+        other circuits: the module's clear interpreter (integer semantics of every op; inputs outside
+        their ranges and values that overflow their types are refused)."""
         return self._out(self._c.eval_clear([_flat(a) for a in args]))
 
     @property
