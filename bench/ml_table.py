@@ -166,6 +166,11 @@ def _output_ciphertexts(model: Any) -> int:
     return int(model.quantized_.weights.shape[1])
 
 
+def ms(v: float) -> str:
+    """Milliseconds for a table cell: seconds from 1 s, three decimals below 10 ms."""
+    return f"{v / 1e3:.2f} s" if v >= 1000 else f"{v:.3f} ms" if v < 10 else f"{v:.0f} ms"
+
+
 def markdown(results: list[dict], meta: dict) -> str:
     lines = [
         f"Run {meta['date']} on {meta['machine']} ({meta['cpus']} CPUs), fhec {meta['fhec']}, "
@@ -175,9 +180,6 @@ def markdown(results: list[dict], meta: dict) -> str:
         "| eval keys | PBS (bits: count) | output / sample | latency (1 row, median) | throughput (batch) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-
-    def ms(v: float) -> str:
-        return f"{v / 1e3:.2f} s" if v >= 1000 else f"{v:.3f} ms" if v < 10 else f"{v:.0f} ms"
 
     for r in results:
         pbs = ", ".join(f"{k}: {v}" for k, v in sorted(r["pbs_by_precision"].items())) or "0"
@@ -191,14 +193,16 @@ def markdown(results: list[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
-def update_docs(path: str, table: str) -> None:
+def update_docs(path: str, table: str, begin: str = BEGIN, end: str = END, heading: str = "## Models") -> None:
+    """Replaces the block between `begin` and `end` in `path` with `table` (appends it under
+    `heading` when the markers are missing); written atomically."""
     with open(path) as f:
         text = f.read()
-    block = f"{BEGIN}\n{table}\n{END}"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
+    block = f"{begin}\n{table}\n{end}"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
     else:
-        text = text.rstrip() + "\n\n## Models\n\n" + block + "\n"
+        text = text.rstrip() + f"\n\n{heading}\n\n" + block + "\n"
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)

@@ -26,7 +26,7 @@ import fhec
 import fhec.sklearn as fs
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ml_table import ROOT, ROWS  # noqa: E402
+from ml_table import ROOT, ROWS, ms, update_docs  # noqa: E402
 
 BEGIN, END = "<!-- p-error-table:begin -->", "<!-- p-error-table:end -->"
 TARGETS = [("2^-40", 2.0**-40), ("2^-128", 2.0**-128)]
@@ -57,7 +57,7 @@ def measure(row, latency_runs: int, check_rows: int) -> dict:
             st = circuit.statistics
             out["targets"][label] = {
                 "parameters": st["parameters"],
-                "log2_p_error_worst_lookup": st.get("log2_p_error_worst_lookup"),
+                "log2_p_error_worst_lookup": st["log2_p_error_per_lookup"],
                 "log2_p_error_global": st["log2_p_error_global"],
                 "keygen_s": keygen_s,
                 "eval_key_bytes": st["evaluation_key_bytes"],
@@ -80,9 +80,6 @@ def markdown(results: list[dict], meta: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
 
-    def ms(v: float) -> str:
-        return f"{v / 1e3:.2f} s" if v >= 1000 else f"{v:.3f} ms" if v < 10 else f"{v:.0f} ms"
-
     for r in results:
         a, b = r["targets"]["2^-40"], r["targets"]["2^-128"]
         short = lambda s: s.split(" noise")[0].split(", leveled")[0]  # noqa: E731
@@ -102,6 +99,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--latency-runs", type=int, default=5)
     ap.add_argument("--rows", type=int, default=8, help="test rows checked encrypted against the quantised model")
+    ap.add_argument("--only", default="", help="rows whose model name contains this text (default: every row)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "p_error_table.json"))
     ap.add_argument("--docs", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     args = ap.parse_args()
@@ -113,7 +111,7 @@ def main() -> int:
         "command": "python bench/p_error_table.py",
     }
     results = []
-    for row in ROWS:
+    for row in [r for r in ROWS if args.only in r.name]:
         print(f"{row.name} on {row.dataset} …", file=sys.stderr, flush=True)
         results.append(measure(row, args.latency_runs, args.rows))
         print(json.dumps(results[-1]["targets"]), file=sys.stderr)
@@ -124,15 +122,7 @@ def main() -> int:
     table = markdown(results, meta)
     print(table)
     if args.docs:
-        text = open(args.docs).read()
-        block = f"{BEGIN}\n{table}\n{END}"
-        if BEGIN in text:
-            text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
-        else:
-            text = text.rstrip() + "\n\n## Failure probability: 2^-40 against 2^-128\n\n" + block + "\n"
-        with open(args.docs + ".tmp", "w") as f:
-            f.write(text)
-        os.replace(args.docs + ".tmp", args.docs)
+        update_docs(args.docs, table, BEGIN, END, "## Failure probability: 2^-40 against 2^-128")
     return 0 if all(t["fhe_equals_quantized"] for r in results for t in r["targets"].values()) else 1
 
 
