@@ -193,6 +193,14 @@ def markdown(results: list[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
+def write_results(path: str, meta: dict, rows: list[dict]) -> None:
+    """Writes `{"meta": …, "rows": …}` as JSON, atomically."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump({"meta": meta, "rows": rows}, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
 def update_docs(path: str, table: str, begin: str = BEGIN, end: str = END, heading: str = "## Models") -> None:
     """Replaces the block between `begin` and `end` in `path` with `table` (appends it under
     `heading` when the markers are missing); written atomically."""
@@ -240,10 +248,7 @@ def main() -> int:
             f"latency {r['latency_ms_median']:.3f} ms, throughput {r['throughput_rows_per_s']:.0f} rows/s",
             file=sys.stderr,
         )
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".tmp", "w") as f:
-        json.dump({"meta": meta, "rows": results}, f, indent=2)
-    os.replace(args.out + ".tmp", args.out)
+    write_results(args.out, meta, results)
     table = markdown(results, meta)
     print(table)
     if args.docs:

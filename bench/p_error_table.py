@@ -26,7 +26,7 @@ import fhec
 import fhec.sklearn as fs
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ml_table import ROOT, ROWS, ms, update_docs  # noqa: E402
+from ml_table import ROOT, ROWS, ms, update_docs, write_results  # noqa: E402
 
 BEGIN, END = "<!-- p-error-table:begin -->", "<!-- p-error-table:end -->"
 TARGETS = [("2^-40", 2.0**-40), ("2^-128", 2.0**-128)]
@@ -115,10 +115,7 @@ def main() -> int:
         print(f"{row.name} on {row.dataset} …", file=sys.stderr, flush=True)
         results.append(measure(row, row.latency_runs or args.latency_runs, args.rows))
         print(json.dumps(results[-1]["targets"]), file=sys.stderr)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".tmp", "w") as f:
-        json.dump({"meta": meta, "rows": results}, f, indent=2)
-    os.replace(args.out + ".tmp", args.out)
+    write_results(args.out, meta, results)
     table = markdown(results, meta)
     print(table)
     if args.docs:
