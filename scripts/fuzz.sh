@@ -63,6 +63,7 @@ PY
 cp fuzz/fixtures/spec_*.json "$corpus/client_spec/"
 cp fuzz/fixtures/linear_model.json "$corpus/linear_model/"
 cp fuzz/fixtures/ensemble_*.json "$corpus/ensemble_json/"
+cp tests/fixtures/deploy/v*/*.fhec "$corpus/model_files/"
 
 # ---- run --------------------------------------------------------------------------------------------
 run() {  # target seconds

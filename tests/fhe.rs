@@ -139,9 +139,9 @@ fn check_encrypted(name: &str, c: &Compiled, cases: &[(Vec<Tensor>, Vec<Tensor>)
     let k = keys(&c.program.params);
     let batch: Vec<Vec<ClearTensor>> = cases.iter().map(|(x, _)| x.iter().map(to_clear).collect()).collect();
     let sim = c.program.simulate(&batch).unwrap();
-    let enc = k.0.encrypt(&c.program, &batch).unwrap();
+    let enc = k.0.encrypt(&c.program.interface(), &batch).unwrap();
     let out = exec::run(&c.program, &k.1, enc, &Progress::silent(), None).unwrap();
-    let dec = k.0.decrypt(&c.program, &out).unwrap();
+    let dec = k.0.decrypt(&c.program.interface(), &out).unwrap();
     for (s, (inputs, want)) in cases.iter().enumerate() {
         let got_sim: Vec<Tensor> = sim[s].iter().map(from_clear).collect();
         let got: Vec<Tensor> = dec[s].iter().map(from_clear).collect();
@@ -332,7 +332,7 @@ fn linear_program_runs_packed_without_evaluation_keys() {
     assert!(c.program.params.polynomial_size() < n, "{}", c.program.params);
     assert!(c.solution.analysis.log2_worst <= -40.0);
     let ck = ClientKeys::generate(&c.program.params).unwrap();
-    let ek = ck.evaluation_keys_for(&c.program, &Progress::silent());
+    let ek = ck.evaluation_keys_for(&c.program.interface(), &Progress::silent());
     assert_eq!(ek.size_bytes(), 0);
     assert!(!ek.has_bootstrap());
     let sk = ek.expand(&Progress::silent()).unwrap();
@@ -340,9 +340,9 @@ fn linear_program_runs_packed_without_evaluation_keys() {
     // more samples than one chunk of the executor (64): chunks reuse their slot memory
     let cases: Vec<_> = samples(&m, 11, 6).into_iter().cycle().take(150).collect();
     let batch: Vec<Vec<ClearTensor>> = cases.iter().map(|(x, _)| x.iter().map(to_clear).collect()).collect();
-    let enc = ck.encrypt(&c.program, &batch).unwrap();
+    let enc = ck.encrypt(&c.program.interface(), &batch).unwrap();
     let out = exec::run(&c.program, &sk, enc, &Progress::silent(), None).unwrap();
-    let dec = ck.decrypt(&c.program, &out).unwrap();
+    let dec = ck.decrypt(&c.program.interface(), &out).unwrap();
     for (s, (inputs, want)) in cases.iter().enumerate() {
         let got: Vec<Tensor> = dec[s].iter().map(from_clear).collect();
         assert_eq!(&got, want, "FHE differs from the interpreter on {inputs:?}");
@@ -355,11 +355,11 @@ fn linear_program_runs_packed_without_evaluation_keys() {
     let mut no_lookups = t.program.clone();
     no_lookups.instrs.clear();
     let bare =
-        tk.0.evaluation_keys_for(&no_lookups, &Progress::silent())
+        tk.0.evaluation_keys_for(&no_lookups.interface(), &Progress::silent())
             .expand(&Progress::silent())
             .unwrap();
     let x = vec![vec![ClearTensor::new(vec![2], vec![3, 4]).unwrap()]];
-    let enc = tk.0.encrypt(&t.program, &x).unwrap();
+    let enc = tk.0.encrypt(&t.program.interface(), &x).unwrap();
     let err = exec::run(&t.program, &bare, enc, &Progress::silent(), None)
         .err()
         .expect("refused");
@@ -481,7 +481,10 @@ fn clear_arguments_run_exactly_and_are_checked() {
     let k = keys(&c.program.params);
     let mut bad: Vec<ClearTensor> = cases[0].0.iter().map(to_clear).collect();
     bad[1].values[0] = 32;
-    let e = k.0.encrypt(&c.program, &[bad.clone()]).err().expect("refused");
+    let e =
+        k.0.encrypt(&c.program.interface(), &[bad.clone()])
+            .err()
+            .expect("refused");
     assert!(
         e.to_string().contains("input `w`") && e.to_string().contains("outside the range"),
         "{e}"

@@ -144,12 +144,12 @@ fn observed_error_rate_matches_prediction() {
     let out = exec::run(
         &program,
         &sk,
-        ck.encrypt(&program, &batch).unwrap(),
+        ck.encrypt(&program.interface(), &batch).unwrap(),
         &Progress::silent(),
         None,
     )
     .unwrap();
-    let dec = ck.decrypt(&program, &out).unwrap();
+    let dec = ck.decrypt(&program.interface(), &out).unwrap();
     let measured_pbs = dec
         .iter()
         .map(|d| (d[1].values[0].wrapping_sub(k as i64) as f64).powi(2))

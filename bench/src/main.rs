@@ -79,7 +79,7 @@ fn pbs(args: &[String]) -> anyhow::Result<()> {
         let xs: Vec<i64> = (0..n as i64).map(|i| (i * 7 + 3) % (1 << p)).collect();
         let want: Vec<i64> = xs.iter().map(|&x| table(p)[x as usize]).collect();
         let batch = vec![vec![ClearTensor::new(vec![n], xs.clone())?]];
-        let enc = ck.encrypt(&prog, &batch)?;
+        let enc = ck.encrypt(&prog.interface(), &batch)?;
         let list = input_list(&enc);
         let torus_table = &prog.tables[0].values;
         let out_scale = prog.outputs[0].scale;
@@ -90,11 +90,11 @@ fn pbs(args: &[String]) -> anyhow::Result<()> {
             let (outs, t_bare) = pl.install(|| bare_pbs_loop(&sk, &list, p, torus_table));
             drop(outs);
             // executor (same inputs, re-encrypted seeded form consumed by value)
-            let enc = ck.encrypt(&prog, &batch)?;
+            let enc = ck.encrypt(&prog.interface(), &batch)?;
             let t1 = Instant::now();
             let out = pl.install(|| exec::run(&prog, &sk, enc, &Progress::silent(), None))?;
             let t_exec = t1.elapsed().as_secs_f64();
-            let dec = ck.decrypt(&prog, &out)?;
+            let dec = ck.decrypt(&prog.interface(), &out)?;
             if dec[0][0].values != want {
                 bail!("{p} bits: wrong decrypted results");
             }
@@ -160,7 +160,7 @@ fn calibrate(args: &[String]) -> anyhow::Result<()> {
         let ck = ClientKeys::generate(&prog.params)?;
         let sk = ck.evaluation_keys(&Progress::silent()).expand(&Progress::silent())?;
         let xs: Vec<i64> = (0..n as i64).map(|i| i % (1 << p)).collect();
-        let enc = ck.encrypt(&prog, &[vec![ClearTensor::new(vec![n], xs)?]])?;
+        let enc = ck.encrypt(&prog.interface(), &[vec![ClearTensor::new(vec![n], xs)?]])?;
         let list = input_list(&enc);
         let (ks, ksb, br, brb) = pool(1)?.install(|| fhec_runtime::bench_support::time_parts(&sk, &list, 16));
         println!(

@@ -1,7 +1,8 @@
 //! What compilation gives: a [`Circuit`], and the two roles it serves, [`Client`] and [`Server`].
 //!
-//! * A [`Client`] holds the program's public description and the secret keys: it generates keys,
-//!   exports the evaluation keys, encrypts and decrypts.
+//! * A [`Client`] holds the program's interface ([`ProgramInterface`]: parameters, ports,
+//!   fingerprint; no instruction, no table) and the secret keys: it generates keys, exports the
+//!   evaluation keys, encrypts and decrypts.
 //! * A [`Server`] is built from a program and evaluation keys, as bytes from outside if need be, and
 //!   can only run. It has no field, method or constructor through which a secret key could reach it.
 //! * A [`Circuit`] is the convenience that owns the compiled program, its reference module, and one
@@ -17,44 +18,51 @@ use fhec_backend_tfhe::Compiled;
 use fhec_ir::{Module, Tensor};
 use fhec_quant::ClientSpec;
 use fhec_runtime::{
-    exec, io as rio, Ciphertexts, ClearTensor, ClientKeys, EvaluationKeys, Limits, Program, Progress, ServerKeys,
+    exec, io as rio, Ciphertexts, ClearTensor, ClientKeys, EvaluationKeys, Limits, Program, ProgramInterface, Progress,
+    ServerKeys,
 };
 use ndarray::{ArrayD, IxDyn};
 
 use crate::error::{Error, ErrorKind};
 
-/// The client side: the program's description and the secret keys.
+/// The client side: the program's interface and the secret keys.
 pub struct Client {
-    program: Arc<Program>,
+    interface: Arc<ProgramInterface>,
     keys: ClientKeys,
 }
 
 impl Client {
-    /// Generates fresh secret keys for `program`.
-    pub fn keygen(program: Arc<Program>) -> Result<Client, Error> {
-        let keys = ClientKeys::generate(&program.params)?;
-        Ok(Client { program, keys })
+    /// Generates fresh secret keys for the program of `interface` ([`Program::interface`], or a
+    /// client file's).
+    pub fn keygen(interface: impl Into<Arc<ProgramInterface>>) -> Result<Client, Error> {
+        let interface = interface.into();
+        interface.validate()?;
+        let keys = ClientKeys::generate(&interface.params)?;
+        Ok(Client { interface, keys })
     }
 
     /// A client from keys generated before (they must be for the program's parameters).
-    pub fn from_keys(program: Arc<Program>, keys: ClientKeys) -> Result<Client, Error> {
-        if keys.params() != &program.params {
+    pub fn from_keys(interface: impl Into<Arc<ProgramInterface>>, keys: ClientKeys) -> Result<Client, Error> {
+        let interface = interface.into();
+        interface.validate()?;
+        if keys.params() != &interface.params {
             return Err(Error::new(
                 ErrorKind::Mismatch,
                 "these secret keys are for other parameters than the program: generate keys for it",
             ));
         }
-        Ok(Client { program, keys })
+        Ok(Client { interface, keys })
     }
 
-    /// A client from a program file and a secret-key file (bytes, checked).
+    /// A client from a program file or a model's client file, and a secret-key file (bytes, checked).
     pub fn from_bytes(program: &[u8], secret_keys: &[u8]) -> Result<Client, Error> {
-        let program = Arc::new(crate::program_from_bytes(program)?);
-        Client::from_keys(program, rio::client_keys_from_bytes(secret_keys)?)
+        let interface = crate::model::interface_from_bytes(program)?;
+        Client::from_keys(interface, rio::client_keys_from_bytes(secret_keys)?)
     }
 
-    pub fn program(&self) -> &Program {
-        &self.program
+    /// The program's interface: parameters, ports, fingerprint.
+    pub fn interface(&self) -> &ProgramInterface {
+        &self.interface
     }
 
     /// The random id of these keys; evaluation keys and ciphertexts carry it.
@@ -69,7 +77,7 @@ impl Client {
 
     /// The (compressed) evaluation keys the program needs: what a server receives.
     pub fn evaluation_keys(&self, progress: &Progress) -> EvaluationKeys {
-        self.keys.evaluation_keys_for(&self.program, progress)
+        self.keys.evaluation_keys_for(&self.interface, progress)
     }
 
     /// [`Client::evaluation_keys`] as an fhec file.
@@ -79,7 +87,7 @@ impl Client {
 
     /// Encrypts a batch of samples (each: one tensor per program input, clear arguments included).
     pub fn encrypt(&self, samples: &[Vec<ClearTensor>]) -> Result<Ciphertexts, Error> {
-        Ok(self.keys.encrypt(&self.program, samples)?)
+        Ok(self.keys.encrypt(&self.interface, samples)?)
     }
 
     /// [`Client::encrypt`] as an fhec ciphertext file.
@@ -89,7 +97,7 @@ impl Client {
 
     /// Decrypts a server's results: per sample, one tensor per program output.
     pub fn decrypt(&self, outputs: &Ciphertexts) -> Result<Vec<Vec<ClearTensor>>, Error> {
-        Ok(self.keys.decrypt(&self.program, outputs)?)
+        Ok(self.keys.decrypt(&self.interface, outputs)?)
     }
 
     /// [`Client::decrypt`] of an fhec ciphertext file.
@@ -136,8 +144,9 @@ impl Server {
     }
 
     /// A server from a program file and an evaluation-key file, as received (checked before use).
+    /// `program` is a program file or a model's server file.
     pub fn from_bytes(program: &[u8], evaluation_keys: &[u8], progress: &Progress) -> Result<Server, Error> {
-        let program = Arc::new(crate::program_from_bytes(program)?);
+        let program = Arc::new(crate::model::server_program_from_bytes(program)?);
         Server::new(program, rio::evaluation_keys_from_bytes(evaluation_keys)?, progress)
     }
 
@@ -191,6 +200,7 @@ pub struct Circuit {
     reference: Module,
     module: Module,
     program: Arc<Program>,
+    interface: Arc<ProgramInterface>,
     keys: Option<(Arc<Client>, Arc<Server>)>,
 }
 
@@ -213,11 +223,14 @@ fn from_clear_batch(out: Vec<Vec<ClearTensor>>) -> Result<Vec<Vec<Tensor>>, Erro
 
 impl Circuit {
     pub(crate) fn new(reference: Module, module: Module, compiled: Compiled, spec: ClientSpec) -> Circuit {
+        let program = Arc::new(compiled.program);
+        let interface = Arc::new(program.interface());
         Circuit {
             spec,
             reference,
             module,
-            program: Arc::new(compiled.program),
+            program,
+            interface,
             keys: None,
         }
     }
@@ -243,9 +256,19 @@ impl Circuit {
     pub fn program(&self) -> &Program {
         &self.program
     }
-    /// The program, shared (to build a [`Client`] or a [`Server`] of one's own).
+    /// The program, shared (to build a [`Server`] of one's own).
     pub fn shared_program(&self) -> Arc<Program> {
         self.program.clone()
+    }
+    /// The program's interface, shared (to build a [`Client`] of one's own).
+    pub fn interface(&self) -> Arc<ProgramInterface> {
+        self.interface.clone()
+    }
+    /// The model's two deployment files (server file, client file) under `name` and `kind`.
+    pub fn model_files(&self, name: &str, kind: &str) -> Result<(Vec<u8>, Vec<u8>), Error> {
+        let server = crate::model::ServerModel::new(crate::model::ModelInfo::new(name, kind)?, (*self.program).clone());
+        let client = server.client_model(self.spec.clone())?;
+        Ok((server.to_bytes()?, client.to_bytes()?))
     }
     /// The program as an fhec file: everything a server needs besides evaluation keys.
     pub fn program_bytes(&self) -> Result<Vec<u8>, Error> {
@@ -259,7 +282,7 @@ impl Circuit {
     /// Generates keys (once): a client, and a server built from the client's evaluation keys.
     pub fn keygen(&mut self, progress: &Progress) -> Result<(), Error> {
         if self.keys.is_none() {
-            let client = Client::keygen(self.program.clone())?;
+            let client = Client::keygen(self.interface.clone())?;
             let server = Server::new(self.program.clone(), client.evaluation_keys(progress), progress)?;
             self.keys = Some((Arc::new(client), Arc::new(server)));
         }
@@ -270,7 +293,7 @@ impl Circuit {
     /// say): both must be for this program and of one keygen.
     pub fn set_keys(&mut self, client: Client, server: Server) -> Result<(), Error> {
         let fp = self.program.fingerprint();
-        if client.program().fingerprint() != fp || server.program().fingerprint() != fp {
+        if client.interface().fingerprint != fp || server.program().fingerprint() != fp {
             return Err(Error::new(ErrorKind::Mismatch, "these keys are for another program"));
         }
         if client.key_id() != server.key_id() {

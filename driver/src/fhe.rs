@@ -9,7 +9,7 @@ use std::sync::Arc;
 use fhec::backend::text::print_program;
 use fhec::io::{read_tensor_arg, tensor_to_json, write_atomic, write_atomic_private};
 use fhec::ir::{self, Tensor};
-use fhec::runtime::{self, io as rio, ClearTensor, Program, Progress};
+use fhec::runtime::{self, io as rio, ClearTensor, Port, Program, ProgramInterface, Progress};
 use fhec::{Client, CompileOptions, PError, Server};
 use ndarray::{ArrayD, IxDyn};
 
@@ -37,20 +37,27 @@ fn read_file(path: &str, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {what} {path}"))
 }
 
+/// A program file, or a model's server file.
 fn load_program(path: &str) -> anyhow::Result<Program> {
     let bytes = read_file(path, "program")?;
-    fhec::program_from_bytes(&bytes).map_err(|e| anyhow!("{path}: {e}"))
+    fhec::model::server_program_from_bytes(&bytes).map_err(|e| anyhow!("{path}: {e}"))
 }
 
-fn load_client(path: &str, program: Program) -> anyhow::Result<Client> {
+/// The client's view of a program file, a model's client file or a model's server file.
+fn load_interface(path: &str) -> anyhow::Result<ProgramInterface> {
+    let bytes = read_file(path, "program")?;
+    fhec::model::interface_from_bytes(&bytes).map_err(|e| anyhow!("{path}: {e}"))
+}
+
+fn load_client(path: &str, interface: ProgramInterface) -> anyhow::Result<Client> {
     let bytes = read_file(path, "client keys")?;
     let k = rio::client_keys_from_bytes(&bytes).map_err(|e| anyhow!("{path}: {e}"))?;
-    if k.params() != &program.params {
+    if k.params() != &interface.params {
         return Err(anyhow!(
             "{path}: these keys are for other parameters than the program (run `fhec keygen` for it)"
         ));
     }
-    Client::from_keys(Arc::new(program), k).map_err(|e| anyhow!("{path}: {e}"))
+    Client::from_keys(interface, k).map_err(|e| anyhow!("{path}: {e}"))
 }
 
 fn write(path: &str, bytes: &[u8]) -> anyhow::Result<()> {
@@ -62,6 +69,8 @@ fn mb(bytes: usize) -> String {
 }
 
 pub(crate) struct CompileArgs<'a> {
+    pub model_dir: Option<&'a str>,
+    pub name: Option<&'a str>,
     pub p_error: Option<&'a str>,
     pub global: Option<&'a str>,
     pub function: Option<&'a str>,
@@ -70,8 +79,10 @@ pub(crate) struct CompileArgs<'a> {
     pub pipeline: Option<&'a str>,
 }
 
-pub(crate) fn compile(file: &str, output: &str, a: CompileArgs<'_>) -> Result<(), Failure> {
+pub(crate) fn compile(file: &str, output: Option<&str>, a: CompileArgs<'_>) -> Result<(), Failure> {
     let CompileArgs {
+        model_dir,
+        name,
         p_error,
         global,
         function,
@@ -108,8 +119,28 @@ pub(crate) fn compile(file: &str, output: &str, a: CompileArgs<'_>) -> Result<()
             render(e.diagnostics())
         }
     })?;
-    let bytes = c.program_bytes().map_err(|e| anyhow!("{e}"))?;
-    write(output, &bytes)?;
+    let mut wrote = Vec::new();
+    if let Some(output) = output {
+        let bytes = c.program_bytes().map_err(|e| anyhow!("{e}"))?;
+        write(output, &bytes)?;
+        wrote.push(output.to_string());
+    }
+    if let Some(dir) = model_dir {
+        let stem = Path::new(file)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .filter(|s| s != "-")
+            .unwrap_or_else(|| "model".into());
+        let name = name.map(str::to_string).unwrap_or(stem);
+        let (server, client) = c.model_files(&name, "program").map_err(|e| anyhow!("{e}"))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))?;
+        for (suffix, bytes) in [("server", server), ("client", client)] {
+            let path = Path::new(dir).join(format!("{name}.{suffix}.fhec"));
+            write(&path.to_string_lossy(), &bytes)?;
+            wrote.push(path.display().to_string());
+        }
+    }
+    let output = wrote.join(", ");
     let program = c.program();
     if emit {
         print!("{}", print_program(program));
@@ -137,10 +168,10 @@ pub(crate) fn keygen(program: &str, client: &str, eval: &str, force: bool) -> Re
             .into());
         }
     }
-    let p = load_program(program)?;
+    let p = load_interface(program)?;
     let progress = Progress::stderr();
     let t0 = Instant::now();
-    let c = Client::keygen(Arc::new(p)).map_err(|e| anyhow!("{e}"))?;
+    let c = Client::keygen(p).map_err(|e| anyhow!("{e}"))?;
     let ek = c.evaluation_keys(&progress);
     let secs = t0.elapsed().as_secs_f64();
     let secret = c.secret_keys_bytes().map_err(|e| anyhow!("{e}"))?;
@@ -155,10 +186,10 @@ pub(crate) fn keygen(program: &str, client: &str, eval: &str, force: bool) -> Re
 }
 
 /// Reads `--input NAME=PATH` arguments for the program's inputs, in port order.
-fn collect_inputs(p: &Program, specs: &[String], batch: bool) -> anyhow::Result<Vec<ClearTensor>> {
-    let names: Vec<&str> = p.inputs.iter().map(|i| i.name.as_str()).collect();
+fn collect_inputs(ports: &[Port], specs: &[String], batch: bool) -> anyhow::Result<Vec<ClearTensor>> {
+    let names: Vec<&str> = ports.iter().map(|i| i.name.as_str()).collect();
     let expected = || {
-        p.inputs
+        ports
             .iter()
             .map(|i| format!("{}: {:?}", i.name, i.shape))
             .collect::<Vec<_>>()
@@ -191,11 +222,11 @@ fn collect_inputs(p: &Program, specs: &[String], batch: bool) -> anyhow::Result<
                     expected()
                 )
             })?;
-            let t = if t.ndim() == p.inputs[i].shape.len() + usize::from(batch) {
+            let t = if t.ndim() == ports[i].shape.len() + usize::from(batch) {
                 t
-            } else if !batch && t.len() == p.inputs[i].len() {
+            } else if !batch && t.len() == ports[i].len() {
                 // same elements, other layout (e.g. a flat list): reshape to the port's shape
-                t.into_shape_with_order(IxDyn(&p.inputs[i].shape))
+                t.into_shape_with_order(IxDyn(&ports[i].shape))
                     .map_err(|e| anyhow!("{e}"))?
             } else {
                 t
@@ -206,13 +237,13 @@ fn collect_inputs(p: &Program, specs: &[String], batch: bool) -> anyhow::Result<
 }
 
 /// Splits each input along its first axis into samples (`--batch`).
-fn split_batch(p: &Program, values: Vec<ClearTensor>, batch: bool) -> anyhow::Result<Vec<Vec<ClearTensor>>> {
+fn split_batch(ports: &[Port], values: Vec<ClearTensor>, batch: bool) -> anyhow::Result<Vec<Vec<ClearTensor>>> {
     if !batch {
         return Ok(vec![values]);
     }
     let mut n = None;
     let mut per_input = Vec::new();
-    for (port, t) in p.inputs.iter().zip(values) {
+    for (port, t) in ports.iter().zip(values) {
         let (&b, rest) = t
             .shape
             .split_first()
@@ -244,9 +275,9 @@ pub(crate) fn encrypt(
     output: &str,
     batch: bool,
 ) -> Result<(), Failure> {
-    let c = load_client(client, load_program(program)?)?;
-    let p = c.program();
-    let samples = split_batch(p, collect_inputs(p, inputs, batch)?, batch)?;
+    let c = load_client(client, load_interface(program)?)?;
+    let p = c.interface();
+    let samples = split_batch(&p.inputs, collect_inputs(&p.inputs, inputs, batch)?, batch)?;
     let cts = c.encrypt(&samples).map_err(|e| anyhow!("{e}"))?;
     write(output, &rio::ciphertexts_to_bytes(&cts).map_err(|e| anyhow!("{e}"))?)?;
     let clear: Vec<&str> = p.inputs.iter().filter(|i| i.clear).map(|i| i.name.as_str()).collect();
@@ -283,7 +314,7 @@ pub(crate) fn run(program: &str, input: &str, eval: &str, output: &str, limits: 
         return Err(anyhow!("{eval}: these evaluation keys are for other parameters than the program").into());
     }
     let cts = rio::ciphertexts_from_bytes(&read_file(input, "ciphertexts")?).map_err(|e| anyhow!("{input}: {e}"))?;
-    cts.check(&p, runtime::Direction::Inputs)
+    cts.check(&p.interface(), runtime::Direction::Inputs)
         .map_err(|e| anyhow!("{input}: {e}"))?;
     let lookups = p.pbs_count();
     let t0 = Instant::now();
@@ -314,7 +345,7 @@ fn print_outputs(outputs: &[ClearTensor]) -> anyhow::Result<()> {
 }
 
 pub(crate) fn decrypt(program: &str, input: &str, client: &str) -> Result<(), Failure> {
-    let c = load_client(client, load_program(program)?)?;
+    let c = load_client(client, load_interface(program)?)?;
     let cts = rio::ciphertexts_from_bytes(&read_file(input, "ciphertexts")?).map_err(|e| anyhow!("{input}: {e}"))?;
     let out = c.decrypt(&cts).map_err(|e| anyhow!("{input}: {e}"))?;
     for sample in &out {
@@ -325,7 +356,7 @@ pub(crate) fn decrypt(program: &str, input: &str, client: &str) -> Result<(), Fa
 
 pub(crate) fn simulate(program: &str, inputs: &[String], batch: bool) -> Result<(), Failure> {
     let p = load_program(program)?;
-    let samples = split_batch(&p, collect_inputs(&p, inputs, batch)?, batch)?;
+    let samples = split_batch(&p.inputs, collect_inputs(&p.inputs, inputs, batch)?, batch)?;
     let out = p.simulate(&samples).map_err(|e| anyhow!("{e}"))?;
     for sample in &out {
         print_outputs(sample)?;
@@ -334,7 +365,44 @@ pub(crate) fn simulate(program: &str, inputs: &[String], batch: bool) -> Result<
 }
 
 pub(crate) fn info(program: &str) -> Result<(), Failure> {
-    let p = load_program(program)?;
+    use fhec::model::{ClientModel, ServerModel};
+    let bytes = read_file(program, "program")?;
+    let at = |e: fhec::Error| anyhow!("{program}: {e}");
+    let (model, what, iface, prog) = match rio::file_kind(&bytes) {
+        Some(rio::FileKind::ClientModel) => {
+            let m = ClientModel::from_bytes(&bytes).map_err(at)?;
+            let spec = format!(
+                "client file: the program's interface and the client spec ({} input(s){}); no instruction, no table",
+                m.spec.inputs.len(),
+                match &m.spec.classes {
+                    Some(c) => format!(", {} classes", c.len()),
+                    None => String::new(),
+                }
+            );
+            (Some(m.info), spec, m.interface, None)
+        }
+        Some(rio::FileKind::ServerModel) => {
+            let m = ServerModel::from_bytes(&bytes).map_err(at)?;
+            let iface = m.program.interface();
+            (
+                Some(m.info),
+                "server file: the program".to_string(),
+                iface,
+                Some(m.program),
+            )
+        }
+        _ => {
+            let p = fhec::program_from_bytes(&bytes).map_err(at)?;
+            (None, String::new(), p.interface(), Some(p))
+        }
+    };
+    if let Some(m) = &model {
+        println!(
+            "model {} ({}, written by fhec {}): {what}",
+            m.name, m.kind, m.fhec_version
+        );
+    }
+    let p = &iface;
     let r = p.params.raw();
     let port = |x: &runtime::Port| {
         format!(
@@ -369,7 +437,7 @@ pub(crate) fn info(program: &str) -> Result<(), Failure> {
         r.polynomial_size,
         p.params.big_lwe_dimension()
     );
-    if p.pbs_count() == 0 {
+    if p.lookups == 0 {
         println!("  no table lookups: no bootstrap or keyswitch (inputs and outputs under the GLWE key only)");
     } else {
         println!(
@@ -392,8 +460,13 @@ pub(crate) fn info(program: &str) -> Result<(), Failure> {
         p.params.big_lwe_dimension()
     );
     let n = &p.noise;
+    let stated = if prog.is_none() {
+        " (as stated by the client file)"
+    } else {
+        ""
+    };
     println!(
-        "failure probability: 2^{:.1} per lookup (worst), 2^{:.1} per run (all lookups and outputs)",
+        "failure probability: 2^{:.1} per lookup (worst), 2^{:.1} per run (all lookups and outputs){stated}",
         n.log2_p_error_worst_lookup, n.log2_p_error_global
     );
     let by: Vec<String> = n
@@ -401,18 +474,21 @@ pub(crate) fn info(program: &str) -> Result<(), Failure> {
         .iter()
         .map(|(p, c)| format!("{c} at {p} bits"))
         .collect();
-    println!(
-        "lookups per run: {} ({}); linear instructions: {}; tables: {}",
-        p.pbs_count(),
-        if by.is_empty() {
-            "none".to_string()
-        } else {
-            by.join(", ")
-        },
-        p.instrs.len() - p.pbs_count(),
-        p.tables.len()
-    );
-    let (compressed, expanded) = runtime::keys::program_key_bytes(&p);
+    let by = if by.is_empty() {
+        "none".to_string()
+    } else {
+        by.join(", ")
+    };
+    match &prog {
+        Some(prog) => println!(
+            "lookups per run: {} ({by}); linear instructions: {}; tables: {}",
+            prog.pbs_count(),
+            prog.instrs.len() - prog.pbs_count(),
+            prog.tables.len()
+        ),
+        None => println!("lookups per run: {} ({by})", p.lookups),
+    }
+    let (compressed, expanded) = runtime::keys::interface_key_bytes(&p.params, p.lookups);
     if compressed == 0 {
         println!("key sizes: no evaluation keys (no table lookups: the server needs no key)");
     } else {

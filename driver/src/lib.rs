@@ -5,6 +5,8 @@
 //! * [`Circuit`], [`Client`], [`Server`]: what compilation gives, and the two roles — a client holds
 //!   secret keys (keygen, encrypt, decrypt, evaluation keys as bytes), a server is built from a
 //!   program and evaluation keys and can only run.
+//! * [`model`]: deployment files — a model's [`ServerModel`] (the program) and [`ClientModel`]
+//!   (client spec and program interface, no instruction or table).
 //! * [`Error`]: one error type with a matchable [`ErrorKind`].
 //!
 //! The crates behind it are re-exported for embedders: [`ir`] (the `fhe` dialect: types, text
@@ -25,12 +27,14 @@ mod circuit;
 mod compile;
 mod error;
 pub mod io;
+pub mod model;
 
 pub use backend::params::PError;
 pub use circuit::{from_clear, to_clear, Circuit, Client, Server};
 pub use compile::{compile, compile_traced, integer_spec, CompileOptions};
 pub use error::{Error, ErrorKind};
 pub use fhec_quant::ClientSpec;
+pub use model::{ClientModel, ModelInfo, ServerModel};
 
 /// Reads a program file: the format checks and validation of [`runtime::io::program_from_bytes`],
 /// then the failure probabilities re-derived from the program's own instructions and parameters

@@ -79,14 +79,27 @@ enum Command {
         #[arg(long)]
         list_passes: bool,
     },
-    /// Compile a program for encrypted execution: lowering, parameter selection; writes a .fhecp file.
+    /// Compile a program for encrypted execution: lowering, parameter selection; writes a .fhecp file
+    /// (and/or a model's server and client files with --model-dir).
     Compile {
         /// Program file (`-` for standard input).
         file: String,
         /// Output file for the compiled program.
-        #[arg(short = 'o', long, value_name = "PROGRAM.fhecp")]
-        output: String,
-        /// Failure probability of each table lookup (default 2^-40). Accepts `2^-40` or `1e-12`.
+        #[arg(
+            short = 'o',
+            long,
+            value_name = "PROGRAM.fhecp",
+            required_unless_present = "model_dir"
+        )]
+        output: Option<String>,
+        /// Also (or instead) write the deployment files NAME.server.fhec and NAME.client.fhec here
+        /// (docs/deployment.md).
+        #[arg(long, value_name = "DIR")]
+        model_dir: Option<String>,
+        /// The model's name in the deployment files (default: the source file's stem).
+        #[arg(long, value_name = "NAME", requires = "model_dir")]
+        name: Option<String>,
+        /// Failure probability of each table lookup (default 2^-128). Accepts `2^-40` or `1e-12`.
         #[arg(long, value_name = "P", conflicts_with = "global_p_error")]
         p_error: Option<String>,
         /// Failure probability of a whole run instead (union bound over all lookups).
@@ -385,6 +398,8 @@ fn main() -> ExitCode {
         Command::Compile {
             file,
             output,
+            model_dir,
+            name,
             p_error,
             global_p_error,
             function,
@@ -393,8 +408,10 @@ fn main() -> ExitCode {
             pipeline,
         } => fhe::compile(
             file,
-            output,
+            output.as_deref(),
             fhe::CompileArgs {
+                model_dir: model_dir.as_deref(),
+                name: name.as_deref(),
                 p_error: p_error.as_deref(),
                 global: global_p_error.as_deref(),
                 function: function.as_deref(),

@@ -20,7 +20,7 @@ fn a_server_from_bytes_runs_what_a_client_encrypted() {
     let c = circuit();
     let silent = Progress::silent();
     let program = c.program_bytes().unwrap();
-    let client = Client::keygen(c.shared_program()).unwrap();
+    let client = Client::keygen(c.interface()).unwrap();
     let eval_keys = client.evaluation_keys_bytes(&silent).unwrap();
     // the server sees bytes only: a program file and evaluation keys
     let server = Server::from_bytes(&program, &eval_keys, &silent).unwrap();
@@ -40,7 +40,7 @@ fn a_server_from_bytes_runs_what_a_client_encrypted() {
 
     // another keygen: its ciphertexts do not run on this server, this server's results do not
     // decrypt with its keys — both by kind, with a message that says what to do
-    let other = Client::keygen(c.shared_program()).unwrap();
+    let other = Client::keygen(c.interface()).unwrap();
     assert_ne!(other.key_id(), client.key_id());
     let e = server
         .run_bytes(&other.encrypt_bytes(&samples).unwrap(), &silent, None)
@@ -76,7 +76,7 @@ fn evaluation_keys_for_other_parameters_are_refused() {
     let narrow = compile_traced(&[y], &inputset, &CompileOptions::default()).unwrap();
     assert_ne!(narrow.program().params, c.program().params);
     let silent = Progress::silent();
-    let client = Client::keygen(narrow.shared_program()).unwrap();
+    let client = Client::keygen(narrow.interface()).unwrap();
     let e = Server::new(c.shared_program(), client.evaluation_keys(&silent), &silent)
         .err()
         .unwrap();

@@ -100,7 +100,7 @@ fn inputs_outside_the_compiled_range_are_refused_by_every_api() {
         let (_, type_max) = port.type_range();
         assert!(hi < type_max, "{family}: [{lo}, {hi}] is narrower than the port's type");
         let shape = port.shape.clone();
-        let client = Client::keygen(c.shared_program()).unwrap();
+        let client = Client::keygen(c.interface()).unwrap();
 
         // inside the range: simulation equals the interpreter at both ends
         for v in [lo, hi] {

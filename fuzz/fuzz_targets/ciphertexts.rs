@@ -3,13 +3,15 @@
 #![no_main]
 use std::sync::OnceLock;
 
-use fhec::runtime::{io, Direction, Program};
+use fhec::runtime::{io, Direction, ProgramInterface};
 use libfuzzer_sys::fuzz_target;
 
-fn program() -> &'static Program {
-    static P: OnceLock<Program> = OnceLock::new();
+fn program() -> &'static ProgramInterface {
+    static P: OnceLock<ProgramInterface> = OnceLock::new();
     P.get_or_init(|| {
-        fhec::backend::text::parse_program(include_str!("../fixtures/linear.tfhe")).expect("fixture parses")
+        fhec::backend::text::parse_program(include_str!("../fixtures/linear.tfhe"))
+            .expect("fixture parses")
+            .interface()
     })
 }
 

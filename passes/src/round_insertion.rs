@@ -8,9 +8,9 @@
 //! `rounding_threshold_bits`. It is therefore not in the default pipeline; the frontends and
 //! `--pipeline` ask for it. Each rounded lookup is reported with the bits it lost.
 //!
-//! The default threshold is where the context's cost model says a lookup's cost jumps (5 bits with
-//! the backend's model: 5 → 6 bits takes the polynomial size from 2048 to 8192, ×5 per lookup;
-//! `docs/benchmarks.md`).
+//! The default threshold is where the context's cost model says a lookup's cost at least doubles
+//! with one more bit (4 bits with the backend's model at the default failure probability 2^-128:
+//! 4 → 5 bits costs ×2.3 per lookup; 5 bits at 2^-40; `docs/benchmarks.md`).
 
 use fhec_ir::attr::{Attribute, Dense};
 use fhec_ir::types::width_for;
@@ -28,7 +28,7 @@ pub static INFO: PassInfo = PassInfo {
     options: &[OptionSpec {
         name: "max-lut-bits",
         help: "widest lookup input kept exact",
-        default: "where the cost model's lookup cost jumps (5)",
+        default: "where the cost model's lookup cost jumps (4 at p_error 2^-128)",
     }],
     create: |o: &PassOptions| {
         let max_bits = match o.0.get("max-lut-bits") {

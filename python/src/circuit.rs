@@ -70,12 +70,13 @@ fn bytes<'py>(py: Python<'py>, b: Result<Vec<u8>, Error>) -> PyResult<Bound<'py,
 /// The client side: a program's description and the secret keys.
 #[pyclass(module = "fhec._fhec", frozen)]
 pub(crate) struct Client {
-    c: Arc<fhec::Client>,
+    pub(crate) c: Arc<fhec::Client>,
 }
 
 #[pymethods]
 impl Client {
-    /// A client from a program file and secret keys saved before (`secret_keys()`).
+    /// A client from a program file (or a model's client file) and secret keys saved before
+    /// (`secret_keys()`).
     #[new]
     fn new(py: Python<'_>, program: &[u8], secret_keys: &[u8]) -> PyResult<Client> {
         let c = py
@@ -84,13 +85,13 @@ impl Client {
         Ok(Client { c: Arc::new(c) })
     }
 
-    /// Fresh secret keys for a program file.
+    /// Fresh secret keys for a program file (or a model's client file).
     #[staticmethod]
     fn keygen(py: Python<'_>, program: &[u8]) -> PyResult<Client> {
         let c = py
             .detach(|| -> Result<_, Error> {
-                let p = fhec::program_from_bytes(program)?;
-                fhec::Client::keygen(Arc::new(p))
+                let p = fhec::model::interface_from_bytes(program)?;
+                fhec::Client::keygen(p)
             })
             .map_err(py_err)?;
         Ok(Client { c: Arc::new(c) })
@@ -104,15 +105,13 @@ impl Client {
 
     #[getter]
     fn n_outputs(&self) -> usize {
-        self.c.program().outputs.len()
+        self.c.interface().outputs.len()
     }
 
-    /// The program file these keys are for.
-    fn program_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        bytes(
-            py,
-            fhec::runtime::io::program_to_bytes(self.c.program()).map_err(Error::from),
-        )
+    /// The fingerprint of the program these keys are for.
+    #[getter]
+    fn fingerprint(&self) -> u64 {
+        self.c.interface().fingerprint
     }
 
     /// The evaluation keys (compressed), for a server.
@@ -146,12 +145,13 @@ impl Client {
 /// key and no way to get one.
 #[pyclass(module = "fhec._fhec", frozen)]
 pub(crate) struct Server {
-    s: Arc<fhec::Server>,
+    pub(crate) s: Arc<fhec::Server>,
 }
 
 #[pymethods]
 impl Server {
-    /// A server from a program file and evaluation keys (bytes received from a client).
+    /// A server from a program file (or a model's server file) and evaluation keys (bytes received
+    /// from a client).
     #[new]
     fn new(py: Python<'_>, program: &[u8], evaluation_keys: &[u8]) -> PyResult<Server> {
         let s = py
@@ -211,10 +211,11 @@ impl Circuit {
     fn roles(&mut self, py: Python<'_>) -> PyResult<(Arc<fhec::Client>, Arc<fhec::Server>)> {
         if !self.c.has_keys() {
             let program = self.c.shared_program();
+            let interface = self.c.interface();
             let (client, server) = py
                 .detach(move || -> Result<_, Error> {
                     let progress = Progress::stderr();
-                    let client = fhec::Client::keygen(program.clone())?;
+                    let client = fhec::Client::keygen(interface)?;
                     let server = fhec::Server::new(program, client.evaluation_keys(&progress), &progress)?;
                     Ok((client, server))
                 })
@@ -247,6 +248,17 @@ impl Circuit {
     /// The program as an fhec file: what a server needs besides evaluation keys.
     fn program_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         bytes(py, self.c.program_bytes())
+    }
+
+    /// The model's deployment files, `(server file, client file)`, under `name` and `kind`.
+    fn model_files<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        kind: &str,
+    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+        let (s, c) = self.c.model_files(name, kind).map_err(py_err)?;
+        Ok((PyBytes::new(py, &s), PyBytes::new(py, &c)))
     }
 
     /// Encrypts a batch of samples (each: `(shape, values)` per input), runs it on all cores and

@@ -2,6 +2,7 @@
 //! wraps these classes (`py_src/fhec`); tensors cross as numpy arrays (int64 for the DSL's integers). Every facade error becomes one exception of `fhec.errors`, chosen by its kind.
 
 mod circuit;
+mod deploy;
 mod errors;
 mod quant;
 mod trace;
@@ -61,6 +62,8 @@ fn _fhec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<circuit::Circuit>()?;
     m.add_class::<circuit::Client>()?;
     m.add_class::<circuit::Server>()?;
+    m.add_class::<deploy::ClientModel>()?;
+    m.add_class::<deploy::ServerModel>()?;
     m.add_class::<quant::QuantizedLinear>()?;
     m.add_class::<quant::QuantizedTrees>()?;
     Ok(())

@@ -270,13 +270,15 @@ impl QuantizedTrees {
     }
 
     /// Builds and compiles the ensemble's module; returns the circuit and the builder's report.
-    #[pyo3(signature = (leaf_mode=None, p_error=None, global_p_error=None))]
+    /// `classes` (JSON values) completes the client spec of a classifier.
+    #[pyo3(signature = (leaf_mode=None, p_error=None, global_p_error=None, classes=None))]
     fn compile<'py>(
         &self,
         py: Python<'py>,
         leaf_mode: Option<&str>,
         p_error: Option<f64>,
         global_p_error: Option<f64>,
+        classes: Option<&str>,
     ) -> PyResult<(Circuit, Bound<'py, PyDict>)> {
         let mode = match leaf_mode {
             None => None,
@@ -293,7 +295,12 @@ impl QuantizedTrees {
             ..Default::default()
         };
         let (module, report) = fhec::trees::build_module(&self.q, mode).map_err(to_py)?;
-        let spec = self.q.client_spec();
+        let mut spec = self.q.client_spec();
+        if let Some(c) = classes {
+            let labels: Vec<serde_json::Value> =
+                serde_json::from_str(c).map_err(|e| compile_err(format!("classes: {e}")))?;
+            spec = spec.with_classes(labels);
+        }
         let circuit = py.detach(|| fhec::compile(module, spec, &opts)).map_err(py_err)?;
         let d = PyDict::new(py);
         d.set_item("input_bits", report.input_bits)?;

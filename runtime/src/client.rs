@@ -3,12 +3,13 @@
 use rayon::prelude::*;
 use tfhe::core_crypto::prelude::*;
 
+use crate::interface::ProgramInterface;
 use crate::keys::{glwe_noise, modulus, ClientKeys};
-use crate::program::{decode, Program};
+use crate::program::{decode, Port, Program};
 use crate::values::{check_output, encode_input, Ciphertexts, ClearTensor, CtData, CtTensor, Direction};
 use crate::RuntimeError;
 
-fn check_program_params(keys: &ClientKeys, program: &Program) -> Result<(), RuntimeError> {
+fn check_program_params(keys: &ClientKeys, program: &ProgramInterface) -> Result<(), RuntimeError> {
     if keys.params != program.params {
         return Err(RuntimeError::Mismatch(format!(
             "the keys are for other parameters ({}) than the program ({})",
@@ -19,26 +20,21 @@ fn check_program_params(keys: &ClientKeys, program: &Program) -> Result<(), Runt
 }
 
 /// Checks the number of inputs of each sample and encodes them, sample-major per port.
-fn encode_batch(program: &Program, samples: &[Vec<ClearTensor>]) -> Result<Vec<Vec<u64>>, RuntimeError> {
+fn encode_batch(ports: &[Port], samples: &[Vec<ClearTensor>]) -> Result<Vec<Vec<u64>>, RuntimeError> {
     if samples.is_empty() {
         return Err(RuntimeError::Shape("no samples to encrypt".into()));
     }
-    let mut per_port: Vec<Vec<u64>> = vec![Vec::new(); program.inputs.len()];
+    let mut per_port: Vec<Vec<u64>> = vec![Vec::new(); ports.len()];
     for (s, inputs) in samples.iter().enumerate() {
-        if inputs.len() != program.inputs.len() {
+        if inputs.len() != ports.len() {
             return Err(RuntimeError::Shape(format!(
                 "sample {s} has {} inputs, the program takes {} ({})",
                 inputs.len(),
-                program.inputs.len(),
-                program
-                    .inputs
-                    .iter()
-                    .map(|p| p.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                ports.len(),
+                ports.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
             )));
         }
-        for (k, (port, t)) in program.inputs.iter().zip(inputs).enumerate() {
+        for (k, (port, t)) in ports.iter().zip(inputs).enumerate() {
             per_port[k].extend(encode_input(port, t, s)?);
         }
     }
@@ -49,9 +45,14 @@ impl ClientKeys {
     /// Encrypts the inputs of a batch of samples (each sample: one tensor per program input).
     /// Each sample's tensor is packed into seeded GLWE ciphertexts ([`CtData::Packed`]): the server
     /// regenerates their masks and extracts one LWE ciphertext per element.
-    pub fn encrypt(&self, program: &Program, samples: &[Vec<ClearTensor>]) -> Result<Ciphertexts, RuntimeError> {
+    /// `program` is the program's client view ([`Program::interface`]).
+    pub fn encrypt(
+        &self,
+        program: &ProgramInterface,
+        samples: &[Vec<ClearTensor>],
+    ) -> Result<Ciphertexts, RuntimeError> {
         check_program_params(self, program)?;
-        let encoded = encode_batch(program, samples)?;
+        let encoded = encode_batch(&program.inputs, samples)?;
         let p = &self.params;
         let big_n = p.polynomial_size();
         let glwe_size = GlweSize(p.glwe_dimension() + 1);
@@ -110,7 +111,7 @@ impl ClientKeys {
             });
         }
         Ok(Ciphertexts {
-            program: program.fingerprint(),
+            program: program.fingerprint,
             key_id: self.key_id,
             direction: Direction::Inputs,
             samples: samples.len(),
@@ -120,7 +121,11 @@ impl ClientKeys {
     }
 
     /// Decrypts a program's encrypted outputs: per sample, one tensor per program output.
-    pub fn decrypt(&self, program: &Program, outputs: &Ciphertexts) -> Result<Vec<Vec<ClearTensor>>, RuntimeError> {
+    pub fn decrypt(
+        &self,
+        program: &ProgramInterface,
+        outputs: &Ciphertexts,
+    ) -> Result<Vec<Vec<ClearTensor>>, RuntimeError> {
         check_program_params(self, program)?;
         outputs.check(program, Direction::Outputs)?;
         if outputs.key_id != self.key_id {
@@ -159,7 +164,7 @@ impl Program {
     /// lookup fails. Same input checks as encryption.
     pub fn simulate(&self, samples: &[Vec<ClearTensor>]) -> Result<Vec<Vec<ClearTensor>>, RuntimeError> {
         self.validate()?;
-        let per_port = encode_batch(self, samples)?;
+        let per_port = encode_batch(&self.inputs, samples)?;
         let mut out = Vec::with_capacity(samples.len());
         for s in 0..samples.len() {
             let mut inputs = Vec::with_capacity(self.num_input_slots as usize);

@@ -328,7 +328,7 @@ pub fn check_run(program: &Program, keys: &ServerKeys, inputs: &Ciphertexts) -> 
             keys.params.polynomial_size()
         )));
     }
-    inputs.check(program, Direction::Inputs)?;
+    inputs.check(&program.interface(), Direction::Inputs)?;
     if inputs.key_id != keys.key_id {
         return Err(RuntimeError::KeyMismatch(format!(
             "these ciphertexts are encrypted under other keys (key id {:016x}) than the evaluation keys (key id {:016x}): \

@@ -4,6 +4,8 @@
 //! endian) — followed by the payload:
 //!
 //! * programs: bincode of [`Program`] (our own serde types);
+//! * deployment files (a model's server file and client file, written by the facade crate): a
+//!   payload of their own with its own version, [`MODEL_FORMAT_VERSION`], framed by [`frame`];
 //! * keys and ciphertexts: tfhe-rs's safe serialisation (`tfhe::safe_serialization`), which adds its
 //!   own header (type name, serialisation version) and versions every tfhe entity through
 //!   `tfhe-versionable`, so files survive tfhe upgrades that keep backward compatibility.
@@ -27,6 +29,10 @@ use crate::RuntimeError;
 const MAGIC: &[u8; 4] = b"FHEC";
 /// Version of the payload layout; bump on any change of the serialised types.
 pub const FORMAT_VERSION: u16 = 4;
+/// Version of the deployment files' payloads (server and client model files). These files must stay
+/// readable by later fhec versions: a change of their payload bumps this and keeps a reader for each
+/// earlier version (fixtures of every version are read by the tests).
+pub const MODEL_FORMAT_VERSION: u16 = 1;
 const HEADER: usize = 7;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +41,10 @@ pub enum FileKind {
     ClientKeys = 2,
     EvaluationKeys = 3,
     Ciphertexts = 4,
+    /// A model's server file: the program and what the model is (no secret).
+    ServerModel = 5,
+    /// A model's client file: the program's interface and the client spec (no instruction, no table).
+    ClientModel = 6,
 }
 
 impl FileKind {
@@ -44,6 +54,15 @@ impl FileKind {
             FileKind::ClientKeys => "secret (client) keys",
             FileKind::EvaluationKeys => "evaluation keys",
             FileKind::Ciphertexts => "ciphertexts",
+            FileKind::ServerModel => "a model's server file",
+            FileKind::ClientModel => "a model's client file",
+        }
+    }
+    /// The payload versions this fhec reads for this kind.
+    fn versions(self) -> std::ops::RangeInclusive<u16> {
+        match self {
+            FileKind::ServerModel | FileKind::ClientModel => 1..=MODEL_FORMAT_VERSION,
+            _ => FORMAT_VERSION..=FORMAT_VERSION,
         }
     }
     fn from_byte(b: u8) -> Option<FileKind> {
@@ -52,6 +71,8 @@ impl FileKind {
             FileKind::ClientKeys,
             FileKind::EvaluationKeys,
             FileKind::Ciphertexts,
+            FileKind::ServerModel,
+            FileKind::ClientModel,
         ]
         .into_iter()
         .find(|k| *k as u8 == b)
@@ -113,6 +134,23 @@ fn from_bytes_safe<T: DeserializeOwned + Unversionize + Named>(
     Ok(value)
 }
 
+/// A file of `kind` around `payload`, at the newest version of that kind (for the deployment files,
+/// whose payloads the facade crate serialises).
+pub fn frame(kind: FileKind, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.push(kind as u8);
+    out.extend_from_slice(&kind.versions().end().to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The payload of a file of `kind` and its version (one this fhec reads), after the header checks.
+pub fn unframe(kind: FileKind, bytes: &[u8]) -> Result<(u16, &[u8]), RuntimeError> {
+    let payload = check_header(kind, bytes)?;
+    Ok((u16::from_le_bytes([bytes[5], bytes[6]]), payload))
+}
+
 fn check_header(kind: FileKind, bytes: &[u8]) -> Result<&[u8], RuntimeError> {
     let err = |m: String| RuntimeError::Format(m);
     if bytes.len() < HEADER || &bytes[..4] != MAGIC {
@@ -124,9 +162,21 @@ fn check_header(kind: FileKind, bytes: &[u8]) -> Result<&[u8], RuntimeError> {
         None => return Err(err(format!("unknown fhec file kind {}", bytes[4]))),
     }
     let version = u16::from_le_bytes([bytes[5], bytes[6]]);
-    if version != FORMAT_VERSION {
+    let versions = kind.versions();
+    if !versions.contains(&version) {
+        let reads = if versions.start() == versions.end() {
+            format!("version {}", versions.start())
+        } else {
+            format!("versions {} to {}", versions.start(), versions.end())
+        };
+        let what = if version > *versions.end() {
+            "it was written by a newer fhec; upgrade fhec"
+        } else {
+            "regenerate the file"
+        };
         return Err(err(format!(
-            "file format version {version}, this fhec reads version {FORMAT_VERSION}; regenerate the file"
+            "file format version {version} ({}), this fhec reads {reads}; {what}",
+            kind.name()
         )));
     }
     Ok(&bytes[HEADER..])

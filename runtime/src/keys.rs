@@ -183,8 +183,8 @@ impl ClientKeys {
 
     /// Generates the (compressed) evaluation keys a program needs: none when it has no table
     /// lookup, else the bootstrap and keyswitch keys.
-    pub fn evaluation_keys_for(&self, program: &crate::Program, progress: &Progress) -> EvaluationKeys {
-        if program.pbs_count() == 0 {
+    pub fn evaluation_keys_for(&self, program: &crate::ProgramInterface, progress: &Progress) -> EvaluationKeys {
+        if program.lookups == 0 {
             EvaluationKeys {
                 params: self.params,
                 key_id: self.key_id,
@@ -388,12 +388,14 @@ pub fn compressed_key_bytes(p: &ParamSet) -> usize {
 /// Sizes in bytes of the evaluation keys a program needs, (compressed, expanded): zero for a
 /// program without table lookups.
 pub fn program_key_bytes(program: &crate::Program) -> (usize, usize) {
-    if program.pbs_count() == 0 {
+    interface_key_bytes(&program.params, program.pbs_count() as u64)
+}
+
+/// [`program_key_bytes`] from a program's interface (parameters and lookup count).
+pub fn interface_key_bytes(params: &ParamSet, lookups: u64) -> (usize, usize) {
+    if lookups == 0 {
         (0, 0)
     } else {
-        (
-            compressed_key_bytes(&program.params),
-            expanded_key_bytes(&program.params),
-        )
+        (compressed_key_bytes(params), expanded_key_bytes(params))
     }
 }

@@ -4,6 +4,7 @@
 //! * [`params`]: [`ParamSet`], secure by construction.
 //! * [`keys`]: [`ClientKeys`] (secret, client only), [`EvaluationKeys`] (compressed, sent to the
 //!   server), [`ServerKeys`] (expanded, server only).
+//! * [`interface`]: [`ProgramInterface`], the client's view of a program (no instruction, no table).
 //! * [`client`]: encryption and decryption; [`exec`]: the parallel executor.
 //! * [`io`]: versioned file formats.
 //!
@@ -13,6 +14,7 @@
 pub mod bench_support;
 pub mod client;
 pub mod exec;
+pub mod interface;
 pub mod io;
 pub mod keys;
 pub mod params;
@@ -20,6 +22,7 @@ pub mod program;
 pub mod progress;
 pub mod values;
 
+pub use interface::ProgramInterface;
 pub use keys::{ClientKeys, EvaluationKeys, ServerKeys};
 pub use params::{ParamSet, RawParamSet};
 pub use program::{Instr, Limits, NoiseReport, Origin, Port, Program, Table};

@@ -68,6 +68,32 @@ impl Port {
     pub fn range(&self) -> (i64, i64) {
         self.range.unwrap_or_else(|| self.type_range())
     }
+    /// An input port's encoding (width, scale, clear-ness) and declared range, slots aside.
+    pub(crate) fn check_input(&self) -> Result<(), String> {
+        let max_width = if self.clear { MAX_CLEAR_WIDTH } else { 32 };
+        if self.width == 0 || self.width > max_width || self.scale > 63 || (self.clear && self.scale != 0) {
+            return Err(format!("input `{}` has a bad encoding", self.name));
+        }
+        if let Some((lo, hi)) = self.range {
+            let (tlo, thi) = self.type_range();
+            if lo > hi || lo < tlo || hi > thi {
+                return Err(format!(
+                    "input `{}` declares the range [{lo}, {hi}], not inside its type's [{tlo}, {thi}]",
+                    self.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// An output port's encoding, slots aside.
+    pub(crate) fn check_output(&self) -> Result<(), String> {
+        if self.width == 0 || self.width > 64 || self.scale > 63 || self.clear || self.range.is_some() {
+            return Err(format!("output `{}` has a bad encoding", self.name));
+        }
+        Ok(())
+    }
+
     /// The range of the port's type (`width` bits, signed or not).
     pub fn type_range(&self) -> (i64, i64) {
         if self.width == 0 || self.width > 64 {
@@ -293,18 +319,11 @@ impl Program {
         let bad = |m: String| Err(RuntimeError::Format(format!("invalid program: {m}")));
         let (mut next, mut next_clear) = (0u64, 0u64);
         for p in &self.inputs {
-            let max_width = if p.clear { MAX_CLEAR_WIDTH } else { 32 };
-            if p.width == 0 || p.width > max_width || p.scale > 63 || p.slots.len() != 1 || (p.clear && p.scale != 0) {
+            if p.slots.len() != 1 {
                 return bad(format!("input `{}` has a bad encoding", p.name));
             }
-            if let Some((lo, hi)) = p.range {
-                let (tlo, thi) = p.type_range();
-                if lo > hi || lo < tlo || hi > thi {
-                    return bad(format!(
-                        "input `{}` declares the range [{lo}, {hi}], not inside its type's [{tlo}, {thi}]",
-                        p.name
-                    ));
-                }
+            if let Err(m) = p.check_input() {
+                return bad(m);
             }
             let n = p.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
             let next = if p.clear { &mut next_clear } else { &mut next };
@@ -369,9 +388,11 @@ impl Program {
         }
         let slots = self.num_slots() as u64;
         for p in &self.outputs {
-            if p.width == 0 || p.width > 64 || p.scale > 63 || p.slots.len() != p.len() || p.clear || p.range.is_some()
-            {
+            if p.slots.len() != p.len() {
                 return bad(format!("output `{}` has a bad encoding", p.name));
+            }
+            if let Err(m) = p.check_output() {
+                return bad(m);
             }
             if p.slots.iter().any(|&s| s as u64 >= slots) {
                 return bad(format!("output `{}` reads a slot that does not exist", p.name));

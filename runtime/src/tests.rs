@@ -329,20 +329,28 @@ fn clear_values_are_checked_on_the_server() {
             },
         ],
     };
-    cts(vec![-8, 7, 0, 1], 2).check(&p, Direction::Inputs).unwrap();
-    let e = cts(vec![-8, 7, 0, 8], 2).check(&p, Direction::Inputs).err().unwrap();
+    cts(vec![-8, 7, 0, 1], 2)
+        .check(&p.interface(), Direction::Inputs)
+        .unwrap();
+    let e = cts(vec![-8, 7, 0, 8], 2)
+        .check(&p.interface(), Direction::Inputs)
+        .err()
+        .unwrap();
     assert!(
         e.to_string().contains("sample 1") && e.to_string().contains("outside the range"),
         "{e}"
     );
-    let e = cts(vec![1, 2, 3], 2).check(&p, Direction::Inputs).err().unwrap();
+    let e = cts(vec![1, 2, 3], 2)
+        .check(&p.interface(), Direction::Inputs)
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("holds 3 values"), "{e}");
     // a declared range is the server's check too (the fingerprint covers it)
     let mut ranged = p.clone();
     ranged.inputs[1].range = Some((-3, 5));
     let mut c = cts(vec![-3, 5, 0, 6], 2);
     c.program = ranged.fingerprint();
-    let e = c.check(&ranged, Direction::Inputs).err().unwrap();
+    let e = c.check(&ranged.interface(), Direction::Inputs).err().unwrap();
     assert!(
         e.to_string().contains("sample 1") && e.to_string().contains("compiled for"),
         "{e}"
@@ -356,7 +364,7 @@ fn clear_values_are_checked_on_the_server() {
         tfhe::core_crypto::prelude::LweCiphertextCount(2),
         crate::keys::modulus(),
     ));
-    let e = swapped.check(&p, Direction::Inputs).err().unwrap();
+    let e = swapped.check(&p.interface(), Direction::Inputs).err().unwrap();
     assert!(e.to_string().contains("takes clear values"), "{e}");
 }
 
@@ -409,8 +417,8 @@ fn keys_of_another_keygen_are_refused() {
     let a = ClientKeys::generate(&p.params).unwrap();
     let b = ClientKeys::generate(&p.params).unwrap();
     assert_ne!(a.key_id(), b.key_id());
-    let server_a = a.evaluation_keys_for(&p, &silent).expand(&silent).unwrap();
-    let server_b = b.evaluation_keys_for(&p, &silent).expand(&silent).unwrap();
+    let server_a = a.evaluation_keys_for(&p.interface(), &silent).expand(&silent).unwrap();
+    let server_b = b.evaluation_keys_for(&p.interface(), &silent).expand(&silent).unwrap();
     assert_eq!(server_a.key_id(), a.key_id());
     let sample = vec![
         ClearTensor::new(vec![2], vec![3, 5]).unwrap(),
@@ -420,7 +428,7 @@ fn keys_of_another_keygen_are_refused() {
         exec::run(
             &p,
             keys,
-            a.encrypt(&p, std::slice::from_ref(&sample)).unwrap(),
+            a.encrypt(&p.interface(), std::slice::from_ref(&sample)).unwrap(),
             &silent,
             None,
         )
@@ -432,8 +440,8 @@ fn keys_of_another_keygen_are_refused() {
     );
     let out = run(&server_a).unwrap();
     assert_eq!(out.key_id(), a.key_id());
-    assert_eq!(a.decrypt(&p, &out).unwrap(), p.simulate(&[sample]).unwrap());
-    let e = b.decrypt(&p, &out).err().unwrap();
+    assert_eq!(a.decrypt(&p.interface(), &out).unwrap(), p.simulate(&[sample]).unwrap());
+    let e = b.decrypt(&p.interface(), &out).err().unwrap();
     assert!(matches!(e, RuntimeError::KeyMismatch(_)), "{e}");
 }
 
@@ -471,7 +479,7 @@ fn crafted_size_fields_are_errors_not_panics() {
     let p = program();
     let k = ClientKeys::generate(&p.params).unwrap();
     let sample = vec![ClearTensor::new(vec![2], vec![1, 2]).unwrap()];
-    let cts = io::ciphertexts_to_bytes(&k.encrypt(&p, &[sample.clone(), sample]).unwrap()).unwrap();
+    let cts = io::ciphertexts_to_bytes(&k.encrypt(&p.interface(), &[sample.clone(), sample]).unwrap()).unwrap();
     let eval = io::evaluation_keys_to_bytes(&k.evaluation_keys(&silent)).unwrap();
     let secret = io::client_keys_to_bytes(&k).unwrap();
     let prog = io::program_to_bytes(&p).unwrap();
@@ -482,7 +490,7 @@ fn crafted_size_fields_are_errors_not_panics() {
             cts,
             Box::new(|b: &[u8]| {
                 if let Ok(c) = io::ciphertexts_from_bytes(b) {
-                    let _ = c.check(&program(), Direction::Inputs);
+                    let _ = c.check(&program().interface(), Direction::Inputs);
                     let _ = c.size_bytes();
                 }
             }),
@@ -572,7 +580,7 @@ fn resource_limits_refuse_programs_that_ask_for_terabytes() {
     // the server refuses it whatever the ciphertexts
     let p = clear_program();
     let k = ClientKeys::generate(&p.params).unwrap();
-    let server = k.evaluation_keys_for(&p, &silent).expand(&silent).unwrap();
+    let server = k.evaluation_keys_for(&p.interface(), &silent).expand(&silent).unwrap();
     let x = vec![
         ClearTensor::new(vec![2], vec![1, 2]).unwrap(),
         ClearTensor::new(vec![2], vec![0, 1]).unwrap(),
@@ -580,7 +588,7 @@ fn resource_limits_refuse_programs_that_ask_for_terabytes() {
     let e = exec::run(
         &huge,
         &server,
-        k.encrypt(&p, std::slice::from_ref(&x)).unwrap(),
+        k.encrypt(&p.interface(), std::slice::from_ref(&x)).unwrap(),
         &silent,
         None,
     )
@@ -593,7 +601,7 @@ fn resource_limits_refuse_programs_that_ask_for_terabytes() {
     let e = exec::run_with_limits(
         &p,
         &server,
-        k.encrypt(&p, &[x.clone(), x.clone(), x.clone()]).unwrap(),
+        k.encrypt(&p.interface(), &[x.clone(), x.clone(), x.clone()]).unwrap(),
         &silent,
         None,
         &small,
@@ -604,7 +612,7 @@ fn resource_limits_refuse_programs_that_ask_for_terabytes() {
     exec::run_with_limits(
         &p,
         &server,
-        k.encrypt(&p, &[x.clone(), x]).unwrap(),
+        k.encrypt(&p.interface(), &[x.clone(), x]).unwrap(),
         &silent,
         None,
         &small,

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use tfhe::core_crypto::prelude::*;
 use tfhe_versionable::{Versionize, VersionsDispatch};
 
-use crate::program::{encode, Port, Program};
+use crate::interface::ProgramInterface;
+use crate::program::{encode, Port};
 use crate::RuntimeError;
 
 /// A clear integer tensor (row-major).
@@ -137,7 +138,7 @@ pub enum DirectionVersions {
 #[derive(Serialize, Deserialize, Versionize)]
 #[versionize(CiphertextsVersions)]
 pub struct Ciphertexts {
-    /// [`Program::fingerprint`] of the program they belong to.
+    /// [`crate::Program::fingerprint`] of the program they belong to.
     pub(crate) program: u64,
     /// The key id of the keys they are encrypted under ([`crate::ClientKeys::key_id`]).
     pub(crate) key_id: u64,
@@ -181,14 +182,14 @@ impl Ciphertexts {
 
     /// Checks that these ciphertexts fit `program` on the given side: fingerprint, ports, shapes,
     /// ciphertext sizes. A file made for another program is an error here.
-    pub fn check(&self, program: &Program, direction: Direction) -> Result<(), RuntimeError> {
+    pub fn check(&self, program: &ProgramInterface, direction: Direction) -> Result<(), RuntimeError> {
         let mismatch = |m: String| Err(RuntimeError::Mismatch(m));
         if self.direction != direction {
             return mismatch(
                 format!("expected encrypted {direction:?}, got encrypted {:?}", self.direction).to_lowercase(),
             );
         }
-        if self.program != program.fingerprint() {
+        if self.program != program.fingerprint {
             return mismatch("these ciphertexts were made for another program (or other parameters)".into());
         }
         let ports = match direction {

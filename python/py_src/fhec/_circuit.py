@@ -46,7 +46,7 @@ class Client:
 
     @classmethod
     def keygen(cls, program: bytes) -> "Client":
-        """Fresh secret keys for a program file (``Circuit.program_bytes()``)."""
+        """Fresh secret keys for a program file (``Circuit.program_bytes()``) or a model's client file."""
         return cls._wrap(_Client.keygen(program))
 
     @property
@@ -54,8 +54,10 @@ class Client:
         """The random id of these keys; evaluation keys and ciphertexts carry it."""
         return self._c.key_id
 
-    def program_bytes(self) -> bytes:
-        return self._c.program_bytes()
+    @property
+    def fingerprint(self) -> int:
+        """The fingerprint of the program these keys are for (ciphertexts carry it)."""
+        return self._c.fingerprint
 
     def evaluation_keys(self) -> bytes:
         """The evaluation keys (compressed) to send to a server: public, no secret in them."""

@@ -157,7 +157,8 @@ class _TreeModel(FheModel):
         check_is_fitted(self, "quantized_")
         if X is not None:
             validate_data(self, X, reset=False, dtype=np.float64)
-        c, report = self._model.compile(leaf_mode, p_error, global_p_error)
+        classes = json.dumps(np.asarray(self.classes_).tolist()) if hasattr(self, "classes_") else None
+        c, report = self._model.compile(leaf_mode, p_error, global_p_error, classes)
         self.fhe_circuit = Circuit(c, True)
         self.compile_report_ = dict(report)
         self._compile_options = {"p_error": p_error, "global_p_error": global_p_error, "leaf_mode": leaf_mode}

@@ -1,0 +1,286 @@
+"""Deployment: a compiled model as two files, one per side, and the three roles that use them.
+
+    from fhec.deploy import ModelDev, ModelClient, ModelServer
+
+    ModelDev("out/", model).save()                     # out/model.server.fhec, out/model.client.fhec
+
+    client = ModelClient("out/", key_dir="keys/")      # secret keys made once, kept in keys/ (0600)
+    keys = client.evaluation_keys()                    # bytes: send once to the server
+    blob = client.quantize_encrypt_serialize(X)        # bytes: send to the server
+
+    server = ModelServer("out/")                       # the server file: no secret, no float model
+    result = server.run(blob, keys)                    # bytes: send back to the client
+
+    client.deserialize_decrypt_dequantize(result)      # probabilities / predictions
+    client.predict(result)                             # class labels / predictions
+
+The server file holds the compiled program (instructions, tables). The client file holds what the
+client needs: the quantisers and encodings, the output dequantisation and post-processing, the class
+labels, and the program's interface (parameters, input and output ports, fingerprint) — not the
+program's instructions or tables. Both are fhec files with a version of their own; see
+``docs/deployment.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._circuit import Circuit, Client, Server
+from ._fhec import ClientModel as _ClientModel
+from ._fhec import ServerModel as _ServerModel
+from .errors import FhecError
+
+__all__ = ["ModelDev", "ModelClient", "ModelServer", "SERVER_SUFFIX", "CLIENT_SUFFIX"]
+
+SERVER_SUFFIX = ".server.fhec"
+CLIENT_SUFFIX = ".client.fhec"
+
+
+def _write_atomic(path: Path, data: bytes, private: bool = False) -> None:
+    """Writes ``data`` to ``path`` through a fresh temporary file in the same directory (created
+    exclusively, mode 0600), fsynced, then renamed over ``path``: a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fhec-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if not private:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:  # platforms without directory fsync
+        pass
+
+
+def _find(path: Any, suffix: str, name: str | None) -> Path:
+    """A model file: ``path`` itself, or ``path/NAME{suffix}`` (NAME: the only such file there)."""
+    p = Path(path)
+    if not p.is_dir():
+        return p
+    if name is not None:
+        return p / f"{name}{suffix}"
+    found = sorted(p.glob(f"*{suffix}"))
+    if len(found) != 1:
+        what = "no" if not found else f"{len(found)}"
+        raise FileNotFoundError(
+            f"{p}: {what} {suffix} files; pass the file itself or name=… "
+            f"({', '.join(f.name for f in found) or 'none found'})"
+        )
+    return found[0]
+
+
+def _circuit_of(model: Any) -> tuple[Circuit, str]:
+    if isinstance(model, Circuit):
+        return model, "circuit"
+    circuit = getattr(model, "fhe_circuit", None)
+    if circuit is None:
+        if hasattr(model, "compile"):
+            raise FhecError(f"{type(model).__name__} is not compiled: call model.compile(X) before saving it")
+        raise TypeError(f"ModelDev takes a compiled fhec model or a fhec.Circuit, not {type(model).__name__}")
+    return circuit, type(model).__name__
+
+
+class ModelDev:
+    """The developer's side: writes a compiled model's server file and client file.
+
+    ``model`` is a compiled fhec.sklearn estimator or a :class:`fhec.Circuit` (a traced function:
+    integers in and out)."""
+
+    def __init__(self, path: Any, model: Any, name: str = "model"):
+        self.path = Path(path)
+        self.model = model
+        self.name = name
+
+    def save(self) -> tuple[Path, Path]:
+        """Writes ``NAME.server.fhec`` and ``NAME.client.fhec`` in the directory (created if needed),
+        each atomically; returns their paths."""
+        circuit, kind = _circuit_of(self.model)
+        server_bytes, client_bytes = circuit._c.model_files(self.name, kind)
+        self.path.mkdir(parents=True, exist_ok=True)
+        server_path = self.path / f"{self.name}{SERVER_SUFFIX}"
+        client_path = self.path / f"{self.name}{CLIENT_SUFFIX}"
+        _write_atomic(server_path, server_bytes)
+        _write_atomic(client_path, client_bytes)
+        return server_path, client_path
+
+
+class ModelClient:
+    """The client's side, from a model's client file: secret keys, evaluation keys, encryption of
+    float rows, decryption and post-processing.
+
+    ``path``: the client file, or a directory holding it (``name`` picks one of several).
+    ``key_dir``: where the secret keys live (one file per model and program, mode 0600); made on first
+    use and reused after, so results encrypted earlier still decrypt. Without it, keys live in memory
+    for this object only."""
+
+    def __init__(self, path: Any, key_dir: Any = None, name: str | None = None):
+        self.path = _find(path, CLIENT_SUFFIX, name)
+        self._m = _ClientModel(self.path.read_bytes())
+        self.key_dir = None if key_dir is None else Path(key_dir)
+        self._client: Client | None = None
+        self._evaluation_keys: bytes | None = None
+        spec = json.loads(self._m.client_spec)
+        classes = spec.get("classes")
+        self.classes_ = None if classes is None else np.asarray(classes)
+
+    # -- what the file says --------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._m.name
+
+    @property
+    def kind(self) -> str:
+        """The estimator's class (``"LogisticRegression"`` …) or ``"circuit"``."""
+        return self._m.kind
+
+    @property
+    def fingerprint(self) -> int:
+        return self._m.fingerprint
+
+    @property
+    def client_spec(self) -> dict:
+        return json.loads(self._m.client_spec)
+
+    # -- keys ------------------------------------------------------------------------------------------
+
+    def _key_path(self) -> Path | None:
+        if self.key_dir is None:
+            return None
+        return self.key_dir / f"{self.name}-{self.fingerprint:016x}.secret.keys"
+
+    def keygen(self, force: bool = False) -> None:
+        """Makes the secret keys (or reads them from ``key_dir``). ``force``: new keys even if some
+        exist (ciphertexts made under the old ones no longer decrypt)."""
+        if self._client is not None and not force:
+            return
+        path = self._key_path()
+        if path is not None and path.exists() and not force:
+            self._client = Client._wrap(self._m.client(path.read_bytes()))
+            return
+        client = Client._wrap(self._m.keygen())
+        if path is not None:
+            self.key_dir.mkdir(parents=True, exist_ok=True)
+            _write_atomic(path, client.secret_keys(), private=True)
+        self._client = client
+        self._evaluation_keys = None
+
+    generate_private_and_evaluation_keys = keygen
+
+    @property
+    def client(self) -> Client:
+        """The :class:`fhec.Client` of these keys (for integer inputs and outputs)."""
+        self.keygen()
+        assert self._client is not None
+        return self._client
+
+    @property
+    def key_id(self) -> int:
+        return self.client.key_id
+
+    def evaluation_keys(self) -> bytes:
+        """The evaluation keys to send to the server (public: no secret in them); made once."""
+        if self._evaluation_keys is None:
+            self._evaluation_keys = self.client.evaluation_keys()
+        return self._evaluation_keys
+
+    get_serialized_evaluation_keys = evaluation_keys
+
+    # -- data ------------------------------------------------------------------------------------------
+
+    def quantize_encrypt_serialize(self, X: Any) -> bytes:
+        """Quantises, encodes and encrypts rows of float features (one sample per row); returns the
+        ciphertext file to send to the server."""
+        if not self._m.takes_features:
+            raise TypeError(
+                f"model {self.name!r} takes integer inputs (a {self.kind}): encrypt them with "
+                "ModelClient.client.encrypt(...)"
+            )
+        x = np.asarray(X, dtype=np.float64)
+        if x.ndim == 1:
+            x = x.reshape(1, -1)
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise ValueError(f"X must be a non-empty matrix of rows × features, got shape {x.shape}")
+        if not np.isfinite(x).all():
+            raise ValueError("Input X contains NaN or infinity.")
+        data, _clipped = self._m.encrypt_rows(self.client._c, np.ascontiguousarray(x))
+        return data
+
+    def deserialize_decrypt(self, result: bytes) -> np.ndarray:
+        """The decrypted integers of the model's output, ``rows × columns``."""
+        return self._m.decrypt_ints(self.client._c, result)
+
+    def deserialize_decrypt_dequantize(self, result: bytes) -> np.ndarray:
+        """Decrypted, dequantised and post-processed: predictions for regressions (``rows × outputs``),
+        class probabilities for classifiers that have them, decision values otherwise."""
+        return self._m.decrypt_values(self.client._c, result)
+
+    def predict(self, result: bytes) -> np.ndarray:
+        """Class labels for classifiers; predictions for regressions (one dimension when the model
+        has one output) — what ``model.predict(X, fhe="execute")`` returns."""
+        if self.classes_ is not None:
+            return self.classes_[np.asarray(self._m.decrypt_classes(self.client._c, result), dtype=np.intp)]
+        values = self.deserialize_decrypt_dequantize(result)
+        return values[:, 0] if values.shape[1] == 1 else values
+
+
+class ModelServer:
+    """The server's side, from a model's server file: runs ciphertexts with a client's evaluation keys.
+
+    ``path``: the server file, or a directory holding it. Servers (expanded evaluation keys: tens to
+    hundreds of MB each) are kept for the ``cache`` most recently used key sets."""
+
+    def __init__(self, path: Any, name: str | None = None, cache: int = 2):
+        self.path = _find(path, SERVER_SUFFIX, name)
+        self._m = _ServerModel(self.path.read_bytes())
+        self._servers: OrderedDict[bytes, Server] = OrderedDict()
+        self._cache = max(1, int(cache))
+
+    @property
+    def name(self) -> str:
+        return self._m.name
+
+    @property
+    def kind(self) -> str:
+        return self._m.kind
+
+    @property
+    def fingerprint(self) -> int:
+        return self._m.fingerprint
+
+    def server(self, evaluation_keys: bytes) -> Server:
+        """The :class:`fhec.Server` for these evaluation keys (checked and expanded once)."""
+        digest = hashlib.blake2b(evaluation_keys, digest_size=16).digest()
+        s = self._servers.get(digest)
+        if s is None:
+            s = Server._wrap(self._m.server(evaluation_keys))
+            self._servers[digest] = s
+            while len(self._servers) > self._cache:
+                self._servers.popitem(last=False)
+        else:
+            self._servers.move_to_end(digest)
+        return s
+
+    def run(self, encrypted: bytes, evaluation_keys: bytes) -> bytes:
+        """Runs the model on a client's ciphertexts; returns the encrypted results. Ciphertexts of
+        another model or under other keys are refused (:class:`fhec.KeyMismatchError`, …)."""
+        return self.server(evaluation_keys).run(encrypted)
+
