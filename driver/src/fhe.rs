@@ -268,16 +268,44 @@ fn split_batch(ports: &[Port], values: Vec<ClearTensor>, batch: bool) -> anyhow:
         .collect())
 }
 
+/// A model's client file (kind 6), if `bytes` is one.
+fn client_model(path: &str, bytes: &[u8]) -> anyhow::Result<Option<fhec::ClientModel>> {
+    if rio::file_kind(bytes) == Some(rio::FileKind::ClientModel) {
+        return Ok(Some(
+            fhec::ClientModel::from_bytes(bytes).map_err(|e| anyhow!("{path}: {e}"))?,
+        ));
+    }
+    Ok(None)
+}
+
 pub(crate) fn encrypt(
     program: &str,
     client: &str,
     inputs: &[String],
+    features: Option<&str>,
     output: &str,
     batch: bool,
 ) -> Result<(), Failure> {
     let c = load_client(client, load_interface(program)?)?;
     let p = c.interface();
-    let samples = split_batch(&p.inputs, collect_inputs(&p.inputs, inputs, batch)?, batch)?;
+    let samples = match features {
+        Some(x) => {
+            let bytes = read_file(program, "program")?;
+            let model = client_model(program, &bytes)?.ok_or_else(|| {
+                anyhow!("--features needs a model's client file (NAME.client.fhec), which knows how to quantise them")
+            })?;
+            let (shape, values) = fhec::io::read_npy_f64(Path::new(x)).map_err(|e| anyhow!("{e}"))?;
+            if shape.len() != 2 {
+                return Err(anyhow!("{x}: expected a matrix of samples × features, got shape {shape:?}").into());
+            }
+            let (samples, clipped) = model.encode_rows(&values, shape[0]).map_err(|e| anyhow!("{x}: {e}"))?;
+            if clipped > 0 {
+                eprintln!("warning: {clipped} feature value(s) outside the calibrated range were clipped to it");
+            }
+            samples
+        }
+        None => split_batch(&p.inputs, collect_inputs(&p.inputs, inputs, batch)?, batch)?,
+    };
     let cts = c.encrypt(&samples).map_err(|e| anyhow!("{e}"))?;
     write(output, &rio::ciphertexts_to_bytes(&cts).map_err(|e| anyhow!("{e}"))?)?;
     let clear: Vec<&str> = p.inputs.iter().filter(|i| i.clear).map(|i| i.name.as_str()).collect();
@@ -344,12 +372,36 @@ fn print_outputs(outputs: &[ClearTensor]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn decrypt(program: &str, input: &str, client: &str) -> Result<(), Failure> {
+pub(crate) fn decrypt(program: &str, input: &str, client: &str, raw: bool) -> Result<(), Failure> {
     let c = load_client(client, load_interface(program)?)?;
     let cts = rio::ciphertexts_from_bytes(&read_file(input, "ciphertexts")?).map_err(|e| anyhow!("{input}: {e}"))?;
     let out = c.decrypt(&cts).map_err(|e| anyhow!("{input}: {e}"))?;
-    for sample in &out {
-        print_outputs(sample)?;
+    let model = if raw {
+        None
+    } else {
+        client_model(program, &read_file(program, "program")?)?
+            .filter(|m| matches!(m.spec.inputs.as_slice(), [fhec::quant::InputSpec::Features { .. }]))
+    };
+    let Some(model) = model else {
+        for sample in &out {
+            print_outputs(sample)?;
+        }
+        return Ok(());
+    };
+    // a model: one JSON object per sample, its prediction (a class label or a value) and the
+    // post-processed values (class probabilities, decision values or predictions)
+    let (values, cols) = model.decode_rows(&out).map_err(|e| anyhow!("{input}: {e}"))?;
+    let classes = match &model.spec.classes {
+        Some(labels) => Some((labels, model.class_indices(&out).map_err(|e| anyhow!("{input}: {e}"))?)),
+        None => None,
+    };
+    for (i, row) in values.chunks(cols.max(1)).enumerate() {
+        let prediction = match &classes {
+            Some((labels, idx)) => labels.get(idx[i]).cloned().unwrap_or(serde_json::Value::Null),
+            None if row.len() == 1 => serde_json::json!(row[0]),
+            None => serde_json::json!(row),
+        };
+        println!("{}", serde_json::json!({"prediction": prediction, "values": row}));
     }
     Ok(())
 }

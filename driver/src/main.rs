@@ -136,14 +136,18 @@ enum Command {
     },
     /// Encrypt inputs of a compiled program with the client keys.
     Encrypt {
-        /// Compiled program (.fhecp).
+        /// Compiled program (.fhecp), or a model's client file (.client.fhec).
         program: String,
         /// Secret keys from `fhec keygen`.
         #[arg(long, default_value = "client.keys")]
         client_keys: String,
         /// An input: NAME=PATH (.npy, or a JSON file) or NAME=JSON.
-        #[arg(long = "input", short = 'i', value_name = "NAME=PATH")]
+        #[arg(long = "input", short = 'i', value_name = "NAME=PATH", conflicts_with = "features")]
         inputs: Vec<String>,
+        /// With a model's client file: rows of float features (a samples × features .npy), quantised
+        /// and encoded by the model's client spec; one sample per row.
+        #[arg(long, value_name = "X.npy")]
+        features: Option<String>,
         /// Output file for the ciphertexts.
         #[arg(short = 'o', long, value_name = "INPUTS.fhecct")]
         output: String,
@@ -170,13 +174,17 @@ enum Command {
     },
     /// Decrypt the results of `fhec run`; prints them as JSON, like `fhec eval` (one line per sample).
     Decrypt {
-        /// Compiled program (.fhecp).
+        /// Compiled program (.fhecp), or a model's client file (.client.fhec).
         program: String,
         /// Encrypted results from `fhec run`.
         input: String,
         /// Secret keys from `fhec keygen`.
         #[arg(long, default_value = "client.keys")]
         client_keys: String,
+        /// With a model's client file: print the decrypted integers instead of the model's
+        /// predictions.
+        #[arg(long)]
+        raw: bool,
     },
     /// Run a compiled program on clear inputs without keys (exact simulation of the encrypted run).
     Simulate {
@@ -451,9 +459,10 @@ fn main() -> ExitCode {
             program,
             client_keys,
             inputs,
+            features,
             output,
             batch,
-        } => fhe::encrypt(program, client_keys, inputs, output, *batch),
+        } => fhe::encrypt(program, client_keys, inputs, features.as_deref(), output, *batch),
         Command::Run {
             program,
             input,
@@ -465,7 +474,8 @@ fn main() -> ExitCode {
             program,
             input,
             client_keys,
-        } => fhe::decrypt(program, input, client_keys),
+            raw,
+        } => fhe::decrypt(program, input, client_keys, *raw),
         Command::Simulate { program, inputs, batch } => fhe::simulate(program, inputs, *batch),
         Command::Info { program } => fhe::info(program),
         Command::Import {

@@ -598,3 +598,63 @@ fn model_files_drive_the_encrypted_pipeline() {
     let o = fhec(&["compile", "examples/mlp.fhe"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+/// A model's client file quantises float rows (`--features X.npy`) and decrypts to the model's
+/// predictions (`--raw`: the integers); a program cannot take float features.
+#[test]
+fn model_client_files_take_float_features_and_give_predictions() {
+    let fixtures = "tests/fixtures/deploy/v1";
+    let (c, s) = (
+        format!("{fixtures}/logreg.client.fhec"),
+        format!("{fixtures}/logreg.server.fhec"),
+    );
+    // a float64 .npy of 2 rows × 3 features, written by hand
+    let mut header = "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }".to_string();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    npy.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    npy.extend_from_slice(header.as_bytes());
+    for v in [0.3f64, -0.7, 1.9, 2.5, 0.0, -1.0] {
+        npy.extend_from_slice(&v.to_le_bytes());
+    }
+    let x = tmp("features.npy");
+    std::fs::write(&x, npy).unwrap();
+    let (ck, ek, cin, cout) = (tmp("lr.keys"), tmp("lr.eval"), tmp("lr.in"), tmp("lr.out"));
+    let p = |p: &PathBuf| p.to_str().unwrap().to_string();
+    let (ck, ek, cin, cout, x) = (p(&ck), p(&ek), p(&cin), p(&cout), p(&x));
+    let o = fhec(&["keygen", &c, "--client-keys", &ck, "--eval-keys", &ek, "--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = fhec(&["encrypt", &c, "--client-keys", &ck, "--features", &x, "-o", &cin]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("1 feature value(s) outside the calibrated range"),
+        "{}",
+        stderr(&o)
+    );
+    let o = fhec(&["run", &s, &cin, "--eval-keys", &ek, "-o", &cout]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = fhec(&["decrypt", &c, &cout, "--client-keys", &ck]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{}", stdout(&o));
+    for l in &lines {
+        let probs: Vec<f64> = serde_json::from_value(l["values"].clone()).unwrap();
+        assert!((probs[0] + probs[1] - 1.0).abs() < 1e-12, "{l}");
+        let want = if probs[1] > probs[0] { "yes" } else { "no" };
+        assert_eq!(l["prediction"], want, "{l}");
+    }
+    let o = fhec(&["decrypt", &c, &cout, "--client-keys", &ck, "--raw"]);
+    assert_eq!(stdout(&o).lines().count(), 2, "{}", stdout(&o));
+    assert!(stdout(&o).starts_with("[[["), "{}", stdout(&o));
+    // a server file (or a program) does not know how to quantise floats
+    let o = fhec(&["encrypt", &s, "--client-keys", &ck, "--features", &x, "-o", &cin]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--features needs a model's client file"),
+        "{}",
+        stderr(&o)
+    );
+}
