@@ -323,7 +323,7 @@ pub(crate) fn encrypt(
     Ok(())
 }
 
-pub(crate) fn run(program: &str, input: &str, eval: &str, output: &str, limits: &[String]) -> Result<(), Failure> {
+fn limits_of(limits: &[String]) -> anyhow::Result<runtime::Limits> {
     let mut policy = runtime::Limits::default();
     for l in limits {
         let (name, value) = l
@@ -331,6 +331,91 @@ pub(crate) fn run(program: &str, input: &str, eval: &str, output: &str, limits: 
             .ok_or_else(|| anyhow!("--limit `{l}` must be NAME=VALUE"))?;
         policy.set(name.trim(), value).map_err(|e| anyhow!("--limit: {e}"))?;
     }
+    Ok(policy)
+}
+
+pub(crate) struct ServeArgs<'a> {
+    pub models: &'a [String],
+    pub keys: &'a str,
+    pub listen: &'a str,
+    pub cache_bytes: &'a str,
+    pub max_body: &'a str,
+    pub jobs: usize,
+    pub queue: usize,
+    pub timeout: u64,
+    pub limits: &'a [String],
+}
+
+/// `fhec serve`: the HTTP service until Ctrl-C or SIGTERM, then the running requests finish.
+pub(crate) fn serve(a: ServeArgs<'_>) -> Result<(), Failure> {
+    use fhec::serve::{serve, ServeConfig};
+    let size = |flag: &str, v: &str| -> anyhow::Result<usize> {
+        let n = runtime::program::parse_size(v).map_err(|m| anyhow!("--{flag}: {m}"))?;
+        usize::try_from(n).map_err(|_| anyhow!("--{flag}: {v} is too large"))
+    };
+    let listen: std::net::SocketAddr = a
+        .listen
+        .parse()
+        .map_err(|e| anyhow!("--listen `{}`: {e} (write ADDR:PORT, e.g. 127.0.0.1:8080)", a.listen))?;
+    if a.jobs == 0 {
+        return Err(anyhow!("--jobs must be at least 1").into());
+    }
+    let mut cfg = ServeConfig::new(
+        a.models.iter().map(std::path::PathBuf::from).collect(),
+        std::path::PathBuf::from(a.keys),
+    );
+    cfg.cache_bytes = size("cache-bytes", a.cache_bytes)?;
+    cfg.max_body_bytes = size("max-body", a.max_body)?;
+    cfg.jobs = a.jobs;
+    cfg.queue = a.queue;
+    cfg.timeout = std::time::Duration::from_secs(a.timeout.max(1));
+    cfg.limits = limits_of(a.limits)?;
+    let keys = a.keys.to_string();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow!("cannot start the runtime: {e}"))?;
+    rt.block_on(serve(
+        cfg,
+        listen,
+        |addr, names| {
+            eprintln!(
+                "fhec serve: listening on http://{addr} (models: {}; keys in {keys})",
+                names.join(", ")
+            );
+        },
+        shutdown_signal(),
+    ))
+    .map_err(|e| anyhow!("{e}"))?;
+    eprintln!("fhec serve: stopped");
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    eprintln!("fhec serve: shutting down (finishing the requests in progress)");
+}
+
+pub(crate) fn run(program: &str, input: &str, eval: &str, output: &str, limits: &[String]) -> Result<(), Failure> {
+    let policy = limits_of(limits)?;
     let p = load_program(program)?;
     policy
         .check_program(&p)

@@ -7,6 +7,7 @@
 //!   program and evaluation keys and can only run.
 //! * [`model`]: deployment files — a model's [`ServerModel`] (the program) and [`ClientModel`]
 //!   (client spec and program interface, no instruction or table).
+//! * `serve` (feature `serve`, on by default): `fhec serve`, the HTTP service over server files.
 //! * [`Error`]: one error type with a matchable [`ErrorKind`].
 //!
 //! The crates behind it are re-exported for embedders: [`ir`] (the `fhe` dialect: types, text
@@ -28,6 +29,8 @@ mod compile;
 mod error;
 pub mod io;
 pub mod model;
+#[cfg(feature = "serve")]
+pub mod serve;
 
 pub use backend::params::PError;
 pub use circuit::{from_clear, to_clear, Circuit, Client, Server};

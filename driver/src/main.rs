@@ -197,6 +197,37 @@ enum Command {
         #[arg(long)]
         batch: bool,
     },
+    /// Serve models over HTTP: clients upload evaluation keys and run ciphertexts (docs/deployment.md).
+    Serve {
+        /// Server files (NAME.server.fhec), or directories of them; a NAME.client.fhec beside a server
+        /// file is offered to clients.
+        #[arg(required = true)]
+        models: Vec<String>,
+        /// Directory of the uploaded evaluation keys (created if needed).
+        #[arg(long, value_name = "DIR")]
+        keys: String,
+        /// Address to listen on (port 0: any free port, printed at start).
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+        listen: String,
+        /// Budget of the in-memory cache of expanded evaluation keys (K/M/G/T).
+        #[arg(long, default_value = "4G", value_name = "BYTES")]
+        cache_bytes: String,
+        /// Largest request body: an evaluation-key upload or a batch of ciphertexts (K/M/G/T).
+        #[arg(long, default_value = "1G", value_name = "BYTES")]
+        max_body: String,
+        /// Runs at once (each uses every core).
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Runs that may wait for a job; more are answered 503 with Retry-After.
+        #[arg(long, default_value_t = 16)]
+        queue: usize,
+        /// Seconds after which a run is cancelled (504).
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// Raise or lower a resource limit (repeatable), as for `fhec run`.
+        #[arg(long = "limit", value_name = "NAME=VALUE")]
+        limits: Vec<String>,
+    },
     /// Describe a compiled program: parameters, security, failure probability, lookups, key sizes, latency.
     Info {
         /// Compiled program (.fhecp).
@@ -478,6 +509,27 @@ fn main() -> ExitCode {
         } => fhe::decrypt(program, input, client_keys, *raw),
         Command::Simulate { program, inputs, batch } => fhe::simulate(program, inputs, *batch),
         Command::Info { program } => fhe::info(program),
+        Command::Serve {
+            models,
+            keys,
+            listen,
+            cache_bytes,
+            max_body,
+            jobs,
+            queue,
+            timeout,
+            limits,
+        } => fhe::serve(fhe::ServeArgs {
+            models,
+            keys,
+            listen,
+            cache_bytes,
+            max_body,
+            jobs: *jobs,
+            queue: *queue,
+            timeout: *timeout,
+            limits,
+        }),
         Command::Import {
             format,
             model,

@@ -610,7 +610,7 @@ fn model_client_files_take_float_features_and_give_predictions() {
     );
     // a float64 .npy of 2 rows × 3 features, written by hand
     let mut header = "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }".to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');

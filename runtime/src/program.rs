@@ -27,6 +27,29 @@ use serde::{Deserialize, Serialize};
 use crate::params::{Fnv, ParamSet};
 use crate::RuntimeError;
 
+/// A count or a size in bytes: digits, optionally followed by `K`, `M`, `G` or `T` (powers of 1024).
+pub fn parse_size(value: &str) -> Result<u64, String> {
+    let v = value.trim();
+    let (digits, mult) = match v.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("unknown suffix in `{value}` (K, M, G or T)")),
+            };
+            (&v[..i], m)
+        }
+        _ => (v, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|d| d.checked_mul(mult))
+        .ok_or_else(|| format!("`{value}` is not a number of at most 2^64"))
+}
+
 /// Largest lookup precision the runtime accepts (table of 2^16 entries).
 pub const MAX_PBS_PRECISION: u32 = 16;
 
@@ -547,29 +570,7 @@ impl Limits {
     /// Sets one limit by name (`max_sample_bytes`, `max_lookups`, `max_table_bytes`, `max_samples`,
     /// `max_result_bytes`); sizes take a `K`/`M`/`G`/`T` suffix (powers of 1024).
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), RuntimeError> {
-        let v = value.trim();
-        let (digits, mult) = match v.char_indices().last() {
-            Some((i, c)) if c.is_ascii_alphabetic() => {
-                let m = match c.to_ascii_uppercase() {
-                    'K' => 1u64 << 10,
-                    'M' => 1 << 20,
-                    'G' => 1 << 30,
-                    'T' => 1 << 40,
-                    _ => {
-                        return Err(RuntimeError::Limit(format!(
-                            "limit `{name}`: unknown suffix in `{value}`"
-                        )))
-                    }
-                };
-                (&v[..i], m)
-            }
-            _ => (v, 1),
-        };
-        let n = digits
-            .parse::<u64>()
-            .ok()
-            .and_then(|d| d.checked_mul(mult))
-            .ok_or_else(|| RuntimeError::Limit(format!("limit `{name}`: `{value}` is not a number of at most 2^64")))?;
+        let n = parse_size(value).map_err(|m| RuntimeError::Limit(format!("limit `{name}`: {m}")))?;
         let slot = match name {
             "max_sample_bytes" => &mut self.max_sample_bytes,
             "max_lookups" => &mut self.max_lookups,

@@ -27,6 +27,9 @@ import hashlib
 import json
 import os
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -38,7 +41,7 @@ from ._fhec import ClientModel as _ClientModel
 from ._fhec import ServerModel as _ServerModel
 from .errors import FhecError
 
-__all__ = ["ModelDev", "ModelClient", "ModelServer", "SERVER_SUFFIX", "CLIENT_SUFFIX"]
+__all__ = ["ModelDev", "ModelClient", "ModelServer", "RemoteModel", "ServiceError", "SERVER_SUFFIX", "CLIENT_SUFFIX"]
 
 SERVER_SUFFIX = ".server.fhec"
 CLIENT_SUFFIX = ".client.fhec"
@@ -132,8 +135,19 @@ class ModelClient:
     for this object only."""
 
     def __init__(self, path: Any, key_dir: Any = None, name: str | None = None):
-        self.path = _find(path, CLIENT_SUFFIX, name)
-        self._m = _ClientModel(self.path.read_bytes())
+        self.path: Path | None = _find(path, CLIENT_SUFFIX, name)
+        self._init(self.path.read_bytes(), key_dir)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, key_dir: Any = None) -> "ModelClient":
+        """A client from a client file's bytes (as :class:`RemoteModel` downloads them)."""
+        obj = cls.__new__(cls)
+        obj.path = None
+        obj._init(data, key_dir)
+        return obj
+
+    def _init(self, data: bytes, key_dir: Any) -> None:
+        self._m = _ClientModel(data)
         self.key_dir = None if key_dir is None else Path(key_dir)
         self._client: Client | None = None
         self._evaluation_keys: bytes | None = None
@@ -284,3 +298,94 @@ class ModelServer:
         another model or under other keys are refused (:class:`fhec.KeyMismatchError`, …)."""
         return self.server(evaluation_keys).run(encrypted)
 
+
+class ServiceError(FhecError):
+    """An error answer of ``fhec serve``: ``status`` (HTTP), ``kind`` (``"unknown_key"``, ``"format"``,
+    ``"busy"`` …) and the service's message."""
+
+    def __init__(self, status: int, kind: str, message: str):
+        super().__init__(f"{kind} ({status}): {message}")
+        self.status = status
+        self.kind = kind
+
+
+class RemoteModel:
+    """A client of ``fhec serve`` (docs/deployment.md): downloads the model's client file, makes (or
+    reads from ``key_dir``) the secret keys, uploads the evaluation keys once, and predicts on encrypted
+    data. Nothing but ciphertexts and evaluation keys leaves this process.
+
+        remote = RemoteModel("http://127.0.0.1:8080", "spam", key_dir="keys/")
+        remote.predict(X); remote.predict_proba(X)
+
+    A server that answers ``unknown_key`` (another replica, a restarted one, an emptied key store) gets
+    the keys again and the request is retried once; ``busy`` (503) is retried after its ``Retry-After``,
+    up to ``retries`` times."""
+
+    def __init__(self, url: str, name: str, key_dir: Any = None, timeout: float = 600.0, retries: int = 5):
+        self.url = url.rstrip("/")
+        self.name = name
+        self.timeout = timeout
+        self.retries = retries
+        data = self._request("GET", f"/v1/models/{name}/client")
+        self.client = ModelClient.from_bytes(data, key_dir=key_dir)
+        self.classes_ = self.client.classes_
+        self._uploaded = False
+
+    def _request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> bytes:
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
+        if body is not None:
+            req.add_header("Content-Type", "application/octet-stream")
+        for attempt in range(self.retries + 1):
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                    return r.read()
+            except urllib.error.HTTPError as e:
+                raw = e.read()
+                try:
+                    j = json.loads(raw)
+                    kind, message = str(j.get("error", "http")), str(j.get("message", ""))
+                except ValueError:
+                    kind, message = "http", raw.decode("utf-8", "replace")[:500]
+                if e.code == 503 and kind == "busy" and attempt < self.retries:
+                    time.sleep(float(e.headers.get("Retry-After", "1")))
+                    continue
+                raise ServiceError(e.code, kind, message) from None
+        raise AssertionError("unreachable")
+
+    def upload_keys(self) -> str:
+        """Uploads the evaluation keys (once per key set); returns their key id."""
+        answer = json.loads(self._request("POST", f"/v1/models/{self.name}/keys", self.client.evaluation_keys()))
+        self._uploaded = True
+        return answer["key_id"]
+
+    def run(self, encrypted: bytes) -> bytes:
+        """Runs ciphertexts (from ``self.client.quantize_encrypt_serialize``) on the service."""
+        if not self._uploaded:
+            self.upload_keys()
+        headers = {"X-Fhec-Key-Id": f"{self.client.key_id:016x}"}
+        try:
+            return self._request("POST", f"/v1/models/{self.name}/run", encrypted, headers)
+        except ServiceError as e:
+            if e.kind != "unknown_key":
+                raise
+            self.upload_keys()
+            return self._request("POST", f"/v1/models/{self.name}/run", encrypted, headers)
+
+    def _result(self, X: Any) -> bytes:
+        return self.run(self.client.quantize_encrypt_serialize(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Class labels, or predictions, of rows of float features, computed encrypted by the service."""
+        return self.client.predict(self._result(X))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (classifiers that have them)."""
+        return self.client.deserialize_decrypt_dequantize(self._result(X))
+
+    def decision_values(self, X: Any) -> np.ndarray:
+        """Dequantised and post-processed values: probabilities, decision values or predictions."""
+        return self.client.deserialize_decrypt_dequantize(self._result(X))
+
+    def models(self) -> list:
+        """What the service serves (``GET /v1/models``)."""
+        return json.loads(self._request("GET", "/v1/models"))
