@@ -30,6 +30,22 @@ cargo test --release --workspace --exclude fhec-python 2>&1 | tee "$log"
 step "fuzz targets: build, seed, a short run of each (scripts/fuzz.sh)"
 bash scripts/fuzz.sh smoke "${FHEC_FUZZ_SECONDS:-10}"
 
+step "nginx (Debian's package, for the scale-out test)"
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "nginx is missing and this is not root: install Debian's nginx (apt-get install nginx)" >&2
+    exit 1
+  fi
+  # install without starting the system service (the test runs its own nginx on loopback)
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy=1
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx > /dev/null
+  if [ -n "$policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
+fi
+command -v nginx || ls /usr/sbin/nginx
+
 step "python package (maturin wheel in a virtual environment, pytest)"
 source scripts/pyenv.sh
 pylog=$(mktemp)

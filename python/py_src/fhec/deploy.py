@@ -319,7 +319,8 @@ class RemoteModel:
 
     A server that answers ``unknown_key`` (another replica, a restarted one, an emptied key store) gets
     the keys again and the request is retried once; ``busy`` (503) is retried after its ``Retry-After``,
-    up to ``retries`` times."""
+    and a proxy's 502/504 or a refused connection after a short pause, up to ``retries`` times. Every
+    request carries the key id (``X-Fhec-Key-Id``), the header a load balancer hashes on."""
 
     def __init__(self, url: str, name: str, key_dir: Any = None, timeout: float = 600.0, retries: int = 5):
         self.url = url.rstrip("/")
@@ -349,12 +350,25 @@ class RemoteModel:
                 if e.code == 503 and kind == "busy" and attempt < self.retries:
                     time.sleep(float(e.headers.get("Retry-After", "1")))
                     continue
+                if e.code in (502, 504) and kind == "http" and attempt < self.retries:
+                    # a proxy lost its upstream (a replica stopping): try again, maybe elsewhere
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
                 raise ServiceError(e.code, kind, message) from None
+            except (ConnectionError, urllib.error.URLError) as e:
+                if attempt < self.retries:
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
+                raise ServiceError(0, "connection", str(e)) from None
         raise AssertionError("unreachable")
 
     def upload_keys(self) -> str:
         """Uploads the evaluation keys (once per key set); returns their key id."""
-        answer = json.loads(self._request("POST", f"/v1/models/{self.name}/keys", self.client.evaluation_keys()))
+        # the key id header lets a load balancer send the keys where the runs will go
+        headers = {"X-Fhec-Key-Id": f"{self.client.key_id:016x}"}
+        answer = json.loads(
+            self._request("POST", f"/v1/models/{self.name}/keys", self.client.evaluation_keys(), headers)
+        )
         self._uploaded = True
         return answer["key_id"]
 
