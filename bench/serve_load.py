@@ -115,10 +115,7 @@ def main() -> int:
     ap.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"))
     args = ap.parse_args()
 
-    X, y = spambase()
-    from sklearn.model_selection import train_test_split
-
-    X_train, X_test, y_train, _ = train_test_split(X, y, test_size=0.25, random_state=42)
+    X_train, X_test, y_train, _ = spambase()
     work = Path(tempfile.mkdtemp(prefix="fhec-load-"))
     models = {
         "linear": LogisticRegression(n_bits=8, max_iter=5000),
