@@ -170,3 +170,15 @@ def test_back_pressure_timeouts_and_graceful_shutdown(models, tmp_path):
     finally:
         code, err = s.stop()
     assert code == 0 and "stopped" in err, err
+
+
+def test_bodies_over_the_limit_are_refused_with_413(models, tmp_path):
+    s = Service(models[0], tmp_path / "keys", "--max-body", "1K")
+    try:
+        status, body = s.request("POST", "/v1/models/tree/keys", b"\0" * 4096)
+        assert status == 413 and json.loads(body)["error"] == "too_large", (status, body)
+        status, body = s.request("POST", "/v1/models/tree/run", b"\0" * 4096, {"X-Fhec-Key-Id": "00000000000000aa"})
+        assert status == 413 and json.loads(body)["error"] == "too_large", (status, body)
+        assert s.get("/healthz")[0] == 200
+    finally:
+        s.stop()
