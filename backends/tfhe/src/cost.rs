@@ -18,6 +18,7 @@ pub fn cost_model() -> &'static CostModel {
 
 fn derive() -> CostModel {
     let mut lookup_ns: Vec<f64> = Vec::with_capacity(17);
+    let mut beyond = false;
     for bits in 0..=16u32 {
         let dag = NoiseDag {
             constraints: vec![Constraint {
@@ -29,10 +30,14 @@ fn derive() -> CostModel {
                 origin: format!("a {bits}-bit lookup"),
             }],
         };
-        let ns = match params::search(&dag, PError::default()) {
-            Ok(s) => s.ns_per_pbs,
+        // once a precision is out of reach, every wider one is too: skip their (exhaustive, slow) searches
+        let ns = match (!beyond).then(|| params::search(&dag, PError::default())) {
+            Some(Ok(s)) => s.ns_per_pbs,
             // beyond what secure parameters reach: keep growing, ×3 per bit
-            Err(_) => lookup_ns.last().copied().unwrap_or(1e6) * 3.0,
+            _ => {
+                beyond = true;
+                lookup_ns.last().copied().unwrap_or(1e6) * 3.0
+            }
         };
         lookup_ns.push(ns);
     }
