@@ -276,7 +276,7 @@ impl ClientModel {
     /// post-processed (predictions for regressions, class probabilities or decision values for
     /// classifiers), row-major `rows × columns`; returns the values and the column count.
     pub fn decode_rows(&self, outputs: &[Vec<ClearTensor>]) -> Result<(Vec<f64>, usize), Error> {
-        let (ints, c) = self.output_rows(outputs)?;
+        let (ints, c) = self.output_ints(outputs)?;
         let values = self.spec.dequantize(0, &ints);
         let post = self.spec.post_process(&values, c);
         let cols = if outputs.is_empty() {
@@ -289,17 +289,18 @@ impl ClientModel {
 
     /// The predicted class index of each decrypted sample (classifiers).
     pub fn class_indices(&self, outputs: &[Vec<ClearTensor>]) -> Result<Vec<usize>, Error> {
-        let (ints, c) = self.output_rows(outputs)?;
+        let (ints, c) = self.output_ints(outputs)?;
         let values = self.spec.dequantize(0, &ints);
         Ok(self.spec.class_index(&values, c))
     }
 
-    /// Output 0 of every sample, concatenated (row-major), and its element count per sample.
-    fn output_rows(&self, outputs: &[Vec<ClearTensor>]) -> Result<(Vec<i64>, usize), Error> {
+    /// The decrypted integers of the model's (only) output for every sample, concatenated
+    /// (row-major), and its element count per sample.
+    pub fn output_ints(&self, outputs: &[Vec<ClearTensor>]) -> Result<(Vec<i64>, usize), Error> {
         if self.interface.outputs.len() != 1 {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                "this model has several outputs: read the decrypted tensors",
+                "this model has several outputs: read the decrypted tensors (decrypt with its Client)",
             ));
         }
         let c = self.interface.outputs[0].len();

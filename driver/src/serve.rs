@@ -234,6 +234,8 @@ struct AppState {
     cache: Mutex<KeyCache<Server>>,
     /// Serialises loading of one key set: concurrent first runs expand it once.
     loading: tokio::sync::Mutex<()>,
+    /// Serialises the key store's check-and-write.
+    store: Mutex<()>,
     jobs: Semaphore,
     admitted: AtomicUsize,
     metrics: Metrics,
@@ -357,6 +359,7 @@ fn build(cfg: ServeConfig) -> Result<(Router, Vec<String>), Error> {
     let state = Arc::new(AppState {
         cache: Mutex::new(KeyCache::new(cfg.cache_bytes)),
         loading: tokio::sync::Mutex::new(()),
+        store: Mutex::new(()),
         jobs: Semaphore::new(cfg.jobs.max(1)),
         admitted: AtomicUsize::new(0),
         metrics: Metrics::new(),
@@ -512,46 +515,48 @@ async fn upload_keys(State(state): State<Arc<AppState>>, UrlPath(name): UrlPath<
         let m = model(&state, &name)?;
         let bytes = body(&state, b).await?;
         let program = m.program.clone();
-        let checked = bytes.clone();
-        // parse and check off the async threads (tens of MB)
-        let key_id = tokio::task::spawn_blocking(move || -> Result<u64, Error> {
-            if rio::file_kind(&checked) == Some(FileKind::ClientKeys) {
+        let store = state.clone();
+        let dir_name = name.clone();
+        // parse, check and store off the async threads (tens of MB), under the store's lock: two
+        // uploads under one key id cannot both write
+        let (key_id, created) = tokio::task::spawn_blocking(move || -> Result<(u64, bool), Failure> {
+            if rio::file_kind(&bytes) == Some(FileKind::ClientKeys) {
                 return Err(Error::new(
                     ErrorKind::Security,
                     "this is a secret-key file: never send it anywhere; upload the evaluation keys",
-                ));
+                )
+                .into());
             }
-            let k = rio::evaluation_keys_from_bytes(&checked)?;
+            let k = rio::evaluation_keys_from_bytes(&bytes).map_err(Error::from)?;
             if k.params() != &program.params {
                 return Err(Error::new(
                     ErrorKind::Mismatch,
                     "these evaluation keys are for other parameters than the model: generate keys from its client file",
-                ));
+                )
+                .into());
             }
-            Ok(k.key_id())
-        })
-        .await
-        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
-        let path = key_path(&state, &name, key_id);
-        let created = match std::fs::read(&path) {
-            Ok(existing) if existing == bytes.as_ref() => false,
-            Ok(_) => {
-                return Err(Failure::new(
+            let key_id = k.key_id();
+            let io = |e: String| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "io", e);
+            let _store = store.store.lock().unwrap_or_else(|e| e.into_inner());
+            let path = key_path(&store, &dir_name, key_id);
+            match std::fs::read(&path) {
+                Ok(existing) if existing == bytes.as_ref() => Ok((key_id, false)),
+                Ok(_) => Err(Failure::new(
                     StatusCode::CONFLICT,
                     "key_conflict",
                     format!("other evaluation keys are stored under key id {key_id:016x}: generate new keys"),
-                ))
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let dir = path.parent().expect("a key path has a directory");
+                    std::fs::create_dir_all(dir).map_err(|e| io(e.to_string()))?;
+                    crate::io::write_atomic(&path, &bytes).map_err(|e| io(e.to_string()))?;
+                    Ok((key_id, true))
+                }
+                Err(e) => Err(io(e.to_string())),
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let dir = path.parent().expect("a key path has a directory");
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "io", e.to_string()))?;
-                crate::io::write_atomic(&path, &bytes)
-                    .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "io", e.to_string()))?;
-                true
-            }
-            Err(e) => return Err(Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "io", e.to_string())),
-        };
+        })
+        .await
+        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
         let status = if created { StatusCode::CREATED } else { StatusCode::OK };
         Ok((
             status,
@@ -577,22 +582,25 @@ async fn server_for(state: &Arc<AppState>, name: &str, key_id: u64) -> Result<Ar
     }
     state.metrics.cache_misses.inc();
     let path = key_path(state, name, key_id);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Failure::new(
-                StatusCode::NOT_FOUND,
-                "unknown_key",
-                format!("no evaluation keys with key id {key_id:016x} for model `{name}`: upload them (POST …/keys)"),
-            ))
-        }
-        Err(e) => return Err(Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "io", e.to_string())),
-    };
     let program = state.models[name].program.clone();
     let limits = state.cfg.limits;
-    let server = tokio::task::spawn_blocking(move || -> Result<Server, Error> {
-        let keys = rio::evaluation_keys_from_bytes(&bytes)?;
-        Server::with_limits(program, keys, limits, &Progress::silent())
+    let model = name.to_string();
+    let server = tokio::task::spawn_blocking(move || -> Result<Server, Failure> {
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Failure::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_key",
+                    format!(
+                        "no evaluation keys with key id {key_id:016x} for model `{model}`: upload them (POST …/keys)"
+                    ),
+                ))
+            }
+            Err(e) => return Err(Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "io", e.to_string())),
+        };
+        let keys = rio::evaluation_keys_from_bytes(&bytes).map_err(Error::from)?;
+        Ok(Server::with_limits(program, keys, limits, &Progress::silent())?)
     })
     .await
     .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;

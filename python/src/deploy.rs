@@ -122,21 +122,14 @@ impl ClientModel {
     fn decrypt_ints<'py>(&self, py: Python<'py>, client: &Client, data: &[u8]) -> PyResult<Bound<'py, PyArray2<i64>>> {
         self.check_client(client)?;
         let c = &client.c;
-        let out = py.detach(|| c.decrypt_bytes(data)).map_err(py_err)?;
-        let cols = self.m.interface.outputs.first().map(|p| p.len()).unwrap_or(0);
-        let mut ints = Vec::with_capacity(out.len() * cols);
-        for s in &out {
-            match s.first() {
-                Some(t) if s.len() == 1 && t.values.len() == cols => ints.extend_from_slice(&t.values),
-                _ => {
-                    return Err(py_err(Error::new(
-                        ErrorKind::Unsupported,
-                        "this model has several outputs: decrypt with its Client",
-                    )))
-                }
-            }
-        }
-        array2(py, out.len(), cols, ints)
+        let m = &self.m;
+        let (rows, (ints, cols)) = py
+            .detach(|| -> Result<_, Error> {
+                let out = c.decrypt_bytes(data)?;
+                Ok((out.len(), m.output_ints(&out)?))
+            })
+            .map_err(py_err)?;
+        array2(py, rows, cols, ints)
     }
 
     /// Decrypts a server's results with `client`, dequantises and post-processes them: predictions

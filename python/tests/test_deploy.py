@@ -121,7 +121,9 @@ def test_a_traced_circuit_deploys_with_integer_inputs(tmp_path):
 
 
 def test_committed_fixtures_read_and_run_from_python():
-    for version_dir in sorted(FIXTURES.glob("v*")):
+    versions = sorted(FIXTURES.glob("v*"))
+    assert versions, f"no fixtures under {FIXTURES}"
+    for version_dir in versions:
         client = ModelClient(version_dir / "logreg.client.fhec")
         server = ModelServer(version_dir / "logreg.server.fhec")
         assert client.classes_.tolist() == ["no", "yes"]

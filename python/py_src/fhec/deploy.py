@@ -101,6 +101,26 @@ def _circuit_of(model: Any) -> tuple[Circuit, str]:
     return circuit, type(model).__name__
 
 
+class _ModelFile:
+    """What a server or client file says of its model (``self._m``: the file as read by the binding)."""
+
+    _m: Any
+
+    @property
+    def name(self) -> str:
+        return self._m.name
+
+    @property
+    def kind(self) -> str:
+        """The estimator's class (``"LogisticRegression"`` …), ``"circuit"`` or ``"program"``."""
+        return self._m.kind
+
+    @property
+    def fingerprint(self) -> int:
+        """The program's fingerprint (every ciphertext of this model carries it)."""
+        return self._m.fingerprint
+
+
 class ModelDev:
     """The developer's side: writes a compiled model's server file and client file.
 
@@ -125,7 +145,7 @@ class ModelDev:
         return server_path, client_path
 
 
-class ModelClient:
+class ModelClient(_ModelFile):
     """The client's side, from a model's client file: secret keys, evaluation keys, encryption of
     float rows, decryption and post-processing.
 
@@ -154,21 +174,6 @@ class ModelClient:
         spec = json.loads(self._m.client_spec)
         classes = spec.get("classes")
         self.classes_ = None if classes is None else np.asarray(classes)
-
-    # -- what the file says --------------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        return self._m.name
-
-    @property
-    def kind(self) -> str:
-        """The estimator's class (``"LogisticRegression"`` …) or ``"circuit"``."""
-        return self._m.kind
-
-    @property
-    def fingerprint(self) -> int:
-        return self._m.fingerprint
 
     @property
     def client_spec(self) -> dict:
@@ -256,7 +261,7 @@ class ModelClient:
         return values[:, 0] if values.shape[1] == 1 else values
 
 
-class ModelServer:
+class ModelServer(_ModelFile):
     """The server's side, from a model's server file: runs ciphertexts with a client's evaluation keys.
 
     ``path``: the server file, or a directory holding it. Servers (expanded evaluation keys: tens to
@@ -267,18 +272,6 @@ class ModelServer:
         self._m = _ServerModel(self.path.read_bytes())
         self._servers: OrderedDict[bytes, Server] = OrderedDict()
         self._cache = max(1, int(cache))
-
-    @property
-    def name(self) -> str:
-        return self._m.name
-
-    @property
-    def kind(self) -> str:
-        return self._m.kind
-
-    @property
-    def fingerprint(self) -> int:
-        return self._m.fingerprint
 
     def server(self, evaluation_keys: bytes) -> Server:
         """The :class:`fhec.Server` for these evaluation keys (checked and expanded once)."""
