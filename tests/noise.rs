@@ -180,14 +180,27 @@ fn observed_error_rate_matches_prediction() {
 
 /// Each term of the noise model measured on its own, without amplification: the fresh encryption,
 /// the keyswitch's additive error, the centered modulus switch's error and the blind rotation's
-/// output error, along the executor's own code path (`bench_support::measure_noise`), each within
-/// ±20 % of the variance `Variances::of` predicts. Run on the parameters the search returns for a
+/// output error, along the executor's own code path (`bench_support::measure_noise`), each
+/// against the variance `Variances::of` predicts. Run on the parameters the search returns for a
 /// 2-bit lookup and for a 7-bit lookup (N = 2^14, the largest polynomial size the search uses for
 /// the model table). The statistical test above cannot see a wrong keyswitch or modulus-switch
 /// formula (they are a few percent of its variance); this one can.
+///
+/// The coefficients of one blind rotation are not independent samples: the decomposition error
+/// is multiplied by the GLWE key, whose coefficients have mean 1/2, so a part of each rotation's
+/// error is shared, slowly varying, by all N coefficients. Each coefficient's variance is the
+/// formula's (the failure probability of a lookup is about one coefficient), but the mean square of
+/// one rotation's coefficients varies from ~0.65 to ~2.2 times it (measured on the N = 2^14 set,
+/// 120 rotations over 3 keys; their mean 0.97). So the blind-rotation term is judged on the
+/// per-rotation means: their average must lie within max(20 %, 4 standard errors) of the formula.
+///
+/// The bounds are asymmetric: a measured variance above the formula (a missing or underestimated
+/// term: the failure probability would be optimistic) fails beyond +20 %; below it only beyond
+/// −30 %, because tfhe-rs's keyswitch formula is pessimistic for small decomposition bases
+/// (measured 0.85–0.90 of it with base 4, level 11, on the N = 2^14 set; 0.97 with base 8).
 #[test]
 fn each_noise_term_matches_its_formula() {
-    for (precision, count, rotations) in [(2u32, 4000usize, 64usize), (7, 1200, 16)] {
+    for (precision, count, rotations) in [(2u32, 4000usize, 64usize), (7, 1200, 32)] {
         let params = params::search(
             &NoiseDag {
                 constraints: vec![Constraint {
@@ -212,24 +225,45 @@ fn each_noise_term_matches_its_formula() {
         let s = fhec_runtime::bench_support::measure_noise(&keys, &server, count, rotations);
         let v = Variances::of(&params);
         let second_moment = |xs: &[f64]| xs.iter().map(|x| x * x).sum::<f64>() / xs.len() as f64;
-        for (term, xs, predicted) in [
-            ("fresh", &s.fresh, v.fresh),
-            ("keyswitch", &s.keyswitch, v.keyswitch),
-            ("modulus switch", &s.modulus_switch, v.modulus_switch),
-            ("blind rotation", &s.blind_rotation, v.pbs),
+        // independent samples: one group per sample; the blind rotation: one group per rotation
+        let n = params.polynomial_size();
+        for (term, xs, group, predicted) in [
+            ("fresh", &s.fresh, 1, v.fresh),
+            ("keyswitch", &s.keyswitch, 1, v.keyswitch),
+            ("modulus switch", &s.modulus_switch, 1, v.modulus_switch),
+            ("blind rotation", &s.blind_rotation, n, v.pbs),
         ] {
             let measured = second_moment(xs);
             let ratio = measured / predicted;
+            let upper = if group == 1 {
+                0.2
+            } else {
+                let means: Vec<f64> = xs.chunks(group).map(|c| second_moment(c) / predicted).collect();
+                let m = means.iter().sum::<f64>() / means.len() as f64;
+                let var = means.iter().map(|r| (r - m).powi(2)).sum::<f64>() / (means.len() - 1) as f64;
+                let se = (var / means.len() as f64).sqrt();
+                eprintln!(
+                    "{params}: {term}: per-rotation ratios {:.2}..{:.2}, standard error {se:.3}",
+                    means.iter().cloned().fold(f64::INFINITY, f64::min),
+                    means.iter().cloned().fold(0.0, f64::max)
+                );
+                (4.0 * se).max(0.2)
+            };
+            let lower = upper.max(0.3);
             eprintln!(
-                "{params}: {term}: measured 2^{:.3}, predicted 2^{:.3} (ratio {ratio:.3}, {} samples)",
+                "{params}: {term}: measured 2^{:.3}, predicted 2^{:.3} (ratio {ratio:.3}, {} samples, accepted {:.2}..={:.2})",
                 measured.log2(),
                 predicted.log2(),
-                xs.len()
+                xs.len(),
+                1.0 - lower,
+                1.0 + upper
             );
             assert!(
-                (0.8..=1.2).contains(&ratio),
-                "{params}: {term}: measured variance 2^{:.3} is not within ±20 % of the predicted 2^{:.3}",
+                (1.0 - lower..=1.0 + upper).contains(&ratio),
+                "{params}: {term}: measured variance 2^{:.3} is not within −{:.0} %..+{:.0} % of the predicted 2^{:.3}",
                 measured.log2(),
+                lower * 100.0,
+                upper * 100.0,
                 predicted.log2()
             );
         }
