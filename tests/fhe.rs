@@ -18,11 +18,11 @@ use ndarray::{ArrayD, IxDyn};
 type Keys = Arc<(ClientKeys, ServerKeys)>;
 
 /// Keys per parameter set, generated on first use.
-fn keys(p: &ParamSet) -> Keys {
+fn keys(p: &[ParamSet]) -> Keys {
     static CACHE: OnceLock<Mutex<HashMap<u64, Keys>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
-    map.entry(p.fingerprint())
+    map.entry(p.iter().fold(0u64, |h, q| h.rotate_left(7) ^ q.fingerprint()))
         .or_insert_with(|| {
             let ck = ClientKeys::generate(p).expect("secure parameters");
             let sk = ck
@@ -136,7 +136,7 @@ fn check_encrypted(name: &str, c: &Compiled, cases: &[(Vec<Tensor>, Vec<Tensor>)
     if cases.is_empty() {
         return;
     }
-    let k = keys(&c.program.params);
+    let k = keys(&c.program.partitions);
     let batch: Vec<Vec<ClearTensor>> = cases.iter().map(|(x, _)| x.iter().map(to_clear).collect()).collect();
     let sim = c.program.simulate(&batch).unwrap();
     let enc = k.0.encrypt(&c.program.interface(), &batch).unwrap();
@@ -222,6 +222,107 @@ fn wide_rounding_by_bit_extraction() {
     let max_prec = c.program.tables.iter().map(|t| t.precision).max().unwrap();
     assert_eq!(max_prec, 0, "expected bit extraction only");
     check_encrypted("wide rounding", &c, &samples(&m, 3, 4));
+}
+
+/// A program of two partitions: the one-bit extractions of an exact rounding run on a small
+/// parameter set (partition 1, its GLWE key a prefix of partition 0's), the final lookup and the
+/// inputs on the compiled set (partition 0). Values of both partitions mix in linear instructions
+/// (the accumulator minus extracted bits), each partition keyswitches from the other's outputs, and
+/// outputs are padded to the widest key. Encrypted = simulated = interpreter; the noise analysis
+/// of both partitions stays below 2^-40; keys of the one-partition program are refused.
+#[test]
+fn two_partitions_run_exactly() {
+    use fhec_backend_tfhe::params::Constraint;
+    use fhec_runtime::{io as rio, Instr, RawParamSet};
+    let src = r#"func.func @main(%x: tensor<3x!fhe.eint<6>>) -> tensor<3x!fhe.eint<1>> {
+  %c = "fhe.constant"() {value = dense<[100, -90, 77]> : tensor<3xi8>} : () -> tensor<3xi8>
+  %0 = "fhe.mul"(%x, %c) : (tensor<3x!fhe.eint<6>>, tensor<3xi8>) -> tensor<3x!fhe.esint<14>>
+  %1 = "fhe.round"(%0) {lsbs = 9} : (tensor<3x!fhe.esint<14>>) -> tensor<3x!fhe.esint<5>>
+  %2 = "fhe.lut"(%1) {table = dense<[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]> : tensor<32xui1>} : (tensor<3x!fhe.esint<5>>) -> tensor<3x!fhe.eint<1>>
+  "func.return"(%2) : (tensor<3x!fhe.eint<1>>) -> ()
+}"#;
+    let m = parse(src);
+    let c = compile_with(src, None).unwrap();
+    let single = c.program.clone();
+    let big = *single.input_params();
+    // a set for the extractions alone: their constraints (the bit to extract is shifted to the top,
+    // which amplifies the noise of the accumulator and of the bits extracted before it)
+    let extractions: Vec<Constraint> = c
+        .dag
+        .constraints
+        .iter()
+        .filter(|k| k.lookup && k.precision == 0)
+        .cloned()
+        .collect();
+    let small = params::search(
+        &NoiseDag {
+            constraints: extractions,
+        },
+        PError::default(),
+    )
+    .unwrap()
+    .params;
+    assert!(small.big_lwe_dimension() < big.big_lwe_dimension(), "{small} / {big}");
+    // sharing the small key as its prefix, the big key needs the noise that secures the rest alone
+    let rest = fhec_runtime::params::secure_lwe_bound(big.big_lwe_dimension() - small.big_lwe_dimension())
+        .max(big.raw().glwe_noise_bound_log2);
+    let big = ParamSet::new(RawParamSet {
+        glwe_noise_bound_log2: rest,
+        ..*big.raw()
+    })
+    .unwrap();
+    let mut p = single.clone();
+    p.partitions = vec![big, small];
+    let mut moved = 0;
+    for ins in &mut p.instrs {
+        if let Instr::Pbs { table, partition, .. } = ins {
+            if p.tables[*table as usize].precision == 0 {
+                *partition = 1;
+                moved += 1;
+            }
+        }
+    }
+    assert_eq!(moved, 27, "3 × 9 extractions");
+    p.validate().unwrap();
+    let a = fhec_backend_tfhe::rederive::analyze_program(&p);
+    assert!(a.log2_worst < -40.0, "worst lookup 2^{}", a.log2_worst);
+    assert_ne!(p.fingerprint(), single.fingerprint());
+    let iface = p.interface();
+    assert_eq!(iface.partition_lookups, vec![3, 27]);
+    assert_eq!(
+        iface.ksk_dims,
+        vec![big.big_lwe_dimension() as u32, big.big_lwe_dimension() as u32]
+    );
+    assert_eq!(iface.output_dim as usize, big.big_lwe_dimension());
+    // the program file round trip keeps the partitions
+    let back = rio::program_from_bytes(&rio::program_to_bytes(&p).unwrap()).unwrap();
+    assert_eq!(back, p);
+
+    let silent = Progress::silent();
+    let ck = ClientKeys::generate(&p.partitions).unwrap();
+    let ek = ck.evaluation_keys_for(&iface, &silent);
+    let ek = rio::evaluation_keys_from_bytes(&rio::evaluation_keys_to_bytes(&ek).unwrap()).unwrap();
+    let sk = ek.expand(&silent).unwrap();
+    let cases = samples(&m, 5, 6);
+    let batch: Vec<Vec<ClearTensor>> = cases.iter().map(|(x, _)| x.iter().map(to_clear).collect()).collect();
+    let sim = p.simulate(&batch).unwrap();
+    let enc = ck.encrypt(&iface, &batch).unwrap();
+    let out = exec::run(&p, &sk, enc, &silent, None).unwrap();
+    let dec = ck.decrypt(&iface, &out).unwrap();
+    for (s, (inputs, want)) in cases.iter().enumerate() {
+        let got_sim: Vec<Tensor> = sim[s].iter().map(from_clear).collect();
+        let got: Vec<Tensor> = dec[s].iter().map(from_clear).collect();
+        assert_eq!(&got_sim, want, "simulation differs from the interpreter on {inputs:?}");
+        assert_eq!(&got, want, "FHE differs from the interpreter on {inputs:?}");
+    }
+
+    // the one-partition program's keys do not run the partitioned program, nor the reverse
+    let k1 = keys(&single.partitions);
+    let enc = k1.0.encrypt(&single.interface(), &batch[..1]).unwrap();
+    let e = exec::run(&p, &k1.1, enc, &silent, None).err().unwrap();
+    assert!(e.to_string().contains("other parameters"), "{e}");
+    let enc = ck.encrypt(&iface, &batch[..1]).unwrap();
+    assert!(exec::run(&single, &sk, enc, &silent, None).is_err());
 }
 
 /// Random programs over the whole op set: the simulation of the lowered program equals the
@@ -329,9 +430,13 @@ fn linear_program_runs_packed_without_evaluation_keys() {
     );
     let c = compile_with(&src, None).unwrap();
     assert_eq!(c.program.pbs_count(), 0);
-    assert!(c.program.params.polynomial_size() < n, "{}", c.program.params);
+    assert!(
+        c.program.input_params().polynomial_size() < n,
+        "{}",
+        c.program.input_params()
+    );
     assert!(c.solution.analysis.log2_worst <= -40.0);
-    let ck = ClientKeys::generate(&c.program.params).unwrap();
+    let ck = ClientKeys::generate(&c.program.partitions).unwrap();
     let ek = ck.evaluation_keys_for(&c.program.interface(), &Progress::silent());
     assert_eq!(ek.size_bytes(), 0);
     assert!(!ek.has_bootstrap());
@@ -351,7 +456,7 @@ fn linear_program_runs_packed_without_evaluation_keys() {
     // keys made for a program without lookups cannot run one with lookups
     let tree = std::fs::read_to_string(root("examples/tree.fhe")).unwrap();
     let t = compile_with(&tree, None).unwrap_or_else(|e| panic!("{e}"));
-    let tk = keys(&t.program.params);
+    let tk = keys(&t.program.partitions);
     let mut no_lookups = t.program.clone();
     no_lookups.instrs.clear();
     let bare =
@@ -478,7 +583,7 @@ fn clear_arguments_run_exactly_and_are_checked() {
     check_encrypted("clear-weight layer", &c, &cases);
 
     // a clear value outside its type: refused by the client and by the server
-    let k = keys(&c.program.params);
+    let k = keys(&c.program.partitions);
     let mut bad: Vec<ClearTensor> = cases[0].0.iter().map(to_clear).collect();
     bad[1].values[0] = 32;
     let e =

@@ -57,7 +57,7 @@ fn observed_error_rate_matches_prediction() {
     let k = encode(1, scale);
     let program = Program {
         name: "noise".into(),
-        params,
+        partitions: vec![params],
         inputs: vec![Port {
             name: "x".into(),
             shape: vec![1],
@@ -100,6 +100,7 @@ fn observed_error_rate_matches_prediction() {
                 shift: 0,
                 offset: 0,
                 table: 0,
+                partition: 0,
             },
             Instr::Linear {
                 terms: vec![(0, 1), (1, c)],
@@ -110,6 +111,7 @@ fn observed_error_rate_matches_prediction() {
                 shift: 0,
                 offset: 0,
                 table: 1,
+                partition: 0,
             },
         ],
         tables: vec![
@@ -130,7 +132,7 @@ fn observed_error_rate_matches_prediction() {
         noise: Default::default(),
     };
     program.validate().unwrap();
-    let ck = ClientKeys::generate(&params).unwrap();
+    let ck = ClientKeys::generate(&program.partitions).unwrap();
     let sk = ck
         .evaluation_keys(&Progress::silent())
         .expand(&Progress::silent())
@@ -219,7 +221,7 @@ fn each_noise_term_matches_its_formula() {
         if precision == 7 {
             assert!(params.polynomial_size() >= 1 << 14, "{params}");
         }
-        let keys = ClientKeys::generate(&params).unwrap();
+        let keys = ClientKeys::generate(&[params]).unwrap();
         let silent = Progress::silent();
         let server = keys.evaluation_keys(&silent).expand(&silent).unwrap();
         let s = fhec_runtime::bench_support::measure_noise(&keys, &server, count, rotations);

@@ -67,11 +67,11 @@ fn pbs(args: &[String]) -> anyhow::Result<()> {
         let v = fhec_ir::verify(&m).map_err(|d| anyhow!("{d:?}"))?;
         let c = compile(&v, &CompileOptions::default(), None).map_err(|d| anyhow!("{}", d.message))?;
         let prog = c.program;
-        let params = prog.params;
+        let params = *prog.input_params();
         eprintln!("{p} bits: {params}, {n} lookups per measurement");
 
         let t0 = Instant::now();
-        let ck = ClientKeys::generate(&params)?;
+        let ck = ClientKeys::generate(&[params])?;
         let ek = ck.evaluation_keys(&Progress::silent());
         let keygen = t0.elapsed().as_secs_f64();
         let sk = ek.expand(&Progress::silent())?;
@@ -110,7 +110,7 @@ fn pbs(args: &[String]) -> anyhow::Result<()> {
             "lookups": n,
             "keygen_seconds": keygen,
             "eval_keys_compressed_bytes": ek_size(&params),
-            "eval_keys_expanded_bytes": keys::expanded_key_bytes(&params),
+            "eval_keys_expanded_bytes": keys::expanded_key_bytes(&params, params.big_lwe_dimension()),
             "threads_all": all,
             "pbs_per_second": {"bare_1": bare1, "fhec_1": exec1, "bare_all": bare_all, "fhec_all": exec_all},
             "ratio_1": exec1 / bare1,
@@ -123,7 +123,7 @@ fn pbs(args: &[String]) -> anyhow::Result<()> {
             params.glwe_dimension(),
             params.polynomial_size(),
             ek_size(&params) as f64 / 1e6,
-            keys::expanded_key_bytes(&params) as f64 / 1e6,
+            keys::expanded_key_bytes(&params, params.big_lwe_dimension()) as f64 / 1e6,
             exec1 / bare1,
             exec_all / bare_all
         ));
@@ -141,7 +141,7 @@ fn pbs(args: &[String]) -> anyhow::Result<()> {
 }
 
 fn ek_size(p: &fhec_runtime::ParamSet) -> usize {
-    keys::compressed_key_bytes(p)
+    keys::compressed_key_bytes(p, p.big_lwe_dimension())
 }
 
 /// Times keyswitch and blind rotation (single, batched) at the parameters the search picks for
@@ -157,7 +157,7 @@ fn calibrate(args: &[String]) -> anyhow::Result<()> {
         let v = fhec_ir::verify(&m).map_err(|d| anyhow!("{d:?}"))?;
         let c = compile(&v, &CompileOptions::default(), None).map_err(|d| anyhow!("{}", d.message))?;
         let prog = c.program;
-        let ck = ClientKeys::generate(&prog.params)?;
+        let ck = ClientKeys::generate(&prog.partitions)?;
         let sk = ck.evaluation_keys(&Progress::silent()).expand(&Progress::silent())?;
         let xs: Vec<i64> = (0..n as i64).map(|i| i % (1 << p)).collect();
         let enc = ck.encrypt(&prog.interface(), &[vec![ClearTensor::new(vec![n], xs)?]])?;
@@ -165,7 +165,7 @@ fn calibrate(args: &[String]) -> anyhow::Result<()> {
         let (ks, ksb, br, brb) = pool(1)?.install(|| fhec_runtime::bench_support::time_parts(&sk, &list, 16));
         println!(
             "| {p} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            prog.params,
+            prog.input_params(),
             ks * 1e3,
             ksb * 1e3,
             br * 1e3,

@@ -37,7 +37,7 @@ impl Client {
     pub fn keygen(interface: impl Into<Arc<ProgramInterface>>) -> Result<Client, Error> {
         let interface = interface.into();
         interface.validate()?;
-        let keys = ClientKeys::generate(&interface.params)?;
+        let keys = ClientKeys::generate(&interface.partitions)?;
         Ok(Client { interface, keys })
     }
 
@@ -45,7 +45,7 @@ impl Client {
     pub fn from_keys(interface: impl Into<Arc<ProgramInterface>>, keys: ClientKeys) -> Result<Client, Error> {
         let interface = interface.into();
         interface.validate()?;
-        if keys.params() != &interface.params {
+        if keys.partitions() != interface.partitions {
             return Err(Error::new(
                 ErrorKind::Mismatch,
                 "these secret keys are for other parameters than the program: generate keys for it",
@@ -129,16 +129,7 @@ impl Server {
         progress: &Progress,
     ) -> Result<Server, Error> {
         limits.check_program(&program)?;
-        if keys.params() != &program.params {
-            return Err(Error::new(
-                ErrorKind::Mismatch,
-                format!(
-                    "the evaluation keys are for other parameters ({}) than the program ({})",
-                    keys.params(),
-                    program.params
-                ),
-            ));
-        }
+        keys.check_interface(&program.interface())?;
         let keys = keys.expand(progress)?;
         Ok(Server { program, keys, limits })
     }

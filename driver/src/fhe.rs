@@ -52,7 +52,7 @@ fn load_interface(path: &str) -> anyhow::Result<ProgramInterface> {
 fn load_client(path: &str, interface: ProgramInterface) -> anyhow::Result<Client> {
     let bytes = read_file(path, "client keys")?;
     let k = rio::client_keys_from_bytes(&bytes).map_err(|e| anyhow!("{path}: {e}"))?;
-    if k.params() != &interface.params {
+    if k.partitions() != interface.partitions {
         return Err(anyhow!(
             "{path}: these keys are for other parameters than the program (run `fhec keygen` for it)"
         ));
@@ -99,7 +99,17 @@ pub(crate) fn compile(file: &str, output: Option<&str>, a: CompileArgs<'_>) -> R
         (None, None) => PError::default(),
     };
     let params = match params_of {
-        Some(path) => Some(load_program(path)?.params),
+        Some(path) => {
+            let p = load_program(path)?;
+            if p.partitions.len() > 1 {
+                return Err(anyhow!(
+                    "{path}: --params-of takes the parameters of a program of one partition, this one has {}",
+                    p.partitions.len()
+                )
+                .into());
+            }
+            Some(p.partitions[0])
+        }
         None => None,
     };
     let opts = CompileOptions {
@@ -423,9 +433,7 @@ pub(crate) fn run(program: &str, input: &str, eval: &str, output: &str, limits: 
     let progress = Progress::stderr();
     let ek =
         rio::evaluation_keys_from_bytes(&read_file(eval, "evaluation keys")?).map_err(|e| anyhow!("{eval}: {e}"))?;
-    if ek.params() != &p.params {
-        return Err(anyhow!("{eval}: these evaluation keys are for other parameters than the program").into());
-    }
+    ek.check_interface(&p.interface()).map_err(|e| anyhow!("{eval}: {e}"))?;
     let cts = rio::ciphertexts_from_bytes(&read_file(input, "ciphertexts")?).map_err(|e| anyhow!("{input}: {e}"))?;
     cts.check(&p.interface(), runtime::Direction::Inputs)
         .map_err(|e| anyhow!("{input}: {e}"))?;
@@ -540,7 +548,6 @@ pub(crate) fn info(program: &str) -> Result<(), Failure> {
         );
     }
     let p = &iface;
-    let r = p.params.raw();
     let port = |x: &runtime::Port| {
         format!(
             "{}: {:?} {}-bit {} {}{}",
@@ -566,36 +573,63 @@ pub(crate) fn info(program: &str) -> Result<(), Failure> {
     for o in &p.outputs {
         println!("  output  {}", port(o));
     }
-    println!("parameters");
-    println!(
-        "  LWE dimension n = {}, GLWE dimension k = {}, polynomial size N = {} (k·N = {})",
-        r.lwe_dimension,
-        r.glwe_dimension,
-        r.polynomial_size,
-        p.params.big_lwe_dimension()
-    );
-    if p.lookups == 0 {
-        println!("  no table lookups: no bootstrap or keyswitch (inputs and outputs under the GLWE key only)");
-    } else {
+    let keys = runtime::keys::partition_key_bytes(p);
+    for (q, part) in p.partitions.iter().enumerate() {
+        let r = part.raw();
+        if p.partitions.len() == 1 {
+            println!("parameters");
+        } else {
+            let (c, e) = keys[q];
+            let role = if q == 0 { ", encrypts the inputs" } else { "" };
+            println!(
+                "partition {q} ({} lookups{role}; evaluation keys {} compressed, {} expanded)",
+                p.partition_lookups[q],
+                mb(c),
+                mb(e)
+            );
+        }
         println!(
-            "  bootstrap decomposition base 2^{} × {} levels, keyswitch base 2^{} × {} levels",
-            r.pbs_base_log, r.pbs_level, r.ks_base_log, r.ks_level
+            "  LWE dimension n = {}, GLWE dimension k = {}, polynomial size N = {} (k·N = {})",
+            r.lwe_dimension,
+            r.glwe_dimension,
+            r.polynomial_size,
+            part.big_lwe_dimension()
+        );
+        if p.partition_lookups[q] == 0 {
+            println!("  no table lookups: no bootstrap or keyswitch (inputs and outputs under the GLWE key only)");
+        } else {
+            println!(
+                "  bootstrap decomposition base 2^{} × {} levels, keyswitch base 2^{} × {} levels",
+                r.pbs_base_log, r.pbs_level, r.ks_base_log, r.ks_level
+            );
+        }
+        println!(
+            "  noise: TUniform 2^{} (LWE key), 2^{} (GLWE key)",
+            r.lwe_noise_bound_log2, r.glwe_noise_bound_log2
         );
     }
-    println!(
-        "  noise: TUniform 2^{} (LWE key), 2^{} (GLWE key)",
-        r.lwe_noise_bound_log2, r.glwe_noise_bound_log2
-    );
-    let lwe_min = runtime::params::secure_lwe_bound(r.lwe_dimension);
-    let glwe_min = runtime::params::secure_glwe_bound(r.glwe_dimension, r.polynomial_size);
-    println!(
-        "security: {} (tfhe-rs secure_noise curves, labelled 132-bit: LWE bound 2^{} ≥ 2^{lwe_min} at n = {}, GLWE bound 2^{} ≥ 2^{glwe_min} at k·N = {})",
-        if p.params.is_secure() { "≥ 128 bits" } else { "NOT SECURE" },
-        r.lwe_noise_bound_log2,
-        r.lwe_dimension,
-        r.glwe_noise_bound_log2,
-        p.params.big_lwe_dimension()
-    );
+    let secure =
+        p.partitions.iter().all(|q| q.is_secure()) && runtime::params::partitions_problem(&p.partitions).is_none();
+    if let [only] = &p.partitions[..] {
+        let r = only.raw();
+        let lwe_min = runtime::params::secure_lwe_bound(r.lwe_dimension);
+        let glwe_min = runtime::params::secure_glwe_bound(r.glwe_dimension, r.polynomial_size);
+        println!(
+            "security: {} (tfhe-rs secure_noise curves, labelled 132-bit: LWE bound 2^{} ≥ 2^{lwe_min} at n = {}, GLWE bound 2^{} ≥ 2^{glwe_min} at k·N = {})",
+            if secure { "≥ 128 bits" } else { "NOT SECURE" },
+            r.lwe_noise_bound_log2,
+            r.lwe_dimension,
+            r.glwe_noise_bound_log2,
+            only.big_lwe_dimension()
+        );
+    } else {
+        println!(
+            "security: {} (tfhe-rs secure_noise curves, labelled 132-bit, for every partition's keys, and for the GLWE \
+             keys as prefixes of one master key of dimension {}: see docs/crypto.md)",
+            if secure { "≥ 128 bits" } else { "NOT SECURE" },
+            runtime::params::master_dimension(&p.partitions)
+        );
+    }
     let n = &p.noise;
     let stated = if prog.is_none() {
         " (as stated by the client file)"
@@ -625,7 +659,7 @@ pub(crate) fn info(program: &str) -> Result<(), Failure> {
         ),
         None => println!("lookups per run: {} ({by})", p.lookups),
     }
-    let (compressed, expanded) = runtime::keys::interface_key_bytes(&p.params, p.lookups);
+    let (compressed, expanded) = runtime::keys::interface_key_bytes(p);
     if compressed == 0 {
         println!("key sizes: no evaluation keys (no table lookups: the server needs no key)");
     } else {

@@ -9,7 +9,9 @@
 //!
 //! Both payloads carry their own version ([`runtime::io::MODEL_FORMAT_VERSION`]); a later fhec keeps
 //! a reader for every earlier version, and the tests read committed fixtures of each
-//! (`tests/fixtures/deploy/v1/`).
+//! (`tests/fixtures/deploy/v1/`, `v2/`). Version 2 (partitions) keeps version 1's layout: the
+//! interface gains per-partition fields (absent ones read as one partition) and the embedded program
+//! file its own format 5 (format-4 programs still read).
 
 use bincode::Options as _;
 use serde::{Deserialize, Serialize};
@@ -105,8 +107,10 @@ impl ServerModel {
     /// re-derived ([`crate::program_from_bytes`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<ServerModel, Error> {
         let (version, payload) = rio::unframe(FileKind::ServerModel, bytes)?;
+        // 2: programs of several partitions (the payload's layout is 1's; the embedded program file
+        // and the interface carry the difference, and read both forms)
         let v1: ServerModelV1 = match version {
-            1 => bincode_options(payload.len() as u64)
+            1 | 2 => bincode_options(payload.len() as u64)
                 .deserialize(payload)
                 .map_err(|e| Error::new(ErrorKind::Format, format!("damaged server file: {e}")))?,
             v => unreachable_version(v)?,
@@ -220,7 +224,7 @@ impl ClientModel {
         }
         let (version, payload) = rio::unframe(FileKind::ClientModel, bytes)?;
         let v1: ClientModelV1 = match version {
-            1 => serde_json::from_slice(payload)
+            1 | 2 => serde_json::from_slice(payload)
                 .map_err(|e| Error::new(ErrorKind::Format, format!("damaged client file: {e}")))?,
             v => unreachable_version(v)?,
         };

@@ -528,7 +528,7 @@ async fn upload_keys(State(state): State<Arc<AppState>>, UrlPath(name): UrlPath<
                 .into());
             }
             let k = rio::evaluation_keys_from_bytes(&bytes).map_err(Error::from)?;
-            if k.params() != &program.params {
+            if k.check_interface(&program.interface()).is_err() {
                 return Err(Error::new(
                     ErrorKind::Mismatch,
                     "these evaluation keys are for other parameters than the model: generate keys from its client file",

@@ -74,7 +74,7 @@ fn evaluation_keys_for_other_parameters_are_refused() {
     let y = x.relu();
     let inputset = vec![vec![ndarray::arr1(&[0i64, 1]).into_dyn()]];
     let narrow = compile_traced(&[y], &inputset, &CompileOptions::default()).unwrap();
-    assert_ne!(narrow.program().params, c.program().params);
+    assert_ne!(narrow.program().partitions, c.program().partitions);
     let silent = Progress::silent();
     let client = Client::keygen(narrow.interface()).unwrap();
     let e = Server::new(c.shared_program(), client.evaluation_keys(&silent), &silent)

@@ -32,8 +32,8 @@ pub fn bare_pbs_loop(
     precision: u32,
     table: &[u64],
 ) -> (Vec<LweCiphertextOwned<u64>>, Duration) {
-    let p = &keys.params;
-    let boot = keys
+    let p = &keys.partitions[0].params;
+    let boot = keys.partitions[0]
         .bootstrap
         .as_ref()
         .expect("benchmark keys come from ClientKeys::evaluation_keys, with a bootstrap key");
@@ -76,8 +76,8 @@ pub fn bare_pbs_loop(
 /// (keyswitch, keyswitch in batches of `batch` (the executor's), blind rotation alone, blind rotation
 /// in batches of `batch`, per lookup).
 pub fn time_parts(keys: &ServerKeys, inputs: &LweCiphertextListOwned<u64>, batch: usize) -> (f64, f64, f64, f64) {
-    let p = &keys.params;
-    let boot = keys
+    let p = &keys.partitions[0].params;
+    let boot = keys.partitions[0]
         .bootstrap
         .as_ref()
         .expect("benchmark keys come from ClientKeys::evaluation_keys, with a bootstrap key");
@@ -181,9 +181,12 @@ fn torus(v: u64) -> f64 {
 /// modulus-switches them as the executor does, and blind-rotates the first `rotations` of them with
 /// the Fourier bootstrap key (the executor's batched blind rotation); returns the error of each step.
 pub fn measure_noise(keys: &crate::ClientKeys, server: &ServerKeys, count: usize, rotations: usize) -> NoiseSamples {
-    let p = &server.params;
-    let boot = server.bootstrap.as_ref().expect("keys with a bootstrap key");
-    let big_key = keys.big_key();
+    let p = &server.partitions[0].params;
+    let boot = server.partitions[0]
+        .bootstrap
+        .as_ref()
+        .expect("keys with a bootstrap key");
+    let big_key = keys.big_key(p.big_lwe_dimension());
     let (big_len, small_len) = (p.big_lwe_dimension() + 1, p.lwe_dimension() + 1);
     let mut seeder = new_seeder();
     let seeder = seeder.as_mut();
@@ -211,13 +214,13 @@ pub fn measure_noise(keys: &crate::ClientKeys, server: &ServerKeys, count: usize
     let n_poly = PolynomialSize(p.polynomial_size());
     let log = n_poly.to_blind_rotation_input_modulus_log();
     let two_n = 2 * p.polynomial_size();
-    let s: Vec<usize> = keys.small.as_ref().iter().map(|&b| b as usize).collect();
+    let s: Vec<usize> = keys.smalls[0].as_ref().iter().map(|&b| b as usize).collect();
     let mut keyswitch = Vec::with_capacity(count);
     let mut modulus_switch = Vec::with_capacity(count);
     let mut switched: Vec<(Msed, usize)> = Vec::new();
     for (j, small) in smalls.chunks_exact(small_len).enumerate() {
         let ct = LweCiphertext::from_container(small, modulus());
-        let phase = decrypt_lwe_ciphertext(&keys.small, &ct).0;
+        let phase = decrypt_lwe_ciphertext(&keys.smalls[0], &ct).0;
         keyswitch.push(torus(phase.wrapping_sub(fresh[j])));
         let lazy = lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(ct, log);
         let mask: Vec<usize> = lazy.mask().collect();
@@ -263,7 +266,7 @@ pub fn measure_noise(keys: &crate::ClientKeys, server: &ServerKeys, count: usize
             buf.stack(),
         );
         let mut got = PlaintextList::new(0u64, PlaintextCount(n_poly.0));
-        decrypt_glwe_ciphertext(&keys.glwe, &accs.get(0), &mut got);
+        decrypt_glwe_ciphertext(&keys.glwe(0), &accs.get(0), &mut got);
         let mut want = Polynomial::from_container(vec![c; n_poly.0]);
         tfhe::core_crypto::algorithms::polynomial_algorithms::polynomial_wrapping_monic_monomial_div_assign(
             &mut want,

@@ -10,10 +10,11 @@ use crate::values::{check_output, encode_input, Ciphertexts, ClearTensor, CtData
 use crate::RuntimeError;
 
 fn check_program_params(keys: &ClientKeys, program: &ProgramInterface) -> Result<(), RuntimeError> {
-    if keys.params != program.params {
+    if keys.partitions != program.partitions {
         return Err(RuntimeError::Mismatch(format!(
             "the keys are for other parameters ({}) than the program ({})",
-            keys.params, program.params
+            crate::keys::summary(&keys.partitions),
+            crate::keys::summary(&program.partitions)
         )));
     }
     Ok(())
@@ -53,7 +54,9 @@ impl ClientKeys {
     ) -> Result<Ciphertexts, RuntimeError> {
         check_program_params(self, program)?;
         let encoded = encode_batch(&program.inputs, samples)?;
-        let p = &self.params;
+        // inputs are encrypted under partition 0's GLWE key
+        let p = &self.partitions[0];
+        let glwe = self.glwe(0);
         let big_n = p.polynomial_size();
         let glwe_size = GlweSize(p.glwe_dimension() + 1);
         let mut seeder = new_seeder();
@@ -94,7 +97,7 @@ impl ClientKeys {
                         let mut pt = vec![0u64; per * big_n];
                         pt[..n].copy_from_slice(&values[s * n..(s + 1) * n]);
                         encrypt_seeded_glwe_ciphertext_list_with_pre_seeded_generator(
-                            &self.glwe,
+                            &glwe,
                             &mut list,
                             &PlaintextList::from_container(pt),
                             glwe_noise(p),
@@ -135,7 +138,7 @@ impl ClientKeys {
                 outputs.key_id, self.key_id
             )));
         }
-        let key = self.big_key();
+        let key = self.big_key(program.output_dim as usize);
         let mut result: Vec<Vec<ClearTensor>> = vec![Vec::new(); outputs.samples];
         for (port, t) in program.outputs.iter().zip(&outputs.tensors) {
             let CtData::Full(list) = &t.data else {

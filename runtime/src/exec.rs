@@ -5,7 +5,10 @@
 //! accumulator; the keys are shared read-only; no locks), then the linear instructions of depth `d`,
 //! in parallel over samples. A lookup is: multiply by `2^shift`, add `offset`, keyswitch to the
 //! small key, centered modulus switch (the switch the noise formulas assume), blind rotation of the
-//! table's accumulator, sample extraction.
+//! table's accumulator, sample extraction — with the keys of the lookup's partition. Slots are stored
+//! at the master key's size; a slot of a smaller dimension is padded with zeros (see
+//! [`crate::program`]), and the keyswitch of partition `q` reads only the first `ksk_dim` mask
+//! elements (the rest are zero by construction: `Program::ksk_dims`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -13,10 +16,10 @@ use rayon::prelude::*;
 use tfhe::core_crypto::fft_impl::fft64::crypto::bootstrap::batch_blind_rotate_assign_scratch;
 use tfhe::core_crypto::prelude::*;
 
-use crate::keys::{modulus, Bootstrap, ServerKeys};
+use crate::keys::{modulus, Bootstrap, ServerKeys, ServerPartition};
 use crate::program::{Instr, Limits, Program};
 use crate::progress::Progress;
-use crate::values::{unpack_used_into, Ciphertexts, CtData, CtTensor, Direction};
+use crate::values::{pad, unpack_used_into, Ciphertexts, CtData, CtTensor, Direction};
 use crate::RuntimeError;
 
 /// Lookups per batched blind rotation: each bootstrap-key row is read once for the whole batch.
@@ -48,7 +51,7 @@ impl ModulusSwitchedLweCiphertext<usize> for Msed {
 /// One lookup to do: source ciphertext, shift, offset, accumulator.
 type Job<'a> = (&'a [u64], u32, u64, &'a GlweCiphertextOwned<u64>);
 
-/// Per-worker scratch state for lookups.
+/// Per-worker scratch state for the lookups of one partition.
 struct Worker {
     fft: Fft,
     buffers: ComputationBuffers,
@@ -61,7 +64,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(keys: &ServerKeys, batch: usize) -> Worker {
+    fn new(keys: &ServerPartition, batch: usize) -> Worker {
         let p = &keys.params;
         let n_poly = PolynomialSize(p.polynomial_size());
         let glwe_size = GlweSize(p.glwe_dimension() + 1);
@@ -72,7 +75,7 @@ impl Worker {
         Worker {
             fft,
             buffers,
-            bigs: vec![0u64; batch * (p.big_lwe_dimension() + 1)],
+            bigs: vec![0u64; batch * (keys.ksk_dim as usize + 1)],
             smalls: vec![0u64; batch * (p.lwe_dimension() + 1)],
             accs: GlweCiphertextList::new(0u64, glwe_size, n_poly, GlweCiphertextCount(batch), modulus()),
             msed: Vec::with_capacity(batch),
@@ -87,8 +90,8 @@ impl Worker {
     /// batch while it is in cache, instead of streaming the whole key (tens of MB) once per lookup.
     /// Per ciphertext the arithmetic is exactly tfhe-rs's `keyswitch_lwe_ciphertext` (same signed
     /// decomposition, same key rows in the same order), so the results are bit-identical to it.
-    fn switch_batch(&mut self, keys: &ServerKeys, boot: &Bootstrap, jobs: &[Job<'_>]) {
-        let big_len = keys.params.big_lwe_dimension() + 1;
+    fn switch_batch(&mut self, keys: &ServerPartition, boot: &Bootstrap, jobs: &[Job<'_>]) {
+        let big_len = keys.ksk_dim as usize + 1;
         let small_len = keys.params.lwe_dimension() + 1;
         // distinct inputs, and which one each job reads
         let mut which = Vec::with_capacity(jobs.len());
@@ -97,11 +100,12 @@ impl Worker {
         for &(src, shift, offset, _) in jobs {
             let key = (src.as_ptr(), shift, offset);
             if prev != Some(key) {
+                // the first ksk_dim mask elements (the slot's others are zero) and the body
                 let big = &mut self.bigs[count * big_len..(count + 1) * big_len];
                 for (d, s) in big.iter_mut().zip(src) {
                     *d = s.wrapping_shl(shift);
                 }
-                big[big_len - 1] = big[big_len - 1].wrapping_add(offset);
+                big[big_len - 1] = src[src.len() - 1].wrapping_shl(shift).wrapping_add(offset);
                 count += 1;
             }
             prev = Some(key);
@@ -136,7 +140,7 @@ impl Worker {
     }
 
     /// A batch of lookups; the output ciphertexts in order.
-    fn pbs_batch(&mut self, keys: &ServerKeys, boot: &Bootstrap, jobs: &[Job<'_>]) -> Vec<Vec<u64>> {
+    fn pbs_batch(&mut self, keys: &ServerPartition, boot: &Bootstrap, jobs: &[Job<'_>]) -> Vec<Vec<u64>> {
         let p = &keys.params;
         let l = p.big_lwe_dimension() + 1;
         self.switch_batch(keys, boot, jobs);
@@ -273,23 +277,32 @@ pub(crate) fn keyswitch_batch_impl(
     }
 }
 
-/// The accumulator (trivial GLWE) of each table.
-fn accumulators(program: &Program, keys: &ServerKeys) -> Vec<GlweCiphertextOwned<u64>> {
-    let p = &keys.params;
-    program
-        .tables
+/// The accumulator (trivial GLWE) of each table, per partition: `[partition][table]`, for the
+/// pairs some lookup uses.
+fn accumulators(program: &Program) -> Vec<Vec<Option<GlweCiphertextOwned<u64>>>> {
+    let mut luts: Vec<Vec<Option<GlweCiphertextOwned<u64>>>> = program
+        .partitions
         .iter()
-        .map(|t| {
-            generate_programmable_bootstrap_glwe_lut(
-                PolynomialSize(p.polynomial_size()),
-                GlweSize(p.glwe_dimension() + 1),
-                1usize << t.precision,
-                modulus(),
-                1u64,
-                |m: u64| t.values[m as usize],
-            )
-        })
-        .collect()
+        .map(|_| (0..program.tables.len()).map(|_| None).collect())
+        .collect();
+    for ins in &program.instrs {
+        if let Instr::Pbs { table, partition, .. } = ins {
+            let slot = &mut luts[*partition as usize][*table as usize];
+            if slot.is_none() {
+                let p = &program.partitions[*partition as usize];
+                let t = &program.tables[*table as usize];
+                *slot = Some(generate_programmable_bootstrap_glwe_lut(
+                    PolynomialSize(p.polynomial_size()),
+                    GlweSize(p.glwe_dimension() + 1),
+                    1usize << t.precision,
+                    modulus(),
+                    1u64,
+                    |m: u64| t.values[m as usize],
+                ));
+            }
+        }
+    }
+    luts
 }
 
 /// Instruction indices by stage: (lookups at depth d, linear instructions at depth d).
@@ -311,23 +324,7 @@ fn stages(program: &Program) -> Vec<(Vec<usize>, Vec<usize>)> {
 /// Checks that a program, keys and inputs go together.
 pub fn check_run(program: &Program, keys: &ServerKeys, inputs: &Ciphertexts) -> Result<(), RuntimeError> {
     program.validate()?;
-    if keys.params != program.params {
-        return Err(RuntimeError::Mismatch(format!(
-            "the evaluation keys are for other parameters ({}) than the program ({})",
-            keys.params, program.params
-        )));
-    }
-    if program.pbs_count() > 0 {
-        keys.bootstrap()?;
-    }
-    let log_n = keys.params.polynomial_size().trailing_zeros();
-    if let Some(t) = program.tables.iter().find(|t| t.precision > log_n) {
-        return Err(RuntimeError::Format(format!(
-            "a table of precision {} does not fit polynomial size {}",
-            t.precision,
-            keys.params.polynomial_size()
-        )));
-    }
+    keys.check_program(program)?;
     inputs.check(&program.interface(), Direction::Inputs)?;
     if inputs.key_id != keys.key_id {
         return Err(RuntimeError::KeyMismatch(format!(
@@ -380,8 +377,11 @@ pub fn run_with_limits(
     limits.check_run(program, inputs.samples)?;
     check_run(program, keys, &inputs)?;
     let samples = inputs.samples;
-    let l = program.params.big_lwe_dimension() + 1;
+    let l = program.master_dimension() + 1;
+    let k0 = program.input_params().big_lwe_dimension();
+    let out_len = program.output_dimension() + 1;
     let slots = program.num_slots();
+    let dims = program.slot_dims();
     let sources: Vec<Source> = program
         .inputs
         .iter()
@@ -392,13 +392,13 @@ pub fn run_with_limits(
             other => Source::Lwe(other.into_lwe_list(port.len())),
         })
         .collect();
-    let luts = accumulators(program, keys);
+    let luts = accumulators(program);
     let stages = stages(program);
     let used = program.read_slots();
     let mut outputs: Vec<Vec<u64>> = program
         .outputs
         .iter()
-        .map(|p| Vec::with_capacity(samples * p.len() * l))
+        .map(|p| Vec::with_capacity(samples * p.len() * out_len))
         .collect();
     progress.start("running", (program.pbs_count() * samples) as u64);
     let mut state: Vec<Vec<u64>> = Vec::new();
@@ -432,16 +432,27 @@ pub fn run_with_limits(
                 match src {
                     // regenerate the GLWE masks and extract straight into the slot memory
                     Source::Packed(lists) => unpack_used_into(&lists[s], n, dst, Some(&used[first..first + n])),
-                    Source::Lwe(list) => dst.copy_from_slice(&list.as_ref()[s * n * l..(s + 1) * n * l]),
+                    Source::Lwe(list) => {
+                        let src = &list.as_ref()[s * n * (k0 + 1)..(s + 1) * n * (k0 + 1)];
+                        for (d, c) in dst.chunks_exact_mut(l).zip(src.chunks_exact(k0 + 1)) {
+                            d[..k0 + 1].copy_from_slice(c);
+                            pad(d, k0);
+                        }
+                    }
                     Source::Clear(_) => unreachable!("handled above"),
                 }
             });
         }
-        run_stages(program, keys, &luts, &stages, &mut state, &clear, progress, cancel)?;
+        run_stages(
+            program, keys, &luts, &stages, &dims, &mut state, &clear, progress, cancel,
+        )?;
         for (port, out) in program.outputs.iter().zip(&mut outputs) {
             for st in &state {
                 for &slot in &port.slots {
-                    out.extend_from_slice(&st[slot as usize * l..(slot as usize + 1) * l]);
+                    // the first out_len − 1 mask elements (the rest are zero) and the body
+                    let ct = &st[slot as usize * l..(slot as usize + 1) * l];
+                    out.extend_from_slice(&ct[..out_len - 1]);
+                    out.push(ct[l - 1]);
                 }
             }
         }
@@ -455,7 +466,7 @@ pub fn run_with_limits(
         .map(|(port, data)| CtTensor {
             port: port.name.clone(),
             shape: port.shape.clone(),
-            data: CtData::Full(LweCiphertextList::from_container(data, LweSize(l), modulus())),
+            data: CtData::Full(LweCiphertextList::from_container(data, LweSize(out_len), modulus())),
         })
         .collect();
     Ok(Ciphertexts {
@@ -463,7 +474,7 @@ pub fn run_with_limits(
         key_id: keys.key_id,
         direction: Direction::Outputs,
         samples,
-        lwe_size: l,
+        lwe_size: out_len,
         tensors,
     })
 }
@@ -473,21 +484,32 @@ pub fn run_with_limits(
 fn run_stages(
     program: &Program,
     keys: &ServerKeys,
-    luts: &[GlweCiphertextOwned<u64>],
+    luts: &[Vec<Option<GlweCiphertextOwned<u64>>>],
     stages: &[(Vec<usize>, Vec<usize>)],
+    dims: &[u32],
     state: &mut [Vec<u64>],
     clear: &[Vec<i64>],
     progress: &Progress,
     cancel: Option<&AtomicBool>,
 ) -> Result<(), RuntimeError> {
     let samples = state.len();
-    let l = program.params.big_lwe_dimension() + 1;
+    let l = program.master_dimension() + 1;
     let base = program.num_input_slots as usize;
     let cancelled = || cancel.is_some_and(|c| c.load(Ordering::Relaxed));
     for (pbs, linear) in stages {
-        if !pbs.is_empty() {
-            let boot = keys.bootstrap()?;
-            let jobs: Vec<(usize, usize)> = (0..samples).flat_map(|s| pbs.iter().map(move |&i| (s, i))).collect();
+        // the stage's lookups, one partition after another
+        for (q, part) in keys.partitions.iter().enumerate() {
+            let mine: Vec<usize> = pbs
+                .iter()
+                .copied()
+                .filter(|&i| matches!(program.instrs[i], Instr::Pbs { partition, .. } if partition as usize == q))
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let boot = keys.bootstrap(q)?;
+            let out_dim = part.params.big_lwe_dimension();
+            let jobs: Vec<(usize, usize)> = (0..samples).flat_map(|s| mine.iter().map(move |&i| (s, i))).collect();
             // batches of up to BATCH lookups, but enough batches to keep every thread busy
             let threads = rayon::current_num_threads().max(1);
             let batch = jobs.len().div_ceil(threads).clamp(1, BATCH);
@@ -495,7 +517,7 @@ fn run_stages(
             let results: Vec<Option<Vec<Vec<u64>>>> = jobs
                 .par_chunks(batch)
                 .map_init(
-                    || Worker::new(keys, batch),
+                    || Worker::new(part, batch),
                     |w, chunk| {
                         if cancelled() {
                             return None;
@@ -508,15 +530,17 @@ fn run_stages(
                                     shift,
                                     offset,
                                     table,
+                                    ..
                                 } = &program.instrs[i]
                                 else {
                                     unreachable!("stage lists hold lookups")
                                 };
                                 let src = &state_ref[s][*input as usize * l..(*input as usize + 1) * l];
-                                (src, *shift, *offset, &luts[*table as usize])
+                                let lut = luts[q][*table as usize].as_ref().expect("accumulator of a used table");
+                                (src, *shift, *offset, lut)
                             })
                             .collect();
-                        let out = w.pbs_batch(keys, boot, &work);
+                        let out = w.pbs_batch(part, boot, &work);
                         progress.advance(chunk.len() as u64);
                         Some(out)
                     },
@@ -527,7 +551,9 @@ fn run_stages(
                     return Err(RuntimeError::Cancelled);
                 };
                 for (&(s, i), ct) in chunk.iter().zip(r) {
-                    state[s][(base + i) * l..(base + i + 1) * l].copy_from_slice(&ct);
+                    let dst = &mut state[s][(base + i) * l..(base + i + 1) * l];
+                    dst[..out_dim + 1].copy_from_slice(&ct);
+                    pad(dst, out_dim);
                 }
             }
         }
@@ -540,11 +566,14 @@ fn run_stages(
                     let (before, after) = st.split_at_mut((base + i) * l);
                     let out = &mut after[..l];
                     out.fill(0);
+                    // only the operand's own mask elements (its padding is zero) and the body
                     let mut add = |slot: u32, c: u64| {
                         let src = &before[slot as usize * l..(slot as usize + 1) * l];
-                        for (o, x) in out.iter_mut().zip(src) {
+                        let d = dims[slot as usize] as usize;
+                        for (o, x) in out[..d].iter_mut().zip(&src[..d]) {
                             *o = o.wrapping_add(x.wrapping_mul(c));
                         }
+                        out[l - 1] = out[l - 1].wrapping_add(src[l - 1].wrapping_mul(c));
                     };
                     let constant = match &program.instrs[i] {
                         Instr::Linear { terms, constant } => {

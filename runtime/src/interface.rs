@@ -12,10 +12,23 @@ use crate::program::{NoiseReport, Port, Program};
 use crate::{ParamSet, RuntimeError};
 
 /// What encryption and decryption need of a program: no instruction, no table.
+///
+/// Interfaces written before partitions (model files of format 1) have only `params`; reading one
+/// fills in the single partition.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "InterfaceRepr")]
 pub struct ProgramInterface {
     pub name: String,
+    /// Partition 0's parameters: its key encrypts the inputs.
     pub params: ParamSet,
+    /// Every partition's parameters (`params` first).
+    pub partitions: Vec<ParamSet>,
+    /// Per partition: lookups per run.
+    pub partition_lookups: Vec<u64>,
+    /// Per partition: mask elements its keyswitch key must cover ([`Program::ksk_dims`]).
+    pub ksk_dims: Vec<u32>,
+    /// Dimension of the output ciphertexts ([`Program::output_dimension`]).
+    pub output_dim: u32,
     /// Inputs in order (each with its first slot or clear index, as in the program).
     pub inputs: Vec<Port>,
     /// Outputs in order; their slot lists are left out (the client never reads slots).
@@ -33,7 +46,11 @@ impl Program {
     pub fn interface(&self) -> ProgramInterface {
         ProgramInterface {
             name: self.name.clone(),
-            params: self.params,
+            params: self.partitions[0],
+            partitions: self.partitions.clone(),
+            partition_lookups: self.lookups_by_partition(),
+            ksk_dims: self.ksk_dims(),
+            output_dim: self.output_dimension() as u32,
             inputs: self.inputs.clone(),
             outputs: self
                 .outputs
@@ -62,11 +79,25 @@ impl ProgramInterface {
     /// element counts that do not overflow.
     pub fn validate(&self) -> Result<(), RuntimeError> {
         let bad = |m: String| Err(RuntimeError::Format(format!("invalid program interface: {m}")));
-        if !self.params.is_secure() {
+        if let Some(p) = self.partitions.iter().chain([&self.params]).find(|p| !p.is_secure()) {
             return Err(RuntimeError::Params(format!(
-                "the program interface names insecure parameters {}",
-                self.params
+                "the program interface names insecure parameters {p}"
             )));
+        }
+        if let Some(m) = crate::params::partitions_problem(&self.partitions) {
+            return Err(RuntimeError::Params(format!("the program interface: {m}")));
+        }
+        let master = crate::params::master_dimension(&self.partitions);
+        let n = self.partitions.len();
+        if self.partitions[0] != self.params
+            || self.partition_lookups.len() != n
+            || self.ksk_dims.len() != n
+            || self.partition_lookups.iter().sum::<u64>() != self.lookups
+            || self.ksk_dims.iter().any(|&d| d as usize > master)
+            || (self.output_dim as usize) < self.params.big_lwe_dimension()
+            || self.output_dim as usize > master
+        {
+            return bad("its partitions do not add up".into());
         }
         for r in self
             .inputs
@@ -91,10 +122,72 @@ impl ProgramInterface {
     pub fn matches(&self, program: &Program) -> bool {
         let other = program.interface();
         self.fingerprint == other.fingerprint
-            && self.params == other.params
+            && self.partitions == other.partitions
+            && self.partition_lookups == other.partition_lookups
+            && self.ksk_dims == other.ksk_dims
+            && self.output_dim == other.output_dim
             && self.inputs == other.inputs
             && self.outputs == other.outputs
             && self.lookups == other.lookups
             && self.name == other.name
+    }
+}
+
+impl ProgramInterface {
+    /// Every partition's parameters.
+    pub fn partitions(&self) -> &[ParamSet] {
+        &self.partitions
+    }
+    /// Per partition: lookups per run.
+    pub fn partition_lookups(&self) -> &[u64] {
+        &self.partition_lookups
+    }
+    /// Per partition: mask elements its keyswitch key must cover.
+    pub fn ksk_dims(&self) -> &[u32] {
+        &self.ksk_dims
+    }
+}
+
+/// The serialised form, with the fields that interfaces of model-file format 1 lack optional.
+#[derive(Deserialize)]
+struct InterfaceRepr {
+    name: String,
+    params: ParamSet,
+    #[serde(default)]
+    partitions: Vec<ParamSet>,
+    #[serde(default)]
+    partition_lookups: Vec<u64>,
+    #[serde(default)]
+    ksk_dims: Vec<u32>,
+    #[serde(default)]
+    output_dim: u32,
+    inputs: Vec<Port>,
+    outputs: Vec<Port>,
+    fingerprint: u64,
+    lookups: u64,
+    noise: NoiseReport,
+}
+
+impl From<InterfaceRepr> for ProgramInterface {
+    fn from(r: InterfaceRepr) -> ProgramInterface {
+        let single = r.partitions.is_empty();
+        let k = r.params.big_lwe_dimension() as u32;
+        ProgramInterface {
+            partitions: if single { vec![r.params] } else { r.partitions },
+            partition_lookups: if single { vec![r.lookups] } else { r.partition_lookups },
+            ksk_dims: if single {
+                vec![if r.lookups > 0 { k } else { 0 }]
+            } else {
+                r.ksk_dims
+            },
+            output_dim: if single { k } else { r.output_dim },
+            name: r.name,
+            params: r.params,
+            inputs: r.inputs,
+            outputs: r.outputs,
+            fingerprint: r.fingerprint,
+            lookups: r.lookups,
+            noise: r.noise,
+        }
     }
 }

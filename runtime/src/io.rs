@@ -28,11 +28,11 @@ use crate::RuntimeError;
 
 const MAGIC: &[u8; 4] = b"FHEC";
 /// Version of the payload layout; bump on any change of the serialised types.
-pub const FORMAT_VERSION: u16 = 4;
+pub const FORMAT_VERSION: u16 = 5;
 /// Version of the deployment files' payloads (server and client model files). These files must stay
 /// readable by later fhec versions: a change of their payload bumps this and keeps a reader for each
 /// earlier version (fixtures of every version are read by the tests).
-pub const MODEL_FORMAT_VERSION: u16 = 1;
+pub const MODEL_FORMAT_VERSION: u16 = 2;
 const HEADER: usize = 7;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,7 +62,8 @@ impl FileKind {
     fn versions(self) -> std::ops::RangeInclusive<u16> {
         match self {
             FileKind::ServerModel | FileKind::ClientModel => 1..=MODEL_FORMAT_VERSION,
-            _ => FORMAT_VERSION..=FORMAT_VERSION,
+            // 4: before partitions (programs are converted, keys upgraded by their versioning)
+            _ => 4..=FORMAT_VERSION,
         }
     }
     fn from_byte(b: u8) -> Option<FileKind> {
@@ -195,7 +196,11 @@ pub fn program_to_bytes(p: &Program) -> Result<Vec<u8>, RuntimeError> {
 }
 
 pub fn program_from_bytes(bytes: &[u8]) -> Result<Program, RuntimeError> {
-    let p: Program = from_bytes(FileKind::Program, bytes)?;
+    let p: Program = if unframe(FileKind::Program, bytes)?.0 == 4 {
+        from_bytes::<crate::program::v4::Program>(FileKind::Program, bytes)?.into()
+    } else {
+        from_bytes(FileKind::Program, bytes)?
+    };
     p.validate()?;
     Ok(p)
 }
@@ -210,14 +215,18 @@ pub fn client_keys_to_bytes(k: &ClientKeys) -> Result<Vec<u8>, RuntimeError> {
 
 pub fn client_keys_from_bytes(bytes: &[u8]) -> Result<ClientKeys, RuntimeError> {
     let k: ClientKeys = from_bytes_safe::<ClientKeysFile>(FileKind::ClientKeys, bytes)?.into_keys();
-    let p = &k.params;
-    if !p.is_secure() {
+    if let Some(p) = k.partitions.iter().find(|p| !p.is_secure()) {
         return Err(RuntimeError::Params(format!("secret keys for insecure parameters {p}")));
     }
-    // the polynomial size first: the GLWE key's dimension is derived by dividing by it
-    if k.glwe.polynomial_size().0 != p.polynomial_size()
-        || k.glwe.as_ref().len() != p.glwe_dimension() * p.polynomial_size()
-        || k.small.as_ref().len() != p.lwe_dimension()
+    if let Some(m) = crate::params::partitions_problem(&k.partitions) {
+        return Err(RuntimeError::Params(format!("secret keys: {m}")));
+    }
+    if k.master.as_ref().len() != crate::params::master_dimension(&k.partitions)
+        || k.smalls.len() != k.partitions.len()
+        || k.smalls
+            .iter()
+            .zip(&k.partitions)
+            .any(|(s, p)| s.as_ref().len() != p.lwe_dimension())
     {
         return Err(RuntimeError::Mismatch(
             "secret keys do not match their parameters (damaged file?)".into(),

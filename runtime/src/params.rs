@@ -251,6 +251,55 @@ impl std::fmt::Display for ParamSet {
     }
 }
 
+/// Most partitions (parameter sets) one program may use.
+pub const MAX_PARTITIONS: usize = 8;
+
+/// Why a program's partitions may not share one master key, if they may not.
+///
+/// All partitions' GLWE keys are prefixes of one binary master key (`docs/crypto.md`, "Partitions"):
+/// partition `q`'s key is its first `k_q·N_q` coefficients. Then a ciphertext of any partition is,
+/// padded with zeros, a ciphertext under the master key: values of different partitions mix in
+/// linear instructions, and one keyswitch key per partition serves every source. Security with
+/// shared coefficients: give the attacker, for free, the whole shorter prefix that a key shares with
+/// smaller ones; what remains, the `k_q·N_q − K'` coefficients that only keys of size ≥ `k_q·N_q`
+/// hold, must be ≥ 128-bit secure at partition `q`'s noise (the curve of that dimension). Samples
+/// of the larger keys are then indistinguishable from uniform even knowing the prefix, so they do not
+/// help attack the smaller ones either; each key alone meets its own curve too (every `ParamSet` does: `ParamSet::new`).
+pub fn partitions_problem(parts: &[ParamSet]) -> Option<String> {
+    if parts.is_empty() || parts.len() > MAX_PARTITIONS {
+        return Some(format!(
+            "{} partitions (a program has 1 to {MAX_PARTITIONS})",
+            parts.len()
+        ));
+    }
+    for (q, p) in parts.iter().enumerate() {
+        let k = p.big_lwe_dimension();
+        let shared = parts
+            .iter()
+            .map(ParamSet::big_lwe_dimension)
+            .filter(|&d| d < k)
+            .max()
+            .unwrap_or(0);
+        if shared > 0 {
+            let need = secure_lwe_bound(k - shared).max(MIN_GLWE_NOISE_BOUND_LOG2);
+            if p.raw.glwe_noise_bound_log2 < need {
+                return Some(format!(
+                    "partition {q}: insecure with a shared key: GLWE noise bound 2^{} < 2^{need} needed for 128-bit \
+                     security of the {} coefficients it does not share with a smaller partition's key",
+                    p.raw.glwe_noise_bound_log2,
+                    k - shared
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The dimension of the master key of a program's partitions: the largest `k·N`.
+pub fn master_dimension(parts: &[ParamSet]) -> usize {
+    parts.iter().map(ParamSet::big_lwe_dimension).max().unwrap_or(0)
+}
+
 /// FNV-1a, for fingerprints (not a security primitive: it detects accidents, not attacks).
 #[derive(Clone, Copy)]
 pub(crate) struct Fnv(u64);

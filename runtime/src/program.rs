@@ -1,7 +1,12 @@
 //! The lowered program: what a server runs.
 //!
 //! A [`Program`] is a straight-line list of instructions over *slots*; each slot holds one LWE
-//! ciphertext (per sample) under the big key (dimension `k·N`). Slots `0..num_input_slots` are the
+//! ciphertext (per sample) under the master key. A program has one or more *partitions* (parameter
+//! sets); each lookup runs in one of them, and every partition's GLWE key is a prefix of the master
+//! key (dimension the largest `k·N`), so a ciphertext a lookup of partition `q` writes (dimension
+//! `k_q·N_q`) is, padded with zeros, one under the master key, and linear instructions mix values of
+//! any partitions ([`Program::slot_dims`] gives each slot's unpadded dimension). Inputs are
+//! encrypted under partition 0's key. Slots `0..num_input_slots` are the
 //! encrypted inputs, in the order of [`Program::inputs`], each tensor row-major; instruction `i`
 //! writes slot `num_input_slots + i`. *Clear inputs* (ports with `clear` set: values the server
 //! receives in the clear with each call, such as weights) are numbered apart, `$0 ..` in the order of
@@ -151,12 +156,13 @@ pub enum Instr {
         clear_constants: Vec<(u32, u64)>,
         constant: u64,
     },
-    /// `PBS(table, slot·2^shift + offset)`.
+    /// `PBS(table, slot·2^shift + offset)` with the keys of `partition`.
     Pbs {
         input: u32,
         shift: u32,
         offset: u64,
         table: u32,
+        partition: u32,
     },
 }
 
@@ -179,7 +185,8 @@ pub struct Origin {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Program {
     pub name: String,
-    pub params: ParamSet,
+    /// The parameter sets; partition 0's key encrypts the inputs. One for most programs.
+    pub partitions: Vec<ParamSet>,
     pub inputs: Vec<Port>,
     pub outputs: Vec<Port>,
     pub num_input_slots: u32,
@@ -231,18 +238,105 @@ impl Program {
         self.inputs.iter().filter(|p| p.clear).map(Port::len).sum()
     }
 
-    /// The parameters in one line; for a program without lookups only the ones it uses (the
-    /// encryption key and its noise), since it has no bootstrap and no evaluation keys.
+    /// The parameters of partition 0, whose key encrypts the inputs.
+    pub fn input_params(&self) -> &ParamSet {
+        &self.partitions[0]
+    }
+
+    /// The master key's dimension: the largest `k·N` of the partitions. Every slot is stored at
+    /// this size (padded with zeros).
+    pub fn master_dimension(&self) -> usize {
+        crate::params::master_dimension(&self.partitions)
+    }
+
+    /// The unpadded LWE dimension of each slot: inputs partition 0's `k·N`; a lookup its
+    /// partition's; a linear instruction the largest of the slots it reads (0 with none).
+    pub fn slot_dims(&self) -> Vec<u32> {
+        let mut d = Vec::with_capacity(self.num_slots());
+        let k0 = self.partitions.first().map_or(0, |p| p.big_lwe_dimension() as u32);
+        d.resize(self.num_input_slots as usize, k0);
+        for ins in &self.instrs {
+            let v = match ins {
+                Instr::Pbs { partition, .. } => self
+                    .partitions
+                    .get(*partition as usize)
+                    .map_or(0, |p| p.big_lwe_dimension() as u32),
+                _ => {
+                    let mut m = 0;
+                    ins.for_each_read(|s| m = m.max(d.get(s as usize).copied().unwrap_or(0)));
+                    m
+                }
+            };
+            d.push(v);
+        }
+        d
+    }
+
+    /// Per partition: how many mask elements its keyswitch key covers, the largest dimension of a
+    /// slot its lookups read (0 for a partition without lookups).
+    pub fn ksk_dims(&self) -> Vec<u32> {
+        let dims = self.slot_dims();
+        let mut k = vec![0u32; self.partitions.len()];
+        for ins in &self.instrs {
+            if let Instr::Pbs { input, partition, .. } = ins {
+                if let (Some(m), Some(&d)) = (k.get_mut(*partition as usize), dims.get(*input as usize)) {
+                    *m = (*m).max(d);
+                }
+            }
+        }
+        k
+    }
+
+    /// Lookups per partition.
+    pub fn lookups_by_partition(&self) -> Vec<u64> {
+        let mut c = vec![0u64; self.partitions.len()];
+        for ins in &self.instrs {
+            if let Instr::Pbs { partition, .. } = ins {
+                if let Some(n) = c.get_mut(*partition as usize) {
+                    *n += 1;
+                }
+            }
+        }
+        c
+    }
+
+    /// The dimension of the output ciphertexts: the largest of the output slots' and partition
+    /// 0's (shorter outputs are padded with zeros).
+    pub fn output_dimension(&self) -> usize {
+        let dims = self.slot_dims();
+        let k0 = self.partitions.first().map_or(0, |p| p.big_lwe_dimension());
+        self.outputs
+            .iter()
+            .flat_map(|p| &p.slots)
+            .filter_map(|&s| dims.get(s as usize))
+            .map(|&d| d as usize)
+            .fold(k0, usize::max)
+    }
+
+    /// The parameters in one line per partition; for a program without lookups only the ones it
+    /// uses (the encryption key and its noise), since it has no bootstrap and no evaluation keys.
     pub fn params_summary(&self) -> String {
         if self.pbs_count() > 0 {
-            return self.params.to_string();
+            if self.partitions.len() == 1 {
+                return self.partitions[0].to_string();
+            }
+            let counts = self.lookups_by_partition();
+            return self
+                .partitions
+                .iter()
+                .zip(counts)
+                .enumerate()
+                .map(|(q, (p, c))| format!("partition {q} ({c} lookups): {p}"))
+                .collect::<Vec<_>>()
+                .join("\n");
         }
-        let r = self.params.raw();
+        let p = self.input_params();
+        let r = p.raw();
         format!(
             "k={} N={} (k·N={}) noise=(glwe 2^{}), leveled: no bootstrap, no evaluation keys",
             r.glwe_dimension,
             r.polynomial_size,
-            self.params.big_lwe_dimension(),
+            p.big_lwe_dimension(),
             r.glwe_noise_bound_log2
         )
     }
@@ -252,7 +346,16 @@ impl Program {
     /// another program (even one differing only in a table) are rejected.
     pub fn fingerprint(&self) -> u64 {
         let mut h = Fnv::default();
-        h.write(&self.params.fingerprint().to_le_bytes());
+        if let [only] = &self.partitions[..] {
+            // one partition: the fingerprint of format-4 programs (their files stay valid)
+            h.write(&only.fingerprint().to_le_bytes());
+        } else {
+            h.write(b"partitions");
+            h.write(&(self.partitions.len() as u64).to_le_bytes());
+            for p in &self.partitions {
+                h.write(&p.fingerprint().to_le_bytes());
+            }
+        }
         for (tag, ports) in [(b'i', &self.inputs), (b'o', &self.outputs)] {
             for p in ports {
                 h.write(&[tag]);
@@ -313,12 +416,16 @@ impl Program {
                     shift,
                     offset,
                     table,
+                    partition,
                 } => {
                     h.write(b"P");
                     h.write(&input.to_le_bytes());
                     h.write(&shift.to_le_bytes());
                     h.write(&offset.to_le_bytes());
                     h.write(&table.to_le_bytes());
+                    if self.partitions.len() > 1 {
+                        h.write(&partition.to_le_bytes());
+                    }
                 }
             }
         }
@@ -340,6 +447,9 @@ impl Program {
     /// error here, never a panic or a wrong answer later.
     pub fn validate(&self) -> Result<(), RuntimeError> {
         let bad = |m: String| Err(RuntimeError::Format(format!("invalid program: {m}")));
+        if let Some(m) = crate::params::partitions_problem(&self.partitions) {
+            return bad(m);
+        }
         let (mut next, mut next_clear) = (0u64, 0u64);
         for p in &self.inputs {
             if p.slots.len() != 1 {
@@ -389,10 +499,26 @@ impl Program {
                     }
                 }
                 Instr::Pbs {
-                    input, shift, table, ..
+                    input,
+                    shift,
+                    table,
+                    partition,
+                    ..
                 } => {
-                    if *input as u64 >= me || *shift > 63 || *table as usize >= self.tables.len() {
+                    if *input as u64 >= me
+                        || *shift > 63
+                        || *table as usize >= self.tables.len()
+                        || *partition as usize >= self.partitions.len()
+                    {
                         return bad(format!("lookup {i} has a bad operand"));
+                    }
+                    let (t, p) = (&self.tables[*table as usize], &self.partitions[*partition as usize]);
+                    if t.precision > p.polynomial_size().trailing_zeros() {
+                        return bad(format!(
+                            "lookup {i}: a table of precision {} does not fit partition {partition}'s polynomial size {}",
+                            t.precision,
+                            p.polynomial_size()
+                        ));
                     }
                 }
             }
@@ -472,6 +598,7 @@ impl Program {
                     shift,
                     offset,
                     table,
+                    ..
                 } => {
                     let t = &self.tables[*table as usize];
                     let x = s[*input as usize].wrapping_shl(*shift).wrapping_add(*offset);
@@ -529,15 +656,15 @@ impl Instr {
 /// raise them for bigger programs (`fhec run --limit`, `Server::with_limits`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Ciphertext memory of one sample: slots × (k·N + 1) × 8 bytes.
+    /// Ciphertext memory of one sample: slots × (master k·N + 1) × 8 bytes.
     pub max_sample_bytes: u64,
     /// Table lookups of one sample.
     pub max_lookups: u64,
-    /// Lookup accumulators: tables × (k + 1) × N × 8 bytes.
+    /// Lookup accumulators: tables × partitions × (k + 1) × N × 8 bytes (the largest).
     pub max_table_bytes: u64,
     /// Samples of one batch.
     pub max_samples: u64,
-    /// Result ciphertexts of one batch: samples × output elements × (k·N + 1) × 8 bytes.
+    /// Result ciphertexts of one batch: samples × output elements × (output k·N + 1) × 8 bytes.
     pub max_result_bytes: u64,
 }
 
@@ -589,8 +716,14 @@ impl Limits {
 
     /// Checks a program's per-sample memory, lookups and tables against these limits.
     pub fn check_program(&self, p: &Program) -> Result<(), RuntimeError> {
-        let l = p.params.big_lwe_dimension() as u64 + 1;
-        let glwe = (p.params.glwe_dimension() as u64 + 1) * p.params.polynomial_size() as u64 * 8;
+        let l = p.master_dimension() as u64 + 1;
+        let glwe = p
+            .partitions
+            .iter()
+            .map(|q| (q.glwe_dimension() as u64 + 1) * q.polynomial_size() as u64 * 8)
+            .max()
+            .unwrap_or(0)
+            * p.partitions.len() as u64;
         let over = |what: &str, need: u128, limit: u64, name: &str| {
             Err(RuntimeError::Limit(format!(
                 "program `{}` needs {need} {what}, above this server's limit of {limit} (`{name}`)",
@@ -631,7 +764,7 @@ impl Limits {
                 self.max_samples
             )));
         }
-        let l = p.params.big_lwe_dimension() as u128 + 1;
+        let l = p.output_dimension() as u128 + 1;
         let out: u128 = p.outputs.iter().map(|o| o.slots.len() as u128).sum();
         let result = samples as u128 * out * l * 8;
         if result > self.max_result_bytes as u128 {
@@ -661,4 +794,93 @@ pub fn decode(t: u64, scale: u32) -> i64 {
     }
     let r = t.wrapping_add(1u64 << (scale - 1));
     (r as i64) >> scale
+}
+
+/// Programs of file format 4 (one parameter set; lookups name no partition), read and converted:
+/// model files written before partitions embed them.
+pub(crate) mod v4 {
+    use serde::Deserialize;
+
+    use super::{NoiseReport, Origin, Port, Table};
+    use crate::params::ParamSet;
+
+    #[derive(Deserialize)]
+    pub(crate) enum Instr {
+        Linear {
+            terms: Vec<(u32, i64)>,
+            constant: u64,
+        },
+        ClearLinear {
+            terms: Vec<(u32, i64)>,
+            products: Vec<(u32, u32, i64)>,
+            clear_constants: Vec<(u32, u64)>,
+            constant: u64,
+        },
+        Pbs {
+            input: u32,
+            shift: u32,
+            offset: u64,
+            table: u32,
+        },
+    }
+
+    #[derive(Deserialize)]
+    pub(crate) struct Program {
+        name: String,
+        params: ParamSet,
+        inputs: Vec<Port>,
+        outputs: Vec<Port>,
+        num_input_slots: u32,
+        instrs: Vec<Instr>,
+        tables: Vec<Table>,
+        instr_origin: Vec<u32>,
+        origins: Vec<Origin>,
+        noise: NoiseReport,
+    }
+
+    impl From<Program> for super::Program {
+        fn from(p: Program) -> super::Program {
+            super::Program {
+                name: p.name,
+                partitions: vec![p.params],
+                inputs: p.inputs,
+                outputs: p.outputs,
+                num_input_slots: p.num_input_slots,
+                instrs: p
+                    .instrs
+                    .into_iter()
+                    .map(|i| match i {
+                        Instr::Linear { terms, constant } => super::Instr::Linear { terms, constant },
+                        Instr::ClearLinear {
+                            terms,
+                            products,
+                            clear_constants,
+                            constant,
+                        } => super::Instr::ClearLinear {
+                            terms,
+                            products,
+                            clear_constants,
+                            constant,
+                        },
+                        Instr::Pbs {
+                            input,
+                            shift,
+                            offset,
+                            table,
+                        } => super::Instr::Pbs {
+                            input,
+                            shift,
+                            offset,
+                            table,
+                            partition: 0,
+                        },
+                    })
+                    .collect(),
+                tables: p.tables,
+                instr_origin: p.instr_origin,
+                origins: p.origins,
+                noise: p.noise,
+            }
+        }
+    }
 }

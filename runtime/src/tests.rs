@@ -72,7 +72,7 @@ fn encode_decode_round_trip_with_noise() {
 fn program() -> Program {
     Program {
         name: "p".into(),
-        params: ParamSet::new(raw()).unwrap(),
+        partitions: vec![ParamSet::new(raw()).unwrap()],
         inputs: vec![Port {
             name: "x".into(),
             shape: vec![2],
@@ -104,6 +104,7 @@ fn program() -> Program {
                 shift: 0,
                 offset: 0,
                 table: 0,
+                partition: 0,
             },
         ],
         tables: vec![Table {
@@ -177,6 +178,7 @@ fn invalid_programs_are_rejected() {
         shift: 64,
         offset: 0,
         table: 0,
+        partition: 0,
     };
     assert!(p.validate().is_err(), "shift");
     let mut p = program();
@@ -310,14 +312,14 @@ fn clear_values_are_checked_on_the_server() {
         key_id: 1,
         direction: Direction::Inputs,
         samples,
-        lwe_size: p.params.big_lwe_dimension() + 1,
+        lwe_size: p.input_params().big_lwe_dimension() + 1,
         tensors: vec![
             CtTensor {
                 port: "x".into(),
                 shape: vec![2],
                 data: CtData::Full(tfhe::core_crypto::prelude::LweCiphertextList::new(
                     0u64,
-                    tfhe::core_crypto::prelude::LweSize(p.params.big_lwe_dimension() + 1),
+                    tfhe::core_crypto::prelude::LweSize(p.input_params().big_lwe_dimension() + 1),
                     tfhe::core_crypto::prelude::LweCiphertextCount(2 * samples),
                     crate::keys::modulus(),
                 )),
@@ -360,7 +362,7 @@ fn clear_values_are_checked_on_the_server() {
     let mut swapped = cts(vec![0, 0], 1);
     swapped.tensors[1].data = CtData::Full(tfhe::core_crypto::prelude::LweCiphertextList::new(
         0u64,
-        tfhe::core_crypto::prelude::LweSize(p.params.big_lwe_dimension() + 1),
+        tfhe::core_crypto::prelude::LweSize(p.input_params().big_lwe_dimension() + 1),
         tfhe::core_crypto::prelude::LweCiphertextCount(2),
         crate::keys::modulus(),
     ));
@@ -375,12 +377,12 @@ fn clear_values_are_checked_on_the_server() {
 fn batched_keyswitch_equals_tfhe_rs() {
     use tfhe::core_crypto::prelude::*;
     let params = ParamSet::new(raw()).unwrap();
-    let ck = crate::ClientKeys::generate(&params).unwrap();
+    let ck = crate::ClientKeys::generate(&[params]).unwrap();
     let sk = ck
         .evaluation_keys(&crate::Progress::silent())
         .expand(&crate::Progress::silent())
         .unwrap();
-    let ksk = &sk.bootstrap().unwrap().ksk;
+    let ksk = &sk.bootstrap(0).unwrap().ksk;
     let (big_len, small_len) = (params.big_lwe_dimension() + 1, params.lwe_dimension() + 1);
     let mut state = 0x2545_f491_4f6c_dd1du64;
     for count in [1usize, 5, 16] {
@@ -414,8 +416,8 @@ fn keys_of_another_keygen_are_refused() {
     use crate::{exec, ClearTensor, ClientKeys, Progress, RuntimeError};
     let p = clear_program();
     let silent = Progress::silent();
-    let a = ClientKeys::generate(&p.params).unwrap();
-    let b = ClientKeys::generate(&p.params).unwrap();
+    let a = ClientKeys::generate(&p.partitions).unwrap();
+    let b = ClientKeys::generate(&p.partitions).unwrap();
     assert_ne!(a.key_id(), b.key_id());
     let server_a = a.evaluation_keys_for(&p.interface(), &silent).expand(&silent).unwrap();
     let server_b = b.evaluation_keys_for(&p.interface(), &silent).expand(&silent).unwrap();
@@ -452,20 +454,28 @@ fn secret_keys_round_trip_and_are_wiped() {
     use crate::keys::ClientKeysFile;
     use crate::ClientKeys;
     let p = program();
-    let k = ClientKeys::generate(&p.params).unwrap();
+    let k = ClientKeys::generate(&p.partitions).unwrap();
     let bytes = io::client_keys_to_bytes(&k).unwrap();
     let back = io::client_keys_from_bytes(&bytes).unwrap();
     assert_eq!(back.key_id(), k.key_id());
-    assert!(back.small.as_ref() == k.small.as_ref() && back.glwe.as_ref() == k.glwe.as_ref());
+    assert!(back.smalls[0].as_ref() == k.smalls[0].as_ref() && back.master.as_ref() == k.master.as_ref());
     assert!(
-        k.glwe.as_ref().iter().any(|&b| b != 0),
+        k.master.as_ref().iter().any(|&b| b != 0),
         "a binary key of 2048 bits has ones"
     );
     let mut file = ClientKeysFile::of(&k);
     file.wipe();
     let wiped = file.into_keys();
-    assert!(wiped.small.as_ref().iter().chain(wiped.glwe.as_ref()).all(|&b| b == 0));
-    assert_eq!(wiped.small.as_ref().len(), k.small.as_ref().len(), "wiped in place");
+    assert!(wiped.smalls[0]
+        .as_ref()
+        .iter()
+        .chain(wiped.master.as_ref())
+        .all(|&b| b == 0));
+    assert_eq!(
+        wiped.smalls[0].as_ref().len(),
+        k.smalls[0].as_ref().len(),
+        "wiped in place"
+    );
 }
 
 /// Every 8-byte field of the metadata of key, ciphertext and program files set to hostile values
@@ -477,7 +487,7 @@ fn crafted_size_fields_are_errors_not_panics() {
     use crate::{ClearTensor, ClientKeys, Progress};
     let silent = Progress::silent();
     let p = program();
-    let k = ClientKeys::generate(&p.params).unwrap();
+    let k = ClientKeys::generate(&p.partitions).unwrap();
     let sample = vec![ClearTensor::new(vec![2], vec![1, 2]).unwrap()];
     let cts = io::ciphertexts_to_bytes(&k.encrypt(&p.interface(), &[sample.clone(), sample]).unwrap()).unwrap();
     let eval = io::evaluation_keys_to_bytes(&k.evaluation_keys(&silent)).unwrap();
@@ -579,7 +589,7 @@ fn resource_limits_refuse_programs_that_ask_for_terabytes() {
     );
     // the server refuses it whatever the ciphertexts
     let p = clear_program();
-    let k = ClientKeys::generate(&p.params).unwrap();
+    let k = ClientKeys::generate(&p.partitions).unwrap();
     let server = k.evaluation_keys_for(&p.interface(), &silent).expand(&silent).unwrap();
     let x = vec![
         ClearTensor::new(vec![2], vec![1, 2]).unwrap(),

@@ -91,6 +91,7 @@ pub(crate) fn unpack_used_into(
     used: Option<&[bool]>,
 ) {
     let big_n = list.polynomial_size().0;
+    let dim = list.glwe_size().to_glwe_dimension().0 * big_n;
     let glwes = list.clone().decompress_into_glwe_ciphertext_list();
     let l = out.len() / n.max(1);
     for (j, ct) in out.chunks_exact_mut(l).enumerate().take(n) {
@@ -98,8 +99,20 @@ pub(crate) fn unpack_used_into(
             continue;
         }
         let glwe = glwes.get(j / big_n);
-        let mut lwe = LweCiphertext::from_container(ct, crate::keys::modulus());
+        let mut lwe = LweCiphertext::from_container(&mut ct[..dim + 1], crate::keys::modulus());
         extract_lwe_sample_from_glwe_ciphertext(&glwe, &mut lwe, MonomialDegree(j % big_n));
+        pad(ct, dim);
+    }
+}
+
+/// Pads an LWE ciphertext of dimension `dim`, written at the start of `ct`, to the length of `ct`
+/// (a longer key whose first `dim` coefficients are its key): the body moves to the end, zeros
+/// in between.
+pub(crate) fn pad(ct: &mut [u64], dim: usize) {
+    let last = ct.len() - 1;
+    if dim < last {
+        ct[last] = ct[dim];
+        ct[dim..last].fill(0);
     }
 }
 
@@ -196,7 +209,11 @@ impl Ciphertexts {
             Direction::Inputs => &program.inputs,
             Direction::Outputs => &program.outputs,
         };
-        let lwe_size = program.params.big_lwe_dimension() + 1;
+        // inputs: partition 0's key; outputs: the output dimension (padded to the widest output)
+        let lwe_size = match direction {
+            Direction::Inputs => program.params.big_lwe_dimension() + 1,
+            Direction::Outputs => program.output_dim as usize + 1,
+        };
         if self.lwe_size != lwe_size || self.tensors.len() != ports.len() || self.samples == 0 {
             return mismatch(format!(
                 "ciphertexts do not match the program: {} tensors of LWE size {} for {} ports of size {}",

@@ -142,7 +142,7 @@ impl Lowered {
     ) -> fhec_runtime::Program {
         fhec_runtime::Program {
             name: self.name,
-            params,
+            partitions: vec![params],
             inputs: self.inputs,
             outputs: self.outputs,
             num_input_slots: self.num_input_slots,
@@ -578,6 +578,7 @@ impl Builder {
                 shift,
                 offset,
                 table,
+                partition: 0,
             },
             (0.0, 1.0),
         ))

@@ -211,6 +211,13 @@ impl Variances {
     }
 }
 
+/// The keyswitch variance into partition `p` from a ciphertext of dimension `input_dim` (the
+/// mask elements past a slot's own dimension are zero and add nothing).
+pub fn keyswitch_variance_from(p: &ParamSet, input_dim: usize) -> f64 {
+    let r = p.raw();
+    ks_variance(input_dim, r.lwe_dimension, r.ks_base_log, r.ks_level)
+}
+
 /// ln(erfc(x)) for x ≥ 0, accurate also where erfc underflows.
 pub fn ln_erfc(x: f64) -> f64 {
     if x < 25.0 {
@@ -264,7 +271,7 @@ pub fn analyze(dag: &NoiseDag, p: &ParamSet) -> Analysis {
 }
 
 /// log2 Σ 2^x_i, stable for very negative x_i.
-fn log2_sum(xs: impl Iterator<Item = f64>) -> f64 {
+pub(crate) fn log2_sum(xs: impl Iterator<Item = f64>) -> f64 {
     let xs: Vec<f64> = xs.collect();
     let m = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if m == f64::NEG_INFINITY {

@@ -329,6 +329,7 @@ struct Attrs {
 /// Which statements may appear, in order.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Phase {
+    Partitions,
     Inputs,
     Instrs,
     Outputs,
@@ -340,6 +341,7 @@ enum Phase {
 impl Phase {
     fn plural(self) -> &'static str {
         match self {
+            Phase::Partitions => "partitions",
             Phase::Inputs => "inputs",
             Phase::Instrs => "instructions",
             Phase::Outputs => "outputs",

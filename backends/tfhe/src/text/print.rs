@@ -2,15 +2,12 @@
 
 use super::*;
 
-/// Prints a program in the `tfhe` dialect. Total: an invalid program prints too (it may not parse).
-pub fn print_program(p: &Program) -> String {
-    let mut o = String::new();
-    let r = p.params.raw();
-    let _ = writeln!(
-        o,
-        "tfhe.program {} {{n = {}, k = {}, N = {}, lwe_noise_log2 = {}, glwe_noise_log2 = {}, pbs_base_log = {}, \
-         pbs_level = {}, ks_base_log = {}, ks_level = {}}} {{",
-        symbol(&p.name),
+/// A parameter set as the dialect's attribute dictionary.
+fn params_attrs(p: &fhec_runtime::ParamSet) -> String {
+    let r = p.raw();
+    format!(
+        "{{n = {}, k = {}, N = {}, lwe_noise_log2 = {}, glwe_noise_log2 = {}, pbs_base_log = {}, pbs_level = {}, \
+         ks_base_log = {}, ks_level = {}}}",
         r.lwe_dimension,
         r.glwe_dimension,
         r.polynomial_size,
@@ -20,7 +17,21 @@ pub fn print_program(p: &Program) -> String {
         r.pbs_level,
         r.ks_base_log,
         r.ks_level
+    )
+}
+
+/// Prints a program in the `tfhe` dialect. Total: an invalid program prints too (it may not parse).
+pub fn print_program(p: &Program) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "tfhe.program {} {} {{",
+        symbol(&p.name),
+        params_attrs(&p.partitions[0])
     );
+    for (q, part) in p.partitions.iter().enumerate().skip(1) {
+        let _ = writeln!(o, "  tfhe.partition @p{q} {}", params_attrs(part));
+    }
     for port in &p.inputs {
         let first = port.slots.first().copied().unwrap_or(0) as u64;
         let (statement, sigil) = if port.clear {
@@ -75,10 +86,16 @@ pub fn print_program(p: &Program) -> String {
                 shift,
                 offset,
                 table,
+                partition,
             } => {
+                let part = if *partition == 0 {
+                    String::new()
+                } else {
+                    format!(", partition = @p{partition}")
+                };
                 let _ = write!(
                     o,
-                    "\"tfhe.pbs\"(%{input}) {{shift = {shift}, offset = {offset:#x}, table = @t{table}}}"
+                    "\"tfhe.pbs\"(%{input}) {{shift = {shift}, offset = {offset:#x}, table = @t{table}{part}}}"
                 );
             }
         }

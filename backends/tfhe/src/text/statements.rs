@@ -15,7 +15,7 @@ impl Parser<'_> {
 
         let mut prog = Program {
             name,
-            params,
+            partitions: vec![params],
             inputs: Vec::new(),
             outputs: Vec::new(),
             num_input_slots: 0,
@@ -28,13 +28,14 @@ impl Parser<'_> {
         // references checked once everything is read: (index, where)
         let mut table_refs: Vec<(u32, Span)> = Vec::new();
         let mut origin_refs: Vec<(u32, Span)> = Vec::new();
-        let mut phase = Phase::Inputs;
+        let mut phase = Phase::Partitions;
         let mut seen_noise = false;
         loop {
             let t = self.peek().clone();
             let word = if t.tok == Tok::Word { self.text(t.span) } else { "" };
             let (stmt, what) = match (&t.tok, word) {
                 (Tok::Punct(b'}'), _) => break,
+                (Tok::Word, "tfhe.partition") => (Phase::Partitions, "a partition"),
                 (Tok::Word, "tfhe.input") => (Phase::Inputs, "an input"),
                 (Tok::Word, "tfhe.clear_input") => (Phase::Inputs, "a clear input"),
                 (Tok::Slot(_), _) => (Phase::Instrs, "an instruction"),
@@ -46,7 +47,7 @@ impl Parser<'_> {
                     return err(
                         t.span,
                         format!(
-                            "unknown statement `{w}` (expected tfhe.input, tfhe.clear_input, tfhe.output, tfhe.table, \
+                            "unknown statement `{w}` (expected tfhe.partition, tfhe.input, tfhe.clear_input, tfhe.output, tfhe.table, \
                              tfhe.origin, tfhe.noise or an instruction `%N = ...`)"
                         ),
                     )
@@ -61,7 +62,7 @@ impl Parser<'_> {
                     "the noise report is given twice".to_string()
                 } else {
                     format!(
-                        "{what} cannot follow {}: the order is inputs, instructions, outputs, tables, origins, noise",
+                        "{what} cannot follow {}: the order is partitions, inputs, instructions, outputs, tables, origins, noise",
                         phase.plural()
                     )
                 };
@@ -69,6 +70,7 @@ impl Parser<'_> {
             }
             phase = stmt;
             match stmt {
+                Phase::Partitions => self.partition(&mut prog)?,
                 Phase::Inputs => self.input(&mut prog, word == "tfhe.clear_input")?,
                 Phase::Instrs => self.instr(&mut prog, &mut table_refs, &mut origin_refs)?,
                 Phase::Outputs => self.output(&mut prog)?,
@@ -97,6 +99,27 @@ impl Parser<'_> {
         }
         prog.validate().map_err(|e| Diagnostic::at(e.to_string(), Some(head)))?;
         Ok(prog)
+    }
+
+    /// `tfhe.partition @pN {params}`: partitions 1, 2, … in order (partition 0 is the header's).
+    fn partition(&mut self, prog: &mut Program) -> PResult<()> {
+        self.word("tfhe.partition")?;
+        let t = self.next();
+        let want = format!("p{}", prog.partitions.len());
+        match &t.tok {
+            Tok::Sym(s) if *s == want => {}
+            Tok::Sym(s) => return err(t.span, format!("expected partition `@{want}` next, found `@{s}`")),
+            _ => return self.unexpected(&t, "a partition name `@pN`"),
+        }
+        if prog.partitions.len() >= fhec_runtime::params::MAX_PARTITIONS {
+            return err(
+                t.span,
+                format!("more than {} partitions", fhec_runtime::params::MAX_PARTITIONS),
+            );
+        }
+        let params = self.params()?;
+        prog.partitions.push(params);
+        Ok(())
     }
 
     pub(super) fn params(&mut self) -> PResult<ParamSet> {
@@ -526,12 +549,32 @@ impl Parser<'_> {
                     }
                     (_, span) => return err(span, "`table` must be a table `@tN`"),
                 };
-                self.finish(a, &["shift", "offset", "table"])?;
+                let partition = if a.items.iter().any(|x| x.key == "partition") {
+                    match self.take(&mut a, "partition")? {
+                        (Value::Sym(name), span) => {
+                            let index = name
+                                .strip_prefix('p')
+                                .and_then(parse_u64)
+                                .and_then(|n| u32::try_from(n).ok())
+                                .filter(|n| format!("p{n}") == name);
+                            match index {
+                                Some(n) if (n as usize) < prog.partitions.len() => n,
+                                Some(_) => return err(span, format!("no partition `@{name}` is declared")),
+                                None => return err(span, format!("expected a partition `@pN`, found `@{name}`")),
+                            }
+                        }
+                        (_, span) => return err(span, "`partition` must be a partition `@pN`"),
+                    }
+                } else {
+                    0
+                };
+                self.finish(a, &["shift", "offset", "table", "partition"])?;
                 Instr::Pbs {
                     input,
                     shift,
                     offset,
                     table,
+                    partition,
                 }
             }
             _ => {

@@ -12,7 +12,7 @@ fn sample() -> Program {
     };
     Program {
         name: "main".into(),
-        params: params(),
+        partitions: vec![params()],
         inputs: vec![
             Port {
                 name: "x".into(),
@@ -92,12 +92,14 @@ fn sample() -> Program {
                 shift: 5,
                 offset: 0x0800_0000_0000_0000,
                 table: 1,
+                partition: 0,
             },
             Instr::Pbs {
                 input: 7,
                 shift: 63,
                 offset: 0,
                 table: 0,
+                partition: 0,
             },
             Instr::Linear {
                 terms: vec![(8, 0), (6, -7)],
@@ -148,7 +150,7 @@ fn clear_sample() -> Program {
     };
     Program {
         name: "clear".into(),
-        params: params(),
+        partitions: vec![params()],
         inputs: vec![
             port("x", vec![2], 4, false, 59, 0, false),
             port("w", vec![3, 2], 8, true, 0, 0, true),
@@ -201,6 +203,7 @@ fn clear_sample() -> Program {
                 shift: 4,
                 offset: 0,
                 table: 0,
+                partition: 0,
             },
             Instr::ClearLinear {
                 terms: vec![(8, 1)],
@@ -471,7 +474,7 @@ fn clear_value_mistakes_are_located() {
     assert_eq!(at, "\"tfhe.clear_lin\"");
     let (m, at) = error_of(&text, "tfhe.clear_input \"b\"", "tfhe.clear_inputs \"b\"");
     assert!(
-        m.starts_with("unknown statement `tfhe.clear_inputs` (expected tfhe.input, tfhe.clear_input,"),
+        m.starts_with("unknown statement `tfhe.clear_inputs` (expected tfhe.partition, tfhe.input, tfhe.clear_input,"),
         "{m}"
     );
     assert_eq!(at, "tfhe.clear_inputs");
@@ -496,7 +499,7 @@ fn odd_names_and_empty_programs_round_trip() {
     }
     let empty = Program {
         name: "e".into(),
-        params: params(),
+        partitions: vec![params()],
         inputs: vec![],
         outputs: vec![],
         num_input_slots: 0,
@@ -785,4 +788,52 @@ fn insecure_parameters_are_rejected() {
     let (m, at) = error_of(&text, ", ks_level = 5}", "}");
     assert_eq!(m, "missing attribute `ks_level`");
     assert!(at.starts_with("{n = "), "{at}");
+}
+
+/// The sample with a second partition (a smaller key, prefix of partition 0's) running its lookup.
+fn partitioned_sample() -> Program {
+    let mut p = sample();
+    // sharing its first 256 coefficients, partition 0's key needs the noise that secures the
+    // other 1792 alone (docs/crypto.md)
+    let shared = fhec_runtime::RawParamSet {
+        glwe_noise_bound_log2: 24,
+        ..*params().raw()
+    };
+    p.partitions[0] = ParamSet::new(shared).unwrap();
+    p.partitions
+        .push(ParamSet::with_secure_noise(600, 1, 256, 15, 2, 2, 6).unwrap());
+    let insecure = vec![params(), p.partitions[1]];
+    let m = fhec_runtime::params::partitions_problem(&insecure).unwrap();
+    assert!(m.contains("2^17 < 2^24") && m.contains("1792 coefficients"), "{m}");
+    for ins in &mut p.instrs {
+        if let Instr::Pbs { table, partition, .. } = ins {
+            if p.tables[*table as usize].precision <= 8 {
+                *partition = 1;
+            }
+        }
+    }
+    p
+}
+
+#[test]
+fn partitions_round_trip_and_mistakes_are_located() {
+    let p = partitioned_sample();
+    assert!(p.instrs.iter().any(|i| matches!(i, Instr::Pbs { partition: 1, .. })));
+    let text = round_trip(&p);
+    assert!(
+        text.contains("  tfhe.partition @p1 {n = 600, k = 1, N = 256, "),
+        "{text}"
+    );
+    assert!(text.contains(", table = @t1, partition = @p1}"), "{text}");
+    let (m, at) = error_of(&text, "partition = @p1}", "partition = @p2}");
+    assert_eq!(m, "no partition `@p2` is declared");
+    assert_eq!(at, "@p2");
+    let (m, at) = error_of(&text, "tfhe.partition @p1", "tfhe.partition @p3");
+    assert_eq!(m, "expected partition `@p1` next, found `@p3`");
+    assert_eq!(at, "@p3");
+    let (m, _) = error_of(&text, "partition = @p1}", "partition = @t1}");
+    assert_eq!(m, "expected a partition `@pN`, found `@t1`");
+    // a partition after the inputs is out of order
+    let moved = text.replacen("  tfhe.partition @p1", "  tfhe.partitionX @p1", 1);
+    assert!(parse_program(&moved).is_err());
 }
