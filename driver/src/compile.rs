@@ -27,6 +27,9 @@ pub struct CompileOptions {
     pub params: Option<ParamSet>,
     /// The module's source text, to locate ops in messages.
     pub source: Option<String>,
+    /// Let the search split lookups by precision into partitions, each with its own parameter set,
+    /// where the cost model says it pays (docs/crypto.md, "Partitions"); off by default for now.
+    pub partitions: bool,
     /// [`compile_traced`] only: widen every calibrated range by this fraction of its width on each
     /// side ([`fhec_trace::Tracer::module_with_margin`]); 0 keeps the input set's ranges.
     pub calibration_margin: f64,
@@ -51,6 +54,7 @@ pub fn compile(module: Module, spec: ClientSpec, opts: &CompileOptions) -> Resul
         p_error: opts.p_error,
         function: opts.function.clone(),
         params: opts.params,
+        partitions: opts.partitions,
     };
     let compiled = fhec_backend_tfhe::compile(&proof, &lopts, opts.source.as_deref())?;
     let p = &compiled.program;

@@ -69,6 +69,7 @@ fn mb(bytes: usize) -> String {
 }
 
 pub(crate) struct CompileArgs<'a> {
+    pub partitions: bool,
     pub model_dir: Option<&'a str>,
     pub name: Option<&'a str>,
     pub p_error: Option<&'a str>,
@@ -89,6 +90,7 @@ pub(crate) fn compile(file: &str, output: Option<&str>, a: CompileArgs<'_>) -> R
         emit,
         params_of,
         pipeline,
+        partitions,
     } = a;
     let src = read_source(file)?;
     let render = |diags: &[ir::Diagnostic]| Failure::Rendered(Rendered(render_all(diags, file, &src)));
@@ -118,6 +120,7 @@ pub(crate) fn compile(file: &str, output: Option<&str>, a: CompileArgs<'_>) -> R
         function: function.map(|f| f.trim_start_matches('@').to_string()),
         params,
         source: Some(src.clone()),
+        partitions,
         ..Default::default()
     };
     let t0 = Instant::now();

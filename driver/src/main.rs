@@ -118,6 +118,10 @@ enum Command {
         /// The passes to run before lowering (default: the default pipeline; `none` for no passes).
         #[arg(long, value_name = "PIPELINE")]
         pipeline: Option<String>,
+        /// Let lookups of low precision get a partition of their own, with smaller parameters, where
+        /// the cost model says it pays (docs/crypto.md, "Partitions")
+        #[arg(long)]
+        partitions: bool,
     },
     /// Generate secret (client) keys and evaluation keys for a compiled program.
     Keygen {
@@ -445,6 +449,7 @@ fn main() -> ExitCode {
             emit_tfhe,
             params_of,
             pipeline,
+            partitions,
         } => fhe::compile(
             file,
             output.as_deref(),
@@ -457,6 +462,7 @@ fn main() -> ExitCode {
                 emit: *emit_tfhe,
                 params_of: params_of.as_deref(),
                 pipeline: pipeline.as_deref(),
+                partitions: *partitions,
             },
         ),
         Command::Opt {

@@ -658,3 +658,55 @@ fn model_client_files_take_float_features_and_give_predictions() {
         stderr(&o)
     );
 }
+
+/// A program compiled with `--partitions` goes through the deployment files and the encrypted
+/// pipeline like any other: `fhec info` lists its partitions, keys come from the client file, the
+/// server file runs, and the decrypted result is `fhec eval`'s.
+#[test]
+fn partitioned_model_files_run_like_eval() {
+    let dir = tmp("partitioned");
+    let d = dir.to_str().unwrap();
+    let o = fhec(&[
+        "compile",
+        "examples/round.fhe",
+        "--partitions",
+        "--model-dir",
+        d,
+        "--name",
+        "round",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("partition 1 (27 lookups)"), "{}", stderr(&o));
+    let (server, client) = (dir.join("round.server.fhec"), dir.join("round.client.fhec"));
+    let (s, c) = (server.to_str().unwrap(), client.to_str().unwrap());
+    let info = stdout(&fhec(&["info", c]));
+    assert!(
+        info.contains("partition 0 (3 lookups, encrypts the inputs;") && info.contains("partition 1 (27 lookups;"),
+        "{info}"
+    );
+    assert!(info.contains("security: ≥ 128 bits"), "{info}");
+    let (ck, ek) = (tmp("round.keys"), tmp("round.eval"));
+    let (ck, ek) = (ck.to_str().unwrap(), ek.to_str().unwrap());
+    let o = fhec(&["keygen", c, "--client-keys", ck, "--eval-keys", ek, "--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (cin, cout) = (tmp("round.in"), tmp("round.out"));
+    let (cin, cout) = (cin.to_str().unwrap(), cout.to_str().unwrap());
+    let x = "x=[[63, 40, 7], [5, 5, 5]]";
+    let o = fhec(&["encrypt", c, "--client-keys", ck, "-i", x, "--batch", "-o", cin]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = fhec(&["run", s, cin, "--eval-keys", ek, "-o", cout]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = fhec(&["decrypt", c, cout, "--client-keys", ck, "--raw"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = stdout(&o);
+    let mut want = String::new();
+    for x in ["x=[63, 40, 7]", "x=[5, 5, 5]"] {
+        let e = fhec(&["eval", "examples/round.fhe", "-i", x]);
+        assert!(e.status.success(), "{}", stderr(&e));
+        want.push_str(&stdout(&e));
+    }
+    assert_eq!(
+        got.split_whitespace().collect::<String>(),
+        want.split_whitespace().collect::<String>()
+    );
+}

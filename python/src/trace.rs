@@ -83,7 +83,7 @@ impl Tracer {
 
     /// Compiles `outputs`, calibrated on `inputset` (samples of `(shape, values)` per input), with
     /// the facade's one pipeline.
-    #[pyo3(signature = (outputs, inputset, p_error=None, global_p_error=None, pipeline=None, margin=0.0))]
+    #[pyo3(signature = (outputs, inputset, p_error=None, global_p_error=None, pipeline=None, margin=0.0, partitions=false))]
     #[allow(clippy::too_many_arguments)] // one Python call with keyword arguments
     fn compile(
         &self,
@@ -94,6 +94,7 @@ impl Tracer {
         global_p_error: Option<f64>,
         pipeline: Option<String>,
         margin: f64,
+        partitions: bool,
     ) -> PyResult<Circuit> {
         let samples: Vec<Vec<ArrayD<i64>>> = inputset
             .into_iter()
@@ -110,6 +111,7 @@ impl Tracer {
         let opts = CompileOptions {
             p_error,
             pipeline,
+            partitions,
             ..Default::default()
         };
         let spec = fhec::integer_spec(&module).map_err(py_err)?;

@@ -56,6 +56,28 @@ def test_ir_and_statistics(circuit):
     assert s["evaluation_key_bytes"] > 0
 
 
+def test_partitions_run_exactly():
+    """With ``partitions=True`` the one-bit extractions of the rounding get a parameter set of their
+    own; the results still equal numpy, encrypted included."""
+    w = np.array([[7, -8, 5], [6, 7, -7], [-8, 3, 7], [5, -6, 6], [7, 7, -8], [-7, 6, 5]])
+
+    @fhec.compiler({"x": "encrypted"})
+    def wide(x):
+        return np.maximum((x @ w).round_bits(6), 0)
+
+    def want(x):
+        return np.maximum(((x @ w) + 32) >> 6, 0)
+
+    inputset = [RNG.integers(0, 16, size=(1, 6)) for _ in range(40)] + [np.full((1, 6), 15), np.zeros((1, 6), int)]
+    c = wide.compile(inputset, partitions=True)
+    assert "partition 1" in c.statistics["parameters"], c.statistics["parameters"]
+    for x in inputset:
+        assert np.array_equal(c.simulate(x), want(x))
+    c.keygen()
+    for x, got in zip(inputset[:3], c.run_batch(inputset[:3])):
+        assert np.array_equal(got, want(x))
+
+
 def test_two_inputs_and_products():
     @fhec.compiler({"x": "encrypted", "y": "encrypted"})
     def f(x, y):

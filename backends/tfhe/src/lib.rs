@@ -2,7 +2,9 @@
 //!
 //! [`compile`] = [`lower::lower_function`] (element-level linear combinations and lookups, exact
 //! noise weights) → [`params::search`] (cheapest secure parameters meeting the
-//! failure-probability target) → [`Program`]. [`text`] prints the lowered program as the `tfhe`
+//! failure-probability target) → with `CompileOptions::partitions`, [`params::partition::optimize`]
+//! (lookups split by precision into two parameter sets where the cost model says it pays) →
+//! [`Program`]. [`text`] prints the lowered program as the `tfhe`
 //! dialect. See `docs/crypto.md`.
 
 pub mod cost;
@@ -26,6 +28,10 @@ pub struct CompileOptions {
     /// Use this parameter set instead of searching (e.g. to reuse existing keys). Compilation fails
     /// when it does not meet `p_error` for every lookup.
     pub params: Option<ParamSet>,
+    /// Let the search split lookups by precision into partitions, each with its own parameter set,
+    /// where the cost model says it pays (`docs/crypto.md`, "Partitions"). Off by default until the
+    /// search is fast enough for every compile.
+    pub partitions: bool,
 }
 
 /// A compiled program with what the search saw.
@@ -71,9 +77,34 @@ pub fn compile(v: &Verified<'_>, opts: &CompileOptions, source: Option<&str>) ->
         pbs_by_precision: by_prec.into_iter().collect(),
         estimated_seconds: seconds,
     };
-    let program = l.into_program(solution.params, noise);
+    let mut program = l.into_program(solution.params, noise);
     program
         .validate()
         .map_err(|e| Diagnostic::new(format!("internal error: {e}")))?;
+    if opts.params.is_none() && opts.partitions {
+        if let Some(part) = params::partition::optimize(&program, &solution.params, opts.p_error) {
+            let mut split = program.clone();
+            split.partitions = part.partitions;
+            for (ins, &q) in split.instrs.iter_mut().zip(&part.assign) {
+                if let Instr::Pbs { partition, .. } = ins {
+                    *partition = q;
+                }
+            }
+            let a = rederive::analyze_program(&split);
+            let ok = match opts.p_error {
+                PError::PerLookup(t) => a.log2_worst <= t.log2(),
+                PError::Global(t) => a.log2_global <= t.log2(),
+            };
+            // the search's constraints bound the program's from above: `ok` holds; checked anyway
+            if ok && split.validate().is_ok() {
+                let big = split.master_dimension() as f64 + 1.0;
+                split.noise.log2_p_error_worst_lookup = a.log2_worst;
+                split.noise.log2_p_error_global = a.log2_global;
+                split.noise.estimated_seconds =
+                    (part.lookup_ns + linear_terms as f64 * big * params::cost::LEVELED) * 1e-9;
+                program = split;
+            }
+        }
+    }
     Ok(Compiled { program, dag, solution })
 }

@@ -15,9 +15,7 @@ use std::collections::HashMap;
 
 use fhec_runtime::program::{Instr, Program};
 
-use crate::params::{
-    analyze, keyswitch_variance_from, log2_p_fail, log2_sum, Analysis, Constraint, NoiseDag, Variances,
-};
+use crate::params::{analyze, Analysis, Constraint, NoiseDag};
 
 /// The noise constraints of `p`, from its instructions. `p` must be valid (`Program::validate`).
 pub fn noise_dag(p: &Program) -> NoiseDag {
@@ -107,87 +105,20 @@ pub fn analyze_program(p: &Program) -> Analysis {
     analyze_partitioned(p)
 }
 
-/// [`analyze_program`] for a program of several partitions: per slot a weight per noise source
-/// (index 0 the fresh inputs under partition 0's key, `1 + q` partition `q`'s bootstrap output).
+/// [`analyze_program`] for a program of several partitions: the search's own constraints
+/// ([`crate::params::partition::constraints`], per slot a weight per noise source and the
+/// partitions its ciphertext spans), uncompacted, under the program's parameters.
 fn analyze_partitioned(p: &Program) -> Analysis {
-    let parts = p.partitions.len();
-    let vars: Vec<Variances> = p.partitions.iter().map(Variances::of).collect();
-    let sources: Vec<f64> = std::iter::once(vars[0].fresh)
-        .chain(vars.iter().map(|v| v.pbs))
+    use crate::params::partition;
+    let assign: Vec<u32> = p
+        .instrs
+        .iter()
+        .map(|i| match i {
+            Instr::Pbs { partition, .. } => *partition,
+            _ => 0,
+        })
         .collect();
-    let dims = p.slot_dims();
-    let mut clear_max: Vec<f64> = Vec::with_capacity(p.num_clear_values());
-    for port in p.inputs.iter().filter(|q| q.clear) {
-        let (lo, hi) = port.type_range();
-        let m = (lo as i128).abs().max((hi as i128).abs()) as f64;
-        clear_max.extend(std::iter::repeat_n(m, port.len()));
-    }
-    let mut fresh = vec![0.0; parts + 1];
-    fresh[0] = 1.0;
-    let mut noise: Vec<Vec<f64>> = vec![fresh; p.num_input_slots as usize];
-    // (log2 p_fail, count) of every constraint
-    let mut per: Vec<f64> = Vec::new();
-    let total = |w: &[f64]| w.iter().zip(&sources).map(|(a, b)| a * b).sum::<f64>();
-    let combine = |noise: &[Vec<f64>], coefs: &HashMap<u32, f64>| {
-        let mut w = vec![0.0; parts + 1];
-        for (&s, &c) in coefs {
-            for (o, x) in w.iter_mut().zip(&noise[s as usize]) {
-                *o += c * c * x;
-            }
-        }
-        w
-    };
-    for ins in &p.instrs {
-        let w = match ins {
-            Instr::Linear { terms, .. } => {
-                let mut c: HashMap<u32, f64> = HashMap::new();
-                for &(s, k) in terms {
-                    *c.entry(s).or_default() += k as f64;
-                }
-                combine(&noise, &c)
-            }
-            Instr::ClearLinear { terms, products, .. } => {
-                let mut c: HashMap<u32, f64> = HashMap::new();
-                for &(s, k) in terms {
-                    *c.entry(s).or_default() += (k as f64).abs();
-                }
-                for &(s, w, f) in products {
-                    *c.entry(s).or_default() += (f as f64).abs() * clear_max.get(w as usize).copied().unwrap_or(0.0);
-                }
-                combine(&noise, &c)
-            }
-            Instr::Pbs {
-                input,
-                shift,
-                table,
-                partition,
-                ..
-            } => {
-                let q = *partition as usize;
-                let amp = 2f64.powi(2 * *shift as i32);
-                let v = total(&noise[*input as usize]) * amp
-                    + keyswitch_variance_from(&p.partitions[q], dims[*input as usize] as usize)
-                    + vars[q].modulus_switch;
-                per.push(log2_p_fail(p.tables[*table as usize].precision, v));
-                let mut w = vec![0.0; parts + 1];
-                w[1 + q] = 1.0;
-                w
-            }
-        };
-        noise.push(w);
-    }
-    for port in &p.outputs {
-        for &s in &port.slots {
-            per.push(log2_p_fail(63 - port.scale, total(&noise[s as usize])));
-        }
-    }
-    let worst = per.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let global = log2_sum(per.iter().copied());
-    Analysis {
-        log2_p_fail: per,
-        log2_worst: worst,
-        log2_global: global,
-    }
+    partition::evaluate(&partition::constraints(p, &assign, p.partitions.len()), &p.partitions)
 }
 
 /// Replaces the failure probabilities a program states (`Program::noise`) with the ones its

@@ -585,11 +585,14 @@ class Compiler:
         global_p_error: float | None = None,
         pipeline: str | None = None,
         margin: float = 0.0,
+        partitions: bool = False,
     ) -> Circuit:
         """Traces the function on ``inputset`` and compiles it. Every value gets the range the input
         set gave it; inputs outside their calibrated ranges are refused at encryption. ``margin``
         widens every calibrated range by that fraction of its width on each side (0.1: 10 %), so that
-        inputs and intermediate values a little beyond the input set still fit."""
+        inputs and intermediate values a little beyond the input set still fit. ``partitions``
+        lets lookups of low precision run on parameters of their own where the cost model says it
+        pays (docs/crypto.md, "Partitions")."""
         samples = []
         for s in inputset:
             s = s if isinstance(s, (tuple, list)) and len(self.names) > 1 else (s,)
@@ -609,7 +612,7 @@ class Compiler:
         for o in outs:
             if not isinstance(o, Traced) or not o.encrypted:
                 raise CompileError("the function must return encrypted values (computed from its encrypted arguments)")
-        c = t.compile([o._v for o in outs], samples, p_error, global_p_error, pipeline, margin)
+        c = t.compile([o._v for o in outs], samples, p_error, global_p_error, pipeline, margin, partitions)
         return Circuit(c, single)
 
 

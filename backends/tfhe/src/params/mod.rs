@@ -554,5 +554,7 @@ fn explain_infeasible(dag: &NoiseDag, target: PError, space: &SearchSpace) -> St
     }
 }
 
+pub mod partition;
+
 #[cfg(test)]
 mod tests;

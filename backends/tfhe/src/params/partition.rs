@@ -1,0 +1,533 @@
+//! Several parameter sets in one program: the noise constraints of a program whose lookups are
+//! assigned to partitions, and the search for one parameter set per partition
+//! (`docs/design-partitions.md`, `docs/crypto.md` "Partitions").
+//!
+//! The constraints are those of [`crate::rederive`] kept symbolic in the parameters: per
+//! constraint, a weight on each noise source (the fresh inputs, under partition 0's key, and each
+//! partition's bootstrap output), and for a lookup its partition and the partitions whose keys its
+//! input spans (the keyswitch reads that many mask elements). The search fixes all partitions but
+//! one, finds the cheapest set for that one meeting every constraint (the others' included: its
+//! bootstrap noise reaches them), and goes round until nothing changes. Which lookups share a
+//! partition is chosen by precision: every split of the distinct precisions into "up to t bits"
+//! and "more" is searched, and one partition stays a candidate; the cheapest by the cost model wins.
+
+use std::collections::HashMap;
+
+use fhec_runtime::params::{master_dimension, secure_lwe_bound, MIN_GLWE_NOISE_BOUND_LOG2};
+use fhec_runtime::program::{Instr, Program};
+use fhec_runtime::{ParamSet, RawParamSet};
+
+use super::{
+    cost, keyswitch_variance_from, ks_variance, log2_p_fail, log2_sum, pbs_variance, Analysis, PError, SearchSpace,
+    Variances,
+};
+
+/// One noise constraint of a partitioned program.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartConstraint {
+    /// Bits of message to resolve: the lookup's precision, or 63 − scale for an output.
+    pub precision: u32,
+    /// `Σ coef²` over fresh input encryptions (partition 0's key).
+    pub fresh: f64,
+    /// Per partition, `Σ coef²` over its bootstrap outputs.
+    pub pbs: Vec<f64>,
+    /// For a lookup: its partition (a keyswitch and a modulus switch of that partition come first).
+    pub lookup: Option<usize>,
+    /// The partitions whose ciphertexts the input combines (its dimension is the largest of their
+    /// `k·N`: the keyswitch reads that many mask elements).
+    pub spans: Vec<bool>,
+    /// How many times per run.
+    pub count: u64,
+}
+
+impl PartConstraint {
+    /// Dimension of the input's mask under these parameters.
+    fn dim(&self, parts: &[ParamSet]) -> usize {
+        self.spans
+            .iter()
+            .zip(parts)
+            .filter(|(s, _)| **s)
+            .map(|(_, p)| p.big_lwe_dimension())
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// The constraints of `p` with its lookups in the partitions `assign` names (one entry per
+/// instruction; read for lookups only), `parts` partitions in all. `p` must be valid.
+pub fn constraints(p: &Program, assign: &[u32], parts: usize) -> Vec<PartConstraint> {
+    let mut clear_max: Vec<f64> = Vec::with_capacity(p.num_clear_values());
+    for port in p.inputs.iter().filter(|q| q.clear) {
+        let (lo, hi) = port.type_range();
+        let m = (lo as i128).abs().max((hi as i128).abs()) as f64;
+        clear_max.extend(std::iter::repeat_n(m, port.len()));
+    }
+    // per slot: weights (fresh, pbs per partition) and the partitions it spans
+    let mut fresh = vec![0.0; parts + 1];
+    fresh[0] = 1.0;
+    let mut span0 = vec![false; parts];
+    span0[0] = true;
+    let mut noise: Vec<(Vec<f64>, Vec<bool>)> = vec![(fresh, span0); p.num_input_slots as usize];
+    let mut out = Vec::new();
+    let combine = |noise: &[(Vec<f64>, Vec<bool>)], coefs: &HashMap<u32, f64>| {
+        let mut w = vec![0.0; parts + 1];
+        let mut s = vec![false; parts];
+        for (&slot, &c) in coefs {
+            let (x, sp) = &noise[slot as usize];
+            for (o, x) in w.iter_mut().zip(x) {
+                *o += c * c * x;
+            }
+            if c != 0.0 {
+                for (o, &x) in s.iter_mut().zip(sp) {
+                    *o |= x;
+                }
+            }
+        }
+        (w, s)
+    };
+    for (i, ins) in p.instrs.iter().enumerate() {
+        let w = match ins {
+            Instr::Linear { terms, .. } => {
+                let mut c: HashMap<u32, f64> = HashMap::new();
+                for &(s, k) in terms {
+                    *c.entry(s).or_default() += k as f64;
+                }
+                combine(&noise, &c)
+            }
+            Instr::ClearLinear { terms, products, .. } => {
+                let mut c: HashMap<u32, f64> = HashMap::new();
+                for &(s, k) in terms {
+                    *c.entry(s).or_default() += (k as f64).abs();
+                }
+                for &(s, w, f) in products {
+                    *c.entry(s).or_default() += (f as f64).abs() * clear_max.get(w as usize).copied().unwrap_or(0.0);
+                }
+                combine(&noise, &c)
+            }
+            Instr::Pbs {
+                input, shift, table, ..
+            } => {
+                let q = assign.get(i).copied().unwrap_or(0) as usize;
+                let amp = 2f64.powi(2 * *shift as i32);
+                let (w, s) = &noise[*input as usize];
+                out.push(PartConstraint {
+                    precision: p.tables[*table as usize].precision,
+                    fresh: w[0] * amp,
+                    pbs: w[1..].iter().map(|x| x * amp).collect(),
+                    lookup: Some(q),
+                    spans: s.clone(),
+                    count: 1,
+                });
+                let mut w = vec![0.0; parts + 1];
+                w[1 + q] = 1.0;
+                let mut s = vec![false; parts];
+                s[q] = true;
+                (w, s)
+            }
+        };
+        noise.push(w);
+    }
+    for port in &p.outputs {
+        for &slot in &port.slots {
+            let (w, s) = &noise[slot as usize];
+            out.push(PartConstraint {
+                precision: 63 - port.scale,
+                fresh: w[0],
+                pbs: w[1..].to_vec(),
+                lookup: None,
+                spans: s.clone(),
+                count: 1,
+            });
+        }
+    }
+    out
+}
+
+/// Merges constraints of the same precision, kind and partition into one with the largest of
+/// each weight and the union of the spans (its variance bounds each member's from above), their
+/// counts summed.
+pub fn compact(cs: Vec<PartConstraint>) -> Vec<PartConstraint> {
+    let mut out: Vec<PartConstraint> = Vec::new();
+    for c in cs {
+        match out
+            .iter_mut()
+            .find(|o| o.precision == c.precision && o.lookup == c.lookup)
+        {
+            Some(o) => {
+                o.fresh = o.fresh.max(c.fresh);
+                for (a, b) in o.pbs.iter_mut().zip(&c.pbs) {
+                    *a = a.max(*b);
+                }
+                for (a, b) in o.spans.iter_mut().zip(&c.spans) {
+                    *a |= *b;
+                }
+                o.count += c.count;
+            }
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+/// The partitions with the GLWE noise of each raised where a smaller key shares its prefix
+/// ([`fhec_runtime::params::partitions_problem`]).
+pub fn nest(parts: &[ParamSet]) -> Vec<ParamSet> {
+    parts
+        .iter()
+        .map(|p| {
+            let k = p.big_lwe_dimension();
+            let shared = parts
+                .iter()
+                .map(ParamSet::big_lwe_dimension)
+                .filter(|&d| d < k)
+                .max()
+                .unwrap_or(0);
+            if shared == 0 {
+                return *p;
+            }
+            let need = secure_lwe_bound(k - shared).max(MIN_GLWE_NOISE_BOUND_LOG2);
+            if p.raw().glwe_noise_bound_log2 >= need {
+                return *p;
+            }
+            ParamSet::new(RawParamSet {
+                glwe_noise_bound_log2: need,
+                ..*p.raw()
+            })
+            .expect("a raised noise bound stays secure")
+        })
+        .collect()
+}
+
+/// Estimated single-thread nanoseconds of one keyswitch (from `ks_dim` mask elements) + bootstrap.
+pub fn pbs_cost_from_ns(p: &ParamSet, ks_dim: usize) -> f64 {
+    let r = p.raw();
+    let own = super::pbs_cost_ns(p);
+    let ks_own =
+        (r.glwe_dimension * r.polynomial_size) as f64 * r.ks_level as f64 * (r.lwe_dimension as f64 + 1.0) * cost::KS;
+    own - ks_own + ks_dim as f64 * r.ks_level as f64 * (r.lwe_dimension as f64 + 1.0) * cost::KS
+}
+
+/// log2 p_fail of every constraint under `parts` (already nested).
+pub fn evaluate(cs: &[PartConstraint], parts: &[ParamSet]) -> Analysis {
+    let vars: Vec<Variances> = parts.iter().map(Variances::of).collect();
+    let per: Vec<f64> = cs
+        .iter()
+        .map(|c| log2_p_fail(c.precision, variance(c, parts, &vars)))
+        .collect();
+    let worst = per.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let global = log2_sum(cs.iter().zip(&per).map(|(c, &lp)| lp + (c.count.max(1) as f64).log2()));
+    Analysis {
+        log2_p_fail: per,
+        log2_worst: worst,
+        log2_global: global,
+    }
+}
+
+fn variance(c: &PartConstraint, parts: &[ParamSet], vars: &[Variances]) -> f64 {
+    let mut v = c.fresh * vars[0].fresh;
+    for (w, x) in c.pbs.iter().zip(vars) {
+        v += w * x.pbs;
+    }
+    if let Some(q) = c.lookup {
+        v += keyswitch_variance_from(&parts[q], c.dim(parts)) + vars[q].modulus_switch;
+    }
+    v
+}
+
+fn meets(cs: &[PartConstraint], parts: &[ParamSet], vars: &[Variances], target: PError) -> bool {
+    match target {
+        PError::PerLookup(t) => {
+            let lt = t.log2();
+            cs.iter()
+                .all(|c| log2_p_fail(c.precision, variance(c, parts, vars)) <= lt)
+        }
+        PError::Global(t) => {
+            let g = log2_sum(
+                cs.iter()
+                    .map(|c| log2_p_fail(c.precision, variance(c, parts, vars)) + (c.count.max(1) as f64).log2()),
+            );
+            g <= t.log2()
+        }
+    }
+}
+
+/// Estimated single-thread nanoseconds of a run's lookups under `parts`.
+pub fn lookup_cost_ns(cs: &[PartConstraint], parts: &[ParamSet]) -> f64 {
+    (0..parts.len())
+        .map(|q| {
+            let mine = cs.iter().filter(|c| c.lookup == Some(q));
+            let (count, dim) = mine.fold((0u64, 0usize), |(n, d), c| (n + c.count, d.max(c.dim(parts))));
+            if count == 0 {
+                0.0
+            } else {
+                count as f64 * pbs_cost_from_ns(&parts[q], dim)
+            }
+        })
+        .sum()
+}
+
+/// The cheapest set for partition `q`, the others fixed, meeting `target` on every constraint (the
+/// nesting applied to the whole vector). `None` when no candidate does.
+fn best_for(
+    q: usize,
+    parts: &[ParamSet],
+    cs: &[PartConstraint],
+    target: PError,
+    space: &SearchSpace,
+) -> Option<(f64, Vec<ParamSet>)> {
+    let mine: Vec<&PartConstraint> = cs.iter().filter(|c| c.lookup == Some(q)).collect();
+    let min_log_n = mine.iter().map(|c| c.precision).max().unwrap_or(0).max(1);
+    let mut best: Option<(f64, Vec<ParamSet>)> = None;
+    let others: f64 = lookup_cost_ns(
+        &cs.iter()
+            .filter(|c| c.lookup.is_some_and(|r| r != q))
+            .cloned()
+            .collect::<Vec<_>>(),
+        parts,
+    );
+    let count: u64 = mine.iter().map(|c| c.count).sum();
+    for log_n in space.log_polynomial_sizes.clone() {
+        if log_n < min_log_n {
+            continue;
+        }
+        let big_n = 1usize << log_n;
+        for k in space.glwe_dimensions.clone() {
+            if k * big_n > space.max_big_dimension {
+                continue;
+            }
+            for &n in &space.lwe_dimensions {
+                let Ok(probe) = ParamSet::with_secure_noise(n, k, big_n, 1, 1, 1, 1) else {
+                    continue;
+                };
+                let mut trial = parts.to_vec();
+                trial[q] = probe;
+                let dim = mine.iter().map(|c| c.dim(&trial)).max().unwrap_or(0);
+                let floor = others + count as f64 * pbs_cost_from_ns(&probe, dim);
+                if best.as_ref().is_some_and(|(c, _)| floor >= *c) {
+                    continue;
+                }
+                let nested = nest(&trial);
+                let glwe_bound = nested[q].raw().glwe_noise_bound_log2;
+                let pbs_best: Vec<(usize, usize)> = (1..=space.max_pbs_level)
+                    .map(|l| {
+                        (1..=(64 / l).min(50))
+                            .map(|b| (b, pbs_variance(n, k, big_n, b, l, glwe_bound)))
+                            .fold((1, f64::INFINITY), |a, x| if x.1 < a.1 { x } else { a })
+                    })
+                    .enumerate()
+                    .map(|(i, (b, _))| (i + 1, b))
+                    .collect();
+                let ks_best: Vec<(usize, usize)> = (1..=space.max_ks_level)
+                    .map(|l| {
+                        (1..=(64 / l).min(40))
+                            .map(|b| (b, ks_variance(dim.max(1), n, b, l)))
+                            .fold((1, f64::INFINITY), |a, x| if x.1 < a.1 { x } else { a })
+                    })
+                    .enumerate()
+                    .map(|(i, (b, _))| (i + 1, b))
+                    .collect();
+                for &(pl, pb) in &pbs_best {
+                    for &(kl, kb) in &ks_best {
+                        let cand = probe_with(n, k, big_n, pb, pl, kb, kl);
+                        let mut trial = parts.to_vec();
+                        trial[q] = cand;
+                        let cost = others + count as f64 * pbs_cost_from_ns(&cand, dim);
+                        if best.as_ref().is_some_and(|(c, _)| cost >= *c) {
+                            continue;
+                        }
+                        let trial = nest(&trial);
+                        let vars: Vec<Variances> = trial.iter().map(Variances::of).collect();
+                        if meets(cs, &trial, &vars, target) {
+                            best = Some((cost, trial));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    best
+}
+
+fn probe_with(n: usize, k: usize, big_n: usize, pb: usize, pl: usize, kb: usize, kl: usize) -> ParamSet {
+    ParamSet::with_secure_noise(n, k, big_n, pb, pl, kb, kl).expect("a set of the search space")
+}
+
+/// The cheapest parameter sets for the partitions of `cs` (`parts` partitions), starting from
+/// `start` (a feasible vector: one set repeated), by coordinate descent. Returns the sets (nested)
+/// and the estimated nanoseconds of the lookups of a run.
+pub fn search(
+    cs: &[PartConstraint],
+    start: &[ParamSet],
+    target: PError,
+    space: &SearchSpace,
+) -> Option<(Vec<ParamSet>, f64)> {
+    let mut parts = nest(start);
+    let vars: Vec<Variances> = parts.iter().map(Variances::of).collect();
+    if !meets(cs, &parts, &vars, target) {
+        return None;
+    }
+    let mut cost = lookup_cost_ns(cs, &parts);
+    for _round in 0..4 {
+        let mut changed = false;
+        for q in 0..parts.len() {
+            if let Some((c, p)) = best_for(q, &parts, cs, target, space) {
+                if c < cost * (1.0 - 1e-9) {
+                    cost = c;
+                    parts = p;
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    Some((parts, cost))
+}
+
+/// A partitioning of a program's lookups found by [`optimize`].
+#[derive(Clone, Debug)]
+pub struct Partitioning {
+    /// The parameter sets, nested; partition 0 encrypts the inputs.
+    pub partitions: Vec<ParamSet>,
+    /// Per instruction, the partition of a lookup (0 for the others).
+    pub assign: Vec<u32>,
+    /// Estimated single-thread nanoseconds of a run's lookups.
+    pub lookup_ns: f64,
+}
+
+/// Tries splitting the lookups of `p` (compiled with the single set `single`) into two partitions
+/// by precision; returns the cheapest split whose estimated lookup time is below `single`'s by more
+/// than 10 %, or `None` (one partition is then best).
+pub fn optimize(p: &Program, single: &ParamSet, target: PError) -> Option<Partitioning> {
+    let space = SearchSpace::default();
+    let mut precisions: Vec<u32> = p
+        .instrs
+        .iter()
+        .filter_map(|i| match i {
+            Instr::Pbs { table, .. } => Some(p.tables[*table as usize].precision),
+            _ => None,
+        })
+        .collect();
+    precisions.sort_unstable();
+    precisions.dedup();
+    if precisions.len() < 2 {
+        return None;
+    }
+    let one: Vec<u32> = vec![0; p.instrs.len()];
+    let single_cs = compact(constraints(p, &one, 1));
+    let single_ns = lookup_cost_ns(&single_cs, std::slice::from_ref(single));
+    let mut best: Option<Partitioning> = None;
+    for &t in &precisions[..precisions.len() - 1] {
+        // partition 0: the wider lookups (and the inputs); partition 1: those of at most t bits
+        let assign: Vec<u32> = p
+            .instrs
+            .iter()
+            .map(|i| match i {
+                Instr::Pbs { table, .. } if p.tables[*table as usize].precision <= t => 1,
+                _ => 0,
+            })
+            .collect();
+        let cs = compact(constraints(p, &assign, 2));
+        let Some((parts, ns)) = search(&cs, &[*single, *single], target, &space) else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|b| ns < b.lookup_ns) {
+            best = Some(Partitioning {
+                partitions: parts,
+                assign,
+                lookup_ns: ns,
+            });
+        }
+    }
+    let best = best?;
+    if best.lookup_ns < 0.9 * single_ns && master_dimension(&best.partitions) > 0 {
+        Some(best)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROUND: &str = r#"func.func @main(%x: tensor<3x!fhe.eint<6>>) -> tensor<3x!fhe.eint<1>> {
+  %c = "fhe.constant"() {value = dense<[100, -90, 77]> : tensor<3xi8>} : () -> tensor<3xi8>
+  %0 = "fhe.mul"(%x, %c) : (tensor<3x!fhe.eint<6>>, tensor<3xi8>) -> tensor<3x!fhe.esint<14>>
+  %1 = "fhe.round"(%0) {lsbs = 9} : (tensor<3x!fhe.esint<14>>) -> tensor<3x!fhe.esint<5>>
+  %2 = "fhe.lut"(%1) {table = dense<[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]> : tensor<32xui1>} : (tensor<3x!fhe.esint<5>>) -> tensor<3x!fhe.eint<1>>
+  "func.return"(%2) : (tensor<3x!fhe.eint<1>>) -> ()
+}"#;
+
+    fn compiled(src: &str, partitions: bool) -> Program {
+        let m = fhec_ir::parse_module(src).unwrap();
+        let v = fhec_ir::verify(&m).unwrap();
+        let opts = crate::CompileOptions {
+            partitions,
+            ..Default::default()
+        };
+        crate::compile(&v, &opts, Some(src)).unwrap().program
+    }
+
+    /// With one partition, the partitioned constraints give exactly the one-set analysis (the same
+    /// weights; the keyswitch at the key's own dimension).
+    #[test]
+    fn one_partition_matches_the_plain_analysis() {
+        for src in [ROUND, include_str!("../../../../examples/mlp.fhe")] {
+            let p = compiled(src, false);
+            let plain = crate::params::analyze(&crate::rederive::noise_dag(&p), &p.partitions[0]);
+            let part = evaluate(&constraints(&p, &vec![0; p.instrs.len()], 1), &p.partitions);
+            assert!(
+                (plain.log2_worst - part.log2_worst).abs() < 1e-9,
+                "{plain:?} / {part:?}"
+            );
+            assert!((plain.log2_global - part.log2_global).abs() < 1e-9);
+        }
+    }
+
+    /// The larger key's GLWE noise is raised to the curve of the coefficients it does not share;
+    /// keys of one size are left alone.
+    #[test]
+    fn nesting_raises_the_larger_key_only() {
+        let big = ParamSet::with_secure_noise(960, 1, 4096, 15, 2, 3, 6).unwrap();
+        let small = ParamSet::with_secure_noise(720, 4, 512, 15, 2, 4, 3).unwrap();
+        let same = ParamSet::with_secure_noise(720, 1, 2048, 15, 2, 4, 3).unwrap();
+        assert!(fhec_runtime::params::partitions_problem(&[big, small]).is_some());
+        let n = nest(&[big, small]);
+        assert_eq!(n[1], small);
+        assert_eq!(n[0].raw().glwe_noise_bound_log2, secure_lwe_bound(4096 - 2048));
+        assert_eq!(fhec_runtime::params::partitions_problem(&n), None);
+        assert_eq!(nest(&[small, same]), vec![small, same]);
+    }
+
+    /// The search splits the extractions from the final lookup, its result meets the target by the
+    /// program's own analysis, costs less than one set, and a program of one precision stays whole.
+    #[test]
+    fn optimize_splits_extractions_and_meets_the_target() {
+        let one = compiled(ROUND, false);
+        let p = compiled(ROUND, true);
+        assert_eq!(p.partitions.len(), 2, "{}", p.params_summary());
+        assert_eq!(p.lookups_by_partition(), vec![3, 27]);
+        assert!(p.partitions[1].big_lwe_dimension() <= p.partitions[0].big_lwe_dimension());
+        assert!(p.noise.estimated_seconds < 0.5 * one.noise.estimated_seconds);
+        let a = crate::rederive::analyze_program(&p);
+        assert!(a.log2_worst <= super::super::DEFAULT_P_ERROR.log2() + 1e-9);
+        assert_eq!(fhec_runtime::params::partitions_problem(&p.partitions), None);
+        let mlp = compiled(include_str!("../../../../examples/tree.fhe"), true);
+        let precisions: std::collections::BTreeSet<u32> = mlp.tables.iter().map(|t| t.precision).collect();
+        if precisions.len() == 1 {
+            assert_eq!(mlp.partitions.len(), 1);
+        }
+        // a global target holds the same way
+        let m = fhec_ir::parse_module(ROUND).unwrap();
+        let v = fhec_ir::verify(&m).unwrap();
+        let opts = crate::CompileOptions {
+            partitions: true,
+            p_error: PError::Global(2f64.powi(-60)),
+            ..Default::default()
+        };
+        let g = crate::compile(&v, &opts, Some(ROUND)).unwrap().program;
+        assert!(crate::rederive::analyze_program(&g).log2_global <= -60.0);
+    }
+}
