@@ -18,8 +18,8 @@ use fhec_runtime::program::{Instr, Program};
 use fhec_runtime::{ParamSet, RawParamSet};
 
 use super::{
-    cost, keyswitch_variance_from, ks_variance, log2_p_fail, log2_sum, pbs_variance, Analysis, PError, SearchSpace,
-    Variances,
+    cost, keyswitch_variance_from, ks_variance, log2_p_fail, log2_sum, ms_variance, pbs_variance, tuniform_variance,
+    Analysis, PError, SearchSpace, Variances,
 };
 
 /// One noise constraint of a partitioned program.
@@ -268,6 +268,10 @@ pub fn lookup_cost_ns(cs: &[PartConstraint], parts: &[ParamSet]) -> f64 {
 
 /// The cheapest set for partition `q`, the others fixed, meeting `target` on every constraint (the
 /// nesting applied to the whole vector). `None` when no candidate does.
+///
+/// For each `(k, N)` of partition `q` the nesting, the other partitions' variances, every
+/// constraint's input dimension and the part of its variance that `q` does not change are computed
+/// once; a candidate then adds its own bootstrap, keyswitch and modulus-switch terms.
 fn best_for(
     q: usize,
     parts: &[ParamSet],
@@ -286,6 +290,11 @@ fn best_for(
         parts,
     );
     let count: u64 = mine.iter().map(|c| c.count).sum();
+    let (global, lt) = match target {
+        PError::PerLookup(t) => (false, t.log2()),
+        PError::Global(t) => (true, t.log2()),
+    };
+    let n0 = space.lwe_dimensions.first().copied().unwrap_or(512);
     for log_n in space.log_polynomial_sizes.clone() {
         if log_n < min_log_n {
             continue;
@@ -295,50 +304,101 @@ fn best_for(
             if k * big_n > space.max_big_dimension {
                 continue;
             }
+            // what depends on (k, N) only: the nesting, the others' variances, the dimensions
+            let Ok(shape) = ParamSet::with_secure_noise(n0, k, big_n, 1, 1, 1, 1) else {
+                continue;
+            };
+            let mut trial = parts.to_vec();
+            trial[q] = shape;
+            let nested = nest(&trial);
+            let glwe_bound = nested[q].raw().glwe_noise_bound_log2;
+            let vars: Vec<Variances> = nested.iter().map(Variances::of).collect();
+            let fresh_q = tuniform_variance(glwe_bound as f64);
+            let dims: Vec<usize> = cs.iter().map(|c| c.dim(&trial)).collect();
+            let dim_q = mine.iter().map(|c| c.dim(&trial)).max().unwrap_or(0);
+            let base: Vec<f64> = cs
+                .iter()
+                .zip(&dims)
+                .map(|(c, &d)| {
+                    let mut v = if q == 0 { 0.0 } else { c.fresh * vars[0].fresh };
+                    for (r, (w, x)) in c.pbs.iter().zip(&vars).enumerate() {
+                        if r != q {
+                            v += w * x.pbs;
+                        }
+                    }
+                    if let Some(r) = c.lookup.filter(|&r| r != q) {
+                        v += keyswitch_variance_from(&nested[r], d) + vars[r].modulus_switch;
+                    }
+                    v
+                })
+                .collect();
+            let mut distinct: Vec<usize> = cs
+                .iter()
+                .zip(&dims)
+                .filter(|(c, _)| c.lookup == Some(q))
+                .map(|(_, &d)| d)
+                .collect();
+            distinct.sort_unstable();
+            distinct.dedup();
             for &n in &space.lwe_dimensions {
                 let Ok(probe) = ParamSet::with_secure_noise(n, k, big_n, 1, 1, 1, 1) else {
                     continue;
                 };
-                let mut trial = parts.to_vec();
-                trial[q] = probe;
-                let dim = mine.iter().map(|c| c.dim(&trial)).max().unwrap_or(0);
-                let floor = others + count as f64 * pbs_cost_from_ns(&probe, dim);
+                let floor = others + count as f64 * pbs_cost_from_ns(&probe, dim_q);
                 if best.as_ref().is_some_and(|(c, _)| floor >= *c) {
                     continue;
                 }
-                let nested = nest(&trial);
-                let glwe_bound = nested[q].raw().glwe_noise_bound_log2;
-                let pbs_best: Vec<(usize, usize)> = (1..=space.max_pbs_level)
+                let ms = ms_variance(n, big_n);
+                let pbs_best: Vec<(usize, usize, f64)> = (1..=space.max_pbs_level)
                     .map(|l| {
                         (1..=(64 / l).min(50))
-                            .map(|b| (b, pbs_variance(n, k, big_n, b, l, glwe_bound)))
-                            .fold((1, f64::INFINITY), |a, x| if x.1 < a.1 { x } else { a })
+                            .map(|b| (l, b, pbs_variance(n, k, big_n, b, l, glwe_bound)))
+                            .fold((l, 1, f64::INFINITY), |a, x| if x.2 < a.2 { x } else { a })
                     })
-                    .enumerate()
-                    .map(|(i, (b, _))| (i + 1, b))
                     .collect();
                 let ks_best: Vec<(usize, usize)> = (1..=space.max_ks_level)
                     .map(|l| {
                         (1..=(64 / l).min(40))
-                            .map(|b| (b, ks_variance(dim.max(1), n, b, l)))
+                            .map(|b| (b, ks_variance(dim_q.max(1), n, b, l)))
                             .fold((1, f64::INFINITY), |a, x| if x.1 < a.1 { x } else { a })
                     })
                     .enumerate()
                     .map(|(i, (b, _))| (i + 1, b))
                     .collect();
-                for &(pl, pb) in &pbs_best {
+                for &(pl, pb, pv) in &pbs_best {
                     for &(kl, kb) in &ks_best {
-                        let cand = probe_with(n, k, big_n, pb, pl, kb, kl);
-                        let mut trial = parts.to_vec();
-                        trial[q] = cand;
-                        let cost = others + count as f64 * pbs_cost_from_ns(&cand, dim);
+                        let Ok(cand) = ParamSet::with_secure_noise(n, k, big_n, pb, pl, kb, kl) else {
+                            continue;
+                        };
+                        let cost = others + count as f64 * pbs_cost_from_ns(&cand, dim_q);
                         if best.as_ref().is_some_and(|(c, _)| cost >= *c) {
                             continue;
                         }
-                        let trial = nest(&trial);
-                        let vars: Vec<Variances> = trial.iter().map(Variances::of).collect();
-                        if meets(cs, &trial, &vars, target) {
-                            best = Some((cost, trial));
+                        let ks: Vec<f64> = distinct.iter().map(|&d| ks_variance(d, n, kb, kl)).collect();
+                        let v = |(i, c): (usize, &PartConstraint)| {
+                            let mut v = base[i] + c.pbs[q] * pv;
+                            if q == 0 {
+                                v += c.fresh * fresh_q;
+                            }
+                            if c.lookup == Some(q) {
+                                let at = distinct.binary_search(&dims[i]).unwrap_or(0);
+                                v += ks[at] + ms;
+                            }
+                            log2_p_fail(c.precision, v)
+                        };
+                        let ok = if global {
+                            log2_sum(cs.iter().enumerate().map(|x| v(x) + (x.1.count.max(1) as f64).log2())) <= lt
+                        } else {
+                            cs.iter().enumerate().all(|x| v(x) <= lt)
+                        };
+                        if ok {
+                            let mut chosen = nested.clone();
+                            chosen[q] = ParamSet::new(RawParamSet {
+                                glwe_noise_bound_log2: glwe_bound,
+                                ..*cand.raw()
+                            })
+                            .expect("a raised noise bound stays secure");
+                            best = Some((cost, chosen));
                         }
                     }
                 }
@@ -346,10 +406,6 @@ fn best_for(
         }
     }
     best
-}
-
-fn probe_with(n: usize, k: usize, big_n: usize, pb: usize, pl: usize, kb: usize, kl: usize) -> ParamSet {
-    ParamSet::with_secure_noise(n, k, big_n, pb, pl, kb, kl).expect("a set of the search space")
 }
 
 /// The cheapest parameter sets for the partitions of `cs` (`parts` partitions), starting from
