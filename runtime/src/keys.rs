@@ -454,37 +454,18 @@ impl EvaluationKeys {
     /// the same partitions, and for each partition with lookups a bootstrap key and a keyswitch key
     /// covering the slots its lookups read.
     pub fn check_interface(&self, interface: &crate::ProgramInterface) -> Result<(), RuntimeError> {
-        if self.partitions() != interface.partitions {
-            return Err(RuntimeError::Mismatch(format!(
-                "the evaluation keys are for other parameters ({}) than the program ({})",
-                summary(&self.partitions()),
-                summary(&interface.partitions)
-            )));
-        }
-        for (q, (k, (&dim, &n))) in self
+        let have: Vec<(ParamSet, u32, bool)> = self
             .partitions
             .iter()
-            .zip(interface.ksk_dims.iter().zip(&interface.partition_lookups))
-            .enumerate()
-        {
-            if n == 0 {
-                continue;
-            }
-            if k.bsk.is_none() {
-                return Err(RuntimeError::Mismatch(
-                    "the evaluation keys have no bootstrap key (they were made for a program without table lookups)"
-                        .into(),
-                ));
-            }
-            if k.ksk_dim < dim {
-                return Err(RuntimeError::Mismatch(format!(
-                    "the keyswitch key of partition {q} covers {} key coefficients, the program reads {dim}: \
-                     generate the evaluation keys for this program",
-                    k.ksk_dim
-                )));
-            }
-        }
-        Ok(())
+            .map(|k| (k.params, k.ksk_dim, k.bsk.is_some()))
+            .collect();
+        let need: Vec<u32> = interface
+            .ksk_dims
+            .iter()
+            .zip(&interface.partition_lookups)
+            .map(|(&d, &n)| if n == 0 { 0 } else { d })
+            .collect();
+        check_coverage(&have, &interface.partitions, &need)
     }
 
     /// Size of the compressed keys in bytes (key material only).
@@ -568,33 +549,12 @@ impl ServerKeys {
     /// Checks that these keys can run `program`: the same partitions, and for each partition with
     /// lookups a bootstrap key and a keyswitch key covering the slots its lookups read.
     pub fn check_program(&self, program: &crate::Program) -> Result<(), RuntimeError> {
-        if self.partitions() != program.partitions {
-            return Err(RuntimeError::Mismatch(format!(
-                "the evaluation keys are for other parameters ({}) than the program ({})",
-                summary(&self.partitions()),
-                summary(&program.partitions)
-            )));
-        }
-        let need = program.ksk_dims();
-        for (q, (k, &dim)) in self.partitions.iter().zip(&need).enumerate() {
-            if dim == 0 {
-                continue;
-            }
-            if k.bootstrap.is_none() {
-                return Err(RuntimeError::Mismatch(
-                    "the evaluation keys have no bootstrap key (they were made for a program without table lookups)"
-                        .into(),
-                ));
-            }
-            if k.ksk_dim < dim {
-                return Err(RuntimeError::Mismatch(format!(
-                    "the keyswitch key of partition {q} covers {} key coefficients, the program reads {dim}: \
-                     generate the evaluation keys for this program",
-                    k.ksk_dim
-                )));
-            }
-        }
-        Ok(())
+        let have: Vec<(ParamSet, u32, bool)> = self
+            .partitions
+            .iter()
+            .map(|k| (k.params, k.ksk_dim, k.bootstrap.is_some()))
+            .collect();
+        check_coverage(&have, &program.partitions, &program.ksk_dims())
     }
 
     /// Partition `q`'s bootstrap keys, or the error a program with lookups gets without them.
@@ -609,6 +569,36 @@ impl ServerKeys {
                 )
             })
     }
+}
+
+/// Whether keys of partitions `have` (parameters, keyswitch coverage, bootstrap present) run a
+/// program of `partitions` whose lookups read `need[q]` mask elements in partition `q` (0: none).
+fn check_coverage(have: &[(ParamSet, u32, bool)], partitions: &[ParamSet], need: &[u32]) -> Result<(), RuntimeError> {
+    let params: Vec<ParamSet> = have.iter().map(|h| h.0).collect();
+    if params != partitions {
+        return Err(RuntimeError::Mismatch(format!(
+            "the evaluation keys are for other parameters ({}) than the program ({})",
+            summary(&params),
+            summary(partitions)
+        )));
+    }
+    for (q, (&(_, ksk_dim, bootstrap), &dim)) in have.iter().zip(need).enumerate() {
+        if dim == 0 {
+            continue;
+        }
+        if !bootstrap {
+            return Err(RuntimeError::Mismatch(
+                "the evaluation keys have no bootstrap key (they were made for a program without table lookups)".into(),
+            ));
+        }
+        if ksk_dim < dim {
+            return Err(RuntimeError::Mismatch(format!(
+                "the keyswitch key of partition {q} covers {ksk_dim} key coefficients, the program reads {dim}: \
+                 generate the evaluation keys for this program"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Partitions in one line, for messages.

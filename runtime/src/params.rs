@@ -273,26 +273,39 @@ pub fn partitions_problem(parts: &[ParamSet]) -> Option<String> {
         ));
     }
     for (q, p) in parts.iter().enumerate() {
-        let k = p.big_lwe_dimension();
-        let shared = parts
-            .iter()
-            .map(ParamSet::big_lwe_dimension)
-            .filter(|&d| d < k)
-            .max()
-            .unwrap_or(0);
-        if shared > 0 {
-            let need = secure_lwe_bound(k - shared).max(MIN_GLWE_NOISE_BOUND_LOG2);
-            if p.raw.glwe_noise_bound_log2 < need {
-                return Some(format!(
-                    "partition {q}: insecure with a shared key: GLWE noise bound 2^{} < 2^{need} needed for 128-bit \
-                     security of the {} coefficients it does not share with a smaller partition's key",
-                    p.raw.glwe_noise_bound_log2,
-                    k - shared
-                ));
-            }
+        let need = nested_glwe_bound(parts, q);
+        if p.raw.glwe_noise_bound_log2 < need {
+            let k = p.big_lwe_dimension();
+            let shared = shared_prefix(parts, k);
+            return Some(format!(
+                "partition {q}: insecure with a shared key: GLWE noise bound 2^{} < 2^{need} needed for 128-bit \
+                 security of the {} coefficients it does not share with a smaller partition's key",
+                p.raw.glwe_noise_bound_log2,
+                k - shared
+            ));
         }
     }
     None
+}
+
+/// The longest prefix a key of dimension `k` shares with a smaller partition's key (0: none).
+fn shared_prefix(parts: &[ParamSet], k: usize) -> usize {
+    parts
+        .iter()
+        .map(ParamSet::big_lwe_dimension)
+        .filter(|&d| d < k)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The smallest GLWE noise bound (log2) partition `q` needs for the coefficients it does not share
+/// with a smaller partition's key (0 when it shares none): see [`partitions_problem`].
+pub fn nested_glwe_bound(parts: &[ParamSet], q: usize) -> u32 {
+    let k = parts[q].big_lwe_dimension();
+    match shared_prefix(parts, k) {
+        0 => 0,
+        shared => secure_lwe_bound(k - shared).max(MIN_GLWE_NOISE_BOUND_LOG2),
+    }
 }
 
 /// The dimension of the master key of a program's partitions: the largest `k·N`.

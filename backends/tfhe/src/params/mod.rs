@@ -392,20 +392,8 @@ pub fn search_in(dag: &NoiseDag, target: PError, space: &SearchSpace) -> Result<
                 }
                 let ms = ms_variance(n, big_n);
                 // best base log per level, for the bootstrap and the keyswitch
-                let pbs_best: Vec<(usize, usize, f64)> = (1..=space.max_pbs_level)
-                    .map(|l| {
-                        (1..=(64 / l).min(50))
-                            .map(|b| (l, b, pbs_variance(n, k, big_n, b, l, glwe_bound)))
-                            .fold((l, 1, f64::INFINITY), |a, x| if x.2 < a.2 { x } else { a })
-                    })
-                    .collect();
-                let ks_best: Vec<(usize, usize, f64)> = (1..=space.max_ks_level)
-                    .map(|l| {
-                        (1..=(64 / l).min(40))
-                            .map(|b| (l, b, ks_variance(k * big_n, n, b, l)))
-                            .fold((l, 1, f64::INFINITY), |a, x| if x.2 < a.2 { x } else { a })
-                    })
-                    .collect();
+                let pbs_best = best_pbs_bases(n, k, big_n, glwe_bound, space.max_pbs_level);
+                let ks_best = best_ks_bases(k * big_n, n, space.max_ks_level);
                 for &(pl, pb, pv) in &pbs_best {
                     for &(kl, kb, kv) in &ks_best {
                         let Ok(cand) = ParamSet::with_secure_noise(n, k, big_n, pb, pl, kb, kl) else {
@@ -437,6 +425,36 @@ pub fn search_in(dag: &NoiseDag, target: PError, space: &SearchSpace) -> Result<
         }),
         None => Err(ParamError::Infeasible(explain_infeasible(dag, target, space))),
     }
+}
+
+/// Per bootstrap decomposition level `1..=max_level`, the base log with the smallest output
+/// variance: `(level, base_log, variance)`.
+pub(crate) fn best_pbs_bases(
+    n: usize,
+    k: usize,
+    big_n: usize,
+    glwe_bound: u32,
+    max_level: usize,
+) -> Vec<(usize, usize, f64)> {
+    (1..=max_level)
+        .map(|l| {
+            (1..=(64 / l).min(50))
+                .map(|b| (l, b, pbs_variance(n, k, big_n, b, l, glwe_bound)))
+                .fold((l, 1, f64::INFINITY), |a, x| if x.2 < a.2 { x } else { a })
+        })
+        .collect()
+}
+
+/// Per keyswitch level `1..=max_level`, the base log with the smallest variance from `input_dim`
+/// mask elements to dimension `n`: `(level, base_log, variance)`.
+pub(crate) fn best_ks_bases(input_dim: usize, n: usize, max_level: usize) -> Vec<(usize, usize, f64)> {
+    (1..=max_level)
+        .map(|l| {
+            (1..=(64 / l).min(40))
+                .map(|b| (l, b, ks_variance(input_dim, n, b, l)))
+                .fold((l, 1, f64::INFINITY), |a, x| if x.2 < a.2 { x } else { a })
+        })
+        .collect()
 }
 
 /// A program without table lookups (a linear model) needs no bootstrap: no evaluation keys are

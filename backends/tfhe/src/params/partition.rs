@@ -13,13 +13,13 @@
 
 use std::collections::HashMap;
 
-use fhec_runtime::params::{master_dimension, secure_lwe_bound, MIN_GLWE_NOISE_BOUND_LOG2};
+use fhec_runtime::params::{master_dimension, nested_glwe_bound};
 use fhec_runtime::program::{Instr, Program};
 use fhec_runtime::{ParamSet, RawParamSet};
 
 use super::{
-    cost, keyswitch_variance_from, ks_variance, log2_p_fail, log2_sum, ms_variance, pbs_variance, tuniform_variance,
-    Analysis, PError, SearchSpace, Variances,
+    best_ks_bases, best_pbs_bases, cost, keyswitch_variance_from, ks_variance, log2_p_fail, log2_sum, ms_variance,
+    tuniform_variance, Analysis, PError, SearchSpace, Variances,
 };
 
 /// One noise constraint of a partitioned program.
@@ -172,20 +172,10 @@ pub fn compact(cs: Vec<PartConstraint>) -> Vec<PartConstraint> {
 /// The partitions with the GLWE noise of each raised where a smaller key shares its prefix
 /// ([`fhec_runtime::params::partitions_problem`]).
 pub fn nest(parts: &[ParamSet]) -> Vec<ParamSet> {
-    parts
-        .iter()
-        .map(|p| {
-            let k = p.big_lwe_dimension();
-            let shared = parts
-                .iter()
-                .map(ParamSet::big_lwe_dimension)
-                .filter(|&d| d < k)
-                .max()
-                .unwrap_or(0);
-            if shared == 0 {
-                return *p;
-            }
-            let need = secure_lwe_bound(k - shared).max(MIN_GLWE_NOISE_BOUND_LOG2);
+    (0..parts.len())
+        .map(|q| {
+            let p = &parts[q];
+            let need = nested_glwe_bound(parts, q);
             if p.raw().glwe_noise_bound_log2 >= need {
                 return *p;
             }
@@ -349,24 +339,10 @@ fn best_for(
                     continue;
                 }
                 let ms = ms_variance(n, big_n);
-                let pbs_best: Vec<(usize, usize, f64)> = (1..=space.max_pbs_level)
-                    .map(|l| {
-                        (1..=(64 / l).min(50))
-                            .map(|b| (l, b, pbs_variance(n, k, big_n, b, l, glwe_bound)))
-                            .fold((l, 1, f64::INFINITY), |a, x| if x.2 < a.2 { x } else { a })
-                    })
-                    .collect();
-                let ks_best: Vec<(usize, usize)> = (1..=space.max_ks_level)
-                    .map(|l| {
-                        (1..=(64 / l).min(40))
-                            .map(|b| (b, ks_variance(dim_q.max(1), n, b, l)))
-                            .fold((1, f64::INFINITY), |a, x| if x.1 < a.1 { x } else { a })
-                    })
-                    .enumerate()
-                    .map(|(i, (b, _))| (i + 1, b))
-                    .collect();
+                let pbs_best = best_pbs_bases(n, k, big_n, glwe_bound, space.max_pbs_level);
+                let ks_best = best_ks_bases(dim_q.max(1), n, space.max_ks_level);
                 for &(pl, pb, pv) in &pbs_best {
-                    for &(kl, kb) in &ks_best {
+                    for &(kl, kb, _) in &ks_best {
                         let Ok(cand) = ParamSet::with_secure_noise(n, k, big_n, pb, pl, kb, kl) else {
                             continue;
                         };
@@ -508,13 +484,7 @@ pub fn optimize(p: &Program, single: &ParamSet, target: PError) -> Option<Partit
 mod tests {
     use super::*;
 
-    const ROUND: &str = r#"func.func @main(%x: tensor<3x!fhe.eint<6>>) -> tensor<3x!fhe.eint<1>> {
-  %c = "fhe.constant"() {value = dense<[100, -90, 77]> : tensor<3xi8>} : () -> tensor<3xi8>
-  %0 = "fhe.mul"(%x, %c) : (tensor<3x!fhe.eint<6>>, tensor<3xi8>) -> tensor<3x!fhe.esint<14>>
-  %1 = "fhe.round"(%0) {lsbs = 9} : (tensor<3x!fhe.esint<14>>) -> tensor<3x!fhe.esint<5>>
-  %2 = "fhe.lut"(%1) {table = dense<[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]> : tensor<32xui1>} : (tensor<3x!fhe.esint<5>>) -> tensor<3x!fhe.eint<1>>
-  "func.return"(%2) : (tensor<3x!fhe.eint<1>>) -> ()
-}"#;
+    const ROUND: &str = include_str!("../../../../examples/round.fhe");
 
     fn compiled(src: &str, partitions: bool) -> Program {
         let m = fhec_ir::parse_module(src).unwrap();
@@ -552,7 +522,10 @@ mod tests {
         assert!(fhec_runtime::params::partitions_problem(&[big, small]).is_some());
         let n = nest(&[big, small]);
         assert_eq!(n[1], small);
-        assert_eq!(n[0].raw().glwe_noise_bound_log2, secure_lwe_bound(4096 - 2048));
+        assert_eq!(
+            n[0].raw().glwe_noise_bound_log2,
+            fhec_runtime::params::secure_lwe_bound(4096 - 2048)
+        );
         assert_eq!(fhec_runtime::params::partitions_problem(&n), None);
         assert_eq!(nest(&[small, same]), vec![small, same]);
     }
