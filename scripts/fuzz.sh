@@ -63,7 +63,9 @@ PY
 cp fuzz/fixtures/spec_*.json "$corpus/client_spec/"
 cp fuzz/fixtures/linear_model.json "$corpus/linear_model/"
 cp fuzz/fixtures/ensemble_*.json "$corpus/ensemble_json/"
-cp tests/fixtures/deploy/v*/*.fhec "$corpus/model_files/"
+for d in tests/fixtures/deploy/v*/; do  # every model-format version's fixtures, named apart
+  for f in "$d"*.fhec; do cp "$f" "$corpus/model_files/$(basename "$d")-$(basename "$f")"; done
+done
 
 # ---- run --------------------------------------------------------------------------------------------
 run() {  # target seconds

@@ -271,7 +271,7 @@ impl QuantizedTrees {
 
     /// Builds and compiles the ensemble's module; returns the circuit and the builder's report.
     /// `classes` (JSON values) completes the client spec of a classifier.
-    #[pyo3(signature = (leaf_mode=None, p_error=None, global_p_error=None, classes=None))]
+    #[pyo3(signature = (leaf_mode=None, p_error=None, global_p_error=None, classes=None, partitions=false))]
     fn compile<'py>(
         &self,
         py: Python<'py>,
@@ -279,6 +279,7 @@ impl QuantizedTrees {
         p_error: Option<f64>,
         global_p_error: Option<f64>,
         classes: Option<&str>,
+        partitions: bool,
     ) -> PyResult<(Circuit, Bound<'py, PyDict>)> {
         let mode = match leaf_mode {
             None => None,
@@ -292,6 +293,7 @@ impl QuantizedTrees {
         };
         let opts = fhec::CompileOptions {
             p_error: p_error_of(p_error, global_p_error)?,
+            partitions,
             ..Default::default()
         };
         let (module, report) = fhec::trees::build_module(&self.q, mode).map_err(to_py)?;

@@ -182,3 +182,19 @@ def test_pickle_recompiles():
     twin = pickle.loads(pickle.dumps(model))
     assert twin.compile_report_ == model.compile_report_
     assert np.array_equal(twin.predict(X[:3], fhe="execute"), model.predict(X[:3]))
+
+
+def test_partitions_keep_the_quantized_result(tmp_path):
+    """A fully grown tree compiled with ``partitions=True`` splits its lookups over two parameter sets
+    (its comparisons are narrower than its leaf lookups), predicts the quantised model's answers in
+    simulation, and keeps the option through dump/load."""
+    model = fs.DecisionTreeClassifier(random_state=0).fit(X_BIN, Y_BIN)
+    model.compile(X_BIN)
+    clear = model.predict(X_BIN[:40], fhe="disable")
+    model.compile(X_BIN, partitions=True)
+    assert "partition 1" in model.fhe_circuit.statistics["parameters"]
+    assert np.array_equal(model.predict(X_BIN[:40], fhe="simulate"), clear)
+    path = tmp_path / "tree.json"
+    model.dump(path)
+    back = fs.load(path)
+    assert "partition 1" in back.fhe_circuit.statistics["parameters"]

@@ -149,19 +149,26 @@ class _TreeModel(FheModel):
         p_error: float | None = None,
         global_p_error: float | None = None,
         leaf_mode: str | None = None,
+        partitions: bool = False,
     ) -> Circuit:
         """Builds the encrypted program (one lookup per leaf or sibling pair, docs/trees.md) and picks
         secure parameters. ``X`` is only checked. ``leaf_mode``: ``"fused"`` (tables with the leaf
         values) or ``"indicator"`` (a 0/1 table per leaf, then a clear product); default fused for one
-        output."""
+        output. ``partitions``: let lookups of low precision run on parameters of their own where the
+        cost model says it pays (docs/crypto.md, "Partitions")."""
         check_is_fitted(self, "quantized_")
         if X is not None:
             validate_data(self, X, reset=False, dtype=np.float64)
         classes = json.dumps(np.asarray(self.classes_).tolist()) if hasattr(self, "classes_") else None
-        c, report = self._model.compile(leaf_mode, p_error, global_p_error, classes)
+        c, report = self._model.compile(leaf_mode, p_error, global_p_error, classes, partitions)
         self.fhe_circuit = Circuit(c, True)
         self.compile_report_ = dict(report)
-        self._compile_options = {"p_error": p_error, "global_p_error": global_p_error, "leaf_mode": leaf_mode}
+        self._compile_options = {
+            "p_error": p_error,
+            "global_p_error": global_p_error,
+            "leaf_mode": leaf_mode,
+            "partitions": partitions,
+        }
         return self.fhe_circuit
 
     def quantize_input(self, X: Any) -> np.ndarray:
