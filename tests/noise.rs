@@ -225,49 +225,91 @@ fn each_noise_term_matches_its_formula() {
         let silent = Progress::silent();
         let server = keys.evaluation_keys(&silent).expand(&silent).unwrap();
         let s = fhec_runtime::bench_support::measure_noise(&keys, &server, count, rotations);
-        let v = Variances::of(&params);
-        let second_moment = |xs: &[f64]| xs.iter().map(|x| x * x).sum::<f64>() / xs.len() as f64;
-        // independent samples: one group per sample; the blind rotation: one group per rotation
-        let n = params.polynomial_size();
-        for (term, xs, group, predicted) in [
-            ("fresh", &s.fresh, 1, v.fresh),
-            ("keyswitch", &s.keyswitch, 1, v.keyswitch),
-            ("modulus switch", &s.modulus_switch, 1, v.modulus_switch),
-            ("blind rotation", &s.blind_rotation, n, v.pbs),
-        ] {
-            let measured = second_moment(xs);
-            let ratio = measured / predicted;
-            let upper = if group == 1 {
-                0.2
-            } else {
-                let means: Vec<f64> = xs.chunks(group).map(|c| second_moment(c) / predicted).collect();
-                let m = means.iter().sum::<f64>() / means.len() as f64;
-                let var = means.iter().map(|r| (r - m).powi(2)).sum::<f64>() / (means.len() - 1) as f64;
-                let se = (var / means.len() as f64).sqrt();
-                eprintln!(
-                    "{params}: {term}: per-rotation ratios {:.2}..{:.2}, standard error {se:.3}",
-                    means.iter().cloned().fold(f64::INFINITY, f64::min),
-                    means.iter().cloned().fold(0.0, f64::max)
-                );
-                (4.0 * se).max(0.2)
-            };
-            let lower = upper.max(0.3);
+        check_terms(
+            &params.to_string(),
+            &s,
+            &Variances::of(&params),
+            params.polynomial_size(),
+        );
+    }
+}
+
+/// Each term measured against its formula (the bounds and their reasons: above). `n`: the
+/// polynomial size (the blind rotation's samples come in groups of `n` per rotation).
+fn check_terms(label: &str, s: &fhec_runtime::bench_support::NoiseSamples, v: &Variances, n: usize) {
+    let second_moment = |xs: &[f64]| xs.iter().map(|x| x * x).sum::<f64>() / xs.len() as f64;
+    // independent samples: one group per sample; the blind rotation: one group per rotation
+    for (term, xs, group, predicted) in [
+        ("fresh", &s.fresh, 1, v.fresh),
+        ("keyswitch", &s.keyswitch, 1, v.keyswitch),
+        ("modulus switch", &s.modulus_switch, 1, v.modulus_switch),
+        ("blind rotation", &s.blind_rotation, n, v.pbs),
+    ] {
+        let measured = second_moment(xs);
+        let ratio = measured / predicted;
+        let upper = if group == 1 {
+            0.2
+        } else {
+            let means: Vec<f64> = xs.chunks(group).map(|c| second_moment(c) / predicted).collect();
+            let m = means.iter().sum::<f64>() / means.len() as f64;
+            let var = means.iter().map(|r| (r - m).powi(2)).sum::<f64>() / (means.len() - 1) as f64;
+            let se = (var / means.len() as f64).sqrt();
             eprintln!(
-                "{params}: {term}: measured 2^{:.3}, predicted 2^{:.3} (ratio {ratio:.3}, {} samples, accepted {:.2}..={:.2})",
-                measured.log2(),
-                predicted.log2(),
-                xs.len(),
-                1.0 - lower,
-                1.0 + upper
+                "{label}: {term}: per-rotation ratios {:.2}..{:.2}, standard error {se:.3}",
+                means.iter().cloned().fold(f64::INFINITY, f64::min),
+                means.iter().cloned().fold(0.0, f64::max)
             );
-            assert!(
-                (1.0 - lower..=1.0 + upper).contains(&ratio),
-                "{params}: {term}: measured variance 2^{:.3} is not within −{:.0} %..+{:.0} % of the predicted 2^{:.3}",
-                measured.log2(),
-                lower * 100.0,
-                upper * 100.0,
-                predicted.log2()
-            );
-        }
+            (4.0 * se).max(0.2)
+        };
+        let lower = upper.max(0.3);
+        eprintln!(
+            "{label}: {term}: measured 2^{:.3}, predicted 2^{:.3} (ratio {ratio:.3}, {} samples, accepted {:.2}..={:.2})",
+            measured.log2(),
+            predicted.log2(),
+            xs.len(),
+            1.0 - lower,
+            1.0 + upper
+        );
+        assert!(
+            (1.0 - lower..=1.0 + upper).contains(&ratio),
+            "{label}: {term}: measured variance 2^{:.3} is not within −{:.0} %..+{:.0} % of the predicted 2^{:.3}",
+            measured.log2(),
+            lower * 100.0,
+            upper * 100.0,
+            predicted.log2()
+        );
+    }
+}
+
+/// The terms of a program of two partitions (`examples/round.fhe` compiled with partitions): each
+/// partition's fresh encryption, its keyswitch from the slots its lookups read (partition 1 reads
+/// slots of partition 0's larger key: a keyswitch from a key it does not bootstrap to), its modulus
+/// switch and its blind rotation (partition 0's GLWE noise raised for the key it shares), against
+/// the formulas the search and `rederive` use.
+#[test]
+fn each_partition_noise_term_matches_its_formula() {
+    use fhec_backend_tfhe::params::keyswitch_variance_from;
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/round.fhe")).unwrap();
+    let m = fhec_ir::parse_module(&src).unwrap();
+    let v = fhec_ir::verify(&m).unwrap();
+    let opts = fhec_backend_tfhe::CompileOptions {
+        partitions: true,
+        ..Default::default()
+    };
+    let p = fhec_backend_tfhe::compile(&v, &opts, Some(&src)).unwrap().program;
+    assert_eq!(p.partitions.len(), 2, "{}", p.params_summary());
+    let iface = p.interface();
+    let keys = ClientKeys::generate(&p.partitions).unwrap();
+    let silent = Progress::silent();
+    let server = keys.evaluation_keys_for(&iface, &silent).expand(&silent).unwrap();
+    for q in 0..2 {
+        let params = p.partitions[q];
+        let dim = iface.ksk_dims[q] as usize;
+        assert!(dim > 0);
+        let s = fhec_runtime::bench_support::measure_noise_in(&keys, &server, q, dim, 1500, 32);
+        let mut v = Variances::of(&params);
+        v.keyswitch = keyswitch_variance_from(&params, dim);
+        let label = format!("partition {q} ({params}), keyswitch from {dim}");
+        check_terms(&label, &s, &v, params.polynomial_size());
     }
 }

@@ -180,14 +180,34 @@ fn torus(v: u64) -> f64 {
 /// Encrypts `count` zeros under the big key, keyswitches them with the executor's batched keyswitch,
 /// modulus-switches them as the executor does, and blind-rotates the first `rotations` of them with
 /// the Fourier bootstrap key (the executor's batched blind rotation); returns the error of each step.
+/// Partition 0's keys; the inputs of its own dimension.
 pub fn measure_noise(keys: &crate::ClientKeys, server: &ServerKeys, count: usize, rotations: usize) -> NoiseSamples {
-    let p = &server.partitions[0].params;
-    let boot = server.partitions[0]
-        .bootstrap
-        .as_ref()
-        .expect("keys with a bootstrap key");
-    let big_key = keys.big_key(p.big_lwe_dimension());
-    let (big_len, small_len) = (p.big_lwe_dimension() + 1, p.lwe_dimension() + 1);
+    let dim = server.partitions[0].params.big_lwe_dimension();
+    measure_noise_in(keys, server, 0, dim, count, rotations)
+}
+
+/// [`measure_noise`] with partition `q`'s keys, on inputs of dimension `input_dim` (the master key's
+/// prefix: a slot of another partition, as a lookup of `q` reads it; at most the partition's
+/// keyswitch coverage). The inputs are fresh encryptions with partition `q`'s GLWE noise; the
+/// keyswitch reads them zero-padded to its coverage, as the executor does.
+pub fn measure_noise_in(
+    keys: &crate::ClientKeys,
+    server: &ServerKeys,
+    q: usize,
+    input_dim: usize,
+    count: usize,
+    rotations: usize,
+) -> NoiseSamples {
+    let part = &server.partitions[q];
+    let p = &part.params;
+    let boot = part.bootstrap.as_ref().expect("keys with a bootstrap key");
+    assert!(
+        input_dim <= part.ksk_dim as usize,
+        "the keyswitch key covers the inputs"
+    );
+    let big_key = keys.big_key(input_dim);
+    let (big_len, small_len) = (input_dim + 1, p.lwe_dimension() + 1);
+    let ks_len = part.ksk_dim as usize + 1;
     let mut seeder = new_seeder();
     let seeder = seeder.as_mut();
     let mut gen = EncryptionRandomGenerator::<DefaultRandomGenerator>::new(seeder.seed(), seeder);
@@ -203,24 +223,29 @@ pub fn measure_noise(keys: &crate::ClientKeys, server: &ServerKeys, count: usize
         .iter()
         .map(|ct| decrypt_lwe_ciphertext(&big_key, &ct).0)
         .collect();
-    let mut smalls = vec![0u64; count * small_len];
-    for (i, o) in inputs
-        .as_ref()
-        .chunks(16 * big_len)
-        .zip(smalls.chunks_mut(16 * small_len))
+    // zero-padded to the keyswitch key's coverage, body last
+    let mut padded = vec![0u64; count * ks_len];
+    for (d, c) in padded
+        .chunks_exact_mut(ks_len)
+        .zip(inputs.as_ref().chunks_exact(big_len))
     {
-        crate::exec::keyswitch_batch(&boot.ksk, i, o, big_len, small_len);
+        d[..big_len].copy_from_slice(c);
+        crate::values::pad(d, input_dim);
+    }
+    let mut smalls = vec![0u64; count * small_len];
+    for (i, o) in padded.chunks(16 * ks_len).zip(smalls.chunks_mut(16 * small_len)) {
+        crate::exec::keyswitch_batch(&boot.ksk, i, o, ks_len, small_len);
     }
     let n_poly = PolynomialSize(p.polynomial_size());
     let log = n_poly.to_blind_rotation_input_modulus_log();
     let two_n = 2 * p.polynomial_size();
-    let s: Vec<usize> = keys.smalls[0].as_ref().iter().map(|&b| b as usize).collect();
+    let s: Vec<usize> = keys.smalls[q].as_ref().iter().map(|&b| b as usize).collect();
     let mut keyswitch = Vec::with_capacity(count);
     let mut modulus_switch = Vec::with_capacity(count);
     let mut switched: Vec<(Msed, usize)> = Vec::new();
     for (j, small) in smalls.chunks_exact(small_len).enumerate() {
         let ct = LweCiphertext::from_container(small, modulus());
-        let phase = decrypt_lwe_ciphertext(&keys.smalls[0], &ct).0;
+        let phase = decrypt_lwe_ciphertext(&keys.smalls[q], &ct).0;
         keyswitch.push(torus(phase.wrapping_sub(fresh[j])));
         let lazy = lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(ct, log);
         let mask: Vec<usize> = lazy.mask().collect();
@@ -266,7 +291,7 @@ pub fn measure_noise(keys: &crate::ClientKeys, server: &ServerKeys, count: usize
             buf.stack(),
         );
         let mut got = PlaintextList::new(0u64, PlaintextCount(n_poly.0));
-        decrypt_glwe_ciphertext(&keys.glwe(0), &accs.get(0), &mut got);
+        decrypt_glwe_ciphertext(&keys.glwe(q), &accs.get(0), &mut got);
         let mut want = Polynomial::from_container(vec![c; n_poly.0]);
         tfhe::core_crypto::algorithms::polynomial_algorithms::polynomial_wrapping_monic_monomial_div_assign(
             &mut want,
