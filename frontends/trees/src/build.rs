@@ -202,8 +202,13 @@ fn fused_columns(live: &[&Leaf], c: usize, depth: usize) -> (Vec<Column>, Vec<Co
     (singles, pairs)
 }
 
+/// Encrypted 0/1 indicators added to lookup inputs: `(values, length, per column the index of the
+/// indicator it adds, if any)`.
+type Extra = (fhec_ir::ValueId, usize, Vec<Option<usize>>);
+
 /// The lookups of `cols` (inputs in `[0, domain_max]`): one `mapped_lut` (one table per distinct
-/// table) on the path sums; returns it and the lookup width.
+/// table) on the path sums; returns it and the lookup width. `extra` adds indicators of earlier
+/// lookups (deep trees' checkpoints) to the sums.
 fn emit_lookups(
     b: &mut FunctionBuilder,
     x: fhec_ir::ValueId,
@@ -211,6 +216,7 @@ fn emit_lookups(
     cols: &[Column],
     domain_max: usize,
     result: Option<ElemType>,
+    extra: &[Extra],
 ) -> Result<(fhec_ir::ValueId, u32), TreeError> {
     let p = cols.len();
     let mut a = vec![0i64; m * p];
@@ -252,7 +258,7 @@ fn emit_lookups(
             &[("value", Attribute::Dense(dense(a, &[m, p])?))],
         )
         .map_err(build_err)?;
-    let s = b
+    let mut s = b
         .op_with_type(
             OpKind::Matmul,
             &[x, av],
@@ -260,6 +266,24 @@ fn emit_lookups(
             Some(Type::new(ElemType::new(true, signed, s_width), vec![1, p])),
         )
         .map_err(build_err)?;
+    for (ind, len, which) in extra {
+        let mut sel = vec![0i64; len * p];
+        for (col, w) in which.iter().enumerate() {
+            if let Some(i) = w {
+                sel[i * p + col] = 1;
+            }
+        }
+        let sv = b
+            .op(
+                OpKind::Constant,
+                &[],
+                &[("value", Attribute::Dense(dense(sel, &[*len, p])?))],
+            )
+            .map_err(build_err)?;
+        let e = b.op(OpKind::Matmul, &[*ind, sv], &[]).map_err(build_err)?;
+        s = b.op(OpKind::Add, &[s, e], &[]).map_err(build_err)?;
+    }
+    let signed = signed || !extra.is_empty();
     let cv = b
         .op(
             OpKind::Constant,
@@ -329,6 +353,7 @@ fn emit_lookups(
 }
 
 /// A group of fused columns: lookups, then a 0/1 matrix that adds each to its output.
+#[allow(clippy::too_many_arguments)]
 fn emit_group(
     b: &mut FunctionBuilder,
     x: fhec_ir::ValueId,
@@ -337,8 +362,9 @@ fn emit_group(
     cols: &[Column],
     domain_max: usize,
     out_ty: &Type,
+    extra: &[Extra],
 ) -> Result<(fhec_ir::ValueId, u32), TreeError> {
-    let (y, w) = emit_lookups(b, x, m, cols, domain_max, None)?;
+    let (y, w) = emit_lookups(b, x, m, cols, domain_max, None, extra)?;
     let p = cols.len();
     let mut sel = vec![0i64; p * c];
     for (col, cl) in cols.iter().enumerate() {
@@ -355,6 +381,172 @@ fn emit_group(
         .op_with_type(OpKind::Matmul, &[y, sv], &[], Some(out_ty.clone()))
         .map_err(build_err)?;
     Ok((out, w))
+}
+
+/// Deepest tree whose leaves read their whole path sum in one lookup (⌈log2(D + 1)⌉ ≤ 3 bits for
+/// single leaves, 4 for sibling pairs); deeper trees are cut into segments ([`chunked`]).
+pub const MAX_DIRECT_DEPTH: usize = 7;
+
+/// Tests per segment of a deep tree's paths: every lookup of a deep tree reads `[0, SEGMENT + 1]`,
+/// 3 bits, whatever the depth.
+pub const SEGMENT: usize = 6;
+
+/// A deep tree's lookups (docs/trees.md, "Deep trees"). Each path is cut every [`SEGMENT`] tests;
+/// a *checkpoint* (a path prefix of `k·SEGMENT` tests, shared by every leaf below it) gets a 0/1
+/// lookup on `I_prev + Σ its segment's tests + padding`, `I_prev` the checkpoint above (1 for the
+/// first), equal to `SEGMENT + 1` exactly when the whole prefix holds; a leaf's lookup reads its
+/// last checkpoint's indicator plus its last segment the same way. Every lookup is on
+/// `[0, SEGMENT + 1]`; checkpoints of one depth are one `mapped_lut`, leaves one more (or, with
+/// [`LeafMode::Indicator`], a 0/1 lookup and a clear product). Returns (lookups, bits).
+#[allow(clippy::too_many_arguments)]
+fn chunked(
+    b: &mut FunctionBuilder,
+    x: fhec_ir::ValueId,
+    m: usize,
+    c: usize,
+    live: &[&Leaf],
+    mode: LeafMode,
+    out_ty: &Type,
+    parts: &mut Vec<fhec_ir::ValueId>,
+) -> Result<(usize, u32), TreeError> {
+    use std::collections::HashMap;
+    let top = SEGMENT + 1;
+    // checkpoints per level (level k: prefixes of k·SEGMENT tests), in order of first use
+    // a checkpoint: (tree, path prefix)
+    type Checkpoint<'a> = (usize, &'a [(usize, bool)]);
+    let mut levels: Vec<Vec<Checkpoint<'_>>> = Vec::new();
+    let mut index: HashMap<Checkpoint<'_>, usize> = HashMap::new();
+    // per leaf: (level, index) of its last checkpoint
+    let mut last: Vec<Option<(usize, usize)>> = Vec::with_capacity(live.len());
+    for lf in live {
+        let k_max = (lf.path.len() - 1) / SEGMENT;
+        let mut at = None;
+        for k in 1..=k_max {
+            let prefix = &lf.path[..k * SEGMENT];
+            if levels.len() < k {
+                levels.push(Vec::new());
+            }
+            let i = *index.entry((lf.tree, prefix)).or_insert_with(|| {
+                levels[k - 1].push((lf.tree, prefix));
+                levels[k - 1].len() - 1
+            });
+            at = Some((k - 1, i));
+        }
+        last.push(at);
+    }
+    // `1 + Σ segment + padding` for the first level, `I_prev + …` after
+    let segment_sum = |seg: &[(usize, bool)], prev: bool| {
+        let (coeffs, offset) = path_sum(seg, SEGMENT, 1);
+        (coeffs, offset + if prev { 0 } else { 1 })
+    };
+    let indicator: Vec<i64> = (0..=top).map(|k| (k == top) as i64).collect();
+    let mut lookups = 0;
+    let mut inds: Vec<(fhec_ir::ValueId, usize)> = Vec::new();
+    for (k, cps) in levels.iter().enumerate() {
+        let mut which = Vec::with_capacity(cps.len());
+        let cols: Vec<Column> = cps
+            .iter()
+            .map(|&(tree, prefix)| {
+                let seg = &prefix[k * SEGMENT..];
+                let parent = (k > 0).then(|| index[&(tree, &prefix[..k * SEGMENT])]);
+                which.push(parent);
+                let (coeffs, offset) = segment_sum(seg, parent.is_some());
+                Column {
+                    coeffs,
+                    offset,
+                    table: indicator.clone(),
+                    output: None,
+                }
+            })
+            .collect();
+        let extra: Vec<Extra> = match inds.last() {
+            Some(&(v, len)) => vec![(v, len, which)],
+            None => Vec::new(),
+        };
+        let (ind, _) = emit_lookups(b, x, m, &cols, top, Some(ElemType::ESInt(2)), &extra)?;
+        lookups += cols.len();
+        inds.push((ind, cps.len()));
+    }
+    // leaves: their last segment and last checkpoint, indicators per level
+    let leaf_input = |i: usize| {
+        let lf = live[i];
+        let from = last[i].map_or(0, |(k, _)| (k + 1) * SEGMENT);
+        segment_sum(&lf.path[from..], last[i].is_some())
+    };
+    let extra_of = |rows: &[usize]| -> Vec<Extra> {
+        inds.iter()
+            .enumerate()
+            .map(|(k, &(v, len))| {
+                let which = rows
+                    .iter()
+                    .map(|&i| last[i].and_then(|(lk, idx)| (lk == k).then_some(idx)))
+                    .collect();
+                (v, len, which)
+            })
+            .collect()
+    };
+    let bits = width_for(0, top as i128, false);
+    match mode {
+        LeafMode::Fused => {
+            let mut rows = Vec::new();
+            let mut cols = Vec::new();
+            for (i, lf) in live.iter().enumerate() {
+                for o in 0..c {
+                    if lf.value[o] != 0 {
+                        let (coeffs, offset) = leaf_input(i);
+                        let mut table = vec![0i64; top + 1];
+                        table[top] = lf.value[o];
+                        rows.push(i);
+                        cols.push(Column {
+                            coeffs,
+                            offset,
+                            table,
+                            output: Some(o),
+                        });
+                    }
+                }
+            }
+            if !cols.is_empty() {
+                let (part, _) = emit_group(b, x, m, c, &cols, top, out_ty, &extra_of(&rows))?;
+                parts.push(part);
+            }
+            lookups += cols.len();
+        }
+        LeafMode::Indicator => {
+            let rows: Vec<usize> = (0..live.len()).collect();
+            let cols: Vec<Column> = rows
+                .iter()
+                .map(|&i| {
+                    let (coeffs, offset) = leaf_input(i);
+                    Column {
+                        coeffs,
+                        offset,
+                        table: indicator.clone(),
+                        output: None,
+                    }
+                })
+                .collect();
+            let (ind, _) = emit_lookups(b, x, m, &cols, top, Some(ElemType::ESInt(2)), &extra_of(&rows))?;
+            let p = cols.len();
+            let mut vals = vec![0i64; p * c];
+            for (col, lf) in live.iter().enumerate() {
+                vals[col * c..(col + 1) * c].copy_from_slice(&lf.value);
+            }
+            let vv = b
+                .op(
+                    OpKind::Constant,
+                    &[],
+                    &[("value", Attribute::Dense(dense(vals, &[p, c])?))],
+                )
+                .map_err(build_err)?;
+            parts.push(
+                b.op_with_type(OpKind::Matmul, &[ind, vv], &[], Some(out_ty.clone()))
+                    .map_err(build_err)?,
+            );
+            lookups += p;
+        }
+    }
+    Ok((lookups, bits))
 }
 
 /// Builds the module; `mode` `None` picks [`LeafMode::Fused`] for one output, else
@@ -413,54 +605,58 @@ pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, Bu
     let mut b = FunctionBuilder::new("main");
     let x = b.arg_with_range("x", Type::new(ElemType::EInt(1), vec![1, m]), 0, 1);
     let mut parts = Vec::new();
-    let (lookups, lookup_bits) = match mode {
-        LeafMode::Fused => {
-            // siblings that are both leaves share one lookup on u = 2·(parent path sum) + last bit
-            let (singles, pairs) = fused_columns(&live, c, depth);
-            let mut n = 0;
-            let mut bits = 0;
-            for (cols, domain_max) in [(singles, depth), (pairs, 2 * depth - 1)] {
-                if cols.is_empty() {
-                    continue;
-                }
-                n += cols.len();
-                let (part, w) = emit_group(&mut b, x, m, c, &cols, domain_max, &out_ty)?;
-                bits = bits.max(w);
-                parts.push(part);
-            }
-            (n, bits)
-        }
-        LeafMode::Indicator => {
-            let cols: Vec<Column> = live
-                .iter()
-                .map(|lf| {
-                    let (coeffs, offset) = path_sum(&lf.path, depth, 1);
-                    Column {
-                        coeffs,
-                        offset,
-                        table: (0..=depth).map(|k| (k == depth) as i64).collect(),
-                        output: None,
+    let (lookups, lookup_bits) = if depth > MAX_DIRECT_DEPTH {
+        chunked(&mut b, x, m, c, &live, mode, &out_ty, &mut parts)?
+    } else {
+        match mode {
+            LeafMode::Fused => {
+                // siblings that are both leaves share one lookup on u = 2·(parent path sum) + last bit
+                let (singles, pairs) = fused_columns(&live, c, depth);
+                let mut n = 0;
+                let mut bits = 0;
+                for (cols, domain_max) in [(singles, depth), (pairs, 2 * depth - 1)] {
+                    if cols.is_empty() {
+                        continue;
                     }
-                })
-                .collect();
-            let (ind, w) = emit_lookups(&mut b, x, m, &cols, depth, Some(ElemType::ESInt(2)))?;
-            let p = cols.len();
-            let mut vals = vec![0i64; p * c];
-            for (col, lf) in live.iter().enumerate() {
-                vals[col * c..(col + 1) * c].copy_from_slice(&lf.value);
+                    n += cols.len();
+                    let (part, w) = emit_group(&mut b, x, m, c, &cols, domain_max, &out_ty, &[])?;
+                    bits = bits.max(w);
+                    parts.push(part);
+                }
+                (n, bits)
             }
-            let vv = b
-                .op(
-                    OpKind::Constant,
-                    &[],
-                    &[("value", Attribute::Dense(dense(vals, &[p, c])?))],
-                )
-                .map_err(build_err)?;
-            parts.push(
-                b.op_with_type(OpKind::Matmul, &[ind, vv], &[], Some(out_ty.clone()))
-                    .map_err(build_err)?,
-            );
-            (p, w)
+            LeafMode::Indicator => {
+                let cols: Vec<Column> = live
+                    .iter()
+                    .map(|lf| {
+                        let (coeffs, offset) = path_sum(&lf.path, depth, 1);
+                        Column {
+                            coeffs,
+                            offset,
+                            table: (0..=depth).map(|k| (k == depth) as i64).collect(),
+                            output: None,
+                        }
+                    })
+                    .collect();
+                let (ind, w) = emit_lookups(&mut b, x, m, &cols, depth, Some(ElemType::ESInt(2)), &[])?;
+                let p = cols.len();
+                let mut vals = vec![0i64; p * c];
+                for (col, lf) in live.iter().enumerate() {
+                    vals[col * c..(col + 1) * c].copy_from_slice(&lf.value);
+                }
+                let vv = b
+                    .op(
+                        OpKind::Constant,
+                        &[],
+                        &[("value", Attribute::Dense(dense(vals, &[p, c])?))],
+                    )
+                    .map_err(build_err)?;
+                parts.push(
+                    b.op_with_type(OpKind::Matmul, &[ind, vv], &[], Some(out_ty.clone()))
+                        .map_err(build_err)?,
+                );
+                (p, w)
+            }
         }
     };
     let mut out = parts[0];

@@ -1078,3 +1078,94 @@ fn ensemble_json_never_panics_on_damaged_files() {
     }
     never_panics("ensemble json", &seeds, 3000, mutate, &text_import(Ensemble::from_json));
 }
+
+/// A full binary tree of `depth` levels on `f` features (thresholds spread over [-1, 1]), leaf
+/// values from a counter: 2^depth leaves, every path `depth` tests long.
+fn full_tree(depth: u32, f: usize, c: usize, seed: &mut u64) -> Tree {
+    let mut nodes = Vec::new();
+    fn grow(nodes: &mut Vec<Node>, d: u32, f: usize, c: usize, seed: &mut u64) -> usize {
+        let me = nodes.len();
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let r = (*seed >> 33) as usize;
+        if d == 0 {
+            nodes.push(leaf(&(0..c).map(|o| ((r + o) % 15) as f64 - 7.0).collect::<Vec<_>>()));
+            return me;
+        }
+        nodes.push(split(0, 0.0, 0, 0));
+        let t = (r % 200) as f64 / 100.0 - 1.0;
+        let l = grow(nodes, d - 1, f, c, seed);
+        let rr = grow(nodes, d - 1, f, c, seed);
+        nodes[me] = split(r % f, t, l, rr);
+        me
+    }
+    grow(&mut nodes, depth, f, c, seed);
+    Tree { nodes }
+}
+
+/// Trees deeper than `MAX_DIRECT_DEPTH` are cut into segments: every lookup reads 3 bits whatever
+/// the depth, checkpoints are shared by the leaves below them, and the module (both leaf modes,
+/// before and after the default pipeline) computes the quantised scores on every sampled input.
+#[test]
+fn deep_trees_are_cut_into_three_bit_segments() {
+    let mut seed = 7u64;
+    for (depth, trees, c) in [(8u32, 1usize, 1usize), (10, 2, 1), (9, 1, 2), (20, 1, 1)] {
+        // a full tree at depth 20 is 2^20 leaves: keep that one a "caterpillar" (one leaf per level)
+        let ts: Vec<Tree> = (0..trees)
+            .map(|_| {
+                if depth <= 10 {
+                    full_tree(depth, 4, c, &mut seed)
+                } else {
+                    let mut nodes = Vec::new();
+                    for k in 0..depth as usize {
+                        let t = (k as f64 / depth as f64) * 1.8 - 0.9;
+                        nodes.push(split(k % 4, t, 2 * k + 1, 2 * k + 2));
+                        nodes.push(leaf(&[k as f64 - 5.0]));
+                    }
+                    nodes.push(leaf(&[9.0]));
+                    // node 2k: split with left = leaf 2k+1, right = next split 2k+2
+                    Tree { nodes }
+                }
+            })
+            .collect();
+        let e = Ensemble {
+            n_features: 4,
+            n_outputs: c,
+            trees: ts,
+            base_score: vec![],
+            aggregation: Aggregation::Sum,
+            post: Post::Identity,
+            float: FloatKind::F32,
+        };
+        let calib: Vec<Vec<f64>> = vec![vec![-1.0; 4], vec![1.0; 4]];
+        let q = quantize(&e, &calib, 4, 8).unwrap();
+        let mut qs: Vec<Vec<i64>> = Vec::new();
+        for i in 0..40i64 {
+            qs.push((0..4).map(|j| (i * 7 + j * 5 + i / 3) % 16).collect());
+        }
+        for mode in [LeafMode::Fused, LeafMode::Indicator] {
+            let (mut m, report) = build_module(&q, Some(mode)).unwrap();
+            assert!(report.max_depth > crate::build::MAX_DIRECT_DEPTH, "{report:?}");
+            assert_eq!(report.lookup_bits, 3, "{report:?}");
+            for qx in &qs {
+                assert_eq!(run_module(&m, &q, qx), q.scores(qx), "depth {depth}, {mode:?}, {qx:?}");
+            }
+            fhec_passes::manager::run_text(
+                &mut m,
+                fhec_passes::manager::DEFAULT_PIPELINE,
+                &mut crate::tests::pass_context(),
+            )
+            .unwrap_or_else(|d| panic!("{d:?}"));
+            for qx in &qs {
+                assert_eq!(
+                    run_module(&m, &q, qx),
+                    q.scores(qx),
+                    "depth {depth}, {mode:?}, after the pipeline"
+                );
+            }
+            let text = fhec_ir::print_module(&m);
+            for l in text.lines().filter(|l| l.contains("fhe.mapped_lut")) {
+                assert!(l.contains("x!fhe.eint<3>>) ->"), "{l}");
+            }
+        }
+    }
+}
