@@ -95,8 +95,12 @@ pub(crate) struct ClientKeysFileV0 {
 }
 
 impl tfhe_versionable::Upgrade<ClientKeysFile> for ClientKeysFileV0 {
-    type Error = std::convert::Infallible;
+    type Error = std::io::Error;
     fn upgrade(self) -> Result<ClientKeysFile, Self::Error> {
+        // tfhe-rs refuses (panics on) an empty key container: a damaged file is an error here
+        if self.glwe.as_ref().is_empty() {
+            return Err(std::io::Error::other("secret keys with an empty GLWE key"));
+        }
         Ok(ClientKeysFile {
             partitions: vec![self.params],
             key_id: self.key_id,

@@ -639,3 +639,18 @@ fn resource_limits_refuse_programs_that_ask_for_terabytes() {
     assert!(l.set("max_things", "1").is_err());
     assert!(l.set("max_lookups", "5X").is_err());
 }
+
+/// Found by the `client_keys` fuzz target: a format-4 secret-key file whose GLWE key is empty made
+/// the upgrade to format 5 panic (tfhe-rs refuses an empty key container); now an error.
+#[test]
+fn fuzz_regression_client_keys_with_an_empty_key() {
+    let bytes = include_bytes!("../tests/fixtures/fuzz-client-keys-empty-key.bin");
+    let e = io::client_keys_from_bytes(bytes).err().expect("an error, not keys");
+    assert!(
+        matches!(
+            e,
+            RuntimeError::Format(_) | RuntimeError::Mismatch(_) | RuntimeError::Params(_)
+        ),
+        "{e:?}"
+    );
+}
