@@ -63,6 +63,10 @@ PY
 cp fuzz/fixtures/spec_*.json "$corpus/client_spec/"
 cp fuzz/fixtures/linear_model.json "$corpus/linear_model/"
 cp fuzz/fixtures/ensemble_*.json "$corpus/ensemble_json/"
+# the inputs of past crashes (their regression tests are in runtime/src/tests.rs): replayed by every run,
+# in this build with overflow checks
+cp runtime/tests/fixtures/fuzz-client-keys-*.bin "$corpus/client_keys/"
+cp runtime/tests/fixtures/fuzz-evaluation-keys-*.bin "$corpus/evaluation_keys/"
 for d in tests/fixtures/deploy/v*/; do  # every model-format version's fixtures, named apart
   for f in "$d"*.fhec; do cp "$f" "$corpus/model_files/$(basename "$d")-$(basename "$f")"; done
 done

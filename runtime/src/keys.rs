@@ -172,10 +172,15 @@ pub struct EvaluationKeysV0 {
 impl tfhe_versionable::Upgrade<EvaluationKeys> for EvaluationKeysV0 {
     type Error = std::convert::Infallible;
     fn upgrade(self) -> Result<EvaluationKeys, Self::Error> {
-        let ksk_dim = if self.ksk.is_some() {
-            self.params.big_lwe_dimension() as u32
-        } else {
-            0
+        // the parameters are not checked yet (`check` does it): no derived count may overflow here
+        let r = self.params.raw();
+        let ksk_dim = match &self.ksk {
+            Some(_) => r
+                .glwe_dimension
+                .checked_mul(r.polynomial_size)
+                .and_then(|d| u32::try_from(d).ok())
+                .unwrap_or(u32::MAX),
+            None => 0,
         };
         Ok(EvaluationKeys {
             key_id: self.key_id,

@@ -641,7 +641,8 @@ fn resource_limits_refuse_programs_that_ask_for_terabytes() {
 }
 
 /// Found by the `client_keys` fuzz target: a format-4 secret-key file whose GLWE key is empty made
-/// the upgrade to format 5 panic (tfhe-rs refuses an empty key container); now an error.
+/// the upgrade to format 5 panic (tfhe-rs refuses an empty key container); now an error. (The fuzz
+/// smoke run replays it too.)
 #[test]
 fn fuzz_regression_client_keys_with_an_empty_key() {
     let bytes = include_bytes!("../tests/fixtures/fuzz-client-keys-empty-key.bin");
@@ -653,4 +654,16 @@ fn fuzz_regression_client_keys_with_an_empty_key() {
         ),
         "{e:?}"
     );
+}
+
+/// Found by the `evaluation_keys` fuzz target on file format 5: a crafted format-4 evaluation-key file
+/// whose (not yet checked) parameters overflowed `k·N` in the upgrade to format 5 (a panic with
+/// overflow checks on, as the fuzz build has).
+#[test]
+fn fuzz_regression_evaluation_keys_of_format_4() {
+    // (the overflow panics only with overflow checks: `scripts/fuzz.sh` replays this file in the
+    // fuzz build, which has them, on every smoke run)
+    let bytes = include_bytes!("../tests/fixtures/fuzz-evaluation-keys-v4.bin");
+    let e = io::evaluation_keys_from_bytes(bytes).err().expect("refused");
+    assert!(e.to_string().contains("insecure parameters"), "{e}");
 }
