@@ -159,6 +159,19 @@ impl From<fhec_quant::QuantError> for Error {
     }
 }
 
+impl From<fhec_onnx::OnnxError> for Error {
+    fn from(e: fhec_onnx::OnnxError) -> Error {
+        use fhec_onnx::OnnxError as O;
+        let kind = match &e {
+            O::Format(_) => ErrorKind::Format,
+            O::Unsupported(_) => ErrorKind::Unsupported,
+            O::Shape(_) => ErrorKind::Shape,
+            O::Calibration(_) | O::Options(_) => ErrorKind::Range,
+        };
+        Error::new(kind, e.to_string())
+    }
+}
+
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Error {
         Error::new(ErrorKind::Io, e.to_string())

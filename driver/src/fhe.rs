@@ -681,12 +681,60 @@ pub(crate) fn info(program: &str) -> Result<(), Failure> {
 
 /// `fhec import`: a tree ensemble → quantised ensemble (JSON) + fhe module.
 #[allow(clippy::too_many_arguments)]
+/// An ONNX file with `ai.onnx.ml` nodes is a tree ensemble; any other a network.
+fn is_onnx_ensemble(bytes: &[u8]) -> bool {
+    use fhec::onnx::proto::ModelProto;
+    use prost::Message as _;
+    ModelProto::decode(bytes).is_ok_and(|m| {
+        m.graph
+            .is_some_and(|g| g.node.iter().any(|n| n.domain.as_deref() == Some("ai.onnx.ml")))
+    })
+}
+
+/// `fhec import onnx` of a neural network: post-training quantisation (docs/onnx.md).
+fn import_network(
+    bytes: &[u8],
+    model: &str,
+    shape: Vec<usize>,
+    values: Vec<f64>,
+    output: &str,
+    n_bits: Option<u32>,
+    rounding_bits: Option<u32>,
+) -> Result<(), Failure> {
+    let m = fhec::onnx::OnnxModel::from_bytes(bytes).map_err(|e| anyhow!("{model}: {e}"))?;
+    let x = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), values).map_err(|e| anyhow!("{e}"))?;
+    let opts = fhec::onnx::PtqOptions {
+        n_bits: fhec::onnx::NBits::all(n_bits.unwrap_or(fhec::onnx::DEFAULT_N_BITS)),
+        rounding_bits: rounding_bits.unwrap_or(fhec::onnx::DEFAULT_ROUNDING_BITS),
+    };
+    let q = m.quantize(&x, &opts).map_err(|e| anyhow!("{model}: {e}"))?;
+    let spath = format!("{}.spec.json", output.trim_end_matches(".fhe"));
+    write(&spath, q.spec.to_json().as_bytes())?;
+    write(output, ir::print_module(&q.module).as_bytes())?;
+    let lookups: usize = q.layers.iter().filter(|l| l.kind == "lookup").map(|l| l.elements).sum();
+    let widest = q
+        .layers
+        .iter()
+        .filter(|l| l.kind == "accumulator")
+        .map(|l| l.bits)
+        .max()
+        .unwrap_or(0);
+    eprintln!(
+        "imported a network ({} ops, input {:?}): {} linear layers (widest accumulator {widest} bits), {lookups}          lookups{}; wrote {output} and {spath}",
+        m.ops().len(),
+        q.input_shape,
+        q.layers.iter().filter(|l| l.kind == "accumulator").count(),
+        q.tail.map_or(String::new(), |t| format!(", {t:?} on the client"))
+    );
+    Ok(())
+}
+
 pub(crate) fn import(
     format: &str,
     model: &str,
     calibration: &str,
     output: &str,
-    n_bits: u32,
+    (n_bits, rounding_bits): (Option<u32>, Option<u32>),
     leaf_bits: u32,
     quantizer: &str,
     leaf_mode: Option<&str>,
@@ -698,9 +746,18 @@ pub(crate) fn import(
             return Err(anyhow!("unknown model format `{other}` (supported: xgboost, lightgbm, onnx, fhec)").into())
         }
     }
+    if format != "onnx" && rounding_bits.is_some() {
+        return Err(anyhow!("--rounding-bits is for networks; tree ensembles round nothing").into());
+    }
     let (shape, values) = fhec::io::read_npy_f64(Path::new(calibration)).map_err(|e| anyhow!("{e}"))?;
     let ensemble = if format == "onnx" {
         let bytes = std::fs::read(model).map_err(|e| anyhow!("cannot read {model}: {e}"))?;
+        if !is_onnx_ensemble(&bytes) {
+            return import_network(&bytes, model, shape, values, output, n_bits, rounding_bits);
+        }
+        if rounding_bits.is_some() {
+            return Err(anyhow!("--rounding-bits is for networks; tree ensembles round nothing").into());
+        }
         fhec_trees::onnx::import(&bytes, shape.get(1).copied())
     } else {
         let text = crate::read_source(model)?;
@@ -730,7 +787,7 @@ pub(crate) fn import(
         .into());
     }
     let rows: Vec<Vec<f64>> = values.chunks(shape[1].max(1)).map(|r| r.to_vec()).collect();
-    let q = quantize_with(&ensemble, &rows, n_bits, leaf_bits, kind).map_err(|e| anyhow!("{e}"))?;
+    let q = quantize_with(&ensemble, &rows, n_bits.unwrap_or(6), leaf_bits, kind).map_err(|e| anyhow!("{e}"))?;
     let (module, report) = build_module(&q, mode).map_err(|e| anyhow!("{e}"))?;
     let qpath = format!("{}.quantized.json", output.trim_end_matches(".fhe"));
     write(&qpath, q.to_json().as_bytes())?;

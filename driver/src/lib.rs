@@ -18,6 +18,7 @@
 
 pub use fhec_backend_tfhe as backend;
 pub use fhec_ir as ir;
+pub use fhec_onnx as onnx;
 pub use fhec_passes as passes;
 pub use fhec_quant as quant;
 pub use fhec_runtime as runtime;

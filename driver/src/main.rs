@@ -237,24 +237,31 @@ enum Command {
         /// Compiled program (.fhecp).
         program: String,
     },
-    /// Import a tree ensemble (XGBoost JSON, LightGBM dump, ONNX, or fhec's ensemble schema), quantise it on calibration
-    /// data and write its fhe module (docs/trees.md); compile the module with `fhec compile`.
+    /// Import a tree ensemble (XGBoost JSON, LightGBM dump, ONNX, or fhec's ensemble schema) or an ONNX neural
+    /// network, quantise it on calibration data and write its fhe module (docs/trees.md, docs/onnx.md); compile the
+    /// module with `fhec compile`.
     Import {
         /// Model format: `xgboost` (the JSON of `Booster.save_model("m.json")`), `lightgbm` (the JSON of
-        /// `Booster.dump_model()`), `onnx` (TreeEnsembleClassifier/Regressor) or `fhec` (the schema).
+        /// `Booster.dump_model()`), `onnx` (a tree ensemble of ai.onnx.ml, or a neural network) or `fhec` (the
+        /// schema).
         format: String,
         /// Model file.
         model: String,
-        /// Calibration inputs: a float matrix (samples × features) in a .npy file.
+        /// Calibration inputs: a float array (samples × the model's input shape) in a .npy file.
         #[arg(long, value_name = "X.npy")]
         calibration: String,
-        /// Output: the fhe module (.fhe). The quantised ensemble (what the client needs to encode its
-        /// inputs and decode the scores) goes next to it, as OUTPUT.quantized.json.
+        /// Output: the fhe module (.fhe). What the client needs goes next to it: the quantised ensemble
+        /// (OUTPUT.quantized.json: encode the inputs, decode the scores) or, for a network, its client spec
+        /// (OUTPUT.spec.json: input quantisers, output dequantisation).
         #[arg(long, short = 'o', value_name = "MODEL.fhe")]
         output: String,
-        /// Input bits per feature (the client encrypts 2^n − 1 bits per feature).
-        #[arg(long, default_value_t = 6)]
-        n_bits: u32,
+        /// Input bits per feature (trees: the client encrypts 2^n − 1 bits per feature; default 6). Networks:
+        /// the bits of every role (inputs, activations, weights, outputs; default 5).
+        #[arg(long)]
+        n_bits: Option<u32>,
+        /// Networks: the bits an accumulator keeps before a lookup (default 5).
+        #[arg(long)]
+        rounding_bits: Option<u32>,
         /// Leaf bits.
         #[arg(long, default_value_t = 6)]
         leaf_bits: u32,
@@ -542,6 +549,7 @@ fn main() -> ExitCode {
             calibration,
             output,
             n_bits,
+            rounding_bits,
             leaf_bits,
             quantizer,
             leaf_mode,
@@ -550,7 +558,7 @@ fn main() -> ExitCode {
             model,
             calibration,
             output,
-            *n_bits,
+            (*n_bits, *rounding_bits),
             *leaf_bits,
             quantizer,
             leaf_mode.as_deref(),

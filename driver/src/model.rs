@@ -11,7 +11,7 @@
 //! a reader for every earlier version, and the tests read committed fixtures of each
 //! (`tests/fixtures/deploy/v1/`, `v2/`). Version 2 (partitions) keeps version 1's layout: the
 //! interface gains per-partition fields (absent ones read as one partition) and the embedded program
-//! file its own format 5 (format-4 programs still read).
+//! file its own format (5 and later: format 6 changed only ciphertexts; format-4 programs still read).
 
 use bincode::Options as _;
 use serde::{Deserialize, Serialize};

@@ -710,3 +710,79 @@ fn partitioned_model_files_run_like_eval() {
         want.split_whitespace().collect::<String>()
     );
 }
+
+/// `fhec import onnx` of a neural network (the iris fixture of frontends/onnx): a module and its client
+/// spec; the module compiles, and simulating it on quantised rows gives the module's clear result.
+#[test]
+fn import_onnx_network_writes_a_module_and_a_client_spec() {
+    let rows: Vec<Vec<f64>> = (0..60)
+        .map(|i| {
+            let t = i as f64 / 60.0;
+            vec![4.3 + 3.6 * t, 2.0 + 2.4 * (1.0 - t), 1.0 + 5.9 * t * t, 0.1 + 2.4 * t]
+        })
+        .collect();
+    let calib = tmp("iris_calib.npy");
+    write_f64_npy(&calib, &rows);
+    let module = tmp("iris_net.fhe");
+    let o = fhec(&[
+        "import",
+        "onnx",
+        "frontends/onnx/tests/fixtures/iris_mlp.onnx",
+        "--calibration",
+        calib.to_str().unwrap(),
+        "--n-bits",
+        "4",
+        "--rounding-bits",
+        "4",
+        "-o",
+        module.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("imported a network") && stderr(&o).contains("3 linear layers"),
+        "{}",
+        stderr(&o)
+    );
+    let spec = fhec::ClientSpec::from_json(&std::fs::read_to_string(tmp("iris_net.spec.json")).unwrap()).unwrap();
+    let fhec::quant::InputSpec::Features { quantizer, .. } = &spec.inputs[0] else {
+        panic!("features")
+    };
+    let prog = tmp("iris_net.fhecp");
+    let o = fhec(&[
+        "compile",
+        module.to_str().unwrap(),
+        "-o",
+        prog.to_str().unwrap(),
+        "--partitions",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for r in rows.iter().step_by(20) {
+        let arg = format!("x=[{:?}]", quantizer.quantize_row(r));
+        let sim = fhec(&["simulate", prog.to_str().unwrap(), "-i", &arg]);
+        let eval = fhec(&["eval", module.to_str().unwrap(), "-i", &arg]);
+        assert!(
+            sim.status.success() && eval.status.success(),
+            "{}{}",
+            stderr(&sim),
+            stderr(&eval)
+        );
+        assert_eq!(stdout(&sim), stdout(&eval));
+    }
+    // a tree option on a network and a network option on trees are refused
+    let o = fhec(&[
+        "import",
+        "xgboost",
+        "frontends/trees/tests/data/xgb_binary.json",
+        "--calibration",
+        calib.to_str().unwrap(),
+        "--rounding-bits",
+        "4",
+        "-o",
+        "/dev/null",
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--rounding-bits is for networks"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -17,10 +17,19 @@ use crate::{clear_batch, flat, flat_batch, tensor, Flat, Out};
 
 /// Runs `f` on a worker thread while this thread waits without the GIL and checks for Ctrl-C
 /// (Python's signal handlers run only here); Ctrl-C sets the flag `f` gets, which stops a run at
-/// its next lookup, and raises `KeyboardInterrupt`. Wakes as soon as the worker is done (a single
-/// row takes well under a millisecond), else every 20 ms.
-fn cancellable<T: Send>(py: Python<'_>, f: impl FnOnce(&AtomicBool) -> Result<T, Error> + Send) -> PyResult<T> {
+/// its next lookup, and raises `KeyboardInterrupt`. Wakes as soon as the worker is done, else
+/// every 20 ms. `quick` work (a few milliseconds at most: a linear model's rows, a small batch's
+/// encryption) runs on this thread without the GIL instead: a thread start would cost more than
+/// the work (a linear model's row takes ~0.1 ms).
+fn cancellable<T: Send>(
+    py: Python<'_>,
+    quick: bool,
+    f: impl FnOnce(&AtomicBool) -> Result<T, Error> + Send,
+) -> PyResult<T> {
     let cancel = AtomicBool::new(false);
+    if quick {
+        return py.detach(|| f(&cancel)).map_err(py_err);
+    }
     let done = (Mutex::new(false), Condvar::new());
     let out = std::thread::scope(|scope| -> PyResult<_> {
         let worker = scope.spawn(|| {
@@ -53,6 +62,11 @@ fn cancellable<T: Send>(py: Python<'_>, f: impl FnOnce(&AtomicBool) -> Result<T,
     })?;
     out.map_err(py_err)
 }
+
+/// Batches this small are encrypted (and, without lookups, run) on the calling thread.
+const QUICK_SAMPLES: usize = 16;
+/// Ciphertext files this small are decrypted (and, without lookups, run) on the calling thread.
+const QUICK_BYTES: usize = 1 << 20;
 
 pub(crate) fn p_error_of(p_error: Option<f64>, global_p_error: Option<f64>) -> PyResult<PError> {
     match (p_error, global_p_error) {
@@ -130,14 +144,17 @@ impl Client {
     fn encrypt<'py>(&self, py: Python<'py>, samples: Vec<Vec<Flat<'py>>>) -> PyResult<Bound<'py, PyBytes>> {
         let batch = clear_batch(samples);
         let c = &self.c;
-        let b = cancellable(py, |_| c.encrypt_bytes(&batch))?;
+        let b = cancellable(py, batch.len() <= QUICK_SAMPLES, |_| c.encrypt_bytes(&batch))?;
         Ok(PyBytes::new(py, &b))
     }
 
     /// Decrypts a server's results (an fhec ciphertext file).
     fn decrypt<'py>(&self, py: Python<'py>, outputs: &[u8]) -> PyResult<Vec<Vec<Out<'py>>>> {
         let c = &self.c;
-        flat_batch(py, cancellable(py, |_| c.decrypt_bytes(outputs))?)
+        flat_batch(
+            py,
+            cancellable(py, outputs.len() <= QUICK_BYTES, |_| c.decrypt_bytes(outputs))?,
+        )
     }
 }
 
@@ -175,7 +192,10 @@ impl Server {
     /// outputs as one. Releases the GIL; Ctrl-C stops it.
     fn run<'py>(&self, py: Python<'py>, inputs: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
         let s = &self.s;
-        let b = cancellable(py, |cancel| s.run_bytes(inputs, &Progress::stderr(), Some(cancel)))?;
+        let quick = s.program().pbs_count() == 0 && inputs.len() <= QUICK_BYTES;
+        let b = cancellable(py, quick, |cancel| {
+            s.run_bytes(inputs, &Progress::stderr(), Some(cancel))
+        })?;
         Ok(PyBytes::new(py, &b))
     }
 }
@@ -266,7 +286,8 @@ impl Circuit {
     fn run_batch<'py>(&mut self, py: Python<'py>, samples: Vec<Vec<Flat<'py>>>) -> PyResult<Vec<Vec<Out<'py>>>> {
         let (client, server) = self.roles(py)?;
         let batch = clear_batch(samples);
-        let out = cancellable(py, |cancel| {
+        let quick = batch.len() <= QUICK_SAMPLES && server.program().pbs_count() == 0;
+        let out = cancellable(py, quick, |cancel| {
             let enc = client.encrypt(&batch)?;
             let out = server.run(enc, &Progress::stderr(), Some(cancel))?;
             client.decrypt(&out)

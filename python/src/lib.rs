@@ -4,6 +4,7 @@
 mod circuit;
 mod deploy;
 mod errors;
+mod onnx;
 mod quant;
 mod trace;
 mod trees;
@@ -57,6 +58,9 @@ fn _fhec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(trees::trees_quantize, m)?)?;
     m.add_function(wrap_pyfunction!(trees::trees_import, m)?)?;
     m.add_function(wrap_pyfunction!(quant::post_process, m)?)?;
+    m.add_function(wrap_pyfunction!(onnx::onnx_eval, m)?)?;
+    m.add_function(wrap_pyfunction!(onnx::onnx_quantize, m)?)?;
+    m.add_class::<onnx::QuantizedNetwork>()?;
     m.add_class::<trace::Tracer>()?;
     m.add_class::<trace::Value>()?;
     m.add_class::<circuit::Circuit>()?;

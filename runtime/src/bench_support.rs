@@ -20,6 +20,7 @@ pub fn input_list(cts: &Ciphertexts) -> LweCiphertextListOwned<u64> {
         CtData::Seeded(s) => CtData::Seeded(s.clone()).into_lwe_list(n),
         CtData::Full(f) => f.clone(),
         CtData::Packed(p) => CtData::Packed(p.clone()).into_lwe_list(n),
+        CtData::PackedXof(p) => CtData::PackedXof(p.clone()).into_lwe_list(n),
         CtData::Clear(_) => panic!("the first input of a benchmark program is encrypted"),
     }
 }

@@ -4,9 +4,14 @@ use rayon::prelude::*;
 use tfhe::core_crypto::prelude::*;
 
 use crate::interface::ProgramInterface;
-use crate::keys::{glwe_noise, modulus, ClientKeys};
+use tfhe::core_crypto::algorithms::polynomial_algorithms::polynomial_wrapping_add_multisum_assign;
+use tfhe::core_crypto::commons::math::random::{RandomGenerator, Seed};
+
+use crate::keys::{glwe_noise, ClientKeys};
 use crate::program::{decode, Port, Program};
-use crate::values::{check_output, encode_input, Ciphertexts, ClearTensor, CtData, CtTensor, Direction};
+use crate::values::{
+    check_output, encode_input, xof_mask, Ciphertexts, ClearTensor, CtData, CtTensor, Direction, XofGlweList,
+};
 use crate::RuntimeError;
 
 fn check_program_params(keys: &ClientKeys, program: &ProgramInterface) -> Result<(), RuntimeError> {
@@ -42,10 +47,83 @@ fn encode_batch(ports: &[Port], samples: &[Vec<ClearTensor>]) -> Result<Vec<Vec<
     Ok(per_port)
 }
 
+/// Encrypts packed plaintexts in place: `bodies` holds the plaintext coefficients of the first
+/// `bodies.len()` coefficients of GLWE ciphertexts (N per ciphertext, the padding not included);
+/// each becomes its body `m + e + (Σᵢ maskᵢ·sᵢ)[t]` with the mask of `public` ([`xof_mask`]) and
+/// the noise drawn from tfhe-rs's generator seeded with `secret`. Only the bodies that carry values
+/// are computed and sent: each is an LWE sample in its own right (the extracted ciphertext's).
+pub(crate) fn encrypt_packed(
+    glwe: &GlweSecretKey<&[u64]>,
+    public: [u8; 32],
+    secret: Seed,
+    noise: DynamicDistribution<u64>,
+    bodies: &mut [u64],
+) {
+    let big_n = glwe.polynomial_size().0;
+    let kn = glwe.as_ref().len();
+    let count = bodies.len().div_ceil(big_n);
+    let mut mask = vec![0u64; count * kn];
+    xof_mask(public, &mut mask);
+    let mut e = vec![0u64; bodies.len()];
+    RandomGenerator::<DefaultRandomGenerator>::new(secret).fill_slice_with_random_from_distribution(&mut e, noise);
+    for (b, e) in bodies.iter_mut().zip(&e) {
+        *b = b.wrapping_add(*e);
+    }
+    // the key's polynomials reversed: coefficient t of a·s is then two forward dot products
+    let rev: Vec<u64> = glwe
+        .as_ref()
+        .chunks_exact(big_n)
+        .flat_map(|p| p.iter().rev().copied())
+        .collect();
+    for (g, body) in bodies.chunks_mut(big_n).enumerate() {
+        let mask = &mask[g * kn..(g + 1) * kn];
+        if body.len() * big_n <= 2 * karatsuba_ops(big_n) {
+            // a few coefficients: (a·s)[t] = Σ_{w≤t} a[w]·s[t−w] − Σ_{w>t} a[w]·s[N+t−w]
+            for (t, b) in body.iter_mut().enumerate() {
+                let mut acc = 0u64;
+                for (a, r) in mask.chunks_exact(big_n).zip(rev.chunks_exact(big_n)) {
+                    acc = acc.wrapping_add(dot(&a[..=t], &r[big_n - 1 - t..]));
+                    acc = acc.wrapping_sub(dot(&a[t + 1..], &r[..big_n - 1 - t]));
+                }
+                *b = b.wrapping_add(acc);
+            }
+        } else {
+            let mut full = vec![0u64; big_n];
+            full[..body.len()].copy_from_slice(body);
+            polynomial_wrapping_add_multisum_assign(
+                &mut Polynomial::from_container(&mut full[..]),
+                &PolynomialList::from_container(mask, PolynomialSize(big_n)),
+                &glwe.as_polynomial_list(),
+            );
+            let used = body.len();
+            body.copy_from_slice(&full[..used]);
+        }
+    }
+}
+
+fn dot(a: &[u64], b: &[u64]) -> u64 {
+    a.iter()
+        .zip(b)
+        .fold(0u64, |acc, (x, y)| acc.wrapping_add(x.wrapping_mul(*y)))
+}
+
+/// Multiplications of a Karatsuba product of two polynomials of size `n` (tfhe-rs recurses down
+/// to 64 coefficients, then multiplies directly).
+fn karatsuba_ops(n: usize) -> usize {
+    let mut ops = n.min(64) * n.min(64);
+    let mut m = n;
+    while m > 64 {
+        ops *= 3;
+        m /= 2;
+    }
+    ops
+}
+
 impl ClientKeys {
     /// Encrypts the inputs of a batch of samples (each sample: one tensor per program input).
-    /// Each sample's tensor is packed into seeded GLWE ciphertexts ([`CtData::Packed`]): the server
-    /// regenerates their masks and extracts one LWE ciphertext per element.
+    /// Each sample's tensor is packed into GLWE ciphertexts with seeded masks
+    /// ([`CtData::PackedXof`]): the server regenerates the masks and extracts one LWE ciphertext per
+    /// element.
     /// `program` is the program's client view ([`Program::interface`]).
     pub fn encrypt(
         &self,
@@ -58,7 +136,6 @@ impl ClientKeys {
         let p = &self.partitions[0];
         let glwe = self.glwe(0);
         let big_n = p.polynomial_size();
-        let glwe_size = GlweSize(p.glwe_dimension() + 1);
         let mut seeder = new_seeder();
         let seeder = seeder.as_mut();
         let mut tensors = Vec::with_capacity(encoded.len());
@@ -73,44 +150,35 @@ impl ClientKeys {
                 continue;
             }
             let n = port.len();
-            let per = n.div_ceil(big_n);
-            // seeds drawn in order here, encryption in parallel below
-            let jobs: Vec<(_, EncryptionRandomGenerator<DefaultRandomGenerator>)> = (0..samples.len())
+            // seeds drawn in order here (the mask's public seed, the noise's secret one),
+            // encryption in parallel below when there are several samples
+            let jobs: Vec<([u8; 32], Seed)> = (0..samples.len())
                 .map(|_| {
-                    let seed = seeder.seed();
-                    (seed, EncryptionRandomGenerator::new(seed, seeder))
+                    let mut public = [0u8; 32];
+                    public[..16].copy_from_slice(&seeder.seed().0.to_le_bytes());
+                    public[16..].copy_from_slice(&seeder.seed().0.to_le_bytes());
+                    (public, seeder.seed())
                 })
                 .collect();
-            let lists: Vec<SeededGlweCiphertextListOwned<u64>> = jobs
-                .into_par_iter()
-                .enumerate()
-                .map(|(s, (seed, mut generator))| {
-                    let mut list = SeededGlweCiphertextList::new(
-                        0u64,
-                        glwe_size,
-                        PolynomialSize(big_n),
-                        GlweCiphertextCount(per),
-                        seed.into(),
-                        modulus(),
-                    );
-                    if per > 0 {
-                        let mut pt = vec![0u64; per * big_n];
-                        pt[..n].copy_from_slice(&values[s * n..(s + 1) * n]);
-                        encrypt_seeded_glwe_ciphertext_list_with_pre_seeded_generator(
-                            &glwe,
-                            &mut list,
-                            &PlaintextList::from_container(pt),
-                            glwe_noise(p),
-                            &mut generator,
-                        );
-                    }
-                    list
-                })
-                .collect();
+            let encrypt_one = |(s, (public, secret)): (usize, ([u8; 32], Seed))| {
+                let mut bodies = values[s * n..(s + 1) * n].to_vec();
+                encrypt_packed(&glwe, public, secret, glwe_noise(p), &mut bodies);
+                XofGlweList {
+                    seed: public,
+                    glwe_dimension: p.glwe_dimension() as u64,
+                    polynomial_size: big_n as u64,
+                    bodies,
+                }
+            };
+            let lists: Vec<XofGlweList> = if jobs.len() == 1 {
+                jobs.into_iter().enumerate().map(encrypt_one).collect()
+            } else {
+                jobs.into_par_iter().enumerate().map(encrypt_one).collect()
+            };
             tensors.push(CtTensor {
                 port: port.name.clone(),
                 shape: port.shape.clone(),
-                data: CtData::Packed(lists),
+                data: CtData::PackedXof(lists),
             });
         }
         Ok(Ciphertexts {

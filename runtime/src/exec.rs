@@ -19,7 +19,7 @@ use tfhe::core_crypto::prelude::*;
 use crate::keys::{modulus, Bootstrap, ServerKeys, ServerPartition};
 use crate::program::{Instr, Limits, Program};
 use crate::progress::Progress;
-use crate::values::{pad, unpack_used_into, Ciphertexts, CtData, CtTensor, Direction};
+use crate::values::{pad, unpack_glwes_into, unpack_used_into, Ciphertexts, CtData, CtTensor, Direction, XofGlweList};
 use crate::RuntimeError;
 
 /// Lookups per batched blind rotation: each bootstrap-key row is read once for the whole batch.
@@ -347,6 +347,7 @@ const CHUNK_BYTES: usize = 1 << 29;
 /// Where one input port's ciphertexts come from.
 enum Source {
     Packed(Vec<SeededGlweCiphertextListOwned<u64>>),
+    Xof(Vec<XofGlweList>),
     Lwe(LweCiphertextListOwned<u64>),
     Clear(Vec<i64>),
 }
@@ -388,6 +389,7 @@ pub fn run_with_limits(
         .zip(inputs.tensors)
         .map(|(port, t)| match t.data {
             CtData::Packed(lists) => Source::Packed(lists),
+            CtData::PackedXof(lists) => Source::Xof(lists),
             CtData::Clear(values) => Source::Clear(values),
             other => Source::Lwe(other.into_lwe_list(port.len())),
         })
@@ -432,6 +434,7 @@ pub fn run_with_limits(
                 match src {
                     // regenerate the GLWE masks and extract straight into the slot memory
                     Source::Packed(lists) => unpack_used_into(&lists[s], n, dst, Some(&used[first..first + n])),
+                    Source::Xof(lists) => unpack_glwes_into(&lists[s].expand(), n, dst, Some(&used[first..first + n])),
                     Source::Lwe(list) => {
                         let src = &list.as_ref()[s * n * (k0 + 1)..(s + 1) * n * (k0 + 1)];
                         for (d, c) in dst.chunks_exact_mut(l).zip(src.chunks_exact(k0 + 1)) {

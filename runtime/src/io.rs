@@ -28,7 +28,7 @@ use crate::RuntimeError;
 
 const MAGIC: &[u8; 4] = b"FHEC";
 /// Version of the payload layout; bump on any change of the serialised types.
-pub const FORMAT_VERSION: u16 = 5;
+pub const FORMAT_VERSION: u16 = 6;
 /// Version of the deployment files' payloads (server and client model files). These files must stay
 /// readable by later fhec versions: a change of their payload bumps this and keeps a reader for each
 /// earlier version (fixtures of every version are read by the tests).
@@ -62,7 +62,8 @@ impl FileKind {
     fn versions(self) -> std::ops::RangeInclusive<u16> {
         match self {
             FileKind::ServerModel | FileKind::ClientModel => 1..=MODEL_FORMAT_VERSION,
-            // 4: before partitions (programs are converted, keys upgraded by their versioning)
+            // 4: before partitions (programs are converted, keys upgraded by their versioning);
+            // 5: before masks from ChaCha20 (ciphertexts of `CtData::Packed`, still read)
             _ => 4..=FORMAT_VERSION,
         }
     }

@@ -46,6 +46,69 @@ pub enum CtData {
     Packed(Vec<SeededGlweCiphertextListOwned<u64>>),
     /// Client → server, a clear input port: the values of every sample, sample-major.
     Clear(Vec<i64>),
+    /// Client → server, packed as [`CtData::Packed`] but with the masks expanded from a 256-bit
+    /// public seed by ChaCha20 ([`XofGlweList`]): the same ciphertexts, 5–10× cheaper to mask on
+    /// both sides than tfhe-rs's byte-wise generator (a single row of a linear model is mostly
+    /// mask generation). What the client sends since file format 6; [`CtData::Packed`] is still read.
+    PackedXof(Vec<XofGlweList>),
+}
+
+/// One sample's GLWE ciphertexts of one port, packed (N values per GLWE), whose masks are the
+/// ChaCha20 keystream of `seed` (RFC 8439 block function, nonce 0, counter from 0) read as
+/// little-endian `u64`s: GLWE `g`'s mask is words `g·k·N .. (g+1)·k·N`, its `k` polynomials in
+/// order. The mask is public and uniform. Only the bodies of the coefficients that carry values
+/// are sent (one per element; the padding of the last GLWE is not): the server extracts
+/// coefficient `t` with the whole mask and body `t` alone. Each body holds the message and the
+/// secret noise (tfhe-rs's generator, seeded from the operating system).
+#[derive(Clone, Serialize, Deserialize, Versionize)]
+#[versionize(XofGlweListVersions)]
+pub struct XofGlweList {
+    pub(crate) seed: [u8; 32],
+    pub(crate) glwe_dimension: u64,
+    pub(crate) polynomial_size: u64,
+    /// The bodies of the used coefficients, in order (N per GLWE ciphertext but the last).
+    pub(crate) bodies: Vec<u64>,
+}
+
+#[derive(VersionsDispatch)]
+pub enum XofGlweListVersions {
+    V0(XofGlweList),
+}
+
+/// Fills `out` with the mask words of `seed` (see [`XofGlweList`]).
+pub(crate) fn xof_mask(seed: [u8; 32], out: &mut [u64]) {
+    use chacha20::ChaCha20Rng;
+    use rand_core::{Rng, SeedableRng};
+    let mut rng = ChaCha20Rng::from_seed(seed);
+    let mut bytes = [0u8; 512];
+    for chunk in out.chunks_mut(64) {
+        let b = &mut bytes[..chunk.len() * 8];
+        rng.fill_bytes(b);
+        for (w, c) in chunk.iter_mut().zip(b.chunks_exact(8)) {
+            *w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        }
+    }
+}
+
+impl XofGlweList {
+    /// The GLWE ciphertexts, masks regenerated, unsent bodies zero: `(k + 1)·N` words per
+    /// ciphertext.
+    pub(crate) fn expand(&self) -> GlweCiphertextListOwned<u64> {
+        let (k, big_n) = (self.glwe_dimension as usize, self.polynomial_size as usize);
+        let count = self.bodies.len().div_ceil(big_n.max(1));
+        let mut mask = vec![0u64; count * k * big_n];
+        xof_mask(self.seed, &mut mask);
+        let mut data = vec![0u64; count * (k + 1) * big_n];
+        for ((ct, m), b) in data
+            .chunks_exact_mut((k + 1) * big_n)
+            .zip(mask.chunks_exact(k * big_n))
+            .zip(self.bodies.chunks(big_n))
+        {
+            ct[..k * big_n].copy_from_slice(m);
+            ct[k * big_n..k * big_n + b.len()].copy_from_slice(b);
+        }
+        GlweCiphertextList::from_container(data, GlweSize(k + 1), PolynomialSize(big_n), crate::keys::modulus())
+    }
 }
 
 impl CtData {
@@ -55,6 +118,17 @@ impl CtData {
             CtData::Seeded(s) => s.par_decompress_into_lwe_ciphertext_list(),
             CtData::Full(f) => f,
             CtData::Clear(_) => unreachable!("clear ports are not ciphertexts"),
+            CtData::PackedXof(lists) => {
+                let Some(first) = lists.first() else {
+                    return LweCiphertextList::new(0u64, LweSize(1), LweCiphertextCount(0), crate::keys::modulus());
+                };
+                let l = (first.glwe_dimension * first.polynomial_size) as usize + 1;
+                let mut data = vec![0u64; lists.len() * n * l];
+                data.par_chunks_mut((n * l).max(1))
+                    .zip(lists.par_iter())
+                    .for_each(|(out, list)| unpack_glwes_into(&list.expand(), n, out, None));
+                LweCiphertextList::from_container(data, LweSize(l), crate::keys::modulus())
+            }
             CtData::Packed(lists) => {
                 let Some(first) = lists.first() else {
                     return LweCiphertextList::new(0u64, LweSize(1), LweCiphertextCount(0), crate::keys::modulus());
@@ -90,9 +164,19 @@ pub(crate) fn unpack_used_into(
     out: &mut [u64],
     used: Option<&[bool]>,
 ) {
-    let big_n = list.polynomial_size().0;
-    let dim = list.glwe_size().to_glwe_dimension().0 * big_n;
-    let glwes = list.clone().decompress_into_glwe_ciphertext_list();
+    unpack_glwes_into(&list.clone().decompress_into_glwe_ciphertext_list(), n, out, used)
+}
+
+/// Extracts the first `n` coefficients of packed GLWE ciphertexts (those `used` marks, all when
+/// `None`) as LWE ciphertexts into `out` (`n` × LWE size words, padded to it).
+pub(crate) fn unpack_glwes_into(
+    glwes: &GlweCiphertextListOwned<u64>,
+    n: usize,
+    out: &mut [u64],
+    used: Option<&[bool]>,
+) {
+    let big_n = glwes.polynomial_size().0;
+    let dim = glwes.glwe_size().to_glwe_dimension().0 * big_n;
     let l = out.len() / n.max(1);
     for (j, ct) in out.chunks_exact_mut(l).enumerate().take(n) {
         if used.is_some_and(|u| !u[j]) {
@@ -188,6 +272,7 @@ impl Ciphertexts {
                 CtData::Seeded(l) => l.as_ref().len() * 8,
                 CtData::Full(l) => l.as_ref().len() * 8,
                 CtData::Packed(lists) => lists.iter().map(|l| l.as_ref().len() * 8 + 16).sum(),
+                CtData::PackedXof(lists) => lists.iter().map(|l| l.bodies.len() * 8 + 48).sum(),
                 CtData::Clear(v) => v.len() * 8,
             })
             .sum()
@@ -259,6 +344,21 @@ impl Ciphertexts {
                 }
                 continue;
             }
+            if let CtData::PackedXof(lists) = &t.data {
+                let big_n = program.params.polynomial_size();
+                let k = program.params.glwe_dimension();
+                let ok = lists.len() == self.samples
+                    && lists.iter().all(|l| {
+                        l.glwe_dimension == k as u64 && l.polynomial_size == big_n as u64 && l.bodies.len() == p.len()
+                    });
+                if !ok {
+                    return mismatch(format!(
+                        "packed ciphertext tensor `{}` does not hold {} samples of {} values in GLWE ciphertexts (k = {k}, N = {big_n})",
+                        t.port, self.samples, p.len()
+                    ));
+                }
+                continue;
+            }
             if let CtData::Packed(lists) = &t.data {
                 let big_n = program.params.polynomial_size();
                 let per = p.len().div_ceil(big_n);
@@ -286,13 +386,13 @@ impl Ciphertexts {
             let (size, native) = match &t.data {
                 CtData::Seeded(l) => (l.lwe_size().0, l.ciphertext_modulus().is_native_modulus()),
                 CtData::Full(l) => (l.lwe_size().0, l.ciphertext_modulus().is_native_modulus()),
-                CtData::Packed(_) | CtData::Clear(_) => unreachable!("checked above"),
+                CtData::Packed(_) | CtData::PackedXof(_) | CtData::Clear(_) => unreachable!("checked above"),
             };
             let count = match &t.data {
                 _ if size != lwe_size || !native => 0,
                 CtData::Seeded(l) => l.as_ref().len(),
                 CtData::Full(l) => l.as_ref().len() / lwe_size,
-                CtData::Packed(_) | CtData::Clear(_) => unreachable!("checked above"),
+                CtData::Packed(_) | CtData::PackedXof(_) | CtData::Clear(_) => unreachable!("checked above"),
             };
             let whole = match &t.data {
                 CtData::Full(l) => l.as_ref().len() % lwe_size == 0,

@@ -16,8 +16,8 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import Client, FhecError, Server
+from .._modes import FHE_MODES, check_mode  # noqa: F401 (re-exported to the families)
 
-FHE_MODES = ("disable", "simulate", "execute")
 FORMAT = "fhec.sklearn"
 FORMAT_VERSION = 1
 
@@ -36,12 +36,6 @@ class Decrypted:
 
     def __len__(self) -> int:
         return int(self.outputs.shape[0])
-
-
-def check_mode(fhe: str) -> str:
-    if fhe not in FHE_MODES:
-        raise ValueError(f"fhe must be one of {', '.join(map(repr, FHE_MODES))}; got {fhe!r}")
-    return fhe
 
 
 class FheModel(BaseEstimator):

@@ -1,0 +1,759 @@
+//! Post-training quantisation of an ONNX network into an fhec IR module and its client spec
+//! (docs/onnx.md, "Post-training quantisation").
+//!
+//! Every encrypted tensor is an integer IR value `q` (kept flat, `[1, n]`) standing for the real
+//! tensor `f(scale[e]·q[e] + offset[e])`: `scale` and `offset` per element (or one for all), `f` the
+//! element-wise steps not applied yet. Linear layers fold the input's scale and offset into their
+//! float weights and bias, quantise the weights per output channel and compute the integer
+//! accumulator; element-wise steps accumulate in `f` until the next linear layer (or the output)
+//! needs integers again: then one rounding and one lookup per element map the accumulator to
+//! `n_bits` integers calibrated on the float network's values of that tensor.
+
+use std::collections::HashMap;
+
+use fhec_ir::attr::{Attribute, Dense};
+use fhec_ir::types::{clear_type_for, width_for, MAX_ENCRYPTED_WIDTH};
+use fhec_ir::{ElemType, FunctionBuilder, Module, OpKind, Tensor, Type, ValueId};
+use fhec_quant::{quantize_weights, ClientSpec, Dequant, Encoding, InputQuantizer, Post, WeightMode};
+use ndarray::{ArrayD, IxDyn};
+use serde::{Deserialize, Serialize};
+
+use crate::float::{axes_of, broadcast, clip_bounds, reshape_dims, shape_op};
+use crate::model::{Node, OnnxModel};
+use crate::ops::{unsupported, Unary};
+use crate::OnnxError;
+
+/// Bits per role, as the incumbent's `n_bits` dict names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NBits {
+    /// The network's inputs (per-feature affine quantisers, on the client).
+    pub model_inputs: u32,
+    /// Activations between layers (the lookups' outputs).
+    pub op_inputs: u32,
+    /// Weights of linear layers (per output channel, symmetric).
+    pub op_weights: u32,
+    /// A trailing activation's output (a network that ends in a linear layer returns its
+    /// accumulator, exact).
+    pub model_outputs: u32,
+}
+
+impl NBits {
+    pub fn all(n: u32) -> NBits {
+        NBits {
+            model_inputs: n,
+            op_inputs: n,
+            op_weights: n,
+            model_outputs: n,
+        }
+    }
+
+    fn check(&self) -> Result<(), OnnxError> {
+        for (what, n, lo) in [
+            ("model_inputs", self.model_inputs, 1),
+            ("op_inputs", self.op_inputs, 1),
+            ("op_weights", self.op_weights, 2),
+            ("model_outputs", self.model_outputs, 1),
+        ] {
+            if !(lo..=16).contains(&n) {
+                return Err(OnnxError::Options(format!(
+                    "n_bits[{what:?}] must be in {lo}..=16, got {n}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Post-training quantisation options.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PtqOptions {
+    pub n_bits: NBits,
+    /// Bits an accumulator keeps before a lookup (`fhe.round` drops the others); the lookups'
+    /// precision.
+    pub rounding_bits: u32,
+}
+
+/// Bits an accumulator keeps before a lookup by default.
+pub const DEFAULT_ROUNDING_BITS: u32 = 5;
+/// Bits of every role by default. Exactness on every input sizes accumulators by their worst case
+/// (`Σ|w|·max q`), and dropping their low bits costs one small bootstrap per bit whose noise grows with
+/// the accumulator's width: 8-bit inputs and weights make accumulators too wide for secure
+/// parameters on most networks (docs/onnx.md, "Choosing n_bits").
+pub const DEFAULT_N_BITS: u32 = 5;
+
+impl Default for PtqOptions {
+    fn default() -> PtqOptions {
+        PtqOptions {
+            n_bits: NBits::all(DEFAULT_N_BITS),
+            rounding_bits: DEFAULT_ROUNDING_BITS,
+        }
+    }
+}
+
+/// What runs on the client after decryption (the graph is cut before it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tail {
+    Softmax,
+    LogSoftmax,
+    ArgMax,
+}
+
+/// One encrypted step of the quantised network, for the report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerReport {
+    /// The ONNX node (`Gemm node "fc1"`).
+    pub node: String,
+    /// `accumulator` (a linear layer) or `lookup` (rounding and table lookup).
+    pub kind: String,
+    /// Elements of the result.
+    pub elements: usize,
+    /// Accumulator: its integer range and bits. Lookup: its input's range and bits after rounding.
+    pub range: (i64, i64),
+    pub bits: u32,
+    /// Lookup: the low bits the rounding drops.
+    pub rounded_lsbs: u32,
+    /// Lookup: distinct tables.
+    pub tables: usize,
+}
+
+/// A quantised network: the module (`@main(%x: [1, features]) -> [1, outputs]`), the client spec
+/// (input quantisers, output dequantisation) and what runs after decryption.
+#[derive(Clone, Debug)]
+pub struct QuantizedNetwork {
+    pub module: Module,
+    pub spec: ClientSpec,
+    pub tail: Option<Tail>,
+    /// The graph input's shape without the batch axis (the client flattens each sample to it).
+    pub input_shape: Vec<usize>,
+    /// The shape of the value the program returns, without the batch axis (before the tail).
+    pub output_shape: Vec<usize>,
+    pub layers: Vec<LayerReport>,
+}
+
+/// An element-wise step not yet applied: a function, an affine map or a PReLU, with per-element
+/// constants (one value: the same for every element).
+#[derive(Clone, Debug)]
+enum Step {
+    F(Unary),
+    Affine { mul: Vec<f64>, add: Vec<f64> },
+    PRelu(Vec<f64>),
+}
+
+fn at(v: &[f64], e: usize) -> f64 {
+    if v.len() == 1 {
+        v[0]
+    } else {
+        v[e]
+    }
+}
+
+impl Step {
+    fn apply(&self, x: f64, e: usize) -> f64 {
+        match self {
+            Step::F(u) => u.apply(x),
+            Step::Affine { mul, add } => x * at(mul, e) + at(add, e),
+            Step::PRelu(s) => {
+                if x >= 0.0 {
+                    x
+                } else {
+                    at(s, e) * x
+                }
+            }
+        }
+    }
+}
+
+/// An encrypted tensor (see the module doc).
+#[derive(Clone, Debug)]
+struct Enc {
+    v: ValueId,
+    /// The ONNX shape with a batch of 1; the IR value is `[1, numel]`.
+    shape: Vec<usize>,
+    lo: i64,
+    hi: i64,
+    scale: Vec<f64>,
+    offset: Vec<f64>,
+    steps: Vec<Step>,
+    /// The float tensor this value stands for (calibration).
+    calib: String,
+}
+
+impl Enc {
+    fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+    fn real(&self, q: f64, e: usize) -> f64 {
+        let x = at(&self.scale, e) * q + at(&self.offset, e);
+        self.steps.iter().fold(x, |x, s| s.apply(x, e))
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Q {
+    Clear(ArrayD<f64>),
+    Enc(Enc),
+}
+
+struct Builder<'a> {
+    model: &'a OnnxModel,
+    opts: PtqOptions,
+    b: FunctionBuilder,
+    calib: HashMap<String, ArrayD<f64>>,
+    layers: Vec<LayerReport>,
+}
+
+fn ir_err(node: &str) -> impl Fn(fhec_ir::Diagnostic) -> OnnxError + '_ {
+    move |e| OnnxError::Unsupported(format!("{node}: {}", e.message))
+}
+
+fn dense(values: Vec<i64>, shape: &[usize]) -> Result<Dense, OnnxError> {
+    let t: Tensor = ArrayD::from_shape_vec(IxDyn(shape), values).map_err(|e| OnnxError::Shape(e.to_string()))?;
+    Dense::new(clear_type_for(&t), t).map_err(OnnxError::Unsupported)
+}
+
+/// A clear constant broadcast to `shape`, flat (per element).
+fn per_element(node: &Node, c: &ArrayD<f64>, shape: &[usize]) -> Result<Vec<f64>, OnnxError> {
+    let zeros = ArrayD::<f64>::zeros(IxDyn(shape));
+    let b = broadcast(node, &zeros, c, |_, c| c)?;
+    if b.shape() != shape {
+        return Err(OnnxError::Unsupported(format!(
+            "{}: a constant of shape {:?} would change the encrypted tensor's shape {shape:?}",
+            node.what(),
+            c.shape()
+        )));
+    }
+    Ok(b.iter().copied().collect())
+}
+
+impl Builder<'_> {
+    /// Applies the pending steps of `x`: rounding to `rounding_bits`, then one lookup per element
+    /// to `bits` unsigned integers calibrated on the float values of `x.calib`.
+    fn materialise(&mut self, x: Enc, bits: u32, why: &str) -> Result<Enc, OnnxError> {
+        let float = self
+            .calib
+            .get(&x.calib)
+            .ok_or_else(|| OnnxError::Calibration(format!("no calibration values for tensor {:?}", x.calib)))?;
+        let (lo, mut hi) = float
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        if lo > hi {
+            return Err(OnnxError::Calibration(format!(
+                "tensor {:?} has no finite value on the calibration set",
+                x.calib
+            )));
+        }
+        if lo == hi {
+            hi = lo + 1.0;
+        }
+        let levels = ((1u64 << bits) - 1) as f64;
+        let s = (hi - lo) / levels;
+        // the rounding keeps `rounding_bits` of the values' exact range; the table is indexed as the
+        // IR type of its input says (its width and signedness)
+        let width = width_for(x.lo as i128, x.hi as i128, x.lo < 0);
+        let lsbs = width.saturating_sub(self.opts.rounding_bits);
+        let (mut input, mut klo, mut khi) = (x.v, x.lo, x.hi);
+        if lsbs > 0 {
+            input = self
+                .b
+                .op(OpKind::Round, &[x.v], &[("lsbs", Attribute::Int(lsbs as i64))])
+                .map_err(ir_err(why))?;
+            let half = 1i64 << (lsbs - 1);
+            klo = (x.lo + half) >> lsbs;
+            khi = (x.hi + half) >> lsbs;
+        }
+        let (kw, signed) = (self.b.ty(input).width(), self.b.ty(input).is_signed());
+        let size = 1usize << kw;
+        let n = x.numel();
+        let mut ids: HashMap<Vec<i64>, usize> = HashMap::new();
+        let mut tables: Vec<i64> = Vec::new();
+        let mut map = Vec::with_capacity(n);
+        let (mut vmin, mut vmax) = (i64::MAX, i64::MIN);
+        for e in 0..n {
+            let t: Vec<i64> = (0..size)
+                .map(|idx| {
+                    let k = if signed && idx >= size / 2 {
+                        idx as i64 - size as i64
+                    } else {
+                        idx as i64
+                    };
+                    let y = x.real((k as f64) * (1u64 << lsbs) as f64, e);
+                    if y.is_nan() {
+                        0
+                    } else {
+                        ((y - lo) / s).round_ties_even().clamp(0.0, levels) as i64
+                    }
+                })
+                .collect();
+            for k in klo..=khi {
+                let idx = k.rem_euclid(size as i64) as usize;
+                vmin = vmin.min(t[idx]);
+                vmax = vmax.max(t[idx]);
+            }
+            let next = ids.len();
+            let id = *ids.entry(t.clone()).or_insert_with(|| {
+                tables.extend_from_slice(&t);
+                next
+            });
+            map.push(id as i64);
+        }
+        let count = ids.len();
+        let y = self
+            .b
+            .op(
+                OpKind::MappedLut,
+                &[input],
+                &[
+                    ("map", Attribute::Dense(dense(map, &[1, n])?)),
+                    ("tables", Attribute::Dense(dense(tables, &[count, size])?)),
+                ],
+            )
+            .map_err(ir_err(why))?;
+        self.layers.push(LayerReport {
+            node: why.to_string(),
+            kind: "lookup".into(),
+            elements: n,
+            range: (klo, khi),
+            bits: kw,
+            rounded_lsbs: lsbs,
+            tables: count,
+        });
+        Ok(Enc {
+            v: y,
+            shape: x.shape,
+            lo: vmin.min(vmax),
+            hi: vmax,
+            scale: vec![s],
+            offset: vec![lo],
+            steps: Vec::new(),
+            calib: x.calib,
+        })
+    }
+
+    /// `x · W + bias` (W: `[K, N]` float, the input's scale and offset folded in), quantised per
+    /// output channel.
+    fn linear(&mut self, node: &Node, x: Enc, w: &ArrayD<f64>, bias: &[f64], out: &str) -> Result<Enc, OnnxError> {
+        let what = node.what();
+        let x = if x.steps.is_empty() {
+            x
+        } else {
+            let bits = self.opts.n_bits.op_inputs;
+            self.materialise(x, bits, &what)?
+        };
+        let (k, n) = (w.shape()[0], w.shape()[1]);
+        if x.shape.len() != 2 || x.shape[0] != 1 || x.shape[1] != k {
+            return Err(OnnxError::Unsupported(format!(
+                "{what}: the encrypted operand has shape {:?}, expected [batch, {k}] (fhec reads linear layers on \
+                 rank-2 activations in this version)",
+                x.shape
+            )));
+        }
+        let mut folded = vec![0f64; k * n];
+        let mut b = bias.to_vec();
+        for j in 0..k {
+            let (sj, oj) = (at(&x.scale, j), at(&x.offset, j));
+            for o in 0..n {
+                let wv = w[[j, o]];
+                folded[j * n + o] = wv * sj;
+                b[o] += wv * oj;
+            }
+        }
+        let q = quantize_weights(&folded, k, n, self.opts.n_bits.op_weights, WeightMode::Symmetric)
+            .map_err(|e| OnnxError::Options(format!("{what}: {e}")))?;
+        let (mut amin, mut amax) = (i64::MAX, i64::MIN);
+        for o in 0..n {
+            let (mut lo, mut hi) = (0i64, 0i64);
+            for j in 0..k {
+                let wq = q.get(j, o);
+                let (a, c) = (wq * x.lo, wq * x.hi);
+                lo += a.min(c);
+                hi += a.max(c);
+            }
+            amin = amin.min(lo);
+            amax = amax.max(hi);
+        }
+        let wt: Tensor = ArrayD::from_shape_vec(IxDyn(&[k, n]), q.values.clone()).expect("k × n");
+        let wty = clear_type_for(&wt);
+        let signed = wty.is_signed() || self.b.ty(x.v).is_signed();
+        let width = width_for(amin as i128, amax as i128, signed);
+        if width > MAX_ENCRYPTED_WIDTH {
+            return Err(OnnxError::Unsupported(format!(
+                "{what}: the accumulator needs {width} bits (more than {MAX_ENCRYPTED_WIDTH}); use fewer bits for \
+                 weights or activations"
+            )));
+        }
+        let dense = Dense::new(wty.clone(), wt).map_err(OnnxError::Unsupported)?;
+        let wv = self
+            .b
+            .op_with_type(OpKind::Constant, &[], &[("value", Attribute::Dense(dense))], Some(wty))
+            .map_err(ir_err(&what))?;
+        let elem = if signed {
+            ElemType::ESInt(width)
+        } else {
+            ElemType::EInt(width)
+        };
+        let acc = self
+            .b
+            .op_with_type(OpKind::Matmul, &[x.v, wv], &[], Some(Type::new(elem, vec![1, n])))
+            .map_err(ir_err(&what))?;
+        self.layers.push(LayerReport {
+            node: what,
+            kind: "accumulator".into(),
+            elements: n,
+            range: (amin, amax),
+            bits: width,
+            rounded_lsbs: 0,
+            tables: 0,
+        });
+        Ok(Enc {
+            v: acc,
+            shape: vec![1, n],
+            lo: amin,
+            hi: amax,
+            scale: q.scales,
+            offset: b,
+            steps: Vec::new(),
+            calib: out.to_string(),
+        })
+    }
+}
+
+impl OnnxModel {
+    /// Quantises the network after training: `calibration` is a batch of inputs (first axis the
+    /// samples) run through the float reference to calibrate the activations' quantisers.
+    pub fn quantize(&self, calibration: &ArrayD<f64>, opts: &PtqOptions) -> Result<QuantizedNetwork, OnnxError> {
+        opts.n_bits.check()?;
+        if !(1..=16).contains(&opts.rounding_bits) {
+            return Err(OnnxError::Options(format!(
+                "rounding_threshold_bits must be in 1..=16, got {}",
+                opts.rounding_bits
+            )));
+        }
+        if self.inputs.len() != 1 || self.outputs.len() != 1 {
+            return Err(OnnxError::Unsupported(format!(
+                "networks of one input and one output are supported; this one has {} inputs and {} outputs",
+                self.inputs.len(),
+                self.outputs.len()
+            )));
+        }
+        if calibration.ndim() == 0 || calibration.shape()[0] == 0 {
+            return Err(OnnxError::Calibration("the calibration set is empty".into()));
+        }
+        if let Some(v) = calibration.iter().find(|v| !v.is_finite()) {
+            return Err(OnnxError::Calibration(format!(
+                "the calibration set holds {v}: missing or infinite values are not supported"
+            )));
+        }
+        let calib = self.eval_all(std::slice::from_ref(calibration))?;
+        let input_shape: Vec<usize> = calibration.shape()[1..].to_vec();
+        let features: usize = input_shape.iter().product();
+        let rows: Vec<Vec<f64>> = calibration
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order((calibration.shape()[0], features))
+            .map_err(|e| OnnxError::Shape(e.to_string()))?
+            .outer_iter()
+            .map(|r| r.to_vec())
+            .collect();
+        let n_in = opts.n_bits.model_inputs;
+        let quantizer =
+            InputQuantizer::calibrate(&rows, features, n_in).map_err(|e| OnnxError::Calibration(e.to_string()))?;
+        let mut b = FunctionBuilder::new("main");
+        let max_q = (1i64 << n_in) - 1;
+        let x = b.arg_with_range("x", Type::new(ElemType::EInt(n_in), vec![1, features]), 0, max_q);
+        let mut shape = vec![1];
+        shape.extend_from_slice(&input_shape);
+        let gi = &self.inputs[0];
+        let mut values: HashMap<String, Q> = HashMap::new();
+        values.insert(
+            gi.name.clone(),
+            Q::Enc(Enc {
+                v: x,
+                shape,
+                lo: 0,
+                hi: max_q,
+                scale: quantizer.scale.clone(),
+                offset: quantizer.lo.clone(),
+                steps: Vec::new(),
+                calib: gi.name.clone(),
+            }),
+        );
+        let mut bld = Builder {
+            model: self,
+            opts: *opts,
+            b,
+            calib,
+            layers: Vec::new(),
+        };
+        let mut tail = None;
+        let output = &self.outputs[0];
+        for node in &self.nodes {
+            let out_name = node.outputs.first().cloned().unwrap_or_default();
+            let q = bld.node(node, &values, &out_name)?;
+            match q {
+                Outcome::Value(q) => {
+                    values.insert(out_name, q);
+                }
+                Outcome::Tail(t, input) => {
+                    if &out_name != output {
+                        return Err(OnnxError::Unsupported(format!(
+                            "{}: {t:?} runs on the client after decryption, so it must be the network's last op",
+                            node.what()
+                        )));
+                    }
+                    tail = Some(t);
+                    values.insert(out_name, input);
+                }
+            }
+        }
+        let result = values
+            .remove(output)
+            .or_else(|| self.constants.get(output).cloned().map(Q::Clear))
+            .ok_or_else(|| OnnxError::Format(format!("output {output:?} is not computed")))?;
+        let Q::Enc(mut y) = result else {
+            return Err(OnnxError::Unsupported(
+                "the network's output does not depend on its input".into(),
+            ));
+        };
+        if !y.steps.is_empty() {
+            let bits = opts.n_bits.model_outputs;
+            y = bld.materialise(y, bits, "the output")?;
+        }
+        let n = y.numel();
+        let expand = |v: &[f64]| -> Vec<f64> { (0..n).map(|e| at(v, e)).collect() };
+        let dequant = Dequant {
+            scale: expand(&y.scale),
+            offset: expand(&y.offset),
+        };
+        let post = match tail {
+            Some(Tail::Softmax) => Post::Softmax,
+            _ => Post::Identity,
+        };
+        let spec = ClientSpec::model(quantizer, Encoding::Plain, dequant, post);
+        let mut module = Module::new();
+        module.functions.push(bld.b.ret(&[y.v]));
+        let output_shape = y.shape[1..].to_vec();
+        Ok(QuantizedNetwork {
+            module,
+            spec,
+            tail,
+            input_shape,
+            output_shape,
+            layers: bld.layers,
+        })
+    }
+}
+
+/// What a node makes: a value, or the client-side tail (with the value it applies to).
+enum Outcome {
+    Value(Q),
+    Tail(Tail, Q),
+}
+
+impl Builder<'_> {
+    fn node(&mut self, node: &Node, values: &HashMap<String, Q>, out: &str) -> Result<Outcome, OnnxError> {
+        let model = self.model;
+        let get = |name: &str| -> Option<Q> {
+            values
+                .get(name)
+                .cloned()
+                .or_else(|| model.constants.get(name).cloned().map(Q::Clear))
+        };
+        let operands: Vec<Option<Q>> = (0..node.inputs.len()).map(|i| node.input(i).and_then(get)).collect();
+        let clear_get = |name: &str| -> Option<ArrayD<f64>> {
+            match get(name) {
+                Some(Q::Clear(c)) => Some(c),
+                _ => None,
+            }
+        };
+        // clear subgraphs (shape computations, constants): the float reference folds them
+        if operands.iter().flatten().all(|q| matches!(q, Q::Clear(_))) {
+            let arg = |i: usize| -> Result<ArrayD<f64>, OnnxError> {
+                node.input(i)
+                    .and_then(clear_get)
+                    .ok_or_else(|| OnnxError::Shape(format!("{}: operand {i} is missing", node.what())))
+            };
+            let v = self.model.eval_node(node, &arg, &clear_get)?;
+            return Ok(Outcome::Value(Q::Clear(v)));
+        }
+        let enc_at = |i: usize| -> Option<Enc> {
+            match operands.get(i) {
+                Some(Some(Q::Enc(e))) => Some(e.clone()),
+                _ => None,
+            }
+        };
+        let clear_at = |i: usize| -> Option<ArrayD<f64>> {
+            match operands.get(i) {
+                Some(Some(Q::Clear(c))) => Some(c.clone()),
+                _ => None,
+            }
+        };
+        let what = node.what();
+        let enc_only = |i: usize| -> Result<Enc, OnnxError> {
+            enc_at(i).ok_or_else(|| OnnxError::Unsupported(format!("{what}: operand {i} must be the encrypted tensor")))
+        };
+        let with = |mut x: Enc, step: Option<Step>| -> Q {
+            if let Some(s) = step {
+                x.steps.push(s);
+            }
+            x.calib = out.to_string();
+            Q::Enc(x)
+        };
+        if let Some(u) = Unary::of(node, clip_bounds(node, &clear_get)?)? {
+            return Ok(Outcome::Value(with(enc_only(0)?, Some(Step::F(u)))));
+        }
+        Ok(Outcome::Value(match node.op.as_str() {
+            "Identity" | "Dropout" => with(enc_only(0)?, None),
+            "Gemm" | "MatMul" => {
+                let x = enc_only(0)?;
+                let w = clear_at(1).ok_or_else(|| {
+                    OnnxError::Unsupported(format!(
+                        "{what}: the weights must be constants (a product of two encrypted tensors is not supported)"
+                    ))
+                })?;
+                let (w, bias) = if node.op == "Gemm" {
+                    if node.int("transA", 0)? != 0 {
+                        return Err(OnnxError::Unsupported(format!("{what}: transA = 1")));
+                    }
+                    let mut w = w
+                        .into_dimensionality::<ndarray::Ix2>()
+                        .map_err(|_| OnnxError::Shape(format!("{what}: B must be a matrix")))?;
+                    if node.int("transB", 0)? != 0 {
+                        w = w.reversed_axes();
+                    }
+                    let alpha = node.float("alpha", 1.0)?;
+                    let w = w.mapv(|v| v * alpha);
+                    let n = w.ncols();
+                    let beta = node.float("beta", 1.0)?;
+                    let bias = match clear_at(2) {
+                        Some(c) => per_element(node, &c, &[1, n])?.into_iter().map(|v| v * beta).collect(),
+                        None if node.input(2).is_some() => {
+                            return Err(OnnxError::Unsupported(format!("{what}: C must be a constant")))
+                        }
+                        None => vec![0.0; n],
+                    };
+                    (w.into_dyn(), bias)
+                } else {
+                    if w.ndim() != 2 {
+                        return Err(OnnxError::Unsupported(format!(
+                            "{what}: the constant operand must be a matrix, has shape {:?}",
+                            w.shape()
+                        )));
+                    }
+                    let n = w.shape()[1];
+                    (w, vec![0.0; n])
+                };
+                Q::Enc(self.linear(node, x, &w, &bias, out)?)
+            }
+            "Add" | "Sub" | "Mul" | "Div" => {
+                let (x, c, x_first) = match (enc_at(0), enc_at(1)) {
+                    (Some(x), None) => (x, clear_at(1), true),
+                    (None, Some(x)) => (x, clear_at(0), false),
+                    _ => {
+                        return Err(OnnxError::Unsupported(format!(
+                            "{what}: an operation on two encrypted tensors is not supported in this version"
+                        )))
+                    }
+                };
+                let c = c.ok_or_else(|| OnnxError::Unsupported(format!("{what}: a missing operand")))?;
+                let c = per_element(node, &c, &x.shape)?;
+                let ones = vec![1.0; c.len()];
+                let zeros = vec![0.0; c.len()];
+                let steps: Vec<Step> = match (node.op.as_str(), x_first) {
+                    ("Add", _) => vec![Step::Affine { mul: ones, add: c }],
+                    ("Sub", true) => vec![Step::Affine {
+                        mul: ones,
+                        add: c.iter().map(|v| -v).collect(),
+                    }],
+                    ("Sub", false) => vec![Step::Affine {
+                        mul: vec![-1.0],
+                        add: c,
+                    }],
+                    ("Mul", _) => vec![Step::Affine { mul: c, add: zeros }],
+                    ("Div", true) => vec![Step::Affine {
+                        mul: c.iter().map(|v| 1.0 / v).collect(),
+                        add: zeros,
+                    }],
+                    _ => vec![Step::F(Unary::Reciprocal), Step::Affine { mul: c, add: zeros }],
+                };
+                let mut x = x;
+                for s in steps {
+                    match s {
+                        // an affine step right after the accumulator folds into its scale and offset
+                        Step::Affine { mul, add } if x.steps.is_empty() => {
+                            let n = x.numel();
+                            x.scale = (0..n).map(|e| at(&x.scale, e) * at(&mul, e)).collect();
+                            x.offset = (0..n).map(|e| at(&x.offset, e) * at(&mul, e) + at(&add, e)).collect();
+                        }
+                        s => x.steps.push(s),
+                    }
+                }
+                with(x, None)
+            }
+            "PRelu" => {
+                let x = enc_only(0)?;
+                let slope = clear_at(1)
+                    .ok_or_else(|| OnnxError::Unsupported(format!("{what}: the slope must be a constant")))?;
+                let s = per_element(node, &slope, &x.shape)?;
+                with(x, Some(Step::PRelu(s)))
+            }
+            "Flatten" | "Squeeze" | "Unsqueeze" | "Reshape" => {
+                let mut x = enc_only(0)?;
+                let shape = if node.op == "Reshape" {
+                    let t = node.input(1).and_then(clear_get).ok_or_else(|| {
+                        OnnxError::Unsupported(format!("{what}: the target shape must be a constant"))
+                    })?;
+                    let t: Vec<f64> = t.iter().copied().collect();
+                    reshape_dims(node, &x.shape, &t, node.int("allowzero", 0)? != 0)?
+                } else {
+                    let axes = if node.op == "Flatten" {
+                        None
+                    } else {
+                        axes_of(node, &clear_get)?
+                    };
+                    shape_op(node, &x.shape, axes)?
+                };
+                if shape.first() != Some(&1) {
+                    return Err(OnnxError::Unsupported(format!(
+                        "{what}: the batch axis must stay first (shape {:?} → {shape:?})",
+                        x.shape
+                    )));
+                }
+                // the IR value is flat: only the logical shape changes (row-major order is kept)
+                x.shape = shape;
+                with(x, None)
+            }
+            "Softmax" | "LogSoftmax" | "ArgMax" => {
+                let x = enc_only(0)?;
+                let rank = x.shape.len();
+                let default = if node.op == "ArgMax" {
+                    0
+                } else if self.model.opset >= 13 {
+                    -1
+                } else {
+                    1
+                };
+                let ax = crate::float::axis(node, node.int("axis", default)?, rank)?;
+                if ax != rank - 1 || rank != 2 {
+                    return Err(OnnxError::Unsupported(format!(
+                        "{what}: over axis {ax} of a rank-{rank} tensor; the client computes it over the last axis of \
+                         [batch, classes]"
+                    )));
+                }
+                if node.op == "ArgMax" && node.int("keepdims", 1)? != 0 {
+                    return Err(OnnxError::Unsupported(format!(
+                        "{what}: keepdims = 1 (the client returns class indices of shape [batch])"
+                    )));
+                }
+                let t = match node.op.as_str() {
+                    "Softmax" => Tail::Softmax,
+                    "LogSoftmax" => Tail::LogSoftmax,
+                    _ => Tail::ArgMax,
+                };
+                return Ok(Outcome::Tail(t, Q::Enc(x)));
+            }
+            _ => return Err(unsupported(node, self.model.opset)),
+        }))
+    }
+}

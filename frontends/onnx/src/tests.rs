@@ -1,0 +1,436 @@
+//! Reading (hostile files too), the float reference, and post-training quantisation: the module's
+//! declared types hold every value the program can compute, and its dequantised results follow
+//! the float network.
+
+use fhec_ir::interp;
+use ndarray::{ArrayD, IxDyn};
+use prost::Message;
+
+use crate::proto;
+use crate::{NBits, OnnxError, OnnxModel, PtqOptions, Tail};
+
+const IRIS: &[u8] = include_bytes!("../tests/fixtures/iris_mlp.onnx");
+const OPS: &[u8] = include_bytes!("../tests/fixtures/ops_mlp.onnx");
+
+fn attr_int(name: &str, v: i64) -> proto::AttributeProto {
+    proto::AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(proto::attribute_proto::AttributeType::Int as i32),
+        i: Some(v),
+        ..Default::default()
+    }
+}
+
+fn node(
+    op: &str,
+    name: &str,
+    inputs: &[&str],
+    outputs: &[&str],
+    attrs: Vec<proto::AttributeProto>,
+) -> proto::NodeProto {
+    proto::NodeProto {
+        op_type: Some(op.into()),
+        name: Some(name.into()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        attribute: attrs,
+        ..Default::default()
+    }
+}
+
+fn float_tensor(name: &str, dims: &[i64], v: &[f32]) -> proto::TensorProto {
+    proto::TensorProto {
+        name: Some(name.into()),
+        dims: dims.to_vec(),
+        data_type: Some(proto::tensor_proto::DataType::Float as i32),
+        float_data: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn input(name: &str, dims: &[i64]) -> proto::ValueInfoProto {
+    use proto::tensor_shape_proto::{dimension, Dimension};
+    let dim = dims
+        .iter()
+        .map(|&d| Dimension {
+            value: Some(if d < 0 {
+                dimension::Value::DimParam("batch".into())
+            } else {
+                dimension::Value::DimValue(d)
+            }),
+            ..Default::default()
+        })
+        .collect();
+    proto::ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(proto::TypeProto {
+            value: Some(proto::type_proto::Value::TensorType(proto::type_proto::Tensor {
+                elem_type: Some(1),
+                shape: Some(proto::TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn output(name: &str) -> proto::ValueInfoProto {
+    proto::ValueInfoProto {
+        name: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+fn model_bytes(
+    nodes: Vec<proto::NodeProto>,
+    inits: Vec<proto::TensorProto>,
+    input_dims: &[i64],
+    out: &str,
+    opset: i64,
+) -> Vec<u8> {
+    proto::ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![proto::OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(opset),
+        }],
+        graph: Some(proto::GraphProto {
+            node: nodes,
+            initializer: inits,
+            input: vec![input("x", input_dims)],
+            output: vec![output(out)],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// `y = relu(x·Wᵀ + b)` then `z = y·V`, nodes listed out of order, one unused node.
+fn small() -> Vec<u8> {
+    model_bytes(
+        vec![
+            node("MatMul", "second", &["h", "V"], &["z"], vec![]),
+            node("Relu", "act", &["g"], &["h"], vec![]),
+            node("Sigmoid", "unused", &["x"], &["u"], vec![]),
+            node("Gemm", "first", &["x", "W", "b"], &["g"], vec![attr_int("transB", 1)]),
+        ],
+        vec![
+            float_tensor("W", &[3, 2], &[1.0, -1.0, 0.5, 2.0, -2.0, 0.25]),
+            float_tensor("b", &[3], &[0.5, -1.0, 0.0]),
+            float_tensor("V", &[3, 2], &[1.0, 0.0, -1.0, 2.0, 0.5, 0.5]),
+        ],
+        &[-1, 2],
+        "z",
+        17,
+    )
+}
+
+#[test]
+fn graphs_are_ordered_and_pruned() {
+    let m = OnnxModel::from_bytes(&small()).unwrap();
+    assert_eq!(m.ops(), vec!["Gemm", "Relu", "MatMul"]);
+    assert_eq!(m.inputs()[0].dims, vec![None, Some(2)]);
+    let dot = m.to_dot();
+    assert!(dot.contains("Gemm first") && dot.contains("->"), "{dot}");
+}
+
+#[test]
+fn the_float_reference_computes_the_network() {
+    let m = OnnxModel::from_bytes(&small()).unwrap();
+    let x = ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![1.0, 2.0, -1.0, 0.5]).unwrap();
+    let z = &m.eval(std::slice::from_ref(&x)).unwrap()[0];
+    let w = [[1.0, -1.0], [0.5, 2.0], [-2.0, 0.25]];
+    let b = [0.5, -1.0, 0.0];
+    let v = [[1.0, 0.0], [-1.0, 2.0], [0.5, 0.5]];
+    for r in 0..2 {
+        let h: Vec<f64> = (0..3)
+            .map(|o| (w[o][0] * x[[r, 0]] + w[o][1] * x[[r, 1]] + b[o]).max(0.0))
+            .collect();
+        for c in 0..2 {
+            let want: f64 = (0..3).map(|o| h[o] * v[o][c]).sum();
+            assert!((z[[r, c]] - want).abs() < 1e-12, "{z:?}");
+        }
+    }
+}
+
+#[test]
+fn hostile_and_unsupported_files_are_errors() {
+    let err = |b: &[u8]| OnnxModel::from_bytes(b).expect_err("refused").to_string();
+    assert!(err(b"not a protobuf at all \xff\xff\xff").contains("not an ONNX model"));
+    // a cycle
+    let cyc = model_bytes(
+        vec![
+            node("Relu", "a", &["x", "c"], &["b"], vec![]),
+            node("Relu", "b", &["b"], &["c"], vec![]),
+        ],
+        vec![],
+        &[-1, 2],
+        "c",
+        17,
+    );
+    assert!(err(&cyc).contains("cycle"), "{}", err(&cyc));
+    // a tensor whose data does not fill its dimensions, and one with overflowing dimensions
+    let short = model_bytes(
+        vec![node("MatMul", "m", &["x", "W"], &["y"], vec![])],
+        vec![float_tensor("W", &[2, 3], &[1.0; 5])],
+        &[-1, 2],
+        "y",
+        17,
+    );
+    assert!(err(&short).contains("5 values"), "{}", err(&short));
+    let huge = model_bytes(
+        vec![node("MatMul", "m", &["x", "W"], &["y"], vec![])],
+        vec![float_tensor("W", &[1 << 40, 1 << 40], &[])],
+        &[-1, 2],
+        "y",
+        17,
+    );
+    assert!(err(&huge).contains("more than"), "{}", err(&huge));
+    // external data
+    let mut ext = float_tensor("W", &[2, 2], &[]);
+    ext.data_location = Some(proto::tensor_proto::DataLocation::External as i32);
+    let ext = model_bytes(
+        vec![node("MatMul", "m", &["x", "W"], &["y"], vec![])],
+        vec![ext],
+        &[-1, 2],
+        "y",
+        17,
+    );
+    assert!(err(&ext).contains("external"), "{}", err(&ext));
+    // an operand nobody produces, an old opset
+    let dangling = model_bytes(
+        vec![node("Relu", "r", &["nope"], &["y"], vec![])],
+        vec![],
+        &[-1, 2],
+        "y",
+        17,
+    );
+    assert!(err(&dangling).contains("\"nope\""), "{}", err(&dangling));
+    assert!(err(&model_bytes(vec![], vec![], &[-1, 2], "x", 6)).contains("opset 6"));
+    // an op fhec does not read: named with its opset and the supported list
+    let lstm = model_bytes(
+        vec![node("LSTM", "rnn", &["x"], &["y"], vec![])],
+        vec![],
+        &[-1, 2],
+        "y",
+        17,
+    );
+    let m = OnnxModel::from_bytes(&lstm).unwrap();
+    let x = ArrayD::zeros(IxDyn(&[1, 2]));
+    let e = m.eval(std::slice::from_ref(&x)).unwrap_err().to_string();
+    assert!(
+        e.contains("LSTM node \"rnn\" (opset 17) is not supported") && e.contains("Gemm"),
+        "{e}"
+    );
+    let e = m.quantize(&x, &PtqOptions::default()).unwrap_err();
+    assert!(matches!(e, OnnxError::Unsupported(_)), "{e}");
+}
+
+/// Random calibration rows in `[lo, hi]` per feature.
+fn rows(n: usize, lo: &[f64], hi: &[f64], seed: u64) -> ArrayD<f64> {
+    let mut s = seed;
+    let mut next = || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (s >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let f = lo.len();
+    let v: Vec<f64> = (0..n * f)
+        .map(|i| lo[i % f] + (hi[i % f] - lo[i % f]) * next())
+        .collect();
+    ArrayD::from_shape_vec(IxDyn(&[n, f]), v).unwrap()
+}
+
+/// Runs the module's clear interpreter on `count` random integer inputs over the whole input range
+/// (not only calibration's): every intermediate value must fit its declared type (the interpreter
+/// checks), so the quantised program is exact on every input it accepts.
+fn exact_on_the_whole_input_range(q: &crate::QuantizedNetwork, count: usize) {
+    let v = fhec_ir::verify(&q.module).unwrap();
+    let f = q.module.entry().unwrap();
+    let (lo, hi) = f.arg_range(0).unwrap();
+    let n: usize = f.ty(f.args[0].value).shape.iter().product();
+    let mut s = 7u64;
+    for case in 0..count {
+        let x: Vec<i64> = (0..n)
+            .map(|i| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                match case {
+                    0 => lo,
+                    1 => hi,
+                    2 => {
+                        if i % 2 == 0 {
+                            lo
+                        } else {
+                            hi
+                        }
+                    }
+                    _ => lo + ((s >> 33) as i64).rem_euclid(hi - lo + 1),
+                }
+            })
+            .collect();
+        let x = ArrayD::from_shape_vec(IxDyn(&[1, n]), x).unwrap();
+        interp::eval(&v, &[x]).unwrap_or_else(|e| panic!("case {case}: {e}"));
+    }
+}
+
+/// Dequantised outputs of the integer program on the calibration rows against the float network.
+fn dequantised(q: &crate::QuantizedNetwork, x: &ArrayD<f64>) -> Vec<Vec<f64>> {
+    let v = fhec_ir::verify(&q.module).unwrap();
+    let fhec_quant::InputSpec::Features { quantizer, .. } = &q.spec.inputs[0] else {
+        panic!("a network takes features")
+    };
+    let f: usize = x.shape()[1..].iter().product();
+    let flat: Vec<f64> = x.iter().copied().collect();
+    let qx = quantizer.quantize(&flat).unwrap().values;
+    let dq = q.spec.outputs[0].as_ref().unwrap();
+    qx.chunks(f)
+        .map(|r| {
+            let a = ArrayD::from_shape_vec(IxDyn(&[1, f]), r.to_vec()).unwrap();
+            let out = interp::eval(&v, &[a]).unwrap();
+            out[0]
+                .iter()
+                .enumerate()
+                .map(|(c, &v)| dq.scale[c] * v as f64 + dq.offset[c])
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn iris_network_quantises_exactly_and_accurately() {
+    let m = OnnxModel::from_bytes(IRIS).unwrap();
+    assert_eq!(m.ops(), vec!["Gemm", "Sigmoid", "Gemm", "Sigmoid", "Gemm"]);
+    let calib = rows(300, &[4.3, 2.0, 1.0, 0.1], &[7.9, 4.4, 6.9, 2.5], 1);
+    for (bits, rounding) in [
+        (NBits::all(8), 7),
+        (
+            NBits {
+                model_inputs: 7,
+                op_inputs: 3,
+                op_weights: 4,
+                model_outputs: 8,
+            },
+            6,
+        ),
+    ] {
+        let q = m
+            .quantize(
+                &calib,
+                &PtqOptions {
+                    n_bits: bits,
+                    rounding_bits: rounding,
+                },
+            )
+            .unwrap();
+        assert_eq!(q.tail, None);
+        assert_eq!(q.output_shape, vec![3]);
+        let kinds: Vec<&str> = q.layers.iter().map(|l| l.kind.as_str()).collect();
+        assert_eq!(kinds, ["accumulator", "lookup", "accumulator", "lookup", "accumulator"]);
+        assert!(q
+            .layers
+            .iter()
+            .filter(|l| l.kind == "lookup")
+            .all(|l| l.bits <= rounding + 1));
+        exact_on_the_whole_input_range(&q, 300);
+        if bits.op_inputs == 8 {
+            let float = &m.eval(std::slice::from_ref(&calib)).unwrap()[0];
+            let deq = dequantised(&q, &calib);
+            let mut agree = 0;
+            for (r, d) in deq.iter().enumerate() {
+                let am = |v: &mut dyn Iterator<Item = f64>| {
+                    v.enumerate()
+                        .fold((0, f64::NEG_INFINITY), |b, (i, x)| if x > b.1 { (i, x) } else { b })
+                        .0
+                };
+                agree += (am(&mut d.iter().copied()) == am(&mut float.row_iter(r))) as usize;
+            }
+            assert!(
+                agree * 100 >= 95 * deq.len(),
+                "argmax agrees on {agree} of {}",
+                deq.len()
+            );
+        }
+    }
+}
+
+trait RowIter {
+    fn row_iter(&self, r: usize) -> Box<dyn Iterator<Item = f64> + '_>;
+}
+
+impl RowIter for ArrayD<f64> {
+    fn row_iter(&self, r: usize) -> Box<dyn Iterator<Item = f64> + '_> {
+        Box::new(self.index_axis(ndarray::Axis(0), r).into_iter().copied())
+    }
+}
+
+#[test]
+fn a_network_of_many_ops_quantises_exactly() {
+    let m = OnnxModel::from_bytes(OPS).unwrap();
+    let calib = rows(200, &[-2.5; 12], &[2.5; 12], 3)
+        .into_shape_with_order(IxDyn(&[200, 3, 4]))
+        .unwrap();
+    let q = m.quantize(&calib, &PtqOptions::default()).unwrap();
+    assert_eq!(q.tail, Some(Tail::Softmax));
+    assert_eq!(q.input_shape, vec![3, 4]);
+    exact_on_the_whole_input_range(&q, 200);
+    // the logits before the softmax, dequantised, follow the float network's
+    let float = &m.eval(std::slice::from_ref(&calib)).unwrap()[0];
+    let deq = dequantised(&q, &calib);
+    let mut worst = 0f64;
+    for (r, d) in deq.iter().enumerate() {
+        let m = d.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+        let s: f64 = d.iter().map(|v| (v - m).exp()).sum();
+        for (c, v) in d.iter().enumerate() {
+            worst = worst.max(((v - m).exp() / s - float[[r, c]]).abs());
+        }
+    }
+    assert!(worst < 0.05, "softmax differs by {worst}");
+}
+
+#[test]
+fn bad_options_and_calibration_sets_are_errors() {
+    let m = OnnxModel::from_bytes(IRIS).unwrap();
+    let calib = rows(10, &[0.0; 4], &[1.0; 4], 1);
+    let bad = |o: PtqOptions| m.quantize(&calib, &o).unwrap_err().to_string();
+    assert!(bad(PtqOptions {
+        n_bits: NBits::all(0),
+        rounding_bits: 6
+    })
+    .contains("model_inputs"));
+    assert!(bad(PtqOptions {
+        n_bits: NBits::all(8),
+        rounding_bits: 0
+    })
+    .contains("rounding"));
+    let mut nan = calib.clone();
+    nan[[3, 1]] = f64::NAN;
+    assert!(m
+        .quantize(&nan, &PtqOptions::default())
+        .unwrap_err()
+        .to_string()
+        .contains("NaN"));
+    let wrong = rows(10, &[0.0; 5], &[1.0; 5], 1);
+    assert!(matches!(
+        m.quantize(&wrong, &PtqOptions::default()),
+        Err(OnnxError::Shape(_))
+    ));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+    /// An ONNX file is outside data: damaged fixtures are refused or read, never a panic, and what
+    /// reads also evaluates and quantises without panicking.
+    #[test]
+    fn damaged_files_never_panic(pos in 0usize..3000, byte in 0u8..=255, cut in 0usize..3000, which in 0usize..2) {
+        let mut b = [IRIS, OPS][which].to_vec();
+        let p = pos % b.len();
+        b[p] = byte;
+        b.truncate(b.len() - cut % b.len());
+        if let Ok(m) = OnnxModel::from_bytes(&b) {
+            let f: usize = m.inputs().first().map_or(1, |i| i.dims.iter().skip(1).map(|d| d.unwrap_or(1)).product());
+            let x = rows(4, &vec![-1.0; f.min(64)], &vec![1.0; f.min(64)], 1);
+            let _ = m.eval(std::slice::from_ref(&x));
+            let _ = m.quantize(&x, &PtqOptions::default());
+        }
+    }
+}

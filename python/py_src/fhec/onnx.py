@@ -1,0 +1,195 @@
+"""Neural networks from ONNX, quantised after training and compiled (docs/onnx.md).
+
+    import fhec.onnx
+    qm = fhec.onnx.compile_onnx_model("net.onnx", X_train, n_bits=8)
+    y = qm.forward(X_test, fhe="execute")      # or "disable" (quantised, clear), "simulate"
+
+The names follow Concrete ML's (``compile_onnx_model``, ``forward``, ``quantize_input``,
+``dequantize_output``, ``fhe_circuit``), so its users switch by changing the import. The three modes
+return identical results: the quantised network's, exactly, on every input the program accepts.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import _fhec
+from ._circuit import Circuit, Client, Server
+from .errors import CompileError
+from ._modes import check_mode
+
+__all__ = ["QuantizedModule", "compile_onnx_model", "onnx_reference"]
+
+_ROLES = ("model_inputs", "op_inputs", "op_weights", "model_outputs")
+
+
+def _bytes(model: Any) -> bytes:
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model)
+    if isinstance(model, (str, os.PathLike)):
+        with open(model, "rb") as f:
+            return f.read()
+    if hasattr(model, "SerializeToString"):  # onnx.ModelProto
+        return model.SerializeToString()
+    raise TypeError(f"model must be an ONNX file path, bytes or an onnx.ModelProto, not {type(model).__name__}")
+
+
+def _n_bits(n_bits: int | Mapping[str, int]) -> tuple[int, int, int, int]:
+    if isinstance(n_bits, bool) or not isinstance(n_bits, (int, np.integer, Mapping)):
+        raise TypeError(f"n_bits must be an int or a dict of {', '.join(_ROLES)}, not {type(n_bits).__name__}")
+    if not isinstance(n_bits, Mapping):
+        return (int(n_bits),) * 4  # type: ignore[return-value]
+    unknown = set(n_bits) - set(_ROLES)
+    if unknown:
+        raise ValueError(f"unknown n_bits keys {sorted(unknown)}; known: {', '.join(_ROLES)}")
+    for k in ("model_inputs", "model_outputs"):
+        if k not in n_bits:
+            raise ValueError(f"n_bits as a dict needs {k!r} (and may give op_inputs, op_weights; default 5)")
+    return tuple(int(n_bits.get(k, DEFAULT_N_BITS)) for k in _ROLES)  # type: ignore[return-value]
+
+
+#: Defaults (docs/onnx.md, "Choosing n_bits"): exact results on every input size accumulators by their
+#: worst case, so fewer bits than the incumbent's 8 keep them cheap to round.
+DEFAULT_N_BITS = 5
+DEFAULT_ROUNDING_BITS = 5
+
+
+def _rounding(r: int | Mapping[str, Any] | None) -> int:
+    if r is None:
+        return DEFAULT_ROUNDING_BITS
+    if isinstance(r, Mapping):
+        if "n_bits" not in r:
+            raise ValueError("rounding_threshold_bits as a dict needs 'n_bits'")
+        r = r["n_bits"]
+    if isinstance(r, str):
+        raise ValueError(f"rounding_threshold_bits={r!r}: give the number of bits (default 5)")
+    return int(r)
+
+
+def onnx_reference(model: Any, X: Any) -> np.ndarray:
+    """fhec's float (f64) evaluation of an ONNX network: the reference calibration reads."""
+    return _fhec.onnx_eval(_bytes(model), np.ascontiguousarray(X, dtype=np.float64))
+
+
+class QuantizedModule:
+    """A network quantised after training and compiled. ``forward(X, fhe=...)`` returns what the ONNX
+    graph returns (a trailing Softmax / LogSoftmax / ArgMax runs on the client, after decryption)."""
+
+    def __init__(self, q: Any, circuit: Circuit) -> None:
+        self._q = q
+        self.fhe_circuit = circuit
+        self.input_shape = tuple(q.input_shape)
+        self.output_shape = tuple(q.output_shape)
+        self.tail = q.tail
+
+    # -- client side ----------------------------------------------------------------------------
+
+    def _rows(self, X: Any) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        if X.shape[1:] != self.input_shape:
+            raise ValueError(f"X has samples of shape {X.shape[1:]}, the network takes {self.input_shape}")
+        if X.shape[0] == 0:
+            raise ValueError("X has no sample")
+        if not np.isfinite(X).all():
+            raise ValueError("X contains NaN or infinity")
+        return np.ascontiguousarray(X.reshape(X.shape[0], -1))
+
+    def quantize_input(self, X: Any) -> np.ndarray:
+        """The program's input integers for ``X`` (one row of flattened features per sample)."""
+        return self._q.quantize(self._rows(X))
+
+    def dequantize_output(self, q: Any) -> np.ndarray:
+        """The program's output integers as floats, ``(samples, *output_shape)`` (before the tail)."""
+        q = np.asarray(q, dtype=np.int64)
+        out = self._q.dequantize(np.ascontiguousarray(q.reshape(q.shape[0], -1)))
+        return out.reshape((q.shape[0],) + self.output_shape)
+
+    def post_process(self, y: np.ndarray) -> np.ndarray:
+        """The graph's tail on dequantised outputs (softmax, log-softmax or argmax over the last axis)."""
+        if self.tail == "softmax":
+            e = np.exp(y - y.max(axis=-1, keepdims=True))
+            return e / e.sum(axis=-1, keepdims=True)
+        if self.tail == "log_softmax":
+            m = y.max(axis=-1, keepdims=True)
+            return y - m - np.log(np.exp(y - m).sum(axis=-1, keepdims=True))
+        if self.tail == "arg_max":
+            return y.argmax(axis=-1)
+        return y
+
+    # -- execution ----------------------------------------------------------------------------------
+
+    def _integers(self, rows: np.ndarray, fhe: str) -> np.ndarray:
+        samples = [[rows[i : i + 1]] for i in range(rows.shape[0])]
+        c = self.fhe_circuit
+        if fhe == "disable":
+            out = [c.eval_clear(*s) for s in samples]
+        elif fhe == "simulate":
+            out = c.simulate_batch(samples)
+        else:
+            out = c.run_batch(samples)
+        return np.concatenate([np.asarray(o).reshape(1, -1) for o in out], axis=0)
+
+    def forward(self, X: Any, fhe: str = "disable") -> np.ndarray:
+        """The network on ``X``: ``"disable"`` (the quantised network in the clear), ``"simulate"``
+        (the compiled program without encryption) or ``"execute"`` (encrypted)."""
+        check_mode(fhe)
+        q = self._q.quantize(self._rows(X))
+        return self.post_process(self.dequantize_output(self._integers(q, fhe)))
+
+    def client(self) -> Client:
+        """The client (secret keys; generated on first use)."""
+        return self.fhe_circuit.client()
+
+    def server(self) -> Server:
+        """A server for this client's keys (evaluation keys only)."""
+        return self.fhe_circuit.server()
+
+    def bitwidth_report(self) -> list[dict]:
+        """One dict per encrypted step: the ONNX node, accumulator or lookup, elements, integer range,
+        bits, low bits dropped by rounding, distinct tables."""
+        return self._q.layers()
+
+    @property
+    def ir(self) -> str:
+        """The quantised module (IR text), before the compiler's passes."""
+        return self._q.ir
+
+
+def compile_onnx_model(
+    model: Any,
+    X_calib: Any,
+    n_bits: int | Mapping[str, int] = DEFAULT_N_BITS,
+    rounding_threshold_bits: int | Mapping[str, Any] | None = None,
+    p_error: float | None = None,
+    global_p_error: float | None = None,
+    partitions: bool = True,
+) -> QuantizedModule:
+    """Quantises an ONNX network after training and compiles it.
+
+    ``model``: a path, the file's bytes or an ``onnx.ModelProto``. ``X_calib``: calibration inputs (a
+    batch, first axis the samples; the training set is a good choice): the input quantisers and the
+    activations' ranges come from them. ``n_bits``: an int, or a dict with ``model_inputs``,
+    ``op_inputs``, ``op_weights``, ``model_outputs`` (default 5 each; missing op_* keys: 5).
+    ``rounding_threshold_bits``: the bits an accumulator keeps before a lookup (default 5).
+    ``p_error`` / ``global_p_error``: the failure probability per lookup / per run (default 2^-128 per
+    lookup). ``partitions``: several parameter sets (on by default: the roundings' one-bit lookups
+    get cheaper parameters than the activations')."""
+    onnx = _bytes(model)
+    X = np.asarray(X_calib, dtype=np.float64)
+    if X.ndim < 2 or X.shape[0] == 0:
+        raise ValueError("X_calib must be a batch of samples (first axis: samples)")
+    q = _fhec.onnx_quantize(onnx, np.ascontiguousarray(X), _n_bits(n_bits), _rounding(rounding_threshold_bits))
+    try:
+        raw = q.compile(p_error, global_p_error, partitions)
+    except CompileError as e:
+        if "no secure TFHE parameters" not in str(e):
+            raise
+        widths = ", ".join(f"{r['node']}: {r['bits']} bits" for r in q.layers() if r["kind"] == "accumulator")
+        raise CompileError(
+            f"{e}\n(the accumulators are too wide to round exactly with secure parameters — {widths}; "
+            "use fewer n_bits for model_inputs or op_weights, or fewer rounding_threshold_bits: docs/onnx.md)"
+        ) from None
+    return QuantizedModule(q, Circuit(raw, True))

@@ -1,0 +1,166 @@
+//! Neural networks from ONNX (`fhec-onnx`): the float reference and post-training quantisation; the
+//! Python side (`fhec.onnx`, `fhec.torch`) keeps the incumbent-like API.
+
+use numpy::{IntoPyArray, PyArray2, PyArrayDyn, PyReadonlyArray2, PyReadonlyArrayDyn};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use crate::circuit::{p_error_of, Circuit};
+use crate::errors::{py_err, to_py};
+
+fn model(bytes: &[u8]) -> PyResult<fhec::onnx::OnnxModel> {
+    fhec::onnx::OnnxModel::from_bytes(bytes).map_err(to_py)
+}
+
+/// The float reference: the network's first output on `x` (a batch, first axis the samples).
+#[pyfunction]
+pub(crate) fn onnx_eval<'py>(
+    py: Python<'py>,
+    onnx: &[u8],
+    x: PyReadonlyArrayDyn<'_, f64>,
+) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    let m = model(onnx)?;
+    let x = x.as_array().to_owned();
+    let out = py.detach(|| m.eval(&[x])).map_err(to_py)?;
+    Ok(out.into_iter().next().expect("one output at least").into_pyarray(py))
+}
+
+/// An ONNX network quantised after training (see `fhec.onnx.compile_onnx_model`).
+#[pyclass(module = "fhec._fhec", frozen)]
+pub(crate) struct QuantizedNetwork {
+    q: fhec::onnx::QuantizedNetwork,
+}
+
+/// Quantises an ONNX network: `n_bits` = (model_inputs, op_inputs, op_weights, model_outputs).
+#[pyfunction]
+pub(crate) fn onnx_quantize(
+    py: Python<'_>,
+    onnx: &[u8],
+    calibration: PyReadonlyArrayDyn<'_, f64>,
+    n_bits: (u32, u32, u32, u32),
+    rounding_bits: u32,
+) -> PyResult<QuantizedNetwork> {
+    let m = model(onnx)?;
+    let x = calibration.as_array().to_owned();
+    let opts = fhec::onnx::PtqOptions {
+        n_bits: fhec::onnx::NBits {
+            model_inputs: n_bits.0,
+            op_inputs: n_bits.1,
+            op_weights: n_bits.2,
+            model_outputs: n_bits.3,
+        },
+        rounding_bits,
+    };
+    let q = py.detach(|| m.quantize(&x, &opts)).map_err(to_py)?;
+    Ok(QuantizedNetwork { q })
+}
+
+fn quantizer(q: &fhec::onnx::QuantizedNetwork) -> &fhec::quant::InputQuantizer {
+    match &q.spec.inputs[0] {
+        fhec::quant::InputSpec::Features { quantizer, .. } => quantizer,
+        fhec::quant::InputSpec::Integers => unreachable!("a network's input is features"),
+    }
+}
+
+#[pymethods]
+impl QuantizedNetwork {
+    /// The graph input's shape without the batch axis.
+    #[getter]
+    fn input_shape(&self) -> Vec<usize> {
+        self.q.input_shape.clone()
+    }
+
+    /// The shape the program returns, without the batch axis (before a client-side tail).
+    #[getter]
+    fn output_shape(&self) -> Vec<usize> {
+        self.q.output_shape.clone()
+    }
+
+    /// What runs on the client after decryption: `"softmax"`, `"log_softmax"`, `"arg_max"` or None.
+    #[getter]
+    fn tail(&self) -> Option<&'static str> {
+        self.q.tail.map(|t| match t {
+            fhec::onnx::Tail::Softmax => "softmax",
+            fhec::onnx::Tail::LogSoftmax => "log_softmax",
+            fhec::onnx::Tail::ArgMax => "arg_max",
+        })
+    }
+
+    /// The quantised module in the IR's text form.
+    #[getter]
+    fn ir(&self) -> String {
+        fhec::ir::print_module(&self.q.module)
+    }
+
+    /// One dict per encrypted step: node, kind (accumulator / lookup), elements, range, bits,
+    /// rounded_lsbs, tables.
+    fn layers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for l in &self.q.layers {
+            let d = PyDict::new(py);
+            d.set_item("node", &l.node)?;
+            d.set_item("kind", &l.kind)?;
+            d.set_item("elements", l.elements)?;
+            d.set_item("range", l.range)?;
+            d.set_item("bits", l.bits)?;
+            d.set_item("rounded_lsbs", l.rounded_lsbs)?;
+            d.set_item("tables", l.tables)?;
+            out.append(d)?;
+        }
+        Ok(out)
+    }
+
+    /// Quantises rows of flattened features (`rows × features`) to the program's input integers.
+    fn quantize<'py>(&self, py: Python<'py>, x: PyReadonlyArray2<'_, f64>) -> PyResult<Bound<'py, PyArray2<i64>>> {
+        let q = quantizer(&self.q);
+        let v = x.as_array();
+        let (r, c) = v.dim();
+        if c != q.n_features() {
+            return Err(py_err(fhec::Error::new(
+                fhec::ErrorKind::Shape,
+                format!("X has {c} features per sample, the network {}", q.n_features()),
+            )));
+        }
+        let flat: Vec<f64> = v.iter().copied().collect();
+        let out = q.quantize(&flat).map_err(to_py)?;
+        Ok(ndarray::Array2::from_shape_vec((r, c), out.values)
+            .expect("rows × features")
+            .into_pyarray(py))
+    }
+
+    /// Dequantises the program's outputs (`rows × outputs` integers) to floats.
+    fn dequantize<'py>(&self, py: Python<'py>, y: PyReadonlyArray2<'_, i64>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let d = self.q.spec.outputs[0]
+            .as_ref()
+            .expect("a network's output is dequantised");
+        let v = y.as_array();
+        if v.ncols() != d.scale.len() {
+            return Err(py_err(fhec::Error::new(
+                fhec::ErrorKind::Shape,
+                format!("{} outputs per row, the network has {}", v.ncols(), d.scale.len()),
+            )));
+        }
+        let out = ndarray::Array2::from_shape_fn(v.dim(), |(r, c)| d.scale[c] * v[[r, c]] as f64 + d.offset[c]);
+        Ok(out.into_pyarray(py))
+    }
+
+    /// Compiles the quantised module (the facade's one pipeline).
+    #[pyo3(signature = (p_error=None, global_p_error=None, partitions=false))]
+    fn compile(
+        &self,
+        py: Python<'_>,
+        p_error: Option<f64>,
+        global_p_error: Option<f64>,
+        partitions: bool,
+    ) -> PyResult<Circuit> {
+        let opts = fhec::CompileOptions {
+            p_error: p_error_of(p_error, global_p_error)?,
+            partitions,
+            ..Default::default()
+        };
+        let module = self.q.module.clone();
+        let spec = self.q.spec.clone();
+        let c = py.detach(|| fhec::compile(module, spec, &opts)).map_err(py_err)?;
+        Ok(Circuit::new(c, 1))
+    }
+}
