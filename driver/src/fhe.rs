@@ -680,7 +680,6 @@ pub(crate) fn info(program: &str) -> Result<(), Failure> {
 }
 
 /// `fhec import`: a tree ensemble → quantised ensemble (JSON) + fhe module.
-#[allow(clippy::too_many_arguments)]
 /// An ONNX file with `ai.onnx.ml` nodes is a tree ensemble; any other a network.
 fn is_onnx_ensemble(bytes: &[u8]) -> bool {
     use fhec::onnx::proto::ModelProto;
@@ -729,6 +728,7 @@ fn import_network(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn import(
     format: &str,
     model: &str,
