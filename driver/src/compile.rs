@@ -41,6 +41,12 @@ pub struct CompileOptions {
 /// ([`ClientSpec::integers`] for integer programs); it must have one entry per input and output. The
 /// circuit keeps the module as given: its clear interpreter is the reference.
 pub fn compile(module: Module, spec: ClientSpec, opts: &CompileOptions) -> Result<Circuit, Error> {
+    if opts.params.is_some() && opts.partitions {
+        return Err(Error::new(
+            crate::ErrorKind::Compile,
+            "fixed parameters (to reuse keys) and a partition search exclude each other: give one or the other",
+        ));
+    }
     fhec_ir::verify(&module)?;
     spec.validate()?;
     let mut m = module.clone();

@@ -314,6 +314,19 @@ fn encrypted_pipeline_rejects_mismatched_and_damaged_files() {
     let o = fhec(&["compile", variant.to_str().unwrap(), "--params-of", p, "-o", sp]);
     assert!(o.status.success(), "{}", stderr(&o));
     fails(&["run", sp, ci, "--eval-keys", e, "-o", xo], "made for another program");
+    // fixed parameters and a partition search exclude each other (an error, not one of them ignored)
+    fails(
+        &[
+            "compile",
+            variant.to_str().unwrap(),
+            "--params-of",
+            p,
+            "--partitions",
+            "-o",
+            sp,
+        ],
+        "exclude each other",
+    );
     // resource limits: a program above them is refused before the keys are expanded
     fails(
         &["run", p, ci, "--eval-keys", e, "-o", xo, "--limit", "max_lookups=1"],

@@ -201,3 +201,14 @@ def test_partitions_keep_the_quantized_result(tmp_path):
     back = fs.load(path)
     assert back._compile_options["partitions"] is True
     assert np.array_equal(back.predict(X_BIN[:40], fhe="simulate"), clear)
+
+
+def test_a_fully_grown_tree_runs_encrypted():
+    """A tree deeper than one lookup can read (3-bit segments chained, docs/trees.md "Deep trees")
+    runs encrypted and returns the quantised model's answers."""
+    model = fs.DecisionTreeClassifier(random_state=0).fit(X_BIN, Y_BIN)
+    model.compile(X_BIN)
+    assert model.compile_report_["max_depth"] > 7
+    rows = X_BIN[:3]
+    assert np.array_equal(model.predict(rows, fhe="execute"), model.predict(rows, fhe="disable"))
+    assert np.array_equal(model.predict_proba(rows, fhe="execute"), model.predict_proba(rows, fhe="disable"))

@@ -327,6 +327,29 @@ impl OnnxModel {
             "Div" => broadcast(node, &arg(0)?, &arg(1)?, |a, b| a / b)?,
             "PRelu" => broadcast(node, &arg(0)?, &arg(1)?, |x, s| if x >= 0.0 { x } else { s * x })?,
             "Identity" | "Dropout" => arg(0)?,
+            "BatchNormalization" => {
+                let x = arg(0)?;
+                if x.ndim() < 2 {
+                    return Err(shape_err(
+                        node,
+                        format!("input of rank {} (needs [batch, channels, ...])", x.ndim()),
+                    ));
+                }
+                let mut pshape = vec![1; x.ndim()];
+                pshape[1] = x.shape()[1];
+                let p = |i: usize| -> Result<ArrayD<f64>, OnnxError> {
+                    let t = arg(i)?;
+                    t.as_standard_layout()
+                        .into_owned()
+                        .into_shape_with_order(IxDyn(&pshape))
+                        .map_err(|_| shape_err(node, format!("parameter {i} does not have one value per channel")))
+                };
+                let eps = node.float("epsilon", 1e-5)?;
+                let mul = broadcast(node, &p(1)?, &p(4)?, |s, v| s / (v + eps).sqrt())?;
+                let centred = broadcast(node, &x, &p(3)?, |x, m| x - m)?;
+                let scaled = broadcast(node, &centred, &mul, |x, m| x * m)?;
+                broadcast(node, &scaled, &p(2)?, |x, b| x + b)?
+            }
             "Flatten" | "Squeeze" | "Unsqueeze" => {
                 let x = arg(0)?;
                 let axes = if node.op == "Flatten" {

@@ -183,6 +183,20 @@ impl Enc {
     fn numel(&self) -> usize {
         self.shape.iter().product()
     }
+    /// Appends an element-wise step; an affine step right after the accumulator folds into its
+    /// scale and offset instead (nothing runs encrypted for it).
+    fn push(&mut self, s: Step) {
+        match s {
+            Step::Affine { mul, add } if self.steps.is_empty() => {
+                let n = self.numel();
+                self.scale = (0..n).map(|e| at(&self.scale, e) * at(&mul, e)).collect();
+                self.offset = (0..n)
+                    .map(|e| at(&self.offset, e) * at(&mul, e) + at(&add, e))
+                    .collect();
+            }
+            s => self.steps.push(s),
+        }
+    }
     fn real(&self, q: f64, e: usize) -> f64 {
         let x = at(&self.scale, e) * q + at(&self.offset, e);
         self.steps.iter().fold(x, |x, s| s.apply(x, e))
@@ -679,16 +693,42 @@ impl Builder<'_> {
                 };
                 let mut x = x;
                 for s in steps {
-                    match s {
-                        // an affine step right after the accumulator folds into its scale and offset
-                        Step::Affine { mul, add } if x.steps.is_empty() => {
-                            let n = x.numel();
-                            x.scale = (0..n).map(|e| at(&x.scale, e) * at(&mul, e)).collect();
-                            x.offset = (0..n).map(|e| at(&x.offset, e) * at(&mul, e) + at(&add, e)).collect();
-                        }
-                        s => x.steps.push(s),
-                    }
+                    x.push(s);
                 }
+                with(x, None)
+            }
+            "BatchNormalization" => {
+                let x = enc_only(0)?;
+                if node.int("training_mode", 0)? != 0 {
+                    return Err(OnnxError::Unsupported(format!(
+                        "{what}: training_mode = 1 (export in eval mode)"
+                    )));
+                }
+                let param = |i: usize| -> Result<Vec<f64>, OnnxError> {
+                    clear_at(i)
+                        .map(|t| t.iter().copied().collect())
+                        .ok_or_else(|| OnnxError::Unsupported(format!("{what}: operand {i} must be a constant")))
+                };
+                let (scale, bias, mean, var) = (param(1)?, param(2)?, param(3)?, param(4)?);
+                let eps = node.float("epsilon", 1e-5)?;
+                let c = x.shape.get(1).copied().unwrap_or(0);
+                if [&scale, &bias, &mean, &var].iter().any(|p| p.len() != c) {
+                    return Err(OnnxError::Shape(format!(
+                        "{what}: {c} channels (axis 1 of {:?}) but parameters of {}, {}, {}, {}",
+                        x.shape,
+                        scale.len(),
+                        bias.len(),
+                        mean.len(),
+                        var.len()
+                    )));
+                }
+                let inner: usize = x.shape[2..].iter().product();
+                let n = x.numel();
+                let ch = |e: usize| (e / inner.max(1)) % c;
+                let mul: Vec<f64> = (0..n).map(|e| scale[ch(e)] / (var[ch(e)] + eps).sqrt()).collect();
+                let add: Vec<f64> = (0..n).map(|e| bias[ch(e)] - mean[ch(e)] * mul[e]).collect();
+                let mut x = x;
+                x.push(Step::Affine { mul, add });
                 with(x, None)
             }
             "PRelu" => {

@@ -434,3 +434,80 @@ proptest::proptest! {
         }
     }
 }
+
+/// BatchNormalization after a linear layer (inference): the float reference applies it per channel;
+/// quantisation folds it into the accumulator's scale and offset (nothing runs encrypted for it).
+#[test]
+fn batch_normalization_folds_into_the_accumulator() {
+    let bytes = model_bytes(
+        vec![
+            node("Gemm", "fc", &["x", "W", "b"], &["g"], vec![attr_int("transB", 1)]),
+            node(
+                "BatchNormalization",
+                "bn",
+                &["g", "s", "beta", "mean", "var"],
+                &["n"],
+                vec![],
+            ),
+            node("Relu", "act", &["n"], &["h"], vec![]),
+            node("Gemm", "out", &["h", "V"], &["y"], vec![]),
+        ],
+        vec![
+            float_tensor("W", &[3, 2], &[1.0, -1.0, 0.5, 2.0, -2.0, 0.25]),
+            float_tensor("b", &[3], &[0.5, -1.0, 0.0]),
+            float_tensor("s", &[3], &[2.0, 0.5, -1.0]),
+            float_tensor("beta", &[3], &[0.1, 0.0, -0.2]),
+            float_tensor("mean", &[3], &[0.3, -0.5, 1.0]),
+            float_tensor("var", &[3], &[4.0, 0.25, 1.0]),
+            float_tensor("V", &[3, 2], &[1.0, 0.0, -1.0, 2.0, 0.5, 0.5]),
+        ],
+        &[-1, 2],
+        "y",
+        17,
+    );
+    let m = OnnxModel::from_bytes(&bytes).unwrap();
+    let x = rows(200, &[-2.0, -2.0], &[2.0, 2.0], 5);
+    let y = &m.eval(std::slice::from_ref(&x)).unwrap()[0];
+    let w = [[1.0, -1.0], [0.5, 2.0], [-2.0, 0.25]];
+    let (b, s, beta, mean, var) = (
+        [0.5, -1.0, 0.0],
+        [2.0, 0.5, -1.0],
+        [0.1, 0.0, -0.2],
+        [0.3, -0.5, 1.0],
+        [4.0, 0.25, 1.0],
+    );
+    let v = [[1.0, 0.0], [-1.0, 2.0], [0.5, 0.5]];
+    for r in 0..3 {
+        let h: Vec<f64> = (0..3)
+            .map(|o| {
+                let g = w[o][0] * x[[r, 0]] + w[o][1] * x[[r, 1]] + b[o];
+                (s[o] * (g - mean[o]) / (var[o] + 1e-5f64).sqrt() + beta[o]).max(0.0)
+            })
+            .collect();
+        for c in 0..2 {
+            let want: f64 = (0..3).map(|o| h[o] * v[o][c]).sum();
+            assert!((y[[r, c]] - want).abs() < 1e-6, "{} vs {want}", y[[r, c]]);
+            // the constants are f32
+        }
+    }
+    // (8 bits: this test is about the folding, not about the coarseness of 5-bit defaults)
+    let opts = PtqOptions {
+        n_bits: NBits::all(8),
+        rounding_bits: 8,
+    };
+    let q = m.quantize(&x, &opts).unwrap();
+    let kinds: Vec<&str> = q.layers.iter().map(|l| l.kind.as_str()).collect();
+    assert_eq!(kinds, ["accumulator", "lookup", "accumulator"]);
+    exact_on_the_whole_input_range(&q, 200);
+    let deq = dequantised(&q, &x);
+    let scale = y.iter().fold(0f64, |a, v| a.max(v.abs()));
+    for (r, d) in deq.iter().enumerate() {
+        for c in 0..2 {
+            assert!(
+                (d[c] - y[[r, c]]).abs() < 0.1 * scale,
+                "row {r}: {d:?} vs {:?}",
+                y.row_iter(r).collect::<Vec<_>>()
+            );
+        }
+    }
+}
