@@ -22,7 +22,7 @@ def fixture(name: str) -> tuple[bytes, dict]:
     return (FIXTURES / f"{name}.onnx").read_bytes(), {k: data[k] for k in data.files}
 
 
-@pytest.mark.parametrize("name", ["iris_mlp", "ops_mlp", "mnist_fc"])
+@pytest.mark.parametrize("name", ["iris_mlp", "ops_mlp", "mnist_fc", "cnn_ops", "mnist_cnn"])
 def test_the_float_reference_agrees_with_onnxruntime(name):
     model, d = fixture(name)
     ours = fhec.onnx.onnx_reference(model, d["x"])
@@ -101,6 +101,75 @@ def test_mnist_fully_connected_simulated():
     quantised = (clear.argmax(1) == y).mean()
     print(f"mnist fc (300 test images): fp32 {fp32:.4f}, quantised {quantised:.4f}")
     assert quantised >= fp32 - 0.03
+
+
+def test_convolutions_and_pools_run_encrypted_exactly():
+    # Conv (padding, stride, dilation, groups, 1-D), MaxPool (padding, ceil_mode), AveragePool
+    # (ceil_mode, count_include_pad = 0), exported by torch's newer exporter
+    model, d = fixture("cnn_ops")
+    qm = fhec.onnx.compile_onnx_model(model, d["calib"], n_bits=4, rounding_threshold_bits=4)
+    x = d["x"]
+    clear = qm.forward(x, fhe="disable")
+    assert np.array_equal(qm.forward(x, fhe="simulate"), clear)
+    assert np.array_equal(qm.forward(x[:1], fhe="execute"), clear[:1])
+    err = np.abs(clear - d["ort"]).max() / np.abs(d["ort"]).max()
+    print(f"cnn_ops: dequantised outputs within {err:.3f} of the range of onnxruntime's")
+    assert err < 0.5
+    kinds = [r["kind"] for r in qm.bitwidth_report()]
+    assert "max" in kinds and kinds.count("accumulator") == 6
+
+
+def test_mnist_convolutional_simulated():
+    model, d = fixture("mnist_cnn")
+    bits = {"model_inputs": 2, "op_inputs": 4, "op_weights": 4, "model_outputs": 8}
+    qm = fhec.onnx.compile_onnx_model(model, d["calib"][:1000], n_bits=bits, rounding_threshold_bits=6)
+    x, y = d["x"][:200], d["y"][:200]
+    clear = qm.forward(x, fhe="disable")
+    assert np.array_equal(qm.forward(x, fhe="simulate"), clear)
+    fp32 = (d["ort"][:200].argmax(1) == y).mean()
+    quantised = (clear.argmax(1) == y).mean()
+    print(f"mnist cnn (200 test images): fp32 {fp32:.4f}, quantised {quantised:.4f}")
+    assert quantised >= 0.9 * fp32
+
+
+def test_residuals_and_data_movement_run_encrypted_exactly():
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    init = [
+        numpy_helper.from_array(rng.uniform(-1, 1, (4, 4)).astype(np.float32), "w1"),
+        numpy_helper.from_array(np.array([0, 1, 0, 1], dtype=np.int64), "pads"),
+        numpy_helper.from_array(np.array([1, 2, 5], dtype=np.int64), "idx"),
+        numpy_helper.from_array(rng.uniform(-1, 1, (5, 2)).astype(np.float32), "w2"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1"),
+        helper.make_node("Relu", ["h"], ["hr"], name="relu"),
+        helper.make_node("Add", ["hr", "x"], ["a"], name="residual"),
+        helper.make_node("Pad", ["a", "pads"], ["ap"], name="pad"),
+        helper.make_node("Gather", ["ap", "idx"], ["g"], axis=1, name="pick"),
+        helper.make_node("Concat", ["g", "x"], ["c"], axis=1, name="cat"),
+        helper.make_node("Slice", ["c", "st", "en", "ax"], ["s"], name="cut"),
+        helper.make_node("MatMul", ["s", "w2"], ["y"], name="fc2"),
+    ]
+    init += [numpy_helper.from_array(np.array([v], dtype=np.int64), n) for n, v in [("st", 1), ("en", 6), ("ax", 1)]]
+    g = helper.make_graph(
+        nodes, "residual",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
+        init,
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    x = rng.uniform(-1, 1, (200, 4))
+    qm = fhec.onnx.compile_onnx_model(m, x, n_bits=5, rounding_threshold_bits=5)
+    clear = qm.forward(x[:20], fhe="disable")
+    assert np.array_equal(qm.forward(x[:20], fhe="simulate"), clear)
+    assert np.array_equal(qm.forward(x[:2], fhe="execute"), clear[:2])
+    # three quantised layers at 5 bits with worst-case accumulators: coarse, but following the network
+    ref = fhec.onnx.onnx_reference(m, x[:20])
+    assert np.abs(clear - ref).max() < 0.5 * np.abs(ref).max()
+    assert np.corrcoef(clear.ravel(), ref.ravel())[0, 1] > 0.9
 
 
 def test_too_wide_accumulators_are_a_clear_error():

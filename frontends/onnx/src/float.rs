@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use ndarray::{ArrayD, Axis, Ix2, IxDyn};
 
 use crate::model::{Node, OnnxModel};
+use crate::movement as mv;
 use crate::ops::{unsupported, Unary};
 use crate::OnnxError;
 
@@ -82,18 +83,21 @@ pub(crate) fn reshape_dims(
                 infer = Some(i);
                 1
             }
-            t if t >= 0 => t as usize,
-            _ => return Err(shape_err(node, format!("invalid target shape {target:?}"))),
+            t if t >= 0 && t as usize <= total.max(1) => t as usize,
+            _ => return Err(shape_err(node, format!("cannot reshape {input:?} to {target:?}"))),
         });
     }
-    let known: usize = dims.iter().product();
+    let known = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| shape_err(node, format!("cannot reshape {input:?} to {target:?}")))?;
     if let Some(i) = infer {
         if known == 0 || !total.is_multiple_of(known) {
             return Err(shape_err(node, format!("cannot reshape {input:?} to {target:?}")));
         }
         dims[i] = total / known;
     }
-    if dims.iter().product::<usize>() != total {
+    if dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(total) {
         return Err(shape_err(node, format!("cannot reshape {input:?} to {target:?}")));
     }
     Ok(dims)
@@ -248,17 +252,16 @@ impl OnnxModel {
     /// the graph outputs, in order.
     pub fn eval(&self, inputs: &[ArrayD<f64>]) -> Result<Vec<ArrayD<f64>>, OnnxError> {
         let values = self.eval_all(inputs)?;
-        Ok(self
-            .outputs
+        self.outputs
             .iter()
             .map(|o| {
                 values
                     .get(o)
                     .or_else(|| self.constants.get(o))
                     .cloned()
-                    .expect("every output computed")
+                    .ok_or_else(|| OnnxError::Format(format!("graph output {o:?} is not computed")))
             })
-            .collect())
+            .collect()
     }
 
     /// Every tensor the graph computes on a batch, by name.
@@ -376,6 +379,25 @@ impl OnnxModel {
                     .map_err(|e| shape_err(node, e))?
             }
             "Constant" => constant(node)?,
+            "Transpose" => mv::transpose(node, &arg(0)?)?,
+            "Slice" => mv::slice(node, &arg(0)?, get)?,
+            "Gather" => mv::gather(node, &arg(0)?, &arg(1)?)?,
+            "Pad" => mv::pad(node, &arg(0)?, get)?,
+            "Concat" => {
+                let parts = (0..node.inputs.len()).map(arg).collect::<Result<Vec<_>, _>>()?;
+                mv::concat(node, &parts)?
+            }
+            "Expand" => mv::expand(node, &arg(0)?, &arg(1)?)?,
+            "Shape" => mv::shape_of(node, arg(0)?.shape())?,
+            "Cast" => mv::cast(node, &arg(0)?)?,
+            "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" => mv::compare(node, &arg(0)?, &arg(1)?)?,
+            "Where" => mv::where_(node, &arg(0)?, &arg(1)?, &arg(2)?)?,
+            "ReduceSum" | "ReduceMean" | "ReduceMax" => mv::reduce(node, &arg(0)?, get)?,
+            "Conv" => {
+                let b = node.input(2).map(|_| arg(2)).transpose()?;
+                crate::conv::conv(node, &arg(0)?, &arg(1)?, b.as_ref())?
+            }
+            "AveragePool" | "GlobalAveragePool" | "MaxPool" | "GlobalMaxPool" => crate::conv::pool(node, &arg(0)?)?,
             "Softmax" | "LogSoftmax" => {
                 let x = arg(0)?;
                 let default = if self.opset >= 13 { -1 } else { 1 };
@@ -392,6 +414,9 @@ impl OnnxModel {
             "ArgMax" => {
                 let x = arg(0)?;
                 let ax = axis(node, node.int("axis", 0)?, x.ndim())?;
+                if x.shape()[ax] == 0 {
+                    return Err(shape_err(node, format!("ArgMax over an empty axis {ax}")));
+                }
                 let last = node.int("select_last_index", 0)? != 0;
                 let idx = x.map_axis(Axis(ax), |lane| {
                     let mut best = 0;

@@ -12,8 +12,10 @@
 //! println!("{}", fhec_ir::print_module(&q.module));
 //! ```
 
+mod conv;
 mod float;
 mod model;
+mod movement;
 mod ops;
 mod ptq;
 #[cfg(test)]

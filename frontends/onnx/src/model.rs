@@ -15,8 +15,8 @@ use crate::OnnxError;
 pub const MAX_FILE_BYTES: usize = 1 << 30;
 /// Most nodes in a graph.
 pub const MAX_NODES: usize = 100_000;
-/// Most elements of one tensor (initializer or attribute).
-pub const MAX_TENSOR_ELEMENTS: usize = 1 << 28;
+/// Most elements of one tensor (initializer or attribute): 512 MiB as f64.
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 26;
 /// Opsets of the default domain read.
 pub const OPSETS: std::ops::RangeInclusive<i64> = 7..=23;
 
@@ -369,13 +369,27 @@ fn order(
     let mut g: DiGraph<usize, ()> = DiGraph::with_capacity(nodes.len(), nodes.len());
     let ix: Vec<NodeIndex> = (0..nodes.len()).map(|i| g.add_node(i)).collect();
     let mut producer: HashMap<&str, usize> = HashMap::new();
+    // the second and later outputs of a node (Dropout's mask, BatchNormalization's training statistics)
+    // are not computed: reading one is an error, not a missing value at evaluation
+    let mut secondary: HashMap<&str, usize> = HashMap::new();
     for (i, n) in nodes.iter().enumerate() {
-        for o in n.outputs.iter().filter(|o| !o.is_empty()) {
-            if producer.insert(o, i).is_some() {
+        for (k, o) in n.outputs.iter().enumerate().filter(|(_, o)| !o.is_empty()) {
+            if producer.contains_key(o.as_str()) || secondary.contains_key(o.as_str()) {
                 return Err(format_err(format!("tensor {o:?} is produced by two nodes")));
+            }
+            if k == 0 {
+                producer.insert(o, i);
+            } else {
+                secondary.insert(o, i);
             }
         }
     }
+    let unsupported_output = |name: &str, i: usize| {
+        OnnxError::Unsupported(format!(
+            "{name:?} is used, a secondary output of {}: fhec computes the first output of a node only",
+            nodes[i].what()
+        ))
+    };
     let known: HashSet<&str> = inputs
         .iter()
         .map(|i| i.name.as_str())
@@ -388,6 +402,9 @@ fn order(
                     g.add_edge(ix[p], ix[i], ());
                 }
                 None if known.contains(name.as_str()) => {}
+                None if secondary.contains_key(name.as_str()) => {
+                    return Err(unsupported_output(name, secondary[name.as_str()]))
+                }
                 None => {
                     return Err(format_err(format!(
                         "{}: operand {name:?} is neither a graph input, a constant nor a node's result",
@@ -415,6 +432,7 @@ fn order(
                 }
             }
             None if known.contains(o.as_str()) => {}
+            None if secondary.contains_key(o.as_str()) => return Err(unsupported_output(o, secondary[o.as_str()])),
             None => return Err(format_err(format!("graph output {o:?} is not computed by any node"))),
         }
     }

@@ -18,6 +18,7 @@ use fhec_quant::{quantize_weights, ClientSpec, Dequant, Encoding, InputQuantizer
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 
+use crate::conv::{conv_group, divisor, geometry, pool_of, Geometry, Pool};
 use crate::float::{axes_of, broadcast, clip_bounds, reshape_dims, shape_op};
 use crate::model::{Node, OnnxModel};
 use crate::ops::{unsupported, Unary};
@@ -72,6 +73,9 @@ pub struct PtqOptions {
     /// precision.
     pub rounding_bits: u32,
 }
+
+/// Most table entries one layer's lookups may take before deduplication (tables per element × size).
+const MAX_TABLE_ENTRIES: usize = 1 << 26;
 
 /// Bits an accumulator keeps before a lookup by default.
 pub const DEFAULT_ROUNDING_BITS: u32 = 5;
@@ -244,11 +248,18 @@ impl Builder<'_> {
     /// Applies the pending steps of `x`: rounding to `rounding_bits`, then one lookup per element
     /// to `bits` unsigned integers calibrated on the float values of `x.calib`.
     fn materialise(&mut self, x: Enc, bits: u32, why: &str) -> Result<Enc, OnnxError> {
+        let (lo, hi) = self.calibrated(&x)?;
+        let levels = ((1u64 << bits) - 1) as f64;
+        self.materialise_to(x, lo, (hi - lo) / levels, levels, why)
+    }
+
+    /// The calibration set's range of the float tensor `x` stands for (a constant one widened to 1).
+    fn calibrated(&self, x: &Enc) -> Result<(f64, f64), OnnxError> {
         let float = self
             .calib
             .get(&x.calib)
             .ok_or_else(|| OnnxError::Calibration(format!("no calibration values for tensor {:?}", x.calib)))?;
-        let (lo, mut hi) = float
+        let (lo, hi) = float
             .iter()
             .filter(|v| v.is_finite())
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
@@ -258,11 +269,11 @@ impl Builder<'_> {
                 x.calib
             )));
         }
-        if lo == hi {
-            hi = lo + 1.0;
-        }
-        let levels = ((1u64 << bits) - 1) as f64;
-        let s = (hi - lo) / levels;
+        Ok((lo, if lo == hi { lo + 1.0 } else { hi }))
+    }
+
+    /// [`Self::materialise`] to the integers `0 ..= levels` of the quantiser `lo + s·q`.
+    fn materialise_to(&mut self, x: Enc, lo: f64, s: f64, levels: f64, why: &str) -> Result<Enc, OnnxError> {
         // the rounding keeps `rounding_bits` of the values' exact range; the table is indexed as the
         // IR type of its input says (its width and signedness)
         let width = width_for(x.lo as i128, x.hi as i128, x.lo < 0);
@@ -278,8 +289,14 @@ impl Builder<'_> {
             khi = (x.hi + half) >> lsbs;
         }
         let (kw, signed) = (self.b.ty(input).width(), self.b.ty(input).is_signed());
-        let size = 1usize << kw;
         let n = x.numel();
+        if kw > 16 || n.saturating_mul(1 << kw.min(16)) > MAX_TABLE_ENTRIES {
+            return Err(OnnxError::Unsupported(format!(
+                "{why}: {n} lookups over {kw}-bit inputs ({} table entries at most): use fewer rounding_threshold_bits",
+                MAX_TABLE_ENTRIES
+            )));
+        }
+        let size = 1usize << kw;
         let mut ids: HashMap<Vec<i64>, usize> = HashMap::new();
         let mut tables: Vec<i64> = Vec::new();
         let mut map = Vec::with_capacity(n);
@@ -431,6 +448,654 @@ impl Builder<'_> {
             calib: out.to_string(),
         })
     }
+
+    /// `x` with integers and one scale per channel (axis 1 of `channels`): as it is when it has no
+    /// pending step and its scales are uniform per channel (offsets may differ per element), else
+    /// materialised.
+    fn channelwise(&mut self, x: Enc, channels: usize, uniform_offset: bool, why: &str) -> Result<Enc, OnnxError> {
+        let n = x.numel();
+        let inner = n / channels.max(1);
+        let uniform = |v: &[f64]| {
+            v.len() == 1 || (0..n).all(|e| at(v, e).to_bits() == at(v, (e / inner.max(1)) * inner).to_bits())
+        };
+        if x.steps.is_empty() && uniform(&x.scale) && (!uniform_offset || uniform(&x.offset)) {
+            return Ok(x);
+        }
+        let bits = self.opts.n_bits.op_inputs;
+        self.materialise(x, bits, why)
+    }
+
+    /// Reshapes the flat IR value of `x` to its ONNX shape read as `[1, C, H, W]`.
+    fn nchw_view(&mut self, x: &Enc, g: &Geometry, why: &str) -> Result<ValueId, OnnxError> {
+        let ty = self.b.ty(x.v).with_shape(g.x.to_vec());
+        self.b
+            .op_with_type(OpKind::Reshape, &[x.v], &[], Some(ty))
+            .map_err(ir_err(why))
+    }
+
+    /// A window op (`fhe.conv2d` with `weights`, or `fhe.maxpool2d`) on `x` read as NCHW, its result
+    /// flattened back: `elem` the accumulator's element type.
+    #[allow(clippy::too_many_arguments)]
+    fn window_op(
+        &mut self,
+        kind: OpKind,
+        x: &Enc,
+        weights: Option<ValueId>,
+        g: &Geometry,
+        group: Option<usize>,
+        channels: usize,
+        elem: ElemType,
+        why: &str,
+    ) -> Result<ValueId, OnnxError> {
+        let xv = self.nchw_view(x, g, why)?;
+        let pair = |v: [usize; 2]| Attribute::Array(v.iter().map(|&d| Attribute::Int(d as i64)).collect());
+        let mut attrs = vec![
+            ("strides", pair(g.strides)),
+            (
+                "pads",
+                Attribute::Array(g.pads.iter().map(|&d| Attribute::Int(d as i64)).collect()),
+            ),
+            ("dilations", pair(g.dilations)),
+        ];
+        if kind == OpKind::Maxpool2d {
+            attrs.push(("kernel_shape", pair(g.kernel)));
+        }
+        if let Some(gr) = group {
+            attrs.push(("group", Attribute::Int(gr as i64)));
+        }
+        let operands: Vec<ValueId> = std::iter::once(xv).chain(weights).collect();
+        let out4 = vec![1, channels, g.out[0], g.out[1]];
+        let y = self
+            .b
+            .op_with_type(kind, &operands, &attrs, Some(Type::new(elem, out4)))
+            .map_err(ir_err(why))?;
+        let flat = channels * g.out[0] * g.out[1];
+        self.b
+            .op_with_type(OpKind::Reshape, &[y], &[], Some(Type::new(elem, vec![1, flat])))
+            .map_err(ir_err(why))
+    }
+
+    /// ONNX `Conv` (and average pooling, a convolution of ones per channel): `w` `[F, C/group, k…]`
+    /// float, folded with the input's per-channel scales and quantised per filter; the input's
+    /// offsets and the bias go to the output's offsets, per element (padding reads no offset).
+    /// `divisors`: average pooling's per-output divisor (scales and offsets divided by it).
+    #[allow(clippy::too_many_arguments)]
+    fn conv(
+        &mut self,
+        node: &Node,
+        x: Enc,
+        w: &ArrayD<f64>,
+        bias: Option<&ArrayD<f64>>,
+        g: &Geometry,
+        group: usize,
+        quantise: bool,
+        divisors: Option<&[usize]>,
+        out: &str,
+    ) -> Result<Enc, OnnxError> {
+        let what = node.what();
+        let c = g.x[1];
+        let x = self.channelwise(x, c, false, &what)?;
+        let (f, cg) = (w.shape()[0], w.shape()[1]);
+        let (kh, kw) = (g.kernel[0], g.kernel[1]);
+        let kk = kh * kw;
+        let inner_in = g.x[2] * g.x[3];
+        let w4: Vec<f64> = w.iter().copied().collect(); // [F, cg, kh, kw] row-major
+        let bias: Vec<f64> = bias
+            .map(|b| b.iter().copied().collect())
+            .unwrap_or_else(|| vec![0.0; f]);
+        if bias.len() != f {
+            return Err(OnnxError::Shape(format!(
+                "{what}: a bias of {} values for {f} filters",
+                bias.len()
+            )));
+        }
+        let fpg = f / group;
+        let sc = |ch: usize| at(&x.scale, ch * inner_in);
+        let kdim = cg * kk;
+        let (wq, scales) = if quantise {
+            let mut folded = vec![0f64; kdim * f];
+            for fo in 0..f {
+                let c0 = (fo / fpg) * cg;
+                for r in 0..kdim {
+                    folded[r * f + fo] = w4[fo * kdim + r] * sc(c0 + r / kk);
+                }
+            }
+            let q = quantize_weights(&folded, kdim, f, self.opts.n_bits.op_weights, WeightMode::Symmetric)
+                .map_err(|e| OnnxError::Options(format!("{what}: {e}")))?;
+            let wq: Vec<i64> = (0..f * kdim).map(|i| q.get(i % kdim, i / kdim)).collect();
+            (wq, q.scales)
+        } else {
+            // exact integer weights (pooling's ones); the scale is the input channel's
+            let wq: Vec<i64> = w4.iter().map(|&v| v as i64).collect();
+            let scales = (0..f).map(|fo| sc((fo / fpg) * cg)).collect();
+            (wq, scales)
+        };
+        // the accumulator's exact range: every tap inside, or some in the padding (zero)
+        let padded = g.pads.iter().any(|&p| p > 0);
+        let (xlo, xhi) = if padded {
+            (x.lo.min(0), x.hi.max(0))
+        } else {
+            (x.lo, x.hi)
+        };
+        let (mut amin, mut amax) = (i64::MAX, i64::MIN);
+        for fo in 0..f {
+            let (mut lo, mut hi) = (0i64, 0i64);
+            for &wv in &wq[fo * kdim..(fo + 1) * kdim] {
+                let (a, b) = (wv * xlo, wv * xhi);
+                lo += a.min(b);
+                hi += a.max(b);
+            }
+            amin = amin.min(lo);
+            amax = amax.max(hi);
+        }
+        let wt: Tensor =
+            ArrayD::from_shape_vec(IxDyn(&[f, cg, kh, kw]), wq.clone()).map_err(|e| OnnxError::Shape(e.to_string()))?;
+        let wty = clear_type_for(&wt);
+        let signed = wty.is_signed() || self.b.ty(x.v).is_signed();
+        let width = width_for(amin as i128, amax as i128, signed);
+        if width > MAX_ENCRYPTED_WIDTH {
+            return Err(OnnxError::Unsupported(format!(
+                "{what}: the accumulator needs {width} bits (more than {MAX_ENCRYPTED_WIDTH}); use fewer bits for \
+                 weights or activations"
+            )));
+        }
+        let dense = Dense::new(wty.clone(), wt).map_err(OnnxError::Unsupported)?;
+        let wv = self
+            .b
+            .op_with_type(OpKind::Constant, &[], &[("value", Attribute::Dense(dense))], Some(wty))
+            .map_err(ir_err(&what))?;
+        let elem = if signed {
+            ElemType::ESInt(width)
+        } else {
+            ElemType::EInt(width)
+        };
+        let acc = self.window_op(OpKind::Conv2d, &x, Some(wv), g, Some(group), f, elem, &what)?;
+        // per output element: scale of its filter; offset = bias + Σ w·offset over the taps inside
+        let (oh, ow) = (g.out[0], g.out[1]);
+        let n_out = f * oh * ow;
+        let mut scale = Vec::with_capacity(n_out);
+        let mut offset = Vec::with_capacity(n_out);
+        for fo in 0..f {
+            let c0 = (fo / fpg) * cg;
+            for y in 0..oh {
+                for xx in 0..ow {
+                    let mut o = bias[fo];
+                    for ci in 0..cg {
+                        for i in 0..kh {
+                            for j in 0..kw {
+                                if let Some((yy, xi)) = g.tap(y, xx, i, j) {
+                                    let e = (c0 + ci) * inner_in + yy * g.x[3] + xi;
+                                    o += w4[fo * kdim + ci * kk + i * kw + j] * at(&x.offset, e);
+                                }
+                            }
+                        }
+                    }
+                    let d = divisors.map_or(1.0, |d| d[(fo * oh + y) * ow + xx] as f64);
+                    scale.push(scales[fo] / d);
+                    offset.push(o / d);
+                }
+            }
+        }
+        self.layers.push(LayerReport {
+            node: what,
+            kind: "accumulator".into(),
+            elements: n_out,
+            range: (amin, amax),
+            bits: width,
+            rounded_lsbs: 0,
+            tables: 0,
+        });
+        Ok(Enc {
+            v: acc,
+            shape: {
+                let mut shape = g.out_shape(f);
+                shape[0] = 1;
+                shape
+            },
+            lo: amin,
+            hi: amax,
+            scale,
+            offset,
+            steps: Vec::new(),
+            calib: out.to_string(),
+        })
+    }
+
+    /// Data movement (Transpose, Slice, Gather, Pad, Concat, Expand) of encrypted tensors: the ONNX op
+    /// runs on index tensors (each encrypted element's flat index + 1, 0 for constants) with a batch
+    /// of 2, which says which element each result reads and that samples stay apart; the program
+    /// gathers them (`fhe.gather`, free). Pending functions move with their elements when one tensor
+    /// moves alone; otherwise they are applied first.
+    fn movement(
+        &mut self,
+        node: &Node,
+        operands: &[Option<Q>],
+        clear_get: &dyn Fn(&str) -> Option<ArrayD<f64>>,
+        out: &str,
+    ) -> Result<Enc, OnnxError> {
+        let what = node.what();
+        let is_data = |i: usize| node.op == "Concat" || i == 0;
+        for (i, q) in operands.iter().enumerate() {
+            if !is_data(i) && matches!(q, Some(Q::Enc(_))) {
+                return Err(OnnxError::Unsupported(format!(
+                    "{what}: operand {i} must be a constant"
+                )));
+            }
+        }
+        let n_enc = operands.iter().filter(|q| matches!(q, Some(Q::Enc(_)))).count();
+        let clear_data = (0..operands.len()).any(|i| is_data(i) && matches!(operands[i], Some(Q::Clear(_))));
+        // the index evaluation of Pad reads a pad value of 0 (constants are told apart by index 0)
+        let pad_value = if node.op == "Pad" { node.input(2) } else { None };
+        let mut encs: Vec<(usize, Enc)> = Vec::with_capacity(n_enc);
+        for (i, q) in operands.iter().enumerate() {
+            if let Some(Q::Enc(e)) = q {
+                let e = if !e.steps.is_empty() && (n_enc > 1 || clear_data || node.op == "Pad") {
+                    let bits = self.opts.n_bits.op_inputs;
+                    self.materialise(e.clone(), bits, &what)?
+                } else {
+                    e.clone()
+                };
+                encs.push((i, e));
+            }
+        }
+        let total: usize = encs.iter().map(|(_, e)| e.numel()).sum();
+        let mut idx_args: Vec<Option<ArrayD<f64>>> = vec![None; operands.len()];
+        let mut val_args: Vec<Option<ArrayD<f64>>> = vec![None; operands.len()];
+        let mut base = 0usize;
+        for (i, q) in operands.iter().enumerate() {
+            match q {
+                Some(Q::Enc(_)) => {
+                    let e = &encs.iter().find(|(j, _)| *j == i).expect("collected above").1;
+                    let n = e.numel();
+                    let mut shape2 = e.shape.clone();
+                    shape2[0] = 2;
+                    let v: Vec<f64> = (0..2 * n)
+                        .map(|k| (base + (k % n) + 1 + (k / n) * total) as f64)
+                        .collect();
+                    idx_args[i] =
+                        Some(ArrayD::from_shape_vec(IxDyn(&shape2), v).map_err(|e| OnnxError::Shape(e.to_string()))?);
+                    val_args[i] = Some(ArrayD::zeros(IxDyn(&e.shape)));
+                    base += n;
+                }
+                Some(Q::Clear(c)) if is_data(i) => {
+                    idx_args[i] = Some(ArrayD::zeros(c.raw_dim()));
+                    val_args[i] = Some(c.clone());
+                }
+                Some(Q::Clear(c)) => {
+                    idx_args[i] = Some(c.clone());
+                    val_args[i] = Some(c.clone());
+                }
+                None => {}
+            }
+        }
+        let eval = |args: &[Option<ArrayD<f64>>], zero_pad: bool| -> Result<ArrayD<f64>, OnnxError> {
+            let arg = |i: usize| -> Result<ArrayD<f64>, OnnxError> {
+                args.get(i)
+                    .cloned()
+                    .flatten()
+                    .ok_or_else(|| OnnxError::Shape(format!("{what}: operand {i} is missing")))
+            };
+            let get = |name: &str| -> Option<ArrayD<f64>> {
+                if zero_pad && pad_value == Some(name) {
+                    Some(ndarray::arr0(0.0).into_dyn())
+                } else {
+                    clear_get(name)
+                }
+            };
+            self.model.eval_node(node, &arg, &get)
+        };
+        let idx = eval(&idx_args, true)?;
+        let vals = eval(&val_args, false)?;
+        let per_sample = idx.shape().first() == Some(&2) && {
+            let m = idx.len() / 2;
+            let flat: Vec<f64> = idx.iter().copied().collect();
+            (0..m).all(|k| {
+                let (a, b) = (flat[k], flat[m + k]);
+                if a == 0.0 {
+                    b == 0.0
+                } else {
+                    b == a + total as f64
+                }
+            })
+        };
+        if !per_sample || vals.shape().first() != Some(&1) || vals.len() * 2 != idx.len() {
+            return Err(OnnxError::Unsupported(format!(
+                "{what}: it moves elements across the batch axis (fhec runs each sample apart)"
+            )));
+        }
+        let m = vals.len();
+        let picks: Vec<Option<usize>> = idx.iter().take(m).map(|&v| (v > 0.0).then(|| v as usize - 1)).collect();
+        let constants = picks.iter().any(|p| p.is_none());
+        // one signedness for the concatenation
+        let signed = encs.iter().any(|(_, e)| self.b.ty(e.v).is_signed());
+        let mut flats = Vec::with_capacity(encs.len() + 1);
+        for (_, e) in &encs {
+            let v = if signed && !self.b.ty(e.v).is_signed() {
+                self.b.op(OpKind::ToSigned, &[e.v], &[]).map_err(ir_err(&what))?
+            } else {
+                e.v
+            };
+            flats.push(v);
+        }
+        if constants {
+            let zero: Tensor = ArrayD::zeros(IxDyn(&[1, 1]));
+            let ty = Type::new(if signed { ElemType::Int(2) } else { ElemType::UInt(1) }, vec![1, 1]);
+            let dense = Dense::new(ty.clone(), zero).map_err(OnnxError::Unsupported)?;
+            flats.push(
+                self.b
+                    .op_with_type(OpKind::Constant, &[], &[("value", Attribute::Dense(dense))], Some(ty))
+                    .map_err(ir_err(&what))?,
+            );
+        }
+        let src = if flats.len() == 1 {
+            flats[0]
+        } else {
+            self.b
+                .op(OpKind::Concat, &flats, &[("axis", Attribute::Int(1))])
+                .map_err(ir_err(&what))?
+        };
+        let gather_idx: Vec<i64> = picks.iter().map(|p| p.map_or(total as i64, |k| k as i64)).collect();
+        let v = self
+            .b
+            .op(
+                OpKind::Gather,
+                &[src],
+                &[
+                    ("axis", Attribute::Int(1)),
+                    ("indices", Attribute::Dense(dense(gather_idx, &[m])?)),
+                ],
+            )
+            .map_err(ir_err(&what))?;
+        // per element: the scale and offset of the element read; a constant: its value as the offset,
+        // with the scale of an element of its channel (axis 1 of an image or sequence) when there is one
+        let (mut scale_all, mut offset_all) = (Vec::with_capacity(total), Vec::with_capacity(total));
+        for (_, e) in &encs {
+            let n = e.numel();
+            scale_all.extend((0..n).map(|k| at(&e.scale, k)));
+            offset_all.extend((0..n).map(|k| at(&e.offset, k)));
+        }
+        let shape: Vec<usize> = vals.shape().to_vec();
+        let channels = shape.get(1).copied().unwrap_or(1).max(1);
+        let inner = (m / channels).max(1);
+        let mut channel_scale = vec![None; channels];
+        for (k, p) in picks.iter().enumerate() {
+            if let Some(j) = p {
+                channel_scale[(k / inner) % channels].get_or_insert(scale_all[*j]);
+            }
+        }
+        let vals_flat: Vec<f64> = vals.iter().copied().collect();
+        let scale: Vec<f64> = (0..m)
+            .map(|k| match picks[k] {
+                Some(j) => scale_all[j],
+                // (a constant's integer is 0: its scale only matters to ops asking for one per channel,
+                // and 0 keeps a linear layer's folded weights for it at 0)
+                None if shape.len() > 2 => channel_scale[(k / inner) % channels].unwrap_or(0.0),
+                None => 0.0,
+            })
+            .collect();
+        let offset: Vec<f64> = (0..m)
+            .map(|k| match picks[k] {
+                Some(j) => offset_all[j],
+                None => vals_flat[k],
+            })
+            .collect();
+        // pending steps: only a lone tensor without constants keeps them (per-element constants moved)
+        let steps = if encs.len() == 1 && !constants {
+            let remap = |v: &Vec<f64>| -> Vec<f64> {
+                if v.len() == 1 {
+                    v.clone()
+                } else {
+                    picks.iter().map(|p| v[p.expect("no constants")]).collect()
+                }
+            };
+            encs[0]
+                .1
+                .steps
+                .iter()
+                .map(|s| match s {
+                    Step::F(u) => Step::F(*u),
+                    Step::Affine { mul, add } => Step::Affine {
+                        mul: remap(mul),
+                        add: remap(add),
+                    },
+                    Step::PRelu(p) => Step::PRelu(remap(p)),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let lo = encs.iter().map(|(_, e)| e.lo).min().unwrap_or(0);
+        let hi = encs.iter().map(|(_, e)| e.hi).max().unwrap_or(0);
+        Ok(Enc {
+            v,
+            shape,
+            lo: if constants { lo.min(0) } else { lo },
+            hi: if constants { hi.max(0) } else { hi },
+            scale,
+            offset,
+            steps,
+            calib: out.to_string(),
+        })
+    }
+
+    /// ReduceSum / ReduceMean of an encrypted tensor: a sum (`fhe.sum`, leveled) of integers with
+    /// one scale over each reduced group (else materialised first); the mean divides the scale.
+    fn reduce(
+        &mut self,
+        node: &Node,
+        x: Enc,
+        clear_get: &dyn Fn(&str) -> Option<ArrayD<f64>>,
+        out: &str,
+    ) -> Result<Enc, OnnxError> {
+        let what = node.what();
+        let axes = crate::movement::reduce_axes(node, x.shape.len(), clear_get)?;
+        if axes.contains(&0) {
+            return Err(OnnxError::Unsupported(format!(
+                "{what}: a reduction over the batch axis (fhec runs each sample apart)"
+            )));
+        }
+        let keep = node.int("keepdims", 1)? != 0;
+        // element e's position in the reduced tensor
+        let n = x.numel();
+        let strides: Vec<usize> = (0..x.shape.len()).map(|a| x.shape[a + 1..].iter().product()).collect();
+        let in_shape = x.shape.clone();
+        let group_of = |e: usize| -> usize {
+            let mut g = 0;
+            for a in 0..in_shape.len() {
+                if !axes.contains(&a) {
+                    g = g * in_shape[a] + (e / strides[a]) % in_shape[a];
+                }
+            }
+            g
+        };
+        let groups: usize = (0..x.shape.len())
+            .filter(|a| !axes.contains(a))
+            .map(|a| x.shape[a])
+            .product();
+        let count = (n / groups.max(1)).max(1);
+        let uniform = x.steps.is_empty() && {
+            let mut first: Vec<Option<u64>> = vec![None; groups];
+            (0..n).all(|e| {
+                let b = at(&x.scale, e).to_bits();
+                *first[group_of(e)].get_or_insert(b) == b
+            })
+        };
+        let x = if uniform {
+            x
+        } else {
+            let bits = self.opts.n_bits.op_inputs;
+            self.materialise(x, bits, &what)?
+        };
+        let ty = self.b.ty(x.v).with_shape(x.shape.clone());
+        let xv = self
+            .b
+            .op_with_type(OpKind::Reshape, &[x.v], &[], Some(ty))
+            .map_err(ir_err(&what))?;
+        let axes_attr = Attribute::Array(axes.iter().map(|&a| Attribute::Int(a as i64)).collect());
+        let summed = self
+            .b
+            .op(
+                OpKind::Sum,
+                &[xv],
+                &[("axes", axes_attr), ("keep_dims", Attribute::Bool(keep))],
+            )
+            .map_err(ir_err(&what))?;
+        let rty = self.b.ty(summed).clone();
+        let v = self
+            .b
+            .op_with_type(OpKind::Reshape, &[summed], &[], Some(rty.with_shape(vec![1, groups])))
+            .map_err(ir_err(&what))?;
+        let div = if node.op == "ReduceMean" { count as f64 } else { 1.0 };
+        let mut scale = vec![0.0; groups];
+        let mut offset = vec![0.0; groups];
+        for e in 0..n {
+            let g = group_of(e);
+            scale[g] = at(&x.scale, e) / div;
+            offset[g] += at(&x.offset, e) / div;
+        }
+        let mut shape = Vec::new();
+        for (a, &d) in x.shape.iter().enumerate() {
+            if !axes.contains(&a) {
+                shape.push(d);
+            } else if keep {
+                shape.push(1);
+            }
+        }
+        let (lo, hi) = (x.lo * count as i64, x.hi * count as i64);
+        self.layers.push(LayerReport {
+            node: what,
+            kind: "accumulator".into(),
+            elements: groups,
+            range: (lo, hi),
+            bits: rty.width(),
+            rounded_lsbs: 0,
+            tables: 0,
+        });
+        Ok(Enc {
+            v,
+            shape,
+            lo,
+            hi,
+            scale,
+            offset,
+            steps: Vec::new(),
+            calib: out.to_string(),
+        })
+    }
+
+    /// `a ± b` of two encrypted tensors of one shape (residual connections): both are materialised
+    /// to one scale (each with its own offset), then added as integers.
+    fn add_enc(&mut self, node: &Node, a: Enc, b: Enc, negate_b: bool, out: &str) -> Result<Enc, OnnxError> {
+        let what = node.what();
+        if a.shape != b.shape {
+            return Err(OnnxError::Unsupported(format!(
+                "{what}: encrypted operands of shapes {:?} and {:?} (broadcasting between two encrypted tensors is \
+                 not supported)",
+                a.shape, b.shape
+            )));
+        }
+        let (alo, ahi) = self.calibrated(&a)?;
+        let (blo, bhi) = self.calibrated(&b)?;
+        let levels = ((1u64 << self.opts.n_bits.op_inputs) - 1) as f64;
+        let s = (ahi - alo).max(bhi - blo) / levels;
+        let qa = self.materialise_to(a, alo, s, ((ahi - alo) / s).ceil().min(levels), &what)?;
+        let qb = self.materialise_to(b, blo, s, ((bhi - blo) / s).ceil().min(levels), &what)?;
+        let kind = if negate_b { OpKind::Sub } else { OpKind::Add };
+        let v = self.b.op(kind, &[qa.v, qb.v], &[]).map_err(ir_err(&what))?;
+        let (lo, hi) = if negate_b {
+            (qa.lo - qb.hi, qa.hi - qb.lo)
+        } else {
+            (qa.lo + qb.lo, qa.hi + qb.hi)
+        };
+        let offset = if negate_b { alo - blo } else { alo + blo };
+        self.layers.push(LayerReport {
+            node: what,
+            kind: "accumulator".into(),
+            elements: qa.numel(),
+            range: (lo, hi),
+            bits: self.b.ty(v).width(),
+            rounded_lsbs: 0,
+            tables: 0,
+        });
+        Ok(Enc {
+            v,
+            shape: qa.shape,
+            lo,
+            hi,
+            scale: vec![s],
+            offset: vec![offset],
+            steps: Vec::new(),
+            calib: out.to_string(),
+        })
+    }
+
+    /// ONNX pooling: averages as a convolution of ones per channel (leveled, exact); maxima with
+    /// `fhe.maxpool2d` on integers of one positive scale and offset per channel.
+    fn pool(&mut self, node: &Node, x: Enc, out: &str) -> Result<Enc, OnnxError> {
+        let what = node.what();
+        let (kind, g) = pool_of(node, &x.shape)?;
+        let c = g.x[1];
+        match kind {
+            Pool::Average { count_include_pad } => {
+                let ones = ArrayD::from_elem(IxDyn(&[c, 1, g.kernel[0], g.kernel[1]]), 1.0);
+                let mut divisors = Vec::with_capacity(c * g.out[0] * g.out[1]);
+                for _ in 0..c {
+                    for oh in 0..g.out[0] {
+                        for ow in 0..g.out[1] {
+                            let d = divisor(&g, count_include_pad, oh, ow);
+                            if d == 0 {
+                                return Err(OnnxError::Shape(format!(
+                                    "{what}: window ({oh}, {ow}) covers only padding"
+                                )));
+                            }
+                            divisors.push(d);
+                        }
+                    }
+                }
+                self.conv(node, x, &ones, None, &g, c, false, Some(&divisors), out)
+            }
+            Pool::Max => {
+                // the maximum commutes with q ↦ s·q + o for one s > 0 and one o per channel; a wide
+                // accumulator is materialised first (each comparison is a lookup on its difference)
+                let inner = g.x[2] * g.x[3];
+                let x = self.channelwise(x, c, true, &what)?;
+                let narrow = self.b.ty(x.v).width() <= self.opts.n_bits.op_inputs.max(self.opts.rounding_bits);
+                let x = if narrow && (0..c).all(|ch| at(&x.scale, ch * inner) > 0.0) {
+                    x
+                } else {
+                    let bits = self.opts.n_bits.op_inputs;
+                    self.materialise(x, bits, &what)?
+                };
+                let elem = self.b.ty(x.v).elem;
+                let y = self.window_op(OpKind::Maxpool2d, &x, None, &g, None, c, elem, &what)?;
+                let n_out = c * g.out[0] * g.out[1];
+                let per = g.out[0] * g.out[1];
+                let scale = (0..n_out).map(|e| at(&x.scale, (e / per) * inner)).collect();
+                let offset = (0..n_out).map(|e| at(&x.offset, (e / per) * inner)).collect();
+                self.layers.push(LayerReport {
+                    node: what,
+                    kind: "max".into(),
+                    elements: n_out,
+                    range: (x.lo, x.hi),
+                    bits: self.b.ty(x.v).width(),
+                    rounded_lsbs: 0,
+                    tables: 0,
+                });
+                let mut shape = g.out_shape(c);
+                shape[0] = 1;
+                Ok(Enc {
+                    v: y,
+                    shape,
+                    lo: x.lo,
+                    hi: x.hi,
+                    scale,
+                    offset,
+                    steps: Vec::new(),
+                    calib: out.to_string(),
+                })
+            }
+        }
+    }
 }
 
 impl OnnxModel {
@@ -471,8 +1136,13 @@ impl OnnxModel {
             .map(|r| r.to_vec())
             .collect();
         let n_in = opts.n_bits.model_inputs;
-        let quantizer =
+        let mut quantizer =
             InputQuantizer::calibrate(&rows, features, n_in).map_err(|e| OnnxError::Calibration(e.to_string()))?;
+        if input_shape.len() >= 2 {
+            // images and sequences (`[C, H, W]`, `[C, L]`): one quantiser per channel, so that a
+            // convolution's weights fold its scale (a per-pixel scale would not be a convolution)
+            per_channel(&mut quantizer, &rows, input_shape[0]);
+        }
         let mut b = FunctionBuilder::new("main");
         let max_q = (1i64 << n_in) - 1;
         let x = b.arg_with_range("x", Type::new(ElemType::EInt(n_in), vec![1, features]), 0, max_q);
@@ -556,6 +1226,29 @@ impl OnnxModel {
             output_shape,
             layers: bld.layers,
         })
+    }
+}
+
+/// Sets per-feature affine quantisers to one per channel (`features` = `channels × inner`, channel
+/// major): each channel's range is its values' range over the calibration rows.
+fn per_channel(q: &mut InputQuantizer, rows: &[Vec<f64>], channels: usize) {
+    let n = q.lo.len();
+    if channels == 0 || !n.is_multiple_of(channels) {
+        return;
+    }
+    let inner = n / channels;
+    let levels = ((1u64 << q.n_bits) - 1) as f64;
+    for c in 0..channels {
+        let range = c * inner..(c + 1) * inner;
+        let (lo, hi) = rows
+            .iter()
+            .flat_map(|r| r[range.clone()].iter().copied())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+        let scale = if hi > lo { (hi - lo) / levels } else { 1.0 };
+        for j in range {
+            q.lo[j] = lo;
+            q.scale[j] = scale;
+        }
     }
 }
 
@@ -664,9 +1357,18 @@ impl Builder<'_> {
                 let (x, c, x_first) = match (enc_at(0), enc_at(1)) {
                     (Some(x), None) => (x, clear_at(1), true),
                     (None, Some(x)) => (x, clear_at(0), false),
+                    (Some(a), Some(b)) if node.op == "Add" || node.op == "Sub" => {
+                        return Ok(Outcome::Value(Q::Enc(self.add_enc(
+                            node,
+                            a,
+                            b,
+                            node.op == "Sub",
+                            out,
+                        )?)))
+                    }
                     _ => {
                         return Err(OnnxError::Unsupported(format!(
-                            "{what}: an operation on two encrypted tensors is not supported in this version"
+                            "{what}: a product or quotient of two encrypted tensors is not supported"
                         )))
                     }
                 };
@@ -711,7 +1413,13 @@ impl Builder<'_> {
                 };
                 let (scale, bias, mean, var) = (param(1)?, param(2)?, param(3)?, param(4)?);
                 let eps = node.float("epsilon", 1e-5)?;
-                let c = x.shape.get(1).copied().unwrap_or(0);
+                if x.shape.len() < 2 {
+                    return Err(OnnxError::Shape(format!(
+                        "{what}: input of shape {:?} has no channel axis",
+                        x.shape
+                    )));
+                }
+                let c = x.shape[1];
                 if [&scale, &bias, &mean, &var].iter().any(|p| p.len() != c) {
                     return Err(OnnxError::Shape(format!(
                         "{what}: {c} channels (axis 1 of {:?}) but parameters of {}, {}, {}, {}",
@@ -763,6 +1471,37 @@ impl Builder<'_> {
                 // the IR value is flat: only the logical shape changes (row-major order is kept)
                 x.shape = shape;
                 with(x, None)
+            }
+            "Conv" => {
+                let x = enc_only(0)?;
+                let w = clear_at(1)
+                    .ok_or_else(|| OnnxError::Unsupported(format!("{what}: the weights must be constants")))?;
+                let bias = match (node.input(2), clear_at(2)) {
+                    (None, _) => None,
+                    (Some(_), Some(b)) => Some(b),
+                    (Some(_), None) => {
+                        return Err(OnnxError::Unsupported(format!("{what}: the bias must be a constant")))
+                    }
+                };
+                if w.ndim() != x.shape.len() {
+                    return Err(OnnxError::Shape(format!(
+                        "{what}: input of shape {:?} and weights of shape {:?}",
+                        x.shape,
+                        w.shape()
+                    )));
+                }
+                let g = geometry(node, &x.shape, Some(&w.shape()[2..]), false)?;
+                let group = conv_group(node, g.x[1], w.shape())?;
+                Q::Enc(self.conv(node, x, &w, bias.as_ref(), &g, group, true, None, out)?)
+            }
+            "Transpose" | "Slice" | "Gather" | "Pad" | "Concat" | "Expand" => {
+                Q::Enc(self.movement(node, &operands, &clear_get, out)?)
+            }
+            "Shape" => Q::Clear(crate::movement::shape_of(node, &enc_only(0)?.shape)?),
+            "ReduceSum" | "ReduceMean" => Q::Enc(self.reduce(node, enc_only(0)?, &clear_get, out)?),
+            "AveragePool" | "GlobalAveragePool" | "MaxPool" | "GlobalMaxPool" => {
+                let x = enc_only(0)?;
+                Q::Enc(self.pool(node, x, out)?)
             }
             "Softmax" | "LogSoftmax" | "ArgMax" => {
                 let x = enc_only(0)?;

@@ -18,8 +18,36 @@ from .onnx import DEFAULT_N_BITS, QuantizedModule, compile_onnx_model
 
 __all__ = ["compile_torch_model", "QuantizedModule"]
 
-#: The opset the export asks for (fhec reads 7 to 23).
+#: The opset the TorchScript exporter (torch < 2.9) is asked for; torch's newer exporter (``dynamo=True``,
+#: its default from 2.9) picks its own (18 and later). fhec reads opsets 7 to 23.
 OPSET = 17
+
+
+def _export(torch: Any, net: Any, X: np.ndarray) -> bytes:
+    example = (torch.tensor(X[:2], dtype=torch.float32),)
+    major, minor = (int(v) for v in torch.__version__.split(".")[:2])
+    if (major, minor) >= (2, 9):
+        program = torch.onnx.export(
+            net,
+            example,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            dynamo=True,
+            verbose=False,
+        )
+        return program.model_proto.SerializeToString()
+    buf = io.BytesIO()
+    torch.onnx.export(
+        net,
+        example,
+        buf,
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+        opset_version=OPSET,
+    )
+    return buf.getvalue()
 
 
 def compile_torch_model(
@@ -41,21 +69,12 @@ def compile_torch_model(
     X = X.astype(np.float64)
     was_training = torch_model.training
     torch_model.eval()
-    buf = io.BytesIO()
     try:
-        torch.onnx.export(
-            torch_model,
-            (torch.tensor(X[:1], dtype=torch.float32),),
-            buf,
-            input_names=["x"],
-            output_names=["y"],
-            dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
-            opset_version=OPSET,
-        )
+        model = _export(torch, torch_model, X)
     finally:
         torch_model.train(was_training)
     return compile_onnx_model(
-        buf.getvalue(),
+        model,
         X,
         n_bits=n_bits,
         rounding_threshold_bits=rounding_threshold_bits,

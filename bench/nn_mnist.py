@@ -1,0 +1,74 @@
+"""The MNIST network rows of the model table (issue: networks from ONNX): the fully connected net
+(784 → 392 → 10, fixture ``mnist_fc``) and the convolutional one (fixture ``mnist_cnn``: two stride-2
+convolutions, an average pool, a linear layer), on mnist5k's test split. Prints one JSON line per
+configuration: compile and keygen seconds, evaluation-key bytes, the cost model's seconds per image,
+measured seconds per encrypted image (median of ``--samples``; 0 skips execution), lookups by
+precision, accuracy of the float network and of the quantised one on the whole test split,
+simulate = quantised on it, and FHE = quantised on the executed images.
+
+    target/pyenv/bin/python bench/nn_mnist.py [--model fc|cnn|both] [--samples N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import time
+
+import numpy as np
+
+FIX = pathlib.Path(__file__).resolve().parents[1] / "frontends" / "onnx" / "tests" / "fixtures"
+CONFIGS = {
+    "fc": [("inputs 2, activations 4, weights 3, rounding 6",
+            {"model_inputs": 2, "op_inputs": 4, "op_weights": 3, "model_outputs": 8}, 6)],
+    "cnn": [("inputs 3, activations 5, weights 5, rounding 6",
+             {"model_inputs": 3, "op_inputs": 5, "op_weights": 5, "model_outputs": 8}, 6),
+            ("inputs 2, activations 4, weights 4, rounding 6",
+             {"model_inputs": 2, "op_inputs": 4, "op_weights": 4, "model_outputs": 8}, 6)],
+}
+FIXTURE = {"fc": "mnist_fc", "cnn": "mnist_cnn"}
+
+
+def rows(model: str, samples: int) -> None:
+    import fhec.onnx
+
+    d = np.load(FIX / f"{FIXTURE[model]}.npz")
+    x, y = d["x"], d["y"]
+    fp32 = float((d["ort"].argmax(1) == y).mean())
+    for name, bits, r in CONFIGS[model]:
+        t = time.perf_counter()
+        qm = fhec.onnx.compile_onnx_model(FIX / f"{FIXTURE[model]}.onnx", d["calib"][:1000], n_bits=bits,
+                                          rounding_threshold_bits=r)
+        compile_s = time.perf_counter() - t
+        clear = qm.forward(x, fhe="disable")
+        simulate_equal = bool(np.array_equal(qm.forward(x, fhe="simulate"), clear))
+        keygen_s, times, exact = None, [], 0
+        if samples:
+            t = time.perf_counter()
+            qm.fhe_circuit.keygen()
+            keygen_s = round(time.perf_counter() - t, 2)
+            for i in range(samples):
+                t = time.perf_counter()
+                out = qm.forward(x[i : i + 1], fhe="execute")
+                times.append(time.perf_counter() - t)
+                exact += int(np.array_equal(out, clear[i : i + 1]))
+        s = qm.fhe_circuit.statistics
+        print(json.dumps({
+            "tool": "fhec", "model": model, "config": name, "compile_s": round(compile_s, 2), "keygen_s": keygen_s,
+            "evaluation_key_bytes": s["evaluation_key_bytes"], "estimated_s": round(s["estimated_seconds"], 1),
+            "s_per_image": round(float(np.median(times)), 2) if times else None,
+            "lookups": s["pbs_count"], "by_precision": s["pbs_by_precision"], "parameters": s["parameters"],
+            "fp32_acc": round(fp32, 4), "quantised_acc": round(float((clear.argmax(1) == y).mean()), 4),
+            "test_images": len(y), "simulate_equals_quantised": simulate_equal,
+            "fhe_equals_quantised": f"{exact}/{samples}",
+        }), flush=True)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", choices=["fc", "cnn", "both"], default="both")
+    ap.add_argument("--samples", type=int, default=1)
+    a = ap.parse_args()
+    for m in ["fc", "cnn"] if a.model == "both" else [a.model]:
+        rows(m, a.samples)
