@@ -679,15 +679,23 @@ pub(crate) fn info(program: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `fhec import`: a tree ensemble → quantised ensemble (JSON) + fhe module.
-/// An ONNX file with `ai.onnx.ml` nodes is a tree ensemble; any other a network.
-fn is_onnx_ensemble(bytes: &[u8]) -> bool {
-    use fhec::onnx::proto::ModelProto;
-    use prost::Message as _;
-    ModelProto::decode(bytes).is_ok_and(|m| {
-        m.graph
-            .is_some_and(|g| g.node.iter().any(|n| n.domain.as_deref() == Some("ai.onnx.ml")))
-    })
+/// `--rounding-bits`: a number of bits, or `auto` (`OnnxModel::choose_rounding_bits`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RoundingArg {
+    Bits(u32),
+    Auto,
+}
+
+impl std::str::FromStr for RoundingArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<RoundingArg, String> {
+        if s == "auto" {
+            return Ok(RoundingArg::Auto);
+        }
+        s.parse::<u32>()
+            .map(RoundingArg::Bits)
+            .map_err(|_| format!("`{s}` is neither a number of bits nor `auto`"))
+    }
 }
 
 /// `fhec import onnx` of a neural network: post-training quantisation (docs/onnx.md).
@@ -698,14 +706,42 @@ fn import_network(
     values: Vec<f64>,
     output: &str,
     n_bits: Option<u32>,
-    rounding_bits: Option<u32>,
+    rounding_bits: Option<RoundingArg>,
 ) -> Result<(), Failure> {
     let m = fhec::onnx::OnnxModel::from_bytes(bytes).map_err(|e| anyhow!("{model}: {e}"))?;
     let x = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), values).map_err(|e| anyhow!("{e}"))?;
-    let opts = fhec::onnx::PtqOptions {
+    let mut opts = fhec::onnx::PtqOptions {
         n_bits: fhec::onnx::NBits::all(n_bits.unwrap_or(fhec::onnx::DEFAULT_N_BITS)),
-        rounding_bits: rounding_bits.unwrap_or(fhec::onnx::DEFAULT_ROUNDING_BITS),
+        rounding_bits: fhec::onnx::DEFAULT_ROUNDING_BITS,
     };
+    match rounding_bits {
+        Some(RoundingArg::Bits(b)) => opts.rounding_bits = b,
+        Some(RoundingArg::Auto) => {
+            let tolerance = fhec::onnx::DEFAULT_ROUNDING_TOLERANCE;
+            let c = m
+                .choose_rounding_bits(&x, &opts, tolerance)
+                .map_err(|e| anyhow!("{model}: {e}"))?;
+            let tried: Vec<String> = c
+                .trials
+                .iter()
+                .map(|t| match t.error {
+                    Some(e) => format!("{} bits {:.2} %", t.bits, 100.0 * e),
+                    None => format!("{} bits: no tables", t.bits),
+                })
+                .collect();
+            eprintln!(
+                "rounding: {} bits ({} the {:.0} % tolerance against {}-bit rounding on {} calibration rows; tried {})",
+                c.bits,
+                if c.met { "within" } else { "the closest to; none within" },
+                100.0 * tolerance,
+                c.reference_bits,
+                c.rows,
+                tried.join(", ")
+            );
+            opts.rounding_bits = c.bits;
+        }
+        None => {}
+    }
     let q = m.quantize(&x, &opts).map_err(|e| anyhow!("{model}: {e}"))?;
     let spath = format!("{}.spec.json", output.trim_end_matches(".fhe"));
     write(&spath, q.spec.to_json().as_bytes())?;
@@ -719,7 +755,8 @@ fn import_network(
         .max()
         .unwrap_or(0);
     eprintln!(
-        "imported a network ({} ops, input {:?}): {} linear layers (widest accumulator {widest} bits), {lookups}          lookups{}; wrote {output} and {spath}",
+        "imported a network ({} ops, input {:?}): {} linear layers (widest accumulator {widest} bits), {lookups} \
+         lookups{}; wrote {output} and {spath}",
         m.ops().len(),
         q.input_shape,
         q.layers.iter().filter(|l| l.kind == "accumulator").count(),
@@ -728,13 +765,15 @@ fn import_network(
     Ok(())
 }
 
+/// `fhec import`: a tree ensemble → quantised ensemble (JSON) + fhe module. An ONNX file with
+/// `ai.onnx.ml` nodes is a tree ensemble (`fhec_onnx::trees`); any other a network.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn import(
     format: &str,
     model: &str,
     calibration: &str,
     output: &str,
-    (n_bits, rounding_bits): (Option<u32>, Option<u32>),
+    (n_bits, rounding_bits): (Option<u32>, Option<RoundingArg>),
     leaf_bits: u32,
     quantizer: &str,
     leaf_mode: Option<&str>,
@@ -752,13 +791,13 @@ pub(crate) fn import(
     let (shape, values) = fhec::io::read_npy_f64(Path::new(calibration)).map_err(|e| anyhow!("{e}"))?;
     let ensemble = if format == "onnx" {
         let bytes = std::fs::read(model).map_err(|e| anyhow!("cannot read {model}: {e}"))?;
-        if !is_onnx_ensemble(&bytes) {
+        if !fhec::onnx::trees::is_tree_ensemble(&bytes) {
             return import_network(&bytes, model, shape, values, output, n_bits, rounding_bits);
         }
         if rounding_bits.is_some() {
             return Err(anyhow!("--rounding-bits is for networks; tree ensembles round nothing").into());
         }
-        fhec_trees::onnx::import(&bytes, shape.get(1).copied())
+        fhec::onnx::trees::import(&bytes, shape.get(1).copied())
     } else {
         let text = crate::read_source(model)?;
         match format {

@@ -259,9 +259,10 @@ enum Command {
         /// the bits of every role (inputs, activations, weights, outputs; default 5).
         #[arg(long)]
         n_bits: Option<u32>,
-        /// Networks: the bits an accumulator keeps before a lookup (default 5).
-        #[arg(long)]
-        rounding_bits: Option<u32>,
+        /// Networks: the bits an accumulator keeps before a lookup (default 5), or `auto`: the fewest
+        /// (2 to 8) that change at most 1 % of the calibration rows' top class against a fine rounding.
+        #[arg(long, value_name = "BITS|auto")]
+        rounding_bits: Option<fhe::RoundingArg>,
         /// Leaf bits.
         #[arg(long, default_value_t = 6)]
         leaf_bits: u32,

@@ -781,6 +781,40 @@ fn import_onnx_network_writes_a_module_and_a_client_spec() {
         );
         assert_eq!(stdout(&sim), stdout(&eval));
     }
+    // the rounding chosen automatically, and a bad value refused by the parser
+    let auto = tmp("iris_auto.fhe");
+    let o = fhec(&[
+        "import",
+        "onnx",
+        "frontends/onnx/tests/fixtures/iris_mlp.onnx",
+        "--calibration",
+        calib.to_str().unwrap(),
+        "--rounding-bits",
+        "auto",
+        "-o",
+        auto.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success() && stderr(&o).contains("rounding: ") && stderr(&o).contains("tried 2 bits"),
+        "{}",
+        stderr(&o)
+    );
+    let o = fhec(&[
+        "import",
+        "onnx",
+        "frontends/onnx/tests/fixtures/iris_mlp.onnx",
+        "--calibration",
+        calib.to_str().unwrap(),
+        "--rounding-bits",
+        "many",
+        "-o",
+        auto.to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("neither a number of bits nor `auto`"),
+        "{}",
+        stderr(&o)
+    );
     // a tree option on a network and a network option on trees are refused
     let o = fhec(&[
         "import",

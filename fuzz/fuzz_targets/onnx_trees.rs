@@ -3,5 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = fhec::trees::onnx::import(data, None);
+    let _ = fhec::onnx::trees::import(data, None);
 });

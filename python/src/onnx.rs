@@ -55,6 +55,41 @@ pub(crate) fn onnx_quantize(
     Ok(QuantizedNetwork { q })
 }
 
+/// Chooses the rounding bits automatically (`OnnxModel::choose_rounding_bits`): a dict with `bits`,
+/// `tolerance`, `reference_bits`, `rows`, `met` and `trials` (`(bits, error or None)` each).
+#[pyfunction]
+pub(crate) fn onnx_choose_rounding<'py>(
+    py: Python<'py>,
+    onnx: &[u8],
+    calibration: PyReadonlyArrayDyn<'_, f64>,
+    n_bits: (u32, u32, u32, u32),
+    tolerance: f64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let m = model(onnx)?;
+    let x = calibration.as_array().to_owned();
+    let opts = fhec::onnx::PtqOptions {
+        n_bits: fhec::onnx::NBits {
+            model_inputs: n_bits.0,
+            op_inputs: n_bits.1,
+            op_weights: n_bits.2,
+            model_outputs: n_bits.3,
+        },
+        rounding_bits: fhec::onnx::DEFAULT_ROUNDING_BITS,
+    };
+    let c = py
+        .detach(|| m.choose_rounding_bits(&x, &opts, tolerance))
+        .map_err(to_py)?;
+    let d = PyDict::new(py);
+    d.set_item("bits", c.bits)?;
+    d.set_item("tolerance", c.tolerance)?;
+    d.set_item("reference_bits", c.reference_bits)?;
+    d.set_item("rows", c.rows)?;
+    d.set_item("met", c.met)?;
+    let trials: Vec<(u32, Option<f64>)> = c.trials.iter().map(|t| (t.bits, t.error)).collect();
+    d.set_item("trials", trials)?;
+    Ok(d)
+}
+
 fn quantizer(q: &fhec::onnx::QuantizedNetwork) -> &fhec::quant::InputQuantizer {
     match &q.spec.inputs[0] {
         fhec::quant::InputSpec::Features { quantizer, .. } => quantizer,

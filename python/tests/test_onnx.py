@@ -22,7 +22,7 @@ def fixture(name: str) -> tuple[bytes, dict]:
     return (FIXTURES / f"{name}.onnx").read_bytes(), {k: data[k] for k in data.files}
 
 
-@pytest.mark.parametrize("name", ["iris_mlp", "ops_mlp", "mnist_fc", "cnn_ops", "mnist_cnn"])
+@pytest.mark.parametrize("name", ["iris_mlp", "ops_mlp", "mnist_fc", "cnn_ops", "mnist_cnn", "keras_mlp", "keras_cnn"])
 def test_the_float_reference_agrees_with_onnxruntime(name):
     model, d = fixture(name)
     ours = fhec.onnx.onnx_reference(model, d["x"])
@@ -116,7 +116,7 @@ def test_convolutions_and_pools_run_encrypted_exactly():
     print(f"cnn_ops: dequantised outputs within {err:.3f} of the range of onnxruntime's")
     assert err < 0.5
     kinds = [r["kind"] for r in qm.bitwidth_report()]
-    assert "max" in kinds and kinds.count("accumulator") == 6
+    assert "max" in kinds and kinds.count("accumulator") == 7
 
 
 def test_mnist_convolutional_simulated():
@@ -170,6 +170,41 @@ def test_residuals_and_data_movement_run_encrypted_exactly():
     ref = fhec.onnx.onnx_reference(m, x[:20])
     assert np.abs(clear - ref).max() < 0.5 * np.abs(ref).max()
     assert np.corrcoef(clear.ravel(), ref.ravel())[0, 1] > 0.9
+
+
+def test_rounding_bits_chosen_automatically(iris):
+    model, d = fixture("iris_mlp")
+    qm = fhec.onnx.compile_onnx_model(model, d["calib"], rounding_threshold_bits="auto")
+    r = qm.rounding_report
+    assert r["met"] and qm.rounding_threshold_bits == r["bits"] and 2 <= r["bits"] <= 8
+    assert r["trials"][0][0] == 2 and r["trials"][-1][0] == r["bits"]
+    assert all(e is None or e > r["tolerance"] for _, e in r["trials"][:-1])
+    x = d["x"]
+    assert np.array_equal(qm.forward(x, fhe="simulate"), qm.forward(x, fhe="disable"))
+    strict = fhec.onnx.compile_onnx_model(model, d["calib"], rounding_threshold_bits={"n_bits": "auto", "tolerance": 0.0})
+    assert strict.rounding_threshold_bits >= qm.rounding_threshold_bits
+    with pytest.raises(ValueError, match="number of bits or 'auto'"):
+        fhec.onnx.compile_onnx_model(model, d["calib"], rounding_threshold_bits="fast")
+    with pytest.raises(ValueError, match="rounds exactly"):
+        fhec.onnx.compile_onnx_model(model, d["calib"], rounding_threshold_bits={"n_bits": 4, "method": "approximate"})
+    with pytest.raises(ValueError, match="tolerance"):
+        fhec.onnx.compile_onnx_model(model, d["calib"], rounding_threshold_bits={"n_bits": "auto", "tolerance": 2})
+
+
+def test_keras_models_through_tf2onnx():
+    # committed fixtures (generate_keras.py): an NHWC convolution between Transposes, a Flatten computed
+    # from Shape / Gather / Slice / Concat / Cast / Reshape
+    for name, bits, r in [("keras_mlp", 5, 5), ("keras_cnn", 4, 5)]:
+        model, d = fixture(name)
+        qm = fhec.onnx.compile_onnx_model(model, d["calib"], n_bits=bits, rounding_threshold_bits=r)
+        x, y = d["x"], d["y"]
+        clear = qm.forward(x, fhe="disable")
+        assert np.array_equal(qm.forward(x, fhe="simulate"), clear)
+        fp32 = (d["ort"].argmax(1) == y).mean()
+        quantised = (clear.argmax(1) == y).mean()
+        print(f"{name}: fp32 {fp32:.4f}, quantised {quantised:.4f}")
+        assert quantised >= fp32 - 0.06
+    assert np.array_equal(qm.forward(x[:1], fhe="execute"), clear[:1])
 
 
 def test_too_wide_accumulators_are_a_clear_error():

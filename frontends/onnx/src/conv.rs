@@ -238,6 +238,18 @@ pub(crate) fn conv(
     }
     let g = geometry(node, x.shape(), Some(&w.shape()[2..]), false)?;
     let group = conv_group(node, g.x[1], w.shape())?;
+    conv_with(node, x, w, b, &g, group)
+}
+
+/// A convolution of `x` (read as `g.x`) with `w` `[F, C/group, k…]` over the window `g`.
+fn conv_with(
+    node: &Node,
+    x: &ArrayD<f64>,
+    w: &ArrayD<f64>,
+    b: Option<&ArrayD<f64>>,
+    g: &Geometry,
+    group: usize,
+) -> Result<ArrayD<f64>, OnnxError> {
     let f = w.shape()[0];
     if let Some(b) = b {
         if b.len() != f {
@@ -251,7 +263,7 @@ pub(crate) fn conv(
         .into_owned()
         .into_shape_with_order((f, cg, g.kernel[0], g.kernel[1]))
         .map_err(|e| shape_err(node, e))?;
-    let x4 = as4(node, x, &g)?;
+    let x4 = as4(node, x, g)?;
     let fpg = f / group;
     let total = g.x[0] * f * g.out[0] * g.out[1];
     if total.saturating_mul(cg * g.kernel[0] * g.kernel[1]) > 1 << 34 {
@@ -278,7 +290,7 @@ pub(crate) fn conv(
             }
         }
     }
-    from4(node, y, &g, f)
+    from4(node, y, g, f)
 }
 
 /// Which pooling.
@@ -351,4 +363,196 @@ pub(crate) fn pool(node: &Node, x: &ArrayD<f64>) -> Result<ArrayD<f64>, OnnxErro
         }
     }
     from4(node, y, &g, c)
+}
+
+/// ONNX `ConvTranspose` as a convolution: the input with `stride − 1` zeros between its elements and
+/// `(k − 1)·d − pad` rows of zeros around (negative: cropped), then a stride-1 convolution with the
+/// kernel flipped and its channel axes swapped per group.
+pub(crate) struct Transposed {
+    /// The extended input `[N, C, H', W']`: for each of its positions, the input position it holds
+    /// (`None`: a zero).
+    pub ext: [usize; 4],
+    pub source: Vec<Option<(usize, usize)>>,
+    /// The stride-1 convolution over the extended input.
+    pub geometry: Geometry,
+    /// `[F, C/group, kh, kw]`.
+    pub weights: ArrayD<f64>,
+    pub group: usize,
+}
+
+pub(crate) fn transposed(node: &Node, shape: &[usize], w: &ArrayD<f64>) -> Result<Transposed, OnnxError> {
+    let (x, one_d) = match *shape {
+        [n, c, l] => ([n, c, 1, l], true),
+        [n, c, h, ww] => ([n, c, h, ww], false),
+        _ => {
+            return Err(OnnxError::Unsupported(format!(
+                "{}: input of shape {shape:?}; fhec reads 1-D and 2-D windows",
+                node.what()
+            )))
+        }
+    };
+    let dims = if one_d { 1 } else { 2 };
+    if w.ndim() != dims + 2 {
+        return Err(shape_err(node, format!("weights of shape {:?}", w.shape())));
+    }
+    let widen = |v: Vec<usize>, fill: usize| -> [usize; 2] {
+        if one_d {
+            [fill, v[0]]
+        } else {
+            [v[0], v[1]]
+        }
+    };
+    let c = x[1];
+    let group = node.int("group", 1)?;
+    if group < 1 || group as usize > c.max(1) {
+        return Err(shape_err(node, format!("group = {group} with {c} input channels")));
+    }
+    let group = group as usize;
+    let (wc, mg) = (w.shape()[0], w.shape()[1]);
+    if wc != c || !c.is_multiple_of(group) || mg == 0 {
+        return Err(shape_err(
+            node,
+            format!(
+                "weights of shape {:?} for {c} input channels in {group} group(s)",
+                w.shape()
+            ),
+        ));
+    }
+    let kernel = widen(w.shape()[2..].to_vec(), 1);
+    if kernel.iter().any(|&k| k == 0 || k > MAX_KERNEL) {
+        return Err(shape_err(node, format!("a kernel of {kernel:?}")));
+    }
+    let strides = widen(ints(node, "strides", dims, 1, 1)?, 1);
+    let dilations = widen(ints(node, "dilations", dims, 1, 1)?, 1);
+    let out_pad = widen(ints(node, "output_padding", dims, 0, 0)?, 0);
+    if node.ints("output_shape")?.is_some() {
+        return Err(OnnxError::Unsupported(format!(
+            "{}: output_shape (give pads instead)",
+            node.what()
+        )));
+    }
+    if !matches!(node.string("auto_pad")?.as_deref(), None | Some("NOTSET")) {
+        return Err(OnnxError::Unsupported(format!(
+            "{}: auto_pad (give pads instead)",
+            node.what()
+        )));
+    }
+    let p = ints(node, "pads", 2 * dims, 0, 0)?;
+    let pads = if one_d {
+        [0, p[0], 0, p[1]]
+    } else {
+        [p[0], p[1], p[2], p[3]]
+    };
+    // extended sizes and where the input starts in them (may be negative: cropped)
+    let mut ext = [x[0], c, 0, 0];
+    let mut start = [0i64; 2];
+    for a in 0..2 {
+        let span = (dilations[a] * (kernel[a] - 1)) as i64;
+        let before = span - pads[a] as i64;
+        let after = span - pads[a + 2] as i64 + out_pad[a] as i64;
+        let up = ((x[2 + a].max(1) - 1) * strides[a] + 1) as i64;
+        let size = before + up + after;
+        if size < span + 1 || size > (MAX_KERNEL * 64) as i64 {
+            return Err(shape_err(
+                node,
+                format!("pads {p:?} leave no output on an axis of {}", x[2 + a]),
+            ));
+        }
+        ext[2 + a] = size as usize;
+        start[a] = before;
+    }
+    let mut source = Vec::with_capacity(ext[2] * ext[3]);
+    for yy in 0..ext[2] as i64 {
+        for xx in 0..ext[3] as i64 {
+            let (u, v) = (yy - start[0], xx - start[1]);
+            let hit = u >= 0
+                && v >= 0
+                && u % strides[0] as i64 == 0
+                && v % strides[1] as i64 == 0
+                && ((u / strides[0] as i64) as usize) < x[2]
+                && ((v / strides[1] as i64) as usize) < x[3];
+            source.push(hit.then(|| ((u / strides[0] as i64) as usize, (v / strides[1] as i64) as usize)));
+        }
+    }
+    let f = mg * group;
+    let cg = c / group;
+    let (kh, kw) = (kernel[0], kernel[1]);
+    let w4: Vec<f64> = w.iter().copied().collect(); // [C, M/g, kh, kw]
+    let mut flipped = Vec::with_capacity(f * cg * kh * kw);
+    for fo in 0..f {
+        let (g, m) = (fo / mg, fo % mg);
+        for ci in 0..cg {
+            for i in 0..kh {
+                for j in 0..kw {
+                    let src = (((g * cg + ci) * mg + m) * kh + (kh - 1 - i)) * kw + (kw - 1 - j);
+                    flipped.push(w4[src]);
+                }
+            }
+        }
+    }
+    let wshape: Vec<usize> = if one_d { vec![f, cg, kw] } else { vec![f, cg, kh, kw] };
+    let weights = ArrayD::from_shape_vec(IxDyn(&wshape), flipped).map_err(|e| shape_err(node, e))?;
+    let out = [ext[2] - dilations[0] * (kh - 1), ext[3] - dilations[1] * (kw - 1)];
+    Ok(Transposed {
+        ext,
+        source,
+        geometry: Geometry {
+            x: ext,
+            one_d,
+            kernel,
+            strides: [1, 1],
+            dilations,
+            pads: [0; 4],
+            declared_pads: [0; 4],
+            out,
+        },
+        weights,
+        group,
+    })
+}
+
+/// ONNX `ConvTranspose` in f64 (through [`transposed`]).
+pub(crate) fn conv_transpose(
+    node: &Node,
+    x: &ArrayD<f64>,
+    w: &ArrayD<f64>,
+    b: Option<&ArrayD<f64>>,
+) -> Result<ArrayD<f64>, OnnxError> {
+    let t = transposed(node, x.shape(), w)?;
+    let g = &t.geometry;
+    let (n, c) = (t.ext[0], t.ext[1]);
+    let rows = if g.one_d { 1 } else { x.shape()[2] };
+    let xin = x
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order(IxDyn(&[n, c, rows, x.shape()[x.ndim() - 1]]))
+        .map_err(|e| shape_err(node, e))?;
+    let f = t.weights.shape()[0];
+    if let Some(b) = b {
+        if b.len() != f {
+            return Err(shape_err(node, format!("a bias of {} values for {f} filters", b.len())));
+        }
+    }
+    let total = n * f * g.out[0] * g.out[1];
+    if total.saturating_mul(t.weights.len() / f.max(1)) > 1 << 34 {
+        return Err(shape_err(node, "the convolution is too large to evaluate"));
+    }
+    let plane = t.ext[2] * t.ext[3];
+    let mut ext = vec![0.0; n * c * plane];
+    for b_ in 0..n {
+        for ch in 0..c {
+            for (k, s) in t.source.iter().enumerate() {
+                if let Some((yy, xx)) = s {
+                    ext[(b_ * c + ch) * plane + k] = xin[[b_, ch, *yy, *xx]];
+                }
+            }
+        }
+    }
+    let mut ext_shape = vec![n, c];
+    if !g.one_d {
+        ext_shape.push(t.ext[2]);
+    }
+    ext_shape.push(t.ext[3]);
+    let ext = ArrayD::from_shape_vec(IxDyn(&ext_shape), ext).map_err(|e| shape_err(node, e))?;
+    conv_with(node, &ext, &t.weights, b, g, t.group)
 }

@@ -397,6 +397,10 @@ impl OnnxModel {
                 let b = node.input(2).map(|_| arg(2)).transpose()?;
                 crate::conv::conv(node, &arg(0)?, &arg(1)?, b.as_ref())?
             }
+            "ConvTranspose" => {
+                let b = node.input(2).map(|_| arg(2)).transpose()?;
+                crate::conv::conv_transpose(node, &arg(0)?, &arg(1)?, b.as_ref())?
+            }
             "AveragePool" | "GlobalAveragePool" | "MaxPool" | "GlobalMaxPool" => crate::conv::pool(node, &arg(0)?)?,
             "Softmax" | "LogSoftmax" => {
                 let x = arg(0)?;

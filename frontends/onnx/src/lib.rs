@@ -1,8 +1,9 @@
 //! fhec's ONNX frontend (docs/onnx.md): reads ONNX networks through `prost` (messages generated from
 //! the vendored `onnx-ml.proto`), orders their graph with `petgraph`, evaluates them in f64 (the float
 //! reference) and quantises them after training into an fhec IR module and its client spec
-//! ([`OnnxModel::quantize`]). Like every frontend it depends on the IR and `fhec-quant` only; the
-//! facade (`fhec::compile`) compiles what it returns.
+//! ([`OnnxModel::quantize`]). Tree ensembles (`ai.onnx.ml` nodes) are read by [`trees::import`] into
+//! `fhec-trees`' schema. Like every frontend it depends on the IR, `fhec-quant` and (for that schema)
+//! `fhec-trees` only; the facade (`fhec::compile`) compiles what it returns.
 //!
 //! ```no_run
 //! let bytes = std::fs::read("net.onnx").unwrap();
@@ -18,8 +19,12 @@ mod model;
 mod movement;
 mod ops;
 mod ptq;
+mod rounding;
 #[cfg(test)]
 mod tests;
+pub mod trees;
+#[cfg(test)]
+mod trees_tests;
 
 /// The ONNX protobuf messages, generated from `proto/onnx-ml.proto` by `tools/onnx-proto`.
 #[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
@@ -30,6 +35,10 @@ pub mod proto {
 pub use model::{GraphInput, OnnxModel, MAX_FILE_BYTES, MAX_NODES, MAX_TENSOR_ELEMENTS, OPSETS};
 pub use ops::SUPPORTED;
 pub use ptq::{LayerReport, NBits, PtqOptions, QuantizedNetwork, Tail, DEFAULT_N_BITS, DEFAULT_ROUNDING_BITS};
+pub use rounding::{
+    RoundingChoice, RoundingTrial, AUTO_ROUNDING_CANDIDATES, AUTO_ROUNDING_REFERENCE, AUTO_ROUNDING_ROWS,
+    DEFAULT_ROUNDING_TOLERANCE,
+};
 
 /// What can go wrong reading or quantising a network.
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,7 @@ use fhec_quant::{quantize_weights, ClientSpec, Dequant, Encoding, InputQuantizer
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 
-use crate::conv::{conv_group, divisor, geometry, pool_of, Geometry, Pool};
+use crate::conv::{conv_group, divisor, geometry, pool_of, transposed, Geometry, Pool};
 use crate::float::{axes_of, broadcast, clip_bounds, reshape_dims, shape_op};
 use crate::model::{Node, OnnxModel};
 use crate::ops::{unsupported, Unary};
@@ -362,11 +362,18 @@ impl Builder<'_> {
         })
     }
 
+    /// Whether `x`'s integers are an accumulator wider than activations and inputs plus a small sum
+    /// (a pooling of up to 8 values): a weighted layer requantises them first.
+    fn too_wide(&self, x: &Enc) -> bool {
+        let w = width_for(x.lo as i128, x.hi as i128, x.lo < 0);
+        w > self.opts.n_bits.op_inputs.max(self.opts.n_bits.model_inputs) + 3
+    }
+
     /// `x · W + bias` (W: `[K, N]` float, the input's scale and offset folded in), quantised per
     /// output channel.
     fn linear(&mut self, node: &Node, x: Enc, w: &ArrayD<f64>, bias: &[f64], out: &str) -> Result<Enc, OnnxError> {
         let what = node.what();
-        let x = if x.steps.is_empty() {
+        let x = if x.steps.is_empty() && !self.too_wide(&x) {
             x
         } else {
             let bits = self.opts.n_bits.op_inputs;
@@ -534,6 +541,14 @@ impl Builder<'_> {
     ) -> Result<Enc, OnnxError> {
         let what = node.what();
         let c = g.x[1];
+        // a weighted layer reads activation integers: an accumulator (a linear layer right after
+        // another, or after a pooling) is requantised first, else accumulators would compound
+        let x = if quantise && self.too_wide(&x) {
+            let bits = self.opts.n_bits.op_inputs;
+            self.materialise(x, bits, &what)?
+        } else {
+            x
+        };
         let x = self.channelwise(x, c, false, &what)?;
         let (f, cg) = (w.shape()[0], w.shape()[1]);
         let (kh, kw) = (g.kernel[0], g.kernel[1]);
@@ -765,13 +780,33 @@ impl Builder<'_> {
         }
         let m = vals.len();
         let picks: Vec<Option<usize>> = idx.iter().take(m).map(|&v| (v > 0.0).then(|| v as usize - 1)).collect();
+        let encs: Vec<Enc> = encs.into_iter().map(|(_, e)| e).collect();
+        let shape = vals.shape().to_vec();
+        let vals_flat: Vec<f64> = vals.iter().copied().collect();
+        self.assemble(&what, encs, &picks, &vals_flat, shape, out)
+    }
+
+    /// The tensor of `shape` whose element `k` is element `picks[k]` of the encrypted tensors `encs`
+    /// concatenated flat, or the constant `values[k]` (`picks[k]` = `None`): `fhe.concat` (with a
+    /// clear zero for constants) and `fhe.gather`, no encrypted work.
+    fn assemble(
+        &mut self,
+        what: &str,
+        encs: Vec<Enc>,
+        picks: &[Option<usize>],
+        values: &[f64],
+        shape: Vec<usize>,
+        out: &str,
+    ) -> Result<Enc, OnnxError> {
+        let m = picks.len();
+        let total: usize = encs.iter().map(|e| e.numel()).sum();
         let constants = picks.iter().any(|p| p.is_none());
         // one signedness for the concatenation
-        let signed = encs.iter().any(|(_, e)| self.b.ty(e.v).is_signed());
+        let signed = encs.iter().any(|e| self.b.ty(e.v).is_signed());
         let mut flats = Vec::with_capacity(encs.len() + 1);
-        for (_, e) in &encs {
+        for e in &encs {
             let v = if signed && !self.b.ty(e.v).is_signed() {
-                self.b.op(OpKind::ToSigned, &[e.v], &[]).map_err(ir_err(&what))?
+                self.b.op(OpKind::ToSigned, &[e.v], &[]).map_err(ir_err(what))?
             } else {
                 e.v
             };
@@ -784,7 +819,7 @@ impl Builder<'_> {
             flats.push(
                 self.b
                     .op_with_type(OpKind::Constant, &[], &[("value", Attribute::Dense(dense))], Some(ty))
-                    .map_err(ir_err(&what))?,
+                    .map_err(ir_err(what))?,
             );
         }
         let src = if flats.len() == 1 {
@@ -792,7 +827,7 @@ impl Builder<'_> {
         } else {
             self.b
                 .op(OpKind::Concat, &flats, &[("axis", Attribute::Int(1))])
-                .map_err(ir_err(&what))?
+                .map_err(ir_err(what))?
         };
         let gather_idx: Vec<i64> = picks.iter().map(|p| p.map_or(total as i64, |k| k as i64)).collect();
         let v = self
@@ -805,16 +840,15 @@ impl Builder<'_> {
                     ("indices", Attribute::Dense(dense(gather_idx, &[m])?)),
                 ],
             )
-            .map_err(ir_err(&what))?;
+            .map_err(ir_err(what))?;
         // per element: the scale and offset of the element read; a constant: its value as the offset,
         // with the scale of an element of its channel (axis 1 of an image or sequence) when there is one
         let (mut scale_all, mut offset_all) = (Vec::with_capacity(total), Vec::with_capacity(total));
-        for (_, e) in &encs {
+        for e in &encs {
             let n = e.numel();
             scale_all.extend((0..n).map(|k| at(&e.scale, k)));
             offset_all.extend((0..n).map(|k| at(&e.offset, k)));
         }
-        let shape: Vec<usize> = vals.shape().to_vec();
         let channels = shape.get(1).copied().unwrap_or(1).max(1);
         let inner = (m / channels).max(1);
         let mut channel_scale = vec![None; channels];
@@ -823,7 +857,6 @@ impl Builder<'_> {
                 channel_scale[(k / inner) % channels].get_or_insert(scale_all[*j]);
             }
         }
-        let vals_flat: Vec<f64> = vals.iter().copied().collect();
         let scale: Vec<f64> = (0..m)
             .map(|k| match picks[k] {
                 Some(j) => scale_all[j],
@@ -836,7 +869,7 @@ impl Builder<'_> {
         let offset: Vec<f64> = (0..m)
             .map(|k| match picks[k] {
                 Some(j) => offset_all[j],
-                None => vals_flat[k],
+                None => values[k],
             })
             .collect();
         // pending steps: only a lone tensor without constants keeps them (per-element constants moved)
@@ -849,7 +882,6 @@ impl Builder<'_> {
                 }
             };
             encs[0]
-                .1
                 .steps
                 .iter()
                 .map(|s| match s {
@@ -864,8 +896,8 @@ impl Builder<'_> {
         } else {
             Vec::new()
         };
-        let lo = encs.iter().map(|(_, e)| e.lo).min().unwrap_or(0);
-        let hi = encs.iter().map(|(_, e)| e.hi).max().unwrap_or(0);
+        let lo = encs.iter().map(|e| e.lo).min().unwrap_or(0);
+        let hi = encs.iter().map(|e| e.hi).max().unwrap_or(0);
         Ok(Enc {
             v,
             shape,
@@ -1139,9 +1171,9 @@ impl OnnxModel {
         let mut quantizer =
             InputQuantizer::calibrate(&rows, features, n_in).map_err(|e| OnnxError::Calibration(e.to_string()))?;
         if input_shape.len() >= 2 {
-            // images and sequences (`[C, H, W]`, `[C, L]`): one quantiser per channel, so that a
-            // convolution's weights fold its scale (a per-pixel scale would not be a convolution)
-            per_channel(&mut quantizer, &rows, input_shape[0]);
+            // images and sequences: one quantiser for the whole tensor, so that a convolution's
+            // shared weights fold its scale whatever the layout (NCHW, or NHWC behind a Transpose)
+            one_range(&mut quantizer, &rows);
         }
         let mut b = FunctionBuilder::new("main");
         let max_q = (1i64 << n_in) - 1;
@@ -1229,27 +1261,16 @@ impl OnnxModel {
     }
 }
 
-/// Sets per-feature affine quantisers to one per channel (`features` = `channels × inner`, channel
-/// major): each channel's range is its values' range over the calibration rows.
-fn per_channel(q: &mut InputQuantizer, rows: &[Vec<f64>], channels: usize) {
-    let n = q.lo.len();
-    if channels == 0 || !n.is_multiple_of(channels) {
-        return;
-    }
-    let inner = n / channels;
+/// Sets per-feature affine quantisers to one for all features: the calibration rows' range.
+fn one_range(q: &mut InputQuantizer, rows: &[Vec<f64>]) {
+    let (lo, hi) = rows
+        .iter()
+        .flatten()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
     let levels = ((1u64 << q.n_bits) - 1) as f64;
-    for c in 0..channels {
-        let range = c * inner..(c + 1) * inner;
-        let (lo, hi) = rows
-            .iter()
-            .flat_map(|r| r[range.clone()].iter().copied())
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
-        let scale = if hi > lo { (hi - lo) / levels } else { 1.0 };
-        for j in range {
-            q.lo[j] = lo;
-            q.scale[j] = scale;
-        }
-    }
+    let scale = if hi > lo { (hi - lo) / levels } else { 1.0 };
+    q.lo.iter_mut().for_each(|l| *l = lo);
+    q.scale.iter_mut().for_each(|s| *s = scale);
 }
 
 /// What a node makes: a value, or the client-side tail (with the value it applies to).
@@ -1499,6 +1520,56 @@ impl Builder<'_> {
             }
             "Shape" => Q::Clear(crate::movement::shape_of(node, &enc_only(0)?.shape)?),
             "ReduceSum" | "ReduceMean" => Q::Enc(self.reduce(node, enc_only(0)?, &clear_get, out)?),
+            "ConvTranspose" => {
+                let x = enc_only(0)?;
+                let w = clear_at(1)
+                    .ok_or_else(|| OnnxError::Unsupported(format!("{what}: the weights must be constants")))?;
+                let bias = match (node.input(2), clear_at(2)) {
+                    (None, _) => None,
+                    (Some(_), Some(b)) => Some(b),
+                    (Some(_), None) => {
+                        return Err(OnnxError::Unsupported(format!("{what}: the bias must be a constant")))
+                    }
+                };
+                let t = transposed(node, &x.shape, &w)?;
+                // the input spread with zeros (data movement), then a stride-1 convolution
+                let x = if x.steps.is_empty() {
+                    x
+                } else {
+                    let bits = self.opts.n_bits.op_inputs;
+                    self.materialise(x, bits, &what)?
+                };
+                let (h, wd) = (t.ext[2], t.ext[3]);
+                let (ih, iw) = (
+                    x.shape[2..].iter().rev().nth(1).copied().unwrap_or(1),
+                    x.shape[x.shape.len() - 1],
+                );
+                let channels = t.ext[1];
+                let mut picks = Vec::with_capacity(channels * h * wd);
+                for ch in 0..channels {
+                    for src in &t.source {
+                        picks.push(src.map(|(yy, xx)| (ch * ih + yy) * iw + xx));
+                    }
+                }
+                let zeros = vec![0.0; picks.len()];
+                let mut shape = vec![1, channels];
+                if !t.geometry.one_d {
+                    shape.push(h);
+                }
+                shape.push(wd);
+                let spread = self.assemble(&what, vec![x], &picks, &zeros, shape, out)?;
+                Q::Enc(self.conv(
+                    node,
+                    spread,
+                    &t.weights,
+                    bias.as_ref(),
+                    &t.geometry,
+                    t.group,
+                    true,
+                    None,
+                    out,
+                )?)
+            }
             "AveragePool" | "GlobalAveragePool" | "MaxPool" | "GlobalMaxPool" => {
                 let x = enc_only(0)?;
                 Q::Enc(self.pool(node, x, out)?)

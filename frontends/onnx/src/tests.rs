@@ -1023,3 +1023,251 @@ fn padded_constants_do_not_distort_the_next_layer() {
         }
     }
 }
+
+/// The automatic rounding: the fewest bits within the tolerance, every candidate reported.
+#[test]
+fn rounding_bits_are_chosen_against_a_tolerance() {
+    let m = OnnxModel::from_bytes(IRIS).unwrap();
+    let x = rows(120, &[4.3, 2.0, 1.0, 0.1], &[7.9, 4.4, 6.9, 2.5], 31);
+    let opts = PtqOptions::default();
+    let loose = m.choose_rounding_bits(&x, &opts, 0.2).unwrap();
+    assert!(loose.met && loose.rows == 120);
+    let strict = m.choose_rounding_bits(&x, &opts, 0.0).unwrap();
+    assert!(strict.bits >= loose.bits, "{strict:?} vs {loose:?}");
+    for c in [&loose, &strict] {
+        // every candidate below the choice missed the tolerance, the choice met it (or was the closest)
+        let last = c.trials.last().unwrap();
+        if c.met {
+            assert_eq!(last.bits, c.bits);
+            assert!(last.error.unwrap() <= c.tolerance);
+        } else {
+            let least = c.trials.iter().filter_map(|t| t.error).fold(f64::INFINITY, f64::min);
+            let chosen = c.trials.iter().find(|t| t.bits == c.bits).unwrap();
+            assert_eq!(chosen.error, Some(least), "{c:?}");
+        }
+        for t in &c.trials[..c.trials.len() - 1] {
+            assert!(t.error.is_none_or(|e| e > c.tolerance), "{c:?}");
+        }
+        assert!((2..=c.reference_bits).contains(&c.bits));
+    }
+    assert_eq!(loose.trials.first().unwrap().bits, 2);
+    assert!(m.choose_rounding_bits(&x, &opts, 1.5).is_err());
+    assert!(m
+        .choose_rounding_bits(&x.slice_axis(ndarray::Axis(0), (0..0).into()).to_owned(), &opts, 0.1)
+        .is_err());
+}
+
+/// ConvTranspose: stride 2 scatters each input to a block; pads crop; quantised exactly through a
+/// grouped, cropped, output-padded layer.
+#[test]
+fn transposed_convolutions_follow_onnx_and_quantise_exactly() {
+    let x = ArrayD::from_shape_vec(IxDyn(&[1, 1, 3, 3]), (0..9).map(|v| v as f64).collect()).unwrap();
+    let one = |attrs: Vec<proto::AttributeProto>| {
+        OnnxModel::from_bytes(&model_bytes(
+            vec![node("ConvTranspose", "t", &["x", "w"], &["y"], attrs)],
+            vec![float_tensor("w", &[1, 1, 2, 2], &[1.0; 4])],
+            &[-1, 1, 3, 3],
+            "y",
+            17,
+        ))
+        .unwrap()
+    };
+    let blocks = run1(&one(vec![attr_ints("strides", &[2, 2])]), x.clone());
+    let want: Vec<f64> = (0..36).map(|k| ((k / 6 / 2) * 3 + (k % 6) / 2) as f64).collect();
+    assert_eq!(blocks, want);
+    let cropped = run1(
+        &one(vec![attr_ints("strides", &[2, 2]), attr_ints("pads", &[1, 1, 1, 1])]),
+        x.clone(),
+    );
+    let want: Vec<f64> = (0..16)
+        .map(|k| (((k / 4 + 1) / 2) * 3 + (k % 4 + 1) / 2) as f64)
+        .collect();
+    assert_eq!(cropped, want);
+    // stride 1: each output sums the inputs under the flipped window (here all ones)
+    let sums = run1(&one(vec![]), x.clone());
+    assert_eq!(sums[0], 0.0);
+    assert_eq!(sums[5], 0.0 + 1.0 + 3.0 + 4.0);
+    let net = model_bytes(
+        vec![
+            node(
+                "Conv",
+                "c",
+                &["x", "w1"],
+                &["a"],
+                vec![attr_ints("pads", &[1, 1, 1, 1])],
+            ),
+            node("Relu", "r", &["a"], &["ar"], vec![]),
+            node(
+                "ConvTranspose",
+                "up",
+                &["ar", "w2", "b2"],
+                &["u"],
+                vec![
+                    attr_ints("strides", &[2, 2]),
+                    attr_ints("pads", &[1, 0, 1, 0]),
+                    attr_ints("output_padding", &[1, 1]),
+                    attr_int("group", 2),
+                ],
+            ),
+            node("Flatten", "f", &["u"], &["y"], vec![]),
+        ],
+        vec![
+            weights("w1", &[4, 1, 3, 3], 41),
+            weights("w2", &[4, 1, 3, 3], 42),
+            weights("b2", &[2], 43),
+        ],
+        &[-1, 1, 5, 5],
+        "y",
+        17,
+    );
+    let m = OnnxModel::from_bytes(&net).unwrap();
+    let x = rows(200, &[-1.0; 25], &[1.0; 25], 45)
+        .into_shape_with_order(IxDyn(&[200, 1, 5, 5]))
+        .unwrap();
+    let y = &m.eval(std::slice::from_ref(&x)).unwrap()[0];
+    // 2 channels (2 groups of 1) of (2·4 + 1 + 2 − 2 + 1) × (2·4 + 1 + 2 + 1)
+    assert_eq!(y.shape(), &[200, 2 * 10 * 12]);
+    let opts = PtqOptions {
+        n_bits: NBits::all(6),
+        rounding_bits: 6,
+    };
+    let q = m.quantize(&x, &opts).unwrap();
+    exact_on_the_whole_input_range(&q, 30);
+    let scale = y.iter().fold(0f64, |a, v| a.max(v.abs()));
+    let mut worst = 0f64;
+    for (r, d) in dequantised(&q, &x).iter().enumerate() {
+        for c in 0..240 {
+            worst = worst.max((d[c] - y[[r, c]]).abs() / scale);
+        }
+    }
+    assert!(worst < 0.15, "dequantised outputs differ by {worst} of the range");
+}
+
+/// ConvTranspose's float reference against the definition (a scatter: output
+/// `(ih·s + i·d − pad, iw·s + j·d − pad)` gains `x[c, ih, iw]·w[c, m, i, j]`), random sizes.
+#[test]
+fn transposed_convolution_is_the_scatter_of_its_definition() {
+    for (case, (c, m, k, s, d, pads, op, group)) in [
+        (
+            2usize,
+            1usize,
+            3usize,
+            2usize,
+            1usize,
+            [1usize, 0, 1, 0],
+            [1usize, 1],
+            2usize,
+        ),
+        (1, 3, 2, 3, 2, [0, 2, 1, 0], [2, 0], 1),
+        (4, 2, 3, 1, 1, [0, 0, 0, 0], [0, 0], 4),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (h, w) = (4usize, 5usize);
+        let mg = m;
+        let wts = weights("w", &[c as i64, mg as i64, k as i64, k as i64], 50 + case as u64);
+        let wv: Vec<f64> = wts.float_data.iter().map(|&v| v as f64).collect();
+        let m_total = mg * group;
+        let net = model_bytes(
+            vec![node(
+                "ConvTranspose",
+                "t",
+                &["x", "w"],
+                &["y"],
+                vec![
+                    attr_ints("strides", &[s as i64, s as i64]),
+                    attr_ints("dilations", &[d as i64, d as i64]),
+                    attr_ints("pads", &pads.map(|p| p as i64)),
+                    attr_ints("output_padding", &op.map(|p| p as i64)),
+                    attr_int("group", group as i64),
+                ],
+            )],
+            vec![wts],
+            &[-1, c as i64, h as i64, w as i64],
+            "y",
+            17,
+        );
+        let model = OnnxModel::from_bytes(&net).unwrap();
+        let x = rows(1, &vec![-1.0; c * h * w], &vec![1.0; c * h * w], 60 + case as u64)
+            .into_shape_with_order(IxDyn(&[1, c, h, w]))
+            .unwrap();
+        let y = &model.eval(std::slice::from_ref(&x)).unwrap()[0];
+        let oh = s * (h - 1) + op[0] + d * (k - 1) + 1 - pads[0] - pads[2];
+        let ow = s * (w - 1) + op[1] + d * (k - 1) + 1 - pads[1] - pads[3];
+        assert_eq!(y.shape(), &[1, m_total, oh, ow], "case {case}");
+        let mut want = vec![0.0; m_total * oh * ow];
+        let cg = c / group;
+        for ci in 0..c {
+            let g = ci / cg;
+            for mo in 0..mg {
+                for ih in 0..h {
+                    for iw in 0..w {
+                        for i in 0..k {
+                            for j in 0..k {
+                                let yy = (ih * s + i * d) as i64 - pads[0] as i64;
+                                let xx = (iw * s + j * d) as i64 - pads[1] as i64;
+                                if yy < 0 || xx < 0 || yy as usize >= oh || xx as usize >= ow {
+                                    continue;
+                                }
+                                let out_ch = g * mg + mo;
+                                want[(out_ch * oh + yy as usize) * ow + xx as usize] +=
+                                    x[[0, ci, ih, iw]] * wv[((ci * mg + mo) * k + i) * k + j];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (a, b) in y.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-9, "case {case}: {a} vs {b}");
+        }
+    }
+}
+
+/// Keras models through tf2onnx (fixtures of `generate_keras.py`): an MLP, and an NHWC convolutional
+/// net whose Flatten is a Shape/Gather/Slice/Concat/Cast/Reshape computation and whose convolution
+/// sits between Transposes.
+#[test]
+fn keras_models_through_tf2onnx_quantise_exactly() {
+    for (bytes, shape, lo, hi) in [
+        (
+            &include_bytes!("../tests/fixtures/keras_mlp.onnx")[..],
+            vec![4usize],
+            0.0,
+            8.0,
+        ),
+        (
+            &include_bytes!("../tests/fixtures/keras_cnn.onnx")[..],
+            vec![8, 8, 1],
+            0.0,
+            1.0,
+        ),
+    ] {
+        let m = OnnxModel::from_bytes(bytes).unwrap();
+        let f: usize = shape.iter().product();
+        let mut dims = vec![200];
+        dims.extend(&shape);
+        let x = rows(200, &vec![lo; f], &vec![hi; f], 71)
+            .into_shape_with_order(IxDyn(&dims))
+            .unwrap();
+        let q = m.quantize(&x, &PtqOptions::default()).unwrap();
+        assert_eq!(q.input_shape, shape);
+        exact_on_the_whole_input_range(&q, 30);
+        let y = &m.eval(std::slice::from_ref(&x)).unwrap()[0];
+        let outputs = y.shape()[1];
+        let agree = dequantised(&q, &x)
+            .iter()
+            .enumerate()
+            .filter(|(r, d)| {
+                let best = |v: &mut dyn Iterator<Item = f64>| {
+                    v.enumerate()
+                        .fold((0, f64::NEG_INFINITY), |b, (i, x)| if x > b.1 { (i, x) } else { b })
+                        .0
+                };
+                best(&mut d.iter().copied()) == best(&mut (0..outputs).map(|c| y[[*r, c]]))
+            })
+            .count();
+        assert!(agree >= 150, "{shape:?}: {agree} of 200 top classes agree");
+    }
+}

@@ -6,7 +6,6 @@
 
 pub mod build;
 pub mod lightgbm;
-pub mod onnx;
 pub mod quant;
 pub mod schema;
 pub mod xgboost;
@@ -28,5 +27,7 @@ pub enum TreeError {
     Build(String),
 }
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;

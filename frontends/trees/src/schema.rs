@@ -130,7 +130,7 @@ fn bad<T>(m: String) -> Result<T, TreeError> {
 }
 
 /// Refuses `count` things of a kind beyond its limit (`what` names the field, as in the file).
-pub(crate) fn check_limit(what: impl std::fmt::Display, count: usize, max: usize) -> Result<(), TreeError> {
+pub fn check_limit(what: impl std::fmt::Display, count: usize, max: usize) -> Result<(), TreeError> {
     if count > max {
         return bad(format!("{what}: {count} is more than the supported {max}"));
     }
@@ -139,7 +139,7 @@ pub(crate) fn check_limit(what: impl std::fmt::Display, count: usize, max: usize
 
 /// Refuses `leaves` leaves of `outputs` values each when they exceed [`MAX_LEAF_VALUES`] (checked
 /// before the importers allocate them).
-pub(crate) fn check_leaf_values(leaves: usize, outputs: usize) -> Result<(), TreeError> {
+pub fn check_leaf_values(leaves: usize, outputs: usize) -> Result<(), TreeError> {
     match leaves.checked_mul(outputs) {
         Some(v) if v <= MAX_LEAF_VALUES => Ok(()),
         _ => bad(format!(

@@ -106,34 +106,3 @@ fn xgboost_files_that_are_not_supported_are_refused() {
     v["learner"]["gradient_booster"]["model"]["trees"][0]["left_children"][0] = 999.into();
     assert!(xgboost::import(&v.to_string()).is_err());
 }
-
-/// skl2onnx exports of scikit-learn trees (ai.onnx.ml opset 3): the imported ensemble gives
-/// scikit-learn's probabilities and predictions.
-#[test]
-fn onnx_tree_ensembles_predict_scikit_learns_outputs() {
-    let expected: serde_json::Value = serde_json::from_str(&data("onnx_expected.json")).unwrap();
-    for name in ["onnx_rf_binary", "onnx_dt_multi", "onnx_rf_regression"] {
-        let bytes = std::fs::read(format!("{}/tests/data/{name}.onnx", env!("CARGO_MANIFEST_DIR"))).unwrap();
-        let e = fhec_trees::onnx::import(&bytes, Some(5)).unwrap_or_else(|err| panic!("{name}: {err}"));
-        let x = expected[name]["X"].as_array().unwrap();
-        let want = expected[name]["proba"].as_array().unwrap();
-        for (row, want) in x.iter().zip(want) {
-            let row: Vec<f64> = row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-            let want: Vec<f64> = want.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-            let got = e.predict_raw(&row);
-            // a binary classifier scores class 1 only
-            let got = if want.len() == 2 && got.len() == 1 {
-                vec![1.0 - got[0], got[0]]
-            } else {
-                got
-            };
-            for (g, w) in got.iter().zip(&want) {
-                assert!((g - w).abs() < 1e-4 * (1.0 + w.abs()), "{name}: {got:?} vs {want:?}");
-            }
-        }
-    }
-    assert!(fhec_trees::onnx::import(b"\x08\x07", None).is_err());
-    assert!(fhec_trees::onnx::import(&[0xff; 12], None).is_err());
-    let xgb = data("xgb_binary.json");
-    assert!(fhec_trees::onnx::import(xgb.as_bytes(), None).is_err());
-}

@@ -180,6 +180,9 @@ def onnx_eval(onnx: bytes, x: np.ndarray) -> np.ndarray: ...
 def onnx_quantize(
     onnx: bytes, calibration: np.ndarray, n_bits: tuple[int, int, int, int], rounding_bits: int
 ) -> QuantizedNetwork: ...
+def onnx_choose_rounding(
+    onnx: bytes, calibration: np.ndarray, n_bits: tuple[int, int, int, int], tolerance: float
+) -> dict[str, Any]: ...
 
 class QuantizedNetwork:
     @property

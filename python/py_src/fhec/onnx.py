@@ -57,15 +57,36 @@ DEFAULT_N_BITS = 5
 DEFAULT_ROUNDING_BITS = 5
 
 
-def _rounding(r: int | Mapping[str, Any] | None) -> int:
+#: The automatic rounding's default tolerance: 1 % of the calibration rows may change their top class
+#: against the finely rounded network (one output: a mean error of 1 % of its range).
+DEFAULT_ROUNDING_TOLERANCE = 0.01
+
+
+def _rounding(r: int | str | Mapping[str, Any] | None) -> int | float:
+    """The rounding bits, or the tolerance (a float) of the automatic choice."""
     if r is None:
         return DEFAULT_ROUNDING_BITS
+    tolerance = DEFAULT_ROUNDING_TOLERANCE
     if isinstance(r, Mapping):
+        unknown = set(r) - {"n_bits", "method", "tolerance"}
+        if unknown:
+            raise ValueError(f"unknown rounding_threshold_bits keys {sorted(unknown)}; known: n_bits, method, tolerance")
+        if r.get("method", "exact") not in ("exact", "EXACT"):
+            raise ValueError(
+                f"rounding method {r['method']!r}: fhec rounds exactly (approximate rounding is not offered)"
+            )
         if "n_bits" not in r:
-            raise ValueError("rounding_threshold_bits as a dict needs 'n_bits'")
+            raise ValueError("rounding_threshold_bits as a dict needs 'n_bits' (an int or 'auto')")
+        tolerance = float(r.get("tolerance", tolerance))
         r = r["n_bits"]
     if isinstance(r, str):
-        raise ValueError(f"rounding_threshold_bits={r!r}: give the number of bits (default 5)")
+        if r != "auto":
+            raise ValueError(f"rounding_threshold_bits={r!r}: give the number of bits or 'auto'")
+        if not 0.0 <= tolerance <= 1.0:
+            raise ValueError(f"the rounding tolerance must be in [0, 1], got {tolerance}")
+        return tolerance
+    if isinstance(r, bool) or not isinstance(r, (int, np.integer)):
+        raise TypeError(f"rounding_threshold_bits must be an int, 'auto' or a dict, not {type(r).__name__}")
     return int(r)
 
 
@@ -84,6 +105,9 @@ class QuantizedModule:
         self.input_shape = tuple(q.input_shape)
         self.output_shape = tuple(q.output_shape)
         self.tail = q.tail
+        #: the rounding bits used, and (``rounding_threshold_bits="auto"``) what the choice tried
+        self.rounding_threshold_bits: int | None = None
+        self.rounding_report: dict | None = None
 
     # -- client side ----------------------------------------------------------------------------
 
@@ -162,7 +186,7 @@ def compile_onnx_model(
     model: Any,
     X_calib: Any,
     n_bits: int | Mapping[str, int] = DEFAULT_N_BITS,
-    rounding_threshold_bits: int | Mapping[str, Any] | None = None,
+    rounding_threshold_bits: int | str | Mapping[str, Any] | None = None,
     p_error: float | None = None,
     global_p_error: float | None = None,
     partitions: bool = True,
@@ -173,7 +197,10 @@ def compile_onnx_model(
     batch, first axis the samples; the training set is a good choice): the input quantisers and the
     activations' ranges come from them. ``n_bits``: an int, or a dict with ``model_inputs``,
     ``op_inputs``, ``op_weights``, ``model_outputs`` (default 5 each; missing op_* keys: 5).
-    ``rounding_threshold_bits``: the bits an accumulator keeps before a lookup (default 5).
+    ``rounding_threshold_bits``: the bits an accumulator keeps before a lookup (default 5), or
+    ``"auto"`` / ``{"n_bits": "auto", "tolerance": t}``: the fewest bits (2 to 8) whose network stays
+    within ``t`` (default 0.01) of the network rounded finely on the calibration set (top-class changes;
+    one output: mean error over its range); ``rounding_report`` tells what was tried.
     ``p_error`` / ``global_p_error``: the failure probability per lookup / per run (default 2^-128 per
     lookup). ``partitions``: several parameter sets (on by default: the roundings' one-bit lookups
     get cheaper parameters than the activations')."""
@@ -181,7 +208,13 @@ def compile_onnx_model(
     X = np.asarray(X_calib, dtype=np.float64)
     if X.ndim < 2 or X.shape[0] == 0:
         raise ValueError("X_calib must be a batch of samples (first axis: samples)")
-    q = _fhec.onnx_quantize(onnx, np.ascontiguousarray(X), _n_bits(n_bits), _rounding(rounding_threshold_bits))
+    bits = _n_bits(n_bits)
+    rounding = _rounding(rounding_threshold_bits)
+    report = None
+    if isinstance(rounding, float):
+        report = _fhec.onnx_choose_rounding(onnx, np.ascontiguousarray(X), bits, rounding)
+        rounding = report["bits"]
+    q = _fhec.onnx_quantize(onnx, np.ascontiguousarray(X), bits, rounding)
     try:
         raw = q.compile(p_error, global_p_error, partitions)
     except CompileError as e:
@@ -192,4 +225,7 @@ def compile_onnx_model(
             f"{e}\n(the accumulators are too wide to round exactly with secure parameters — {widths}; "
             "use fewer n_bits for model_inputs or op_weights, or fewer rounding_threshold_bits: docs/onnx.md)"
         ) from None
-    return QuantizedModule(q, Circuit(raw, True))
+    qm = QuantizedModule(q, Circuit(raw, True))
+    qm.rounding_threshold_bits = rounding
+    qm.rounding_report = report
+    return qm

@@ -54,7 +54,7 @@ def compile_torch_model(
     torch_model: Any,
     X_calib: Any,
     n_bits: int | Mapping[str, int] = DEFAULT_N_BITS,
-    rounding_threshold_bits: int | Mapping[str, Any] | None = None,
+    rounding_threshold_bits: int | str | Mapping[str, Any] | None = None,
     p_error: float | None = None,
     global_p_error: float | None = None,
     partitions: bool = True,

@@ -1,6 +1,6 @@
 //! ONNX tree ensembles (`ai.onnx.ml` `TreeEnsembleClassifier` / `TreeEnsembleRegressor`, opsets 1–3,
-//! as skl2onnx and onnxmltools write them) → [`Ensemble`]. A minimal protobuf reader walks
-//! `ModelProto.graph.node` and reads the node's attributes; nothing else of ONNX is needed.
+//! as skl2onnx and onnxmltools write them) → `fhec-trees`' [`Ensemble`]: the `ai.onnx.ml` side of this
+//! crate, read with the same `prost` messages as networks, so `fhec import onnx` has one reader.
 //!
 //! Node modes `BRANCH_LEQ`/`BRANCH_LT` map to `≤`/`<`; `BRANCH_GTE`/`BRANCH_GT` to `<`/`≤` with the
 //! children swapped; `BRANCH_EQ`/`BRANCH_NEQ` are refused. Post transforms `NONE` (a classifier's
@@ -10,104 +10,52 @@
 
 use std::collections::HashMap;
 
-use crate::schema::{
+use fhec_trees::schema::{
     check_leaf_values, check_limit, Aggregation, Cmp, Ensemble, FloatKind, Node, Post, Tree, MAX_FEATURES, MAX_OUTPUTS,
     MAX_TREES, MAX_TREE_NODES,
 };
-use crate::TreeError;
+use fhec_trees::TreeError;
+use prost::Message;
+
+use crate::model::MAX_FILE_BYTES;
+use crate::proto;
 
 fn bad<T>(m: impl Into<String>) -> Result<T, TreeError> {
     Err(TreeError::Model(m.into()))
 }
 
-/// One protobuf field: number and value.
-enum Wire<'a> {
-    Varint(u64),
-    Fixed64,
-    Bytes(&'a [u8]),
-    Fixed32(u32),
-}
-
-fn varint(b: &[u8], pos: &mut usize) -> Result<u64, TreeError> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *b
-            .get(*pos)
-            .ok_or_else(|| TreeError::Model("not an ONNX model: truncated protobuf".into()))?;
-        *pos += 1;
-        v |= ((byte & 0x7f) as u64) << shift;
-        if byte & 0x80 == 0 {
-            return Ok(v);
-        }
-    }
-    bad("not an ONNX model: bad varint")
-}
-
-fn fields(b: &[u8]) -> Result<Vec<(u64, Wire<'_>)>, TreeError> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < b.len() {
-        let key = varint(b, &mut pos)?;
-        let (num, ty) = (key >> 3, key & 7);
-        let take = |pos: &mut usize, n: usize| -> Result<&[u8], TreeError> {
-            let s = b
-                .get(*pos..pos.saturating_add(n))
-                .ok_or_else(|| TreeError::Model("not an ONNX model: truncated protobuf".into()))?;
-            *pos += n;
-            Ok(s)
-        };
-        let w = match ty {
-            0 => Wire::Varint(varint(b, &mut pos)?),
-            1 => {
-                take(&mut pos, 8)?;
-                Wire::Fixed64
-            }
-            2 => {
-                let n = varint(b, &mut pos)? as usize;
-                Wire::Bytes(take(&mut pos, n)?)
-            }
-            5 => Wire::Fixed32(u32::from_le_bytes(take(&mut pos, 4)?.try_into().expect("4 bytes"))),
-            t => return bad(format!("not an ONNX model: protobuf wire type {t}")),
-        };
-        out.push((num, w));
-    }
-    Ok(out)
-}
-
+/// An attribute's values, whatever field holds them (`i` and `ints`, `f` and `floats`, `s` and
+/// `strings`; a tensor attribute reads as present and empty).
 #[derive(Default)]
 struct Attr {
     ints: Vec<i64>,
     floats: Vec<f64>,
     strings: Vec<String>,
-    tensor: bool,
 }
 
-fn attribute(b: &[u8]) -> Result<(String, Attr), TreeError> {
-    let mut name = String::new();
-    let mut a = Attr::default();
-    for (num, w) in fields(b)? {
-        match (num, w) {
-            (1, Wire::Bytes(s)) => name = String::from_utf8_lossy(s).into_owned(),
-            (2, Wire::Fixed32(f)) => a.floats.push(f32::from_bits(f) as f64),
-            (3, Wire::Varint(i)) => a.ints.push(i as i64),
-            (4, Wire::Bytes(s)) | (9, Wire::Bytes(s)) => a.strings.push(String::from_utf8_lossy(s).into_owned()),
-            (5, _) => a.tensor = true,
-            (7, Wire::Fixed32(f)) => a.floats.push(f32::from_bits(f) as f64),
-            (7, Wire::Bytes(p)) => a.floats.extend(
-                p.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64),
-            ),
-            (8, Wire::Varint(i)) => a.ints.push(i as i64),
-            (8, Wire::Bytes(p)) => {
-                let mut pos = 0;
-                while pos < p.len() {
-                    a.ints.push(varint(p, &mut pos)? as i64);
-                }
-            }
-            _ => {}
+impl Attr {
+    fn of(a: &proto::AttributeProto) -> Attr {
+        Attr {
+            ints: a.i.into_iter().chain(a.ints.iter().copied()).collect(),
+            floats: a.f.into_iter().chain(a.floats.iter().copied()).map(f64::from).collect(),
+            strings: a
+                .s
+                .iter()
+                .chain(&a.strings)
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect(),
         }
     }
-    Ok((name, a))
+}
+
+/// Whether `bytes` is an ONNX model with `ai.onnx.ml` nodes (a tree ensemble for [`import`]), not a
+/// network for [`crate::OnnxModel`].
+pub fn is_tree_ensemble(bytes: &[u8]) -> bool {
+    bytes.len() <= MAX_FILE_BYTES
+        && proto::ModelProto::decode(bytes).is_ok_and(|m| {
+            m.graph
+                .is_some_and(|g| g.node.iter().any(|n| n.domain.as_deref() == Some("ai.onnx.ml")))
+        })
 }
 
 /// Reads the first tree-ensemble node of an ONNX model. `n_features`: the model's input width when
@@ -118,31 +66,26 @@ fn attribute(b: &[u8]) -> Result<(String, Attr), TreeError> {
 /// checked against the attributes present and the limits of [`crate::schema`]). The entry point
 /// for fuzzing this format.
 pub fn import(bytes: &[u8], n_features: Option<usize>) -> Result<Ensemble, TreeError> {
-    let model = fields(bytes)?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return bad(format!(
+            "the ONNX file has {} bytes, more than the {MAX_FILE_BYTES} fhec reads",
+            bytes.len()
+        ));
+    }
+    let model = proto::ModelProto::decode(bytes).map_err(|e| TreeError::Model(format!("not an ONNX model: {e}")))?;
     let graph = model
-        .iter()
-        .find_map(|(n, w)| match (n, w) {
-            (7, Wire::Bytes(g)) => Some(*g),
-            _ => None,
-        })
+        .graph
         .ok_or_else(|| TreeError::Model("not an ONNX model: no graph".into()))?;
     let mut found = None;
-    for (n, w) in fields(graph)? {
-        let (1, Wire::Bytes(node)) = (n, w) else { continue };
-        let mut op = String::new();
-        let mut attrs = HashMap::new();
-        for (k, v) in fields(node)? {
-            match (k, v) {
-                (4, Wire::Bytes(s)) => op = String::from_utf8_lossy(s).into_owned(),
-                (5, Wire::Bytes(a)) => {
-                    let (name, a) = attribute(a)?;
-                    attrs.insert(name, a);
-                }
-                _ => {}
-            }
-        }
+    for node in &graph.node {
+        let op = node.op_type.as_deref().unwrap_or("");
         if op == "TreeEnsembleClassifier" || op == "TreeEnsembleRegressor" {
-            found = Some((op, attrs));
+            let attrs: HashMap<String, Attr> = node
+                .attribute
+                .iter()
+                .map(|a| (a.name.clone().unwrap_or_default(), Attr::of(a)))
+                .collect();
+            found = Some((op.to_string(), attrs));
             break;
         }
         if op == "TreeEnsemble" {
