@@ -6,7 +6,7 @@ measured seconds per encrypted image (median of ``--samples``; 0 skips execution
 precision, accuracy of the float network and of the quantised one on the whole test split,
 simulate = quantised on it, and FHE = quantised on the executed images.
 
-    target/pyenv/bin/python bench/nn_mnist.py [--model fc|cnn|both] [--samples N]
+    target/pyenv/bin/python bench/nn_mnist.py [--model fc|cnn|both] [--samples N] [--first-only]
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ CONFIGS = {
 FIXTURE = {"fc": "mnist_fc", "cnn": "mnist_cnn"}
 
 
-def rows(model: str, samples: int) -> None:
+def rows(model: str, samples: int, first_only: bool) -> None:
     import fhec.onnx
 
     d = np.load(FIX / f"{FIXTURE[model]}.npz")
     x, y = d["x"], d["y"]
     fp32 = float((d["ort"].argmax(1) == y).mean())
-    for name, bits, r in CONFIGS[model]:
+    for name, bits, r in CONFIGS[model][: 1 if first_only else None]:
         t = time.perf_counter()
         qm = fhec.onnx.compile_onnx_model(FIX / f"{FIXTURE[model]}.onnx", d["calib"][:1000], n_bits=bits,
                                           rounding_threshold_bits=r)
@@ -69,6 +69,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", choices=["fc", "cnn", "both"], default="both")
     ap.add_argument("--samples", type=int, default=1)
+    ap.add_argument("--first-only", action="store_true", help="only the first configuration of each model")
     a = ap.parse_args()
     for m in ["fc", "cnn"] if a.model == "both" else [a.model]:
-        rows(m, a.samples)
+        rows(m, a.samples, a.first_only)
