@@ -31,6 +31,19 @@ pub(crate) struct QuantizedNetwork {
     q: fhec::onnx::QuantizedNetwork,
 }
 
+/// `n_bits` = (model_inputs, op_inputs, op_weights, model_outputs).
+fn options(n_bits: (u32, u32, u32, u32), rounding_bits: u32) -> fhec::onnx::PtqOptions {
+    fhec::onnx::PtqOptions {
+        n_bits: fhec::onnx::NBits {
+            model_inputs: n_bits.0,
+            op_inputs: n_bits.1,
+            op_weights: n_bits.2,
+            model_outputs: n_bits.3,
+        },
+        rounding_bits,
+    }
+}
+
 /// Quantises an ONNX network: `n_bits` = (model_inputs, op_inputs, op_weights, model_outputs).
 #[pyfunction]
 pub(crate) fn onnx_quantize(
@@ -42,15 +55,7 @@ pub(crate) fn onnx_quantize(
 ) -> PyResult<QuantizedNetwork> {
     let m = model(onnx)?;
     let x = calibration.as_array().to_owned();
-    let opts = fhec::onnx::PtqOptions {
-        n_bits: fhec::onnx::NBits {
-            model_inputs: n_bits.0,
-            op_inputs: n_bits.1,
-            op_weights: n_bits.2,
-            model_outputs: n_bits.3,
-        },
-        rounding_bits,
-    };
+    let opts = options(n_bits, rounding_bits);
     let q = py.detach(|| m.quantize(&x, &opts)).map_err(to_py)?;
     Ok(QuantizedNetwork { q })
 }
@@ -67,15 +72,7 @@ pub(crate) fn onnx_choose_rounding<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let m = model(onnx)?;
     let x = calibration.as_array().to_owned();
-    let opts = fhec::onnx::PtqOptions {
-        n_bits: fhec::onnx::NBits {
-            model_inputs: n_bits.0,
-            op_inputs: n_bits.1,
-            op_weights: n_bits.2,
-            model_outputs: n_bits.3,
-        },
-        rounding_bits: fhec::onnx::DEFAULT_ROUNDING_BITS,
-    };
+    let opts = options(n_bits, fhec::onnx::DEFAULT_ROUNDING_BITS);
     let c = py
         .detach(|| m.choose_rounding_bits(&x, &opts, tolerance))
         .map_err(to_py)?;

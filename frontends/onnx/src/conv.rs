@@ -71,6 +71,27 @@ fn ints(node: &Node, name: &str, n: usize, default: usize, lo: usize) -> Result<
     }
 }
 
+/// `[N, C, L]` read as `[N, C, 1, L]`, or `[N, C, H, W]`; and whether it is 1-D.
+fn nchw(node: &Node, shape: &[usize]) -> Result<([usize; 4], bool), OnnxError> {
+    match *shape {
+        [n, c, l] => Ok(([n, c, 1, l], true)),
+        [n, c, h, w] => Ok(([n, c, h, w], false)),
+        _ => Err(OnnxError::Unsupported(format!(
+            "{}: input of shape {shape:?}; fhec reads 1-D and 2-D windows ([N, C, L] or [N, C, H, W])",
+            node.what()
+        ))),
+    }
+}
+
+/// A per-axis attribute as `[height, width]` (1-D: `fill` for the height).
+fn widen(one_d: bool, v: Vec<usize>, fill: usize) -> [usize; 2] {
+    if one_d {
+        [fill, v[0]]
+    } else {
+        [v[0], v[1]]
+    }
+}
+
 /// The window of `node` over an input of `shape` (`[N, C, L]` or `[N, C, H, W]`); `kernel` from the
 /// weights (Conv) or `None` (read `kernel_shape`); `global` for the global pools.
 pub(crate) fn geometry(
@@ -79,24 +100,9 @@ pub(crate) fn geometry(
     kernel: Option<&[usize]>,
     global: bool,
 ) -> Result<Geometry, OnnxError> {
-    let (x, one_d) = match *shape {
-        [n, c, l] => ([n, c, 1, l], true),
-        [n, c, h, w] => ([n, c, h, w], false),
-        _ => {
-            return Err(OnnxError::Unsupported(format!(
-                "{}: input of shape {shape:?}; fhec reads 1-D and 2-D windows ([N, C, L] or [N, C, H, W])",
-                node.what()
-            )))
-        }
-    };
+    let (x, one_d) = nchw(node, shape)?;
     let dims = if one_d { 1 } else { 2 };
-    let widen = |v: Vec<usize>, fill: usize| -> [usize; 2] {
-        if one_d {
-            [fill, v[0]]
-        } else {
-            [v[0], v[1]]
-        }
-    };
+    let widen = |v: Vec<usize>, fill: usize| widen(one_d, v, fill);
     if global {
         return Ok(Geometry {
             x,
@@ -381,27 +387,12 @@ pub(crate) struct Transposed {
 }
 
 pub(crate) fn transposed(node: &Node, shape: &[usize], w: &ArrayD<f64>) -> Result<Transposed, OnnxError> {
-    let (x, one_d) = match *shape {
-        [n, c, l] => ([n, c, 1, l], true),
-        [n, c, h, ww] => ([n, c, h, ww], false),
-        _ => {
-            return Err(OnnxError::Unsupported(format!(
-                "{}: input of shape {shape:?}; fhec reads 1-D and 2-D windows",
-                node.what()
-            )))
-        }
-    };
+    let (x, one_d) = nchw(node, shape)?;
     let dims = if one_d { 1 } else { 2 };
     if w.ndim() != dims + 2 {
         return Err(shape_err(node, format!("weights of shape {:?}", w.shape())));
     }
-    let widen = |v: Vec<usize>, fill: usize| -> [usize; 2] {
-        if one_d {
-            [fill, v[0]]
-        } else {
-            [v[0], v[1]]
-        }
-    };
+    let widen = |v: Vec<usize>, fill: usize| widen(one_d, v, fill);
     let c = x[1];
     let group = node.int("group", 1)?;
     if group < 1 || group as usize > c.max(1) {

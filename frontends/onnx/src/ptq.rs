@@ -362,6 +362,39 @@ impl Builder<'_> {
         })
     }
 
+    /// The integer weights of a layer as a clear constant, and the element type and width of its
+    /// accumulator over `x` (exact range `acc`), refused when wider than the IR allows.
+    fn weights(
+        &mut self,
+        what: &str,
+        values: Vec<i64>,
+        shape: &[usize],
+        x: &Enc,
+        (amin, amax): (i64, i64),
+    ) -> Result<(ValueId, ElemType, u32), OnnxError> {
+        let wt: Tensor = ArrayD::from_shape_vec(IxDyn(shape), values).map_err(|e| OnnxError::Shape(e.to_string()))?;
+        let wty = clear_type_for(&wt);
+        let signed = wty.is_signed() || self.b.ty(x.v).is_signed();
+        let width = width_for(amin as i128, amax as i128, signed);
+        if width > MAX_ENCRYPTED_WIDTH {
+            return Err(OnnxError::Unsupported(format!(
+                "{what}: the accumulator needs {width} bits (more than {MAX_ENCRYPTED_WIDTH}); use fewer bits for \
+                 weights or activations"
+            )));
+        }
+        let dense = Dense::new(wty.clone(), wt).map_err(OnnxError::Unsupported)?;
+        let wv = self
+            .b
+            .op_with_type(OpKind::Constant, &[], &[("value", Attribute::Dense(dense))], Some(wty))
+            .map_err(ir_err(what))?;
+        let elem = if signed {
+            ElemType::ESInt(width)
+        } else {
+            ElemType::EInt(width)
+        };
+        Ok((wv, elem, width))
+    }
+
     /// Whether `x`'s integers are an accumulator wider than activations and inputs plus a small sum
     /// (a pooling of up to 8 values): a weighted layer requantises them first.
     fn too_wide(&self, x: &Enc) -> bool {
@@ -411,26 +444,7 @@ impl Builder<'_> {
             amin = amin.min(lo);
             amax = amax.max(hi);
         }
-        let wt: Tensor = ArrayD::from_shape_vec(IxDyn(&[k, n]), q.values.clone()).expect("k × n");
-        let wty = clear_type_for(&wt);
-        let signed = wty.is_signed() || self.b.ty(x.v).is_signed();
-        let width = width_for(amin as i128, amax as i128, signed);
-        if width > MAX_ENCRYPTED_WIDTH {
-            return Err(OnnxError::Unsupported(format!(
-                "{what}: the accumulator needs {width} bits (more than {MAX_ENCRYPTED_WIDTH}); use fewer bits for \
-                 weights or activations"
-            )));
-        }
-        let dense = Dense::new(wty.clone(), wt).map_err(OnnxError::Unsupported)?;
-        let wv = self
-            .b
-            .op_with_type(OpKind::Constant, &[], &[("value", Attribute::Dense(dense))], Some(wty))
-            .map_err(ir_err(&what))?;
-        let elem = if signed {
-            ElemType::ESInt(width)
-        } else {
-            ElemType::EInt(width)
-        };
+        let (wv, elem, width) = self.weights(&what, q.values.clone(), &[k, n], &x, (amin, amax))?;
         let acc = self
             .b
             .op_with_type(OpKind::Matmul, &[x.v, wv], &[], Some(Type::new(elem, vec![1, n])))
@@ -603,27 +617,7 @@ impl Builder<'_> {
             amin = amin.min(lo);
             amax = amax.max(hi);
         }
-        let wt: Tensor =
-            ArrayD::from_shape_vec(IxDyn(&[f, cg, kh, kw]), wq.clone()).map_err(|e| OnnxError::Shape(e.to_string()))?;
-        let wty = clear_type_for(&wt);
-        let signed = wty.is_signed() || self.b.ty(x.v).is_signed();
-        let width = width_for(amin as i128, amax as i128, signed);
-        if width > MAX_ENCRYPTED_WIDTH {
-            return Err(OnnxError::Unsupported(format!(
-                "{what}: the accumulator needs {width} bits (more than {MAX_ENCRYPTED_WIDTH}); use fewer bits for \
-                 weights or activations"
-            )));
-        }
-        let dense = Dense::new(wty.clone(), wt).map_err(OnnxError::Unsupported)?;
-        let wv = self
-            .b
-            .op_with_type(OpKind::Constant, &[], &[("value", Attribute::Dense(dense))], Some(wty))
-            .map_err(ir_err(&what))?;
-        let elem = if signed {
-            ElemType::ESInt(width)
-        } else {
-            ElemType::EInt(width)
-        };
+        let (wv, elem, width) = self.weights(&what, wq.clone(), &[f, cg, kh, kw], &x, (amin, amax))?;
         let acc = self.window_op(OpKind::Conv2d, &x, Some(wv), g, Some(group), f, elem, &what)?;
         // per output element: scale of its filter; offset = bias + Σ w·offset over the taps inside
         let (oh, ow) = (g.out[0], g.out[1]);
