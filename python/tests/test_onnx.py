@@ -132,7 +132,7 @@ def test_mnist_convolutional_simulated():
     assert quantised >= 0.9 * fp32
 
 
-def test_residuals_and_data_movement_run_encrypted_exactly():
+def test_residuals_data_movement_and_reduce_max_run_encrypted_exactly():
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
@@ -149,11 +149,15 @@ def test_residuals_and_data_movement_run_encrypted_exactly():
         helper.make_node("Add", ["hr", "x"], ["a"], name="residual"),
         helper.make_node("Pad", ["a", "pads"], ["ap"], name="pad"),
         helper.make_node("Gather", ["ap", "idx"], ["g"], axis=1, name="pick"),
-        helper.make_node("Concat", ["g", "x"], ["c"], axis=1, name="cat"),
+        helper.make_node("ReduceMax", ["a", "max_axis"], ["am"], name="peak"),
+        helper.make_node("Concat", ["g", "x", "am"], ["c"], axis=1, name="cat"),
         helper.make_node("Slice", ["c", "st", "en", "ax"], ["s"], name="cut"),
         helper.make_node("MatMul", ["s", "w2"], ["y"], name="fc2"),
     ]
-    init += [numpy_helper.from_array(np.array([v], dtype=np.int64), n) for n, v in [("st", 1), ("en", 6), ("ax", 1)]]
+    init += [
+        numpy_helper.from_array(np.array([v], dtype=np.int64), n)
+        for n, v in [("st", 1), ("en", 6), ("ax", 1), ("max_axis", 1)]
+    ]
     g = helper.make_graph(
         nodes, "residual",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],

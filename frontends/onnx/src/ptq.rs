@@ -1009,6 +1009,107 @@ impl Builder<'_> {
         })
     }
 
+    /// ReduceMax of an encrypted tensor: its integers (one positive scale and offset for all, else
+    /// materialised) gathered to `[groups, reduced]` and reduced by `fhe.maxpool2d` with a
+    /// `[1, reduced]` window (one lookup per comparison).
+    fn reduce_max(
+        &mut self,
+        node: &Node,
+        x: Enc,
+        clear_get: &dyn Fn(&str) -> Option<ArrayD<f64>>,
+        out: &str,
+    ) -> Result<Enc, OnnxError> {
+        let what = node.what();
+        let rank = x.shape.len();
+        let axes = crate::movement::reduce_axes(node, rank, clear_get)?;
+        if axes.contains(&0) {
+            return Err(OnnxError::Unsupported(format!(
+                "{what}: a reduction over the batch axis (fhec runs each sample apart)"
+            )));
+        }
+        let keep = node.int("keepdims", 1)? != 0;
+        let uniform = x.steps.is_empty()
+            && x.scale.len() == 1
+            && x.offset.len() == 1
+            && x.scale[0] > 0.0
+            && self.b.ty(x.v).width() <= self.opts.n_bits.op_inputs.max(self.opts.rounding_bits);
+        let x = if uniform {
+            x
+        } else {
+            let bits = self.opts.n_bits.op_inputs;
+            self.materialise(x, bits, &what)?
+        };
+        let kept: Vec<usize> = (1..rank).filter(|a| !axes.contains(a)).collect();
+        let groups: usize = kept.iter().map(|&a| x.shape[a]).product();
+        let reduced: usize = axes.iter().map(|&a| x.shape[a]).product();
+        if reduced == 0 {
+            return Err(OnnxError::Shape(format!("{what}: ReduceMax over an empty axis")));
+        }
+        let strides: Vec<usize> = (0..rank).map(|a| x.shape[a + 1..].iter().product()).collect();
+        // element (g, r): the kept axes' index g and the reduced axes' index r, both row-major
+        let flat = |g: usize, r: usize| -> usize {
+            let mut e = 0;
+            let mut gi = g;
+            for &a in kept.iter().rev() {
+                e += (gi % x.shape[a]) * strides[a];
+                gi /= x.shape[a];
+            }
+            let mut ri = r;
+            for &a in axes.iter().rev() {
+                e += (ri % x.shape[a]) * strides[a];
+                ri /= x.shape[a];
+            }
+            e
+        };
+        let picks: Vec<Option<usize>> = (0..groups)
+            .flat_map(|g| (0..reduced).map(move |r| (g, r)))
+            .map(|(g, r)| Some(flat(g, r)))
+            .collect();
+        let zeros = vec![0.0; picks.len()];
+        let (s, o) = (x.scale[0], x.offset[0]);
+        let (lo, hi) = (x.lo, x.hi);
+        let mut shape = vec![1];
+        for a in 1..rank {
+            if !axes.contains(&a) {
+                shape.push(x.shape[a]);
+            } else if keep {
+                shape.push(1);
+            }
+        }
+        let grouped = self.assemble(&what, vec![x], &picks, &zeros, vec![1, groups, reduced], out)?;
+        let g = Geometry {
+            x: [1, groups, 1, reduced],
+            one_d: false,
+            kernel: [1, reduced],
+            strides: [1, 1],
+            dilations: [1, 1],
+            pads: [0; 4],
+            declared_pads: [0; 4],
+            out: [1, 1],
+        };
+        let elem = self.b.ty(grouped.v).elem;
+        let v = self.window_op(OpKind::Maxpool2d, &grouped, None, &g, None, groups, elem, &what)?;
+        self.layers.push(LayerReport {
+            node: what,
+            kind: "max".into(),
+            elements: groups,
+            range: (lo, hi),
+            bits: elem.width(),
+            rounded_lsbs: 0,
+            tables: 0,
+        });
+        Ok(Enc {
+            v,
+            shape,
+            lo,
+            hi,
+            scale: vec![s],
+            offset: vec![o],
+            steps: Vec::new(),
+            calib: out.to_string(),
+        })
+    }
+
     /// `a ± b` of two encrypted tensors of one shape (residual connections): both are materialised
     /// to one scale (each with its own offset), then added as integers.
     fn add_enc(&mut self, node: &Node, a: Enc, b: Enc, negate_b: bool, out: &str) -> Result<Enc, OnnxError> {
@@ -1514,6 +1615,7 @@ impl Builder<'_> {
             }
             "Shape" => Q::Clear(crate::movement::shape_of(node, &enc_only(0)?.shape)?),
             "ReduceSum" | "ReduceMean" => Q::Enc(self.reduce(node, enc_only(0)?, &clear_get, out)?),
+            "ReduceMax" => Q::Enc(self.reduce_max(node, enc_only(0)?, &clear_get, out)?),
             "ConvTranspose" => {
                 let x = enc_only(0)?;
                 let w = clear_at(1)

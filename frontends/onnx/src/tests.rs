@@ -1271,3 +1271,50 @@ fn keras_models_through_tf2onnx_quantise_exactly() {
         assert!(agree >= 150, "{shape:?}: {agree} of 200 top classes agree");
     }
 }
+
+/// ReduceMax of encrypted tensors (over one axis and over two, keepdims both ways) quantises exactly.
+#[test]
+fn reduce_max_quantises_exactly() {
+    let bytes = model_bytes(
+        vec![
+            node("Relu", "r", &["x"], &["xr"], vec![]),
+            node("ReduceMax", "m1", &["xr", "a2"], &["m"], vec![attr_int("keepdims", 0)]),
+            node("ReduceMax", "m2", &["xr", "a12"], &["mm"], vec![]),
+            node("Flatten", "f", &["mm"], &["mf"], vec![]),
+            node("Concat", "c", &["m", "mf"], &["cat"], vec![attr_int("axis", 1)]),
+            node("MatMul", "fc", &["cat", "w"], &["y"], vec![]),
+        ],
+        vec![
+            int_tensor("a2", &[2]),
+            int_tensor("a12", &[1, 2]),
+            weights("w", &[4, 2], 81),
+        ],
+        &[-1, 3, 4],
+        "y",
+        18,
+    );
+    let m = OnnxModel::from_bytes(&bytes).unwrap();
+    let x = rows(200, &[-1.0; 12], &[1.0; 12], 82)
+        .into_shape_with_order(IxDyn(&[200, 3, 4]))
+        .unwrap();
+    let y = &m.eval(std::slice::from_ref(&x)).unwrap()[0];
+    assert_eq!(y.shape(), &[200, 2]);
+    let opts = PtqOptions {
+        n_bits: NBits::all(6),
+        rounding_bits: 6,
+    };
+    let q = m.quantize(&x, &opts).unwrap();
+    assert_eq!(q.layers.iter().filter(|l| l.kind == "max").count(), 2);
+    exact_on_the_whole_input_range(&q, 40);
+    let scale = y.iter().fold(0f64, |a, v| a.max(v.abs()));
+    for (r, d) in dequantised(&q, &x).iter().enumerate() {
+        for c in 0..2 {
+            assert!(
+                (d[c] - y[[r, c]]).abs() < 0.1 * scale,
+                "row {r}: {} vs {}",
+                d[c],
+                y[[r, c]]
+            );
+        }
+    }
+}
