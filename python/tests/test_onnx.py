@@ -211,6 +211,25 @@ def test_keras_models_through_tf2onnx():
     assert np.array_equal(qm.forward(x[:1], fhe="execute"), clear[:1])
 
 
+def test_an_onnxruntime_qdq_model():
+    # iris_mlp quantised by onnxruntime's static quantiser (QDQ): fhec's float reference is the graph's
+    # float semantics (onnxruntime runs integer kernels: near, not equal), the client quantises with the
+    # graph's uint8 input grid, and the quantised network runs encrypted exactly
+    model, d = fixture("iris_qdq")
+    ref = fhec.onnx.onnx_reference(model, d["x"])
+    err = float(np.abs(ref - d["ort"]).max())
+    agree = (ref.argmax(1) == d["ort"].argmax(1)).mean()
+    print(f"iris_qdq: max |fhec float - onnxruntime| = {err:.2e}, top class agreement {agree:.3f}")
+    assert agree >= 0.97 and err < 0.1
+    qm = fhec.onnx.compile_onnx_model(model, d["calib"])
+    assert qm._q.quantize(np.ascontiguousarray(d["x"][:1], dtype=np.float64)).max() > 31  # 8-bit inputs
+    clear = qm.forward(d["x"], fhe="disable")
+    assert np.array_equal(qm.forward(d["x"], fhe="simulate"), clear)
+    assert np.array_equal(qm.forward(d["x"][:1], fhe="execute"), clear[:1])
+    print(f"iris_qdq: onnxruntime {(d['ort'].argmax(1) == d['y']).mean():.4f}, fhec {(clear.argmax(1) == d['y']).mean():.4f}")
+    assert (clear.argmax(1) == d["y"]).mean() >= 0.9
+
+
 def test_too_wide_accumulators_are_a_clear_error():
     model, d = fixture("iris_mlp")
     with pytest.raises(fhec.errors.CompileError, match="fewer n_bits"):

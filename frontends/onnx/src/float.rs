@@ -393,6 +393,7 @@ impl OnnxModel {
             "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" => mv::compare(node, &arg(0)?, &arg(1)?)?,
             "Where" => mv::where_(node, &arg(0)?, &arg(1)?, &arg(2)?)?,
             "ReduceSum" | "ReduceMean" | "ReduceMax" => mv::reduce(node, &arg(0)?, get)?,
+            "QuantizeLinear" | "DequantizeLinear" => self.eval_qdq(node, &arg(0)?, get)?,
             "Conv" => {
                 let b = node.input(2).map(|_| arg(2)).transpose()?;
                 crate::conv::conv(node, &arg(0)?, &arg(1)?, b.as_ref())?

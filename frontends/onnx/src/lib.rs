@@ -19,6 +19,7 @@ mod model;
 mod movement;
 mod ops;
 mod ptq;
+mod qdq;
 mod rounding;
 #[cfg(test)]
 mod tests;

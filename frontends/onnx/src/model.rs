@@ -119,6 +119,9 @@ pub struct GraphInput {
 pub struct OnnxModel {
     pub(crate) nodes: Vec<Node>,
     pub(crate) constants: HashMap<String, ArrayD<f64>>,
+    /// The ONNX element type of each constant (initializers and Constant nodes' values): the
+    /// saturation range of a QuantizeLinear comes from its zero point's type.
+    pub(crate) dtypes: HashMap<String, i32>,
     pub(crate) inputs: Vec<GraphInput>,
     pub(crate) outputs: Vec<String>,
     pub(crate) opset: i64,
@@ -179,6 +182,8 @@ pub(crate) fn tensor(t: &proto::TensorProto) -> Result<ArrayD<f64>, OnnxError> {
             DataType::Int32 | DataType::Int16 | DataType::Int8 | DataType::Uint8 | DataType::Uint16 | DataType::Bool,
         ) if raw.is_none() => t.int32_data.iter().map(|&v| v as f64).collect(),
         Ok(DataType::Int8) => from_raw(1, &|c| c[0] as i8 as f64)?,
+        Ok(DataType::Int16) => from_raw(2, &|c| i16::from_le_bytes([c[0], c[1]]) as f64)?,
+        Ok(DataType::Uint16) => from_raw(2, &|c| u16::from_le_bytes([c[0], c[1]]) as f64)?,
         Ok(DataType::Uint8) => from_raw(1, &|c| c[0] as f64)?,
         Ok(DataType::Bool) => from_raw(1, &|c| (c[0] != 0) as u8 as f64)?,
         other => {
@@ -250,8 +255,17 @@ impl OnnxModel {
             )));
         }
         let mut constants = HashMap::new();
+        let mut dtypes = HashMap::new();
         for t in &g.initializer {
-            constants.insert(t.name.clone().unwrap_or_default(), tensor(t)?);
+            let name = t.name.clone().unwrap_or_default();
+            dtypes.insert(name.clone(), t.data_type.unwrap_or(0));
+            constants.insert(name, tensor(t)?);
+        }
+        for n in g.node.iter().filter(|n| n.op_type.as_deref() == Some("Constant")) {
+            let value = n.attribute.iter().find(|a| a.name.as_deref() == Some("value"));
+            if let (Some(t), Some(out)) = (value.and_then(|a| a.t.as_ref()), n.output.first()) {
+                dtypes.insert(out.clone(), t.data_type.unwrap_or(0));
+            }
         }
         let mut inputs = Vec::new();
         for vi in &g.input {
@@ -305,6 +319,7 @@ impl OnnxModel {
         Ok(OnnxModel {
             nodes,
             constants,
+            dtypes,
             inputs,
             outputs,
             opset,

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use fhec_ir::attr::{Attribute, Dense};
 use fhec_ir::types::{clear_type_for, width_for, MAX_ENCRYPTED_WIDTH};
 use fhec_ir::{ElemType, FunctionBuilder, Module, OpKind, Tensor, Type, ValueId};
-use fhec_quant::{quantize_weights, ClientSpec, Dequant, Encoding, InputQuantizer, Post, WeightMode};
+use fhec_quant::{quantize_weights, ClientSpec, Dequant, Encoding, InputQuantizer, Post, WeightMode, Weights};
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +22,7 @@ use crate::conv::{conv_group, divisor, geometry, pool_of, transposed, Geometry, 
 use crate::float::{axes_of, broadcast, clip_bounds, reshape_dims, shape_op};
 use crate::model::{Node, OnnxModel};
 use crate::ops::{unsupported, Unary};
+use crate::qdq::Qdq;
 use crate::OnnxError;
 
 /// Bits per role, as the incumbent's `n_bits` dict names them.
@@ -140,8 +141,13 @@ pub struct QuantizedNetwork {
 #[derive(Clone, Debug)]
 enum Step {
     F(Unary),
-    Affine { mul: Vec<f64>, add: Vec<f64> },
+    Affine {
+        mul: Vec<f64>,
+        add: Vec<f64>,
+    },
     PRelu(Vec<f64>),
+    /// QuantizeLinear: `clamp(round(x / scale) + zero)`.
+    Quant(Qdq),
 }
 
 fn at(v: &[f64], e: usize) -> f64 {
@@ -164,6 +170,7 @@ impl Step {
                     at(s, e) * x
                 }
             }
+            Step::Quant(q) => q.quantize(x, e),
         }
     }
 }
@@ -249,8 +256,13 @@ impl Builder<'_> {
     /// to `bits` unsigned integers calibrated on the float values of `x.calib`.
     fn materialise(&mut self, x: Enc, bits: u32, why: &str) -> Result<Enc, OnnxError> {
         let (lo, hi) = self.calibrated(&x)?;
+        if let Some((lo, s, levels)) = grid_of(&x) {
+            // the value lies on the grid of a QuantizeLinear → DequantizeLinear pair: its integers,
+            // whatever `bits` says (lossless)
+            return self.materialise_to(x, lo, s, levels, true, why);
+        }
         let levels = ((1u64 << bits) - 1) as f64;
-        self.materialise_to(x, lo, (hi - lo) / levels, levels, why)
+        self.materialise_to(x, lo, (hi - lo) / levels, levels, false, why)
     }
 
     /// The calibration set's range of the float tensor `x` stands for (a constant one widened to 1).
@@ -273,7 +285,17 @@ impl Builder<'_> {
     }
 
     /// [`Self::materialise`] to the integers `0 ..= levels` of the quantiser `lo + s·q`.
-    fn materialise_to(&mut self, x: Enc, lo: f64, s: f64, levels: f64, why: &str) -> Result<Enc, OnnxError> {
+    /// `shift`: the lowest reachable integer becomes 0 (a grid given by the graph, whose range may be
+    /// wider than what is reached).
+    fn materialise_to(
+        &mut self,
+        x: Enc,
+        lo: f64,
+        s: f64,
+        levels: f64,
+        shift: bool,
+        why: &str,
+    ) -> Result<Enc, OnnxError> {
         // the rounding keeps `rounding_bits` of the values' exact range; the table is indexed as the
         // IR type of its input says (its width and signedness)
         let width = width_for(x.lo as i128, x.hi as i128, x.lo < 0);
@@ -330,6 +352,14 @@ impl Builder<'_> {
             map.push(id as i64);
         }
         let count = ids.len();
+        let mut lo = lo;
+        if shift && vmin > 0 && vmin <= vmax {
+            // the grid's lowest reachable level becomes 0 (unreachable entries saturate at 0)
+            tables.iter_mut().for_each(|v| *v = (*v - vmin).max(0));
+            lo += vmin as f64 * s;
+            vmax -= vmin;
+            vmin = 0;
+        }
         let y = self
             .b
             .op(
@@ -430,7 +460,7 @@ impl Builder<'_> {
                 b[o] += wv * oj;
             }
         }
-        let q = quantize_weights(&folded, k, n, self.opts.n_bits.op_weights, WeightMode::Symmetric)
+        let q = layer_weights(&folded, k, n, self.opts.n_bits.op_weights)
             .map_err(|e| OnnxError::Options(format!("{what}: {e}")))?;
         let (mut amin, mut amax) = (i64::MAX, i64::MIN);
         for o in 0..n {
@@ -589,7 +619,7 @@ impl Builder<'_> {
                     folded[r * f + fo] = w4[fo * kdim + r] * sc(c0 + r / kk);
                 }
             }
-            let q = quantize_weights(&folded, kdim, f, self.opts.n_bits.op_weights, WeightMode::Symmetric)
+            let q = layer_weights(&folded, kdim, f, self.opts.n_bits.op_weights)
                 .map_err(|e| OnnxError::Options(format!("{what}: {e}")))?;
             let wq: Vec<i64> = (0..f * kdim).map(|i| q.get(i % kdim, i / kdim)).collect();
             (wq, q.scales)
@@ -885,6 +915,11 @@ impl Builder<'_> {
                         add: remap(add),
                     },
                     Step::PRelu(p) => Step::PRelu(remap(p)),
+                    Step::Quant(q) => Step::Quant(Qdq {
+                        scale: remap(&q.scale),
+                        zero: remap(&q.zero),
+                        ..q.clone()
+                    }),
                 })
                 .collect()
         } else {
@@ -1125,8 +1160,8 @@ impl Builder<'_> {
         let (blo, bhi) = self.calibrated(&b)?;
         let levels = ((1u64 << self.opts.n_bits.op_inputs) - 1) as f64;
         let s = (ahi - alo).max(bhi - blo) / levels;
-        let qa = self.materialise_to(a, alo, s, ((ahi - alo) / s).ceil().min(levels), &what)?;
-        let qb = self.materialise_to(b, blo, s, ((bhi - blo) / s).ceil().min(levels), &what)?;
+        let qa = self.materialise_to(a, alo, s, ((ahi - alo) / s).ceil().min(levels), false, &what)?;
+        let qb = self.materialise_to(b, blo, s, ((bhi - blo) / s).ceil().min(levels), false, &what)?;
         let kind = if negate_b { OpKind::Sub } else { OpKind::Add };
         let v = self.b.op(kind, &[qa.v, qb.v], &[]).map_err(ir_err(&what))?;
         let (lo, hi) = if negate_b {
@@ -1262,13 +1297,25 @@ impl OnnxModel {
             .outer_iter()
             .map(|r| r.to_vec())
             .collect();
-        let n_in = opts.n_bits.model_inputs;
+        let mut n_in = opts.n_bits.model_inputs;
         let mut quantizer =
             InputQuantizer::calibrate(&rows, features, n_in).map_err(|e| OnnxError::Calibration(e.to_string()))?;
         if input_shape.len() >= 2 {
             // images and sequences: one quantiser for the whole tensor, so that a convolution's
             // shared weights fold its scale whatever the layout (NCHW, or NHWC behind a Transpose)
             one_range(&mut quantizer, &rows);
+        }
+        if let Some(q) = self.input_qdq(&input_shape)? {
+            // a QDQ graph quantises its input itself: the client uses that grid (its bits)
+            let levels = q.hi - q.lo;
+            n_in = (levels as u64 + 1).next_power_of_two().trailing_zeros().max(1);
+            let (s, z) = (q.scale[0], q.zero[0]);
+            quantizer = InputQuantizer {
+                n_bits: n_in,
+                lo: vec![(q.lo - z) * s; features],
+                scale: vec![s; features],
+                edges: None,
+            };
         }
         let mut b = FunctionBuilder::new("main");
         let max_q = (1i64 << n_in) - 1;
@@ -1356,6 +1403,27 @@ impl OnnxModel {
     }
 }
 
+impl OnnxModel {
+    /// The QuantizeLinear (per tensor, at most 16 bits) that every use of the graph input goes
+    /// through, if there is one.
+    fn input_qdq(&self, input_shape: &[usize]) -> Result<Option<Qdq>, OnnxError> {
+        let name = &self.inputs[0].name;
+        let users: Vec<&Node> = self
+            .nodes
+            .iter()
+            .filter(|n| n.inputs.iter().any(|i| i == name))
+            .collect();
+        let [node] = users.as_slice() else { return Ok(None) };
+        if node.op != "QuantizeLinear" || node.input(0) != Some(name.as_str()) {
+            return Ok(None);
+        }
+        let mut shape = vec![1];
+        shape.extend_from_slice(input_shape);
+        let q = self.qdq(node, &shape, &|n| self.constants.get(n).cloned())?;
+        Ok((q.per_tensor() && q.hi - q.lo < 65_536.0).then_some(q))
+    }
+}
+
 /// Sets per-feature affine quantisers to one for all features: the calibration rows' range.
 fn one_range(q: &mut InputQuantizer, rows: &[Vec<f64>]) {
     let (lo, hi) = rows
@@ -1366,6 +1434,64 @@ fn one_range(q: &mut InputQuantizer, rows: &[Vec<f64>]) {
     let scale = if hi > lo { (hi - lo) / levels } else { 1.0 };
     q.lo.iter_mut().for_each(|l| *l = lo);
     q.scale.iter_mut().for_each(|s| *s = scale);
+}
+
+/// Per-output-channel symmetric weights (`rows × channels`, row-major): a channel whose folded
+/// weights are already integer multiples of one step with at most `2^(bits−1) − 1` of them (a
+/// DequantizeLinear of integer weights, scaled by its input's grid) keeps those integers exactly;
+/// any other is quantised to `bits`.
+fn layer_weights(w: &[f64], rows: usize, channels: usize, bits: u32) -> Result<Weights, fhec_quant::QuantError> {
+    let mut q = quantize_weights(w, rows, channels, bits, WeightMode::Symmetric)?;
+    let top = (1i64 << (bits - 1)) - 1;
+    for c in 0..channels {
+        let col: Vec<f64> = (0..rows).map(|r| w[r * channels + c]).collect();
+        let m = col.iter().fold(0f64, |a, v| a.max(v.abs()));
+        if m == 0.0 {
+            continue;
+        }
+        let on_grid = |step: f64| {
+            col.iter().all(|&v| {
+                let k = v / step;
+                (k - k.round()).abs() <= 1e-6 * (1.0 + k.abs())
+            })
+        };
+        if let Some(k) = (1..=top).find(|&k| on_grid(m / k as f64)) {
+            let step = m / k as f64;
+            for r in 0..rows {
+                q.values[r * channels + c] = (w[r * channels + c] / step).round() as i64;
+            }
+            q.scales[c] = step;
+        }
+    }
+    Ok(q)
+}
+
+/// The grid a value with pending steps lies on when they end with QuantizeLinear (per tensor), an
+/// optional Clip of its integers, and DequantizeLinear (an affine map with one positive scale):
+/// `(lowest value, step, levels)`.
+fn grid_of(x: &Enc) -> Option<(f64, f64, f64)> {
+    let n = x.steps.len();
+    let (mul, add) = match x.steps.last()? {
+        Step::Affine { mul, add } if mul.len() == 1 && add.len() == 1 && mul[0] > 0.0 => (mul[0], add[0]),
+        _ => return None,
+    };
+    let (q, clip) = match (
+        n.checked_sub(2).map(|i| &x.steps[i]),
+        n.checked_sub(3).map(|i| &x.steps[i]),
+    ) {
+        (Some(Step::Quant(q)), _) => (q, None),
+        (Some(Step::F(Unary::Clip(a, b))), Some(Step::Quant(q))) => (q, Some((*a, *b))),
+        _ => return None,
+    };
+    if !q.per_tensor() {
+        return None;
+    }
+    let (mut lo, mut hi) = (q.lo, q.hi);
+    if let Some((a, b)) = clip {
+        lo = lo.max(a.ceil());
+        hi = hi.min(b.floor());
+    }
+    (lo <= hi).then_some((mul * lo + add, mul, hi - lo))
 }
 
 /// What a node makes: a value, or the client-side tail (with the value it applies to).
@@ -1616,6 +1742,45 @@ impl Builder<'_> {
             "Shape" => Q::Clear(crate::movement::shape_of(node, &enc_only(0)?.shape)?),
             "ReduceSum" | "ReduceMean" => Q::Enc(self.reduce(node, enc_only(0)?, &clear_get, out)?),
             "ReduceMax" => Q::Enc(self.reduce_max(node, enc_only(0)?, &clear_get, out)?),
+            "QuantizeLinear" => {
+                let mut x = enc_only(0)?;
+                let q = self.model.qdq(node, &x.shape, &clear_get)?;
+                // integers already on the grid (the client's input quantiser set from this node, or
+                // a DequantizeLinear of the same grid): the quantisation is a shift of the integers
+                let n = x.numel();
+                let shifts: Option<Vec<f64>> = x
+                    .steps
+                    .is_empty()
+                    .then(|| {
+                        (0..n)
+                            .map(|e| {
+                                let (s, qs) = (at(&x.scale, e), at(&q.scale, e));
+                                let m = at(&x.offset, e) / qs + at(&q.zero, e);
+                                let on_grid = ((s - qs) / qs).abs() < 1e-9 && (m - m.round()).abs() < 1e-6;
+                                let inside = x.lo as f64 + m.round() >= q.lo && x.hi as f64 + m.round() <= q.hi;
+                                (on_grid && inside).then_some(m.round())
+                            })
+                            .collect::<Option<Vec<f64>>>()
+                    })
+                    .flatten();
+                match shifts {
+                    Some(m) => {
+                        x.scale = vec![1.0];
+                        x.offset = m;
+                    }
+                    None => x.steps.push(Step::Quant(q)),
+                }
+                with(x, None)
+            }
+            "DequantizeLinear" => {
+                let mut x = enc_only(0)?;
+                let q = self.model.qdq(node, &x.shape, &clear_get)?;
+                let n = if q.per_tensor() { 1 } else { x.numel() };
+                let mul: Vec<f64> = (0..n).map(|e| at(&q.scale, e)).collect();
+                let add: Vec<f64> = (0..n).map(|e| -at(&q.zero, e) * at(&q.scale, e)).collect();
+                x.push(Step::Affine { mul, add });
+                with(x, None)
+            }
             "ConvTranspose" => {
                 let x = enc_only(0)?;
                 let w = clear_at(1)

@@ -1318,3 +1318,129 @@ fn reduce_max_quantises_exactly() {
         }
     }
 }
+
+fn typed_tensor(name: &str, dt: proto::tensor_proto::DataType, dims: &[i64], v: &[i32]) -> proto::TensorProto {
+    proto::TensorProto {
+        name: Some(name.into()),
+        dims: dims.to_vec(),
+        data_type: Some(dt as i32),
+        int32_data: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A QDQ network (as onnxruntime's static quantiser and QAT exports write them: the input quantised
+/// by the graph, integer weights behind DequantizeLinear, a Q → Clip → DQ activation of 4 bits): the
+/// client's quantiser is the graph's, weights and activations keep the graph's integers, and without
+/// rounding the program computes the graph's float semantics exactly.
+#[test]
+fn qdq_networks_keep_their_integers() {
+    use proto::tensor_proto::DataType as D;
+    let bytes = model_bytes(
+        vec![
+            node("QuantizeLinear", "qx", &["x", "sx", "zx"], &["xq"], vec![]),
+            node("DequantizeLinear", "dqx", &["xq", "sx", "zx"], &["xd"], vec![]),
+            node(
+                "DequantizeLinear",
+                "dqw1",
+                &["w1q", "sw1"],
+                &["w1"],
+                vec![attr_int("axis", 1)],
+            ),
+            node("MatMul", "fc1", &["xd", "w1"], &["h"], vec![]),
+            node("Relu", "relu", &["h"], &["hr"], vec![]),
+            node("QuantizeLinear", "qh", &["hr", "sh", "zh"], &["hq"], vec![]),
+            node("Clip", "clip", &["hq", "cmin", "cmax"], &["hc"], vec![]),
+            node("DequantizeLinear", "dqh", &["hc", "sh", "zh"], &["hd"], vec![]),
+            node("DequantizeLinear", "dqw2", &["w2q", "sw2"], &["w2"], vec![]),
+            node("MatMul", "fc2", &["hd", "w2"], &["y"], vec![]),
+        ],
+        vec![
+            float_tensor("sx", &[], &[0.05]),
+            typed_tensor("zx", D::Uint8, &[], &[128]),
+            typed_tensor("w1q", D::Int8, &[4, 3], &[3, -7, 1, 0, 5, -2, -4, 2, 7, 6, -1, -3]),
+            float_tensor("sw1", &[3], &[0.02, 0.03, 0.01]),
+            float_tensor("sh", &[], &[0.1]),
+            typed_tensor("zh", D::Uint8, &[], &[0]),
+            typed_tensor("cmin", D::Uint8, &[], &[0]),
+            typed_tensor("cmax", D::Uint8, &[], &[15]),
+            typed_tensor("w2q", D::Int8, &[3, 2], &[7, -5, 2, 6, -3, 1]),
+            float_tensor("sw2", &[], &[0.25]),
+        ],
+        &[-1, 4],
+        "y",
+        19,
+    );
+    let m = OnnxModel::from_bytes(&bytes).unwrap();
+    let x = rows(300, &[-6.0; 4], &[6.0; 4], 91);
+    let y = &m.eval(std::slice::from_ref(&x)).unwrap()[0];
+    // the float semantics by hand, on the first rows
+    let w1 = [[3.0, -7.0, 1.0], [0.0, 5.0, -2.0], [-4.0, 2.0, 7.0], [6.0, -1.0, -3.0]];
+    let sw1 = [0.02, 0.03, 0.01];
+    let w2 = [[7.0, -5.0], [2.0, 6.0], [-3.0, 1.0]];
+    for r in 0..5 {
+        let xd: Vec<f64> = (0..4)
+            .map(|j| {
+                (((x[[r, j]] / 0.05f32 as f64).round_ties_even() + 128.0).clamp(0.0, 255.0) - 128.0) * 0.05f32 as f64
+            })
+            .collect();
+        let hd: Vec<f64> = (0..3)
+            .map(|o| {
+                let h: f64 = (0..4).map(|j| xd[j] * w1[j][o] * sw1[o] as f32 as f64).sum();
+                ((h.max(0.0) / 0.1f32 as f64).round_ties_even().clamp(0.0, 255.0)).clamp(0.0, 15.0) * 0.1f32 as f64
+            })
+            .collect();
+        for c in 0..2 {
+            let want: f64 = (0..3).map(|o| hd[o] * w2[o][c] * 0.25).sum();
+            assert!((y[[r, c]] - want).abs() < 1e-9, "row {r}: {} vs {want}", y[[r, c]]);
+        }
+    }
+    // no rounding (16 bits keep every accumulator whole): the program is the graph, exactly
+    let opts = PtqOptions {
+        n_bits: NBits::all(5),
+        rounding_bits: 16,
+    };
+    let q = m.quantize(&x, &opts).unwrap();
+    let fhec_quant::InputSpec::Features { quantizer, .. } = &q.spec.inputs[0] else {
+        panic!("features")
+    };
+    assert_eq!(quantizer.n_bits, 8, "the client quantises with the graph's uint8 grid");
+    let kinds: Vec<(&str, u32)> = q.layers.iter().map(|l| (l.kind.as_str(), l.rounded_lsbs)).collect();
+    assert_eq!(kinds, [("accumulator", 0), ("lookup", 0), ("accumulator", 0)]);
+    exact_on_the_whole_input_range(&q, 40);
+    for (r, d) in dequantised(&q, &x).iter().enumerate() {
+        for c in 0..2 {
+            assert!((d[c] - y[[r, c]]).abs() < 1e-9, "row {r}: {} vs {}", d[c], y[[r, c]]);
+        }
+    }
+    // the activation's integers are the graph's 4-bit ones
+    let last = q.layers.last().unwrap();
+    assert!(last.bits <= 12, "{:?}", q.layers);
+}
+
+/// onnxruntime's static quantiser's output (QDQ, uint8 activations, int8 weights) on the iris network:
+/// read, the graph's own input grid, exact on every input with rounded accumulators.
+#[test]
+fn an_onnxruntime_qdq_model_quantises_exactly() {
+    let m = OnnxModel::from_bytes(include_bytes!("../tests/fixtures/iris_qdq.onnx")).unwrap();
+    let x = rows(120, &[4.3, 2.0, 1.0, 0.1], &[7.9, 4.4, 6.9, 2.5], 92);
+    let q = m.quantize(&x, &PtqOptions::default()).unwrap();
+    let fhec_quant::InputSpec::Features { quantizer, .. } = &q.spec.inputs[0] else {
+        panic!("features")
+    };
+    assert_eq!(quantizer.n_bits, 8);
+    exact_on_the_whole_input_range(&q, 40);
+    let y = &m.eval(std::slice::from_ref(&x)).unwrap()[0];
+    let agree = dequantised(&q, &x)
+        .iter()
+        .enumerate()
+        .filter(|(r, d)| {
+            let top = |v: &[f64]| (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b });
+            top(d) == top(&[y[[*r, 0]], y[[*r, 1]], y[[*r, 2]]])
+        })
+        .count();
+    assert!(
+        agree >= 100,
+        "{agree} of 120 top classes agree with the graph's float semantics"
+    );
+}
