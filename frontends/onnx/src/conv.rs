@@ -3,15 +3,12 @@
 
 use ndarray::{Array4, ArrayD, IxDyn};
 
+use crate::float::shape_err;
 use crate::model::Node;
 use crate::OnnxError;
 
 /// Most elements one window may cover, and most output positions (hostile files).
 const MAX_KERNEL: usize = 1 << 16;
-
-fn shape_err(node: &Node, m: impl std::fmt::Display) -> OnnxError {
-    OnnxError::Shape(format!("{}: {m}", node.what()))
-}
 
 /// A sliding window over `[N, C, H, W]` (1-D inputs `[N, C, L]` read as `H = 1`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -339,7 +336,11 @@ pub(crate) fn pool(node: &Node, x: &ArrayD<f64>) -> Result<ArrayD<f64>, OnnxErro
     let (kind, g) = pool_of(node, x.shape())?;
     let x4 = as4(node, x, &g)?;
     let c = g.x[1];
-    let mut y = Vec::with_capacity(g.x[0] * c * g.out[0] * g.out[1]);
+    let total = g.x[0] * c * g.out[0] * g.out[1];
+    if total.saturating_mul(g.kernel[0] * g.kernel[1]) > 1 << 34 {
+        return Err(shape_err(node, "the pooling is too large to evaluate"));
+    }
+    let mut y = Vec::with_capacity(total);
     for n in 0..g.x[0] {
         for ch in 0..c {
             for oh in 0..g.out[0] {
@@ -375,9 +376,8 @@ pub(crate) fn pool(node: &Node, x: &ArrayD<f64>) -> Result<ArrayD<f64>, OnnxErro
 /// `(k − 1)·d − pad` rows of zeros around (negative: cropped), then a stride-1 convolution with the
 /// kernel flipped and its channel axes swapped per group.
 pub(crate) struct Transposed {
-    /// The extended input `[N, C, H', W']`: for each of its positions, the input position it holds
-    /// (`None`: a zero).
-    pub ext: [usize; 4],
+    /// For each position of the extended input (`geometry.x`, `[N, C, H', W']`), the input position it
+    /// holds (`None`: a zero).
     pub source: Vec<Option<(usize, usize)>>,
     /// The stride-1 convolution over the extended input.
     pub geometry: Geometry,
@@ -452,6 +452,9 @@ pub(crate) fn transposed(node: &Node, shape: &[usize], w: &ArrayD<f64>) -> Resul
         ext[2 + a] = size as usize;
         start[a] = before;
     }
+    if ext[2].saturating_mul(ext[3]).saturating_mul(c.max(1)) > crate::MAX_TENSOR_ELEMENTS {
+        return Err(shape_err(node, format!("the spread input {ext:?} is too large")));
+    }
     let mut source = Vec::with_capacity(ext[2] * ext[3]);
     for yy in 0..ext[2] as i64 {
         for xx in 0..ext[3] as i64 {
@@ -485,7 +488,6 @@ pub(crate) fn transposed(node: &Node, shape: &[usize], w: &ArrayD<f64>) -> Resul
     let weights = ArrayD::from_shape_vec(IxDyn(&wshape), flipped).map_err(|e| shape_err(node, e))?;
     let out = [ext[2] - dilations[0] * (kh - 1), ext[3] - dilations[1] * (kw - 1)];
     Ok(Transposed {
-        ext,
         source,
         geometry: Geometry {
             x: ext,
@@ -511,7 +513,7 @@ pub(crate) fn conv_transpose(
 ) -> Result<ArrayD<f64>, OnnxError> {
     let t = transposed(node, x.shape(), w)?;
     let g = &t.geometry;
-    let (n, c) = (t.ext[0], t.ext[1]);
+    let (n, c) = (g.x[0], g.x[1]);
     let rows = if g.one_d { 1 } else { x.shape()[2] };
     let xin = x
         .as_standard_layout()
@@ -528,7 +530,10 @@ pub(crate) fn conv_transpose(
     if total.saturating_mul(t.weights.len() / f.max(1)) > 1 << 34 {
         return Err(shape_err(node, "the convolution is too large to evaluate"));
     }
-    let plane = t.ext[2] * t.ext[3];
+    let plane = g.x[2] * g.x[3];
+    if n.saturating_mul(c).saturating_mul(plane) > crate::MAX_TENSOR_ELEMENTS {
+        return Err(shape_err(node, "the spread input is too large to evaluate"));
+    }
     let mut ext = vec![0.0; n * c * plane];
     for b_ in 0..n {
         for ch in 0..c {
@@ -541,9 +546,9 @@ pub(crate) fn conv_transpose(
     }
     let mut ext_shape = vec![n, c];
     if !g.one_d {
-        ext_shape.push(t.ext[2]);
+        ext_shape.push(g.x[2]);
     }
-    ext_shape.push(t.ext[3]);
+    ext_shape.push(g.x[3]);
     let ext = ArrayD::from_shape_vec(IxDyn(&ext_shape), ext).map_err(|e| shape_err(node, e))?;
     conv_with(node, &ext, &t.weights, b, g, t.group)
 }

@@ -10,7 +10,7 @@ use crate::movement as mv;
 use crate::ops::{unsupported, Unary};
 use crate::OnnxError;
 
-fn shape_err(node: &Node, m: impl std::fmt::Display) -> OnnxError {
+pub(crate) fn shape_err(node: &Node, m: impl std::fmt::Display) -> OnnxError {
     OnnxError::Shape(format!("{}: {m}", node.what()))
 }
 
@@ -41,6 +41,21 @@ pub(crate) fn broadcast(
                 ))
             }
         });
+    }
+    if out
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .is_none_or(|n| n > crate::MAX_TENSOR_ELEMENTS)
+    {
+        return Err(shape_err(
+            node,
+            format!(
+                "broadcasting {:?} with {:?} gives more than {} elements",
+                a.shape(),
+                b.shape(),
+                crate::MAX_TENSOR_ELEMENTS
+            ),
+        ));
     }
     let a = a.view().into_shape_with_order(IxDyn(&sa)).expect("padded shape");
     let b = b.view().into_shape_with_order(IxDyn(&sb)).expect("padded shape");

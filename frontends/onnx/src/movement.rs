@@ -4,16 +4,12 @@
 
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
-use crate::float::{axis, broadcast};
+use crate::float::{axis, broadcast, shape_err};
 use crate::model::Node;
 use crate::OnnxError;
 
 /// Most elements a movement op may produce (hostile files: Expand or Pad to a huge shape).
 const MAX_ELEMENTS: usize = 1 << 26;
-
-fn shape_err(node: &Node, m: impl std::fmt::Display) -> OnnxError {
-    OnnxError::Shape(format!("{}: {m}", node.what()))
-}
 
 fn ints_of(node: &Node, t: &ArrayD<f64>, what: &str) -> Result<Vec<i64>, OnnxError> {
     t.iter()

@@ -949,13 +949,7 @@ impl Builder<'_> {
         out: &str,
     ) -> Result<Enc, OnnxError> {
         let what = node.what();
-        let axes = crate::movement::reduce_axes(node, x.shape.len(), clear_get)?;
-        if axes.contains(&0) {
-            return Err(OnnxError::Unsupported(format!(
-                "{what}: a reduction over the batch axis (fhec runs each sample apart)"
-            )));
-        }
-        let keep = node.int("keepdims", 1)? != 0;
+        let (axes, keep) = reduction(node, x.shape.len(), clear_get)?;
         // element e's position in the reduced tensor
         let n = x.numel();
         let strides: Vec<usize> = (0..x.shape.len()).map(|a| x.shape[a + 1..].iter().product()).collect();
@@ -1014,14 +1008,7 @@ impl Builder<'_> {
             scale[g] = at(&x.scale, e) / div;
             offset[g] += at(&x.offset, e) / div;
         }
-        let mut shape = Vec::new();
-        for (a, &d) in x.shape.iter().enumerate() {
-            if !axes.contains(&a) {
-                shape.push(d);
-            } else if keep {
-                shape.push(1);
-            }
-        }
+        let shape = reduced_shape(&x.shape, &axes, keep);
         let (lo, hi) = (x.lo * count as i64, x.hi * count as i64);
         self.layers.push(LayerReport {
             node: what,
@@ -1056,13 +1043,7 @@ impl Builder<'_> {
     ) -> Result<Enc, OnnxError> {
         let what = node.what();
         let rank = x.shape.len();
-        let axes = crate::movement::reduce_axes(node, rank, clear_get)?;
-        if axes.contains(&0) {
-            return Err(OnnxError::Unsupported(format!(
-                "{what}: a reduction over the batch axis (fhec runs each sample apart)"
-            )));
-        }
-        let keep = node.int("keepdims", 1)? != 0;
+        let (axes, keep) = reduction(node, rank, clear_get)?;
         let uniform = x.steps.is_empty()
             && x.scale.len() == 1
             && x.offset.len() == 1
@@ -1103,14 +1084,7 @@ impl Builder<'_> {
         let zeros = vec![0.0; picks.len()];
         let (s, o) = (x.scale[0], x.offset[0]);
         let (lo, hi) = (x.lo, x.hi);
-        let mut shape = vec![1];
-        for a in 1..rank {
-            if !axes.contains(&a) {
-                shape.push(x.shape[a]);
-            } else if keep {
-                shape.push(1);
-            }
-        }
+        let shape = reduced_shape(&x.shape, &axes, keep);
         let grouped = self.assemble(&what, vec![x], &picks, &zeros, vec![1, groups, reduced], out)?;
         let g = Geometry {
             x: [1, groups, 1, reduced],
@@ -1434,6 +1408,35 @@ fn one_range(q: &mut InputQuantizer, rows: &[Vec<f64>]) {
     let scale = if hi > lo { (hi - lo) / levels } else { 1.0 };
     q.lo.iter_mut().for_each(|l| *l = lo);
     q.scale.iter_mut().for_each(|s| *s = scale);
+}
+
+/// A reduction's axes (never the batch axis: each sample runs apart) and `keepdims`.
+fn reduction(
+    node: &Node,
+    rank: usize,
+    get: &dyn Fn(&str) -> Option<ArrayD<f64>>,
+) -> Result<(Vec<usize>, bool), OnnxError> {
+    let axes = crate::movement::reduce_axes(node, rank, get)?;
+    if axes.contains(&0) {
+        return Err(OnnxError::Unsupported(format!(
+            "{}: a reduction over the batch axis (fhec runs each sample apart)",
+            node.what()
+        )));
+    }
+    Ok((axes, node.int("keepdims", 1)? != 0))
+}
+
+/// `shape` without the reduced `axes` (kept as 1 with `keep`).
+fn reduced_shape(shape: &[usize], axes: &[usize], keep: bool) -> Vec<usize> {
+    shape
+        .iter()
+        .enumerate()
+        .filter_map(|(a, &d)| match (axes.contains(&a), keep) {
+            (false, _) => Some(d),
+            (true, true) => Some(1),
+            (true, false) => None,
+        })
+        .collect()
 }
 
 /// Per-output-channel symmetric weights (`rows × channels`, row-major): a channel whose folded
@@ -1800,12 +1803,12 @@ impl Builder<'_> {
                     let bits = self.opts.n_bits.op_inputs;
                     self.materialise(x, bits, &what)?
                 };
-                let (h, wd) = (t.ext[2], t.ext[3]);
+                let (h, wd) = (t.geometry.x[2], t.geometry.x[3]);
                 let (ih, iw) = (
                     x.shape[2..].iter().rev().nth(1).copied().unwrap_or(1),
                     x.shape[x.shape.len() - 1],
                 );
-                let channels = t.ext[1];
+                let channels = t.geometry.x[1];
                 let mut picks = Vec::with_capacity(channels * h * wd);
                 for ch in 0..channels {
                     for src in &t.source {

@@ -4,13 +4,9 @@
 
 use ndarray::{ArrayD, IxDyn};
 
-use crate::float::axis;
+use crate::float::{axis, shape_err};
 use crate::model::{Node, OnnxModel};
 use crate::OnnxError;
-
-fn shape_err(node: &Node, m: impl std::fmt::Display) -> OnnxError {
-    OnnxError::Shape(format!("{}: {m}", node.what()))
-}
 
 /// A Q or DQ node's parameters, broadcast to its input's shape: per element `scale` and `zero`,
 /// and (QuantizeLinear) the integer type's saturation range.

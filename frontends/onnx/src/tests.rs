@@ -1444,3 +1444,68 @@ fn an_onnxruntime_qdq_model_quantises_exactly() {
         "{agree} of 120 top classes agree with the graph's float semantics"
     );
 }
+
+/// Found in review: sizes a hostile file can ask of the new ops are bounded before anything is
+/// allocated or computed (a ConvTranspose spreading its input 65 536-fold on each axis, a broadcast of
+/// two constants to 2^32 elements, 16 pooling windows of 2^32 taps each).
+#[test]
+fn hostile_window_and_broadcast_sizes_are_errors() {
+    let x = ArrayD::from_shape_vec(IxDyn(&[1, 1, 3, 3]), vec![0.0; 9]).unwrap();
+    let spread = model_bytes(
+        vec![node(
+            "ConvTranspose",
+            "t",
+            &["x", "w"],
+            &["y"],
+            vec![attr_ints("strides", &[65536, 65536])],
+        )],
+        vec![float_tensor("w", &[1, 1, 1, 1], &[1.0])],
+        &[-1, 1, 3, 3],
+        "y",
+        17,
+    );
+    let e = OnnxModel::from_bytes(&spread)
+        .unwrap()
+        .eval(std::slice::from_ref(&x))
+        .unwrap_err();
+    assert!(e.to_string().contains("too large"), "{e}");
+    let wide = model_bytes(
+        vec![
+            node("Add", "a", &["c1", "c2"], &["s"], vec![]),
+            node("Add", "b", &["x", "s"], &["y"], vec![]),
+        ],
+        vec![
+            float_tensor("c1", &[65536, 1], &vec![0.0; 65536]),
+            float_tensor("c2", &[1, 65536], &vec![0.0; 65536]),
+        ],
+        &[-1, 1, 3, 3],
+        "y",
+        17,
+    );
+    let e = OnnxModel::from_bytes(&wide)
+        .unwrap()
+        .eval(std::slice::from_ref(&x))
+        .unwrap_err();
+    assert!(e.to_string().contains("more than"), "{e}");
+    let pool = model_bytes(
+        vec![node(
+            "AveragePool",
+            "p",
+            &["x"],
+            &["y"],
+            vec![
+                attr_ints("kernel_shape", &[65536, 65536]),
+                attr_ints("pads", &[65533, 65533, 3, 3]),
+            ],
+        )],
+        vec![],
+        &[-1, 1, 3, 3],
+        "y",
+        17,
+    );
+    let e = OnnxModel::from_bytes(&pool)
+        .unwrap()
+        .eval(std::slice::from_ref(&x))
+        .unwrap_err();
+    assert!(e.to_string().contains("too large"), "{e}");
+}
