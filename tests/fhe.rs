@@ -741,3 +741,90 @@ fn rederived_noise_equals_the_compilers() {
         assert_eq!(lying.noise.log2_p_error_worst_lookup, a.log2_worst, "{name}");
     }
 }
+
+/// Wide lookups whose function is linear on each side of 0 (ReLU, abs, integer slopes, unsigned
+/// affine maps) are computed from the input's bits: one-bit extractions and small chunk lookups
+/// (the sign in the padding position where the result's scale allows — %x shares a component
+/// with 2·x, so ReLU and abs take it — and the padded form otherwise), never a 7-bit table. Exhaustive over every
+/// input value in simulation, encrypted on the extremes and a spread of values; a function that is
+/// not piecewise linear keeps its table.
+#[test]
+fn wide_piecewise_linear_lookups_run_on_bits() {
+    let table = |w: u32, signed: bool, f: &dyn Fn(i64) -> i64| -> String {
+        let vals: Vec<String> = (0..1i64 << w)
+            .map(|i| {
+                let v = if signed && i >= 1 << (w - 1) { i - (1 << w) } else { i };
+                f(v).to_string()
+            })
+            .collect();
+        vals.join(", ")
+    };
+    let relu = table(7, true, &|v| v.max(0));
+    let slopes = table(7, true, &|v| if v >= 0 { 3 * v - 5 } else { v - 5 });
+    let abs = table(7, true, &|v| v.abs());
+    let affine = table(6, false, &|v| 2 * v + 1);
+    let program = |n: usize| {
+        format!(
+            r#"func.func @main(%x: tensor<{n}x!fhe.esint<7>>, %y: tensor<{n}x!fhe.eint<6>>) -> (tensor<{n}x!fhe.eint<6>>, tensor<{n}x!fhe.esint<9>>, tensor<{n}x!fhe.eint<7>>, tensor<{n}x!fhe.eint<7>>, tensor<{n}x!fhe.esint<8>>) {{
+  %0 = "fhe.lut"(%x) {{table = dense<[{relu}]> : tensor<128xi64>}} : (tensor<{n}x!fhe.esint<7>>) -> tensor<{n}x!fhe.eint<6>>
+  %1 = "fhe.lut"(%x) {{table = dense<[{slopes}]> : tensor<128xi64>}} : (tensor<{n}x!fhe.esint<7>>) -> tensor<{n}x!fhe.esint<9>>
+  %2 = "fhe.lut"(%x) {{table = dense<[{abs}]> : tensor<128xi64>}} : (tensor<{n}x!fhe.esint<7>>) -> tensor<{n}x!fhe.eint<7>>
+  %3 = "fhe.lut"(%y) {{table = dense<[{affine}]> : tensor<64xi64>}} : (tensor<{n}x!fhe.eint<6>>) -> tensor<{n}x!fhe.eint<7>>
+  %4 = "fhe.add"(%x, %x) : (tensor<{n}x!fhe.esint<7>>, tensor<{n}x!fhe.esint<7>>) -> tensor<{n}x!fhe.esint<8>>
+  "func.return"(%0, %1, %2, %3, %4) : (tensor<{n}x!fhe.eint<6>>, tensor<{n}x!fhe.esint<9>>, tensor<{n}x!fhe.eint<7>>, tensor<{n}x!fhe.eint<7>>, tensor<{n}x!fhe.esint<8>>) -> ()
+}}"#
+        )
+    };
+    let src = program(128);
+    let m = parse(&src);
+    let v = verify(&m).unwrap();
+    let c = compile_with(&src, None).unwrap();
+    let widest = c.program.tables.iter().map(|t| t.precision).max().unwrap();
+    assert!(widest <= 4, "a wide table remained: {widest} bits");
+    // every value of x and y, forwards and backwards
+    let all_x: Vec<i64> = (-64..64).collect();
+    let all_y: Vec<i64> = (0..128).map(|i| i % 64).collect();
+    let mut cases = Vec::new();
+    for rev in [false, true] {
+        let (mut x, mut y) = (all_x.clone(), all_y.clone());
+        if rev {
+            x.reverse();
+            y.reverse();
+        }
+        let inputs = vec![
+            ArrayD::from_shape_vec(IxDyn(&[128]), x).unwrap(),
+            ArrayD::from_shape_vec(IxDyn(&[128]), y).unwrap(),
+        ];
+        let want = fhec_ir::interp::eval(&v, &inputs).unwrap();
+        cases.push((inputs, want));
+    }
+    let batch: Vec<Vec<ClearTensor>> = cases.iter().map(|(x, _)| x.iter().map(to_clear).collect()).collect();
+    let sim = c.program.simulate(&batch).unwrap();
+    for (s, (_, want)) in cases.iter().enumerate() {
+        let got: Vec<Tensor> = sim[s].iter().map(from_clear).collect();
+        assert_eq!(&got, want, "simulation differs from the interpreter");
+    }
+    // encrypted: 16 elements, the extremes among them
+    let small = program(16);
+    let c16 = compile_with(&small, None).unwrap();
+    let m16 = parse(&small);
+    let v16 = verify(&m16).unwrap();
+    let x: Vec<i64> = vec![-64, -63, -33, -32, -31, -2, -1, 0, 1, 2, 31, 32, 33, 61, 62, 63];
+    let y: Vec<i64> = vec![0, 1, 2, 3, 7, 8, 15, 16, 31, 32, 33, 47, 48, 61, 62, 63];
+    let inputs = vec![
+        ArrayD::from_shape_vec(IxDyn(&[16]), x).unwrap(),
+        ArrayD::from_shape_vec(IxDyn(&[16]), y).unwrap(),
+    ];
+    let want = fhec_ir::interp::eval(&v16, &inputs).unwrap();
+    check_encrypted("piecewise-linear lookups on bits", &c16, &[(inputs, want)]);
+    // not linear on either side of 0: a table
+    let square = table(7, true, &|v| v * v / 65);
+    let src = format!(
+        r#"func.func @main(%x: tensor<4x!fhe.esint<7>>) -> tensor<4x!fhe.eint<6>> {{
+  %0 = "fhe.lut"(%x) {{table = dense<[{square}]> : tensor<128xi64>}} : (tensor<4x!fhe.esint<7>>) -> tensor<4x!fhe.eint<6>>
+  "func.return"(%0) : (tensor<4x!fhe.eint<6>>) -> ()
+}}"#
+    );
+    let c = compile_with(&src, None).unwrap();
+    assert_eq!(c.program.tables.iter().map(|t| t.precision).max(), Some(7));
+}

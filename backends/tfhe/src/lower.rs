@@ -611,11 +611,98 @@ impl Builder {
         if w > p {
             return Err(format!("internal error: a {w}-bit lookup on a {p}-bit encoding"));
         }
+        if let Some(plan) = bit_plan(lo, hi, w, signed && out_scale > scale, &f) {
+            return self.lookup_on_bits(e, scale, w, signed, out_scale, plan);
+        }
         let off: i128 = if signed { 1 << (w - 1) } else { 0 };
         let mut input = e.clone();
         input.add_constant(encode(off as i64, scale));
         let values = (0..1i128 << w).map(|u| encode(f(u - off) as i64, out_scale)).collect();
         Ok(Lin::slot(self.pbs(&input, p - w, 0, w, values)?))
+    }
+
+    /// `f(v)` for a `w`-bit `v` where `f` is linear on each side of 0 ([`BitPlan`]): the bits of
+    /// `v` below its sign by one-bit extractions (low first), then one small lookup per chunk of
+    /// them, which reads the chunk with the sign bit above it and writes that chunk's share of
+    /// `f(v)` at `out_scale`; the shares add up to `f(v)`. With `plan.negacyclic` the sign sits in
+    /// the padding position (a lookup one bit narrower): the table gives `±T[u]` by the sign, and a
+    /// linear term in the chunk's bits supplies the rest (docs/crypto.md, "Wide lookups on bits").
+    fn lookup_on_bits(
+        &mut self,
+        e: &Lin,
+        scale: u32,
+        w: u32,
+        signed: bool,
+        out_scale: u32,
+        plan: BitPlan,
+    ) -> Result<Lin, String> {
+        let sb = u32::from(signed);
+        let nbits = w - sb;
+        // bits[j] = m_j·2^(scale+j) as a linear expression
+        let mut bits: Vec<Lin> = Vec::with_capacity(nbits as usize);
+        let mut cur = e.clone();
+        for j in 0..nbits {
+            let slot = self.materialize(&cur)?;
+            let neg_bit = self.extract_bit(&Lin::slot(slot), scale, j)?;
+            bits.push(neg_bit.scaled(-1));
+            cur = Lin::slot(slot);
+            cur.add_scaled(&neg_bit, 1);
+        }
+        // cur = −b·2^(scale+w−1) for a signed v (b its sign bit), 0 otherwise
+        let sign = cur.scaled(-1);
+        let (alpha, beta) = (plan.alpha, plan.beta);
+        let mut out = Lin::constant(encode(plan.gamma as i64, out_scale));
+        let mut a = 0u32;
+        for &c in &plan.chunks {
+            let top = a + c == nbits;
+            // the chunk just under bit w−1, where the sign is
+            let mut y = Lin::default();
+            for bit in bits.iter().skip(a as usize).take(c as usize) {
+                y.add_scaled(bit, 1i128 << (w - sb - c - a));
+            }
+            if signed {
+                y.add_scaled(&sign, 1);
+            }
+            let share = if plan.negacyclic {
+                // g(u, b) = (α+β)/2·u·2^a + (1 − 2b)·(α−β)/2·u·2^a, at out_scale − 1 in halves
+                let half = out_scale - 1;
+                let values = (0..1i128 << c)
+                    .map(|u| {
+                        let mut t = (alpha - beta) * (u << a);
+                        if top {
+                            t += beta << (w - 1);
+                        }
+                        encode(t as i64, half)
+                    })
+                    .collect();
+                let t = self.pbs(&y, 64 - scale - w, 0, c, values)?;
+                let mut l = Lin::slot(t);
+                let k = (alpha + beta) << (half - scale);
+                for bit in bits.iter().skip(a as usize).take(c as usize) {
+                    l.add_scaled(bit, k);
+                }
+                if top {
+                    l.add_constant(encode((-beta << (w - 1)) as i64, half));
+                }
+                l
+            } else {
+                let precision = c + sb;
+                let values = (0..1i128 << precision)
+                    .map(|idx| {
+                        let (b, u) = (idx >> c, idx & ((1 << c) - 1));
+                        let mut g = (u << a) * if b == 1 { beta } else { alpha };
+                        if top && b == 1 {
+                            g -= beta << (w - 1);
+                        }
+                        encode(g as i64, out_scale)
+                    })
+                    .collect();
+                Lin::slot(self.pbs(&y, 63 - scale - w, 0, precision, values)?)
+            };
+            out.add_scaled(&share, 1);
+            a += c;
+        }
+        Ok(out)
     }
 
     /// The bit at position `i` of the value of `e` (at `scale`, low `i` bits zero), as a lookup
@@ -628,6 +715,66 @@ impl Builder {
         l.add_constant(half.wrapping_neg());
         Ok(l)
     }
+}
+
+/// How [`Builder::lookup`] computes a wide lookup whose function is linear on each side of 0:
+/// `f(v) = gamma + alpha·v` for `v ≥ 0`, `gamma + beta·v` for `v < 0` (ReLU, identity, abs,
+/// integer leaky slopes…), from the bits of `v` in chunks of the given sizes (low first).
+#[derive(Clone, Debug, PartialEq)]
+struct BitPlan {
+    alpha: i128,
+    beta: i128,
+    gamma: i128,
+    chunks: Vec<u32>,
+    /// The sign read in the padding position (needs `out_scale > scale` for the halves).
+    negacyclic: bool,
+}
+
+/// Lookups this wide or wider are candidates for [`BitPlan`] (narrower ones are cheap).
+const BITS_MIN_WIDTH: u32 = 5;
+
+/// The [`BitPlan`] for `f` on `lo ..= hi` (`w` bits) when `f` is linear on each side of 0 and the
+/// cost model prices the extractions and chunk lookups below one `w`-bit lookup.
+fn bit_plan(lo: i128, hi: i128, w: u32, negacyclic: bool, f: &impl Fn(i128) -> i128) -> Option<BitPlan> {
+    if !(BITS_MIN_WIDTH..=MAX_PBS_PRECISION).contains(&w) {
+        return None;
+    }
+    let gamma = f(0.clamp(lo, hi));
+    if lo > 0 {
+        return None; // an unsigned range that excludes 0: leave it to the table
+    }
+    let alpha = if hi >= 1 { f(1) - gamma } else { 0 };
+    let beta = if lo <= -1 { gamma - f(-1) } else { 0 };
+    // small slopes only: the chunk shares stay far from the 64-bit edge
+    if alpha.abs() > 1 << 16 || beta.abs() > 1 << 16 {
+        return None;
+    }
+    if (lo..=hi).any(|v| f(v) != gamma + if v >= 0 { alpha * v } else { beta * v }) {
+        return None;
+    }
+    let signed = lo < 0;
+    let sb = u32::from(signed);
+    let nbits = w - sb;
+    let m = crate::cost::cost_model();
+    // chunks of at most c bits, as even as possible; the cheapest c by the cost model
+    let mut best: Option<(f64, Vec<u32>)> = None;
+    for c in 1..=4u32.min(nbits) {
+        let n = nbits.div_ceil(c);
+        let chunks: Vec<u32> = (0..n).map(|i| nbits / n + u32::from(i < nbits % n)).collect();
+        let extra = if negacyclic { 0 } else { sb };
+        let ns = nbits as f64 * m.lookup(0) + chunks.iter().map(|&c| m.lookup(c + extra)).sum::<f64>();
+        if best.as_ref().is_none_or(|b| ns < b.0) {
+            best = Some((ns, chunks));
+        }
+    }
+    let (ns, chunks) = best?;
+    (ns < 0.8 * m.lookup(w)).then_some(BitPlan {
+        alpha,
+        beta,
+        gamma,
+        chunks,
+        negacyclic,
+    })
 }
 
 /// Exact `floor((x + bias) / 2^k)` by bit extraction. `x` is at `scale` (precision `63 − scale`);
@@ -674,6 +821,8 @@ struct Lowerer<'f> {
     plan: Plan,
     b: Builder,
     vals: Vec<Option<Val>>,
+    /// Per value, the interval its elements can take (within its type's range).
+    reach: Vec<(i128, i128)>,
 }
 
 impl<'f> Lowerer<'f> {
@@ -1091,6 +1240,8 @@ impl<'f> Lowerer<'f> {
         let xty = self.f.ty(x).clone();
         let in_scale = self.plan.scale(x);
         let range = xty.elem.range();
+        let reach = self.reach[x.index()];
+        let reach = (reach.0.max(range.0), reach.1.min(range.1));
         let n_in = xty.num_elements();
         let per = n_out.checked_div(n_in).unwrap_or(1); // multi_lut: K outputs per input element
                                                         // the table of every output element: evaluate the op on constant inputs
@@ -1112,7 +1263,7 @@ impl<'f> Lowerer<'f> {
             let e = &inputs[j / per];
             res.push(
                 self.b
-                    .lookup(e, in_scale, range, out_scale, |v| table[(v - lo) as usize])?,
+                    .lookup(e, in_scale, reach, out_scale, |v| table[(v - lo) as usize])?,
             );
         }
         Ok(res)
@@ -1323,7 +1474,21 @@ pub fn lower_function(f: &Function, source: Option<&str>) -> Result<Lowered, Dia
             elems: (first..first + n).map(Lin::slot).collect(),
         });
     }
-    let mut lw = Lowerer { f, plan, b, vals };
+    // sound value ranges (from the arguments' declared ranges): a lookup only needs its table
+    // where its input can be; without them, the types' ranges
+    let reach = match fhec_passes::range::declared(f) {
+        Ok(r) => r.range,
+        Err(_) => (0..f.num_values())
+            .map(|v| f.ty(ValueId(v as u32)).elem.range())
+            .collect(),
+    };
+    let mut lw = Lowerer {
+        f,
+        plan,
+        b,
+        vals,
+        reach,
+    };
     for &o in &f.body {
         let op = f.op(o);
         lw.b.origins.push(Origin {

@@ -22,6 +22,7 @@
 //! formula tfhe-rs uses for its own parameter sets. A decrypted output at scale s fails when its
 //! noise exceeds 2^(s-1), the same formula with p = 63 − s and no keyswitch/modulus switch.
 
+use std::collections::HashMap;
 use tfhe::core_crypto::commons::noise_formulas::centered_mean_shifted_modulus_switch::centered_binary_shifted_modulus_switch_additive_variance_impl;
 use tfhe::core_crypto::commons::noise_formulas::lwe_keyswitch::keyswitch_additive_variance_132_bits_security_tuniform_impl;
 use tfhe::core_crypto::commons::noise_formulas::lwe_programmable_bootstrap::pbs_variance_132_bits_security_tuniform_fft_mul_impl;
@@ -427,6 +428,9 @@ pub fn search_in(dag: &NoiseDag, target: PError, space: &SearchSpace) -> Result<
     }
 }
 
+/// Memoised `(level, base_log, variance)` lists, by their arguments.
+type BasesMemo<K> = std::sync::OnceLock<std::sync::Mutex<HashMap<K, Vec<(usize, usize, f64)>>>>;
+
 /// Per bootstrap decomposition level `1..=max_level`, the base log with the smallest output
 /// variance: `(level, base_log, variance)`.
 pub(crate) fn best_pbs_bases(
@@ -436,25 +440,45 @@ pub(crate) fn best_pbs_bases(
     glwe_bound: u32,
     max_level: usize,
 ) -> Vec<(usize, usize, f64)> {
-    (1..=max_level)
+    type Key = (usize, usize, usize, u32, usize);
+    static MEMO: BasesMemo<Key> = std::sync::OnceLock::new();
+    let memo = MEMO.get_or_init(Default::default);
+    let key = (n, k, big_n, glwe_bound, max_level);
+    if let Some(v) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return v.clone();
+    }
+    let v: Vec<(usize, usize, f64)> = (1..=max_level)
         .map(|l| {
             (1..=(64 / l).min(50))
                 .map(|b| (l, b, pbs_variance(n, k, big_n, b, l, glwe_bound)))
                 .fold((l, 1, f64::INFINITY), |a, x| if x.2 < a.2 { x } else { a })
         })
-        .collect()
+        .collect();
+    memo.lock().unwrap_or_else(|e| e.into_inner()).insert(key, v.clone());
+    v
 }
 
 /// Per keyswitch level `1..=max_level`, the base log with the smallest variance from `input_dim`
 /// mask elements to dimension `n`: `(level, base_log, variance)`.
+/// Memoised across searches (a compile with partitions asks for the same few hundred pairs again
+/// and again).
 pub(crate) fn best_ks_bases(input_dim: usize, n: usize, max_level: usize) -> Vec<(usize, usize, f64)> {
-    (1..=max_level)
+    type Key = (usize, usize, usize);
+    static MEMO: BasesMemo<Key> = std::sync::OnceLock::new();
+    let memo = MEMO.get_or_init(Default::default);
+    let key = (input_dim, n, max_level);
+    if let Some(v) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return v.clone();
+    }
+    let v: Vec<(usize, usize, f64)> = (1..=max_level)
         .map(|l| {
             (1..=(64 / l).min(40))
                 .map(|b| (l, b, ks_variance(input_dim, n, b, l)))
                 .fold((l, 1, f64::INFINITY), |a, x| if x.2 < a.2 { x } else { a })
         })
-        .collect()
+        .collect();
+    memo.lock().unwrap_or_else(|e| e.into_inner()).insert(key, v.clone());
+    v
 }
 
 /// A program without table lookups (a linear model) needs no bootstrap: no evaluation keys are

@@ -188,6 +188,30 @@ pub fn nest(parts: &[ParamSet]) -> Vec<ParamSet> {
         .collect()
 }
 
+/// The largest variance whose failure probability at `precision` bits is at most `2^log2_target`
+/// (bisection on log2 of the variance; `log2_p_fail` grows with the variance), a hair below the
+/// exact bound so that every variance it accepts meets the target.
+fn max_variance(precision: u32, log2_target: f64) -> f64 {
+    let (mut lo, mut hi) = (-400.0f64, 0.0f64);
+    for _ in 0..80 {
+        let mid = 0.5 * (lo + hi);
+        if log2_p_fail(precision, mid.exp2()) <= log2_target {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo.exp2()
+}
+
+/// [`pbs_cost_from_ns`] from the raw dimensions and levels (no parameter set to build).
+fn pbs_cost_raw(n: usize, k: usize, big_n: usize, pbs_level: usize, ks_level: usize, ks_dim: usize) -> f64 {
+    let (n, k, big_n, l) = (n as f64, k as f64, big_n as f64, pbs_level as f64);
+    let br = n
+        * ((l * (k + 1.0) + (k + 1.0)) * big_n * big_n.log2() * cost::FFT + l * (k + 1.0).powi(2) * big_n * cost::MUL);
+    br + ks_dim as f64 * ks_level as f64 * (n + 1.0) * cost::KS
+}
+
 /// Estimated single-thread nanoseconds of one keyswitch (from `ks_dim` mask elements) + bootstrap.
 pub fn pbs_cost_from_ns(p: &ParamSet, ks_dim: usize) -> f64 {
     let r = p.raw();
@@ -284,6 +308,12 @@ fn best_for(
         PError::PerLookup(t) => (false, t.log2()),
         PError::Global(t) => (true, t.log2()),
     };
+    // per constraint, the largest variance meeting a per-lookup target (no erfc in the scan)
+    let v_max: Vec<f64> = if global {
+        Vec::new()
+    } else {
+        cs.iter().map(|c| max_variance(c.precision, lt)).collect()
+    };
     let n0 = space.lwe_dimensions.first().copied().unwrap_or(512);
     for log_n in space.log_polynomial_sizes.clone() {
         if log_n < min_log_n {
@@ -331,10 +361,7 @@ fn best_for(
             distinct.sort_unstable();
             distinct.dedup();
             for &n in &space.lwe_dimensions {
-                let Ok(probe) = ParamSet::with_secure_noise(n, k, big_n, 1, 1, 1, 1) else {
-                    continue;
-                };
-                let floor = others + count as f64 * pbs_cost_from_ns(&probe, dim_q);
+                let floor = others + count as f64 * pbs_cost_raw(n, k, big_n, 1, 1, dim_q);
                 if best.as_ref().is_some_and(|(c, _)| floor >= *c) {
                     continue;
                 }
@@ -342,16 +369,18 @@ fn best_for(
                 let pbs_best = best_pbs_bases(n, k, big_n, glwe_bound, space.max_pbs_level);
                 let ks_best = best_ks_bases(dim_q.max(1), n, space.max_ks_level);
                 for &(pl, pb, pv) in &pbs_best {
+                    // keyswitch levels ascending: the cost only grows, so the first candidate that
+                    // meets every constraint, or the first not cheaper than the best, ends the scan
                     for &(kl, kb, _) in &ks_best {
+                        let cost = others + count as f64 * pbs_cost_raw(n, k, big_n, pl, kl, dim_q);
+                        if best.as_ref().is_some_and(|(c, _)| cost >= *c) {
+                            break;
+                        }
                         let Ok(cand) = ParamSet::with_secure_noise(n, k, big_n, pb, pl, kb, kl) else {
                             continue;
                         };
-                        let cost = others + count as f64 * pbs_cost_from_ns(&cand, dim_q);
-                        if best.as_ref().is_some_and(|(c, _)| cost >= *c) {
-                            continue;
-                        }
                         let ks: Vec<f64> = distinct.iter().map(|&d| ks_variance(d, n, kb, kl)).collect();
-                        let v = |(i, c): (usize, &PartConstraint)| {
+                        let var = |(i, c): (usize, &PartConstraint)| {
                             let mut v = base[i] + c.pbs[q] * pv;
                             if q == 0 {
                                 v += c.fresh * fresh_q;
@@ -360,12 +389,16 @@ fn best_for(
                                 let at = distinct.binary_search(&dims[i]).unwrap_or(0);
                                 v += ks[at] + ms;
                             }
-                            log2_p_fail(c.precision, v)
+                            v
                         };
                         let ok = if global {
-                            log2_sum(cs.iter().enumerate().map(|x| v(x) + (x.1.count.max(1) as f64).log2())) <= lt
+                            log2_sum(
+                                cs.iter()
+                                    .enumerate()
+                                    .map(|x| log2_p_fail(x.1.precision, var(x)) + (x.1.count.max(1) as f64).log2()),
+                            ) <= lt
                         } else {
-                            cs.iter().enumerate().all(|x| v(x) <= lt)
+                            cs.iter().enumerate().all(|x| var(x) <= v_max[x.0])
                         };
                         if ok {
                             let mut chosen = nested.clone();
@@ -375,6 +408,7 @@ fn best_for(
                             })
                             .expect("a raised noise bound stays secure");
                             best = Some((cost, chosen));
+                            break;
                         }
                     }
                 }
@@ -399,13 +433,55 @@ pub fn search(
         return None;
     }
     let mut cost = lookup_cost_ns(cs, &parts);
+    descend(&mut parts, &mut cost, cs, target, space);
+    // Coordinate descent stops where making one partition cheaper needs another to change too (a
+    // cheaper bootstrap whose noise another partition's lookups must absorb). Relax and repair:
+    // give partition q the cheapest set its own lookups allow, re-fit the others to it, and keep
+    // the result when it meets every constraint and costs less.
+    if parts.len() > 1 {
+        for q in 0..parts.len() {
+            let own: Vec<PartConstraint> = cs.iter().filter(|c| c.lookup == Some(q)).cloned().collect();
+            let Some((_, relaxed)) = best_for(q, &parts, &own, target, space) else {
+                continue;
+            };
+            let mut trial = parts.clone();
+            trial[q] = relaxed[q];
+            let mut ok = true;
+            for r in (0..parts.len()).filter(|&r| r != q) {
+                match best_for(r, &nest(&trial), cs, target, space) {
+                    Some((_, p)) => trial = p,
+                    None => {
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            let trial = nest(&trial);
+            let vars: Vec<Variances> = trial.iter().map(Variances::of).collect();
+            if ok && meets(cs, &trial, &vars, target) {
+                let mut c = lookup_cost_ns(cs, &trial);
+                if c < cost * (1.0 - 1e-9) {
+                    let mut t = trial;
+                    descend(&mut t, &mut c, cs, target, space);
+                    parts = t;
+                    cost = c;
+                }
+            }
+        }
+    }
+    Some((parts, cost))
+}
+
+/// Coordinate descent: the cheapest set for each partition in turn, the others fixed, until no
+/// partition changes (at most 4 rounds).
+fn descend(parts: &mut Vec<ParamSet>, cost: &mut f64, cs: &[PartConstraint], target: PError, space: &SearchSpace) {
     for _round in 0..4 {
         let mut changed = false;
         for q in 0..parts.len() {
-            if let Some((c, p)) = best_for(q, &parts, cs, target, space) {
-                if c < cost * (1.0 - 1e-9) {
-                    cost = c;
-                    parts = p;
+            if let Some((c, p)) = best_for(q, parts, cs, target, space) {
+                if c < *cost * (1.0 - 1e-9) {
+                    *cost = c;
+                    *parts = p;
                     changed = true;
                 }
             }
@@ -414,7 +490,69 @@ pub fn search(
             break;
         }
     }
-    Some((parts, cost))
+}
+
+/// Per instruction, log2 of how strongly the noise of its result is read: the largest, over the
+/// lookups and outputs that read it (through linear instructions), of `coef²·2^(2·shift)` divided
+/// by the square of the reader's threshold. A lookup whose output is read with a large
+/// amplification (the first bits of an exact rounding) needs a low-noise bootstrap; one read
+/// gently (the last bits, a final activation) does not. Used to group lookups into partitions;
+/// along several paths the largest is taken (a classification, not a bound).
+pub fn sensitivity(p: &Program) -> Vec<f64> {
+    let base = p.num_input_slots as usize;
+    let mut need = vec![f64::NEG_INFINITY; base + p.instrs.len()];
+    // log2 of 1/threshold² for a reader of `precision` bits (threshold 2^-(precision+2))
+    let th2 = |precision: u32| 2.0 * (precision as f64 + 2.0);
+    for port in &p.outputs {
+        for &slot in &port.slots {
+            let n = &mut need[slot as usize];
+            *n = n.max(th2(63 - port.scale));
+        }
+    }
+    let clear_max: Vec<f64> = p
+        .inputs
+        .iter()
+        .filter(|q| q.clear)
+        .flat_map(|port| {
+            let (lo, hi) = port.type_range();
+            let m = (lo as i128).abs().max((hi as i128).abs()) as f64;
+            std::iter::repeat_n(m, port.len())
+        })
+        .collect();
+    for (i, ins) in p.instrs.iter().enumerate().rev() {
+        let mine = need[base + i];
+        let read = |s: u32, log2_c2: f64, need: &mut Vec<f64>| {
+            let n = &mut need[s as usize];
+            *n = n.max(mine + log2_c2);
+        };
+        match ins {
+            Instr::Pbs {
+                input, shift, table, ..
+            } => {
+                let n = &mut need[*input as usize];
+                *n = n.max(2.0 * *shift as f64 + th2(p.tables[*table as usize].precision));
+            }
+            Instr::Linear { terms, .. } => {
+                if mine.is_finite() {
+                    for &(s, k) in terms {
+                        read(s, 2.0 * (k.unsigned_abs() as f64).log2(), &mut need);
+                    }
+                }
+            }
+            Instr::ClearLinear { terms, products, .. } => {
+                if mine.is_finite() {
+                    for &(s, k) in terms {
+                        read(s, 2.0 * (k.unsigned_abs() as f64).log2(), &mut need);
+                    }
+                    for &(s, w, f) in products {
+                        let m = (f.unsigned_abs() as f64) * clear_max.get(w as usize).copied().unwrap_or(0.0);
+                        read(s, 2.0 * m.log2(), &mut need);
+                    }
+                }
+            }
+        }
+    }
+    need.split_off(base)
 }
 
 /// A partitioning of a program's lookups found by [`optimize`].
@@ -443,13 +581,26 @@ pub fn optimize(p: &Program, single: &ParamSet, target: PError) -> Option<Partit
         .collect();
     precisions.sort_unstable();
     precisions.dedup();
-    if precisions.len() < 2 {
+    if precisions.is_empty() {
         return None;
     }
     let one: Vec<u32> = vec![0; p.instrs.len()];
     let single_cs = compact(constraints(p, &one, 1));
     let single_ns = lookup_cost_ns(&single_cs, std::slice::from_ref(single));
     let mut best: Option<Partitioning> = None;
+    let mut best_t = None;
+    let consider = |best: &mut Option<Partitioning>, assign: Vec<u32>, start: &[ParamSet]| -> Option<f64> {
+        let cs = compact(constraints(p, &assign, start.len()));
+        let (found, ns) = search(&cs, start, target, &space)?;
+        if best.as_ref().is_none_or(|b| ns < b.lookup_ns) {
+            *best = Some(Partitioning {
+                partitions: found,
+                assign,
+                lookup_ns: ns,
+            });
+        }
+        Some(ns)
+    };
     for &t in &precisions[..precisions.len() - 1] {
         // partition 0: the wider lookups (and the inputs); partition 1: those of at most t bits
         let assign: Vec<u32> = p
@@ -460,16 +611,58 @@ pub fn optimize(p: &Program, single: &ParamSet, target: PError) -> Option<Partit
                 _ => 0,
             })
             .collect();
-        let cs = compact(constraints(p, &assign, 2));
-        let Some((parts, ns)) = search(&cs, &[*single, *single], target, &space) else {
-            continue;
+        let before = best.as_ref().map(|b| b.lookup_ns);
+        if consider(&mut best, assign, &[*single, *single]).is_some() && best.as_ref().map(|b| b.lookup_ns) != before {
+            best_t = Some(t);
+        }
+    }
+    // Three partitions: the narrow lookups of the best split (or all lookups, two partitions) split
+    // again by how strongly their outputs are read (sensitivity, in steps of 4 in log2), so the last
+    // bits of a rounding need not pay for the first. Cuts are tried from the least sensitive up and
+    // the scan stops after two that do not improve (the cost is about unimodal in the cut).
+    let sens = sensitivity(p);
+    let level = |i: usize| (sens[i] / 4.0).floor() as i64;
+    let top = precisions[precisions.len() - 1];
+    // one precision: split it by sensitivity (two partitions); several: the narrow side of the best
+    // split by precision (three), starting from that split with its narrow set repeated
+    let (t, start) = match (&best, best_t) {
+        (Some(b), Some(t)) => (t, vec![b.partitions[0], b.partitions[1], b.partitions[1]]),
+        _ if precisions.len() == 1 => (top, vec![*single, *single]),
+        _ => (top, Vec::new()),
+    };
+    if !start.is_empty() {
+        let narrow = |i: usize| match &p.instrs[i] {
+            Instr::Pbs { table, .. } => p.tables[*table as usize].precision <= t,
+            _ => false,
         };
-        if best.as_ref().is_none_or(|b| ns < b.lookup_ns) {
-            best = Some(Partitioning {
-                partitions: parts,
-                assign,
-                lookup_ns: ns,
-            });
+        let mut levels: Vec<i64> = (0..p.instrs.len()).filter(|&i| narrow(i)).map(level).collect();
+        levels.sort_unstable();
+        levels.dedup();
+        let wide_exists = t < top;
+        let mut local = f64::INFINITY;
+        let mut misses = 0;
+        for &cut in levels.iter().skip(1) {
+            // with wide lookups: 0 wide, 1 sensitive, 2 the rest; without: 0 sensitive, 1 the rest
+            let first = u32::from(wide_exists);
+            let assign: Vec<u32> = (0..p.instrs.len())
+                .map(|i| match &p.instrs[i] {
+                    Instr::Pbs { .. } if narrow(i) && level(i) >= cut => first,
+                    Instr::Pbs { .. } if narrow(i) => first + 1,
+                    _ => 0,
+                })
+                .collect();
+            match consider(&mut best, assign, &start) {
+                Some(ns) if ns < local => {
+                    local = ns;
+                    misses = 0;
+                }
+                _ => {
+                    misses += 1;
+                    if misses == 2 {
+                        break;
+                    }
+                }
+            }
         }
     }
     let best = best?;
@@ -494,6 +687,32 @@ mod tests {
             ..Default::default()
         };
         crate::compile(&v, &opts, Some(src)).unwrap().program
+    }
+
+    /// The variance bound the per-lookup scan compares against meets the target and is tight.
+    #[test]
+    fn max_variance_inverts_the_failure_probability() {
+        for p in [0, 3, 7] {
+            for t in [-40.0, -128.0] {
+                let v = max_variance(p, t);
+                assert!(log2_p_fail(p, v) <= t);
+                assert!(log2_p_fail(p, v * 1.001) > t);
+            }
+        }
+    }
+
+    /// The raw cost formula the search prunes with is the parameter set's.
+    #[test]
+    fn raw_cost_is_the_parameter_sets() {
+        for (n, k, big_n, pl, kl, dim) in [
+            (680, 4, 512, 2, 4, 2048),
+            (960, 1, 4096, 1, 6, 4096),
+            (720, 2, 1024, 3, 9, 1024),
+        ] {
+            let p = ParamSet::with_secure_noise(n, k, big_n, 15, pl, 3, kl).unwrap();
+            let (a, b) = (pbs_cost_raw(n, k, big_n, pl, kl, dim), pbs_cost_from_ns(&p, dim));
+            assert!((a - b).abs() <= 1e-9 * b, "{a} {b}");
+        }
     }
 
     /// With one partition, the partitioned constraints give exactly the one-set analysis (the same
@@ -536,9 +755,16 @@ mod tests {
     fn optimize_splits_extractions_and_meets_the_target() {
         let one = compiled(ROUND, false);
         let p = compiled(ROUND, true);
-        assert_eq!(p.partitions.len(), 2, "{}", p.params_summary());
-        assert_eq!(p.lookups_by_partition(), vec![3, 27]);
+        // the 5-bit lookups; the first, sensitive extractions; the last ones on a cheaper set
+        assert_eq!(p.partitions.len(), 3, "{}", p.params_summary());
+        let by = p.lookups_by_partition();
+        assert_eq!((by[0], by[1] + by[2]), (3, 27), "{by:?}");
         assert!(p.partitions[1].big_lwe_dimension() <= p.partitions[0].big_lwe_dimension());
+        assert!(
+            super::super::pbs_cost_ns(&p.partitions[2]) < super::super::pbs_cost_ns(&p.partitions[1]),
+            "{}",
+            p.params_summary()
+        );
         assert!(p.noise.estimated_seconds < 0.5 * one.noise.estimated_seconds);
         let a = crate::rederive::analyze_program(&p);
         assert!(a.log2_worst <= super::super::DEFAULT_P_ERROR.log2() + 1e-9);
