@@ -297,12 +297,12 @@ fn each_partition_noise_term_matches_its_formula() {
         ..Default::default()
     };
     let p = fhec_backend_tfhe::compile(&v, &opts, Some(&src)).unwrap().program;
-    assert_eq!(p.partitions.len(), 2, "{}", p.params_summary());
+    assert!(p.partitions.len() >= 2, "{}", p.params_summary());
     let iface = p.interface();
     let keys = ClientKeys::generate(&p.partitions).unwrap();
     let silent = Progress::silent();
     let server = keys.evaluation_keys_for(&iface, &silent).expand(&silent).unwrap();
-    for q in 0..2 {
+    for q in 0..p.partitions.len() {
         let params = p.partitions[q];
         let dim = iface.ksk_dims[q] as usize;
         assert!(dim > 0);

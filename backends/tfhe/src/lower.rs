@@ -745,8 +745,9 @@ fn bit_plan(lo: i128, hi: i128, w: u32, negacyclic: bool, f: &impl Fn(i128) -> i
     }
     let alpha = if hi >= 1 { f(1) - gamma } else { 0 };
     let beta = if lo <= -1 { gamma - f(-1) } else { 0 };
-    // small slopes only: the chunk shares stay far from the 64-bit edge
-    if alpha.abs() > 1 << 16 || beta.abs() > 1 << 16 {
+    // a constant is left to its table (or to canonicalize); small slopes only: the chunk shares
+    // stay far from the 64-bit edge
+    if (alpha == 0 && beta == 0) || alpha.abs() > 1 << 16 || beta.abs() > 1 << 16 {
         return None;
     }
     if (lo..=hi).any(|v| f(v) != gamma + if v >= 0 { alpha * v } else { beta * v }) {
