@@ -3,6 +3,10 @@
 //! sizes. Writes `bench/results/pbs.json` and `bench/results/pbs.md`.
 //!
 //! Usage: `cargo run --release -p fhec-bench -- pbs [--min-precision 1] [--max-precision 8] [--seconds 2]`
+//!
+//! `fhec-bench round`: exact rounding of k bits off a p-bit value by each method (issue 13's
+//! microbenchmark), with the executor's efficiency against the bare single-lookup bound; writes
+//! `bench/results/round.json` and `bench/results/round.md`.
 
 use std::time::Instant;
 
@@ -11,6 +15,7 @@ use fhec_backend_tfhe::{compile, CompileOptions};
 use fhec_runtime::bench_support::{bare_pbs_loop, input_list};
 use fhec_runtime::program::decode;
 use fhec_runtime::{exec, keys, ClearTensor, ClientKeys, Progress};
+use ndarray::{ArrayD, IxDyn};
 use serde_json::json;
 
 fn table(p: u32) -> Vec<i64> {
@@ -176,11 +181,185 @@ fn calibrate(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Best single-thread seconds of one keyswitch + bootstrap at `params`: the executor's own batched
+/// keyswitch and blind rotation (`bench_support::time_parts`), or the one-at-a-time ones where
+/// faster, over `m` lookups with keys of their own.
+fn single_lookup_seconds(params: &fhec_runtime::ParamSet, m: usize) -> anyhow::Result<f64> {
+    let src = program_text(1, m);
+    let module = fhec_ir::parse_module(&src).map_err(|d| anyhow!("{}", d.message))?;
+    let v = fhec_ir::verify(&module).map_err(|d| anyhow!("{d:?}"))?;
+    // only timed: any failure probability will do
+    let opts = CompileOptions {
+        params: Some(*params),
+        p_error: fhec_backend_tfhe::params::PError::PerLookup(0.5),
+        ..Default::default()
+    };
+    let c = compile(&v, &opts, None).map_err(|d| anyhow!("{}", d.message))?;
+    let ck = ClientKeys::generate(&[*params])?;
+    let sk = ck.evaluation_keys(&Progress::silent()).expand(&Progress::silent())?;
+    let xs: Vec<i64> = (0..m as i64).map(|i| i % 2).collect();
+    let enc = ck.encrypt(&c.program.interface(), &[vec![ClearTensor::new(vec![m], xs)?]])?;
+    let list = input_list(&enc);
+    let (ks, ksb, br, brb) = pool(1)?.install(|| fhec_runtime::bench_support::time_parts(&sk, &list, 16));
+    Ok(ks.min(ksb) + br.min(brb))
+}
+
+/// `fhec-bench round`: exact rounding of `k` bits off a `p`-bit encrypted value (`k` from
+/// `--min-k` to `--max-k`), `--elements` values per run, by each method: bit extraction on the set
+/// a lone `--full-bits`-bit lookup needs (what one parameter set for a circuit with such a lookup
+/// gives its extractions), on the parameters the search picks for the rounding alone, and with
+/// `--partitions` (split by sensitivity). Per row: lookups, parameters, the cost model, the
+/// measured run (all threads), keygen, evaluation keys, and the executor's efficiency against the
+/// bound Σ lookups × bare single-lookup time at their partition ÷ threads. Results must decrypt to
+/// the interpreter's. Writes `bench/results/round.json` and `bench/results/round.md`.
+fn round(args: &[String]) -> anyhow::Result<()> {
+    let p = arg(args, "--bits", 13.0)? as u32;
+    let min_k = arg(args, "--min-k", 4.0)? as u32;
+    let max_k = arg(args, "--max-k", 12.0)? as u32;
+    let n = arg(args, "--elements", 16.0)? as usize;
+    let full_bits = arg(args, "--full-bits", 7.0)? as u32;
+    if !(2..=16).contains(&p) || min_k < 1 || max_k >= p || min_k > max_k {
+        bail!("need 2 ≤ --bits ≤ 16 and 1 ≤ --min-k ≤ --max-k < --bits");
+    }
+    let threads = rayon::current_num_threads();
+    // the set a lone `full_bits`-bit lookup gets
+    let lone = {
+        let src = program_text(full_bits, 1);
+        let m = fhec_ir::parse_module(&src).map_err(|d| anyhow!("{}", d.message))?;
+        let v = fhec_ir::verify(&m).map_err(|d| anyhow!("{d:?}"))?;
+        *compile(&v, &CompileOptions::default(), None)
+            .map_err(|d| anyhow!("{}", d.message))?
+            .program
+            .input_params()
+    };
+    eprintln!("full size: the set of a lone {full_bits}-bit lookup, {lone}");
+    let mut single_cache: Vec<(fhec_runtime::ParamSet, f64)> = Vec::new();
+    type Cached = (ClientKeys, fhec_runtime::ServerKeys, f64, usize);
+    let mut key_cache: Vec<((Vec<fhec_runtime::ParamSet>, Vec<u32>), Cached)> = Vec::new();
+    let mut rows = Vec::new();
+    let mut md = format!(
+        "Rounding k bits off a {p}-bit value, {n} values per run, {threads} threads, one run.\n\n\
+         | k | method | lookups (by partition) | parameters | model s | run s | ms per value | keygen s | eval keys MB | bound s | efficiency |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n"
+    );
+    for k in min_k..=max_k {
+        let ty_in = format!("tensor<{n}x!fhe.eint<{p}>>");
+        let ty_out = format!("tensor<{n}x!fhe.eint<{}>>", p - k + 1);
+        let src = format!(
+            "func.func @main(%x: {ty_in}) -> {ty_out} {{\n  %0 = \"fhe.round\"(%x) {{lsbs = {k}}} : ({ty_in}) -> {ty_out}\n  \"func.return\"(%0) : ({ty_out}) -> ()\n}}\n"
+        );
+        let module = fhec_ir::parse_module(&src).map_err(|d| anyhow!("{}", d.message))?;
+        let v = fhec_ir::verify(&module).map_err(|d| anyhow!("{d:?}"))?;
+        let xs: Vec<i64> = (0..n as i64).map(|i| (i * 2731 + 977) % (1 << p)).collect();
+        let input = ArrayD::from_shape_vec(IxDyn(&[n]), xs.clone())?;
+        let want = fhec_ir::interp::eval(&v, &[input]).map_err(|e| anyhow!("{e}"))?;
+        let want: Vec<i64> = want[0].iter().copied().collect();
+        let methods: [(&str, CompileOptions); 3] = [
+            (
+                "full size",
+                CompileOptions {
+                    params: Some(lone),
+                    ..Default::default()
+                },
+            ),
+            ("own set", CompileOptions::default()),
+            (
+                "partitions",
+                CompileOptions {
+                    partitions: true,
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (name, opts) in methods {
+            let c = match compile(&v, &opts, None) {
+                Ok(c) => c,
+                Err(d) => {
+                    eprintln!("k = {k}, {name}: {}", d.message);
+                    continue;
+                }
+            };
+            let prog = c.program;
+            // keys once per parameter vector (the full-size set serves every k)
+            let key = (prog.partitions.clone(), prog.interface().ksk_dims);
+            if !key_cache.iter().any(|(k, _)| *k == key) {
+                let t0 = Instant::now();
+                let ck = ClientKeys::generate(&prog.partitions)?;
+                let ek = ck.evaluation_keys_for(&prog.interface(), &Progress::silent());
+                let keygen = t0.elapsed().as_secs_f64();
+                let ek_bytes = fhec_runtime::io::evaluation_keys_to_bytes(&ek)?.len();
+                let sk = ek.expand(&Progress::silent())?;
+                key_cache.push((key.clone(), (ck, sk, keygen, ek_bytes)));
+            }
+            let (ck, sk, keygen, ek_bytes) = &key_cache.iter().find(|(k, _)| *k == key).expect("just added").1;
+            let (keygen, ek_bytes) = (*keygen, *ek_bytes);
+            let batch = vec![vec![ClearTensor::new(vec![n], xs.clone())?]];
+            let enc = ck.encrypt(&prog.interface(), &batch)?;
+            let t1 = Instant::now();
+            let out = exec::run(&prog, sk, enc, &Progress::silent(), None)?;
+            let run = t1.elapsed().as_secs_f64();
+            let dec = ck.decrypt(&prog.interface(), &out)?;
+            if dec[0][0].values != want {
+                bail!("k = {k}, {name}: decrypted results differ from the interpreter");
+            }
+            let counts = prog.lookups_by_partition();
+            let mut bound = 0.0;
+            for (q, &cnt) in counts.iter().enumerate() {
+                if cnt == 0 {
+                    continue;
+                }
+                let params = prog.partitions[q];
+                let t = match single_cache.iter().find(|(p, _)| *p == params) {
+                    Some(&(_, t)) => t,
+                    None => {
+                        let t = single_lookup_seconds(&params, 64)?;
+                        single_cache.push((params, t));
+                        t
+                    }
+                };
+                bound += cnt as f64 * t;
+            }
+            bound /= threads as f64;
+            let row = json!({
+                "k": k, "bits": p, "method": name, "lookups_by_partition": counts,
+                "parameters": prog.params_summary(), "model_seconds": prog.noise.estimated_seconds,
+                "run_seconds": run, "keygen_seconds": keygen, "eval_key_bytes": ek_bytes,
+                "bound_seconds": bound, "efficiency": bound / run, "threads": threads,
+            });
+            eprintln!("{row}");
+            md.push_str(&format!(
+                "| {k} | {name} | {} ({}) | {} | {:.3} | {run:.3} | {:.1} | {keygen:.2} | {:.1} | {bound:.3} | {:.2} |\n",
+                prog.pbs_count(),
+                counts.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" + "),
+                prog.partitions.iter().map(|q| format!("n={} k={} N={} ℓ={}", q.lwe_dimension(), q.glwe_dimension(), q.polynomial_size(), q.raw().pbs_level)).collect::<Vec<_>>().join("; "),
+                prog.noise.estimated_seconds,
+                run * 1e3 / n as f64,
+                ek_bytes as f64 / 1e6,
+                bound / run
+            ));
+            rows.push(row);
+        }
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("round.json"),
+        serde_json::to_string_pretty(&json!({ "threads": threads, "rows": rows }))?,
+    )?;
+    std::fs::write(dir.join("round.md"), &md)?;
+    println!("{md}");
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("pbs") => pbs(&args[1..]),
         Some("calibrate") => calibrate(&args[1..]),
-        _ => bail!("usage: fhec-bench pbs [--min-precision 1] [--max-precision 8] [--seconds 2]"),
+        Some("round") => round(&args[1..]),
+        _ => bail!(
+            "usage: fhec-bench pbs [--min-precision 1] [--max-precision 8] [--seconds 2]\n       \
+             fhec-bench round [--bits 13] [--min-k 4] [--max-k 12] [--elements 16] [--full-bits 7]"
+        ),
     }
 }

@@ -689,6 +689,35 @@ mod tests {
         crate::compile(&v, &opts, Some(src)).unwrap().program
     }
 
+    /// Along an exact rounding, each extraction's output is read less strongly than the one before
+    /// (the next read's shift is one bit smaller: 2 less in log2 of the squared amplification); a
+    /// lookup whose output is returned is read at the output's threshold.
+    #[test]
+    fn sensitivity_falls_along_a_rounding() {
+        let p = compiled(ROUND, false);
+        let sens = sensitivity(&p);
+        let mut chain: Vec<f64> = Vec::new();
+        for (i, ins) in p.instrs.iter().enumerate() {
+            if let Instr::Pbs { table, .. } = ins {
+                if p.tables[*table as usize].precision == 0 {
+                    chain.push(sens[i]);
+                }
+            }
+        }
+        assert_eq!(chain.len(), 27);
+        for c in chain.chunks(9) {
+            for w in c.windows(2) {
+                assert!((w[0] - w[1] - 2.0).abs() < 1e-9, "{c:?}");
+            }
+        }
+        let out_scale = p.outputs[0].scale;
+        for &slot in &p.outputs[0].slots {
+            let i = slot as usize - p.num_input_slots as usize;
+            assert!(matches!(p.instrs[i], Instr::Pbs { .. }));
+            assert_eq!(sens[i], 2.0 * ((63 - out_scale) as f64 + 2.0));
+        }
+    }
+
     /// The variance bound the per-lookup scan compares against meets the target and is tight.
     #[test]
     fn max_variance_inverts_the_failure_probability() {
