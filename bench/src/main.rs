@@ -234,8 +234,10 @@ fn round(args: &[String]) -> anyhow::Result<()> {
     };
     eprintln!("full size: the set of a lone {full_bits}-bit lookup, {lone}");
     let mut single_cache: Vec<(fhec_runtime::ParamSet, f64)> = Vec::new();
+    // (partitions, keyswitch dimensions) → (client keys, server keys, keygen seconds, key bytes)
+    type KeysFor = (Vec<fhec_runtime::ParamSet>, Vec<u32>);
     type Cached = (ClientKeys, fhec_runtime::ServerKeys, f64, usize);
-    let mut key_cache: Vec<((Vec<fhec_runtime::ParamSet>, Vec<u32>), Cached)> = Vec::new();
+    let mut key_cache: Vec<(KeysFor, Cached)> = Vec::new();
     let mut rows = Vec::new();
     let mut md = format!(
         "Rounding k bits off a {p}-bit value, {n} values per run, {threads} threads, one run.\n\n\
