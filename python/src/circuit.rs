@@ -346,7 +346,8 @@ impl Circuit {
         self.c.client_spec().to_json()
     }
 
-    /// Lookups per precision, parameters, failure probability, key sizes, estimated latency.
+    /// Lookups per precision and per partition, parameters, failure probability, key sizes,
+    /// estimated latency.
     #[getter]
     fn statistics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let p = self.c.program();
@@ -357,6 +358,7 @@ impl Circuit {
         }
         d.set_item("pbs_count", p.pbs_count())?;
         d.set_item("pbs_by_precision", by)?;
+        d.set_item("pbs_by_partition", p.lookups_by_partition())?;
         d.set_item("parameters", p.params_summary())?;
         d.set_item("log2_p_error_per_lookup", p.noise.log2_p_error_worst_lookup)?;
         d.set_item("log2_p_error_global", p.noise.log2_p_error_global)?;

@@ -54,6 +54,7 @@ def test_ir_and_statistics(circuit):
     s = c.statistics
     assert s["pbs_count"] > 0 and s["log2_p_error_per_lookup"] <= -40
     assert s["evaluation_key_bytes"] > 0
+    assert s["pbs_by_partition"] == [s["pbs_count"]]
 
 
 def test_partitions_run_exactly():
@@ -70,7 +71,9 @@ def test_partitions_run_exactly():
 
     inputset = [RNG.integers(0, 16, size=(1, 6)) for _ in range(40)] + [np.full((1, 6), 15), np.zeros((1, 6), int)]
     c = wide.compile(inputset, partitions=True)
-    assert "partition 1" in c.statistics["parameters"], c.statistics["parameters"]
+    s = c.statistics
+    assert "partition 1" in s["parameters"], s["parameters"]
+    assert len(s["pbs_by_partition"]) >= 2 and sum(s["pbs_by_partition"]) == s["pbs_count"], s
     for x in inputset:
         assert np.array_equal(c.simulate(x), want(x))
     c.keygen()
