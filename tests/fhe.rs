@@ -747,7 +747,8 @@ fn rederived_noise_equals_the_compilers() {
 /// (the sign in the padding position where the result's scale allows — %x shares a component
 /// with 2·x, so ReLU and abs take it — and the padded form otherwise), never a 7-bit table. Exhaustive over every
 /// input value in simulation, encrypted on the extremes and a spread of values; a function that is
-/// not piecewise linear keeps its table.
+/// not piecewise linear keeps its table, and a table that is ReLU only on its operand's declared
+/// range runs on bits (the lowering reads the proven range), exact on every accepted value.
 #[test]
 fn wide_piecewise_linear_lookups_run_on_bits() {
     let table = |w: u32, signed: bool, f: &dyn Fn(i64) -> i64| -> String {
@@ -817,6 +818,26 @@ fn wide_piecewise_linear_lookups_run_on_bits() {
     ];
     let want = fhec_ir::interp::eval(&v16, &inputs).unwrap();
     check_encrypted("piecewise-linear lookups on bits", &c16, &[(inputs, want)]);
+    // a type wider than the operand can be: the table is ReLU where the declared range reaches
+    // ([-40, 40]) and anything elsewhere; the lowering reads the proven range, so bits still apply
+    let partial = table(7, true, &|v| if (-40..=40).contains(&v) { v.max(0) } else { 5 });
+    let src = format!(
+        r#"func.func @main(%x: tensor<81x!fhe.esint<7>> {{fhe.range = [-40, 40]}}) -> tensor<81x!fhe.eint<6>> {{
+  %0 = "fhe.lut"(%x) {{table = dense<[{partial}]> : tensor<128xi64>}} : (tensor<81x!fhe.esint<7>>) -> tensor<81x!fhe.eint<6>>
+  "func.return"(%0) : (tensor<81x!fhe.eint<6>>) -> ()
+}}"#
+    );
+    let c = compile_with(&src, None).unwrap();
+    assert!(
+        c.program.tables.iter().all(|t| t.precision <= 4),
+        "a wide table remained"
+    );
+    let m = parse(&src);
+    let v = verify(&m).unwrap();
+    // every value the program accepts, encrypted and simulated
+    let inputs = vec![ArrayD::from_shape_vec(IxDyn(&[81]), (-40..=40).collect()).unwrap()];
+    let want = fhec_ir::interp::eval(&v, &inputs).unwrap();
+    check_encrypted("ReLU on its proven range", &c, &[(inputs, want)]);
     // not linear on either side of 0: a table
     let square = table(7, true, &|v| v * v / 65);
     let src = format!(

@@ -739,10 +739,10 @@ fn bit_plan(lo: i128, hi: i128, w: u32, negacyclic: bool, f: &impl Fn(i128) -> i
     if !(BITS_MIN_WIDTH..=MAX_PBS_PRECISION).contains(&w) {
         return None;
     }
-    let gamma = f(0.clamp(lo, hi));
-    if lo > 0 {
-        return None; // an unsigned range that excludes 0: leave it to the table
+    if lo > 0 || hi < 0 {
+        return None; // a range that excludes 0 has no breakpoint to split at: leave it to the table
     }
+    let gamma = f(0);
     let alpha = if hi >= 1 { f(1) - gamma } else { 0 };
     let beta = if lo <= -1 { gamma - f(-1) } else { 0 };
     // a constant is left to its table (or to canonicalize); small slopes only: the chunk shares
