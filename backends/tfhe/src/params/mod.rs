@@ -120,17 +120,16 @@ pub mod cost {
 
 /// Estimated single-thread time of one keyswitch + bootstrap, in nanoseconds.
 pub fn pbs_cost_ns(p: &ParamSet) -> f64 {
-    let r = p.raw();
-    let (n, k, big_n) = (
-        r.lwe_dimension as f64,
-        r.glwe_dimension as f64,
-        r.polynomial_size as f64,
-    );
-    let l = r.pbs_level as f64;
+    partition::pbs_cost_from_ns(p, p.big_lwe_dimension())
+}
+
+/// The cost model of one keyswitch (from `ks_dim` mask elements, `ks_level` levels) + bootstrap
+/// from the raw dimensions, in nanoseconds: the searches prune with it before building a set.
+pub(crate) fn pbs_cost_raw(n: usize, k: usize, big_n: usize, pbs_level: usize, ks_level: usize, ks_dim: usize) -> f64 {
+    let (n, k, big_n, l) = (n as f64, k as f64, big_n as f64, pbs_level as f64);
     let br = n
         * ((l * (k + 1.0) + (k + 1.0)) * big_n * big_n.log2() * cost::FFT + l * (k + 1.0).powi(2) * big_n * cost::MUL);
-    let ks = k * big_n * r.ks_level as f64 * (n + 1.0) * cost::KS;
-    br + ks
+    br + ks_dim as f64 * ks_level as f64 * (n + 1.0) * cost::KS
 }
 
 /// Noise variances of one parameter set (normalised by q²).

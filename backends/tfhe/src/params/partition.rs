@@ -18,8 +18,8 @@ use fhec_runtime::program::{Instr, Program};
 use fhec_runtime::{ParamSet, RawParamSet};
 
 use super::{
-    best_ks_bases, best_pbs_bases, cost, keyswitch_variance_from, ks_variance, log2_p_fail, log2_sum, ms_variance,
-    tuniform_variance, Analysis, PError, SearchSpace, Variances,
+    best_ks_bases, best_pbs_bases, keyswitch_variance_from, ks_variance, log2_p_fail, log2_sum, ms_variance,
+    pbs_cost_raw, tuniform_variance, Analysis, PError, SearchSpace, Variances,
 };
 
 /// One noise constraint of a partitioned program.
@@ -204,21 +204,17 @@ fn max_variance(precision: u32, log2_target: f64) -> f64 {
     lo.exp2()
 }
 
-/// [`pbs_cost_from_ns`] from the raw dimensions and levels (no parameter set to build).
-fn pbs_cost_raw(n: usize, k: usize, big_n: usize, pbs_level: usize, ks_level: usize, ks_dim: usize) -> f64 {
-    let (n, k, big_n, l) = (n as f64, k as f64, big_n as f64, pbs_level as f64);
-    let br = n
-        * ((l * (k + 1.0) + (k + 1.0)) * big_n * big_n.log2() * cost::FFT + l * (k + 1.0).powi(2) * big_n * cost::MUL);
-    br + ks_dim as f64 * ks_level as f64 * (n + 1.0) * cost::KS
-}
-
 /// Estimated single-thread nanoseconds of one keyswitch (from `ks_dim` mask elements) + bootstrap.
 pub fn pbs_cost_from_ns(p: &ParamSet, ks_dim: usize) -> f64 {
     let r = p.raw();
-    let own = super::pbs_cost_ns(p);
-    let ks_own =
-        (r.glwe_dimension * r.polynomial_size) as f64 * r.ks_level as f64 * (r.lwe_dimension as f64 + 1.0) * cost::KS;
-    own - ks_own + ks_dim as f64 * r.ks_level as f64 * (r.lwe_dimension as f64 + 1.0) * cost::KS
+    pbs_cost_raw(
+        r.lwe_dimension,
+        r.glwe_dimension,
+        r.polynomial_size,
+        r.pbs_level,
+        r.ks_level,
+        ks_dim,
+    )
 }
 
 /// log2 p_fail of every constraint under `parts` (already nested).
@@ -730,22 +726,6 @@ mod tests {
         }
     }
 
-    /// The raw cost formula the search prunes with is the parameter set's.
-    #[test]
-    fn raw_cost_is_the_parameter_sets() {
-        for (n, k, big_n, pl, kl, dim) in [
-            (680, 4, 512, 2, 4, 2048),
-            (960, 1, 4096, 1, 6, 4096),
-            (720, 2, 1024, 3, 9, 1024),
-        ] {
-            let p = ParamSet::with_secure_noise(n, k, big_n, 15, pl, 3, kl).unwrap();
-            let (a, b) = (pbs_cost_raw(n, k, big_n, pl, kl, dim), pbs_cost_from_ns(&p, dim));
-            assert!((a - b).abs() <= 1e-9 * b, "{a} {b}");
-        }
-    }
-
-    /// With one partition, the partitioned constraints give exactly the one-set analysis (the same
-    /// weights; the keyswitch at the key's own dimension).
     #[test]
     fn one_partition_matches_the_plain_analysis() {
         for src in [ROUND, include_str!("../../../../examples/mlp.fhe")] {
