@@ -130,10 +130,13 @@ def run_row(row: Row, fhe_rows: int | None, latency_runs: int) -> dict:
             single.append(time.perf_counter() - t0)
     st = circuit.statistics
     params = st["parameters"]
-    big = 1
+    # outputs are LWE ciphertexts under the master key: the largest k·N of the partitions
+    big, k = 1, 1
     for part in params.replace("(", " ").split():
-        if part.startswith("k=") or part.startswith("N="):
-            big *= int(part[2:])
+        if part.startswith("k="):
+            k = int(part[2:])
+        elif part.startswith("N="):
+            big = max(big, k * int(part[2:]))
     return {
         "model": row.name,
         "dataset": row.dataset,
@@ -150,6 +153,7 @@ def run_row(row: Row, fhe_rows: int | None, latency_runs: int) -> dict:
         "eval_key_bytes": st["evaluation_key_bytes"],
         "pbs_count": st["pbs_count"],
         "pbs_by_precision": {str(k): v for k, v in st["pbs_by_precision"].items()},
+        "pbs_by_partition": list(st.get("pbs_by_partition", [])),
         "output_bytes_per_sample": _output_ciphertexts(model) * (big + 1) * 8,
         "parameters": st["parameters"],
         "log2_p_error": st["log2_p_error_global"],
@@ -177,17 +181,19 @@ def markdown(results: list[dict], meta: dict) -> str:
         f"scikit-learn {meta['sklearn']}, numpy {meta['numpy']}; command `{meta['command']}`.",
         "",
         "| model | dataset | n_bits | metric | fp32 | quantized | FHE (rows) | FHE = quantized | compile | keygen "
-        "| eval keys | PBS (bits: count) | output / sample | latency (1 row, median) | throughput (batch) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| eval keys | PBS (bits: count) | PBS per partition | output / sample | latency (1 row, median) "
+        "| throughput (batch) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     for r in results:
         pbs = ", ".join(f"{k}: {v}" for k, v in sorted(r["pbs_by_precision"].items())) or "0"
+        parts = " + ".join(str(v) for v in r.get("pbs_by_partition", [])) or "—"
         lines.append(
             f"| {r['model']} | {r['dataset']} | {r['n_bits']} | {r['metric']} | {100 * r['fp32']:.2f} "
             f"| {100 * r['quantized']:.2f} | {100 * r['fhe']:.2f} ({r['fhe_rows']}) "
             f"| {100 * r['fhe_quantized_agreement']:.1f}% | {ms(r['compile_ms'])} | {ms(r['keygen_ms'])} "
-            f"| {r['eval_key_bytes'] / 1e6:.1f} MB | {pbs} | {r['output_bytes_per_sample'] / 1e3:.1f} kB "
+            f"| {r['eval_key_bytes'] / 1e6:.1f} MB | {pbs} | {parts} | {r['output_bytes_per_sample'] / 1e3:.1f} kB "
             f"| {ms(r['latency_ms_median'])} | {r['throughput_rows_per_s']:.2f} rows/s |"
         )
     return "\n".join(lines)

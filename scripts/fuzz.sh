@@ -46,6 +46,10 @@ cp "$work/mlp.fhecp" "$work/lin.fhecp" "$corpus/program_file/"
 "$fhec" keygen "$work/lin.fhecp" --client-keys "$work/lin.ck" --eval-keys "$work/lin.ek" >/dev/null 2>&1
 cp "$work/lin.ck" "$corpus/client_keys/"
 cp "$work/lin.ek" "$corpus/evaluation_keys/"
+# the smallest keys with a bootstrap and a (32-bit) keyswitch key: one 1-bit lookup at p_error 1e-3
+"$fhec" compile fuzz/fixtures/tiny_lut.fhe -o "$work/tiny.fhecp" --p-error 1e-3 2>/dev/null
+"$fhec" keygen "$work/tiny.fhecp" --client-keys "$work/tiny.ck" --eval-keys "$work/tiny.ek" >/dev/null 2>&1
+cp "$work/tiny.ek" "$corpus/evaluation_keys/"
 "$fhec" encrypt "$work/lin.fhecp" --client-keys "$work/lin.ck" --batch -i "x=[[[1,2,3,4]],[[12,0,5,7]]]" -o "$work/lin.in" 2>/dev/null
 "$fhec" run "$work/lin.fhecp" "$work/lin.in" --eval-keys "$work/lin.ek" -o "$work/lin.out" 2>/dev/null
 cp "$work/lin.in" "$work/lin.out" "$corpus/ciphertexts/"

@@ -13,9 +13,9 @@ use crate::circuit::Circuit;
 use crate::error::Error;
 
 /// Options of [`compile`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct CompileOptions {
-    /// Failure-probability target (default: 2^-40 per lookup).
+    /// Failure-probability target (default: 2^-128 per lookup).
     pub p_error: PError,
     /// Pass pipeline as text (`canonicalize,bitwidth`); `None`: the default pipeline; `"none"` or
     /// empty: no passes.
@@ -27,12 +27,27 @@ pub struct CompileOptions {
     pub params: Option<ParamSet>,
     /// The module's source text, to locate ops in messages.
     pub source: Option<String>,
-    /// Let the search split lookups by precision into partitions, each with its own parameter set,
-    /// where the cost model says it pays (docs/crypto.md, "Partitions"); off by default for now.
+    /// Let the search split lookups by precision and sensitivity into partitions, each with its own
+    /// parameter set, where the cost model says it pays (docs/crypto.md, "Partitions"). On by
+    /// default; `false` gives every lookup one set. Fixed `params` mean one set (the given one).
     pub partitions: bool,
     /// [`compile_traced`] only: widen every calibrated range by this fraction of its width on each
     /// side ([`fhec_trace::Tracer::module_with_margin`]); 0 keeps the input set's ranges.
     pub calibration_margin: f64,
+}
+
+impl Default for CompileOptions {
+    fn default() -> CompileOptions {
+        CompileOptions {
+            p_error: PError::default(),
+            pipeline: None,
+            function: None,
+            params: None,
+            source: None,
+            partitions: true,
+            calibration_margin: 0.0,
+        }
+    }
 }
 
 /// Compiles a module with its client half: verification, the pass pipeline, verification again,
@@ -41,12 +56,6 @@ pub struct CompileOptions {
 /// ([`ClientSpec::integers`] for integer programs); it must have one entry per input and output. The
 /// circuit keeps the module as given: its clear interpreter is the reference.
 pub fn compile(module: Module, spec: ClientSpec, opts: &CompileOptions) -> Result<Circuit, Error> {
-    if opts.params.is_some() && opts.partitions {
-        return Err(Error::new(
-            crate::ErrorKind::Compile,
-            "fixed parameters (to reuse keys) and a partition search exclude each other: give one or the other",
-        ));
-    }
     fhec_ir::verify(&module)?;
     spec.validate()?;
     let mut m = module.clone();
@@ -60,7 +69,8 @@ pub fn compile(module: Module, spec: ClientSpec, opts: &CompileOptions) -> Resul
         p_error: opts.p_error,
         function: opts.function.clone(),
         params: opts.params,
-        partitions: opts.partitions,
+        // fixed parameters are one set: no search, no split
+        partitions: opts.partitions && opts.params.is_none(),
     };
     let compiled = fhec_backend_tfhe::compile(&proof, &lopts, opts.source.as_deref())?;
     let p = &compiled.program;

@@ -105,7 +105,8 @@ pub(crate) fn compile(file: &str, output: Option<&str>, a: CompileArgs<'_>) -> R
             let p = load_program(path)?;
             if p.partitions.len() > 1 {
                 return Err(anyhow!(
-                    "{path}: --params-of takes the parameters of a program of one partition, this one has {}",
+                    "{path}: --params-of takes the parameters of a program of one partition, this one has {} \
+                     (compile that program with --no-partitions to give it one set)",
                     p.partitions.len()
                 )
                 .into());
@@ -602,26 +603,32 @@ pub(crate) fn info(program: &str) -> Result<(), Failure> {
             println!("  no table lookups: no bootstrap or keyswitch (inputs and outputs under the GLWE key only)");
         } else {
             println!(
-                "  bootstrap decomposition base 2^{} × {} levels, keyswitch base 2^{} × {} levels",
-                r.pbs_base_log, r.pbs_level, r.ks_base_log, r.ks_level
+                "  bootstrap decomposition base 2^{} × {} levels, keyswitch base 2^{} × {} levels into {}-bit ciphertexts{}",
+                r.pbs_base_log,
+                r.pbs_level,
+                r.ks_base_log,
+                r.ks_level,
+                r.ks_modulus_log2,
+                if part.ks32() { " (KS32)" } else { "" }
             );
         }
         println!(
-            "  noise: TUniform 2^{} (LWE key), 2^{} (GLWE key)",
-            r.lwe_noise_bound_log2, r.glwe_noise_bound_log2
+            "  noise: TUniform 2^{} (LWE key, modulo 2^{}), 2^{} (GLWE key)",
+            r.lwe_noise_bound_log2, r.ks_modulus_log2, r.glwe_noise_bound_log2
         );
     }
     let secure =
         p.partitions.iter().all(|q| q.is_secure()) && runtime::params::partitions_problem(&p.partitions).is_none();
     if let [only] = &p.partitions[..] {
         let r = only.raw();
-        let lwe_min = runtime::params::secure_lwe_bound(r.lwe_dimension);
+        let lwe_min = runtime::params::secure_lwe_bound_at(r.lwe_dimension, r.ks_modulus_log2);
         let glwe_min = runtime::params::secure_glwe_bound(r.glwe_dimension, r.polynomial_size);
         println!(
-            "security: {} (tfhe-rs secure_noise curves, labelled 132-bit: LWE bound 2^{} ≥ 2^{lwe_min} at n = {}, GLWE bound 2^{} ≥ 2^{glwe_min} at k·N = {})",
+            "security: {} (tfhe-rs secure_noise curves, labelled 132-bit: LWE bound 2^{} ≥ 2^{lwe_min} at n = {} modulo 2^{}, GLWE bound 2^{} ≥ 2^{glwe_min} at k·N = {})",
             if secure { "≥ 128 bits" } else { "NOT SECURE" },
             r.lwe_noise_bound_log2,
             r.lwe_dimension,
+            r.ks_modulus_log2,
             r.glwe_noise_bound_log2,
             only.big_lwe_dimension()
         );

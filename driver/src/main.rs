@@ -118,10 +118,14 @@ enum Command {
         /// The passes to run before lowering (default: the default pipeline; `none` for no passes).
         #[arg(long, value_name = "PIPELINE")]
         pipeline: Option<String>,
-        /// Let lookups of low precision get a partition of their own, with smaller parameters, where
-        /// the cost model says it pays (docs/crypto.md, "Partitions")
-        #[arg(long)]
+        /// Let lookups of low precision or sensitivity get a partition of their own, with smaller
+        /// parameters, where the cost model says it pays (docs/crypto.md, "Partitions"): the default
+        #[arg(long, conflicts_with_all = ["no_partitions", "params_of"])]
         partitions: bool,
+        /// One parameter set for every lookup (no partitions): fewer, smaller keys when the split
+        /// buys little
+        #[arg(long)]
+        no_partitions: bool,
     },
     /// Generate secret (client) keys and evaluation keys for a compiled program.
     Keygen {
@@ -457,7 +461,8 @@ fn main() -> ExitCode {
             emit_tfhe,
             params_of,
             pipeline,
-            partitions,
+            partitions: _,
+            no_partitions,
         } => fhe::compile(
             file,
             output.as_deref(),
@@ -470,7 +475,7 @@ fn main() -> ExitCode {
                 emit: *emit_tfhe,
                 params_of: params_of.as_deref(),
                 pipeline: pipeline.as_deref(),
-                partitions: *partitions,
+                partitions: !*no_partitions,
             },
         ),
         Command::Opt {

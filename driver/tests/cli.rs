@@ -249,7 +249,10 @@ fn encrypted_pipeline_rejects_mismatched_and_damaged_files() {
     let prog = tmp("m.fhecp");
     let other = tmp("t.fhecp");
     let (p, q) = (prog.to_str().unwrap(), other.to_str().unwrap());
-    assert!(fhec(&["compile", "examples/mlp.fhe", "-o", p]).status.success());
+    // one parameter set: `--params-of` below reuses it
+    assert!(fhec(&["compile", "examples/mlp.fhe", "-o", p, "--no-partitions"])
+        .status
+        .success());
     assert!(fhec(&["compile", "examples/tree.fhe", "-o", q]).status.success());
     let (ck, ek) = (tmp("m.client.keys"), tmp("m.eval.keys"));
     let (c, e) = (ck.to_str().unwrap(), ek.to_str().unwrap());
@@ -315,17 +318,32 @@ fn encrypted_pipeline_rejects_mismatched_and_damaged_files() {
     assert!(o.status.success(), "{}", stderr(&o));
     fails(&["run", sp, ci, "--eval-keys", e, "-o", xo], "made for another program");
     // fixed parameters and a partition search exclude each other (an error, not one of them ignored)
+    let o = fhec(&[
+        "compile",
+        variant.to_str().unwrap(),
+        "--params-of",
+        p,
+        "--partitions",
+        "-o",
+        sp,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
+    // the parameters of a program of several partitions: an error that says how to get one set
+    let two = tmp("two.fhecp");
+    assert!(fhec(&["compile", "examples/mlp.fhe", "-o", two.to_str().unwrap()])
+        .status
+        .success());
     fails(
         &[
             "compile",
             variant.to_str().unwrap(),
             "--params-of",
-            p,
-            "--partitions",
+            two.to_str().unwrap(),
             "-o",
             sp,
         ],
-        "exclude each other",
+        "--no-partitions",
     );
     // resource limits: a program above them is refused before the keys are expanded
     fails(

@@ -177,7 +177,7 @@ impl QuantizedNetwork {
     }
 
     /// Compiles the quantised module (the facade's one pipeline).
-    #[pyo3(signature = (p_error=None, global_p_error=None, partitions=false))]
+    #[pyo3(signature = (p_error=None, global_p_error=None, partitions=true))]
     fn compile(
         &self,
         py: Python<'_>,

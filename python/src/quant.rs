@@ -271,7 +271,7 @@ impl QuantizedTrees {
 
     /// Builds and compiles the ensemble's module; returns the circuit and the builder's report.
     /// `classes` (JSON values) completes the client spec of a classifier.
-    #[pyo3(signature = (leaf_mode=None, p_error=None, global_p_error=None, classes=None, partitions=false))]
+    #[pyo3(signature = (leaf_mode=None, p_error=None, global_p_error=None, classes=None, partitions=true))]
     fn compile<'py>(
         &self,
         py: Python<'py>,

@@ -83,7 +83,7 @@ impl Tracer {
 
     /// Compiles `outputs`, calibrated on `inputset` (samples of `(shape, values)` per input), with
     /// the facade's one pipeline.
-    #[pyo3(signature = (outputs, inputset, p_error=None, global_p_error=None, pipeline=None, margin=0.0, partitions=false))]
+    #[pyo3(signature = (outputs, inputset, p_error=None, global_p_error=None, pipeline=None, margin=0.0, partitions=true))]
     #[allow(clippy::too_many_arguments)] // one Python call with keyword arguments
     fn compile(
         &self,

@@ -54,12 +54,13 @@ def test_ir_and_statistics(circuit):
     s = c.statistics
     assert s["pbs_count"] > 0 and s["log2_p_error_per_lookup"] <= -40
     assert s["evaluation_key_bytes"] > 0
-    assert s["pbs_by_partition"] == [s["pbs_count"]]
+    # partitions by default: the lookups of every partition add up
+    assert len(s["pbs_by_partition"]) >= 1 and sum(s["pbs_by_partition"]) == s["pbs_count"], s
 
 
 def test_partitions_run_exactly():
-    """With ``partitions=True`` the one-bit extractions of the rounding get a parameter set of their
-    own; the results still equal numpy, encrypted included."""
+    """With partitions (the default) the one-bit extractions of the rounding get a parameter set of
+    their own; the results still equal numpy, encrypted included. ``partitions=False``: one set."""
     w = np.array([[7, -8, 5], [6, 7, -7], [-8, 3, 7], [5, -6, 6], [7, 7, -8], [-7, 6, 5]])
 
     @fhec.compiler({"x": "encrypted"})
@@ -79,6 +80,9 @@ def test_partitions_run_exactly():
     c.keygen()
     for x, got in zip(inputset[:3], c.run_batch(inputset[:3])):
         assert np.array_equal(got, want(x))
+    one = wide.compile(inputset, partitions=False).statistics
+    assert one["pbs_by_partition"] == [one["pbs_count"]] and "partition" not in one["parameters"], one
+    assert wide.compile(inputset).statistics["pbs_by_partition"] == s["pbs_by_partition"]
 
 
 def test_two_inputs_and_products():

@@ -8,8 +8,8 @@ use rayon::prelude::*;
 use tfhe::core_crypto::fft_impl::fft64::crypto::bootstrap::batch_blind_rotate_assign_scratch;
 use tfhe::core_crypto::prelude::*;
 
-use crate::exec::Msed;
-use crate::keys::{modulus, ServerKeys};
+use crate::exec::{keyswitch_batch, msed, KsWord, Msed};
+use crate::keys::{modulus, Ksk, ServerKeys};
 use crate::values::{Ciphertexts, CtData};
 
 /// Decompresses the ciphertexts of the first input of `cts`.
@@ -55,13 +55,11 @@ pub fn bare_pbs_loop(
                     blind_rotate_assign_mem_optimized_requirement::<u64>(glwe_size, n_poly, fft.as_view())
                         .unaligned_bytes_required(),
                 );
-                let small = LweCiphertext::new(0u64, LweSize(p.lwe_dimension() + 1), modulus());
                 let acc = GlweCiphertext::new(0u64, glwe_size, n_poly, modulus());
-                (fft, buf, small, acc)
+                (fft, buf, acc)
             },
-            |(fft, buf, small, acc), ct| {
-                keyswitch_lwe_ciphertext(&boot.ksk, &ct, small);
-                let msed = lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(small.as_view(), log_modulus);
+            |(fft, buf, acc), ct| {
+                let msed = reference_switch(&boot.ksk, &ct.as_view(), p.lwe_dimension() + 1, log_modulus);
                 acc.as_mut().copy_from_slice(lut.as_ref());
                 blind_rotate_assign_mem_optimized(&msed, acc, &boot.bsk, fft.as_view(), buf.stack());
                 let mut out = LweCiphertext::new(0u64, LweSize(p.big_lwe_dimension() + 1), modulus());
@@ -86,27 +84,11 @@ pub fn time_parts(keys: &ServerKeys, inputs: &LweCiphertextListOwned<u64>, batch
     let glwe_size = GlweSize(p.glwe_dimension() + 1);
     let log_modulus = n_poly.to_blind_rotation_input_modulus_log();
     let lut = generate_programmable_bootstrap_glwe_lut(n_poly, glwe_size, 2, modulus(), 1u64, |m: u64| m << 62);
-    let mut small = LweCiphertext::new(0u64, LweSize(p.lwe_dimension() + 1), modulus());
     let n = inputs.lwe_ciphertext_count().0;
-    let t0 = Instant::now();
-    let mut smalls = Vec::with_capacity(n);
-    for ct in inputs.iter() {
-        keyswitch_lwe_ciphertext(&boot.ksk, &ct, &mut small);
-        smalls.push(small.clone());
-    }
-    let ks = t0.elapsed().as_secs_f64() / n as f64;
-    let small_len = p.lwe_dimension() + 1;
-    let big_len = p.big_lwe_dimension() + 1;
-    let mut outs = vec![0u64; batch * small_len];
-    let t0 = Instant::now();
-    for (j, chunk) in inputs.as_ref().chunks(batch * big_len).enumerate() {
-        let m = chunk.len() / big_len;
-        crate::exec::keyswitch_batch(&boot.ksk, chunk, &mut outs[..m * small_len], big_len, small_len);
-        for (s, o) in smalls[j * batch..].iter().zip(outs.chunks_exact(small_len)).take(m) {
-            assert_eq!(s.as_ref(), o, "the batched keyswitch equals tfhe-rs's");
-        }
-    }
-    let ks_batch = t0.elapsed().as_secs_f64() / n as f64;
+    let (ks, ks_batch, switched) = match &boot.ksk {
+        Ksk::Native(k) => time_keyswitch(k, inputs, batch, p.lwe_dimension() + 1, log_modulus),
+        Ksk::Ks32(k) => time_keyswitch(k, inputs, batch, p.lwe_dimension() + 1, log_modulus),
+    };
     let fft = Fft::new(n_poly);
     let mut buf = ComputationBuffers::new();
     buf.resize(
@@ -119,30 +101,17 @@ pub fn time_parts(keys: &ServerKeys, inputs: &LweCiphertextListOwned<u64>, batch
     );
     let mut acc = lut.clone();
     let t0 = Instant::now();
-    for s in &smalls {
-        let msed = lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(s.as_view(), log_modulus);
+    for msed in &switched {
         acc.as_mut().copy_from_slice(lut.as_ref());
-        blind_rotate_assign_mem_optimized(&msed, &mut acc, &boot.bsk, fft.as_view(), buf.stack());
+        blind_rotate_assign_mem_optimized(msed, &mut acc, &boot.bsk, fft.as_view(), buf.stack());
     }
     let br = t0.elapsed().as_secs_f64() / n as f64;
     let mut accs = GlweCiphertextList::new(0u64, glwe_size, n_poly, GlweCiphertextCount(batch), modulus());
     let t0 = Instant::now();
-    for chunk in smalls.chunks(batch) {
-        let msed: Vec<_> = chunk
-            .iter()
-            .map(|s| lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(s.as_view(), log_modulus))
-            .collect();
-        let msed: Vec<Msed> = msed
-            .iter()
-            .map(|m| Msed {
-                body: m.body(),
-                mask: m.mask().collect(),
-                log: log_modulus,
-            })
-            .collect();
+    for msed in switched.chunks(batch) {
         let glwe_len = glwe_size.0 * n_poly.0;
         let mut view = GlweCiphertextList::from_container(
-            &mut accs.as_mut()[..chunk.len() * glwe_len],
+            &mut accs.as_mut()[..msed.len() * glwe_len],
             glwe_size,
             n_poly,
             modulus(),
@@ -152,10 +121,63 @@ pub fn time_parts(keys: &ServerKeys, inputs: &LweCiphertextListOwned<u64>, batch
         }
         boot.bsk
             .as_view()
-            .batch_blind_rotate_assign(view.as_mut_view(), &msed, fft.as_view(), buf.stack());
+            .batch_blind_rotate_assign(view.as_mut_view(), msed, fft.as_view(), buf.stack());
     }
     let br_batch = t0.elapsed().as_secs_f64() / n as f64;
     (ks, ks_batch, br, br_batch)
+}
+
+/// tfhe-rs's keyswitch of one ciphertext (either modulus), then the centered modulus switch.
+fn reference_switch(ksk: &Ksk, ct: &LweCiphertext<&[u64]>, small_len: usize, log: CiphertextModulusLog) -> Msed {
+    fn go<O: KsWord>(
+        k: &LweKeyswitchKeyOwned<O>,
+        ct: &LweCiphertext<&[u64]>,
+        small_len: usize,
+        log: CiphertextModulusLog,
+    ) -> Msed {
+        let mut small = vec![O::ZERO; small_len];
+        O::reference_keyswitch(k, ct, &mut small);
+        msed(LweCiphertext::from_container(&small[..], O::ciphertext_modulus()), log)
+    }
+    match ksk {
+        Ksk::Native(k) => go(k, ct, small_len, log),
+        Ksk::Ks32(k) => go(k, ct, small_len, log),
+    }
+}
+
+/// Single-thread times of tfhe-rs's keyswitch and of the executor's batched one (checked equal, per
+/// lookup, in seconds) and the modulus-switched outputs.
+fn time_keyswitch<O: KsWord>(
+    ksk: &LweKeyswitchKeyOwned<O>,
+    inputs: &LweCiphertextListOwned<u64>,
+    batch: usize,
+    small_len: usize,
+    log: CiphertextModulusLog,
+) -> (f64, f64, Vec<Msed>) {
+    let n = inputs.lwe_ciphertext_count().0;
+    let big_len = inputs.lwe_size().0;
+    let mut smalls = vec![O::ZERO; n * small_len];
+    let t0 = Instant::now();
+    for (ct, small) in inputs.iter().zip(smalls.chunks_exact_mut(small_len)) {
+        O::reference_keyswitch(ksk, &ct, small);
+    }
+    let ks = t0.elapsed().as_secs_f64() / n as f64;
+    let mut outs = vec![O::ZERO; batch * small_len];
+    let t0 = Instant::now();
+    for (j, chunk) in inputs.as_ref().chunks(batch * big_len).enumerate() {
+        let m = chunk.len() / big_len;
+        keyswitch_batch(ksk, chunk, &mut outs[..m * small_len], big_len, small_len);
+        assert!(
+            smalls[j * batch * small_len..][..m * small_len] == outs[..m * small_len],
+            "the batched keyswitch equals tfhe-rs's"
+        );
+    }
+    let ks_batch = t0.elapsed().as_secs_f64() / n as f64;
+    let switched = smalls
+        .chunks_exact(small_len)
+        .map(|s| msed(LweCiphertext::from_container(s, O::ciphertext_modulus()), log))
+        .collect();
+    (ks, ks_batch, switched)
 }
 
 /// Phase errors (fractions of the torus) measured along the executor's lookup path, for the
@@ -172,6 +194,51 @@ pub struct NoiseSamples {
     /// The blind rotation's output error: every coefficient of the rotated accumulator (a
     /// constant table), decrypted under the GLWE key, minus the exact rotation of the table.
     pub blind_rotation: Vec<f64>,
+}
+
+/// The executor's batched keyswitch and modulus switch of `padded` (inputs of phases `fresh`): the
+/// keyswitch errors, the modulus-switch errors, and the first `rotations` switched ciphertexts with
+/// their phase modulo 2N.
+#[allow(clippy::type_complexity)]
+fn switch_errors<O: KsWord>(
+    ksk: &LweKeyswitchKeyOwned<O>,
+    small_key: &[u64],
+    (padded, ks_len, small_len, fresh, log, rotations): (&[u64], usize, usize, &[u64], CiphertextModulusLog, usize),
+) -> (Vec<f64>, Vec<f64>, Vec<(Msed, usize)>) {
+    let count = fresh.len();
+    let mut smalls = vec![O::ZERO; count * small_len];
+    for (i, o) in padded.chunks(16 * ks_len).zip(smalls.chunks_mut(16 * small_len)) {
+        keyswitch_batch(ksk, i, o, ks_len, small_len);
+    }
+    let two_n = 1usize << log.0;
+    let s: Vec<usize> = small_key.iter().map(|&b| b as usize).collect();
+    let mut keyswitch = Vec::with_capacity(count);
+    let mut modulus_switch = Vec::with_capacity(count);
+    let mut switched: Vec<(Msed, usize)> = Vec::new();
+    for (j, small) in smalls.chunks_exact(small_len).enumerate() {
+        // the phase under the small key, as a 64-bit torus element
+        let (mask, body) = small.split_at(small_len - 1);
+        let dot = mask
+            .iter()
+            .zip(small_key)
+            .fold(O::ZERO, |a, (&m, &k)| if k == 1 { a.wrapping_add(m) } else { a });
+        let phase = body[0].wrapping_sub(dot).to_torus64();
+        keyswitch.push(torus(phase.wrapping_sub(fresh[j])));
+        let m = msed(LweCiphertext::from_container(small, O::ciphertext_modulus()), log);
+        let dot = m.mask.iter().zip(&s).fold(0usize, |a, (m, k)| (a + m * k) % two_n);
+        let r = (m.body + two_n - dot) % two_n;
+        // the switched phase as a torus fraction, centered, minus the phase before the switch
+        let centered = if r >= two_n / 2 {
+            r as f64 - two_n as f64
+        } else {
+            r as f64
+        };
+        modulus_switch.push(centered / two_n as f64 - torus(phase));
+        if switched.len() < rotations {
+            switched.push((m, r));
+        }
+    }
+    (keyswitch, modulus_switch, switched)
 }
 
 fn torus(v: u64) -> f64 {
@@ -233,43 +300,14 @@ pub fn measure_noise_in(
         d[..big_len].copy_from_slice(c);
         crate::values::pad(d, input_dim);
     }
-    let mut smalls = vec![0u64; count * small_len];
-    for (i, o) in padded.chunks(16 * ks_len).zip(smalls.chunks_mut(16 * small_len)) {
-        crate::exec::keyswitch_batch(&boot.ksk, i, o, ks_len, small_len);
-    }
     let n_poly = PolynomialSize(p.polynomial_size());
     let log = n_poly.to_blind_rotation_input_modulus_log();
-    let two_n = 2 * p.polynomial_size();
-    let s: Vec<usize> = keys.smalls[q].as_ref().iter().map(|&b| b as usize).collect();
-    let mut keyswitch = Vec::with_capacity(count);
-    let mut modulus_switch = Vec::with_capacity(count);
-    let mut switched: Vec<(Msed, usize)> = Vec::new();
-    for (j, small) in smalls.chunks_exact(small_len).enumerate() {
-        let ct = LweCiphertext::from_container(small, modulus());
-        let phase = decrypt_lwe_ciphertext(&keys.smalls[q], &ct).0;
-        keyswitch.push(torus(phase.wrapping_sub(fresh[j])));
-        let lazy = lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(ct, log);
-        let mask: Vec<usize> = lazy.mask().collect();
-        let dot = mask.iter().zip(&s).fold(0usize, |a, (m, k)| (a + m * k) % two_n);
-        let r = (lazy.body() + two_n - dot) % two_n;
-        // the switched phase as a torus fraction, centered, minus the phase before the switch
-        let centered = if r >= two_n / 2 {
-            r as f64 - two_n as f64
-        } else {
-            r as f64
-        };
-        modulus_switch.push(centered / two_n as f64 - torus(phase));
-        if switched.len() < rotations {
-            switched.push((
-                Msed {
-                    body: lazy.body(),
-                    mask,
-                    log,
-                },
-                r,
-            ));
-        }
-    }
+    let small_key = keys.smalls[q].as_ref();
+    let args = (&padded[..], ks_len, small_len, &fresh[..], log, rotations);
+    let (keyswitch, modulus_switch, switched) = match &boot.ksk {
+        Ksk::Native(k) => switch_errors(k, small_key, args),
+        Ksk::Ks32(k) => switch_errors(k, small_key, args),
+    };
     // blind rotations of a constant table c: the exact result is c·X^(−r)
     let glwe_size = GlweSize(p.glwe_dimension() + 1);
     let c = 1u64 << 61;

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use tfhe::core_crypto::fft_impl::fft64::crypto::bootstrap::batch_blind_rotate_assign_scratch;
 use tfhe::core_crypto::prelude::*;
 
-use crate::keys::{modulus, Bootstrap, ServerKeys, ServerPartition};
+use crate::keys::{modulus, modulus32, Bootstrap, Ksk, ServerKeys, ServerPartition};
 use crate::program::{Instr, Limits, Program};
 use crate::progress::Progress;
 use crate::values::{pad, unpack_glwes_into, unpack_used_into, Ciphertexts, CtData, CtTensor, Direction, XofGlweList};
@@ -57,8 +57,9 @@ struct Worker {
     buffers: ComputationBuffers,
     /// Inputs of the batch's keyswitches (`src·2^shift + offset`), one big-key LWE after another.
     bigs: Vec<u64>,
-    /// Their small-key outputs.
+    /// Their small-key outputs (modulo 2^64, or 2^32 with KS32).
     smalls: Vec<u64>,
+    smalls32: Vec<u32>,
     accs: GlweCiphertextListOwned<u64>,
     msed: Vec<Msed>,
 }
@@ -76,7 +77,16 @@ impl Worker {
             fft,
             buffers,
             bigs: vec![0u64; batch * (keys.ksk_dim as usize + 1)],
-            smalls: vec![0u64; batch * (p.lwe_dimension() + 1)],
+            smalls: if p.ks32() {
+                Vec::new()
+            } else {
+                vec![0u64; batch * (p.lwe_dimension() + 1)]
+            },
+            smalls32: if p.ks32() {
+                vec![0u32; batch * (p.lwe_dimension() + 1)]
+            } else {
+                Vec::new()
+            },
             accs: GlweCiphertextList::new(0u64, glwe_size, n_poly, GlweCiphertextCount(batch), modulus()),
             msed: Vec::with_capacity(batch),
         }
@@ -111,26 +121,26 @@ impl Worker {
             prev = Some(key);
             which.push(count - 1);
         }
-        keyswitch_batch(
-            &boot.ksk,
-            &self.bigs[..count * big_len],
-            &mut self.smalls[..count * small_len],
-            big_len,
-            small_len,
-        );
         let log = PolynomialSize(keys.params.polynomial_size()).to_blind_rotation_input_modulus_log();
-        let switched: Vec<Msed> = self.smalls[..count * small_len]
-            .chunks_exact(small_len)
-            .map(|small| {
-                let ct = LweCiphertext::from_container(small, modulus());
-                let lazy = lwe_ciphertext_centered_binary_modulus_switch::<u64, usize, _>(ct, log);
-                Msed {
-                    body: lazy.body(),
-                    mask: lazy.mask().collect(),
-                    log,
-                }
-            })
-            .collect();
+        let bigs = &self.bigs[..count * big_len];
+        let switched: Vec<Msed> = match &boot.ksk {
+            Ksk::Native(ksk) => {
+                let smalls = &mut self.smalls[..count * small_len];
+                keyswitch_batch(ksk, bigs, smalls, big_len, small_len);
+                smalls
+                    .chunks_exact(small_len)
+                    .map(|small| msed(LweCiphertext::from_container(small, modulus()), log))
+                    .collect()
+            }
+            Ksk::Ks32(ksk) => {
+                let smalls = &mut self.smalls32[..count * small_len];
+                keyswitch_batch(ksk, bigs, smalls, big_len, small_len);
+                smalls
+                    .chunks_exact(small_len)
+                    .map(|small| msed(LweCiphertext::from_container(small, modulus32()), log))
+                    .collect()
+            }
+        };
         self.msed.clear();
         self.msed.extend(which.iter().map(|&i| Msed {
             body: switched[i].body,
@@ -172,14 +182,77 @@ impl Worker {
     }
 }
 
+/// The centered modulus switch of a small-key ciphertext (modulo 2^64 or 2^32) to `2N`.
+pub(crate) fn msed<S: UnsignedInteger + CastInto<usize>>(ct: LweCiphertext<&[S]>, log: CiphertextModulusLog) -> Msed {
+    let lazy = lwe_ciphertext_centered_binary_modulus_switch::<S, usize, _>(ct, log);
+    Msed {
+        body: lazy.body(),
+        mask: lazy.mask().collect(),
+        log,
+    }
+}
+
+/// A keyswitch output word: `u64` (ciphertexts modulo 2^64) or `u32` (KS32, modulo 2^32).
+pub(crate) trait KsWord: UnsignedInteger + CastFrom<u64> + CastInto<usize> {
+    /// The input's body at the output modulus: itself, or rounded to its top 32 bits (tfhe-rs's
+    /// `keyswitch_lwe_ciphertext_with_scalar_change`: closest multiple of 2^32, then shifted).
+    fn body_of(b: u64) -> Self;
+    /// The native modulus of this word.
+    fn ciphertext_modulus() -> CiphertextModulus<Self>;
+    /// tfhe-rs's own keyswitch of one ciphertext into this word (the reference the batched one
+    /// equals, for tests and benchmarks).
+    fn reference_keyswitch(ksk: &LweKeyswitchKeyOwned<Self>, input: &LweCiphertext<&[u64]>, output: &mut [Self]);
+    /// The same torus element on 64 bits.
+    fn to_torus64(self) -> u64;
+}
+
+impl KsWord for u64 {
+    #[inline(always)]
+    fn body_of(b: u64) -> u64 {
+        b
+    }
+    fn ciphertext_modulus() -> CiphertextModulus<u64> {
+        modulus()
+    }
+    fn reference_keyswitch(ksk: &LweKeyswitchKeyOwned<u64>, input: &LweCiphertext<&[u64]>, output: &mut [u64]) {
+        keyswitch_lwe_ciphertext(ksk, input, &mut LweCiphertext::from_container(output, modulus()));
+    }
+    fn to_torus64(self) -> u64 {
+        self
+    }
+}
+
+impl KsWord for u32 {
+    #[inline(always)]
+    fn body_of(b: u64) -> u32 {
+        let round = SignedDecomposer::<u64>::new(DecompositionBaseLog(32), DecompositionLevelCount(1));
+        (round.closest_representable(b) >> 32) as u32
+    }
+    fn ciphertext_modulus() -> CiphertextModulus<u32> {
+        modulus32()
+    }
+    fn reference_keyswitch(ksk: &LweKeyswitchKeyOwned<u32>, input: &LweCiphertext<&[u64]>, output: &mut [u32]) {
+        keyswitch_lwe_ciphertext_with_scalar_change(
+            ksk,
+            input,
+            &mut LweCiphertext::from_container(output, modulus32()),
+        );
+    }
+    fn to_torus64(self) -> u64 {
+        (self as u64) << 32
+    }
+}
+
 /// Keyswitches `count` big-key LWE ciphertexts (`inputs`, `big_len` words each) to the small key
 /// (`outputs`, `small_len` words each), reading each key row once for all of them. Per ciphertext
-/// this is tfhe-rs's `keyswitch_lwe_ciphertext` on the native modulus: output = (0, …, 0, body) −
-/// Σ_i Σ_level digit(mask_i, level)·row(i, level).
-pub(crate) fn keyswitch_batch(
-    ksk: &LweKeyswitchKeyOwned<u64>,
+/// this is tfhe-rs's keyswitch — `keyswitch_lwe_ciphertext` on the native modulus (`O = u64`),
+/// `keyswitch_lwe_ciphertext_with_scalar_change` into 32 bits (`O = u32`, KS32): output =
+/// (0, …, 0, body) − Σ_i Σ_level digit(mask_i, level)·row(i, level), the digits from the 64-bit
+/// mask elements, the arithmetic wrapping at the output's width.
+pub(crate) fn keyswitch_batch<O: KsWord>(
+    ksk: &LweKeyswitchKeyOwned<O>,
     inputs: &[u64],
-    outputs: &mut [u64],
+    outputs: &mut [O],
     big_len: usize,
     small_len: usize,
 ) {
@@ -203,10 +276,10 @@ macro_rules! keyswitch_with_features {
     ($($name:ident = $features:literal),*) => {$(
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $features)]
-        unsafe fn $name(
-            ksk: &LweKeyswitchKeyOwned<u64>,
+        unsafe fn $name<O: KsWord>(
+            ksk: &LweKeyswitchKeyOwned<O>,
             inputs: &[u64],
-            outputs: &mut [u64],
+            outputs: &mut [O],
             big_len: usize,
             small_len: usize,
         ) {
@@ -221,10 +294,10 @@ keyswitch_with_features!(
 );
 
 #[inline(always)]
-pub(crate) fn keyswitch_batch_impl(
-    ksk: &LweKeyswitchKeyOwned<u64>,
+pub(crate) fn keyswitch_batch_impl<O: KsWord>(
+    ksk: &LweKeyswitchKeyOwned<O>,
     inputs: &[u64],
-    outputs: &mut [u64],
+    outputs: &mut [O],
     big_len: usize,
     small_len: usize,
 ) {
@@ -233,8 +306,8 @@ pub(crate) fn keyswitch_batch_impl(
     debug_assert_eq!(ksk.input_key_lwe_dimension().0 + 1, big_len);
     debug_assert_eq!(ksk.output_key_lwe_dimension().0 + 1, small_len);
     for (out, inp) in outputs.chunks_exact_mut(small_len).zip(inputs.chunks_exact(big_len)) {
-        out.fill(0);
-        out[small_len - 1] = inp[big_len - 1];
+        out.fill(O::ZERO);
+        out[small_len - 1] = O::body_of(inp[big_len - 1]);
     }
     let levels = ksk.decomposition_level_count().0;
     let decomposer = SignedDecomposer::<u64>::new(ksk.decomposition_base_log(), ksk.decomposition_level_count());
@@ -262,12 +335,16 @@ pub(crate) fn keyswitch_batch_impl(
                 if m.is_power_of_two() {
                     let sh = m.trailing_zeros();
                     if d > 0 {
-                        out.iter_mut().zip(row).for_each(|(o, &k)| *o = o.wrapping_sub(k << sh));
+                        out.iter_mut()
+                            .zip(row)
+                            .for_each(|(o, &k)| *o = o.wrapping_sub(k << sh as usize));
                     } else {
-                        out.iter_mut().zip(row).for_each(|(o, &k)| *o = o.wrapping_add(k << sh));
+                        out.iter_mut()
+                            .zip(row)
+                            .for_each(|(o, &k)| *o = o.wrapping_add(k << sh as usize));
                     }
                 } else {
-                    let d = d as u64;
+                    let d = O::cast_from(d as u64);
                     out.iter_mut()
                         .zip(row)
                         .for_each(|(o, &k)| *o = o.wrapping_sub(k.wrapping_mul(d)));

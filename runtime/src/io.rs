@@ -28,7 +28,7 @@ use crate::RuntimeError;
 
 const MAGIC: &[u8; 4] = b"FHEC";
 /// Version of the payload layout; bump on any change of the serialised types.
-pub const FORMAT_VERSION: u16 = 6;
+pub const FORMAT_VERSION: u16 = 7;
 /// Version of the deployment files' payloads (server and client model files). These files must stay
 /// readable by later fhec versions: a change of their payload bumps this and keeps a reader for each
 /// earlier version (fixtures of every version are read by the tests).
@@ -63,7 +63,8 @@ impl FileKind {
         match self {
             FileKind::ServerModel | FileKind::ClientModel => 1..=MODEL_FORMAT_VERSION,
             // 4: before partitions (programs are converted, keys upgraded by their versioning);
-            // 5: before masks from ChaCha20 (ciphertexts of `CtData::Packed`, still read)
+            // 5: before masks from ChaCha20 (ciphertexts of `CtData::Packed`, still read);
+            // 6: before KS32 (programs read with the old parameter layout, keys upgraded)
             _ => 4..=FORMAT_VERSION,
         }
     }
@@ -197,10 +198,10 @@ pub fn program_to_bytes(p: &Program) -> Result<Vec<u8>, RuntimeError> {
 }
 
 pub fn program_from_bytes(bytes: &[u8]) -> Result<Program, RuntimeError> {
-    let p: Program = if unframe(FileKind::Program, bytes)?.0 == 4 {
-        from_bytes::<crate::program::v4::Program>(FileKind::Program, bytes)?.into()
-    } else {
-        from_bytes(FileKind::Program, bytes)?
+    let p: Program = match unframe(FileKind::Program, bytes)?.0 {
+        4 => from_bytes::<crate::program::v4::Program>(FileKind::Program, bytes)?.into(),
+        5 | 6 => from_bytes::<crate::program::v6::Program>(FileKind::Program, bytes)?.into(),
+        _ => from_bytes(FileKind::Program, bytes)?,
     };
     p.validate()?;
     Ok(p)

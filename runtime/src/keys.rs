@@ -143,12 +143,38 @@ pub struct PartitionKeys {
     pub(crate) ksk_dim: u32,
     /// Absent for partitions without table lookups.
     pub(crate) bsk: Option<SeededLweBootstrapKeyOwned<u64>>,
+    /// The keyswitch key: `ksk` (modulo 2^64) or, for a KS32 set, `ksk32` (modulo 2^32).
     pub(crate) ksk: Option<SeededLweKeyswitchKeyOwned<u64>>,
+    pub(crate) ksk32: Option<SeededLweKeyswitchKeyOwned<u32>>,
+}
+
+/// Partition keys of format 6 and before (no KS32), upgraded on reading.
+#[derive(tfhe_versionable::Version)]
+pub struct PartitionKeysV0 {
+    params: ParamSet,
+    ksk_dim: u32,
+    bsk: Option<SeededLweBootstrapKeyOwned<u64>>,
+    ksk: Option<SeededLweKeyswitchKeyOwned<u64>>,
+}
+
+impl tfhe_versionable::Upgrade<PartitionKeys> for PartitionKeysV0 {
+    type Error = std::convert::Infallible;
+    fn upgrade(self) -> Result<PartitionKeys, Self::Error> {
+        Ok(PartitionKeys {
+            params: self.params,
+            ksk_dim: self.ksk_dim,
+            bsk: self.bsk,
+            ksk: self.ksk,
+            ksk32: None,
+        })
+    }
 }
 
 #[derive(tfhe_versionable::VersionsDispatch)]
+#[allow(clippy::large_enum_variant)] // a version tag around the value, not stored
 pub enum PartitionKeysVersions {
-    V0(PartitionKeys),
+    V0(PartitionKeysV0),
+    V1(PartitionKeys),
 }
 
 /// Compressed evaluation keys: what the client sends to the server.
@@ -189,6 +215,7 @@ impl tfhe_versionable::Upgrade<EvaluationKeys> for EvaluationKeysV0 {
                 ksk_dim,
                 bsk: self.bsk,
                 ksk: self.ksk,
+                ksk32: None,
             }],
         })
     }
@@ -217,11 +244,36 @@ pub(crate) struct ServerPartition {
 /// The expanded bootstrap and keyswitch keys.
 pub(crate) struct Bootstrap {
     pub(crate) bsk: FourierLweBootstrapKeyOwned,
-    pub(crate) ksk: LweKeyswitchKeyOwned<u64>,
+    pub(crate) ksk: Ksk,
+}
+
+/// An expanded keyswitch key: into ciphertexts modulo 2^64, or modulo 2^32 (KS32).
+pub(crate) enum Ksk {
+    Native(LweKeyswitchKeyOwned<u64>),
+    Ks32(LweKeyswitchKeyOwned<u32>),
+}
+
+impl Ksk {
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            Ksk::Native(k) => k.as_ref().len() * 8,
+            Ksk::Ks32(k) => k.as_ref().len() * 4,
+        }
+    }
 }
 
 pub(crate) fn modulus() -> CiphertextModulus<u64> {
     CiphertextModulus::new_native()
+}
+
+/// The modulus of KS32 keyswitch outputs.
+pub(crate) fn modulus32() -> CiphertextModulus<u32> {
+    CiphertextModulus::new_native()
+}
+
+/// A small key as the 32-bit keyswitch's output key (the same binary coefficients).
+pub(crate) fn small32(small: &LweSecretKeyOwned<u64>) -> LweSecretKeyOwned<u32> {
+    LweSecretKey::from_container(small.as_ref().iter().map(|&b| b as u32).collect())
 }
 
 pub(crate) fn glwe_noise(p: &ParamSet) -> DynamicDistribution<u64> {
@@ -325,6 +377,7 @@ impl ClientKeys {
                         ksk_dim: 0,
                         bsk: None,
                         ksk: None,
+                        ksk32: None,
                     };
                 }
                 let part = if self.partitions.len() > 1 {
@@ -333,16 +386,37 @@ impl ClientKeys {
                     String::new()
                 };
                 progress.set_message(&format!("keygen: keyswitch{part}"));
-                let ksk = progress.tick_while(|| {
-                    allocate_and_generate_new_seeded_lwe_keyswitch_key(
-                        &LweSecretKey::from_container(&self.master.as_ref()[..dim]),
-                        &self.smalls[q],
-                        DecompositionBaseLog(p.raw().ks_base_log),
-                        DecompositionLevelCount(p.raw().ks_level),
-                        lwe_noise(p),
-                        modulus(),
-                        &mut *seeder,
-                    )
+                let big = LweSecretKey::from_container(&self.master.as_ref()[..dim]);
+                let (base, level) = (
+                    DecompositionBaseLog(p.raw().ks_base_log),
+                    DecompositionLevelCount(p.raw().ks_level),
+                );
+                let (ksk, ksk32) = progress.tick_while(|| {
+                    if p.ks32() {
+                        let mut small = small32(&self.smalls[q]);
+                        let k = allocate_and_generate_new_seeded_lwe_keyswitch_key(
+                            &big,
+                            &small,
+                            base,
+                            level,
+                            DynamicDistribution::<u32>::new_t_uniform(p.raw().lwe_noise_bound_log2),
+                            modulus32(),
+                            &mut *seeder,
+                        );
+                        zeroize::Zeroize::zeroize(small.as_mut());
+                        (None, Some(k))
+                    } else {
+                        let k = allocate_and_generate_new_seeded_lwe_keyswitch_key(
+                            &big,
+                            &self.smalls[q],
+                            base,
+                            level,
+                            lwe_noise(p),
+                            modulus(),
+                            &mut *seeder,
+                        );
+                        (Some(k), None)
+                    }
                 });
                 progress.set_message(&format!("keygen: bootstrap{part}"));
                 let bsk = progress.tick_while(|| {
@@ -360,7 +434,8 @@ impl ClientKeys {
                     params: *p,
                     ksk_dim: dim as u32,
                     bsk: Some(bsk),
-                    ksk: Some(ksk),
+                    ksk,
+                    ksk32,
                 }
             })
             .collect();
@@ -417,9 +492,16 @@ impl EvaluationKeys {
         // from the file, so a zero size must be refused before any derived accessor runs
         let ok = self.partitions.iter().all(|k| {
             let r = k.params.raw();
-            match (&k.bsk, &k.ksk) {
+            // the keyswitch key: the one of its set's modulus
+            let ksk_ok = match (&k.ksk, &k.ksk32) {
+                (None, None) => None,
+                (Some(x), None) if !k.params.ks32() => Some(ksk_fits(x, r, k.ksk_dim as usize)),
+                (None, Some(x)) if k.params.ks32() => Some(ksk_fits(x, r, k.ksk_dim as usize)),
+                _ => return false,
+            };
+            match (&k.bsk, ksk_ok) {
                 (None, None) => k.ksk_dim == 0,
-                (Some(bsk), Some(ksk)) => {
+                (Some(bsk), Some(ksk_ok)) => {
                     let bsk_len = r
                         .lwe_dimension
                         .checked_mul(r.pbs_level)
@@ -435,12 +517,7 @@ impl EvaluationKeys {
                         && bsk.ciphertext_modulus().is_native_modulus()
                         && Some(bsk.as_ref().len()) == bsk_len
                         && bsk.input_lwe_dimension().0 == r.lwe_dimension
-                        && ksk.decomposition_base_log().0 == r.ks_base_log
-                        && ksk.decomposition_level_count().0 == r.ks_level
-                        && ksk.output_key_lwe_dimension().0 == r.lwe_dimension
-                        && ksk.ciphertext_modulus().is_native_modulus()
-                        && Some(ksk.as_ref().len()) == dim.checked_mul(r.ks_level)
-                        && ksk.input_key_lwe_dimension().0 == dim
+                        && ksk_ok
                 }
                 _ => false,
             }
@@ -482,7 +559,9 @@ impl EvaluationKeys {
         self.partitions
             .iter()
             .map(|k| {
-                (k.bsk.as_ref().map_or(0, |b| b.as_ref().len()) + k.ksk.as_ref().map_or(0, |b| b.as_ref().len())) * 8
+                k.bsk.as_ref().map_or(0, |b| b.as_ref().len()) * 8
+                    + k.ksk.as_ref().map_or(0, |b| b.as_ref().len()) * 8
+                    + k.ksk32.as_ref().map_or(0, |b| b.as_ref().len()) * 4
             })
             .sum()
     }
@@ -499,14 +578,18 @@ impl EvaluationKeys {
             .partitions
             .into_iter()
             .map(|k| {
-                let (Some(ksk), Some(bsk)) = (k.ksk, k.bsk) else {
-                    return ServerPartition {
-                        params: k.params,
-                        ksk_dim: 0,
-                        bootstrap: None,
-                    };
+                let none = ServerPartition {
+                    params: k.params,
+                    ksk_dim: 0,
+                    bootstrap: None,
                 };
-                let ksk = progress.tick_while(|| ksk.par_decompress_into_lwe_keyswitch_key());
+                // `check` has paired each bootstrap key with a keyswitch key of its set's modulus
+                let Some(bsk) = k.bsk else { return none };
+                let ksk = match (k.ksk, k.ksk32) {
+                    (Some(x), _) => Ksk::Native(progress.tick_while(|| x.par_decompress_into_lwe_keyswitch_key())),
+                    (_, Some(x)) => Ksk::Ks32(progress.tick_while(|| x.par_decompress_into_lwe_keyswitch_key())),
+                    (None, None) => return none,
+                };
                 let std_bsk = progress.tick_while(|| bsk.par_decompress_into_lwe_bootstrap_key());
                 let mut bsk = FourierLweBootstrapKey::new(
                     std_bsk.input_lwe_dimension(),
@@ -546,7 +629,7 @@ impl ServerKeys {
         self.partitions
             .iter()
             .filter_map(|p| p.bootstrap.as_ref())
-            .map(|b| b.bsk.as_view().data().len() * 16 + b.ksk.as_ref().len() * 8)
+            .map(|b| b.bsk.as_view().data().len() * 16 + b.ksk.bytes())
             .sum()
     }
 
@@ -615,20 +698,42 @@ pub(crate) fn summary(parts: &[ParamSet]) -> String {
     parts.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")
 }
 
+/// Whether a seeded keyswitch key has the shape of set `r` from `dim` coefficients. The raw fields
+/// first, short-circuiting: tfhe-rs derives counts by dividing the container length by sizes read
+/// from the file, so a zero size must be refused before any derived accessor runs.
+fn ksk_fits<O: UnsignedInteger>(x: &SeededLweKeyswitchKeyOwned<O>, r: &crate::params::RawParamSet, dim: usize) -> bool {
+    x.decomposition_base_log().0 == r.ks_base_log
+        && x.decomposition_level_count().0 == r.ks_level
+        && x.output_key_lwe_dimension().0 == r.lwe_dimension
+        && x.ciphertext_modulus().is_native_modulus()
+        && Some(x.as_ref().len()) == dim.checked_mul(r.ks_level)
+        && x.input_key_lwe_dimension().0 == dim
+}
+
 /// Size in bytes of expanded keys for a parameter set (Fourier bootstrap key + keyswitch key from
 /// `ksk_dim` coefficients).
 pub fn expanded_key_bytes(p: &ParamSet, ksk_dim: usize) -> usize {
     let r = p.raw();
     let bsk =
         r.lwe_dimension * r.pbs_level * (r.glwe_dimension + 1) * (r.glwe_dimension + 1) * r.polynomial_size / 2 * 16;
-    let ksk = ksk_dim * r.ks_level * (r.lwe_dimension + 1) * 8;
+    let ksk = ksk_dim * r.ks_level * (r.lwe_dimension + 1) * ks_word_bytes(p);
     bsk + ksk
+}
+
+/// Bytes per keyswitch-key word: 8, or 4 for KS32.
+fn ks_word_bytes(p: &ParamSet) -> usize {
+    if p.ks32() {
+        4
+    } else {
+        8
+    }
 }
 
 /// Size in bytes of compressed (seeded) evaluation keys for a parameter set.
 pub fn compressed_key_bytes(p: &ParamSet, ksk_dim: usize) -> usize {
     let r = p.raw();
-    (r.lwe_dimension * r.pbs_level * (r.glwe_dimension + 1) * r.polynomial_size + ksk_dim * r.ks_level) * 8
+    r.lwe_dimension * r.pbs_level * (r.glwe_dimension + 1) * r.polynomial_size * 8
+        + ksk_dim * r.ks_level * ks_word_bytes(p)
 }
 
 /// Sizes in bytes of the evaluation keys a program needs, (compressed, expanded): zero for a

@@ -45,7 +45,64 @@ pub enum ParamSetVersions {
 
 #[derive(VersionsDispatch)]
 pub enum RawParamSetVersions {
-    V0(RawParamSet),
+    V0(RawParamSetV0),
+    V1(RawParamSet),
+}
+
+/// The fields of a [`ParamSet`] before KS32: the keyswitch output modulus was always 2^64. Files
+/// of format 6 and before (keys, ciphertexts; programs through [`crate::program`]'s readers)
+/// carry this layout, upgraded on reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, tfhe_versionable::Version)]
+pub struct RawParamSetV0 {
+    pub lwe_dimension: usize,
+    pub glwe_dimension: usize,
+    pub polynomial_size: usize,
+    pub lwe_noise_bound_log2: u32,
+    pub glwe_noise_bound_log2: u32,
+    pub pbs_base_log: usize,
+    pub pbs_level: usize,
+    pub ks_base_log: usize,
+    pub ks_level: usize,
+}
+
+impl tfhe_versionable::Upgrade<RawParamSet> for RawParamSetV0 {
+    type Error = std::convert::Infallible;
+    fn upgrade(self) -> Result<RawParamSet, Self::Error> {
+        Ok(RawParamSet::from(self))
+    }
+}
+
+impl From<RawParamSetV0> for RawParamSet {
+    fn from(r: RawParamSetV0) -> RawParamSet {
+        RawParamSet {
+            lwe_dimension: r.lwe_dimension,
+            glwe_dimension: r.glwe_dimension,
+            polynomial_size: r.polynomial_size,
+            lwe_noise_bound_log2: r.lwe_noise_bound_log2,
+            glwe_noise_bound_log2: r.glwe_noise_bound_log2,
+            pbs_base_log: r.pbs_base_log,
+            pbs_level: r.pbs_level,
+            ks_base_log: r.ks_base_log,
+            ks_level: r.ks_level,
+            ks_modulus_log2: 64,
+        }
+    }
+}
+
+/// A [`ParamSet`] in the serde layout of format 6 and before (programs), checked like any other.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(try_from = "RawParamSetV0")]
+pub(crate) struct ParamSetV0(pub(crate) ParamSet);
+
+impl TryFrom<RawParamSetV0> for ParamSetV0 {
+    type Error = String;
+    fn try_from(raw: RawParamSetV0) -> Result<ParamSetV0, String> {
+        ParamSet::new(raw.into()).map(ParamSetV0).map_err(|e| e.to_string())
+    }
+}
+
+fn native_ks_modulus() -> u32 {
+    64
 }
 
 /// The plain fields of a [`ParamSet`]; only [`ParamSet::new`] turns them into one.
@@ -58,7 +115,8 @@ pub struct RawParamSet {
     pub glwe_dimension: usize,
     /// Polynomial size `N` (a power of two).
     pub polynomial_size: usize,
-    /// TUniform bound (log2) of the small LWE key's noise (keyswitch key).
+    /// TUniform bound (log2) of the small LWE key's noise (keyswitch key), at the keyswitch's output
+    /// modulus `2^ks_modulus_log2`.
     pub lwe_noise_bound_log2: u32,
     /// TUniform bound (log2) of the GLWE key's noise (bootstrap key, fresh encryptions).
     pub glwe_noise_bound_log2: u32,
@@ -66,11 +124,22 @@ pub struct RawParamSet {
     pub pbs_level: usize,
     pub ks_base_log: usize,
     pub ks_level: usize,
+    /// log2 of the keyswitch's output modulus: 64 (the native torus) or 32 (KS32: the keyswitch
+    /// writes 32-bit ciphertexts under the small key, which the modulus switch then reads;
+    /// docs/crypto.md, "KS32"). Absent in JSON written before KS32: 64.
+    #[serde(default = "native_ks_modulus")]
+    pub ks_modulus_log2: u32,
 }
 
-/// The minimal secure TUniform bound for an LWE key of dimension `n`.
+/// The minimal secure TUniform bound for an LWE key of dimension `n` (ciphertexts modulo 2^64).
 pub fn secure_lwe_bound(n: usize) -> u32 {
     minimal_lwe_bound_for_132_bits_security_tuniform(LweDimension(n), MODULUS)
+}
+
+/// The minimal secure TUniform bound for an LWE key of dimension `n`, ciphertexts modulo
+/// `2^modulus_log2` (the curve is in the noise's size relative to the modulus: 32 less at 2^32).
+pub fn secure_lwe_bound_at(n: usize, modulus_log2: u32) -> u32 {
+    minimal_lwe_bound_for_132_bits_security_tuniform(LweDimension(n), (modulus_log2 as f64).exp2())
 }
 
 /// The minimal secure TUniform bound for a GLWE key, floored at [`MIN_GLWE_NOISE_BOUND_LOG2`].
@@ -105,16 +174,35 @@ impl RawParamSet {
                 ));
             }
         }
-        // TUniform(b) samples in [-2^b, 2^b]; tfhe-rs needs b + 2 ≤ 64.
-        if r.lwe_noise_bound_log2 > 62 || r.glwe_noise_bound_log2 > 62 {
-            return Some("noise bound above 2^62".into());
+        match r.ks_modulus_log2 {
+            64 => {}
+            32 => {
+                // tfhe-rs's scalar-change keyswitch decomposes into at most the output's 32 bits
+                if r.ks_base_log * r.ks_level > 32 {
+                    return Some(format!(
+                        "keyswitch decomposition base_log={} level={} reads {} bits, more than a 32-bit keyswitch output holds",
+                        r.ks_base_log,
+                        r.ks_level,
+                        r.ks_base_log * r.ks_level
+                    ));
+                }
+            }
+            m => return Some(format!("keyswitch output modulus 2^{m} is not 2^64 or 2^32")),
+        }
+        // TUniform(b) samples in [-2^b, 2^b]; tfhe-rs needs b + 2 ≤ the bits of the modulus.
+        if r.lwe_noise_bound_log2 + 2 > r.ks_modulus_log2 || r.glwe_noise_bound_log2 > 62 {
+            return Some(format!(
+                "noise bound above 2^{} (LWE, modulo 2^{}) or 2^62 (GLWE)",
+                r.ks_modulus_log2 - 2,
+                r.ks_modulus_log2
+            ));
         }
         if check_security {
-            let lwe_min = secure_lwe_bound(r.lwe_dimension);
+            let lwe_min = secure_lwe_bound_at(r.lwe_dimension, r.ks_modulus_log2);
             if r.lwe_noise_bound_log2 < lwe_min {
                 return Some(format!(
-                    "insecure: LWE noise bound 2^{} < 2^{} needed for 128-bit security at n={}",
-                    r.lwe_noise_bound_log2, lwe_min, r.lwe_dimension
+                    "insecure: LWE noise bound 2^{} < 2^{} needed for 128-bit security at n={} modulo 2^{}",
+                    r.lwe_noise_bound_log2, lwe_min, r.lwe_dimension, r.ks_modulus_log2
                 ));
             }
             let glwe_min = secure_glwe_bound(r.glwe_dimension, r.polynomial_size);
@@ -174,6 +262,17 @@ impl ParamSet {
             pbs_level,
             ks_base_log,
             ks_level,
+            ks_modulus_log2: 64,
+        })
+    }
+
+    /// This set with its keyswitch writing modulo `2^modulus_log2` (64 or 32) and the LWE key's
+    /// secure noise bound at that modulus (the same noise relative to the modulus).
+    pub fn with_ks_modulus(&self, modulus_log2: u32) -> Result<ParamSet, RuntimeError> {
+        ParamSet::new(RawParamSet {
+            lwe_noise_bound_log2: secure_lwe_bound_at(self.raw.lwe_dimension, modulus_log2),
+            ks_modulus_log2: modulus_log2,
+            ..self.raw
         })
     }
 
@@ -200,6 +299,14 @@ impl ParamSet {
     }
     pub fn polynomial_size(&self) -> usize {
         self.raw.polynomial_size
+    }
+    /// Whether the keyswitch writes 32-bit ciphertexts (KS32).
+    pub fn ks32(&self) -> bool {
+        self.raw.ks_modulus_log2 == 32
+    }
+    /// The keyswitch's output modulus, as the noise formulas take it (2^64 or 2^32).
+    pub fn ks_modulus(&self) -> f64 {
+        (self.raw.ks_modulus_log2 as f64).exp2()
     }
     /// `k·N`: the dimension of ciphertexts between lookups.
     pub fn big_lwe_dimension(&self) -> usize {
@@ -228,6 +335,10 @@ impl ParamSet {
         ] {
             h.write(&v.to_le_bytes());
         }
+        // sets written before KS32 keep their fingerprints
+        if r.ks_modulus_log2 != 64 {
+            h.write(&(r.ks_modulus_log2 as u64).to_le_bytes());
+        }
         h.finish()
     }
 }
@@ -237,7 +348,7 @@ impl std::fmt::Display for ParamSet {
         let r = &self.raw;
         write!(
             f,
-            "n={} k={} N={} pbs=(base_log {}, level {}) ks=(base_log {}, level {}) noise=(lwe 2^{}, glwe 2^{})",
+            "n={} k={} N={} pbs=(base_log {}, level {}) ks=(base_log {}, level {}{}) noise=(lwe 2^{}, glwe 2^{})",
             r.lwe_dimension,
             r.glwe_dimension,
             r.polynomial_size,
@@ -245,6 +356,7 @@ impl std::fmt::Display for ParamSet {
             r.pbs_level,
             r.ks_base_log,
             r.ks_level,
+            if r.ks_modulus_log2 == 64 { "" } else { ", 32-bit" },
             r.lwe_noise_bound_log2,
             r.glwe_noise_bound_log2
         )

@@ -802,7 +802,7 @@ pub(crate) mod v4 {
     use serde::Deserialize;
 
     use super::{NoiseReport, Origin, Port, Table};
-    use crate::params::ParamSet;
+    use crate::params::ParamSetV0;
 
     #[derive(Deserialize)]
     pub(crate) enum Instr {
@@ -827,7 +827,7 @@ pub(crate) mod v4 {
     #[derive(Deserialize)]
     pub(crate) struct Program {
         name: String,
-        params: ParamSet,
+        params: ParamSetV0,
         inputs: Vec<Port>,
         outputs: Vec<Port>,
         num_input_slots: u32,
@@ -842,7 +842,7 @@ pub(crate) mod v4 {
         fn from(p: Program) -> super::Program {
             super::Program {
                 name: p.name,
-                partitions: vec![p.params],
+                partitions: vec![p.params.0],
                 inputs: p.inputs,
                 outputs: p.outputs,
                 num_input_slots: p.num_input_slots,
@@ -876,6 +876,45 @@ pub(crate) mod v4 {
                         },
                     })
                     .collect(),
+                tables: p.tables,
+                instr_origin: p.instr_origin,
+                origins: p.origins,
+                noise: p.noise,
+            }
+        }
+    }
+}
+
+/// Programs of formats 5 and 6 (partitions, before KS32): the parameter sets' old layout.
+pub(crate) mod v6 {
+    use serde::Deserialize;
+
+    use super::{Instr, NoiseReport, Origin, Port, Table};
+    use crate::params::ParamSetV0;
+
+    #[derive(Deserialize)]
+    pub(crate) struct Program {
+        name: String,
+        partitions: Vec<ParamSetV0>,
+        inputs: Vec<Port>,
+        outputs: Vec<Port>,
+        num_input_slots: u32,
+        instrs: Vec<Instr>,
+        tables: Vec<Table>,
+        instr_origin: Vec<u32>,
+        origins: Vec<Origin>,
+        noise: NoiseReport,
+    }
+
+    impl From<Program> for super::Program {
+        fn from(p: Program) -> super::Program {
+            super::Program {
+                name: p.name,
+                partitions: p.partitions.into_iter().map(|q| q.0).collect(),
+                inputs: p.inputs,
+                outputs: p.outputs,
+                num_input_slots: p.num_input_slots,
+                instrs: p.instrs,
                 tables: p.tables,
                 instr_origin: p.instr_origin,
                 origins: p.origins,

@@ -13,6 +13,7 @@ fn raw() -> RawParamSet {
         pbs_level: 1,
         ks_base_log: 3,
         ks_level: 5,
+        ks_modulus_log2: 64,
     }
 }
 
@@ -371,42 +372,129 @@ fn clear_values_are_checked_on_the_server() {
 }
 
 /// The executor's batched keyswitch (every code path: the widest this CPU has, and the portable one)
-/// gives exactly what tfhe-rs's `keyswitch_lwe_ciphertext` gives, ciphertext by ciphertext, for
+/// gives exactly what tfhe-rs's keyswitch gives — `keyswitch_lwe_ciphertext` into 64 bits,
+/// `keyswitch_lwe_ciphertext_with_scalar_change` into 32 (KS32) — ciphertext by ciphertext, for
 /// batches of 1, 5 and 16 (inputs are arbitrary torus vectors: the keyswitch is linear).
 #[test]
 fn batched_keyswitch_equals_tfhe_rs() {
+    use crate::exec::KsWord;
+    use crate::keys::Ksk;
     use tfhe::core_crypto::prelude::*;
-    let params = ParamSet::new(raw()).unwrap();
-    let ck = crate::ClientKeys::generate(&[params]).unwrap();
-    let sk = ck
-        .evaluation_keys(&crate::Progress::silent())
-        .expand(&crate::Progress::silent())
-        .unwrap();
-    let ksk = &sk.bootstrap(0).unwrap().ksk;
-    let (big_len, small_len) = (params.big_lwe_dimension() + 1, params.lwe_dimension() + 1);
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    for count in [1usize, 5, 16] {
-        let inputs: Vec<u64> = (0..count * big_len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state
-            })
-            .collect();
-        let mut want = vec![0u64; count * small_len];
-        for (inp, out) in inputs.chunks_exact(big_len).zip(want.chunks_exact_mut(small_len)) {
-            let inp = LweCiphertext::from_container(inp, crate::keys::modulus());
-            let mut out = LweCiphertext::from_container(out, crate::keys::modulus());
-            keyswitch_lwe_ciphertext(ksk, &inp, &mut out);
+    fn check<O: KsWord + std::fmt::Debug>(ksk: &LweKeyswitchKeyOwned<O>, big_len: usize, small_len: usize) {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for count in [1usize, 5, 16] {
+            let inputs: Vec<u64> = (0..count * big_len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state
+                })
+                .collect();
+            let mut want = vec![O::ZERO; count * small_len];
+            for (inp, out) in inputs.chunks_exact(big_len).zip(want.chunks_exact_mut(small_len)) {
+                let inp = LweCiphertext::from_container(inp, crate::keys::modulus());
+                O::reference_keyswitch(ksk, &inp, out);
+            }
+            let mut got = vec![O::ONE; count * small_len];
+            crate::exec::keyswitch_batch(ksk, &inputs, &mut got, big_len, small_len);
+            assert!(got == want, "dispatched keyswitch, batch of {count}");
+            let mut got = vec![O::ONE; count * small_len];
+            crate::exec::keyswitch_batch_impl(ksk, &inputs, &mut got, big_len, small_len);
+            assert!(got == want, "portable keyswitch, batch of {count}");
         }
-        let mut got = vec![1u64; count * small_len];
-        crate::exec::keyswitch_batch(ksk, &inputs, &mut got, big_len, small_len);
-        assert!(got == want, "dispatched keyswitch, batch of {count}");
-        let mut got = vec![1u64; count * small_len];
-        crate::exec::keyswitch_batch_impl(ksk, &inputs, &mut got, big_len, small_len);
-        assert!(got == want, "portable keyswitch, batch of {count}");
     }
+    let native = ParamSet::new(raw()).unwrap();
+    let ks32 = native.with_ks_modulus(32).unwrap();
+    for params in [native, ks32] {
+        let ck = crate::ClientKeys::generate(&[params]).unwrap();
+        let sk = ck
+            .evaluation_keys(&crate::Progress::silent())
+            .expand(&crate::Progress::silent())
+            .unwrap();
+        let (big_len, small_len) = (params.big_lwe_dimension() + 1, params.lwe_dimension() + 1);
+        match (&sk.bootstrap(0).unwrap().ksk, params.ks32()) {
+            (Ksk::Native(k), false) => check(k, big_len, small_len),
+            (Ksk::Ks32(k), true) => check(k, big_len, small_len),
+            _ => panic!("the keyswitch key's modulus is the parameters' ({params})"),
+        }
+    }
+}
+
+/// KS32 sets: the LWE noise at 2^32 meets the curve at that modulus (the same noise relative to
+/// the modulus as at 2^64), their decomposition fits 32 bits, and they have their own fingerprint;
+/// sets written before KS32 (the old layout, through the versioning and through serde) read as
+/// 64-bit keyswitches with unchanged fingerprints.
+#[test]
+fn ks32_parameter_sets() {
+    let native = ParamSet::new(raw()).unwrap();
+    let ks32 = native.with_ks_modulus(32).unwrap();
+    assert!(ks32.ks32() && !native.ks32());
+    assert_eq!(ks32.raw().lwe_noise_bound_log2 + 32, native.raw().lwe_noise_bound_log2);
+    assert_ne!(ks32.fingerprint(), native.fingerprint());
+    assert!(ks32.to_string().contains("32-bit"), "{ks32}");
+    let mut r = *ks32.raw();
+    r.lwe_noise_bound_log2 -= 1;
+    assert!(ParamSet::new(r).unwrap_err().to_string().contains("insecure"));
+    for (base, level) in [(11, 3), (8, 5)] {
+        let e = ParamSet::new(RawParamSet {
+            ks_base_log: base,
+            ks_level: level,
+            ..*ks32.raw()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("32-bit keyswitch"), "{e}");
+    }
+    assert!(ParamSet::new(RawParamSet {
+        ks_modulus_log2: 48,
+        ..raw()
+    })
+    .is_err());
+    // the old layout
+    let old = crate::params::RawParamSetV0 {
+        lwe_dimension: 880,
+        glwe_dimension: 2,
+        polynomial_size: 1024,
+        lwe_noise_bound_log2: secure_lwe_bound(880),
+        glwe_noise_bound_log2: secure_glwe_bound(2, 1024),
+        pbs_base_log: 23,
+        pbs_level: 1,
+        ks_base_log: 3,
+        ks_level: 5,
+    };
+    let back: crate::params::ParamSetV0 = bincode::deserialize(&bincode::serialize(&old).unwrap()).unwrap();
+    assert_eq!(back.0, native);
+    // the fingerprint as sets were fingerprinted before KS32
+    let mut h = crate::params::Fnv::default();
+    for v in [
+        880u64,
+        2,
+        1024,
+        old.lwe_noise_bound_log2 as u64,
+        old.glwe_noise_bound_log2 as u64,
+        23,
+        1,
+        3,
+        5,
+    ] {
+        h.write(&v.to_le_bytes());
+    }
+    assert_eq!(native.fingerprint(), h.finish());
+    // evaluation keys whose keyswitch key has the other modulus than their set's: refused
+    let silent = crate::Progress::silent();
+    let mut a = crate::ClientKeys::generate(&[ks32]).unwrap().evaluation_keys(&silent);
+    let b = crate::ClientKeys::generate(&[native]).unwrap().evaluation_keys(&silent);
+    assert!(a.check().is_ok() && b.check().is_ok());
+    a.partitions[0].ksk = b.partitions.into_iter().next().unwrap().ksk;
+    assert!(a.check().is_err(), "both keyswitch keys");
+    a.partitions[0].ksk32 = None;
+    let e = a.check().unwrap_err().to_string();
+    assert!(e.contains("do not match"), "{e}");
+    // JSON without the field: a 64-bit keyswitch
+    let mut json = serde_json::to_value(native).unwrap();
+    json.as_object_mut().unwrap().remove("ks_modulus_log2");
+    assert_eq!(serde_json::from_value::<ParamSet>(json).unwrap(), native);
 }
 
 /// Keys carry a random id: ciphertexts run only with the evaluation keys of the keygen that
@@ -491,10 +579,25 @@ fn crafted_size_fields_are_errors_not_panics() {
     let sample = vec![ClearTensor::new(vec![2], vec![1, 2]).unwrap()];
     let cts = io::ciphertexts_to_bytes(&k.encrypt(&p.interface(), &[sample.clone(), sample]).unwrap()).unwrap();
     let eval = io::evaluation_keys_to_bytes(&k.evaluation_keys(&silent)).unwrap();
+    // a small set (the file is read once per hostile value)
+    let ks32 = ParamSet::with_secure_noise(600, 1, 256, 15, 2, 2, 6)
+        .and_then(|p| p.with_ks_modulus(32))
+        .unwrap();
+    let eval32 =
+        io::evaluation_keys_to_bytes(&ClientKeys::generate(&[ks32]).unwrap().evaluation_keys(&silent)).unwrap();
     let secret = io::client_keys_to_bytes(&k).unwrap();
     let prog = io::program_to_bytes(&p).unwrap();
     type Load = Box<dyn Fn(&[u8])>;
     let files: Vec<(&str, Vec<u8>, Load)> = vec![
+        (
+            "evaluation keys (KS32)",
+            eval32,
+            Box::new(|b: &[u8]| {
+                if let Ok(k) = io::evaluation_keys_from_bytes(b) {
+                    let _ = k.size_bytes();
+                }
+            }),
+        ),
         (
             "ciphertexts",
             cts,

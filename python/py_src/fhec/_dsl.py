@@ -585,14 +585,15 @@ class Compiler:
         global_p_error: float | None = None,
         pipeline: str | None = None,
         margin: float = 0.0,
-        partitions: bool = False,
+        partitions: bool = True,
     ) -> Circuit:
         """Traces the function on ``inputset`` and compiles it. Every value gets the range the input
         set gave it; inputs outside their calibrated ranges are refused at encryption. ``margin``
         widens every calibrated range by that fraction of its width on each side (0.1: 10 %), so that
         inputs and intermediate values a little beyond the input set still fit. ``partitions``
-        lets lookups of low precision run on parameters of their own where the cost model says it
-        pays (docs/crypto.md, "Partitions")."""
+        (default on) lets lookups of low precision or sensitivity run on parameters of their own
+        where the cost model says it pays (docs/crypto.md, "Partitions"); ``False``: one parameter
+        set for every lookup."""
         samples = []
         for s in inputset:
             s = s if isinstance(s, (tuple, list)) and len(self.names) > 1 else (s,)

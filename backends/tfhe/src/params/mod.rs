@@ -13,9 +13,11 @@
 //! * fresh encryption under the big key: variance of TUniform(glwe bound);
 //! * bootstrap output: `pbs_variance_132_bits_security_tuniform_fft_mul` (+ a correction when the
 //!   GLWE bound is floored above the curve's minimum);
-//! * keyswitch: `keyswitch_additive_variance_132_bits_security_tuniform`;
-//! * modulus switch: `centered_binary_shifted_modulus_switch_additive_variance` (the runtime uses
-//!   the centered switch).
+//! * keyswitch: `keyswitch_additive_variance_132_bits_security_tuniform`, with the set's output
+//!   modulus (2^64, or 2^32 for KS32: the key's noise at that modulus and the rounding of the
+//!   body to 32 bits);
+//! * modulus switch: `centered_binary_shifted_modulus_switch_additive_variance` from the
+//!   keyswitch's output modulus (the runtime uses the centered switch).
 //!
 //! A lookup of precision p sees `V = w_fresh·V_fresh + w_pbs·V_pbs + V_ks + V_ms` and fails when
 //! the noise exceeds half a message step, 2^-(p+2): `p_fail = erfc(2^-(p+2) / √(2V))` — the
@@ -114,6 +116,9 @@ pub mod cost {
     /// each key row once, AVX-512 where present: 0.14–0.17 ns measured by `fhec-bench calibrate` at
     /// 2–5 bits; tfhe-rs's one-at-a-time keyswitch costs about 0.45).
     pub const KS: f64 = 0.16;
+    /// The same into 32 bits (KS32): half the key's bytes, twice the words per vector register
+    /// (0.081–0.086 ns measured against 0.149–0.164 for the 64-bit one, same machine, same run).
+    pub const KS32: f64 = 0.085;
     /// Per torus element of a leveled multiply-add (one term of a linear combination).
     pub const LEVELED: f64 = 0.15;
 }
@@ -123,14 +128,25 @@ pub fn pbs_cost_ns(p: &ParamSet) -> f64 {
     partition::pbs_cost_from_ns(p, p.big_lwe_dimension())
 }
 
-/// The cost model of one keyswitch (from `ks_dim` mask elements, `ks_level` levels) + bootstrap
-/// from the raw dimensions, in nanoseconds: the searches prune with it before building a set.
-pub(crate) fn pbs_cost_raw(n: usize, k: usize, big_n: usize, pbs_level: usize, ks_level: usize, ks_dim: usize) -> f64 {
+/// The cost model of one keyswitch (from `ks_dim` mask elements, `ks_level` levels, into 32 bits
+/// when `ks32`) + bootstrap from the raw dimensions, in nanoseconds: the searches prune with it
+/// before building a set.
+pub(crate) fn pbs_cost_raw(
+    n: usize,
+    k: usize,
+    big_n: usize,
+    pbs_level: usize,
+    (ks_level, ks32): (usize, bool),
+    ks_dim: usize,
+) -> f64 {
     let (n, k, big_n, l) = (n as f64, k as f64, big_n as f64, pbs_level as f64);
     let br = n
         * ((l * (k + 1.0) + (k + 1.0)) * big_n * big_n.log2() * cost::FFT + l * (k + 1.0).powi(2) * big_n * cost::MUL);
-    br + ks_dim as f64 * ks_level as f64 * (n + 1.0) * cost::KS
+    br + ks_dim as f64 * ks_level as f64 * (n + 1.0) * if ks32 { cost::KS32 } else { cost::KS }
 }
+
+/// Output moduli (log2) a keyswitch may have.
+pub(crate) const KS_MODULI: [u32; 2] = [32, 64];
 
 /// Noise variances of one parameter set (normalised by q²).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -168,19 +184,26 @@ fn pbs_variance(n: usize, k: usize, big_n: usize, base_log: usize, level: usize,
     v + correction
 }
 
-fn ks_variance(big_dim: usize, n: usize, base_log: usize, level: usize) -> f64 {
+/// The keyswitch's variance from `big_dim` mask elements to dimension `n`, into ciphertexts
+/// modulo `2^modulus_log2`.
+fn ks_variance(big_dim: usize, n: usize, base_log: usize, level: usize, modulus_log2: u32) -> f64 {
     keyswitch_additive_variance_132_bits_security_tuniform_impl(
         big_dim as f64,
         n as f64,
         (base_log as f64).exp2(),
         level as f64,
         MODULUS,
-        MODULUS,
+        (modulus_log2 as f64).exp2(),
     )
 }
 
-fn ms_variance(n: usize, big_n: usize) -> f64 {
-    centered_binary_shifted_modulus_switch_additive_variance_impl(n as f64, MODULUS, 2.0 * big_n as f64)
+/// The centered modulus switch's variance from `2^modulus_log2` to `2N`.
+fn ms_variance(n: usize, big_n: usize, modulus_log2: u32) -> f64 {
+    centered_binary_shifted_modulus_switch_additive_variance_impl(
+        n as f64,
+        (modulus_log2 as f64).exp2(),
+        2.0 * big_n as f64,
+    )
 }
 
 impl Variances {
@@ -196,8 +219,14 @@ impl Variances {
                 r.pbs_level,
                 r.glwe_noise_bound_log2,
             ),
-            keyswitch: ks_variance(p.big_lwe_dimension(), r.lwe_dimension, r.ks_base_log, r.ks_level),
-            modulus_switch: ms_variance(r.lwe_dimension, r.polynomial_size),
+            keyswitch: ks_variance(
+                p.big_lwe_dimension(),
+                r.lwe_dimension,
+                r.ks_base_log,
+                r.ks_level,
+                r.ks_modulus_log2,
+            ),
+            modulus_switch: ms_variance(r.lwe_dimension, r.polynomial_size, r.ks_modulus_log2),
         }
     }
 
@@ -215,7 +244,7 @@ impl Variances {
 /// mask elements past a slot's own dimension are zero and add nothing).
 pub fn keyswitch_variance_from(p: &ParamSet, input_dim: usize) -> f64 {
     let r = p.raw();
-    ks_variance(input_dim, r.lwe_dimension, r.ks_base_log, r.ks_level)
+    ks_variance(input_dim, r.lwe_dimension, r.ks_base_log, r.ks_level, r.ks_modulus_log2)
 }
 
 /// ln(erfc(x)) for x ≥ 0, accurate also where erfc underflows.
@@ -390,15 +419,18 @@ pub fn search_in(dag: &NoiseDag, target: PError, space: &SearchSpace) -> Result<
                         continue;
                     }
                 }
-                let ms = ms_variance(n, big_n);
-                // best base log per level, for the bootstrap and the keyswitch
+                // best base log per level, for the bootstrap and the keyswitch (each output modulus)
                 let pbs_best = best_pbs_bases(n, k, big_n, glwe_bound, space.max_pbs_level);
                 let ks_best = best_ks_bases(k * big_n, n, space.max_ks_level);
                 for &(pl, pb, pv) in &pbs_best {
-                    for &(kl, kb, kv) in &ks_best {
-                        let Ok(cand) = ParamSet::with_secure_noise(n, k, big_n, pb, pl, kb, kl) else {
+                    for ks in &ks_best {
+                        let (kl, kb, kv) = (ks.level, ks.base_log, ks.variance);
+                        let Ok(cand) = ParamSet::with_secure_noise(n, k, big_n, pb, pl, kb, kl)
+                            .and_then(|c| c.with_ks_modulus(ks.modulus_log2))
+                        else {
                             continue;
                         };
+                        let ms = ms_variance(n, big_n, ks.modulus_log2);
                         let cost = pbs_cost_ns(&cand);
                         if best.as_ref().is_some_and(|(c, _)| cost >= *c) {
                             continue;
@@ -457,25 +489,61 @@ pub(crate) fn best_pbs_bases(
     v
 }
 
-/// Per keyswitch level `1..=max_level`, the base log with the smallest variance from `input_dim`
-/// mask elements to dimension `n`: `(level, base_log, variance)`.
-/// Memoised across searches (a compile with partitions asks for the same few hundred pairs again
-/// and again).
-pub(crate) fn best_ks_bases(input_dim: usize, n: usize, max_level: usize) -> Vec<(usize, usize, f64)> {
+/// One keyswitch decomposition candidate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct KsChoice {
+    pub(crate) level: usize,
+    pub(crate) base_log: usize,
+    /// log2 of the output modulus: 64, or 32 (KS32).
+    pub(crate) modulus_log2: u32,
+    pub(crate) variance: f64,
+}
+
+impl KsChoice {
+    /// The cost model's weight of this keyswitch per mask element and output coefficient.
+    pub(crate) fn cost_key(&self) -> (usize, bool) {
+        (self.level, self.modulus_log2 == 32)
+    }
+}
+
+/// Per keyswitch level `1..=max_level` and output modulus (2^64, and 2^32 where the decomposition
+/// fits 32 bits), the base log with the smallest variance from `input_dim` mask elements to
+/// dimension `n`, without the dominated ones; cheapest first under the cost model (the searches
+/// stop at the first candidate that meets their constraints). Memoised across searches (a compile with partitions asks for the
+/// same few hundred pairs again and again).
+pub(crate) fn best_ks_bases(input_dim: usize, n: usize, max_level: usize) -> Vec<KsChoice> {
     type Key = (usize, usize, usize);
-    static MEMO: BasesMemo<Key> = std::sync::OnceLock::new();
+    type Memo = std::sync::OnceLock<std::sync::Mutex<HashMap<Key, Vec<KsChoice>>>>;
+    static MEMO: Memo = std::sync::OnceLock::new();
     let memo = MEMO.get_or_init(Default::default);
     let key = (input_dim, n, max_level);
     if let Some(v) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return v.clone();
     }
-    let v: Vec<(usize, usize, f64)> = (1..=max_level)
-        .map(|l| {
-            (1..=(64 / l).min(40))
-                .map(|b| (l, b, ks_variance(input_dim, n, b, l)))
-                .fold((l, 1, f64::INFINITY), |a, x| if x.2 < a.2 { x } else { a })
-        })
-        .collect();
+    let mut v: Vec<KsChoice> = Vec::new();
+    for l in 1..=max_level {
+        for m in KS_MODULI {
+            let best = (1..=(m as usize / l).min(40))
+                .map(|b| KsChoice {
+                    level: l,
+                    base_log: b,
+                    modulus_log2: m,
+                    variance: ks_variance(input_dim, n, b, l, m),
+                })
+                .min_by(|a, b| a.variance.total_cmp(&b.variance));
+            v.extend(best);
+        }
+    }
+    let per = |c: &KsChoice| c.level as f64 * if c.modulus_log2 == 32 { cost::KS32 } else { cost::KS };
+    v.sort_by(|a, b| per(a).total_cmp(&per(b)).then(a.variance.total_cmp(&b.variance)));
+    // drop the dominated ones (no less costly, no less noisy than one before): a 64-bit keyswitch
+    // stays only where its wider decomposition buys noise no 32-bit one of its cost reaches
+    let mut least = f64::INFINITY;
+    v.retain(|c| {
+        let keep = c.variance < least;
+        least = least.min(c.variance);
+        keep
+    });
     memo.lock().unwrap_or_else(|e| e.into_inner()).insert(key, v.clone());
     v
 }

@@ -212,7 +212,7 @@ pub fn pbs_cost_from_ns(p: &ParamSet, ks_dim: usize) -> f64 {
         r.glwe_dimension,
         r.polynomial_size,
         r.pbs_level,
-        r.ks_level,
+        (r.ks_level, p.ks32()),
         ks_dim,
     )
 }
@@ -357,25 +357,28 @@ fn best_for(
             distinct.sort_unstable();
             distinct.dedup();
             for &n in &space.lwe_dimensions {
-                let floor = others + count as f64 * pbs_cost_raw(n, k, big_n, 1, 1, dim_q);
+                let floor = others + count as f64 * pbs_cost_raw(n, k, big_n, 1, (1, true), dim_q);
                 if best.as_ref().is_some_and(|(c, _)| floor >= *c) {
                     continue;
                 }
-                let ms = ms_variance(n, big_n);
                 let pbs_best = best_pbs_bases(n, k, big_n, glwe_bound, space.max_pbs_level);
                 let ks_best = best_ks_bases(dim_q.max(1), n, space.max_ks_level);
                 for &(pl, pb, pv) in &pbs_best {
-                    // keyswitch levels ascending: the cost only grows, so the first candidate that
+                    // keyswitches cheapest first: the cost only grows, so the first candidate that
                     // meets every constraint, or the first not cheaper than the best, ends the scan
-                    for &(kl, kb, _) in &ks_best {
-                        let cost = others + count as f64 * pbs_cost_raw(n, k, big_n, pl, kl, dim_q);
+                    for choice in &ks_best {
+                        let (kl, kb, km) = (choice.level, choice.base_log, choice.modulus_log2);
+                        let cost = others + count as f64 * pbs_cost_raw(n, k, big_n, pl, choice.cost_key(), dim_q);
                         if best.as_ref().is_some_and(|(c, _)| cost >= *c) {
                             break;
                         }
-                        let Ok(cand) = ParamSet::with_secure_noise(n, k, big_n, pb, pl, kb, kl) else {
+                        let Ok(cand) = ParamSet::with_secure_noise(n, k, big_n, pb, pl, kb, kl)
+                            .and_then(|c| c.with_ks_modulus(km))
+                        else {
                             continue;
                         };
-                        let ks: Vec<f64> = distinct.iter().map(|&d| ks_variance(d, n, kb, kl)).collect();
+                        let ms = ms_variance(n, big_n, km);
+                        let ks: Vec<f64> = distinct.iter().map(|&d| ks_variance(d, n, kb, kl, km)).collect();
                         let var = |(i, c): (usize, &PartConstraint)| {
                             let mut v = base[i] + c.pbs[q] * pv;
                             if q == 0 {

@@ -26,6 +26,7 @@ fn reproduces_the_failure_probability_of_a_shipped_set() {
         pbs_level: 1,
         ks_base_log: 4,
         ks_level: 4,
+        ks_modulus_log2: 64,
     })
     .expect("the shipped set is secure");
     let dag = NoiseDag {
@@ -33,6 +34,32 @@ fn reproduces_the_failure_probability_of_a_shipped_set() {
     };
     let a = analyze(&dag, &p);
     assert!((a.log2_worst - -129.581).abs() < 0.01, "log2 p_fail = {}", a.log2_worst);
+}
+
+/// tfhe-rs 1.8.2 `V1_8_PARAM_MESSAGE_2_CARRY_2_KS32_PBS_TUNIFORM_2M128`: the same set with its
+/// keyswitch into 32 bits, the LWE noise bound 2^13 at 2^32 (2^45 at 2^64); the crate claims the same
+/// log2 p_fail = -129.581. Our secure bound at 2^32 is the crate's.
+#[test]
+fn reproduces_the_failure_probability_of_a_shipped_ks32_set() {
+    let p = ParamSet::new(RawParamSet {
+        lwe_dimension: 918,
+        glwe_dimension: 1,
+        polynomial_size: 2048,
+        lwe_noise_bound_log2: 13,
+        glwe_noise_bound_log2: 17,
+        pbs_base_log: 23,
+        pbs_level: 1,
+        ks_base_log: 4,
+        ks_level: 4,
+        ks_modulus_log2: 32,
+    })
+    .expect("the shipped set is secure");
+    assert_eq!(fhec_runtime::params::secure_lwe_bound_at(918, 32), 13);
+    let dag = NoiseDag {
+        constraints: vec![lookup(4, 25.0)],
+    };
+    let a = analyze(&dag, &p);
+    assert!((a.log2_worst - -129.581).abs() < 0.02, "log2 p_fail = {}", a.log2_worst);
 }
 
 #[test]
@@ -127,8 +154,11 @@ fn every_searched_set_is_secure_by_the_crate_curves() {
                 };
                 found += 1;
                 let r = s.params.raw();
-                let lwe =
-                    minimal_lwe_bound_for_132_bits_security_tuniform(LweDimension(r.lwe_dimension), 2f64.powi(64));
+                // at the keyswitch's output modulus (2^64, or 2^32 for KS32)
+                let lwe = minimal_lwe_bound_for_132_bits_security_tuniform(
+                    LweDimension(r.lwe_dimension),
+                    2f64.powi(r.ks_modulus_log2 as i32),
+                );
                 let glwe = minimal_glwe_bound_for_132_bits_security_tuniform(
                     GlweDimension(r.glwe_dimension),
                     PolynomialSize(r.polynomial_size),

@@ -7,7 +7,7 @@ fn params_attrs(p: &fhec_runtime::ParamSet) -> String {
     let r = p.raw();
     format!(
         "{{n = {}, k = {}, N = {}, lwe_noise_log2 = {}, glwe_noise_log2 = {}, pbs_base_log = {}, pbs_level = {}, \
-         ks_base_log = {}, ks_level = {}}}",
+         ks_base_log = {}, ks_level = {}{}}}",
         r.lwe_dimension,
         r.glwe_dimension,
         r.polynomial_size,
@@ -16,7 +16,13 @@ fn params_attrs(p: &fhec_runtime::ParamSet) -> String {
         r.pbs_base_log,
         r.pbs_level,
         r.ks_base_log,
-        r.ks_level
+        r.ks_level,
+        // written only where it is not the default
+        if r.ks_modulus_log2 == 64 {
+            String::new()
+        } else {
+            format!(", ks_modulus_log2 = {}", r.ks_modulus_log2)
+        }
     )
 }
 

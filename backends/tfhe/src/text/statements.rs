@@ -123,7 +123,7 @@ impl Parser<'_> {
     }
 
     pub(super) fn params(&mut self) -> PResult<ParamSet> {
-        const KEYS: [&str; 9] = [
+        const KEYS: [&str; 10] = [
             "n",
             "k",
             "N",
@@ -133,6 +133,7 @@ impl Parser<'_> {
             "pbs_level",
             "ks_base_log",
             "ks_level",
+            "ks_modulus_log2",
         ];
         let mut a = self.attrs()?;
         let dict = a.span;
@@ -146,6 +147,12 @@ impl Parser<'_> {
             pbs_level: self.take_small(&mut a, "pbs_level")?,
             ks_base_log: self.take_small(&mut a, "ks_base_log")?,
             ks_level: self.take_small(&mut a, "ks_level")?,
+            // optional: 64 (the native modulus) when absent
+            ks_modulus_log2: if a.items.iter().any(|x| x.key == "ks_modulus_log2") {
+                self.take_u32(&mut a, "ks_modulus_log2")?.0
+            } else {
+                64
+            },
         };
         self.finish(a, &KEYS)?;
         ParamSet::new(raw).map_err(|e| {

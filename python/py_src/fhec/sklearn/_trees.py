@@ -149,13 +149,14 @@ class _TreeModel(FheModel):
         p_error: float | None = None,
         global_p_error: float | None = None,
         leaf_mode: str | None = None,
-        partitions: bool = False,
+        partitions: bool = True,
     ) -> Circuit:
         """Builds the encrypted program (one lookup per leaf or sibling pair, docs/trees.md) and picks
         secure parameters. ``X`` is only checked. ``leaf_mode``: ``"fused"`` (tables with the leaf
         values) or ``"indicator"`` (a 0/1 table per leaf, then a clear product); default fused for one
-        output. ``partitions``: let lookups of low precision run on parameters of their own where the
-        cost model says it pays (docs/crypto.md, "Partitions")."""
+        output. ``partitions`` (default on): let lookups of low precision or sensitivity run on parameters of
+        their own where the cost model says it pays (docs/crypto.md, "Partitions"); ``False``: one
+        parameter set for every lookup."""
         check_is_fitted(self, "quantized_")
         if X is not None:
             validate_data(self, X, reset=False, dtype=np.float64)
