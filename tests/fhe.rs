@@ -96,7 +96,7 @@ fn compile_with(src: &str, params: Option<ParamSet>) -> Result<Compiled, String>
     let m = parse(src);
     let v = verify(&m).map_err(|d| format!("{d:?}"))?;
     let opts = CompileOptions {
-        params,
+        params: params.map(|p| vec![p]),
         ..Default::default()
     };
     compile(&v, &opts, Some(src)).map_err(|d| d.render("case", src))

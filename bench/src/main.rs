@@ -190,7 +190,7 @@ fn single_lookup_seconds(params: &fhec_runtime::ParamSet, m: usize) -> anyhow::R
     let v = fhec_ir::verify(&module).map_err(|d| anyhow!("{d:?}"))?;
     // only timed: any failure probability will do
     let opts = CompileOptions {
-        params: Some(*params),
+        params: Some(vec![*params]),
         p_error: fhec_backend_tfhe::params::PError::PerLookup(0.5),
         ..Default::default()
     };
@@ -260,7 +260,7 @@ fn round(args: &[String]) -> anyhow::Result<()> {
             (
                 "full size",
                 CompileOptions {
-                    params: Some(lone),
+                    params: Some(vec![lone]),
                     ..Default::default()
                 },
             ),

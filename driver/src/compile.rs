@@ -22,9 +22,10 @@ pub struct CompileOptions {
     pub pipeline: Option<String>,
     /// The function to compile (default: `@main`, or the only function).
     pub function: Option<String>,
-    /// Use this parameter set instead of searching (to reuse existing keys); compilation fails when
-    /// it does not meet `p_error` for every lookup.
-    pub params: Option<ParamSet>,
+    /// Use these parameter sets instead of searching (another program's partitions, to reuse its
+    /// keys): the lookups are assigned to them; compilation fails when no assignment meets
+    /// `p_error`.
+    pub params: Option<Vec<ParamSet>>,
     /// The module's source text, to locate ops in messages.
     pub source: Option<String>,
     /// Let the search split lookups by precision and sensitivity into partitions, each with its own
@@ -68,8 +69,8 @@ pub fn compile(module: Module, spec: ClientSpec, opts: &CompileOptions) -> Resul
     let lopts = fhec_backend_tfhe::CompileOptions {
         p_error: opts.p_error,
         function: opts.function.clone(),
-        params: opts.params,
-        // fixed parameters are one set: no search, no split
+        params: opts.params.clone(),
+        // fixed parameters: no search, no split
         partitions: opts.partitions && opts.params.is_none(),
     };
     let compiled = fhec_backend_tfhe::compile(&proof, &lopts, opts.source.as_deref())?;

@@ -101,18 +101,7 @@ pub(crate) fn compile(file: &str, output: Option<&str>, a: CompileArgs<'_>) -> R
         (None, None) => PError::default(),
     };
     let params = match params_of {
-        Some(path) => {
-            let p = load_program(path)?;
-            if p.partitions.len() > 1 {
-                return Err(anyhow!(
-                    "{path}: --params-of takes the parameters of a program of one partition, this one has {} \
-                     (compile that program with --no-partitions to give it one set)",
-                    p.partitions.len()
-                )
-                .into());
-            }
-            Some(p.partitions[0])
-        }
+        Some(path) => Some(load_program(path)?.partitions),
         None => None,
     };
     let opts = CompileOptions {

@@ -112,7 +112,8 @@ enum Command {
         #[arg(long)]
         emit_tfhe: bool,
         /// Use the parameters of another compiled program instead of searching, so that its keys
-        /// serve this program too (fails if they do not meet the failure probability).
+        /// serve this program too (its partitions: the lookups are assigned to them; fails if no
+        /// assignment meets the failure probability).
         #[arg(long, value_name = "PROGRAM.fhecp")]
         params_of: Option<String>,
         /// The passes to run before lowering (default: the default pipeline; `none` for no passes).

@@ -329,21 +329,38 @@ fn encrypted_pipeline_rejects_mismatched_and_damaged_files() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
-    // the parameters of a program of several partitions: an error that says how to get one set
+    // the parameters of a program of several partitions: the lookups are assigned to them, and the
+    // program runs with that program's keys, exactly
     let two = tmp("two.fhecp");
-    assert!(fhec(&["compile", "examples/mlp.fhe", "-o", two.to_str().unwrap()])
+    let tp = two.to_str().unwrap();
+    assert!(fhec(&["compile", "examples/mlp.fhe", "-o", tp]).status.success());
+    let o = fhec(&["info", tp]);
+    assert!(stdout(&o).contains("partition 1"), "{}", stdout(&o));
+    let reuse = tmp("reuse.fhecp");
+    let rp = reuse.to_str().unwrap();
+    let o = fhec(&["compile", variant.to_str().unwrap(), "--params-of", tp, "-o", rp]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (tck, tek) = (tmp("two.ck"), tmp("two.ek"));
+    let (tc, te) = (tck.to_str().unwrap(), tek.to_str().unwrap());
+    assert!(fhec(&["keygen", tp, "--client-keys", tc, "--eval-keys", te])
         .status
         .success());
+    let (rin, rout) = (tmp("reuse.in"), tmp("reuse.out"));
+    let (ri, ro) = (rin.to_str().unwrap(), rout.to_str().unwrap());
+    assert!(
+        fhec(&["encrypt", rp, "--client-keys", tc, "-i", "x=[[1,2,3,4]]", "-o", ri])
+            .status
+            .success()
+    );
+    let o = fhec(&["run", rp, ri, "--eval-keys", te, "-o", ro]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = stdout(&fhec(&["decrypt", rp, ro, "--client-keys", tc]));
+    let want = stdout(&fhec(&["eval", variant.to_str().unwrap(), "-i", "x=[[1,2,3,4]]"]));
+    assert_eq!(got, want);
+    // partitions too small for a program: an error, not a program that would fail
     fails(
-        &[
-            "compile",
-            variant.to_str().unwrap(),
-            "--params-of",
-            two.to_str().unwrap(),
-            "-o",
-            sp,
-        ],
-        "--no-partitions",
+        &["compile", "examples/round.fhe", "--params-of", tp, "-o", sp],
+        "cannot run this program at the failure-probability target",
     );
     // resource limits: a program above them is refused before the keys are expanded
     fails(

@@ -3,7 +3,8 @@
 //! [`compile`] = [`lower::lower_function`] (element-level linear combinations and lookups, exact
 //! noise weights) → [`params::search`] (cheapest secure parameters meeting the
 //! failure-probability target) → with `CompileOptions::partitions`, [`params::partition::optimize`]
-//! (lookups split by precision into two parameter sets where the cost model says it pays) →
+//! (lookups split by precision and sensitivity into up to three parameter sets where the cost model
+//! says it pays) →
 //! [`Program`]. [`text`] prints the lowered program as the `tfhe`
 //! dialect. See `docs/crypto.md`.
 
@@ -21,16 +22,18 @@ use params::{NoiseDag, PError, Solution};
 /// Options of [`compile`].
 #[derive(Clone, Debug, Default)]
 pub struct CompileOptions {
-    /// Failure-probability target (default: 2^-40 per lookup).
+    /// Failure-probability target (default: 2^-128 per lookup).
     pub p_error: PError,
     /// The function to compile (default: `@main`, or the only function).
     pub function: Option<String>,
-    /// Use this parameter set instead of searching (e.g. to reuse existing keys). Compilation fails
-    /// when it does not meet `p_error` for every lookup.
-    pub params: Option<ParamSet>,
-    /// Let the search split lookups by precision into partitions, each with its own parameter set,
-    /// where the cost model says it pays (`docs/crypto.md`, "Partitions"). Off by default until the
-    /// search is fast enough for every compile.
+    /// Use these parameter sets instead of searching (e.g. another program's, to reuse its keys):
+    /// one set, or several partitions (nested as a program's are; partition 0 encrypts the inputs),
+    /// to which the lookups are assigned ([`params::partition::assign_fixed`]). Compilation fails
+    /// when they do not meet `p_error`.
+    pub params: Option<Vec<ParamSet>>,
+    /// Let the search split lookups by precision and sensitivity into partitions, each with its own
+    /// parameter set, where the cost model says it pays (`docs/crypto.md`, "Partitions"). This
+    /// struct's default is off; the facade (`fhec::CompileOptions`) turns it on.
     pub partitions: bool,
 }
 
@@ -55,9 +58,31 @@ pub fn compile(v: &Verified<'_>, opts: &CompileOptions, source: Option<&str>) ->
         constraints: std::mem::take(&mut l.constraints),
     };
     dag.compact();
-    let solution = match opts.params {
-        None => params::search(&dag, opts.p_error).map_err(|e| Diagnostic::new(e.to_string()))?,
-        Some(p) => params::check(&dag, opts.p_error, &p).map_err(|e| Diagnostic::new(e.to_string()))?,
+    let fixed = opts.params.as_deref().filter(|ps| ps.len() > 1);
+    let mut solution = match (opts.params.as_deref(), fixed) {
+        (None, _) => params::search(&dag, opts.p_error).map_err(|e| Diagnostic::new(e.to_string()))?,
+        (Some([one]), _) => params::check(&dag, opts.p_error, one).map_err(|e| Diagnostic::new(e.to_string()))?,
+        (Some(_), Some(parts)) => {
+            if let Some(m) = fhec_runtime::params::partitions_problem(parts) {
+                return Err(Diagnostic::new(format!("the given parameters: {m}")));
+            }
+            if params::partition::nest(parts) != parts {
+                return Err(Diagnostic::new(
+                    "the given parameters are not a program's partitions (their GLWE noise is not nested)",
+                ));
+            }
+            // provisional: partition 0 and no analysis; the assignment below fills both in
+            Solution {
+                params: parts[0],
+                analysis: params::Analysis {
+                    log2_p_fail: Vec::new(),
+                    log2_worst: f64::NEG_INFINITY,
+                    log2_global: f64::NEG_INFINITY,
+                },
+                ns_per_pbs: 0.0,
+            }
+        }
+        (Some(_), None) => return Err(Diagnostic::new("no parameter set given")),
     };
     let mut by_prec = std::collections::BTreeMap::<u32, u64>::new();
     let mut linear_terms = 0usize;
@@ -81,30 +106,60 @@ pub fn compile(v: &Verified<'_>, opts: &CompileOptions, source: Option<&str>) ->
     program
         .validate()
         .map_err(|e| Diagnostic::new(format!("internal error: {e}")))?;
+    if let Some(parts) = fixed {
+        let Some(part) = params::partition::assign_fixed(&program, parts, opts.p_error) else {
+            return Err(Diagnostic::new(format!(
+                "the given parameters ({} partitions) cannot run this program at the failure-probability target \
+                 (no assignment of its lookups meets it); compile without fixed parameters",
+                parts.len()
+            )));
+        };
+        program = with_partitions(program, &part, linear_terms, opts.p_error).ok_or_else(|| {
+            Diagnostic::new("internal error: an assignment that meets the target fails its re-derivation")
+        })?;
+        solution.analysis = rederive::analyze_program(&program);
+        solution.ns_per_pbs = part.lookup_ns / (pbs.max(1) as f64);
+    }
     if opts.params.is_none() && opts.partitions {
         if let Some(part) = params::partition::optimize(&program, &solution.params, opts.p_error) {
-            let mut split = program.clone();
-            split.partitions = part.partitions;
-            for (ins, &q) in split.instrs.iter_mut().zip(&part.assign) {
-                if let Instr::Pbs { partition, .. } = ins {
-                    *partition = q;
-                }
-            }
-            let a = rederive::analyze_program(&split);
-            let ok = match opts.p_error {
-                PError::PerLookup(t) => a.log2_worst <= t.log2(),
-                PError::Global(t) => a.log2_global <= t.log2(),
-            };
-            // the search's constraints bound the program's from above: `ok` holds; checked anyway
-            if ok && split.validate().is_ok() {
-                let big = split.master_dimension() as f64 + 1.0;
-                split.noise.log2_p_error_worst_lookup = a.log2_worst;
-                split.noise.log2_p_error_global = a.log2_global;
-                split.noise.estimated_seconds =
-                    (part.lookup_ns + linear_terms as f64 * big * params::cost::LEVELED) * 1e-9;
+            // the search's constraints bound the program's from above: it meets the target;
+            // re-derived anyway, and the split kept only if it does
+            if let Some(split) = with_partitions(program.clone(), &part, linear_terms, opts.p_error) {
                 program = split;
             }
         }
     }
     Ok(Compiled { program, dag, solution })
+}
+
+/// `program` with its lookups in the partitions of `part`, its failure probabilities re-derived
+/// from its instructions and its estimate from the partitions' costs; `None` when the re-derived
+/// probabilities miss `target` or the program is not valid.
+fn with_partitions(
+    program: Program,
+    part: &params::partition::Partitioning,
+    linear_terms: usize,
+    target: PError,
+) -> Option<Program> {
+    let mut split = program;
+    split.partitions = part.partitions.clone();
+    for (ins, &q) in split.instrs.iter_mut().zip(&part.assign) {
+        if let Instr::Pbs { partition, .. } = ins {
+            *partition = q;
+        }
+    }
+    split.validate().ok()?;
+    let a = rederive::analyze_program(&split);
+    let ok = match target {
+        PError::PerLookup(t) => a.log2_worst <= t.log2(),
+        PError::Global(t) => a.log2_global <= t.log2(),
+    };
+    if !ok {
+        return None;
+    }
+    let big = split.master_dimension() as f64 + 1.0;
+    split.noise.log2_p_error_worst_lookup = a.log2_worst;
+    split.noise.log2_p_error_global = a.log2_global;
+    split.noise.estimated_seconds = (part.lookup_ns + linear_terms as f64 * big * params::cost::LEVELED) * 1e-9;
+    Some(split)
 }

@@ -554,6 +554,65 @@ pub fn sensitivity(p: &Program) -> Vec<f64> {
     need.split_off(base)
 }
 
+/// The lookups of `p` assigned to the given (fixed, nested) parameter sets `parts` — another
+/// program's partitions, whose keys this program is to reuse — meeting `target` at the least
+/// estimated cost, or `None` when no assignment the search tries does. Lookups of one precision
+/// move together: all start on the partition of the largest polynomial size, then each precision
+/// class, narrowest first, moves to the cheapest partition (at least `2^precision` wide) that
+/// keeps every constraint met, until nothing moves.
+pub fn assign_fixed(p: &Program, parts: &[ParamSet], target: PError) -> Option<Partitioning> {
+    let precision = |i: usize| match &p.instrs[i] {
+        Instr::Pbs { table, .. } => Some(p.tables[*table as usize].precision),
+        _ => None,
+    };
+    let mut classes: Vec<u32> = (0..p.instrs.len()).filter_map(precision).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    let vars: Vec<Variances> = parts.iter().map(Variances::of).collect();
+    let widest = (0..parts.len()).max_by_key(|&q| (parts[q].polynomial_size(), std::cmp::Reverse(q)))?;
+    let mut class_of: Vec<usize> = vec![widest; classes.len()];
+    let assign_of = |class_of: &[usize]| -> Vec<u32> {
+        (0..p.instrs.len())
+            .map(|i| match precision(i) {
+                Some(b) => class_of[classes.binary_search(&b).unwrap_or(0)] as u32,
+                None => 0,
+            })
+            .collect()
+    };
+    let cost = |class_of: &[usize]| -> Option<f64> {
+        let cs = compact(constraints(p, &assign_of(class_of), parts.len()));
+        meets(&cs, parts, &vars, target).then(|| lookup_cost_ns(&cs, parts))
+    };
+    let mut best = cost(&class_of)?;
+    for _ in 0..4 {
+        let mut moved = false;
+        for c in 0..classes.len() {
+            for (q, part) in parts.iter().enumerate() {
+                if q == class_of[c] || part.polynomial_size() < 1usize << classes[c] {
+                    continue;
+                }
+                let mut trial = class_of.clone();
+                trial[c] = q;
+                if let Some(ns) = cost(&trial) {
+                    if ns < best {
+                        best = ns;
+                        class_of = trial;
+                        moved = true;
+                    }
+                }
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    Some(Partitioning {
+        partitions: parts.to_vec(),
+        assign: assign_of(&class_of),
+        lookup_ns: best,
+    })
+}
+
 /// A partitioning of a program's lookups found by [`optimize`].
 #[derive(Clone, Debug)]
 pub struct Partitioning {
@@ -686,6 +745,57 @@ mod tests {
             ..Default::default()
         };
         crate::compile(&v, &opts, Some(src)).unwrap().program
+    }
+
+    /// Fixed partitions (another program's, to reuse its keys): a program compiled onto them assigns
+    /// its lookups so that the re-derived failure probability meets the target, at no more cost than
+    /// with every lookup on the widest set; partitions too narrow for a program are an error.
+    #[test]
+    fn fixed_partitions_take_another_programs_lookups() {
+        const MLP: &str = include_str!("../../../../examples/mlp.fhe");
+        let round = compiled(ROUND, true);
+        assert!(round.partitions.len() >= 2);
+        let m = fhec_ir::parse_module(MLP).unwrap();
+        let v = fhec_ir::verify(&m).unwrap();
+        let opts = crate::CompileOptions {
+            params: Some(round.partitions.clone()),
+            ..Default::default()
+        };
+        let c = crate::compile(&v, &opts, Some(MLP)).unwrap();
+        let p = &c.program;
+        assert_eq!(p.partitions, round.partitions);
+        let a = crate::rederive::analyze_program(p);
+        assert!(a.log2_worst <= super::super::DEFAULT_P_ERROR.log2(), "{}", a.log2_worst);
+        assert_eq!(c.solution.analysis.log2_worst, a.log2_worst);
+        // no more than all on the widest partition
+        let widest = (0..p.partitions.len())
+            .max_by_key(|&q| (p.partitions[q].polynomial_size(), std::cmp::Reverse(q)))
+            .unwrap() as u32;
+        let all: Vec<u32> = p
+            .instrs
+            .iter()
+            .map(|i| if matches!(i, Instr::Pbs { .. }) { widest } else { 0 })
+            .collect();
+        let assigned: Vec<u32> = p
+            .instrs
+            .iter()
+            .map(|i| match i {
+                Instr::Pbs { partition, .. } => *partition,
+                _ => 0,
+            })
+            .collect();
+        let cost = |assign: &[u32]| lookup_cost_ns(&compact(constraints(p, assign, p.partitions.len())), &p.partitions);
+        assert!(cost(&assigned) <= cost(&all));
+        // the other way round: the rounding's 5-bit lookups do not fit mlp's partitions
+        let small = compiled(MLP, true);
+        let m = fhec_ir::parse_module(ROUND).unwrap();
+        let v = fhec_ir::verify(&m).unwrap();
+        let opts = crate::CompileOptions {
+            params: Some(small.partitions.clone()),
+            ..Default::default()
+        };
+        let e = crate::compile(&v, &opts, Some(ROUND)).err().unwrap();
+        assert!(e.message.contains("cannot run this program"), "{}", e.message);
     }
 
     /// Along an exact rounding, each extraction's output is read less strongly than the one before
