@@ -280,3 +280,37 @@ def test_torch_networks_compile():
     ref = net(torch.tensor(x, dtype=torch.float32)).detach().numpy()
     assert np.abs(clear - ref).max() < 0.2 * np.abs(ref).max()
     assert np.array_equal(qm.forward(x[:2], fhe="execute"), clear[:2])
+
+
+def test_silu_is_one_lookup_and_exact_encrypted():
+    """``x·σ(x)`` (torch's SiLU export: Sigmoid then Mul) quantises into one lookup per element, close
+    to fhec's float reference, and runs encrypted exactly as quantised."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    w1 = numpy_helper.from_array(rng.normal(size=(3, 4)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.normal(size=(4, 2)).astype(np.float32), "w2")
+    g = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1"),
+            helper.make_node("Sigmoid", ["h"], ["s"], name="sig"),
+            helper.make_node("Mul", ["h", "s"], ["a"], name="silu"),
+            helper.make_node("MatMul", ["a", "w2"], ["y"], name="fc2"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
+        [w1, w2],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.uniform(-2, 2, size=(200, 3))
+    # 4-bit lookups: small keys, a quick keygen
+    qm = fhec.onnx.compile_onnx_model(m, x, n_bits=5, rounding_threshold_bits=4)
+    lookups = [layer for layer in qm.bitwidth_report() if layer["kind"] == "lookup"]
+    assert len(lookups) == 1, qm.bitwidth_report()
+    ref = fhec.onnx.onnx_reference(m, x)
+    clear = qm.forward(x, fhe="disable")
+    assert np.abs(clear - ref).max() < 0.25 * np.abs(ref).max()
+    assert np.array_equal(qm.forward(x, fhe="simulate"), clear)
+    assert np.array_equal(qm.forward(x[:2], fhe="execute"), clear[:2])

@@ -148,6 +148,66 @@ enum Step {
     PRelu(Vec<f64>),
     /// QuantizeLinear: `clamp(round(x / scale) + zero)`.
     Quant(Qdq),
+    /// `a(q) ∘ b(q)`: the sum, difference or product of two chains of one encrypted value (`x·σ(x)`
+    /// for SiLU, `x·½(1 + erf(x/√2))` for an exported GELU), applied to its integer `q`; the value's
+    /// own scale is then 1 and its offset 0.
+    Pair(Box<(Chain, Chain, PairOp)>),
+}
+
+/// One encrypted value's float value as a function of its integer: `steps(scale·q + offset)`.
+#[derive(Clone, Debug)]
+struct Chain {
+    scale: Vec<f64>,
+    offset: Vec<f64>,
+    steps: Vec<Step>,
+}
+
+impl Chain {
+    fn eval(&self, q: f64, e: usize) -> f64 {
+        let x = at(&self.scale, e) * q + at(&self.offset, e);
+        self.steps.iter().fold(x, |x, s| s.apply(x, e))
+    }
+
+    fn of(x: Enc) -> Chain {
+        Chain {
+            scale: x.scale,
+            offset: x.offset,
+            steps: x.steps,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum PairOp {
+    Add,
+    Sub,
+    Mul,
+}
+
+/// `s` with its per-element constants moved by `remap` (data movement).
+fn remap_step(s: &Step, remap: &dyn Fn(&Vec<f64>) -> Vec<f64>) -> Step {
+    match s {
+        Step::F(u) => Step::F(*u),
+        Step::Affine { mul, add } => Step::Affine {
+            mul: remap(mul),
+            add: remap(add),
+        },
+        Step::PRelu(p) => Step::PRelu(remap(p)),
+        Step::Quant(q) => Step::Quant(Qdq {
+            scale: remap(&q.scale),
+            zero: remap(&q.zero),
+            ..q.clone()
+        }),
+        Step::Pair(p) => {
+            let (a, b, op) = &**p;
+            let chain = |c: &Chain| Chain {
+                scale: remap(&c.scale),
+                offset: remap(&c.offset),
+                steps: c.steps.iter().map(|s| remap_step(s, remap)).collect(),
+            };
+            Step::Pair(Box::new((chain(a), chain(b), *op)))
+        }
+    }
 }
 
 fn at(v: &[f64], e: usize) -> f64 {
@@ -171,6 +231,15 @@ impl Step {
                 }
             }
             Step::Quant(q) => q.quantize(x, e),
+            Step::Pair(p) => {
+                let (a, b, op) = &**p;
+                let (u, v) = (a.eval(x, e), b.eval(x, e));
+                match op {
+                    PairOp::Add => u + v,
+                    PairOp::Sub => u - v,
+                    PairOp::Mul => u * v,
+                }
+            }
         }
     }
 }
@@ -905,23 +974,7 @@ impl Builder<'_> {
                     picks.iter().map(|p| v[p.expect("no constants")]).collect()
                 }
             };
-            encs[0]
-                .steps
-                .iter()
-                .map(|s| match s {
-                    Step::F(u) => Step::F(*u),
-                    Step::Affine { mul, add } => Step::Affine {
-                        mul: remap(mul),
-                        add: remap(add),
-                    },
-                    Step::PRelu(p) => Step::PRelu(remap(p)),
-                    Step::Quant(q) => Step::Quant(Qdq {
-                        scale: remap(&q.scale),
-                        zero: remap(&q.zero),
-                        ..q.clone()
-                    }),
-                })
-                .collect()
+            encs[0].steps.iter().map(|s| remap_step(s, &remap)).collect()
         } else {
             Vec::new()
         };
@@ -1602,6 +1655,40 @@ impl Builder<'_> {
                 let (x, c, x_first) = match (enc_at(0), enc_at(1)) {
                     (Some(x), None) => (x, clear_at(1), true),
                     (None, Some(x)) => (x, clear_at(0), false),
+                    // two functions of one encrypted tensor, element by element: one function of it
+                    // (one lookup later, not two and a product)
+                    (Some(a), Some(b)) if a.v == b.v && a.shape == b.shape && node.op != "Div" => {
+                        let op = match node.op.as_str() {
+                            "Add" => PairOp::Add,
+                            "Sub" => PairOp::Sub,
+                            _ => PairOp::Mul,
+                        };
+                        let (v, shape, lo, hi) = (a.v, a.shape.clone(), a.lo, a.hi);
+                        if a.steps.is_empty() && b.steps.is_empty() && !matches!(op, PairOp::Mul) {
+                            // two affine maps of one integer: their sum is one (no lookup)
+                            let sign = if matches!(op, PairOp::Sub) { -1.0 } else { 1.0 };
+                            let n = a.numel();
+                            let comb = |x: &[f64], y: &[f64]| -> Vec<f64> {
+                                (0..n).map(|e| at(x, e) + sign * at(y, e)).collect()
+                            };
+                            return Ok(Outcome::Value(Q::Enc(Enc {
+                                scale: comb(&a.scale, &b.scale),
+                                offset: comb(&a.offset, &b.offset),
+                                calib: out.to_string(),
+                                ..a
+                            })));
+                        }
+                        return Ok(Outcome::Value(Q::Enc(Enc {
+                            v,
+                            shape,
+                            lo,
+                            hi,
+                            scale: vec![1.0],
+                            offset: vec![0.0],
+                            steps: vec![Step::Pair(Box::new((Chain::of(a), Chain::of(b), op)))],
+                            calib: out.to_string(),
+                        })));
+                    }
                     (Some(a), Some(b)) if node.op == "Add" || node.op == "Sub" => {
                         return Ok(Outcome::Value(Q::Enc(self.add_enc(
                             node,
@@ -1613,7 +1700,8 @@ impl Builder<'_> {
                     }
                     _ => {
                         return Err(OnnxError::Unsupported(format!(
-                            "{what}: a product or quotient of two encrypted tensors is not supported"
+                            "{what}: a product or quotient of two encrypted tensors is not supported (only of two \
+                             functions of one tensor, element by element: x·σ(x), x·tanh(x), …)"
                         )))
                     }
                 };

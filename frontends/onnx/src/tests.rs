@@ -1507,3 +1507,95 @@ fn hostile_window_and_broadcast_sizes_are_errors() {
     let e = refused(&pool);
     assert!(e.to_string().contains("too large"), "{e}");
 }
+
+/// SiLU (`x·σ(x)`, as torch exports `nn.SiLU`) and GELU decomposed into Div, Erf, Add and two Muls (as
+/// torch exports `nn.GELU` below opset 20): products of two functions of one encrypted tensor become
+/// one lookup each, exact on the whole input range and close to the float network; `x + x·w` style
+/// sums of two affine maps of one tensor need none. A product of two different encrypted tensors is
+/// a clear error.
+#[test]
+fn products_of_functions_of_one_tensor_are_one_lookup() {
+    let bytes = model_bytes(
+        vec![
+            node("MatMul", "fc1", &["x", "w1"], &["h"], vec![]),
+            node("Sigmoid", "sig", &["h"], &["s"], vec![]),
+            node("Mul", "silu", &["h", "s"], &["a"], vec![]),
+            node("MatMul", "fc2", &["a", "w2"], &["g"], vec![]),
+            node("Div", "d", &["g", "sq2"], &["gd"], vec![]),
+            node("Erf", "erf", &["gd"], &["ge"], vec![]),
+            node("Add", "one", &["ge", "c1"], &["gp"], vec![]),
+            node("Mul", "gm", &["g", "gp"], &["gg"], vec![]),
+            node("Mul", "half", &["gg", "c05"], &["y1"], vec![]),
+            node("Mul", "sc", &["y1", "c3"], &["y3"], vec![]),
+            node("Add", "aff", &["y1", "y3"], &["y4"], vec![]),
+            node("MatMul", "fc3", &["y4", "w3"], &["y"], vec![]),
+        ],
+        vec![
+            weights("w1", &[4, 6], 21),
+            weights("w2", &[6, 5], 22),
+            float_tensor("sq2", &[], &[std::f32::consts::SQRT_2]),
+            float_tensor("c1", &[], &[1.0]),
+            float_tensor("c05", &[], &[0.5]),
+            float_tensor("c3", &[], &[3.0]),
+            weights("w3", &[5, 3], 23),
+        ],
+        &[-1, 4],
+        "y",
+        17,
+    );
+    let m = OnnxModel::from_bytes(&bytes).unwrap();
+    let x = rows(300, &[-2.0; 4], &[2.0; 4], 31);
+    let y = &m.eval(std::slice::from_ref(&x)).unwrap()[0];
+    let opts = PtqOptions {
+        n_bits: NBits::all(6),
+        rounding_bits: 6,
+    };
+    let q = m.quantize(&x, &opts).unwrap();
+    let lookups: Vec<&str> = q
+        .layers
+        .iter()
+        .filter(|l| l.kind == "lookup")
+        .map(|l| l.node.as_str())
+        .collect();
+    assert_eq!(lookups.len(), 2, "one lookup per activation: {lookups:?}");
+    exact_on_the_whole_input_range(&q, 60);
+    // the dequantised outputs converge to the float network's as the widths grow (a wrong table
+    // would not): worst error, as a fraction of the output range, at 6, 8 and 10 bits
+    let scale = y.iter().fold(0f64, |a, v| a.max(v.abs()));
+    let worst: Vec<f64> = [6u32, 8, 10]
+        .iter()
+        .map(|&b| {
+            let opts = PtqOptions {
+                n_bits: NBits::all(b),
+                rounding_bits: b,
+            };
+            let deq = dequantised(&m.quantize(&x, &opts).unwrap(), &x);
+            deq.iter()
+                .enumerate()
+                .flat_map(|(r, d)| d.iter().enumerate().map(move |(c, v)| (r, c, *v)))
+                .fold(0f64, |w, (r, c, v)| w.max((v - y[[r, c]]).abs() / scale))
+        })
+        .collect();
+    assert!(
+        worst[0] < 0.25 && worst[1] < worst[0] / 2.0 && worst[2] < worst[1] / 2.0 && worst[2] < 0.02,
+        "{worst:?}"
+    );
+    // a product of two different encrypted tensors
+    let two = model_bytes(
+        vec![
+            node("MatMul", "fc1", &["x", "w1"], &["h"], vec![]),
+            node("MatMul", "fc2", &["x", "w2"], &["g"], vec![]),
+            node("Mul", "prod", &["h", "g"], &["y"], vec![]),
+        ],
+        vec![weights("w1", &[4, 3], 24), weights("w2", &[4, 3], 25)],
+        &[-1, 4],
+        "y",
+        17,
+    );
+    let e = OnnxModel::from_bytes(&two)
+        .unwrap()
+        .quantize(&x, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("two encrypted tensors") && e.contains("prod"), "{e}");
+}
