@@ -72,6 +72,7 @@ cp fuzz/fixtures/ensemble_*.json "$corpus/ensemble_json/"
 # in this build with overflow checks
 cp runtime/tests/fixtures/fuzz-client-keys-*.bin "$corpus/client_keys/"
 cp runtime/tests/fixtures/fuzz-evaluation-keys-*.bin "$corpus/evaluation_keys/"
+cp runtime/tests/fixtures/fuzz-program-*.bin "$corpus/program_file/"
 for d in tests/fixtures/deploy/v*/; do  # every model-format version's fixtures, named apart
   for f in "$d"*.fhec; do cp "$f" "$corpus/model_files/$(basename "$d")-$(basename "$f")"; done
 done

@@ -190,7 +190,7 @@ impl RawParamSet {
             m => return Some(format!("keyswitch output modulus 2^{m} is not 2^64 or 2^32")),
         }
         // TUniform(b) samples in [-2^b, 2^b]; tfhe-rs needs b + 2 ≤ the bits of the modulus.
-        if r.lwe_noise_bound_log2 + 2 > r.ks_modulus_log2 || r.glwe_noise_bound_log2 > 62 {
+        if r.lwe_noise_bound_log2.saturating_add(2) > r.ks_modulus_log2 || r.glwe_noise_bound_log2 > 62 {
             return Some(format!(
                 "noise bound above 2^{} (LWE, modulo 2^{}) or 2^62 (GLWE)",
                 r.ks_modulus_log2 - 2,

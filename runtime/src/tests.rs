@@ -759,6 +759,24 @@ fn fuzz_regression_client_keys_with_an_empty_key() {
     );
 }
 
+/// Found by the `program_file` fuzz target on file format 7: a parameter set whose LWE noise bound is
+/// 2^(2^32 − 2) overflowed the bound check `bound + 2 ≤ modulus bits` (a panic with overflow checks; a
+/// wrapped check that passed without them); now refused like any other malformed set.
+#[test]
+fn fuzz_regression_program_with_a_huge_noise_bound() {
+    let bytes = include_bytes!("../tests/fixtures/fuzz-program-noise-bound-overflow.bin");
+    assert!(io::program_from_bytes(bytes).is_err());
+    for m in [32, 64] {
+        let r = RawParamSet {
+            lwe_noise_bound_log2: u32::MAX - 1,
+            ks_modulus_log2: m,
+            ..raw()
+        };
+        let e = ParamSet::new(r).unwrap_err().to_string();
+        assert!(e.contains("noise bound above"), "{e}");
+    }
+}
+
 /// Found by the `evaluation_keys` fuzz target on file format 5: a crafted format-4 evaluation-key file
 /// whose (not yet checked) parameters overflowed `k·N` in the upgrade to format 5 (a panic with
 /// overflow checks on, as the fuzz build has).
