@@ -73,6 +73,11 @@ cp fuzz/fixtures/ensemble_*.json "$corpus/ensemble_json/"
 cp runtime/tests/fixtures/fuzz-client-keys-*.bin "$corpus/client_keys/"
 cp runtime/tests/fixtures/fuzz-evaluation-keys-*.bin "$corpus/evaluation_keys/"
 cp runtime/tests/fixtures/fuzz-program-*.bin "$corpus/program_file/"
+# files of format 6 (before KS32): the readers' upgrade paths
+cp runtime/tests/fixtures/format6/lin.fhecp "$corpus/program_file/v6-lin.fhecp"
+cp runtime/tests/fixtures/format6/lin.ck "$corpus/client_keys/v6-lin.ck"
+cp runtime/tests/fixtures/format6/lin.ek "$corpus/evaluation_keys/v6-lin.ek"
+cp runtime/tests/fixtures/format6/lin.in runtime/tests/fixtures/format6/lin.out "$corpus/ciphertexts/"
 for d in tests/fixtures/deploy/v*/; do  # every model-format version's fixtures, named apart
   for f in "$d"*.fhec; do cp "$f" "$corpus/model_files/$(basename "$d")-$(basename "$f")"; done
 done

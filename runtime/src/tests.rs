@@ -759,6 +759,34 @@ fn fuzz_regression_client_keys_with_an_empty_key() {
     );
 }
 
+/// Files of format 6 (before KS32: the parameter sets' old layout, partition keys without a 32-bit
+/// keyswitch key), written by fhec at `5dd6b0a` for `fuzz/fixtures/linear.fhe`: the program, the
+/// secret keys, the evaluation keys, an encrypted input and its result all read, and compute and
+/// decrypt as they did (`[[4, 10]]` for `x = [[1, 2, 3, 4]]`).
+#[test]
+fn files_of_format_6_still_read_and_run() {
+    use crate::{ClearTensor, Progress};
+    let program = io::program_from_bytes(include_bytes!("../tests/fixtures/format6/lin.fhecp")).unwrap();
+    let ck = io::client_keys_from_bytes(include_bytes!("../tests/fixtures/format6/lin.ck")).unwrap();
+    let ek = io::evaluation_keys_from_bytes(include_bytes!("../tests/fixtures/format6/lin.ek")).unwrap();
+    let old_in = io::ciphertexts_from_bytes(include_bytes!("../tests/fixtures/format6/lin.in")).unwrap();
+    let old_out = io::ciphertexts_from_bytes(include_bytes!("../tests/fixtures/format6/lin.out")).unwrap();
+    assert!(program.partitions.iter().all(|p| !p.ks32()));
+    assert_eq!(ck.partitions(), &program.partitions[..]);
+    let iface = program.interface();
+    let want = vec![vec![ClearTensor::new(vec![1, 2], vec![4, 10]).unwrap()]];
+    assert_eq!(ck.decrypt(&iface, &old_out).unwrap(), want);
+    let silent = Progress::silent();
+    let sk = ek.expand(&silent).unwrap();
+    let out = crate::exec::run(&program, &sk, old_in, &silent, None).unwrap();
+    assert_eq!(ck.decrypt(&iface, &out).unwrap(), want);
+    let fresh = ck
+        .encrypt(&iface, &[vec![ClearTensor::new(vec![1, 4], vec![1, 2, 3, 4]).unwrap()]])
+        .unwrap();
+    let out = crate::exec::run(&program, &sk, fresh, &silent, None).unwrap();
+    assert_eq!(ck.decrypt(&iface, &out).unwrap(), want);
+}
+
 /// Found by the `program_file` fuzz target on file format 7: a parameter set whose LWE noise bound is
 /// 2^(2^32 − 2) overflowed the bound check `bound + 2 ≤ modulus bits` (a panic with overflow checks; a
 /// wrapped check that passed without them); now refused like any other malformed set.
