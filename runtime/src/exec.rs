@@ -123,23 +123,10 @@ impl Worker {
         }
         let log = PolynomialSize(keys.params.polynomial_size()).to_blind_rotation_input_modulus_log();
         let bigs = &self.bigs[..count * big_len];
+        let (smalls, smalls32) = (&mut self.smalls[..], &mut self.smalls32[..]);
         let switched: Vec<Msed> = match &boot.ksk {
-            Ksk::Native(ksk) => {
-                let smalls = &mut self.smalls[..count * small_len];
-                keyswitch_batch(ksk, bigs, smalls, big_len, small_len);
-                smalls
-                    .chunks_exact(small_len)
-                    .map(|small| msed(LweCiphertext::from_container(small, modulus()), log))
-                    .collect()
-            }
-            Ksk::Ks32(ksk) => {
-                let smalls = &mut self.smalls32[..count * small_len];
-                keyswitch_batch(ksk, bigs, smalls, big_len, small_len);
-                smalls
-                    .chunks_exact(small_len)
-                    .map(|small| msed(LweCiphertext::from_container(small, modulus32()), log))
-                    .collect()
-            }
+            Ksk::Native(ksk) => switch_all(ksk, bigs, &mut smalls[..count * small_len], big_len, log),
+            Ksk::Ks32(ksk) => switch_all(ksk, bigs, &mut smalls32[..count * small_len], big_len, log),
         };
         self.msed.clear();
         self.msed.extend(which.iter().map(|&i| Msed {
@@ -180,6 +167,23 @@ impl Worker {
             })
             .collect()
     }
+}
+
+/// The batched keyswitch of `bigs` into `smalls` (one small ciphertext per big one), then each
+/// one's centered modulus switch to `2N`.
+fn switch_all<O: KsWord>(
+    ksk: &LweKeyswitchKeyOwned<O>,
+    bigs: &[u64],
+    smalls: &mut [O],
+    big_len: usize,
+    log: CiphertextModulusLog,
+) -> Vec<Msed> {
+    let small_len = ksk.output_key_lwe_dimension().0 + 1;
+    keyswitch_batch(ksk, bigs, smalls, big_len, small_len);
+    smalls
+        .chunks_exact(small_len)
+        .map(|small| msed(LweCiphertext::from_container(small, O::ciphertext_modulus()), log))
+        .collect()
 }
 
 /// The centered modulus switch of a small-key ciphertext (modulo 2^64 or 2^32) to `2N`.
