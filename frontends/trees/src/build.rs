@@ -587,12 +587,16 @@ pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, Bu
             r.1 = r.1.max(v);
         }
     }
+    // the partial sums (before the constant leaves are added) share the output's type: the range
+    // covers both (found by the random-ensemble property test: a constant −127 after live leaves
+    // summing to 158)
     let (mut o_lo, mut o_hi) = (i128::MAX, i128::MIN);
     for o in 0..c {
-        let lo: i128 = per_tree.iter().map(|t| t[o].0 as i128).sum::<i128>() + constant[o] as i128;
-        let hi: i128 = per_tree.iter().map(|t| t[o].1 as i128).sum::<i128>() + constant[o] as i128;
-        o_lo = o_lo.min(lo);
-        o_hi = o_hi.max(hi);
+        let lo: i128 = per_tree.iter().map(|t| t[o].0 as i128).sum::<i128>();
+        let hi: i128 = per_tree.iter().map(|t| t[o].1 as i128).sum::<i128>();
+        let k = constant[o] as i128;
+        o_lo = o_lo.min(lo).min(lo + k);
+        o_hi = o_hi.max(hi).max(hi + k);
     }
     let out_width = width_for(o_lo.min(-1), o_hi.max(1), true);
     if out_width > fhec_ir::types::MAX_ENCRYPTED_WIDTH {

@@ -794,3 +794,72 @@ fn deep_trees_are_cut_into_three_bit_segments() {
         }
     }
 }
+
+/// Found by `random_ensembles_compile_to_their_quantised_scores` (CI, 2026-12-06): three trees whose
+/// repeated splits on one threshold leave unreachable leaves; the module's sum overflowed its
+/// declared output width (`fhe.add produced 167 … esint<8>`).
+#[test]
+fn proptest_regression_sum_of_leaves_fits_its_type() {
+    let lt = |feature: usize, threshold: f64, left: usize, right: usize| Node::Split {
+        feature,
+        threshold,
+        cmp: Cmp::Lt,
+        left,
+        right,
+        missing_left: false,
+    };
+    let e = Ensemble {
+        n_features: 2,
+        n_outputs: 1,
+        trees: vec![
+            Tree {
+                nodes: vec![
+                    lt(0, 0.0, 1, 4),
+                    lt(0, -1.0682582756469143, 2, 3),
+                    leaf(&[0.0]),
+                    leaf(&[0.0]),
+                    lt(0, 0.0, 5, 8),
+                    lt(0, 0.0, 6, 7),
+                    leaf(&[0.0]),
+                    leaf(&[0.0]),
+                    leaf(&[2.583380314035128]),
+                ],
+            },
+            Tree {
+                nodes: vec![
+                    lt(0, -1.102380285089682, 1, 2),
+                    leaf(&[0.0]),
+                    lt(0, 1.0429445227839693, 3, 4),
+                    leaf(&[-7.966034416254138]),
+                    leaf(&[0.0]),
+                ],
+            },
+            Tree {
+                nodes: vec![
+                    lt(0, 1.0952471185297932, 1, 6),
+                    lt(0, 0.0, 2, 3),
+                    leaf(&[0.0]),
+                    lt(0, 0.0, 4, 5),
+                    leaf(&[0.0]),
+                    leaf(&[7.3291250487788355]),
+                    leaf(&[0.0]),
+                ],
+            },
+        ],
+        base_score: vec![],
+        aggregation: Aggregation::Sum,
+        post: Post::Identity,
+        float: FloatKind::F32,
+    };
+    let calib = vec![vec![-1.0; 2], vec![1.0; 2]];
+    let q = quantize(&e, &calib, 3, 8).unwrap();
+    for mode in [LeafMode::Fused, LeafMode::Indicator] {
+        let (m, _) = build_module(&q, Some(mode)).unwrap();
+        for a in 0..8 {
+            for b in 0..8 {
+                let qx = [a, b];
+                assert_eq!(run_module(&m, &q, &qx), q.scores(&qx), "{mode:?} q={qx:?}");
+            }
+        }
+    }
+}
