@@ -103,9 +103,28 @@ pub fn compile(v: &Verified<'_>, opts: &CompileOptions, source: Option<&str>) ->
         estimated_seconds: seconds,
     };
     let mut program = l.into_program(solution.params, noise);
-    program
-        .validate()
-        .map_err(|e| Diagnostic::new(format!("internal error: {e}")))?;
+    match fixed {
+        None => program
+            .validate()
+            .map_err(|e| Diagnostic::new(format!("internal error: {e}")))?,
+        // every lookup sits on partition 0 until the assignment and may not fit it: the program is
+        // checked on the widest partition (what the assignment starts from)
+        Some(parts) => {
+            let mut probe = program.clone();
+            probe.partitions = parts
+                .iter()
+                .max_by_key(|p| p.polynomial_size())
+                .copied()
+                .into_iter()
+                .collect();
+            probe.validate().map_err(|e| {
+                Diagnostic::new(format!(
+                    "the given parameters ({} partitions) cannot run this program: {e}; compile without fixed parameters",
+                    parts.len()
+                ))
+            })?;
+        }
+    }
     if let Some(parts) = fixed {
         let Some(part) = params::partition::assign_fixed(&program, parts, opts.p_error) else {
             return Err(Diagnostic::new(format!(

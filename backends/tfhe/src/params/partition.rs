@@ -570,6 +570,13 @@ pub fn assign_fixed(p: &Program, parts: &[ParamSet], target: PError) -> Option<P
     classes.dedup();
     let vars: Vec<Variances> = parts.iter().map(Variances::of).collect();
     let widest = (0..parts.len()).max_by_key(|&q| (parts[q].polynomial_size(), std::cmp::Reverse(q)))?;
+    // a table of `b` bits needs `N ≥ 2^b` (one coefficient per message at least)
+    if classes
+        .last()
+        .is_some_and(|&b| parts[widest].polynomial_size() < 1usize << b)
+    {
+        return None;
+    }
     let mut class_of: Vec<usize> = vec![widest; classes.len()];
     let assign_of = |class_of: &[usize]| -> Vec<u32> {
         (0..p.instrs.len())
@@ -795,6 +802,21 @@ mod tests {
             ..Default::default()
         };
         let e = crate::compile(&v, &opts, Some(ROUND)).err().unwrap();
+        assert!(e.message.contains("cannot run this program"), "{}", e.message);
+        // a lookup wider than every partition's polynomial size allows (12 bits, N ≤ 2048): the
+        // same clear error, before any noise is weighed
+        let wide = "func.func @main(%x: tensor<2x!fhe.eint<12>>) -> tensor<2x!fhe.eint<12>> {\n  \
+                    %0 = \"fhe.lut\"(%x) {table = dense<0> : tensor<4096xui12>} : (tensor<2x!fhe.eint<12>>) -> tensor<2x!fhe.eint<12>>\n  \
+                    \"func.return\"(%0) : (tensor<2x!fhe.eint<12>>) -> ()\n}\n";
+        let m = fhec_ir::parse_module(wide).unwrap_or_else(|d| panic!("{}", d.render("wide", wide)));
+        let v = fhec_ir::verify(&m).unwrap();
+        let opts = crate::CompileOptions {
+            params: Some(small.partitions.clone()),
+            p_error: PError::PerLookup(0.1),
+            ..Default::default()
+        };
+        assert!(small.partitions.iter().all(|p| p.polynomial_size() < 1 << 12));
+        let e = crate::compile(&v, &opts, Some(wide)).err().unwrap();
         assert!(e.message.contains("cannot run this program"), "{}", e.message);
     }
 
