@@ -60,6 +60,15 @@ pub(crate) fn onnx_quantize(
     Ok(QuantizedNetwork { q })
 }
 
+/// An integer network described by its trainer (`fhec.sklearn`'s NeuralNet estimators): the JSON
+/// of `fhec::onnx::IntegerMlp`, checked, as a quantised network.
+#[pyfunction]
+pub(crate) fn mlp_network(spec: &str) -> PyResult<QuantizedNetwork> {
+    let m = fhec::onnx::IntegerMlp::from_json(spec).map_err(to_py)?;
+    let q = m.build().map_err(to_py)?;
+    Ok(QuantizedNetwork { q })
+}
+
 /// Chooses the rounding bits automatically (`OnnxModel::choose_rounding_bits`): a dict with `bits`,
 /// `tolerance`, `reference_bits`, `rows`, `met` and `trials` (`(bits, error or None)` each).
 #[pyfunction]

@@ -29,6 +29,7 @@ from ._linear import (
     load,
     loads,
 )
+from ._nn import NeuralNetClassifier, NeuralNetRegressor
 from ._quant import InputRangeWarning
 from ._trees import (
     TREE_ESTIMATORS,
@@ -55,6 +56,8 @@ __all__ = [
     "RandomForestClassifier",
     "RandomForestRegressor",
     "TREE_ESTIMATORS",
+    "NeuralNetClassifier",
+    "NeuralNetRegressor",
     "ElasticNet",
     "GammaRegressor",
     "Lasso",

@@ -45,6 +45,8 @@ class FheModel(BaseEstimator):
     ``compile(X=None, **options)``, and ``_state()`` / ``_load_state(state)`` (its part of the file)."""
 
     _sklearn_class: type = BaseEstimator
+    #: the attribute a fitted model has (``check_is_fitted``)
+    _fitted_attr = "quantized_"
     _param_names: tuple[str, ...] = ()
 
     # -- training ---------------------------------------------------------------------------------
@@ -169,7 +171,7 @@ class FheModel(BaseEstimator):
 
     def dump_dict(self) -> dict:
         """The model as a JSON-compatible dict (parameters and quantised state; no keys)."""
-        check_is_fitted(self, "quantized_")
+        check_is_fitted(self, self._fitted_attr)
         params = self.get_params(deep=False)
         try:
             json.dumps(params)

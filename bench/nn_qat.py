@@ -1,0 +1,129 @@
+"""The built-in networks' rows (QAT issue): ``fhec.sklearn.NeuralNetClassifier`` trained in numpy with
+the program in the loop, on iris (4→16→16→3, 4-bit weights and activations, 200 epochs) and on the
+5 000-image MNIST subset (784→392→10, 4-bit, 7 epochs), both split as the model table splits
+(`train_test_split(test_size=0.25, random_state=42)`; MNIST shuffled first). Prints one JSON line per
+row: training seconds, the float reference (scikit-learn's MLPClassifier, same layers and epochs),
+quantised accuracy on the whole test split, compile and keygen seconds, evaluation-key bytes, lookups
+by precision, accumulator bits, seconds per encrypted sample (median over ``--samples``) and
+FHE = quantised on those samples.
+
+    target/pyenv/bin/python bench/nn_qat.py [--rows iris,mnist] [--samples N] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import statistics
+import time
+import warnings
+
+import numpy as np
+from sklearn.datasets import load_iris
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
+from sklearn.utils import shuffle
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+#: the rows: data, the estimator's parameters (the issue's architecture and bits; fhec's accumulator
+#: and rounding widths), the incumbent's figures measured on this machine (issue text)
+ROWS = {
+    "iris": (
+        "iris",
+        dict(n_layers=3, n_hidden_neurons_multiplier=4, n_w_bits=4, n_a_bits=4, n_accum_bits=7,
+             rounding_threshold_bits=4, max_epochs=200, lr=0.01, batch_size=16, random_state=0),
+        {"s_per_sample": 0.65, "lookups": 144, "keys_mib": 60, "keygen_s": 1.9, "accuracy": 0.974},
+    ),
+    "mnist": (
+        "mnist",
+        dict(n_layers=2, n_hidden_neurons_multiplier=0.5, n_w_bits=4, n_a_bits=4, n_accum_bits=9,
+             rounding_threshold_bits=4, max_epochs=7, lr=0.003, batch_size=128, input_range="tensor",
+             random_state=0),
+        {"s_per_sample": 34.9, "lookups": 3136, "keys_mib": 332, "keygen_s": 9.0, "accuracy": 0.918},
+    ),
+}
+
+
+def data(name: str) -> tuple:
+    if name == "iris":
+        X, y = load_iris(return_X_y=True)
+    else:
+        d = np.load(ROOT.parent / "shared" / "datasets" / "mnist5k.npz")
+        X, y = shuffle(d["X"].astype(np.float64), d["y"], random_state=0)
+    return train_test_split(X, y, test_size=0.25, random_state=42)
+
+
+def row(name: str, samples: int) -> dict:
+    from fhec.sklearn import NeuralNetClassifier
+
+    kind, params, incumbent = ROWS[name]
+    Xtr, Xte, ytr, yte = data(kind)
+    hidden = [max(1, round(params["n_hidden_neurons_multiplier"] * Xtr.shape[1]))] * (params["n_layers"] - 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scale = Xtr.max() if params.get("input_range") == "tensor" else 1.0
+        ref = MLPClassifier(tuple(hidden), max_iter=params["max_epochs"], random_state=0,
+                            batch_size=params["batch_size"]).fit(Xtr / scale, ytr)
+        fp32 = float(ref.score(Xte / scale, yte))
+        t = time.perf_counter()
+        model = NeuralNetClassifier(**params).fit(Xtr, ytr)
+        fit_s = time.perf_counter() - t
+        quantised = float(model.score(Xte, yte))
+        t = time.perf_counter()
+        circuit = model.compile()
+        compile_s = time.perf_counter() - t
+        t = time.perf_counter()
+        circuit.keygen()
+        keygen_s = time.perf_counter() - t
+        stats = circuit.statistics
+        clear = model.decision_function(Xte[:samples])
+        times, exact = [], 0
+        for i in range(samples):
+            t = time.perf_counter()
+            out = model.decision_function(Xte[i : i + 1], fhe="execute")
+            times.append(time.perf_counter() - t)
+            exact += int(np.array_equal(out[0], clear[i]))
+    return {
+        "row": f"NN {name} QAT (built-in, numpy)",
+        "params": {k: v for k, v in params.items()},
+        "train_rows": len(Xtr),
+        "test_rows": len(Xte),
+        "fit_s": round(fit_s, 2),
+        "accuracy_fp32": round(fp32, 4),
+        "accuracy_quantised": round(quantised, 4),
+        "accumulator_bits": model.accumulator_bits_,
+        "lookups": int(stats["pbs_count"]),
+        "lookups_by_precision": {str(k): v for k, v in stats["pbs_by_precision"].items()},
+        "lookups_by_partition": stats.get("pbs_by_partition"),
+        "compile_s": round(compile_s, 2),
+        "keygen_s": round(keygen_s, 2),
+        "evaluation_key_bytes": int(stats["evaluation_key_bytes"]),
+        "estimated_s": round(float(stats["estimated_seconds"]), 3),
+        "fhe_samples": samples,
+        "s_per_sample": round(statistics.median(times), 3),
+        "fhe_equals_quantised": f"{exact}/{samples}",
+        "incumbent": incumbent,
+        "speedup": round(incumbent["s_per_sample"] / statistics.median(times), 2),
+        "keygen_speedup": round(incumbent["keygen_s"] / keygen_s, 2),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", default="iris,mnist")
+    ap.add_argument("--samples", type=int, default=5)
+    ap.add_argument("--out", type=pathlib.Path, default=None, help="also write the rows as a JSON list")
+    a = ap.parse_args()
+    out = []
+    for name in a.rows.split(","):
+        r = row(name.strip(), a.samples)
+        print(json.dumps(r), flush=True)
+        out.append(r)
+    if a.out:
+        a.out.write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""fhec.sklearn NeuralNetClassifier / NeuralNetRegressor: trained in numpy with the program's semantics
+(quantisation-aware), exact in every fhe mode and on every input the program accepts (the numpy integer
+network == the IR's clear interpreter == simulation == encrypted run), accumulators within
+n_accum_bits, the scikit-learn contract, determinism, dump/load, the client/server split."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_iris, make_regression
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import fhec
+import fhec.sklearn as fs
+from fhec.sklearn._nn import _int_forward
+
+X_IRIS, Y_IRIS = load_iris(return_X_y=True)
+XTR, XTE, YTR, YTE = train_test_split(X_IRIS, Y_IRIS, test_size=0.25, random_state=42)
+X_REG, Y_REG = make_regression(n_samples=300, n_features=4, noise=3.0, random_state=6)
+
+# small and quick: 4 → 8 → 3, 3-bit weights and activations, 7-bit accumulators rounded to 4 bits
+pytestmark = pytest.mark.filterwarnings("ignore::fhec.sklearn.InputRangeWarning")
+
+SMALL = dict(n_layers=2, n_hidden_neurons_multiplier=2, n_w_bits=3, n_a_bits=3, n_accum_bits=7,
+             rounding_threshold_bits=4, max_epochs=60, lr=0.01, batch_size=16, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def clf():
+    m = fs.NeuralNetClassifier(**SMALL).fit(XTR, YTR)
+    m.compile(XTR)
+    return m
+
+
+@pytest.fixture(scope="module")
+def reg():
+    m = fs.NeuralNetRegressor(**{**SMALL, "n_layers": 3, "n_w_bits": 4, "n_a_bits": 4, "n_accum_bits": 8}).fit(X_REG, Y_REG)
+    m.compile()
+    return m
+
+
+def test_the_classifier_learns_and_every_fhe_mode_agrees(clf):
+    assert clf.score(XTE, YTE) >= 0.85
+    clear = clf.predict_proba(XTE)
+    assert np.array_equal(clf.predict_proba(XTE, fhe="simulate"), clear)
+    rows = XTE[:4]
+    assert np.array_equal(clf.predict_proba(rows, fhe="execute"), clf.predict_proba(rows))
+    assert np.array_equal(clf.predict(rows, fhe="execute"), clf.predict(rows))
+
+
+def test_the_integer_network_is_the_interpreter_on_every_input(clf, reg):
+    """Not only the data: random and corner integers of the whole input range."""
+    rng = np.random.default_rng(1)
+    for m in (clf, reg):
+        n = m.network_["input"]["n_bits"]
+        d = m.n_features_in_
+        q = rng.integers(0, 2**n, size=(40, d))
+        q[0], q[1] = 0, 2**n - 1
+        q[2] = np.where(np.arange(d) % 2, 2**n - 1, 0)
+        ours = _int_forward(m.network_, q)
+        for i in range(len(q)):
+            assert np.array_equal(np.asarray(m.fhe_circuit.eval_clear(q[i : i + 1])).reshape(-1), ours[i])
+        sim = np.concatenate([np.asarray(o).reshape(1, -1) for o in m.fhe_circuit.simulate_batch([q[i : i + 1] for i in range(len(q))])])
+        assert np.array_equal(sim, ours)
+
+
+def test_accumulators_stay_within_n_accum_bits(clf):
+    report = clf.bitwidth_report()
+    assert clf.accumulator_bits_ and max(clf.accumulator_bits_) <= 7
+    lookups = [r for r in report if r["kind"] == "lookup"]
+    assert lookups and all(r["bits"] <= 4 for r in lookups)
+    stats = clf.fhe_circuit.statistics
+    assert max(stats["pbs_by_precision"]) <= 4
+    # unbounded accumulators are wider, and the rounding drops more bits
+    wide = fs.NeuralNetClassifier(**{**SMALL, "n_accum_bits": None, "n_w_bits": 5, "max_epochs": 5}).fit(XTR, YTR)
+    assert max(wide.accumulator_bits_) > 7
+    bounded = fs.NeuralNetClassifier(**{**SMALL, "n_w_bits": 5, "max_epochs": 5}).fit(XTR, YTR)
+    assert max(bounded.accumulator_bits_) <= 7
+
+
+def test_the_regressor(reg):
+    assert reg.score(X_REG, Y_REG) > 0.85
+    clear = reg.predict(X_REG[:30])
+    assert clear.shape == (30,)
+    assert np.array_equal(reg.predict(X_REG[:30], fhe="simulate"), clear)
+    assert np.array_equal(reg.predict(X_REG[:3], fhe="execute"), clear[:3])
+
+
+def test_client_server_split(clf):
+    enc = clf.encrypt(XTE[:3])
+    server = fhec.Server(clf.fhe_circuit.program_bytes(), clf.client().evaluation_keys())
+    out = clf.decrypt(server.run(enc))
+    assert np.array_equal(clf.predict(out), clf.predict(XTE[:3]))
+
+
+def test_training_is_deterministic_and_params_follow_the_incumbent():
+    a = fs.NeuralNetClassifier(**{**SMALL, "max_epochs": 5}).fit(XTR, YTR)
+    b = fs.NeuralNetClassifier(**{**SMALL, "max_epochs": 5}).fit(XTR, YTR)
+    assert a.network_ == b.network_
+    c = fs.NeuralNetClassifier(**{**SMALL, "max_epochs": 5, "random_state": 1}).fit(XTR, YTR)
+    assert c.network_ != a.network_
+    m = fs.NeuralNetClassifier(module__n_layers=2, module__n_w_bits=4, module__activation_function="tanh")
+    assert m.n_layers == 2 and m.n_w_bits == 4 and m.activation_function == "tanh"
+    m.set_params(module__n_a_bits=2, max_epochs=3)
+    assert m.n_a_bits == 2 and m.max_epochs == 3
+    assert clone(m).get_params() == m.get_params()
+    m.fit(XTR, YTR)
+    assert len(m.loss_curve_) == 3 and m.network_["layers"][0]["lookup"] is not None
+
+
+def test_fit_benchmark_and_from_sklearn_model():
+    m, ref = fs.NeuralNetClassifier(**{**SMALL, "max_epochs": 100}).fit_benchmark(XTR, YTR)
+    assert m.network_ and ref.score(XTE, YTE) > 0.8
+    with pytest.raises(TypeError, match="compile_torch_model"):
+        fs.NeuralNetClassifier.from_sklearn_model(ref, XTR)
+
+
+def test_pipeline_and_grid_search():
+    grid = GridSearchCV(
+        make_pipeline(StandardScaler(), fs.NeuralNetClassifier(**{**SMALL, "max_epochs": 20})),
+        {"neuralnetclassifier__n_accum_bits": [6, 8]},
+        cv=3,
+    ).fit(XTR, YTR)
+    assert grid.best_score_ > 0.7
+    best = grid.best_estimator_
+    best[-1].compile()
+    Xs = best[0].transform(XTE[:3])
+    assert np.array_equal(best[-1].predict(Xs, fhe="execute"), best.predict(XTE[:3]))
+
+
+def test_dump_load_and_pickle(clf, tmp_path):
+    path = tmp_path / "nn.json"
+    clf.dump(path)
+    back = fs.load(path)
+    assert type(back) is fs.NeuralNetClassifier and back.fhe_circuit is not None
+    assert np.array_equal(back.predict_proba(XTE), clf.predict_proba(XTE))
+    assert np.array_equal(back.predict(XTE[:2], fhe="execute"), clf.predict(XTE[:2]))
+    twin = pickle.loads(pickle.dumps(clf))
+    assert np.array_equal(twin.predict(XTE, fhe="simulate"), clf.predict(XTE))
+    d = json.loads(clf.dumps())
+    d["state"]["network_"]["layers"][0]["weights"][0].append(1)
+    with pytest.raises(fhec.FhecError, match="weight row 0"):
+        fs.loads(json.dumps(d))
+
+
+def test_options_and_errors():
+    with pytest.raises(NotFittedError):
+        fs.NeuralNetClassifier().predict(XTE)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'hidden'"):
+        fs.NeuralNetClassifier(hidden=3)
+    for bad, match in [
+        ({"n_w_bits": 1}, "n_w_bits"),
+        ({"activation_function": "swish2"}, "activation_function"),
+        ({"n_accum_bits": 3}, "no room for one weight"),
+        ({"lr": 0}, "lr"),
+        ({"input_range": "global"}, "input_range"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            fs.NeuralNetClassifier(**bad).fit(XTR, YTR)
+    with pytest.raises(ValueError, match="two classes"):
+        fs.NeuralNetClassifier(max_epochs=1).fit(XTR, np.zeros(len(XTR)))
+    m = fs.NeuralNetClassifier(**{**SMALL, "max_epochs": 2}).fit(XTR, YTR)
+    with pytest.raises(fs.NotCompiledError):
+        m.predict(XTE, fhe="execute")
+    with pytest.raises(ValueError, match="features"):
+        m.predict(XTE[:, :2])
+    with pytest.warns(fs.InputRangeWarning):
+        m.predict(XTE * 10)
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "tanh", "gelu", "leaky_relu"])
+def test_other_activations_are_exact(act):
+    m = fs.NeuralNetClassifier(**{**SMALL, "activation_function": act, "max_epochs": 30}).fit(XTR, YTR)
+    assert m.score(XTE, YTE) > 0.6
+    q = m.quantize_input(XTE)
+    ours = _int_forward(m.network_, q)
+    net = fhec._fhec.mlp_network(json.dumps(m.network_))
+    circuit = fhec.Circuit(net.compile(None, None, True), True)
+    for i in range(5):
+        assert np.array_equal(np.asarray(circuit.eval_clear(q[i : i + 1])).reshape(-1), ours[i])
