@@ -224,7 +224,14 @@ impl IntegerMlp {
             }
             let amin = ranges.iter().map(|r| r.0).min().unwrap_or(0);
             let amax = ranges.iter().map(|r| r.1).max().unwrap_or(0);
-            let acc_elem = elem(amin.min(-1), amax)?; // signed: weights and inputs are
+            let mut acc_elem = elem(amin.min(-1), amax)?; // signed: weights and inputs are
+            if let Some(t) = &l.lookup {
+                // the trainer sizes the rounding from its own (possibly wider) input ranges; a
+                // narrower accumulator (a dead neuron upstream) is declared wide enough to drop them
+                if t.lsbs > 0 && t.lsbs >= acc_elem.width() && t.lsbs < MAX_ENCRYPTED_WIDTH {
+                    acc_elem = ElemType::ESInt(t.lsbs + 1);
+                }
+            }
             let mut wt = vec![0i64; k * n];
             for (o, row) in l.weights.iter().enumerate() {
                 for (j, &w) in row.iter().enumerate() {
@@ -449,6 +456,25 @@ mod tests {
         }
         assert_eq!(q.layers.len(), 3);
         assert_eq!(q.layers[1].rounded_lsbs, 2);
+    }
+
+    #[test]
+    fn a_constant_layer_upstream_keeps_a_valid_rounding() {
+        // every hidden output is 0: the next accumulator is 0 whatever the input, narrower than the
+        // rounding the trainer chose from its own ranges
+        let mut m = net();
+        m.layers[0].lookup.as_mut().unwrap().tables = vec![vec![0; 9]; 3];
+        m.layers[1].lookup = Some(Lookup {
+            lsbs: 3,
+            table_lo: -2,
+            tables: vec![vec![5, 6, 7, 8, 9]; 2],
+        });
+        let q = m.build().unwrap();
+        let verified = fhec_ir::verify(&q.module).unwrap();
+        let x: Tensor = ArrayD::from_shape_vec(IxDyn(&[1, 2]), vec![7, 0]).unwrap();
+        let out = fhec_ir::eval(&verified, &[x]).unwrap();
+        assert_eq!(out[0].iter().copied().collect::<Vec<_>>(), vec![7, 7]);
+        assert_eq!(forward(&m, &[7, 0]), vec![7, 7]);
     }
 
     #[test]

@@ -115,6 +115,7 @@ class _Net:
         self.lo = [0.0] * (len(sizes) - 2)
         self.hi = [1.0] * (len(sizes) - 2)
         self.seen = [False] * (len(sizes) - 2)
+        self._scales: dict[int, np.ndarray] = {}
 
     # -- the quantised view ---------------------------------------------------------------------
 
@@ -145,9 +146,11 @@ class _Net:
             top -= 1 << (self.n_accum - self.rounding - 1)
         return max(1, top // self.half(layer))
 
-    def qweights(self, layer: int) -> tuple[np.ndarray, np.ndarray]:
-        """Integer weights (per-neuron symmetric scale, then pruned by magnitude to the budget) and
-        their scales."""
+    def qweights(self, layer: int, step: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Integer weights (per-neuron symmetric scale; where a neuron's integers exceed the budget, the
+        finest coarser scale whose integers fit) and their scales. While training (``step`` given) a layer
+        of more than 2^20 weights searches its budget scales every 16 steps, or when the weights have
+        outgrown them (the search is most of a step's time there)."""
         W = self.W[layer]
         B = self.budget(layer)
         M = (1 << (self.n_w - 1)) - 1
@@ -156,22 +159,35 @@ class _Net:
         A = np.abs(W)
         amax = A.max(axis=1)
         s = np.where(amax > 0, amax / M, 1.0)
+        if B is None:
+            return np.rint(W / s[:, None]), s
+        cached = self._scales.get(layer)
+        if step is not None and cached is not None and step % 16 and W.size > 1 << 20:
+            s = np.maximum(s, cached)
+            q = np.rint(W / s[:, None])
+            if (np.abs(q).sum(axis=1) <= B).all():
+                return q, s
         q = np.rint(W / s[:, None])
-        if B is not None:
-            l1 = np.abs(q).sum(axis=1)
-            over = np.nonzero(l1 > B)[0]
-            if over.size:
-                # the finest scale whose integers fit the budget (Σ|rint(w/s)| falls as s grows)
-                Ao = A[over]
-                lo = s[over].copy()
-                hi = lo * np.maximum(2.0, 2.0 * l1[over] / B)
-                for _ in range(16):
-                    mid = np.sqrt(lo * hi)
-                    fits = np.rint(Ao / mid[:, None]).sum(axis=1) <= B
-                    hi = np.where(fits, mid, hi)
-                    lo = np.where(fits, lo, mid)
-                s[over] = hi
-                q[over] = np.rint(W[over] / hi[:, None])
+        l1 = np.abs(q).sum(axis=1)
+        over = np.nonzero(l1 > B)[0]
+        if over.size:
+            # the finest scale whose integers fit the budget (Σ|rint(w/s)| falls as s grows)
+            Ao = A[over]
+            lo = s[over].copy()
+            hi = lo * np.maximum(2.0, 2.0 * l1[over] / B)
+            while True:  # (Σ rint(x) ≤ 2·Σx for x ≥ ½: this bracket fits; make sure)
+                bad = np.rint(Ao / hi[:, None]).sum(axis=1) > B
+                if not bad.any():
+                    break
+                hi = np.where(bad, hi * 2.0, hi)
+            for _ in range(16):
+                mid = np.sqrt(lo * hi)
+                fits = np.rint(Ao / mid[:, None]).sum(axis=1) <= B
+                hi = np.where(fits, mid, hi)
+                lo = np.where(fits, lo, mid)
+            s[over] = hi
+            q[over] = np.rint(W[over] / hi[:, None])
+        self._scales[layer] = s
         return q, s
 
     def lsbs(self, layer: int, q: np.ndarray) -> tuple[int, int, int]:
@@ -196,14 +212,14 @@ class _Net:
 
     # -- training -------------------------------------------------------------------------------
 
-    def forward(self, h: np.ndarray, train: bool, momentum: float = 0.1) -> tuple[np.ndarray, list]:
+    def forward(self, h: np.ndarray, train: bool, momentum: float = 0.1, step: int | None = None) -> tuple[np.ndarray, list]:
         """The program's arithmetic on centred input integers ``h`` (floats holding integers); the
         output layer's real values, and what the backward pass needs."""
         f, _ = ACTIVATIONS[self.act]
         cache = []
         L = len(self.W)
         for l in range(L):
-            q, s_w = self.qweights(l)
+            q, s_w = self.qweights(l, step)
             s_in, o_in = self.input_affine(l)
             acc = h @ q.T
             Wq = q * s_w[:, None]
@@ -434,12 +450,12 @@ class _NeuralNet(FheModel):
         bar = self._bar(int(self.max_epochs), n * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])))
         self.loss_curve_: list[float] = []
         try:
-            for _ in range(int(self.max_epochs)):
+            for epoch in range(int(self.max_epochs)):
                 perm = rng.permutation(n)
                 total = 0.0
                 for s in range(steps):
                     idx = perm[s * bs : (s + 1) * bs]
-                    out, cache = net.forward(hq[idx], train=True)
+                    out, cache = net.forward(hq[idx], train=True, step=epoch * steps + s)
                     loss, dout = self._loss_grad(out, t[idx])
                     gW, gb = net.backward(dout, cache)
                     opt.step(params, [*gW, *gb])
