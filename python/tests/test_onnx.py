@@ -22,7 +22,11 @@ def fixture(name: str) -> tuple[bytes, dict]:
     return (FIXTURES / f"{name}.onnx").read_bytes(), {k: data[k] for k in data.files}
 
 
-@pytest.mark.parametrize("name", ["iris_mlp", "ops_mlp", "mnist_fc", "cnn_ops", "mnist_cnn", "keras_mlp", "keras_cnn"])
+@pytest.mark.parametrize(
+    "name",
+    ["iris_mlp", "ops_mlp", "mnist_fc", "cnn_ops", "mnist_cnn", "keras_mlp", "keras_cnn", "iris_qop", "mnist_cnn_qop",
+     "qonnx_mlp"],
+)
 def test_the_float_reference_agrees_with_onnxruntime(name):
     model, d = fixture(name)
     ours = fhec.onnx.onnx_reference(model, d["x"])
@@ -228,6 +232,22 @@ def test_an_onnxruntime_qdq_model():
     assert np.array_equal(qm.forward(d["x"][:1], fhe="execute"), clear[:1])
     print(f"iris_qdq: onnxruntime {(d['ort'].argmax(1) == d['y']).mean():.4f}, fhec {(clear.argmax(1) == d['y']).mean():.4f}")
     assert (clear.argmax(1) == d["y"]).mean() >= 0.9
+
+
+@pytest.mark.parametrize("name", ["iris_qop", "qonnx_mlp"])
+def test_qoperator_and_qonnx_models(name):
+    # iris_qop: onnxruntime's QOperator format (com.microsoft QGemm, QLinearSigmoid); qonnx_mlp: QONNX
+    # Quant nodes (8-bit inputs, 4-bit weights per channel and activations). Read in their QDQ form:
+    # the float reference is the graph's semantics (test above), the quantised network keeps the graph's
+    # integers, and runs encrypted exactly
+    model, d = fixture(name)
+    qm = fhec.onnx.compile_onnx_model(model, d["calib"])
+    clear = qm.forward(d["x"], fhe="disable")
+    assert np.array_equal(qm.forward(d["x"], fhe="simulate"), clear)
+    assert np.array_equal(qm.forward(d["x"][:1], fhe="execute"), clear[:1])
+    ours, theirs = (clear.argmax(1) == d["y"]).mean(), (d["ort"].argmax(1) == d["y"]).mean()
+    print(f"{name}: graph {theirs:.4f}, fhec {ours:.4f}, top class agreement {(clear.argmax(1) == d['ort'].argmax(1)).mean():.4f}")
+    assert ours >= theirs - 0.03
 
 
 def test_too_wide_accumulators_are_a_clear_error():

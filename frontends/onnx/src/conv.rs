@@ -299,7 +299,13 @@ fn conv_with(
 /// Which pooling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Pool {
-    Average { count_include_pad: bool },
+    /// `full_kernel`: with `count_include_pad`, every window divides by the kernel's size, the rows
+    /// and columns `ceil_mode` adds included (onnxruntime's QLinearAveragePool; its float AveragePool
+    /// counts only those inside the input and the stated padding).
+    Average {
+        count_include_pad: bool,
+        full_kernel: bool,
+    },
     Max,
 }
 
@@ -309,6 +315,7 @@ pub(crate) fn pool_of(node: &Node, shape: &[usize]) -> Result<(Pool, Geometry), 
     let pool = if node.op.ends_with("AveragePool") {
         Pool::Average {
             count_include_pad: node.int("count_include_pad", 0)? != 0,
+            full_kernel: node.int(FULL_KERNEL_DIVISOR, 0)? != 0,
         }
     } else {
         if node.int("storage_order", 0)? != 0 {
@@ -319,9 +326,15 @@ pub(crate) fn pool_of(node: &Node, shape: &[usize]) -> Result<(Pool, Geometry), 
     Ok((pool, geometry(node, shape, None, global)?))
 }
 
+/// The internal attribute that marks an AveragePool rewritten from a QLinearAveragePool
+/// ([`Pool::Average`]'s `full_kernel`); not an ONNX attribute.
+pub(crate) const FULL_KERNEL_DIVISOR: &str = "fhec.full_kernel_divisor";
+
 /// The divisor of average pooling's output `(oh, ow)`.
-pub(crate) fn divisor(g: &Geometry, count_include_pad: bool, oh: usize, ow: usize) -> usize {
-    if count_include_pad {
+pub(crate) fn divisor(g: &Geometry, count_include_pad: bool, full_kernel: bool, oh: usize, ow: usize) -> usize {
+    if count_include_pad && full_kernel {
+        g.kernel[0] * g.kernel[1]
+    } else if count_include_pad {
         g.padded_taps(oh, ow)
     } else {
         (0..g.kernel[0])
@@ -357,8 +370,11 @@ pub(crate) fn pool(node: &Node, x: &ArrayD<f64>) -> Result<ArrayD<f64>, OnnxErro
                             }
                             m
                         }
-                        Pool::Average { count_include_pad } => {
-                            let d = divisor(&g, count_include_pad, oh, ow);
+                        Pool::Average {
+                            count_include_pad,
+                            full_kernel,
+                        } => {
+                            let d = divisor(&g, count_include_pad, full_kernel, oh, ow);
                             if d == 0 {
                                 return Err(shape_err(node, format!("window ({oh}, {ow}) covers only padding")));
                             }

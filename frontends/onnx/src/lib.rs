@@ -21,6 +21,7 @@ mod movement;
 mod ops;
 mod ptq;
 mod qdq;
+mod qop;
 mod rounding;
 #[cfg(test)]
 mod tests;

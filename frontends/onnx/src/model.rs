@@ -296,9 +296,30 @@ impl OnnxModel {
         for n in &g.node {
             let domain = n.domain.as_deref().unwrap_or("");
             let op = n.op_type.clone().unwrap_or_default();
+            if crate::qop::handles(domain, &op) {
+                // quantised operators (QOperator format, QONNX): their QDQ form
+                let mut attrs = HashMap::new();
+                for a in &n.attribute {
+                    attrs.insert(a.name.clone().unwrap_or_default(), attr(a)?);
+                }
+                let node = Node {
+                    name: n.name.clone().unwrap_or_default(),
+                    op,
+                    inputs: n.input.clone(),
+                    outputs: n.output.clone(),
+                    attrs,
+                };
+                let mut rw = crate::qop::Rewriter {
+                    constants: &mut constants,
+                    dtypes: &mut dtypes,
+                };
+                nodes.extend(rw.rewrite(domain, node)?);
+                continue;
+            }
             if !matches!(domain, "" | "ai.onnx") {
                 return Err(OnnxError::Unsupported(format!(
-                    "{op} node {:?} is in domain {domain:?}: fhec's network import reads the default ONNX domain \
+                    "{op} node {:?} is in domain {domain:?}: fhec's network import reads the default ONNX domain, \
+                     onnxruntime's quantised operators (com.microsoft QLinear*, QGemm) and QONNX Quant nodes \
                      (tree ensembles of ai.onnx.ml: fhec.sklearn / fhec-trees)",
                     n.name.as_deref().unwrap_or("")
                 )));

@@ -76,9 +76,10 @@ pub const SUPPORTED: &[&str] = &[
 /// The error for an op fhec does not read.
 pub(crate) fn unsupported(node: &Node, opset: i64) -> OnnxError {
     OnnxError::Unsupported(format!(
-        "{} (opset {opset}) is not supported; supported ops: {}",
+        "{} (opset {opset}) is not supported; supported ops: {}; quantised operators: {}",
         node.what(),
-        SUPPORTED.join(", ")
+        SUPPORTED.join(", "),
+        crate::qop::QUANTISED_OPS.join(", ")
     ))
 }
 

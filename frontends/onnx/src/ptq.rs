@@ -267,6 +267,8 @@ impl Enc {
     /// scale and offset instead (nothing runs encrypted for it).
     fn push(&mut self, s: Step) {
         match s {
+            // a Clip that no integer of the value reaches (the client's grid is already clipped)
+            Step::F(Unary::Clip(a, b)) if self.steps.is_empty() && self.within(a, b) => {}
             Step::Affine { mul, add } if self.steps.is_empty() => {
                 let n = self.numel();
                 self.scale = (0..n).map(|e| at(&self.scale, e) * at(&mul, e)).collect();
@@ -276,6 +278,13 @@ impl Enc {
             }
             s => self.steps.push(s),
         }
+    }
+    /// Whether every real value the integers stand for lies in `a ..= b`.
+    fn within(&self, a: f64, b: f64) -> bool {
+        (0..self.numel()).all(|e| {
+            let (u, v) = (self.real(self.lo as f64, e), self.real(self.hi as f64, e));
+            u.min(v) >= a && u.max(v) <= b
+        })
     }
     fn real(&self, q: f64, e: usize) -> f64 {
         let x = at(&self.scale, e) * q + at(&self.offset, e);
@@ -1225,13 +1234,16 @@ impl Builder<'_> {
         let (kind, g) = pool_of(node, &x.shape)?;
         let c = g.x[1];
         match kind {
-            Pool::Average { count_include_pad } => {
+            Pool::Average {
+                count_include_pad,
+                full_kernel,
+            } => {
                 let ones = ArrayD::from_elem(IxDyn(&[c, 1, g.kernel[0], g.kernel[1]]), 1.0);
                 let mut divisors = Vec::with_capacity(c * g.out[0] * g.out[1]);
                 for _ in 0..c {
                     for oh in 0..g.out[0] {
                         for ow in 0..g.out[1] {
-                            let d = divisor(&g, count_include_pad, oh, ow);
+                            let d = divisor(&g, count_include_pad, full_kernel, oh, ow);
                             if d == 0 {
                                 return Err(OnnxError::Shape(format!(
                                     "{what}: window ({oh}, {ow}) covers only padding"
@@ -1446,8 +1458,31 @@ impl OnnxModel {
         }
         let mut shape = vec![1];
         shape.extend_from_slice(input_shape);
-        let q = self.qdq(node, &shape, &|n| self.constants.get(n).cloned())?;
-        Ok((q.per_tensor() && q.hi - q.lo < 65_536.0).then_some(q))
+        let mut q = self.qdq(node, &shape, &|n| self.constants.get(n).cloned())?;
+        // Q → Clip (QONNX's Quant, the Q → Clip → DQ form of fewer bits): the clipped integers
+        let out = node.outputs.first().map_or("", |s| s.as_str());
+        let next: Vec<&Node> = self
+            .nodes
+            .iter()
+            .filter(|n| n.inputs.iter().any(|i| i == out))
+            .collect();
+        if let [clip] = next.as_slice() {
+            if clip.op == "Clip" && clip.input(0) == Some(out) {
+                let get = |i: usize| {
+                    clip.input(i)
+                        .and_then(|n| self.constants.get(n))
+                        .and_then(|t| t.iter().next().copied())
+                };
+                let (a, b) = (get(1), get(2));
+                if let Some(a) = a {
+                    q.lo = q.lo.max(a.ceil());
+                }
+                if let Some(b) = b {
+                    q.hi = q.hi.min(b.floor());
+                }
+            }
+        }
+        Ok((q.per_tensor() && q.lo <= q.hi && q.hi - q.lo < 65_536.0).then_some(q))
     }
 }
 
@@ -1600,7 +1635,7 @@ impl Builder<'_> {
         };
         let with = |mut x: Enc, step: Option<Step>| -> Q {
             if let Some(s) = step {
-                x.steps.push(s);
+                x.push(s);
             }
             x.calib = out.to_string();
             Q::Enc(x)

@@ -1599,3 +1599,163 @@ fn products_of_functions_of_one_tensor_are_one_lookup() {
         .to_string();
     assert!(e.contains("two encrypted tensors") && e.contains("prod"), "{e}");
 }
+
+fn in_domain(mut n: proto::NodeProto, domain: &str) -> proto::NodeProto {
+    n.domain = Some(domain.into());
+    n
+}
+
+fn attr_string(name: &str, v: &str) -> proto::AttributeProto {
+    proto::AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(proto::attribute_proto::AttributeType::String as i32),
+        s: Some(v.as_bytes().to_vec()),
+        ..Default::default()
+    }
+}
+
+/// QONNX `Quant`, by its definition: `(clip(round(x / s + z), min, max) − z)·s`.
+fn qonnx(x: f64, s: f64, z: f64, lo: f64, hi: f64) -> f64 {
+    ((x / s + z).round_ties_even().clamp(lo, hi) - z) * s
+}
+
+/// A QONNX graph: a 3-bit unsigned Quant of the input (zero point 1), a MatMul with 4-bit signed
+/// narrow weights (a Quant of an initializer, folded at reading, scales per output column).
+fn qonnx_graph(rounding: &str, act_scale: &[f32]) -> Vec<u8> {
+    let dom = "qonnx.custom_op.general";
+    model_bytes(
+        vec![
+            in_domain(
+                node(
+                    "Quant",
+                    "qx",
+                    &["x", "sx", "zx", "b3"],
+                    &["xq"],
+                    vec![attr_int("signed", 0), attr_string("rounding_mode", rounding)],
+                ),
+                dom,
+            ),
+            in_domain(
+                node(
+                    "Quant",
+                    "qw",
+                    &["W", "sw", "zero", "b4"],
+                    &["Wq"],
+                    vec![attr_int("signed", 1), attr_int("narrow", 1)],
+                ),
+                dom,
+            ),
+            node("MatMul", "fc", &["xq", "Wq"], &["y"], vec![]),
+        ],
+        vec![
+            float_tensor("sx", &[act_scale.len() as i64], act_scale),
+            float_tensor("zx", &[], &[1.0]),
+            float_tensor("b3", &[], &[3.0]),
+            float_tensor("b4", &[], &[4.0]),
+            float_tensor("zero", &[], &[0.0]),
+            float_tensor("W", &[2, 2], &[0.9, -0.31, -2.0, 0.12]),
+            float_tensor("sw", &[1, 2], &[0.25, 0.05]),
+        ],
+        &[-1, 2],
+        "y",
+        13,
+    )
+}
+
+#[test]
+fn qonnx_quant_nodes_read_by_their_definition_and_quantise_exactly() {
+    let m = OnnxModel::from_bytes(&qonnx_graph("ROUND", &[0.5])).unwrap();
+    let x = rows(64, &[-1.0, -1.0], &[3.5, 3.5], 5);
+    let y = &m.eval(std::slice::from_ref(&x)).unwrap()[0];
+    // weights: 4-bit signed narrow (−7 ..= 7) per column; input: 3-bit unsigned, zero point 1
+    let w = [[0.9, -0.31], [-2.0, 0.12]];
+    let sw = [0.25, 0.05];
+    for r in 0..64 {
+        let xq: Vec<f64> = (0..2).map(|j| qonnx(x[[r, j]], 0.5, 1.0, 0.0, 7.0)).collect();
+        for o in 0..2 {
+            let want: f64 = (0..2).map(|j| xq[j] * qonnx(w[j][o], sw[o], 0.0, -7.0, 7.0)).sum();
+            assert!(
+                (y[[r, o]] - want).abs() < 1e-6,
+                "row {r} output {o}: {} vs {want}",
+                y[[r, o]]
+            );
+        }
+    }
+    // the client's grid is the Quant's: 3 bits, no lookup before the MatMul
+    let q = m.quantize(&x, &PtqOptions::default()).unwrap();
+    let fhec_quant::InputSpec::Features { quantizer, .. } = &q.spec.inputs[0] else {
+        panic!("features")
+    };
+    assert_eq!(quantizer.n_bits, 3);
+    assert!(q.layers.iter().all(|l| l.kind == "accumulator"), "{:?}", q.layers);
+    exact_on_the_whole_input_range(&q, 20);
+    for (r, d) in dequantised(&q, &x).iter().enumerate() {
+        for o in 0..2 {
+            assert!((d[o] - y[[r, o]]).abs() < 1e-9, "row {r}: {d:?}");
+        }
+    }
+}
+
+#[test]
+fn quantised_operators_fhec_cannot_reproduce_are_named() {
+    let err = |b: &[u8]| OnnxModel::from_bytes(b).unwrap_err().to_string();
+    assert!(err(&qonnx_graph("FLOOR", &[0.5])).contains("rounding_mode FLOOR"));
+    assert!(err(&qonnx_graph("ROUND", &[0.5, 0.25])).contains("per-channel activation"));
+    let dynamic = model_bytes(
+        vec![node("DynamicQuantizeLinear", "dq", &["x"], &["y", "s", "z"], vec![])],
+        vec![],
+        &[-1, 2],
+        "y",
+        13,
+    );
+    assert!(err(&dynamic).contains("dynamic quantisation"));
+    let other = model_bytes(
+        vec![in_domain(
+            node("QLinearSoftmax", "sm", &["x"], &["y"], vec![]),
+            "com.microsoft",
+        )],
+        vec![],
+        &[-1, 2],
+        "y",
+        13,
+    );
+    assert!(err(&other).contains("quantised operator QLinearSoftmax"));
+    let bipolar = model_bytes(
+        vec![in_domain(
+            node("BipolarQuant", "b", &["x", "s"], &["y"], vec![]),
+            "qonnx.custom_op.general",
+        )],
+        vec![float_tensor("s", &[], &[1.0])],
+        &[-1, 2],
+        "y",
+        13,
+    );
+    assert!(err(&bipolar).contains("BipolarQuant"));
+}
+
+/// onnxruntime's QOperator format (generate.py: mnist_cnn quantised statically, per channel):
+/// QLinearConv, QLinearAveragePool (ceil_mode, whose windows divide by the kernel's size), QGemm,
+/// a Reshape of integers. Read, quantised on synthetic images, exact on every accepted input.
+#[test]
+fn a_qoperator_cnn_quantises_exactly() {
+    let m = OnnxModel::from_bytes(include_bytes!("../tests/fixtures/mnist_cnn_qop.onnx")).unwrap();
+    let n = 6;
+    let flat = rows(n, &[0.0; 784], &[1.0; 784], 11);
+    let x = flat.into_shape_with_order(IxDyn(&[n, 1, 28, 28])).unwrap();
+    let y = &m.eval(std::slice::from_ref(&x)).unwrap()[0];
+    assert_eq!(y.shape(), &[n, 10]);
+    let q = m
+        .quantize(
+            &x,
+            &PtqOptions {
+                rounding_bits: 4,
+                ..PtqOptions::default()
+            },
+        )
+        .unwrap();
+    let fhec_quant::InputSpec::Features { quantizer, .. } = &q.spec.inputs[0] else {
+        panic!("features")
+    };
+    assert_eq!(quantizer.n_bits, 8, "the graph's uint8 input grid");
+    exact_on_the_whole_input_range(&q, 3);
+}
