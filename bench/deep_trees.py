@@ -21,7 +21,7 @@ from sklearn.model_selection import train_test_split
 import fhec.sklearn as fs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATASETS = os.path.join(os.path.dirname(ROOT), "shared", "datasets")
+DATASETS = os.path.join(ROOT, "datasets")  # shipped with the repository
 TREES = {
     "fully grown": {"max_depth": None, "random_state": 42},
     "notebook-tuned": {"min_samples_leaf": 10, "min_samples_split": 100, "random_state": 42},

@@ -60,7 +60,7 @@ def data(name: str) -> tuple:
     if name == "iris":
         X, y = load_iris(return_X_y=True)
     else:
-        d = np.load(ROOT.parent / "shared" / "datasets" / "mnist5k.npz")
+        d = np.load(ROOT / "datasets" / "mnist5k.npz")
         X, y = shuffle(d["X"].astype(np.float64), d["y"], random_state=0)
     return train_test_split(X, y, test_size=0.25, random_state=42)
 
