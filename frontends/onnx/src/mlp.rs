@@ -15,16 +15,13 @@
 //! output   = acc of the last layer (or its lookup), dequantised by the client: scale·v + offset
 //! ```
 
-use std::collections::HashMap;
-
-use fhec_ir::attr::{Attribute, Dense};
-use fhec_ir::types::{clear_type_for, width_for, MAX_ENCRYPTED_WIDTH};
-use fhec_ir::{ElemType, FunctionBuilder, Module, OpKind, Tensor, Type, ValueId};
+use fhec_ir::attr::Attribute;
+use fhec_ir::types::{width_for, MAX_ENCRYPTED_WIDTH};
+use fhec_ir::{ElemType, FunctionBuilder, Module, OpKind, Type, ValueId};
 use fhec_quant::{ClientSpec, Dequant, Encoding, InputQuantizer, Post};
-use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 
-use crate::ptq::{LayerReport, QuantizedNetwork};
+use crate::ptq::{dense, table_key, LayerReport, QuantizedNetwork, TableSet};
 use crate::OnnxError;
 
 /// Most layers a description may have.
@@ -79,11 +76,6 @@ fn bad(what: impl Into<String>) -> OnnxError {
 
 fn ir_err(what: &str) -> impl Fn(fhec_ir::Diagnostic) -> OnnxError + '_ {
     move |e| bad(format!("{what}: {}", e.message))
-}
-
-fn dense(values: Vec<i64>, shape: &[usize]) -> Result<Dense, OnnxError> {
-    let t: Tensor = ArrayD::from_shape_vec(IxDyn(shape), values).map_err(|e| bad(e.to_string()))?;
-    Dense::new(clear_type_for(&t), t).map_err(bad)
 }
 
 fn elem(lo: i64, hi: i64) -> Result<ElemType, OnnxError> {
@@ -303,19 +295,12 @@ impl IntegerMlp {
                 )));
             }
             let signed = ity.is_signed();
-            let mut ids: HashMap<Vec<i64>, usize> = HashMap::new();
-            let mut tables = Vec::new();
-            let mut map = Vec::with_capacity(n);
+            let mut set = TableSet::default();
             let (mut vmin, mut vmax) = (i64::MAX, i64::MIN);
             for (o, row) in t.tables.iter().enumerate() {
                 let full: Vec<i64> = (0..size)
                     .map(|idx| {
-                        let k = if signed && idx >= size / 2 {
-                            idx as i64 - size as i64
-                        } else {
-                            idx as i64
-                        };
-                        let e = k - t.table_lo;
+                        let e = table_key(idx, size, signed) - t.table_lo;
                         if (0..entries).contains(&e) {
                             row[e as usize]
                         } else {
@@ -329,14 +314,10 @@ impl IntegerMlp {
                     vmin = vmin.min(val);
                     vmax = vmax.max(val);
                 }
-                let next = ids.len();
-                let id = *ids.entry(full.clone()).or_insert_with(|| {
-                    tables.extend_from_slice(&full);
-                    next
-                });
-                map.push(id as i64);
+                set.push(full);
             }
-            let count = ids.len();
+            let count = set.count();
+            let TableSet { tables, map, .. } = set;
             let y = b
                 .op(
                     OpKind::MappedLut,
@@ -377,6 +358,8 @@ impl IntegerMlp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fhec_ir::Tensor;
+    use ndarray::{ArrayD, IxDyn};
 
     fn net() -> IntegerMlp {
         IntegerMlp {

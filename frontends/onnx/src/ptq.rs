@@ -310,7 +310,42 @@ fn ir_err(node: &str) -> impl Fn(fhec_ir::Diagnostic) -> OnnxError + '_ {
     move |e| OnnxError::Unsupported(format!("{node}: {}", e.message))
 }
 
-fn dense(values: Vec<i64>, shape: &[usize]) -> Result<Dense, OnnxError> {
+/// The input value entry `idx` of a lookup table stands for, over an input type of `size` entries
+/// (signed: the upper half are the negative values, as `fhe.mapped_lut` indexes `x mod 2^w`).
+pub(crate) fn table_key(idx: usize, size: usize, signed: bool) -> i64 {
+    if signed && idx >= size / 2 {
+        idx as i64 - size as i64
+    } else {
+        idx as i64
+    }
+}
+
+/// The distinct tables of an `fhe.mapped_lut` (flat, in order of first use) and each element's table.
+#[derive(Default)]
+pub(crate) struct TableSet {
+    ids: HashMap<Vec<i64>, usize>,
+    pub tables: Vec<i64>,
+    pub map: Vec<i64>,
+}
+
+impl TableSet {
+    /// Adds the next element's table.
+    pub fn push(&mut self, t: Vec<i64>) {
+        let next = self.ids.len();
+        let tables = &mut self.tables;
+        let id = *self.ids.entry(t).or_insert_with_key(|t| {
+            tables.extend_from_slice(t);
+            next
+        });
+        self.map.push(id as i64);
+    }
+
+    pub fn count(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+pub(crate) fn dense(values: Vec<i64>, shape: &[usize]) -> Result<Dense, OnnxError> {
     let t: Tensor = ArrayD::from_shape_vec(IxDyn(shape), values).map_err(|e| OnnxError::Shape(e.to_string()))?;
     Dense::new(clear_type_for(&t), t).map_err(OnnxError::Unsupported)
 }
@@ -397,18 +432,12 @@ impl Builder<'_> {
             )));
         }
         let size = 1usize << kw;
-        let mut ids: HashMap<Vec<i64>, usize> = HashMap::new();
-        let mut tables: Vec<i64> = Vec::new();
-        let mut map = Vec::with_capacity(n);
+        let mut set = TableSet::default();
         let (mut vmin, mut vmax) = (i64::MAX, i64::MIN);
         for e in 0..n {
             let t: Vec<i64> = (0..size)
                 .map(|idx| {
-                    let k = if signed && idx >= size / 2 {
-                        idx as i64 - size as i64
-                    } else {
-                        idx as i64
-                    };
+                    let k = table_key(idx, size, signed);
                     let y = x.real((k as f64) * (1u64 << lsbs) as f64, e);
                     if y.is_nan() {
                         0
@@ -422,14 +451,10 @@ impl Builder<'_> {
                 vmin = vmin.min(t[idx]);
                 vmax = vmax.max(t[idx]);
             }
-            let next = ids.len();
-            let id = *ids.entry(t.clone()).or_insert_with(|| {
-                tables.extend_from_slice(&t);
-                next
-            });
-            map.push(id as i64);
+            set.push(t);
         }
-        let count = ids.len();
+        let count = set.count();
+        let TableSet { mut tables, map, .. } = set;
         let mut lo = lo;
         if shift && vmin > 0 && vmin <= vmax {
             // the grid's lowest reachable level becomes 0 (unreachable entries saturate at 0)
