@@ -98,6 +98,18 @@ def test_client_server_split(clf):
     assert np.array_equal(clf.predict(out), clf.predict(XTE[:3]))
 
 
+def test_model_files_predict_labels(clf, tmp_path):
+    from fhec.deploy import ModelClient, ModelDev, ModelServer
+
+    named = fs.NeuralNetClassifier(**{**SMALL, "max_epochs": 20}).fit(XTR, np.array(["a", "b", "c"])[YTR])
+    named.compile()
+    ModelDev(tmp_path, named).save()
+    client, server = ModelClient(tmp_path), ModelServer(tmp_path)
+    out = server.run(client.quantize_encrypt_serialize(XTE[:3]), client.get_serialized_evaluation_keys())
+    assert list(client.predict(out)) == list(named.predict(XTE[:3]))
+    assert np.allclose(client.deserialize_decrypt_dequantize(out), named.predict_proba(XTE[:3]))
+
+
 def test_training_is_deterministic_and_params_follow_the_incumbent():
     a = fs.NeuralNetClassifier(**{**SMALL, "max_epochs": 5}).fit(XTR, YTR)
     b = fs.NeuralNetClassifier(**{**SMALL, "max_epochs": 5}).fit(XTR, YTR)

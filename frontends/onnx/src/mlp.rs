@@ -51,6 +51,9 @@ pub struct IntegerMlp {
     /// What the client applies after dequantising (`softmax` for classifiers).
     #[serde(default)]
     pub post: Post,
+    /// A classifier's labels, one per output (numbers or strings): the client's predictions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<serde_json::Value>>,
 }
 
 /// One dense layer: `weights[o][j]`, then (every layer but usually the last) a rounding and a table
@@ -340,7 +343,8 @@ impl IntegerMlp {
             (v, lo, hi) = (y, vmin, vmax);
         }
         let outputs = self.output.scale.len();
-        let spec = ClientSpec::model(self.input.clone(), Encoding::Plain, self.output.clone(), self.post);
+        let mut spec = ClientSpec::model(self.input.clone(), Encoding::Plain, self.output.clone(), self.post);
+        spec.classes = self.classes.clone();
         let mut module = Module::new();
         module.functions.push(b.ret(&[v]));
         let _ = (lo, hi);
@@ -393,6 +397,7 @@ mod tests {
                 offset: vec![1.0, -1.0],
             },
             post: Post::Softmax,
+            classes: None,
         }
     }
 

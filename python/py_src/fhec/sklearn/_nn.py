@@ -469,6 +469,8 @@ class _NeuralNet(FheModel):
                 bar.close()
         out_scale, out_offset = self._output_affine()
         spec = net.export(lo, scale, out_scale, out_offset, "softmax" if isinstance(self, ClassifierMixin) else "identity")
+        if isinstance(self, ClassifierMixin):
+            spec["classes"] = np.asarray(self.classes_).tolist()  # the client's labels (model files)
         self._set_network(spec)
         self.fhe_circuit = None
         return self
