@@ -24,6 +24,9 @@ use serde::{Deserialize, Serialize};
 use crate::ptq::{dense, table_key, LayerReport, QuantizedNetwork, TableSet};
 use crate::OnnxError;
 
+/// Largest description read (JSON bytes): bounds what parsing allocates (a few bytes of text per
+/// integer, eight per stored integer) before the shapes are checked.
+pub const MAX_MLP_JSON_BYTES: usize = 1 << 28;
 /// Most layers a description may have.
 pub const MAX_MLP_LAYERS: usize = 64;
 /// Most inputs or outputs of one layer.
@@ -95,8 +98,8 @@ fn elem(lo: i64, hi: i64) -> Result<ElemType, OnnxError> {
 impl IntegerMlp {
     /// Reads a description (JSON), bounded and checked like every outside file.
     pub fn from_json(text: &str) -> Result<IntegerMlp, OnnxError> {
-        if text.len() > 1 << 30 {
-            return Err(bad("description larger than 1 GiB"));
+        if text.len() > MAX_MLP_JSON_BYTES {
+            return Err(bad(format!("description larger than {MAX_MLP_JSON_BYTES} bytes")));
         }
         let m: IntegerMlp = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
         m.check()?;

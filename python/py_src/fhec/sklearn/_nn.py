@@ -310,21 +310,31 @@ class _Net:
         }
 
 
-def _int_forward(net: dict, q: np.ndarray) -> np.ndarray:
-    """The integer network on quantised rows: exactly the program's arithmetic (docs/nn.md)."""
-    h = q.astype(np.int64) - int(net["input_offset"])
+def _arrays(net: dict) -> tuple[int, list]:
+    """The integer network as numpy arrays, once (predict reads them on every call): the input offset and,
+    per layer, the weights (float64: exact for these integers, and BLAS-fast) and the lookup, if any."""
+    layers = []
     for layer in net["layers"]:
-        W = np.asarray(layer["weights"], dtype=np.int64)
-        acc = (h.astype(np.float64) @ W.T.astype(np.float64)).astype(np.int64)  # exact: < 2^53
+        W = np.asarray(layer["weights"], dtype=np.float64)
         t = layer.get("lookup")
-        if t is None:
+        lookup = None if t is None else (int(t["lsbs"]), int(t["table_lo"]), np.asarray(t["tables"], dtype=np.int64))
+        layers.append((W, lookup))
+    return int(net["input_offset"]), layers
+
+
+def _int_forward(net: dict | tuple, q: np.ndarray) -> np.ndarray:
+    """The integer network on quantised rows: exactly the program's arithmetic (docs/nn.md). ``net``: the
+    description (a dict) or its :func:`_arrays`."""
+    offset, layers = _arrays(net) if isinstance(net, dict) else net
+    h = q.astype(np.int64) - offset
+    for W, lookup in layers:
+        acc = (h.astype(np.float64) @ W.T).astype(np.int64)  # exact: |acc| < 2^53
+        if lookup is None:
             h = acc
             continue
-        lsbs = int(t["lsbs"])
+        lsbs, table_lo, tables = lookup
         k = (acc + (1 << (lsbs - 1))) >> lsbs if lsbs else acc
-        tables = np.asarray(t["tables"], dtype=np.int64)
-        idx = k - int(t["table_lo"])
-        h = tables[np.arange(tables.shape[0])[None, :], idx]
+        h = tables[np.arange(tables.shape[0])[None, :], k - table_lo]
     return h
 
 
@@ -420,10 +430,12 @@ class _NeuralNet(FheModel):
     # -- training --------------------------------------------------------------------------------
 
     def _targets(self, y: Any) -> tuple[np.ndarray, int]:
-        raise NotImplementedError
+        """The training targets and the number of outputs (each public class defines it)."""
+        raise NotImplementedError(f"{type(self).__name__} is an abstract base: use NeuralNetClassifier or NeuralNetRegressor")
 
     def _loss_grad(self, out: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
-        raise NotImplementedError
+        """The loss of a batch and its gradient on the outputs (each public class defines it)."""
+        raise NotImplementedError(f"{type(self).__name__} is an abstract base: use NeuralNetClassifier or NeuralNetRegressor")
 
     def fit(self, X: Any, y: Any) -> "_NeuralNet":
         """Trains the network with its FHE semantics in the loop (quantisation-aware), then keeps its
@@ -518,18 +530,21 @@ class _NeuralNet(FheModel):
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
-        state.pop("_q", None)  # the Rust object is rebuilt from network_
+        state.pop("_q", None)  # the Rust object and the arrays are rebuilt from network_
+        state.pop("_np", None)
         return state
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
         if "network_" in state:
             state["_q"] = mlp_network(json.dumps(state["network_"]))
+            state["_np"] = _arrays(state["network_"])
         super().__setstate__(state)
 
     def _set_network(self, spec: dict) -> None:
         self.network_ = spec
-        self._q = mlp_network(json.dumps(spec))
+        self._q = mlp_network(json.dumps(spec))  # checked by Rust before anything reads it
+        self._np = _arrays(spec)
 
     # -- the integer network ----------------------------------------------------------------------
 
@@ -556,7 +571,7 @@ class _NeuralNet(FheModel):
         check_mode(fhe)
         q = self.quantize_input(X)
         if fhe == "disable":
-            return _int_forward(self.network_, q)
+            return _int_forward(self._np, q)
         return self._run(q, fhe)
 
     def dequantize_output(self, q: np.ndarray) -> np.ndarray:
