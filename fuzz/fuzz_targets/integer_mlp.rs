@@ -5,6 +5,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok(m) = fhec::onnx::IntegerMlp::from_json(text) else { return };
+    let Ok(m) = fhec::onnx::IntegerNetwork::from_json(text) else { return };
     let _ = m.build();
 });

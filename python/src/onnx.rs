@@ -61,10 +61,10 @@ pub(crate) fn onnx_quantize(
 }
 
 /// An integer network described by its trainer (`fhec.sklearn`'s NeuralNet estimators): the JSON
-/// of `fhec::onnx::IntegerMlp`, checked, as a quantised network.
+/// of `fhec::onnx::IntegerNetwork`, checked, as a quantised network.
 #[pyfunction]
 pub(crate) fn mlp_network(spec: &str) -> PyResult<QuantizedNetwork> {
-    let m = fhec::onnx::IntegerMlp::from_json(spec).map_err(to_py)?;
+    let m = fhec::onnx::IntegerNetwork::from_json(spec).map_err(to_py)?;
     let q = m.build().map_err(to_py)?;
     Ok(QuantizedNetwork { q })
 }

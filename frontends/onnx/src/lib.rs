@@ -15,7 +15,7 @@
 
 mod conv;
 mod float;
-mod mlp;
+mod integer;
 mod model;
 mod movement;
 mod ops;
@@ -35,7 +35,7 @@ pub mod proto {
     include!("proto/onnx.rs");
 }
 
-pub use mlp::{IntegerLayer, IntegerMlp, Lookup, MAX_MLP_LAYERS, MAX_MLP_WEIGHTS, MAX_MLP_WIDTH};
+pub use integer::{IntegerLayer, IntegerNetwork, LayerKind, Lookup, MAX_MLP_LAYERS, MAX_MLP_WEIGHTS, MAX_MLP_WIDTH};
 pub use model::{GraphInput, OnnxModel, MAX_FILE_BYTES, MAX_NODES, MAX_TENSOR_ELEMENTS, OPSETS};
 pub use ops::SUPPORTED;
 pub use ptq::{LayerReport, NBits, PtqOptions, QuantizedNetwork, Tail, DEFAULT_N_BITS, DEFAULT_ROUNDING_BITS};

@@ -6,7 +6,7 @@ of ``n_w_bits``, inputs and activations of ``n_a_bits``, each accumulator rounde
 program rounds it, activations quantised as its lookup tables quantise them), with straight-through
 gradients. ``n_accum_bits`` bounds every accumulator's worst case over every accepted input (a budget
 on each neuron's integer weights, kept by magnitude pruning during training), so that few bits need
-rounding. The trained network is handed to Rust as integers (``fhec::onnx::IntegerMlp``): nothing
+rounding. The trained network is handed to Rust as integers (``fhec::onnx::IntegerNetwork``): nothing
 is re-quantised, so ``predict(X)`` (the integer network in numpy), the clear interpreter, the
 simulation and the encrypted run agree exactly.
 """
@@ -272,7 +272,7 @@ class _Net:
 
     def export(self, input_lo: np.ndarray, input_scale: np.ndarray, out_scale: np.ndarray,
                out_offset: np.ndarray, post: str) -> dict:
-        """The integer network (``fhec::onnx::IntegerMlp``'s JSON)."""
+        """The integer network (``fhec::onnx::IntegerNetwork``'s JSON)."""
         f, _ = ACTIVATIONS[self.act]
         layers = []
         L = len(self.W)
