@@ -1,10 +1,19 @@
-"""PyTorch networks: exported to ONNX in memory, then ``fhec.onnx.compile_onnx_model`` (docs/onnx.md).
+"""PyTorch networks.
+
+Trained in float (post-training quantisation): exported to ONNX in memory, then
+``fhec.onnx.compile_onnx_model`` (docs/onnx.md)::
 
     import fhec.torch
     qm = fhec.torch.compile_torch_model(net, X_train, n_bits=8)
     y = qm.forward(X_test, fhe="execute")
 
-Needs ``torch`` and ``onnx`` (the ``fhec[torch]`` extra).
+Trained for FHE (quantisation-aware) with this module's layers — ``QuantInput``, ``QuantLinear``,
+``QuantConv2d``, ``QuantAvgPool2d``, ``QuantActivation`` / ``QuantReLU`` / ``QuantIdentity`` (plain
+torch; docs/nn.md) — and compiled from their own integers::
+
+    qm = fhec.torch.compile_torch_model(qat_net, X_train, import_qat=True)
+
+Needs ``torch`` (and ``onnx`` for float networks: the ``fhec[torch]`` extra).
 """
 
 from __future__ import annotations
@@ -16,7 +25,32 @@ import numpy as np
 
 from .onnx import DEFAULT_N_BITS, QuantizedModule, compile_onnx_model
 
-__all__ = ["compile_torch_model", "QuantizedModule"]
+__all__ = [
+    "compile_torch_model",
+    "QuantizedModule",
+    "QValue",
+    "QuantInput",
+    "QuantLinear",
+    "QuantConv2d",
+    "QuantAvgPool2d",
+    "QuantActivation",
+    "QuantReLU",
+    "QuantIdentity",
+]
+
+_QAT = {"QValue", "QuantInput", "QuantLinear", "QuantConv2d", "QuantAvgPool2d", "QuantActivation", "QuantReLU",
+        "QuantIdentity"}
+
+
+def __getattr__(name: str) -> Any:
+    # the QAT layers subclass torch's modules: torch is imported on their first use only
+    if name in _QAT:
+        try:
+            from . import _torch_qat
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("fhec.torch's QAT layers need PyTorch: pip install 'fhec[torch]'") from e
+        return getattr(_torch_qat, name)
+    raise AttributeError(f"module 'fhec.torch' has no attribute {name!r}")
 
 #: The opset the TorchScript exporter (torch < 2.9) is asked for; torch's newer exporter (``dynamo=True``,
 #: its default from 2.9) picks its own (18 and later). fhec reads opsets 7 to 23.
@@ -58,15 +92,33 @@ def compile_torch_model(
     p_error: float | None = None,
     global_p_error: float | None = None,
     partitions: bool = True,
+    import_qat: bool = False,
 ) -> QuantizedModule:
-    """Exports ``torch_model`` (in eval mode) to ONNX in memory and compiles it as
-    ``fhec.onnx.compile_onnx_model`` does; ``X_calib``: calibration inputs (numpy or a tensor)."""
+    """Compiles a torch network. ``X_calib``: inputs (numpy or a tensor, first axis the samples).
+
+    Float networks (``import_qat=False``): exported (in eval mode) to ONNX in memory and compiled as
+    ``fhec.onnx.compile_onnx_model`` does, ``X_calib`` calibrating the quantisers.
+
+    ``import_qat=True``: a network built from this module's QAT layers, compiled from its own integers
+    (its quantisers are already calibrated; ``X_calib`` gives the input shape and is checked against the
+    program: the compiled network must reproduce the model's integers on it). ``n_bits`` and
+    ``rounding_threshold_bits`` belong to the layers then and must be left out."""
     try:
         import torch
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("fhec.torch needs PyTorch: pip install 'fhec[torch]'") from e
     X = X_calib.detach().cpu().numpy() if isinstance(X_calib, torch.Tensor) else np.asarray(X_calib)
     X = X.astype(np.float64)
+    if X.ndim < 2 or X.shape[0] == 0:
+        raise ValueError("X_calib must be a batch of samples (first axis: samples)")
+    qat = any(type(m).__module__ == "fhec._torch_qat" for m in torch_model.modules())
+    if import_qat:
+        if n_bits is not DEFAULT_N_BITS or rounding_threshold_bits is not None:
+            raise ValueError("import_qat=True: the bit widths are the QAT layers' own (leave n_bits and "
+                             "rounding_threshold_bits out)")
+        return _compile_qat(torch, torch_model, X, p_error, global_p_error, partitions)
+    if qat:
+        raise ValueError("this network is built from fhec.torch's QAT layers: compile it with import_qat=True")
     was_training = torch_model.training
     torch_model.eval()
     try:
@@ -82,3 +134,35 @@ def compile_torch_model(
         global_p_error=global_p_error,
         partitions=partitions,
     )
+
+
+def _compile_qat(torch: Any, net: Any, X: np.ndarray, p_error: float | None, global_p_error: float | None,
+                 partitions: bool) -> QuantizedModule:
+    import json
+
+    from . import _fhec, _torch_qat
+    from ._circuit import Circuit
+
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            out = net(torch.as_tensor(X, dtype=torch.float32))
+    finally:
+        net.train(was_training)
+    if not isinstance(out, _torch_qat.QValue):
+        raise TypeError(f"import_qat=True: the network returned {type(out).__name__}, not a QValue: build it from "
+                        "fhec.torch's QAT layers, starting with QuantInput, and return the last layer's output")
+    spec = _torch_qat.integer_network(out, tuple(X.shape[1:]))
+    q = _fhec.mlp_network(json.dumps(spec))
+    qm = QuantizedModule(q, Circuit(q.compile(p_error, global_p_error, partitions), True))
+    qm.network = spec
+    # the program must reproduce the model's own integers (the clear interpreter on the given inputs)
+    rows = qm.quantize_input(X.astype(np.float32))  # the values torch saw
+    mine = qm._integers(rows[: min(len(rows), 64)], "disable")
+    theirs = out.ints.reshape(out.ints.shape[0], -1)[: len(mine)].cpu().numpy().astype(np.int64)
+    if not np.array_equal(mine, theirs):
+        bad = int((mine != theirs).any(axis=1).sum())
+        raise RuntimeError(f"fhec.torch: the compiled network differs from the model's integers on {bad} of "
+                             f"{len(mine)} samples (a bug: please report it)")
+    return qm

@@ -23,7 +23,7 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .. import Circuit
+from .. import Circuit, _qat
 from .._fhec import mlp_network
 from . import _linear
 from ._base import Decrypted, FheModel, check_mode
@@ -70,14 +70,6 @@ def _activation(a: Any) -> str:
     raise ValueError(f"activation_function={a!r}: use one of {', '.join(ACTIVATIONS)} (or the torch.nn class)")
 
 
-def _signed_width(lo: int, hi: int) -> int:
-    """Bits of the smallest signed integer type holding ``lo ..= hi`` (as the IR sizes accumulators)."""
-    w = 1
-    while not (-(1 << (w - 1)) <= lo and hi <= (1 << (w - 1)) - 1):
-        w += 1
-    return w
-
-
 class _Adam:
     def __init__(self, params: list[np.ndarray], lr: float, weight_decay: float):
         self.lr, self.wd, self.t = lr, weight_decay, 0
@@ -115,7 +107,7 @@ class _Net:
         self.lo = [0.0] * (len(sizes) - 2)
         self.hi = [1.0] * (len(sizes) - 2)
         self.seen = [False] * (len(sizes) - 2)
-        self._scales: dict[int, np.ndarray] = {}
+        self._scales: dict[int, dict] = {}
 
     # -- the quantised view ---------------------------------------------------------------------
 
@@ -138,13 +130,7 @@ class _Net:
 
     def budget(self, layer: int) -> int | None:
         """The most ``Σ|q_w|`` of one neuron whose accumulator stays within ``n_accum_bits`` (signed)."""
-        if self.n_accum is None:
-            return None
-        # the largest accumulator must not round up past the kept bits: room for half a step
-        top = (1 << (self.n_accum - 1)) - 1
-        if self.n_accum > self.rounding:
-            top -= 1 << (self.n_accum - self.rounding - 1)
-        return max(1, top // self.half(layer))
+        return _qat.budget(self.n_accum, self.rounding, self.half(layer))
 
     def qweights(self, layer: int, step: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Integer weights (per-neuron symmetric scale; where a neuron's integers exceed the budget, the
@@ -152,63 +138,14 @@ class _Net:
         of more than 2^20 weights searches its budget scales every 16 steps, or when the weights have
         outgrown them (the search is most of a step's time there)."""
         W = self.W[layer]
-        B = self.budget(layer)
-        M = (1 << (self.n_w - 1)) - 1
-        if B is not None:
-            M = min(M, B)
-        A = np.abs(W)
-        amax = A.max(axis=1)
-        s = np.where(amax > 0, amax / M, 1.0)
-        if B is None:
-            return np.rint(W / s[:, None]), s
-        cached = self._scales.get(layer)
-        if step is not None and cached is not None and step % 16 and W.size > 1 << 20:
-            s = np.maximum(s, cached)
-            q = np.rint(W / s[:, None])
-            if (np.abs(q).sum(axis=1) <= B).all():
-                return q, s
-        q = np.rint(W / s[:, None])
-        l1 = np.abs(q).sum(axis=1)
-        over = np.nonzero(l1 > B)[0]
-        if over.size:
-            # the finest scale whose integers fit the budget (Σ|rint(w/s)| falls as s grows)
-            Ao = A[over]
-            lo = s[over].copy()
-            hi = lo * np.maximum(2.0, 2.0 * l1[over] / B)
-            while True:  # (Σ rint(x) ≤ 2·Σx for x ≥ ½: this bracket fits; make sure)
-                bad = np.rint(Ao / hi[:, None]).sum(axis=1) > B
-                if not bad.any():
-                    break
-                hi = np.where(bad, hi * 2.0, hi)
-            for _ in range(16):
-                mid = np.sqrt(lo * hi)
-                fits = np.rint(Ao / mid[:, None]).sum(axis=1) <= B
-                hi = np.where(fits, mid, hi)
-                lo = np.where(fits, lo, mid)
-            s[over] = hi
-            q[over] = np.rint(W[over] / hi[:, None])
-        self._scales[layer] = s
-        return q, s
+        reuse = step is not None and bool(step % 16) and W.size > 1 << 20
+        return _qat.quantize_weights(W, self.n_w, self.budget(layer), self._scales.setdefault(layer, {}), reuse)
 
     def lsbs(self, layer: int, q: np.ndarray) -> tuple[int, int, int]:
         """The bits the program's rounding drops from layer ``layer``'s accumulators (the fewest that
         leave ``rounding_threshold_bits``), and the rounded range ``(klo, khi)``."""
         h = self.half(layer)
-        lo_in, hi_in = -h, h - 1
-        pos, neg = np.clip(q, 0, None), np.clip(q, None, 0)
-        amin = int((pos * lo_in + neg * hi_in).sum(axis=1).min())
-        amax = int((pos * hi_in + neg * lo_in).sum(axis=1).max())
-        amin = min(amin, -1)
-        lsbs = 0
-        while True:
-            if lsbs == 0:
-                klo, khi = amin, amax
-            else:
-                half = 1 << (lsbs - 1)
-                klo, khi = (amin + half) >> lsbs, (amax + half) >> lsbs
-            if _signed_width(min(klo, -1), khi) <= self.rounding:
-                return lsbs, klo, khi
-            lsbs += 1
+        return _qat.rounding(*_qat.acc_range(q, -h, h - 1), self.rounding)
 
     # -- training -------------------------------------------------------------------------------
 
@@ -231,7 +168,7 @@ class _Net:
                 return alpha * acc + beta, cache
             lsbs, _, _ = self.lsbs(l, q)
             if lsbs:
-                acc = np.floor((acc + (1 << (lsbs - 1))) / (1 << lsbs)) * (1 << lsbs)
+                acc = _qat.round_acc(acc, lsbs) * (1 << lsbs)
             z = alpha * acc + beta
             a = f(z)
             i = l
@@ -286,12 +223,7 @@ class _Net:
                 out_alpha, out_beta = alpha, beta
             else:
                 lsbs, klo, khi = self.lsbs(l, q)
-                k = np.arange(klo, khi + 1, dtype=np.float64)
-                acc = k * (1 << lsbs) if lsbs else k
-                z = alpha[:, None] * acc[None, :] + beta[:, None]
-                st = self.step(l)
-                levels = (1 << self.n_a) - 1
-                t = np.clip(np.rint((f(z) - self.lo[l]) / st), 0, levels) - self.half(l + 1)
+                t = _qat.lookup_tables(alpha, beta, lsbs, klo, khi, f, self.lo[l], self.step(l), self.n_a)
                 layer["lookup"] = {"lsbs": int(lsbs), "table_lo": int(klo), "tables": t.astype(np.int64).tolist()}
             layers.append(layer)
         return {

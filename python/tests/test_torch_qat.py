@@ -1,0 +1,185 @@
+"""fhec.torch's QAT layers: plain-torch training with the program's arithmetic, compiled from the
+model's own integers (docs/nn.md). Needs torch (installed by the test extra)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import fhec.torch as ft  # noqa: E402
+
+
+def _train(net: nn.Module, X: np.ndarray, y: np.ndarray, epochs: int, lr: float = 0.02, bs: int = 64) -> float:
+    torch.manual_seed(1)
+    opt = torch.optim.Adam(net.parameters(), lr)
+    Xt, yt = torch.tensor(X, dtype=torch.float32), torch.tensor(y)
+    net.train()
+    first = None
+    for _ in range(epochs):
+        perm = torch.randperm(len(Xt))
+        for i in range(0, len(Xt), bs):
+            idx = perm[i : i + bs]
+            loss = F.cross_entropy(net(Xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            first = float(loss.detach()) if first is None else first
+    net.eval()
+    return first
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
+    return train_test_split(X, y, test_size=0.2, random_state=0, stratify=y)
+
+
+def _cnn(stride: int = 1, padding: int = 0) -> nn.Sequential:
+    side = (8 + 2 * padding - 3) // stride + 1
+    pooled = side // 2
+    return nn.Sequential(
+        ft.QuantInput(3),
+        ft.QuantConv2d(1, 4, 3, stride=stride, padding=padding, n_w_bits=3, n_accum_bits=7),
+        ft.QuantReLU(3),
+        ft.QuantAvgPool2d(2),
+        ft.QuantIdentity(3),
+        nn.Flatten(),
+        ft.QuantLinear(4 * pooled * pooled, 10, n_w_bits=3, n_accum_bits=8),
+    )
+
+
+@pytest.fixture(scope="module")
+def cnn(digits):
+    Xtr, Xte, ytr, yte = digits
+    torch.manual_seed(0)
+    net = _cnn()
+    _train(net, Xtr, ytr, epochs=15)
+    return net, ft.compile_torch_model(net, Xtr, import_qat=True)
+
+
+def test_a_qat_cnn_learns_and_runs_encrypted_exactly(digits, cnn):
+    Xtr, Xte, ytr, yte = digits
+    net, qm = cnn
+    with torch.no_grad():
+        out = net(torch.tensor(Xte))
+    assert isinstance(out, ft.QValue)
+    # the model's own prediction (torch sees the reals) and the program's integers agree on every sample
+    acc = float((out.argmax(1) == torch.tensor(yte)).float().mean())
+    assert acc >= 0.85, acc
+    ints = qm._integers(qm.quantize_input(Xte), "disable")
+    assert np.array_equal(ints, out.ints.numpy().astype(np.int64))
+    clear = qm.forward(Xte, fhe="disable")
+    assert np.abs(clear - out.real.numpy()).max() < 1e-5
+    assert np.array_equal(qm.forward(Xte, fhe="simulate"), clear)
+    assert np.array_equal(qm.forward(Xte[:1], fhe="execute"), clear[:1])
+    kinds = [(r["kind"], r["elements"]) for r in qm.bitwidth_report()]
+    assert kinds == [("accumulator", 144), ("lookup", 144), ("accumulator", 36), ("lookup", 36), ("accumulator", 10)]
+    # n_accum_bits bounds each weighted layer's accumulator over every accepted input
+    bits = [r["bits"] for r in qm.bitwidth_report() if r["kind"] == "accumulator"]
+    assert bits[0] <= 7 and bits[2] <= 8
+    assert qm.input_shape == (1, 8, 8)
+
+
+@pytest.mark.parametrize("stride,padding", [(2, 1), (1, 1)])
+def test_strided_and_padded_convolutions_are_exact(digits, stride, padding):
+    Xtr, Xte, ytr, yte = digits
+    torch.manual_seed(2)
+    net = _cnn(stride, padding)
+    _train(net, Xtr[:300], ytr[:300], epochs=2)
+    qm = ft.compile_torch_model(net, Xtr[:300], import_qat=True)
+    with torch.no_grad():
+        out = net(torch.tensor(Xte[:80]))
+    ints = qm._integers(qm.quantize_input(Xte[:80]), "simulate")
+    assert np.array_equal(ints, out.ints.numpy().astype(np.int64))
+
+
+class TabularNet(nn.Module):
+    """A custom forward (not nn.Sequential), per-feature input grids, a sigmoid and a custom activation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q = ft.QuantInput(4, per_feature=True)
+        self.fc1 = ft.QuantLinear(4, 12, n_w_bits=4, n_accum_bits=7, rounding_threshold_bits=3)
+        self.a1 = ft.QuantActivation(torch.sigmoid, n_bits=3)
+        self.fc2 = ft.QuantLinear(12, 8, n_w_bits=4, n_accum_bits=7)
+        self.a2 = ft.QuantActivation(lambda z: z * torch.tanh(z), n_bits=3)
+        self.fc3 = ft.QuantLinear(8, 3, n_w_bits=4)
+
+    def forward(self, x):
+        return self.fc3(self.a2(self.fc2(self.a1(self.fc1(self.q(x))))))
+
+
+def test_a_custom_module_with_any_activation_is_exact():
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    X = X.astype(np.float32)  # what torch computes on: the client quantises the same values
+    torch.manual_seed(0)
+    net = TabularNet()
+    first = _train(net, X, y, epochs=60, lr=0.05, bs=16)
+    with torch.no_grad():
+        out = net(torch.tensor(X, dtype=torch.float32))
+    last = float(F.cross_entropy(out, torch.tensor(y)))
+    assert last < first * 0.7, (first, last)
+    assert float((out.argmax(1) == torch.tensor(y)).float().mean()) >= 0.9
+    qm = ft.compile_torch_model(net, X, import_qat=True)
+    # per-feature grids: each feature has its own quantiser
+    assert len(set(qm.network["input"]["scale"])) == 4
+    report = qm.bitwidth_report()
+    assert [r["bits"] for r in report if r["kind"] == "lookup"] == [3, 4]
+    ints = qm._integers(qm.quantize_input(X), "simulate")
+    assert np.array_equal(ints, out.ints.numpy().astype(np.int64))
+    assert np.array_equal(qm.forward(X[:1], fhe="execute"), qm.forward(X[:1]))
+
+
+def test_a_trained_model_reloads_to_the_same_program(digits, cnn):
+    Xtr, _, _, _ = digits
+    net, qm = cnn
+    state = net.state_dict()
+    assert {"0.lo", "0.hi", "2.lo", "2.hi"} <= set(state)
+    twin = _cnn()
+    twin.load_state_dict(state)
+    again = ft.compile_torch_model(twin, Xtr, import_qat=True)
+    assert again.network == qm.network
+    # eval mode keeps the calibrated ranges
+    before = net[2].hi.clone()
+    with torch.no_grad():
+        net(torch.tensor(Xtr[:10]) * 5)
+    assert torch.equal(net[2].hi, before)
+
+
+def test_misuse_is_a_clear_error(digits):
+    Xtr, _, _, _ = digits
+    x = torch.tensor(Xtr[:4])
+    with pytest.raises(ValueError, match="flatten first"):
+        nn.Sequential(ft.QuantInput(3), ft.QuantLinear(64, 2))(x)
+    with pytest.raises(TypeError, match="start the network with QuantInput"):
+        ft.QuantLinear(64, 2)(x.flatten(1))
+    with pytest.raises(ValueError, match="reads an accumulator"):
+        nn.Sequential(ft.QuantInput(3), ft.QuantReLU(3))(x)
+    with pytest.raises(ValueError, match="one grid per tensor"):
+        nn.Sequential(ft.QuantInput(3), nn.Flatten(), ft.QuantLinear(64, 8), ft.QuantLinear(8, 2))(x)
+    with pytest.raises(ValueError, match="before flattening"):
+        nn.Sequential(ft.QuantInput(3), ft.QuantConv2d(1, 2, 3), nn.Flatten(), ft.QuantReLU(3))(x)
+    with pytest.raises(ValueError, match="only flatten\\(1\\)"):
+        ft.QuantInput(3)(x).flatten(2)
+    with pytest.raises(ValueError, match="n_w_bits"):
+        ft.QuantLinear(4, 2, n_w_bits=12)
+    with pytest.raises(ValueError, match="activation="):
+        ft.QuantActivation("swishy")
+    qat = _cnn()
+    with pytest.raises(ValueError, match="import_qat=True"):
+        ft.compile_torch_model(qat, Xtr[:8])
+    with pytest.raises(ValueError, match="leave n_bits"):
+        ft.compile_torch_model(qat, Xtr[:8], n_bits=6, import_qat=True)
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    with pytest.raises(TypeError, match="not a QValue"):
+        ft.compile_torch_model(plain, Xtr[:8], import_qat=True)
