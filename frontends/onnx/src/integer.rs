@@ -233,11 +233,8 @@ impl IntegerNetwork {
                 let s = l.stride.or(default_stride).unwrap_or(k);
                 let p = l.padding.unwrap_or([0, 0]);
                 let ok = |v: usize, zero: bool| (zero || v >= 1) && v <= MAX_WINDOW;
-                if !(ok(k[0], false) && ok(k[1], false) && ok(s[0], false) && ok(s[1], false))
-                    || !(ok(p[0], true) && ok(p[1], true))
-                    || p[0] >= k[0]
-                    || p[1] >= k[1]
-                {
+                let fits = [k[0], k[1], s[0], s[1]].iter().all(|&v| ok(v, false)) && p.iter().all(|&v| ok(v, true));
+                if !fits || p[0] >= k[0] || p[1] >= k[1] {
                     return Err(bad(format!(
                         "layer {i}: kernel {k:?}, stride {s:?}, padding {p:?} (kernel and stride 1 to \
                          {MAX_WINDOW}, padding below the kernel)"
@@ -859,6 +856,12 @@ mod tests {
         }
         let text = serde_json::to_string(&m).unwrap();
         assert_eq!(IntegerNetwork::from_json(&text).unwrap(), m);
+        if std::env::var_os("FHEC_WRITE_FUZZ_SEED").is_some() {
+            std::fs::write("../../fuzz/fixtures/integer_conv.json", &text).unwrap();
+        }
+        // the fuzz target's second seed is this network
+        let seed = include_str!("../../../fuzz/fixtures/integer_conv.json");
+        assert_eq!(IntegerNetwork::from_json(seed).unwrap(), m);
     }
 
     #[test]
