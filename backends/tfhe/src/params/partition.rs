@@ -631,9 +631,21 @@ pub struct Partitioning {
     pub lookup_ns: f64,
 }
 
+/// What each partition beyond the first must save of the lookup time: a partition costs a bootstrap
+/// key of its own (14–90 MB of evaluation keys as sent, ~0.5 s of keygen on two cores), so it is
+/// taken only when it saves more than this share of the time of the best choice without it.
+pub const PARTITION_MIN_SAVING: f64 = 0.10;
+
+/// The search's score of a candidate: its estimated lookup time, charged for each partition beyond
+/// the first (so a further partition wins only when it saves [`PARTITION_MIN_SAVING`]).
+fn score(lookup_ns: f64, partitions: usize) -> f64 {
+    lookup_ns / (1.0 - PARTITION_MIN_SAVING).powi(partitions.saturating_sub(1) as i32)
+}
+
 /// Tries splitting the lookups of `p` (compiled with the single set `single`) into two partitions
-/// by precision; returns the cheapest split whose estimated lookup time is below `single`'s by more
-/// than 10 %, or `None` (one partition is then best).
+/// by precision, then three by sensitivity; returns the split of the best [`score`] — each partition
+/// beyond the first must save [`PARTITION_MIN_SAVING`] of the lookup time — or `None` (one partition
+/// is then best).
 pub fn optimize(p: &Program, single: &ParamSet, target: PError) -> Option<Partitioning> {
     let space = SearchSpace::default();
     let mut precisions: Vec<u32> = p
@@ -657,7 +669,10 @@ pub fn optimize(p: &Program, single: &ParamSet, target: PError) -> Option<Partit
     let consider = |best: &mut Option<Partitioning>, assign: Vec<u32>, start: &[ParamSet]| -> Option<f64> {
         let cs = compact(constraints(p, &assign, start.len()));
         let (found, ns) = search(&cs, start, target, &space)?;
-        if best.as_ref().is_none_or(|b| ns < b.lookup_ns) {
+        if best
+            .as_ref()
+            .is_none_or(|b| score(ns, found.len()) < score(b.lookup_ns, b.partitions.len()))
+        {
             *best = Some(Partitioning {
                 partitions: found,
                 assign,
@@ -731,7 +746,7 @@ pub fn optimize(p: &Program, single: &ParamSet, target: PError) -> Option<Partit
         }
     }
     let best = best?;
-    if best.lookup_ns < 0.9 * single_ns && master_dimension(&best.partitions) > 0 {
+    if score(best.lookup_ns, best.partitions.len()) < single_ns && master_dimension(&best.partitions) > 0 {
         Some(best)
     } else {
         None
