@@ -101,6 +101,30 @@ def test_strided_and_padded_convolutions_are_exact(digits, stride, padding):
     assert np.array_equal(ints, out.ints.numpy().astype(np.int64))
 
 
+def test_max_pooling_keeps_the_grid_and_is_exact(digits):
+    Xtr, Xte, ytr, yte = digits
+    torch.manual_seed(3)
+    net = nn.Sequential(
+        ft.QuantInput(3),
+        ft.QuantConv2d(1, 4, 3, n_w_bits=3, n_accum_bits=7),
+        ft.QuantReLU(3),
+        ft.QuantMaxPool2d(2),
+        nn.Flatten(),
+        ft.QuantLinear(36, 10, n_w_bits=3),
+    )
+    _train(net, Xtr, ytr, epochs=8)
+    with torch.no_grad():
+        out = net(torch.tensor(Xte))
+    assert float((out.argmax(1) == torch.tensor(yte)).float().mean()) >= 0.8
+    qm = ft.compile_torch_model(net, Xtr, import_qat=True)
+    assert [r["kind"] for r in qm.bitwidth_report()] == ["accumulator", "lookup", "maxpool", "accumulator"]
+    ints = qm._integers(qm.quantize_input(Xte), "simulate")
+    assert np.array_equal(ints, out.ints.numpy().astype(np.int64))
+    assert np.array_equal(qm.forward(Xte[:1], fhe="execute"), qm.forward(Xte[:1]))
+    with pytest.raises(ValueError, match="put the activation first"):
+        nn.Sequential(ft.QuantInput(3), ft.QuantConv2d(1, 2, 3), ft.QuantMaxPool2d(2))(torch.tensor(Xtr[:4]))
+
+
 class TabularNet(nn.Module):
     """A custom forward (not nn.Sequential), per-feature input grids, a sigmoid and a custom activation."""
 

@@ -82,6 +82,9 @@ pub enum LayerKind {
     /// The sum over each window, per channel (average pooling, its divisor folded into the next
     /// table or the client's dequantisation); no weights.
     SumPool2d,
+    /// The maximum over each window, per channel (`fhe.maxpool2d`: a lookup per comparison); no
+    /// weights and no lookup: its outputs keep their input's grid.
+    MaxPool2d,
 }
 
 /// One layer: its product, then (every layer but usually the last) a rounding and a table lookup
@@ -292,12 +295,22 @@ impl IntegerNetwork {
                         padding: p,
                     }
                 }
-                LayerKind::SumPool2d => {
+                LayerKind::SumPool2d | LayerKind::MaxPool2d => {
+                    let name = if l.kind == LayerKind::SumPool2d {
+                        "sum_pool2d"
+                    } else {
+                        "max_pool2d"
+                    };
                     if !l.weights.is_empty() {
-                        return Err(bad(format!("layer {i}: a sum_pool2d layer has no weights")));
+                        return Err(bad(format!("layer {i}: a {name} layer has no weights")));
                     }
                     if l.padding.is_some_and(|p| p != [0, 0]) {
-                        return Err(bad(format!("layer {i}: a sum_pool2d layer has no padding")));
+                        return Err(bad(format!("layer {i}: a {name} layer has no padding")));
+                    }
+                    if l.kind == LayerKind::MaxPool2d && l.lookup.is_some() {
+                        return Err(bad(format!(
+                            "layer {i}: a max_pool2d layer has no lookup (its outputs keep their input's grid)"
+                        )));
                     }
                     let ([c, h, w], k, s, p, oh, ow) = window(None)?;
                     Geom {
@@ -418,7 +431,38 @@ impl IntegerNetwork {
                 LayerKind::Dense => format!("dense layer {i}"),
                 LayerKind::Conv2d => format!("conv2d layer {i}"),
                 LayerKind::SumPool2d => format!("sum_pool2d layer {i}"),
+                LayerKind::MaxPool2d => format!("max_pool2d layer {i}"),
             };
+            if l.kind == LayerKind::MaxPool2d {
+                // the window's maximum: the values (and their range) keep their grid
+                let [c, h, w] = g.chw.expect("checked: a window layer reads [C, H, W]");
+                let [_, oh, ow] = g.out_chw.expect("checked: a window layer writes [C, H, W]");
+                let ty = b.ty(v).clone();
+                let x4 = b
+                    .op_with_type(OpKind::Reshape, &[v], &[], Some(ty.with_shape(vec![1, c, h, w])))
+                    .map_err(ir_err(&what))?;
+                let y = b
+                    .op_with_type(
+                        OpKind::Maxpool2d,
+                        &[x4],
+                        &[("kernel_shape", pair(g.kernel)), ("strides", pair(g.stride))],
+                        Some(ty.with_shape(vec![1, c, oh, ow])),
+                    )
+                    .map_err(ir_err(&what))?;
+                v = b
+                    .op_with_type(OpKind::Reshape, &[y], &[], Some(ty.with_shape(vec![1, g.outputs])))
+                    .map_err(ir_err(&what))?;
+                layers.push(LayerReport {
+                    node: what,
+                    kind: "maxpool".into(),
+                    elements: g.outputs,
+                    range: (lo, hi),
+                    bits: ty.width(),
+                    rounded_lsbs: 0,
+                    tables: 0,
+                });
+                continue;
+            }
             // the accumulator's worst case per group (output neuron or channel): padding reads zeros
             let (plo, phi) = if g.padding != [0, 0] {
                 (lo.min(0), hi.max(0))
@@ -467,7 +511,7 @@ impl IntegerNetwork {
                     b.op_with_type(OpKind::Matmul, &[v, wv], &[], Some(Type::new(acc_elem, vec![1, n])))
                         .map_err(ir_err(&what))?
                 }
-                LayerKind::Conv2d | LayerKind::SumPool2d => {
+                LayerKind::Conv2d | LayerKind::SumPool2d | LayerKind::MaxPool2d => {
                     let [c, h, w] = g.chw.expect("checked: a window layer reads [C, H, W]");
                     let [f, oh, ow] = g.out_chw.expect("checked: a window layer writes [C, H, W]");
                     let [kh, kw] = g.kernel;
@@ -695,6 +739,28 @@ mod tests {
                         .collect();
                     (acc, (0..l.weights.len()).collect())
                 }
+                LayerKind::MaxPool2d => {
+                    let [c, hh, ww] = chw.unwrap();
+                    let [kh, kw] = l.kernel.unwrap();
+                    let [sh, sw] = l.stride.unwrap_or([kh, kw]);
+                    let (oh, ow) = ((hh - kh) / sh + 1, (ww - kw) / sw + 1);
+                    let mut out = vec![];
+                    for ch in 0..c {
+                        for y in 0..oh {
+                            for x in 0..ow {
+                                let m = (0..kh)
+                                    .flat_map(|i| (0..kw).map(move |j| (i, j)))
+                                    .map(|(i, j)| h[(ch * hh + y * sh + i) * ww + x * sw + j])
+                                    .max()
+                                    .unwrap();
+                                out.push(m);
+                            }
+                        }
+                    }
+                    chw = Some([c, oh, ow]);
+                    let n = out.len();
+                    (out, vec![0; n])
+                }
                 LayerKind::Conv2d | LayerKind::SumPool2d => {
                     let [c, hh, ww] = chw.unwrap();
                     let [kh, kw] = l.kernel.unwrap();
@@ -862,6 +928,40 @@ mod tests {
         // the fuzz target's second seed is this network
         let seed = include_str!("../../../fuzz/fixtures/integer_conv.json");
         assert_eq!(IntegerNetwork::from_json(seed).unwrap(), m);
+    }
+
+    #[test]
+    fn max_pooling_keeps_its_inputs_grid() {
+        let mut m = conv_net();
+        m.layers[1] = IntegerLayer {
+            kind: LayerKind::MaxPool2d,
+            weights: vec![],
+            kernel: Some([2, 2]),
+            stride: None,
+            padding: None,
+            lookup: None,
+        };
+        let q = m.build().unwrap();
+        let verified = fhec_ir::verify(&q.module).unwrap();
+        let mut seed = 11u64;
+        for _ in 0..200 {
+            let x: Vec<i64> = (0..50)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    ((seed >> 40) % 4) as i64
+                })
+                .collect();
+            let t: Tensor = ArrayD::from_shape_vec(IxDyn(&[1, 50]), x.clone()).unwrap();
+            let out = fhec_ir::eval(&verified, &[t]).unwrap();
+            assert_eq!(out[0].iter().copied().collect::<Vec<_>>(), forward(&m, &x));
+        }
+        let kinds: Vec<&str> = q.layers.iter().map(|r| r.kind.as_str()).collect();
+        assert_eq!(kinds, vec!["accumulator", "lookup", "maxpool", "accumulator"]);
+        // the maximum keeps the range of the tables' values (clamped to -2 ..= 1)
+        let (a, z) = q.layers[2].range;
+        assert!(-2 <= a && z <= 1 && a < z, "{a} ..= {z}");
+        m.layers[1].lookup = conv_net().layers[1].lookup.clone();
+        assert!(m.build().unwrap_err().to_string().contains("has no lookup"));
     }
 
     #[test]

@@ -34,6 +34,7 @@ __all__ = [
     "QuantLinear",
     "QuantConv2d",
     "QuantAvgPool2d",
+    "QuantMaxPool2d",
     "QuantActivation",
     "QuantReLU",
     "QuantIdentity",
@@ -326,6 +327,31 @@ class QuantAvgPool2d(nn.Module):
         layer = {"kind": "sum_pool2d", "kernel": list(self.kernel_size), "stride": list(self.stride)}
         net = {"input": x.net["input"], "layers": [*x.net["layers"], layer]}
         return QValue(ints, real, scale, offset, taps * x.lo, taps * x.hi, "acc", self.rounding_threshold_bits, True, net)
+
+
+class QuantMaxPool2d(nn.Module):
+    """Max pooling (no padding) of an input or an activation: the program compares with lookups
+    (``fhe.maxpool2d``: one per comparison, on values one bit wider than the grid); the result keeps
+    its input's grid, so a weighted layer may read it directly."""
+
+    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None):
+        super().__init__()
+        pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+        self.kernel_size = pair(kernel_size)
+        self.stride = pair(stride) if stride is not None else self.kernel_size
+
+    def forward(self, x: Any) -> QValue:
+        x = _need(x, "QuantMaxPool2d")
+        if x.ints.dim() != 4:
+            raise ValueError(f"fhec.torch.QuantMaxPool2d expects [N, C, H, W], found {list(x.ints.shape)}")
+        if x.kind != "grid":
+            raise ValueError("fhec.torch.QuantMaxPool2d reads an input or an activation (comparing accumulators "
+                             "would need lookups as wide as they are): put the activation first")
+        _per_tensor(x, "QuantMaxPool2d")
+        pool = lambda t: F.max_pool2d(t, self.kernel_size, self.stride)  # noqa: E731
+        layer = {"kind": "max_pool2d", "kernel": list(self.kernel_size), "stride": list(self.stride)}
+        net = {"input": x.net["input"], "layers": [*x.net["layers"], layer]}
+        return QValue(pool(x.ints), pool(x.real), x.scale, x.offset, x.lo, x.hi, "grid", None, True, net)
 
 
 _RELU_LIKE = {"relu"}

@@ -8,8 +8,8 @@ Trained in float (post-training quantisation): exported to ONNX in memory, then
     y = qm.forward(X_test, fhe="execute")
 
 Trained for FHE (quantisation-aware) with this module's layers — ``QuantInput``, ``QuantLinear``,
-``QuantConv2d``, ``QuantAvgPool2d``, ``QuantActivation`` / ``QuantReLU`` / ``QuantIdentity`` (plain
-torch; docs/nn.md) — and compiled from their own integers::
+``QuantConv2d``, ``QuantAvgPool2d``, ``QuantMaxPool2d``, ``QuantActivation`` / ``QuantReLU`` /
+``QuantIdentity`` (plain torch; docs/nn.md) — and compiled from their own integers::
 
     qm = fhec.torch.compile_torch_model(qat_net, X_train, import_qat=True)
 
@@ -33,13 +33,14 @@ __all__ = [
     "QuantLinear",
     "QuantConv2d",
     "QuantAvgPool2d",
+    "QuantMaxPool2d",
     "QuantActivation",
     "QuantReLU",
     "QuantIdentity",
 ]
 
-_QAT = {"QValue", "QuantInput", "QuantLinear", "QuantConv2d", "QuantAvgPool2d", "QuantActivation", "QuantReLU",
-        "QuantIdentity"}
+_QAT = {"QValue", "QuantInput", "QuantLinear", "QuantConv2d", "QuantAvgPool2d", "QuantMaxPool2d", "QuantActivation",
+        "QuantReLU", "QuantIdentity"}
 
 
 def __getattr__(name: str) -> Any:
