@@ -207,3 +207,30 @@ def test_misuse_is_a_clear_error(digits):
     plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
     with pytest.raises(TypeError, match="not a QValue"):
         ft.compile_torch_model(plain, Xtr[:8], import_qat=True)
+
+
+def test_a_regressor_trains_with_a_hand_written_loss():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(400, 5)).astype(np.float32)
+    y = (np.sin(2 * X[:, 0]) + X[:, 1] * X[:, 2]).astype(np.float32)
+    torch.manual_seed(0)
+    net = nn.Sequential(ft.QuantInput(4), ft.QuantLinear(5, 16, n_accum_bits=8), ft.QuantActivation(torch.tanh, 4),
+                        ft.QuantLinear(16, 1))
+    opt = torch.optim.Adam(net.parameters(), 0.02)
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+    losses = []
+    for _ in range(150):
+        out = net(Xt)
+        loss = ((out[:, 0] - yt) ** 2).mean()  # arithmetic on a QValue is on its reals
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0], (losses[0], losses[-1])
+    assert len(out) == 400
+    net.eval()
+    qm = ft.compile_torch_model(net, X, import_qat=True)
+    with torch.no_grad():
+        out = net(Xt)
+    assert np.array_equal(qm._integers(qm.quantize_input(X), "simulate"), out.ints.numpy().astype(np.int64))
+    assert np.abs(qm.forward(X)[:, 0] - out.real.numpy()[:, 0]).max() < 1e-5

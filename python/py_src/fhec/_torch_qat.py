@@ -79,6 +79,12 @@ class QValue:
     def __repr__(self) -> str:
         return f"QValue({self.kind}, shape={tuple(self.ints.shape)}, ints {self.lo}..={self.hi})"
 
+    def __len__(self) -> int:
+        return len(self.real)
+
+    def __getitem__(self, index: Any) -> torch.Tensor:
+        return self.real[index]
+
     @property
     def shape(self) -> torch.Size:
         return self.ints.shape
@@ -125,6 +131,21 @@ class QValue:
         flat = lambda t: t.expand(sample).reshape(-1) if t.dim() else t  # noqa: E731
         return QValue(self.ints.flatten(1), self.real.flatten(1), flat(self.scale), flat(self.offset), self.lo, self.hi,
                       self.kind, self.rounding, False, self.net, flat_window=self.kind == "acc" and self.chw)
+
+
+def _arith(name: str) -> Callable:
+    def op(self: QValue, *args: Any) -> Any:
+        return getattr(self.real, name)(*[a.real if isinstance(a, QValue) else a for a in args])
+
+    op.__name__ = name
+    return op
+
+
+# arithmetic on a QValue is arithmetic on its reals (a loss written by hand: ((out - y) ** 2).mean());
+# the result is a plain tensor, which no fhec.torch layer reads
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
+              "__neg__", "__pow__", "__matmul__", "__lt__", "__le__", "__gt__", "__ge__"):
+    setattr(QValue, _name, _arith(_name))
 
 
 def _need(x: Any, who: str) -> QValue:
