@@ -88,17 +88,7 @@ def row(name: str, samples: int) -> dict:
         t = time.perf_counter()
         circuit = model.compile()
         compile_s = time.perf_counter() - t
-        t = time.perf_counter()
-        circuit.keygen()
-        keygen_s = time.perf_counter() - t
-        stats = circuit.statistics
-        clear = model.decision_function(Xte[:samples])
-        times, exact = [], 0
-        for i in range(samples):
-            t = time.perf_counter()
-            out = model.decision_function(Xte[i : i + 1], fhe="execute")
-            times.append(time.perf_counter() - t)
-            exact += int(np.array_equal(out[0], clear[i]))
+        fhe = _fhe(circuit, lambda X, fhe: model.decision_function(X, fhe=fhe), Xte, samples)
     return {
         "row": f"NN {name} QAT (built-in, numpy)",
         "params": {k: v for k, v in params.items()},
@@ -108,20 +98,38 @@ def row(name: str, samples: int) -> dict:
         "accuracy_fp32": round(fp32, 4),
         "accuracy_quantised": round(quantised, 4),
         "accumulator_bits": model.accumulator_bits_,
+        "compile_s": round(compile_s, 2),
+        **fhe,
+        "incumbent": incumbent,
+        "speedup": round(incumbent["s_per_sample"] / fhe["s_per_sample"], 2) if incumbent["s_per_sample"] else None,
+        "keygen_speedup": round(incumbent["keygen_s"] / fhe["keygen_s"], 2) if incumbent["keygen_s"] else None,
+    }
+
+
+def _fhe(circuit, predict, Xte: np.ndarray, samples: int) -> dict:
+    """Keygen, the circuit's statistics and ``samples`` encrypted predictions against the clear ones."""
+    t = time.perf_counter()
+    circuit.keygen()
+    keygen_s = time.perf_counter() - t
+    stats = circuit.statistics
+    clear = predict(Xte[:samples], "disable")
+    times, exact = [], 0
+    for i in range(samples):
+        t = time.perf_counter()
+        out = predict(Xte[i : i + 1], "execute")
+        times.append(time.perf_counter() - t)
+        exact += int(np.array_equal(out[0], clear[i]))
+    return {
         "lookups": int(stats["pbs_count"]),
         "lookups_by_precision": {str(k): v for k, v in stats["pbs_by_precision"].items()},
         "lookups_by_partition": stats.get("pbs_by_partition"),
         "parameters": stats["parameters"],
-        "compile_s": round(compile_s, 2),
         "keygen_s": round(keygen_s, 2),
         "evaluation_key_bytes": int(stats["evaluation_key_bytes"]),
         "estimated_s": round(float(stats["estimated_seconds"]), 3),
         "fhe_samples": samples,
         "s_per_sample": round(statistics.median(times), 3),
         "fhe_equals_quantised": f"{exact}/{samples}",
-        "incumbent": incumbent,
-        "speedup": round(incumbent["s_per_sample"] / statistics.median(times), 2) if incumbent["s_per_sample"] else None,
-        "keygen_speedup": round(incumbent["keygen_s"] / keygen_s, 2) if incumbent["keygen_s"] else None,
     }
 
 
@@ -185,18 +193,7 @@ def torch_row(samples: int) -> dict:
     t = time.perf_counter()
     qm = ft.compile_torch_model(net, Xtr, import_qat=True)
     compile_s = time.perf_counter() - t
-    circuit = qm.fhe_circuit
-    t = time.perf_counter()
-    circuit.keygen()
-    keygen_s = time.perf_counter() - t
-    stats = circuit.statistics
-    clear = qm.forward(Xte[:samples])
-    times, exact = [], 0
-    for i in range(samples):
-        t = time.perf_counter()
-        out = qm.forward(Xte[i : i + 1], fhe="execute")
-        times.append(time.perf_counter() - t)
-        exact += int(np.array_equal(out[0], clear[i]))
+    fhe = _fhe(qm.fhe_circuit, lambda X, fhe: qm.forward(X, fhe=fhe), Xte, samples)
     return {
         "row": "NN MNIST CNN QAT (fhec.torch layers)",
         "params": "conv 16×5×5/3 (n_accum_bits 10) → sum-pool 2 → ReLU 4 bits → dense 256→10; w4, input 4 bits",
@@ -206,17 +203,8 @@ def torch_row(samples: int) -> dict:
         "accuracy_fp32": round(fp32, 4),
         "accuracy_quantised": round(quantised, 4),
         "accumulator_bits": [r["bits"] for r in qm.bitwidth_report() if r["kind"] == "accumulator"],
-        "lookups": int(stats["pbs_count"]),
-        "lookups_by_precision": {str(k): v for k, v in stats["pbs_by_precision"].items()},
-        "lookups_by_partition": stats.get("pbs_by_partition"),
-        "parameters": stats["parameters"],
         "compile_s": round(compile_s, 2),
-        "keygen_s": round(keygen_s, 2),
-        "evaluation_key_bytes": int(stats["evaluation_key_bytes"]),
-        "estimated_s": round(float(stats["estimated_seconds"]), 3),
-        "fhe_samples": samples,
-        "s_per_sample": round(statistics.median(times), 3),
-        "fhe_equals_quantised": f"{exact}/{samples}",
+        **fhe,
         "incumbent": None,
     }
 

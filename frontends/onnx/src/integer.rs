@@ -884,24 +884,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn convolutions_and_pooling_compute_the_stated_semantics() {
-        let m = conv_net();
-        let q = m.build().unwrap();
-        assert_eq!(q.input_shape, vec![2, 5, 5]);
+    /// The clear interpreter on `count` pseudo-random inputs of `m` (2-bit features) equals `forward`.
+    fn agrees_on_random_inputs(m: &IntegerNetwork, q: &QuantizedNetwork, mut seed: u64, count: usize) {
         let verified = fhec_ir::verify(&q.module).unwrap();
-        let mut seed = 7u64;
-        for _ in 0..300 {
-            let x: Vec<i64> = (0..50)
+        let features = m.input.n_features();
+        for _ in 0..count {
+            let x: Vec<i64> = (0..features)
                 .map(|_| {
                     seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
                     ((seed >> 40) % 4) as i64
                 })
                 .collect();
-            let t: Tensor = ArrayD::from_shape_vec(IxDyn(&[1, 50]), x.clone()).unwrap();
+            let t: Tensor = ArrayD::from_shape_vec(IxDyn(&[1, features]), x.clone()).unwrap();
             let out = fhec_ir::eval(&verified, &[t]).unwrap();
-            assert_eq!(out[0].iter().copied().collect::<Vec<_>>(), forward(&m, &x));
+            assert_eq!(out[0].iter().copied().collect::<Vec<_>>(), forward(m, &x));
         }
+    }
+
+    #[test]
+    fn convolutions_and_pooling_compute_the_stated_semantics() {
+        let m = conv_net();
+        let q = m.build().unwrap();
+        assert_eq!(q.input_shape, vec![2, 5, 5]);
+        agrees_on_random_inputs(&m, &q, 7, 300);
         let kinds: Vec<(&str, u32)> = q.layers.iter().map(|r| (r.kind.as_str(), r.rounded_lsbs)).collect();
         assert_eq!(
             kinds,
@@ -914,6 +919,7 @@ mod tests {
             ]
         );
         // every extreme input too (all lowest, all highest)
+        let verified = fhec_ir::verify(&q.module).unwrap();
         for v in [0, 3] {
             let x = vec![v; 50];
             let t: Tensor = ArrayD::from_shape_vec(IxDyn(&[1, 50]), x.clone()).unwrap();
@@ -942,19 +948,7 @@ mod tests {
             lookup: None,
         };
         let q = m.build().unwrap();
-        let verified = fhec_ir::verify(&q.module).unwrap();
-        let mut seed = 11u64;
-        for _ in 0..200 {
-            let x: Vec<i64> = (0..50)
-                .map(|_| {
-                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    ((seed >> 40) % 4) as i64
-                })
-                .collect();
-            let t: Tensor = ArrayD::from_shape_vec(IxDyn(&[1, 50]), x.clone()).unwrap();
-            let out = fhec_ir::eval(&verified, &[t]).unwrap();
-            assert_eq!(out[0].iter().copied().collect::<Vec<_>>(), forward(&m, &x));
-        }
+        agrees_on_random_inputs(&m, &q, 11, 200);
         let kinds: Vec<&str> = q.layers.iter().map(|r| r.kind.as_str()).collect();
         assert_eq!(kinds, vec!["accumulator", "lookup", "maxpool", "accumulator"]);
         // the maximum keeps the range of the tables' values (clamped to -2 ..= 1)

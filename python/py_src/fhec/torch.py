@@ -25,22 +25,10 @@ import numpy as np
 
 from .onnx import DEFAULT_N_BITS, QuantizedModule, compile_onnx_model
 
-__all__ = [
-    "compile_torch_model",
-    "QuantizedModule",
-    "QValue",
-    "QuantInput",
-    "QuantLinear",
-    "QuantConv2d",
-    "QuantAvgPool2d",
-    "QuantMaxPool2d",
-    "QuantActivation",
-    "QuantReLU",
-    "QuantIdentity",
-]
-
-_QAT = {"QValue", "QuantInput", "QuantLinear", "QuantConv2d", "QuantAvgPool2d", "QuantMaxPool2d", "QuantActivation",
-        "QuantReLU", "QuantIdentity"}
+#: the QAT layers (``fhec._torch_qat``), imported with torch on first use
+_QAT = ("QValue", "QuantInput", "QuantLinear", "QuantConv2d", "QuantAvgPool2d", "QuantMaxPool2d", "QuantActivation",
+        "QuantReLU", "QuantIdentity")
+__all__ = ["compile_torch_model", "QuantizedModule", *_QAT]
 
 
 def __getattr__(name: str) -> Any:
