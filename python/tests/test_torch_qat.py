@@ -125,6 +125,36 @@ def test_max_pooling_keeps_the_grid_and_is_exact(digits):
         nn.Sequential(ft.QuantInput(3), ft.QuantConv2d(1, 2, 3), ft.QuantMaxPool2d(2))(torch.tensor(Xtr[:4]))
 
 
+def test_batch_norm_folds_into_the_lookups(digits):
+    Xtr, Xte, ytr, yte = digits
+    torch.manual_seed(4)
+    net = nn.Sequential(
+        ft.QuantInput(3),
+        ft.QuantConv2d(1, 4, 3, n_w_bits=3, n_accum_bits=7, bias=False),
+        nn.BatchNorm2d(4),
+        ft.QuantReLU(3),
+        ft.QuantAvgPool2d(2),
+        ft.QuantIdentity(3),
+        nn.Flatten(),
+        ft.QuantLinear(36, 16, n_w_bits=3, n_accum_bits=8),
+        nn.BatchNorm1d(16),
+        ft.QuantReLU(3),
+        ft.QuantLinear(16, 10, n_w_bits=3),
+    )
+    _train(net, Xtr, ytr, epochs=8)
+    assert int(net[2].num_batches_tracked) > 0 and float(net[2].running_var.sum()) != 4.0
+    with torch.no_grad():
+        out = net(torch.tensor(Xte))
+    assert float((out.argmax(1) == torch.tensor(yte)).float().mean()) >= 0.8
+    qm = ft.compile_torch_model(net, Xtr, import_qat=True)
+    # the normalisation costs nothing encrypted: the same layers as without it
+    assert [r["kind"] for r in qm.bitwidth_report()].count("lookup") == 3
+    ints = qm._integers(qm.quantize_input(Xte), "simulate")
+    assert np.array_equal(ints, out.ints.numpy().astype(np.int64))
+    with pytest.raises(ValueError, match="BatchNorm reads an accumulator"):
+        nn.Sequential(ft.QuantInput(3), nn.BatchNorm2d(1))(torch.tensor(Xtr[:4]))
+
+
 class TabularNet(nn.Module):
     """A custom forward (not nn.Sequential), per-feature input grids, a sigmoid and a custom activation."""
 

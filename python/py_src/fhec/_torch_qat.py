@@ -68,6 +68,8 @@ class QValue:
         kwargs = kwargs or {}
         if func in (torch.flatten, torch.Tensor.flatten) and isinstance(args[0], QValue):
             return args[0].flatten(*args[1:], **kwargs)
+        if func is F.batch_norm and isinstance(args[0], QValue):
+            return _batch_norm(*args, **kwargs)
         unwrap = lambda v: v.real if isinstance(v, QValue) else v  # noqa: E731
         return func(*[unwrap(a) for a in args], **{k: unwrap(v) for k, v in kwargs.items()})
 
@@ -131,6 +133,43 @@ class QValue:
         flat = lambda t: t.expand(sample).reshape(-1) if t.dim() else t  # noqa: E731
         return QValue(self.ints.flatten(1), self.real.flatten(1), flat(self.scale), flat(self.offset), self.lo, self.hi,
                       self.kind, self.rounding, False, self.net, flat_window=self.kind == "acc" and self.chw)
+
+
+_BN_ARGS = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
+
+
+def _batch_norm(*args: Any, **kwargs: Any) -> QValue:
+    """``nn.BatchNorm1d`` / ``nn.BatchNorm2d`` on an accumulator: a per-channel affine map of its reals, so
+    the integers stay and the map folds into the meaning (``scale``, ``offset``) — into the lookup
+    that follows, or the client's dequantisation. Batch statistics while training, running ones in
+    eval mode, as torch's own."""
+    a = dict(zip(_BN_ARGS, args), **kwargs)
+    x: QValue = a["input"]
+    if x.kind != "acc":
+        raise ValueError("fhec.torch: BatchNorm reads an accumulator (after QuantLinear, QuantConv2d or "
+                         "QuantAvgPool2d), where it folds into the lookup that follows")
+    training = bool(a.get("training", False))
+    eps = float(a.get("eps", 1e-5))
+    real = F.batch_norm(x.real, a["running_mean"], a["running_var"], a.get("weight"), a.get("bias"), training,
+                        float(a.get("momentum", 0.1) or 0.0), eps)
+    dims = [d for d in range(x.real.dim()) if d != 1]
+    with torch.no_grad():
+        if training or a["running_mean"] is None:
+            z = x.real.detach().double()
+            mean, var = z.mean(dim=dims), z.var(dim=dims, unbiased=False)
+        else:
+            mean, var = a["running_mean"].detach().double(), a["running_var"].detach().double()
+        c = mean.numel()
+        w = a.get("weight")
+        b = a.get("bias")
+        w = torch.ones(c, dtype=torch.float64) if w is None else w.detach().double().cpu()
+        b = torch.zeros(c, dtype=torch.float64) if b is None else b.detach().double().cpu()
+        factor = w / torch.sqrt(var.cpu() + eps)
+        shape = (-1, 1, 1) if x.ints.dim() == 4 else (-1,)
+        f = factor.view(*shape)
+        scale = x.scale.double() * f
+        offset = (x.offset.double() - mean.cpu().view(*shape)) * f + b.view(*shape)
+    return QValue(x.ints, real, scale, offset, x.lo, x.hi, "acc", x.rounding, x.chw, x.net, x.flat_window)
 
 
 def _arith(name: str) -> Callable:
