@@ -195,3 +195,33 @@ def test_other_activations_are_exact(act):
     circuit = fhec.Circuit(net.compile(None, None, True), True)
     for i in range(5):
         assert np.array_equal(np.asarray(circuit.eval_clear(q[i : i + 1])).reshape(-1), ours[i])
+
+
+def test_degenerate_integer_networks_compile():
+    """Descriptions at the edges of the integer network's typing: a lookup whose input is always 0 (a
+    zero weight on a signed input), an accumulator far narrower than its type before a rounding, and
+    nonnegative values times nonnegative weights (an unsigned product). Found by review: the first
+    panicked in the lowering, the others were refused by the IR."""
+    import json
+
+    from fhec import _fhec
+
+    def spec(weights, lookup, offset, n_bits=2, last=None):
+        layers = [{"kind": "dense", "weights": weights, "lookup": lookup}]
+        if last is not None:
+            layers.append({"kind": "dense", "weights": last})
+        outs = len(layers[-1]["weights"])
+        return json.dumps({"input": {"n_bits": n_bits, "lo": [0.0] * len(weights[0]), "scale": [1.0] * len(weights[0])},
+                           "input_offset": offset, "layers": layers,
+                           "output": {"scale": [1.0] * outs, "offset": [0.0] * outs}, "post": "identity"})
+
+    zero = _fhec.mlp_network(spec([[0]], {"lsbs": 0, "table_lo": -1, "tables": [[1, 2]]}, offset=1))
+    assert zero.compile(None, None, True) is not None
+    # 3-bit inputs centred (−4..3), weights 4 and 5: −36..27 in 7 bits, rounded by 3 bits to −4..3
+    narrow = _fhec.mlp_network(spec([[4, 5]], {"lsbs": 3, "table_lo": -4, "tables": [[0, 1, 2, 3, 3, 2, 1, 0]]},
+                                    offset=4, n_bits=3, last=[[1]]))
+    assert narrow.compile(None, None, True) is not None
+    # a lookup onto 0..3, then weights ≥ 0
+    unsigned = _fhec.mlp_network(spec([[1, -1]], {"lsbs": 0, "table_lo": -3, "tables": [[0, 0, 1, 1, 2, 3, 3]]},
+                                      offset=2, last=[[1], [2]]))
+    assert unsigned.compile(None, None, True) is not None

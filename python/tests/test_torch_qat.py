@@ -155,6 +155,21 @@ def test_batch_norm_folds_into_the_lookups(digits):
         nn.Sequential(ft.QuantInput(3), nn.BatchNorm2d(1))(torch.tensor(Xtr[:4]))
 
 
+def test_an_activation_with_parameters_is_exact():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(200, 3)).astype(np.float32)
+    y = (X[:, 0] * X[:, 1] > 0).astype(np.int64)
+    torch.manual_seed(5)
+    net = nn.Sequential(ft.QuantInput(4), ft.QuantLinear(3, 8, n_accum_bits=8), ft.QuantActivation(nn.PReLU(), 3),
+                        ft.QuantLinear(8, 2))
+    _train(net, X, y, epochs=20, lr=0.05, bs=32)
+    assert float(net[2].fn.weight.detach()) != 0.25  # PReLU's slope learned
+    qm = ft.compile_torch_model(net, X, import_qat=True)
+    with torch.no_grad():
+        out = net(torch.tensor(X))
+    assert np.array_equal(qm._integers(qm.quantize_input(X), "simulate"), out.ints.numpy().astype(np.int64))
+
+
 class TabularNet(nn.Module):
     """A custom forward (not nn.Sequential), per-feature input grids, a sigmoid and a custom activation."""
 
@@ -229,6 +244,14 @@ def test_misuse_is_a_clear_error(digits):
         ft.QuantLinear(4, 2, n_w_bits=12)
     with pytest.raises(ValueError, match="activation="):
         ft.QuantActivation("swishy")
+    with pytest.raises(ValueError, match="padding below the kernel"):
+        ft.QuantConv2d(1, 2, 2, padding=2)
+    with pytest.raises(ValueError, match="a 3×3 window on a 2×2 input"):
+        nn.Sequential(ft.QuantInput(3), ft.QuantConv2d(1, 2, 7), ft.QuantReLU(3), ft.QuantAvgPool2d(3))(x)
+    with pytest.raises(ValueError, match="cannot hold one weight"):
+        nn.Sequential(ft.QuantInput(8), nn.Flatten(), ft.QuantLinear(64, 2, n_accum_bits=3))(x)
+    with pytest.raises(ValueError, match="running statistics"):
+        nn.Sequential(ft.QuantInput(3), ft.QuantConv2d(1, 2, 3), nn.BatchNorm2d(2, track_running_stats=False))(x)
     qat = _cnn()
     with pytest.raises(ValueError, match="import_qat=True"):
         ft.compile_torch_model(qat, Xtr[:8])

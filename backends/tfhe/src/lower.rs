@@ -1262,10 +1262,16 @@ impl<'f> Lowerer<'f> {
         for j in 0..n_out {
             let table = &tables[j.min(distinct.saturating_sub(1))];
             let e = &inputs[j / per];
-            res.push(
-                self.b
-                    .lookup(e, in_scale, reach, out_scale, |v| table[(v - lo) as usize])?,
-            );
+            // the lookup may ask for values of its encoding beyond the type's range (a 1-bit signed
+            // value read on an unsigned domain): they never occur, any entry does
+            let at = |v: i128| {
+                usize::try_from(v - lo)
+                    .ok()
+                    .and_then(|i| table.get(i))
+                    .copied()
+                    .unwrap_or(0)
+            };
+            res.push(self.b.lookup(e, in_scale, reach, out_scale, at)?);
         }
         Ok(res)
     }

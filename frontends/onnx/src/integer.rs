@@ -138,8 +138,9 @@ fn ir_err(what: &str) -> impl Fn(fhec_ir::Diagnostic) -> OnnxError + '_ {
     move |e| bad(format!("{what}: {}", e.message))
 }
 
-fn elem(lo: i64, hi: i64) -> Result<ElemType, OnnxError> {
-    let signed = lo < 0;
+/// The element type of values in `lo ..= hi`, signed or not (an op's result takes the signedness of
+/// its operands: signed when one is).
+fn elem_of(lo: i64, hi: i64, signed: bool) -> Result<ElemType, OnnxError> {
     let w = width_for(lo as i128, hi as i128, signed);
     if w > MAX_ENCRYPTED_WIDTH {
         return Err(bad(format!(
@@ -148,6 +149,9 @@ fn elem(lo: i64, hi: i64) -> Result<ElemType, OnnxError> {
     }
     Ok(if signed { ElemType::ESInt(w) } else { ElemType::EInt(w) })
 }
+
+/// Largest accumulator magnitude considered (wider ones are refused before any arithmetic on them).
+const MAX_ACC: i128 = 1 << 62;
 
 /// A layer's geometry, derived and checked once.
 #[derive(Clone, Debug)]
@@ -204,7 +208,7 @@ impl IntegerNetwork {
         if !(1..=16).contains(&self.input.n_bits) {
             return Err(bad(format!("input bits {} (1 to 16)", self.input.n_bits)));
         }
-        if self.input_offset.abs() > 1 << 16 {
+        if self.input_offset.unsigned_abs() > 1 << 16 {
             return Err(bad(format!("input offset {}", self.input_offset)));
         }
         if self.layers.is_empty() || self.layers.len() > MAX_MLP_LAYERS {
@@ -343,7 +347,11 @@ impl IntegerNetwork {
                     l.weights[r].len()
                 )));
             }
-            if l.weights.iter().flatten().any(|w| w.abs() > MAX_MLP_WEIGHT) {
+            if l.weights
+                .iter()
+                .flatten()
+                .any(|w| w.unsigned_abs() > MAX_MLP_WEIGHT as u64)
+            {
                 return Err(bad(format!(
                     "layer {i}: a weight exceeds {MAX_MLP_WEIGHT} in magnitude"
                 )));
@@ -367,10 +375,10 @@ impl IntegerNetwork {
                         "layer {i}: tables must have one length, 1 to 2^{MAX_MLP_LOOKUP_BITS}"
                     )));
                 }
-                if t.tables.iter().flatten().any(|v| v.abs() > 1 << 16) {
+                if t.tables.iter().flatten().any(|v| v.unsigned_abs() > 1 << 16) {
                     return Err(bad(format!("layer {i}: a table value exceeds 2^16 in magnitude")));
                 }
-                if t.lsbs > 40 || t.table_lo.abs() > 1 << 40 {
+                if t.lsbs > 40 || t.table_lo.unsigned_abs() > 1 << 40 {
                     return Err(bad(format!("layer {i}: lsbs {} or table_lo {}", t.lsbs, t.table_lo)));
                 }
             }
@@ -469,29 +477,46 @@ impl IntegerNetwork {
             } else {
                 (lo, hi)
             };
-            let ranges: Vec<(i64, i64)> = match l.kind {
+            // (in i128: a description's ranges cannot overflow, and are bounded before use)
+            let (plo, phi, lo128, hi128) = (plo as i128, phi as i128, lo as i128, hi as i128);
+            let wide: Vec<(i128, i128)> = match l.kind {
                 LayerKind::SumPool2d => {
-                    let taps = (g.kernel[0] * g.kernel[1]) as i64;
-                    vec![(taps * lo, taps * hi); g.groups]
+                    let taps = (g.kernel[0] * g.kernel[1]) as i128;
+                    vec![(taps * lo128, taps * hi128); g.groups]
                 }
                 _ => l
                     .weights
                     .iter()
                     .map(|row| {
-                        row.iter().fold((0i64, 0i64), |(a, z), &w| {
+                        row.iter().fold((0i128, 0i128), |(a, z), &w| {
+                            let w = w as i128;
                             (a + (w * plo).min(w * phi), z + (w * plo).max(w * phi))
                         })
                     })
                     .collect(),
             };
+            if wide.iter().any(|&(a, z)| a.abs() > MAX_ACC || z.abs() > MAX_ACC) {
+                return Err(bad(format!("{what}: accumulators beyond 2^62")));
+            }
+            let ranges: Vec<(i64, i64)> = wide.iter().map(|&(a, z)| (a as i64, z as i64)).collect();
             let amin = ranges.iter().map(|r| r.0).min().unwrap_or(0);
             let amax = ranges.iter().map(|r| r.1).max().unwrap_or(0);
-            let mut acc_elem = elem(amin.min(-1), amax)?; // signed: weights and inputs are
+            // the result is signed when an operand is: the input, or weights with a negative one
+            let signed = b.ty(v).is_signed() || l.weights.iter().flatten().any(|&w| w < 0);
+            let mut acc_elem = if signed {
+                elem_of(amin.min(-1), amax, true)?
+            } else {
+                elem_of(amin, amax, false)?
+            };
             if let Some(t) = &l.lookup {
                 // the trainer sizes the rounding from its own (possibly wider) input ranges; a
                 // narrower accumulator (a dead neuron upstream) is declared wide enough to drop them
                 if t.lsbs > 0 && t.lsbs >= acc_elem.width() && t.lsbs < MAX_ENCRYPTED_WIDTH {
-                    acc_elem = ElemType::ESInt(t.lsbs + 1);
+                    acc_elem = if signed {
+                        ElemType::ESInt(t.lsbs + 1)
+                    } else {
+                        ElemType::EInt(t.lsbs + 1)
+                    };
                 }
             }
             let acc = match l.kind {
@@ -581,7 +606,15 @@ impl IntegerNetwork {
                 let r = |a: i64| (a + half) >> t.lsbs;
                 (klo, khi) = (r(amin), r(amax));
                 kranges = ranges.iter().map(|&(a, z)| (r(a), r(z))).collect();
-                let ty = Type::new(elem(klo.min(-1), khi)?, vec![1, n]);
+                // the IR keeps at least the accumulator's width less the dropped bits
+                let kept = elem_of(if signed { klo.min(-1) } else { klo }, khi, signed)?;
+                let width = kept.width().max(acc_elem.width() - t.lsbs);
+                let kty = if signed {
+                    ElemType::ESInt(width)
+                } else {
+                    ElemType::EInt(width)
+                };
+                let ty = Type::new(kty, vec![1, n]);
                 input = b
                     .op_with_type(
                         OpKind::Round,
@@ -956,6 +989,95 @@ mod tests {
         assert!(-2 <= a && z <= 1 && a < z, "{a} ..= {z}");
         m.layers[1].lookup = conv_net().layers[1].lookup.clone();
         assert!(m.build().unwrap_err().to_string().contains("has no lookup"));
+    }
+
+    #[test]
+    fn nonnegative_values_and_weights_give_unsigned_accumulators() {
+        // the hidden lookup's values are all ≥ 0 and so are the next weights: an unsigned product
+        let mut m = net();
+        m.layers[0].lookup.as_mut().unwrap().tables = vec![vec![0, 0, 1, 1, 2, 2, 3, 3, 3]; 3];
+        m.layers[1].weights = vec![vec![1, 2, 0], vec![0, 0, 1]];
+        m.layers[1].lookup = Some(Lookup {
+            lsbs: 1,
+            table_lo: 0,
+            tables: vec![vec![5, 6, 7, 8, 9, 10]; 2],
+        });
+        let q = m.build().unwrap();
+        assert_eq!(q.layers[2].bits, 4, "{:?}", q.layers[2]); // 0 ..= 9, unsigned
+        let verified = fhec_ir::verify(&q.module).unwrap();
+        for a in 0..8 {
+            for c in 0..8 {
+                let x: Tensor = ArrayD::from_shape_vec(IxDyn(&[1, 2]), vec![a, c]).unwrap();
+                let out = fhec_ir::eval(&verified, &[x]).unwrap();
+                assert_eq!(out[0].iter().copied().collect::<Vec<_>>(), forward(&m, &[a, c]));
+            }
+        }
+    }
+
+    #[test]
+    fn a_rounding_keeps_the_accumulators_width_less_its_bits() {
+        // −36 ..= 27 (7 bits signed) rounded by 3 bits reaches −4 ..= 3 (3 bits), declared 4
+        let mut m = net();
+        m.layers[0].weights = vec![vec![4, 5], vec![0, 1], vec![-1, 0]];
+        m.layers[0].lookup = Some(Lookup {
+            lsbs: 3,
+            table_lo: -4,
+            tables: vec![vec![1, 2, 3, 4, 4, 3, 2, 1]; 3],
+        });
+        let q = m.build().unwrap();
+        assert_eq!((q.layers[0].bits, q.layers[1].bits), (7, 4));
+        fhec_ir::verify(&q.module).unwrap();
+    }
+
+    #[test]
+    fn hostile_magnitudes_are_refused_without_overflow() {
+        let mut m = net();
+        m.layers[0].weights[0][0] = i64::MIN;
+        assert!(m.build().unwrap_err().to_string().contains("exceeds"));
+        let mut m = net();
+        m.input_offset = i64::MIN;
+        assert!(m.build().is_err());
+        let mut m = net();
+        m.layers[0].lookup.as_mut().unwrap().tables[0][0] = i64::MIN;
+        assert!(m.build().is_err());
+        // accumulators that chain beyond 2^62 (no lookup between the layers) are refused, not wrapped
+        let c = 32;
+        let mut m = conv_net();
+        m.input = InputQuantizer {
+            n_bits: 16,
+            lo: vec![0.0; c],
+            scale: vec![1.0; c],
+            edges: None,
+        };
+        m.input_shape = Some(vec![c, 1, 1]);
+        m.input_offset = 1 << 15;
+        let eye: Vec<Vec<i64>> = (0..c)
+            .map(|f| (0..c).map(|j| if j == f { 1 << 16 } else { 0 }).collect())
+            .collect();
+        m.layers = vec![
+            IntegerLayer {
+                kind: LayerKind::Conv2d,
+                weights: eye,
+                kernel: Some([1, 1]),
+                stride: None,
+                padding: None,
+                lookup: None,
+            },
+            IntegerLayer {
+                kind: LayerKind::Conv2d,
+                weights: vec![vec![-(1 << 16); c * 64 * 64]],
+                kernel: Some([64, 64]),
+                stride: None,
+                padding: Some([63, 63]),
+                lookup: None,
+            },
+        ];
+        m.output = Dequant {
+            scale: vec![1.0; 4096],
+            offset: vec![0.0; 4096],
+        };
+        let e = m.build().unwrap_err().to_string();
+        assert!(e.contains("bits (at most") || e.contains("beyond 2^62"), "{e}");
     }
 
     #[test]

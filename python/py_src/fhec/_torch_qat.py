@@ -148,13 +148,16 @@ def _batch_norm(*args: Any, **kwargs: Any) -> QValue:
     if x.kind != "acc":
         raise ValueError("fhec.torch: BatchNorm reads an accumulator (after QuantLinear, QuantConv2d or "
                          "QuantAvgPool2d), where it folds into the lookup that follows")
+    if a.get("running_mean") is None or a.get("running_var") is None:
+        raise ValueError("fhec.torch: BatchNorm without running statistics (track_running_stats=False) normalises "
+                         "each batch by itself, which no fixed program can reproduce: keep the running statistics")
     training = bool(a.get("training", False))
     eps = float(a.get("eps", 1e-5))
     real = F.batch_norm(x.real, a["running_mean"], a["running_var"], a.get("weight"), a.get("bias"), training,
                         float(a.get("momentum", 0.1) or 0.0), eps)
     dims = [d for d in range(x.real.dim()) if d != 1]
     with torch.no_grad():
-        if training or a["running_mean"] is None:
+        if training:
             z = x.real.detach().double()
             mean, var = z.mean(dim=dims), z.var(dim=dims, unbiased=False)
         else:
@@ -185,6 +188,24 @@ def _arith(name: str) -> Callable:
 for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
               "__neg__", "__pow__", "__matmul__", "__lt__", "__le__", "__gt__", "__ge__"):
     setattr(QValue, _name, _arith(_name))
+
+
+#: the largest kernel side, stride or padding the program takes (``fhec::onnx::integer::MAX_WINDOW``)
+MAX_WINDOW = 64
+
+
+def _check_window(who: str, kernel: tuple, stride: tuple, padding: tuple) -> None:
+    ok = all(isinstance(v, int) and 1 <= v <= MAX_WINDOW for v in (*kernel, *stride))
+    ok = ok and all(isinstance(p, int) and 0 <= p < k for p, k in zip(padding, kernel))
+    if not ok:
+        raise ValueError(f"fhec.torch.{who}: kernel {tuple(kernel)}, stride {tuple(stride)}, padding {tuple(padding)}: "
+                         f"kernel sides and strides 1 to {MAX_WINDOW}, padding below the kernel, no dilation")
+
+
+def _fits(who: str, x: QValue, kernel: tuple) -> None:
+    h, w = x.ints.shape[2], x.ints.shape[3]
+    if kernel[0] > h or kernel[1] > w:
+        raise ValueError(f"fhec.torch.{who}: a {kernel[0]}×{kernel[1]} window on a {h}×{w} input")
 
 
 def _need(x: Any, who: str) -> QValue:
@@ -281,8 +302,9 @@ class _Weighted(nn.Module):
         magnitude at most ``max_abs_input``."""
         W = self.weight.detach().double().reshape(self.weight.shape[0], -1).cpu().numpy()
         B = _qat.budget(self.n_accum_bits, self.rounding_threshold_bits, max_abs_input)
-        if B is not None and B < 1:
-            raise ValueError(f"n_accum_bits={self.n_accum_bits} leaves no room for one weight")
+        if B is not None and ((1 << (self.n_accum_bits - 1)) - 1) < max_abs_input:
+            raise ValueError(f"n_accum_bits={self.n_accum_bits} cannot hold one weight times inputs of magnitude up to "
+                             f"{max_abs_input}: give it at least {max_abs_input.bit_length() + 1} bits")
         return _qat.quantize_weights(W, self.n_w_bits, B)
 
     def _apply(self, x: QValue, who: str, exact: Callable, linear: Callable, padded: bool, layer: dict) -> QValue:
@@ -349,6 +371,7 @@ class QuantConv2d(_Weighted):
         self.kernel_size, self.stride, self.padding = ref.kernel_size, ref.stride, ref.padding
         if isinstance(self.padding, str):
             raise ValueError("fhec.torch.QuantConv2d: give padding as numbers")
+        _check_window("QuantConv2d", self.kernel_size, self.stride, self.padding)
         self.weight = ref.weight
         self.bias = ref.bias
 
@@ -371,6 +394,7 @@ class QuantAvgPool2d(nn.Module):
         pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
         self.kernel_size = pair(kernel_size)
         self.stride = pair(stride) if stride is not None else self.kernel_size
+        _check_window("QuantAvgPool2d", self.kernel_size, self.stride, (0, 0))
         self.rounding_threshold_bits = rounding_threshold_bits
 
     def forward(self, x: Any) -> QValue:
@@ -379,6 +403,7 @@ class QuantAvgPool2d(nn.Module):
             raise ValueError(f"fhec.torch.QuantAvgPool2d expects [N, C, H, W], found {list(x.ints.shape)}")
         if x.flat_window:
             raise ValueError("fhec.torch.QuantAvgPool2d: pool before flattening")
+        _fits("QuantAvgPool2d", x, self.kernel_size)
         taps = self.kernel_size[0] * self.kernel_size[1]
         pool = lambda t: F.avg_pool2d(t, self.kernel_size, self.stride)  # noqa: E731
         ints = torch.round(pool(x.ints) * taps)
@@ -399,6 +424,7 @@ class QuantMaxPool2d(nn.Module):
         pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
         self.kernel_size = pair(kernel_size)
         self.stride = pair(stride) if stride is not None else self.kernel_size
+        _check_window("QuantMaxPool2d", self.kernel_size, self.stride, (0, 0))
 
     def forward(self, x: Any) -> QValue:
         x = _need(x, "QuantMaxPool2d")
@@ -408,6 +434,7 @@ class QuantMaxPool2d(nn.Module):
             raise ValueError("fhec.torch.QuantMaxPool2d reads an input or an activation (comparing accumulators "
                              "would need lookups as wide as they are): put the activation first")
         _per_tensor(x, "QuantMaxPool2d")
+        _fits("QuantMaxPool2d", x, self.kernel_size)
         pool = lambda t: F.max_pool2d(t, self.kernel_size, self.stride)  # noqa: E731
         layer = {"kind": "max_pool2d", "kernel": list(self.kernel_size), "stride": list(self.stride)}
         net = {"input": x.net["input"], "layers": [*x.net["layers"], layer]}
@@ -453,8 +480,13 @@ class QuantActivation(nn.Module):
         self.register_buffer("seen", torch.tensor(False))
 
     def _f64(self, z: np.ndarray) -> np.ndarray:
+        """``f`` on the tables' reals: in float64, or in the dtype of the module's own parameters."""
+        params = list(self.fn.parameters()) if isinstance(self.fn, nn.Module) else []
+        t = torch.from_numpy(np.ascontiguousarray(z))
+        if params:
+            t = t.to(params[0])
         with torch.no_grad():
-            return self.fn(torch.from_numpy(np.ascontiguousarray(z))).double().numpy()
+            return self.fn(t).double().cpu().numpy()
 
     def forward(self, x: Any) -> QValue:
         x = _need(x, "QuantActivation")
