@@ -643,10 +643,15 @@ fn explain_infeasible(dag: &NoiseDag, target: PError, space: &SearchSpace) -> St
     match worst {
         Some(c) => {
             let amp = 0.5 * c.pbs_weight.max(c.fresh_weight).max(1.0).log2();
+            // a precision of 0 is a one-bit extraction (an exact rounding's): say so
+            let needs = if c.lookup && c.precision == 0 {
+                "reads one bit exactly (an extraction of an exact rounding)".to_string()
+            } else {
+                format!("needs {} bits of precision", c.precision)
+            };
             format!(
-                "no secure TFHE parameters reach {tgt}: {} needs {} bits of precision{}; {}",
+                "no secure TFHE parameters reach {tgt}: {} {needs}{}; {}",
                 c.origin,
-                c.precision,
                 if amp >= 1.0 {
                     format!(" with its noise amplified ~2^{amp:.1} by the linear ops before it")
                 } else {

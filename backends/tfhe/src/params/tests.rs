@@ -116,6 +116,15 @@ fn infeasible_names_the_op_and_the_fix() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("fhe.lut %2") && e.contains("weights"), "{e}");
+    let mut c = lookup(0, 1e40);
+    c.origin = "fhe.round %4".into();
+    let e = search(&NoiseDag { constraints: vec![c] }, PError::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("fhe.round %4 reads one bit exactly") && e.contains("amplified"),
+        "{e}"
+    );
     assert!(matches!(
         search(&NoiseDag::default(), PError::PerLookup(2.0)),
         Err(ParamError::BadTarget(_))
