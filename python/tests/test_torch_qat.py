@@ -80,6 +80,15 @@ def test_a_qat_cnn_learns_and_runs_encrypted_exactly(digits, cnn):
     assert np.abs(clear - out.real.numpy()).max() < 1e-5
     assert np.array_equal(qm.forward(Xte, fhe="simulate"), clear)
     assert np.array_equal(qm.forward(Xte[:1], fhe="execute"), clear[:1])
+    # the edges of what the program accepts: all lowest, all highest, far outside the calibrated range
+    # (clipped by the client and by QuantInput alike), and extreme pixels in a checkerboard
+    edges = np.stack([np.zeros((1, 8, 8)), np.ones((1, 8, 8)), np.full((1, 8, 8), -5.0), np.full((1, 8, 8), 7.0),
+                      np.indices((1, 8, 8)).sum(axis=0) % 2 * 3.0 - 1.0]).astype(np.float32)
+    with torch.no_grad():
+        edge_out = net(torch.tensor(edges))
+    edge_ints = qm._integers(qm.quantize_input(edges), "simulate")
+    assert np.array_equal(edge_ints, edge_out.ints.numpy().astype(np.int64))
+    assert np.array_equal(edge_ints, qm._integers(qm.quantize_input(edges), "disable"))
     kinds = [(r["kind"], r["elements"]) for r in qm.bitwidth_report()]
     assert kinds == [("accumulator", 144), ("lookup", 144), ("accumulator", 36), ("lookup", 36), ("accumulator", 10)]
     # n_accum_bits bounds each weighted layer's accumulator over every accepted input

@@ -56,9 +56,9 @@ class QValue:
     (``F.cross_entropy(out, y)``, ``out.argmax(1)``) see :attr:`real`."""
 
     def __init__(self, ints: torch.Tensor, real: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, lo: int, hi: int,
-                 kind: str, rounding: int | None, chw: bool, net: dict, flat_window: bool = False):
+                 kind: str, rounding: int | None, net: dict, flat_window: bool = False):
         self.ints, self.real, self.scale, self.offset = ints, real, scale, offset
-        self.lo, self.hi, self.kind, self.rounding, self.chw, self.net = lo, hi, kind, rounding, chw, net
+        self.lo, self.hi, self.kind, self.rounding, self.net = lo, hi, kind, rounding, net
         self.flat_window = flat_window  # a window layer's accumulator flattened: no lookup may follow
 
     # -- what torch sees --------------------------------------------------------------------------
@@ -86,6 +86,11 @@ class QValue:
 
     def __getitem__(self, index: Any) -> torch.Tensor:
         return self.real[index]
+
+    @property
+    def chw(self) -> bool:
+        """Whether each sample is ``[C, H, W]`` (else a vector)."""
+        return self.ints.dim() == 4
 
     @property
     def shape(self) -> torch.Size:
@@ -132,7 +137,7 @@ class QValue:
         sample = self.ints.shape[1:]
         flat = lambda t: t.expand(sample).reshape(-1) if t.dim() else t  # noqa: E731
         return QValue(self.ints.flatten(1), self.real.flatten(1), flat(self.scale), flat(self.offset), self.lo, self.hi,
-                      self.kind, self.rounding, False, self.net, flat_window=self.kind == "acc" and self.chw)
+                      self.kind, self.rounding, self.net, flat_window=self.kind == "acc" and self.chw)
 
 
 _BN_ARGS = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
@@ -172,7 +177,7 @@ def _batch_norm(*args: Any, **kwargs: Any) -> QValue:
         f = factor.view(*shape)
         scale = x.scale.double() * f
         offset = (x.offset.double() - mean.cpu().view(*shape)) * f + b.view(*shape)
-    return QValue(x.ints, real, scale, offset, x.lo, x.hi, "acc", x.rounding, x.chw, x.net, x.flat_window)
+    return QValue(x.ints, real, scale, offset, x.lo, x.hi, "acc", x.rounding, x.net, x.flat_window)
 
 
 def _arith(name: str) -> Callable:
@@ -278,7 +283,7 @@ class QuantInput(nn.Module):
         offset = torch.tensor(half / levels, dtype=torch.float64)
         net = {"input": {"n_bits": self.n_bits, "lo": lo.detach(), "scale": step.detach(), "offset": half},
                "layers": []}
-        return QValue(ints, real, scale, offset, -half, half - 1, "grid", None, x.dim() == 4, net)
+        return QValue(ints, real, scale, offset, -half, half - 1, "grid", None, net)
 
 
 class _Weighted(nn.Module):
@@ -327,8 +332,7 @@ class _Weighted(nn.Module):
         z_exact = (acc.cpu() * alpha_v + beta_v).to(z_lin)
         real = z_lin + (z_exact - z_lin).detach()
         net = {"input": x.net["input"], "layers": [*x.net["layers"], {**layer, "weights": q.astype(np.int64)}]}
-        return QValue(acc, real, alpha_v, beta_v, amin, amax, "acc", self.rounding_threshold_bits,
-                      who == "QuantConv2d", net)
+        return QValue(acc, real, alpha_v, beta_v, amin, amax, "acc", self.rounding_threshold_bits, net)
 
 
 class QuantLinear(_Weighted):
@@ -411,7 +415,7 @@ class QuantAvgPool2d(nn.Module):
         scale, offset = x.scale / taps, x.offset
         layer = {"kind": "sum_pool2d", "kernel": list(self.kernel_size), "stride": list(self.stride)}
         net = {"input": x.net["input"], "layers": [*x.net["layers"], layer]}
-        return QValue(ints, real, scale, offset, taps * x.lo, taps * x.hi, "acc", self.rounding_threshold_bits, True, net)
+        return QValue(ints, real, scale, offset, taps * x.lo, taps * x.hi, "acc", self.rounding_threshold_bits, net)
 
 
 class QuantMaxPool2d(nn.Module):
@@ -438,7 +442,7 @@ class QuantMaxPool2d(nn.Module):
         pool = lambda t: F.max_pool2d(t, self.kernel_size, self.stride)  # noqa: E731
         layer = {"kind": "max_pool2d", "kernel": list(self.kernel_size), "stride": list(self.stride)}
         net = {"input": x.net["input"], "layers": [*x.net["layers"], layer]}
-        return QValue(pool(x.ints), pool(x.real), x.scale, x.offset, x.lo, x.hi, "grid", None, True, net)
+        return QValue(pool(x.ints), pool(x.real), x.scale, x.offset, x.lo, x.hi, "grid", None, net)
 
 
 _RELU_LIKE = {"relu"}
@@ -534,7 +538,7 @@ class QuantActivation(nn.Module):
         net = {"input": x.net["input"], "layers": [*x.net["layers"][:-1], {**layer, "lookup": lookup}]}
         scale = torch.tensor(step, dtype=torch.float64)
         offset = torch.tensor(lo_a + step * half, dtype=torch.float64)
-        return QValue(ints.double(), real, scale, offset, -half, half - 1, "grid", None, x.chw, net)
+        return QValue(ints.double(), real, scale, offset, -half, half - 1, "grid", None, net)
 
 
 class QuantReLU(QuantActivation):
