@@ -812,7 +812,8 @@ pub(crate) fn import(
         None => None,
         Some("fused") => Some(LeafMode::Fused),
         Some("indicator") => Some(LeafMode::Indicator),
-        Some(other) => return Err(anyhow!("--leaf-mode must be fused or indicator, not `{other}`").into()),
+        Some("collect") => Some(LeafMode::Collect),
+        Some(other) => return Err(anyhow!("--leaf-mode must be fused, indicator or collect, not `{other}`").into()),
     };
     if shape.len() != 2 || shape[1] != ensemble.n_features {
         return Err(anyhow!(

@@ -274,7 +274,9 @@ enum Command {
         /// Input quantiser: `quantile` (levels at calibration quantiles) or `uniform` (affine).
         #[arg(long, default_value = "quantile")]
         quantizer: String,
-        /// `fused` (a table per leaf and output) or `indicator` (a 0/1 table per leaf); default by outputs.
+        /// `fused` (a table per leaf and output), `indicator` (a 0/1 table per leaf) or `collect` (fused
+        /// tables returning 1, summed per leaf value, one 1-bit lookup per value); default: collect when
+        /// its extra lookups are at most a tenth, else fused, for one output; indicator for several.
         #[arg(long)]
         leaf_mode: Option<String>,
     },

@@ -90,6 +90,7 @@ pub fn declared(f: &Function) -> Result<Ranges, Diagnostic> {
     for &o in &f.body {
         let op = f.op(o);
         let (b, c) = transfer(f, op, &bounds, &clear)?;
+        let b = if c.is_none() { promised(b, f.ty(op.result)) } else { b };
         bounds[op.result.index()] = Some(b);
         clear[op.result.index()] = c;
     }
@@ -104,6 +105,23 @@ pub fn declared(f: &Function) -> Result<Ranges, Diagnostic> {
         })
         .collect();
     Ok(Ranges { range, clear })
+}
+
+/// `b` narrowed to the declared result type: a declared width is the program's promise, which the
+/// interpreter checks on every value an op produces (an input whose values do not fit is refused),
+/// so over the accepted inputs the value lies in both. A frontend that knows more than interval
+/// arithmetic can (a tree's leaf sum, where one leaf per tree is reached, so that the sum of `L`
+/// leaf values is as wide as one of them) states it by declaring the narrow type. Elements whose
+/// propagated range misses the type entirely (no input is accepted) keep the propagated range.
+fn promised((mut lo, mut hi): Bounds, ty: &Type) -> Bounds {
+    let (tlo, thi) = ty.elem.range();
+    ndarray::Zip::from(&mut lo).and(&mut hi).for_each(|l, h| {
+        let (nl, nh) = ((*l).max(tlo), (*h).min(thi));
+        if nl <= nh {
+            (*l, *h) = (nl, nh);
+        }
+    });
+    (lo, hi)
 }
 
 fn transfer(

@@ -285,9 +285,10 @@ impl QuantizedTrees {
             None => None,
             Some("fused") => Some(fhec::trees::LeafMode::Fused),
             Some("indicator") => Some(fhec::trees::LeafMode::Indicator),
+            Some("collect") => Some(fhec::trees::LeafMode::Collect),
             Some(other) => {
                 return Err(compile_err(format!(
-                    "leaf_mode must be 'fused' or 'indicator', got {other:?}"
+                    "leaf_mode must be 'fused', 'indicator' or 'collect', got {other:?}"
                 )))
             }
         };
@@ -315,6 +316,7 @@ impl QuantizedTrees {
             match report.leaf_mode {
                 fhec::trees::LeafMode::Fused => "fused",
                 fhec::trees::LeafMode::Indicator => "indicator",
+                fhec::trees::LeafMode::Collect => "collect",
             },
         )?;
         Ok((Circuit::new(circuit, 1), d))

@@ -27,7 +27,19 @@ pub enum LeafMode {
     /// One 0/1 lookup per leaf, then a clear product with the leaf values: fewer lookups with several
     /// outputs; the default then.
     Indicator,
+    /// The lookups of [`LeafMode::Fused`], each returning 1 instead of its leaf value, summed per
+    /// (tree, output, leaf value): one leaf per tree is reached, so each sum is 0 or 1, and one 1-bit
+    /// lookup per sum returns the value. The decrypted output then carries the noise of one bootstrap
+    /// per distinct leaf value instead of one per leaf: a fully grown classification tree (pure
+    /// leaves, one non-zero value) needs a bootstrap key of one level instead of three. Picked by
+    /// `build_module` when the extra lookups are at most [`COLLECT_MAX_SHARE`] of the leaf lookups.
+    Collect,
 }
+
+/// [`LeafMode::Collect`] is the default when its extra lookups (one per distinct non-zero value per
+/// tree and output) are at most this share of the leaf lookups: they cost at most that much more
+/// time, and cut the decrypted output's noise by at least the inverse factor.
+pub const COLLECT_MAX_SHARE: f64 = 0.1;
 
 /// What the builder reports about the program.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -112,6 +124,7 @@ fn build_err(d: fhec_ir::Diagnostic) -> TreeError {
 /// One lookup: its input `Σ coef·bit + offset` (in `[0, domain_max]`), its table over that domain,
 /// and the output it adds to (`None`: an indicator, combined with the leaf values afterwards).
 struct Column {
+    tree: usize,
     coeffs: Vec<(usize, i64)>,
     offset: i64,
     table: Vec<i64>,
@@ -173,6 +186,7 @@ fn fused_columns(live: &[&Leaf], c: usize, depth: usize) -> (Vec<Column>, Vec<Co
             table[top] = vl;
             table[top + 1] = vr;
             pairs.push(Column {
+                tree: live[l].tree,
                 coeffs: coeffs.clone(),
                 offset,
                 table,
@@ -191,6 +205,7 @@ fn fused_columns(live: &[&Leaf], c: usize, depth: usize) -> (Vec<Column>, Vec<Co
                 let mut table = vec![0i64; depth + 1];
                 table[depth] = lf.value[o];
                 singles.push(Column {
+                    tree: lf.tree,
                     coeffs: coeffs.clone(),
                     offset,
                     table,
@@ -383,6 +398,265 @@ fn emit_group(
     Ok((out, w))
 }
 
+/// How [`LeafMode::Collect`] sums one (tree, output): by value (a 0/1 sum per distinct value, read by
+/// a 1-bit lookup), or, when the values are positive and more numerous than their base-4 digits, by
+/// digit (per digit `j`, `Σ digit_j(v)·[leaf reached]` in `[0, 3]`, read by a 2-bit lookup returning
+/// `4^j` times it).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Scheme {
+    ByValue,
+    Digits(u32),
+}
+
+/// One sum of [`LeafMode::Collect`]: 0 or (by value) 1, at most 3 (a digit) — one leaf per tree is
+/// reached — read by one lookup returning `λ` times it.
+struct Group {
+    output: usize,
+    lambda: i64,
+    /// 1 (by value) or 2 (a digit) bits.
+    width: u32,
+    /// The largest sum (the largest digit, for a digit group).
+    max: i64,
+}
+
+/// [`LeafMode::Collect`]: the scheme of each (tree, output), the groups, and the sums emitted so far
+/// (`tensor<1xG_wx!fhe.eint<w>>` per width `w`).
+#[derive(Default)]
+struct Collector {
+    scheme: std::collections::HashMap<(usize, usize), Scheme>,
+    groups: Vec<Group>,
+    /// (tree, output, value) → by-value group; (tree, output, −1 − j) → digit group j.
+    index: std::collections::HashMap<(usize, usize, i64), usize>,
+    parts: Vec<(u32, fhec_ir::ValueId)>,
+}
+
+/// Base-4 digits needed for `v ≥ 0`.
+fn digits_of(v: i64) -> u32 {
+    (width_for(0, v.max(1) as i128, false)).div_ceil(2)
+}
+
+impl Collector {
+    /// Picks each (tree, output)'s scheme from all its fused columns and creates the groups.
+    fn plan<'a>(&mut self, cols: impl Iterator<Item = &'a Column>) {
+        use std::collections::{BTreeMap, BTreeSet};
+        let mut values: BTreeMap<(usize, usize), BTreeSet<i64>> = BTreeMap::new();
+        for cl in cols {
+            let o = cl.output.expect("fused columns have an output");
+            values
+                .entry((cl.tree, o))
+                .or_default()
+                .extend(cl.table.iter().copied().filter(|&v| v != 0));
+        }
+        for ((tree, o), vs) in values {
+            let (lo, hi) = (*vs.first().unwrap_or(&0), *vs.last().unwrap_or(&0));
+            let n = digits_of(hi);
+            let scheme = if lo > 0 && (n as usize) < vs.len() {
+                Scheme::Digits(n)
+            } else {
+                Scheme::ByValue
+            };
+            self.scheme.insert((tree, o), scheme);
+            match scheme {
+                Scheme::ByValue => {
+                    for v in vs {
+                        self.index.insert((tree, o, v), self.groups.len());
+                        self.groups.push(Group {
+                            output: o,
+                            lambda: v,
+                            width: 1,
+                            max: 1,
+                        });
+                    }
+                }
+                Scheme::Digits(n) => {
+                    for j in 0..n {
+                        let max = vs.iter().map(|&v| (v >> (2 * j)) & 3).max().unwrap_or(0);
+                        if max == 0 {
+                            continue;
+                        }
+                        self.index.insert((tree, o, -1 - j as i64), self.groups.len());
+                        self.groups.push(Group {
+                            output: o,
+                            lambda: 1 << (2 * j),
+                            width: 2,
+                            max,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The groups of width `w`: their indices in `groups`, in order.
+    fn of_width(&self, w: u32) -> Vec<usize> {
+        (0..self.groups.len()).filter(|&g| self.groups[g].width == w).collect()
+    }
+
+    /// Fused columns (after [`Collector::plan`]) turned into 0/1 lookups, with per lookup the groups
+    /// it adds to and its coefficient there. By value, a lookup returns 1 where it returned the
+    /// group's value (a sibling pair with two different values becomes two lookups on the same
+    /// input); by digit, each leaf gets its own 0/1 lookup, added to digit group `j` with
+    /// coefficient `digit_j(v)`. `rows` (one per column, carried along) are the leaves whose
+    /// checkpoints the columns read.
+    #[allow(clippy::type_complexity)]
+    fn columns(&self, cols: Vec<Column>, rows: &[usize]) -> (Vec<Column>, Vec<Vec<(usize, i64)>>, Vec<usize>) {
+        let mut out = Vec::with_capacity(cols.len());
+        let mut sel = Vec::with_capacity(cols.len());
+        let mut out_rows = Vec::with_capacity(cols.len());
+        for (i, cl) in cols.into_iter().enumerate() {
+            let o = cl.output.expect("fused columns have an output");
+            let mut push = |table: Vec<i64>, to: Vec<(usize, i64)>| {
+                out.push(Column {
+                    tree: cl.tree,
+                    coeffs: cl.coeffs.clone(),
+                    offset: cl.offset,
+                    table,
+                    output: None,
+                });
+                sel.push(to);
+                out_rows.extend(rows.get(i).copied());
+            };
+            match self.scheme[&(cl.tree, o)] {
+                Scheme::ByValue => {
+                    let mut values: Vec<i64> = cl.table.iter().copied().filter(|&v| v != 0).collect();
+                    values.sort_unstable();
+                    values.dedup();
+                    for v in values {
+                        let g = self.index[&(cl.tree, o, v)];
+                        push(cl.table.iter().map(|&t| (t == v) as i64).collect(), vec![(g, 1)]);
+                    }
+                }
+                Scheme::Digits(n) => {
+                    for (e, &v) in cl.table.iter().enumerate().filter(|(_, &v)| v != 0) {
+                        let mut table = vec![0i64; cl.table.len()];
+                        table[e] = 1;
+                        let to = (0..n)
+                            .filter_map(|j| {
+                                let d = (v >> (2 * j)) & 3;
+                                (d != 0).then(|| (self.index[&(cl.tree, o, -1 - j as i64)], d))
+                            })
+                            .collect();
+                        push(table, to);
+                    }
+                }
+            }
+        }
+        (out, sel, out_rows)
+    }
+
+    /// Emits `cols` (from [`Collector::columns`]) as 0/1 lookups and their sums per group width.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        b: &mut FunctionBuilder,
+        x: fhec_ir::ValueId,
+        m: usize,
+        cols: &[Column],
+        sel: &[Vec<(usize, i64)>],
+        domain_max: usize,
+        extra: &[Extra],
+    ) -> Result<u32, TreeError> {
+        if cols.is_empty() {
+            return Ok(0);
+        }
+        let (y, w) = emit_lookups(b, x, m, cols, domain_max, Some(ElemType::EInt(1)), extra)?;
+        let p = cols.len();
+        for width in [1, 2] {
+            let gs = self.of_width(width);
+            if gs.is_empty() {
+                continue;
+            }
+            let mut mat = vec![0i64; p * gs.len()];
+            for (col, to) in sel.iter().enumerate() {
+                for &(g, k) in to {
+                    if let Ok(at) = gs.binary_search(&g) {
+                        mat[col * gs.len() + at] = k;
+                    }
+                }
+            }
+            let mv = b
+                .op(
+                    OpKind::Constant,
+                    &[],
+                    &[("value", Attribute::Dense(dense(mat, &[p, gs.len()])?))],
+                )
+                .map_err(build_err)?;
+            // one leaf per tree is reached: each group's sum is at most its largest coefficient (a
+            // promise the declared width states and the interpreter checks)
+            let ty = Type::new(ElemType::EInt(width), vec![1, gs.len()]);
+            let s = b
+                .op_with_type(OpKind::Matmul, &[y, mv], &[], Some(ty))
+                .map_err(build_err)?;
+            self.parts.push((width, s));
+        }
+        Ok(w)
+    }
+
+    /// The output: per width, the sums added, one lookup per group returning `λ` times its sum
+    /// (entries past the group's largest sum, unreachable, are 0), and a 0/1 matrix adding each to
+    /// its output.
+    fn finish(self, b: &mut FunctionBuilder, c: usize, out_ty: &Type) -> Result<Vec<fhec_ir::ValueId>, TreeError> {
+        let mut outs = Vec::new();
+        for width in [1u32, 2] {
+            let mine: Vec<fhec_ir::ValueId> = self.parts.iter().filter(|p| p.0 == width).map(|p| p.1).collect();
+            let Some((&first, rest)) = mine.split_first() else {
+                continue;
+            };
+            let gs = self.of_width(width);
+            let g = gs.len();
+            let gty = Type::new(ElemType::EInt(width), vec![1, g]);
+            let mut sum = first;
+            for &p in rest {
+                sum = b
+                    .op_with_type(OpKind::Add, &[sum, p], &[], Some(gty.clone()))
+                    .map_err(build_err)?;
+            }
+            let size = 1i64 << width;
+            let table_of =
+                |gr: &Group| -> Vec<i64> { (0..size).map(|s| if s <= gr.max { s * gr.lambda } else { 0 }).collect() };
+            let mut distinct: Vec<Vec<i64>> = gs.iter().map(|&i| table_of(&self.groups[i])).collect();
+            let full = distinct.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let map: Vec<i64> = full
+                .iter()
+                .map(|t| distinct.binary_search(t).expect("present") as i64)
+                .collect();
+            let tables: Vec<i64> = distinct.iter().flatten().copied().collect();
+            let y = b
+                .op_with_type(
+                    OpKind::MappedLut,
+                    &[sum],
+                    &[
+                        ("map", Attribute::Dense(dense(map, &[1, g])?)),
+                        (
+                            "tables",
+                            Attribute::Dense(dense(tables, &[distinct.len(), size as usize])?),
+                        ),
+                    ],
+                    Some(Type::new(out_ty.elem, vec![1, g])),
+                )
+                .map_err(build_err)?;
+            let mut sel = vec![0i64; g * c];
+            for (i, &gi) in gs.iter().enumerate() {
+                sel[i * c + self.groups[gi].output] = 1;
+            }
+            let sv = b
+                .op(
+                    OpKind::Constant,
+                    &[],
+                    &[("value", Attribute::Dense(dense(sel, &[g, c])?))],
+                )
+                .map_err(build_err)?;
+            outs.push(
+                b.op_with_type(OpKind::Matmul, &[y, sv], &[], Some(out_ty.clone()))
+                    .map_err(build_err)?,
+            );
+        }
+        Ok(outs)
+    }
+}
+
 /// Deepest tree whose leaves read their whole path sum in one lookup (⌈log2(D + 1)⌉ ≤ 3 bits for
 /// single leaves, 4 for sibling pairs); deeper trees are cut into segments ([`chunked`]).
 pub const MAX_DIRECT_DEPTH: usize = 7;
@@ -408,6 +682,7 @@ fn chunked(
     mode: LeafMode,
     out_ty: &Type,
     parts: &mut Vec<fhec_ir::ValueId>,
+    collect: &mut Collector,
 ) -> Result<(usize, u32), TreeError> {
     use std::collections::HashMap;
     let top = SEGMENT + 1;
@@ -452,6 +727,7 @@ fn chunked(
                 which.push(parent);
                 let (coeffs, offset) = segment_sum(seg, parent.is_some());
                 Column {
+                    tree,
                     coeffs,
                     offset,
                     table: indicator.clone(),
@@ -487,7 +763,7 @@ fn chunked(
     };
     let bits = width_for(0, top as i128, false);
     match mode {
-        LeafMode::Fused => {
+        LeafMode::Fused | LeafMode::Collect => {
             let mut rows = Vec::new();
             let mut cols = Vec::new();
             for (i, lf) in live.iter().enumerate() {
@@ -498,6 +774,7 @@ fn chunked(
                         table[top] = lf.value[o];
                         rows.push(i);
                         cols.push(Column {
+                            tree: lf.tree,
                             coeffs,
                             offset,
                             table,
@@ -506,11 +783,18 @@ fn chunked(
                     }
                 }
             }
-            if !cols.is_empty() {
-                let (part, _) = emit_group(b, x, m, c, &cols, top, out_ty, &extra_of(&rows))?;
-                parts.push(part);
+            if mode == LeafMode::Collect {
+                collect.plan(cols.iter());
+                let (cols, sel, rows) = collect.columns(cols, &rows);
+                collect.emit(b, x, m, &cols, &sel, top, &extra_of(&rows))?;
+                lookups += cols.len();
+            } else {
+                if !cols.is_empty() {
+                    let (part, _) = emit_group(b, x, m, c, &cols, top, out_ty, &extra_of(&rows))?;
+                    parts.push(part);
+                }
+                lookups += cols.len();
             }
-            lookups += cols.len();
         }
         LeafMode::Indicator => {
             let rows: Vec<usize> = (0..live.len()).collect();
@@ -519,6 +803,7 @@ fn chunked(
                 .map(|&i| {
                     let (coeffs, offset) = leaf_input(i);
                     Column {
+                        tree: live[i].tree,
                         coeffs,
                         offset,
                         table: indicator.clone(),
@@ -549,17 +834,51 @@ fn chunked(
     Ok((lookups, bits))
 }
 
-/// Builds the module; `mode` `None` picks [`LeafMode::Fused`] for one output, else
-/// [`LeafMode::Indicator`].
+/// Builds the module; `mode` `None` picks, for one output, [`LeafMode::Collect`] when its extra
+/// lookups are at most [`COLLECT_MAX_SHARE`] of the leaf lookups, else [`LeafMode::Fused`]; for
+/// several outputs [`LeafMode::Indicator`].
 pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, BuildReport), TreeError> {
-    let mode = mode.unwrap_or(if q.n_outputs == 1 {
-        LeafMode::Fused
-    } else {
-        LeafMode::Indicator
-    });
     let c = q.n_outputs;
     let m = q.n_features * q.levels();
     let leaves = leaves(q);
+    let mode = mode.unwrap_or_else(|| {
+        if c > 1 {
+            return LeafMode::Indicator;
+        }
+        // one lookup per (live leaf, non-zero value) at most (sibling pairs share one); one extra
+        // per distinct value of a tree, or per base-4 digit when fewer
+        let mut values: std::collections::BTreeMap<usize, Vec<i64>> = std::collections::BTreeMap::new();
+        let mut lookups = 0usize;
+        for lf in leaves.iter().filter(|l| !l.path.is_empty() && l.value[0] != 0) {
+            lookups += 1;
+            values.entry(lf.tree).or_default().push(lf.value[0]);
+        }
+        let extra: usize = values
+            .into_values()
+            .map(|mut vs| {
+                vs.sort_unstable();
+                vs.dedup();
+                let n = digits_of(*vs.last().unwrap_or(&0)) as usize;
+                if vs[0] > 0 && n < vs.len() {
+                    n
+                } else {
+                    vs.len()
+                }
+            })
+            .sum();
+        let depth = leaves.iter().map(|l| l.path.len()).max().unwrap_or(0);
+        // sibling pairs halve the fused lookups of shallow trees at most
+        let fused = if depth > MAX_DIRECT_DEPTH {
+            lookups
+        } else {
+            lookups.div_ceil(2)
+        };
+        if (extra as f64) <= COLLECT_MAX_SHARE * fused as f64 {
+            LeafMode::Collect
+        } else {
+            LeafMode::Fused
+        }
+    });
     // a leaf whose path has no encrypted test is reached for every input of its tree: a constant
     let mut constant = vec![0i64; c];
     let mut live: Vec<&Leaf> = Vec::new();
@@ -609,10 +928,23 @@ pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, Bu
     let mut b = FunctionBuilder::new("main");
     let x = b.arg_with_range("x", Type::new(ElemType::EInt(1), vec![1, m]), 0, 1);
     let mut parts = Vec::new();
+    let mut collect = Collector::default();
     let (lookups, lookup_bits) = if depth > MAX_DIRECT_DEPTH {
-        chunked(&mut b, x, m, c, &live, mode, &out_ty, &mut parts)?
+        chunked(&mut b, x, m, c, &live, mode, &out_ty, &mut parts, &mut collect)?
     } else {
         match mode {
+            LeafMode::Collect => {
+                let (singles, pairs) = fused_columns(&live, c, depth);
+                collect.plan(singles.iter().chain(&pairs));
+                let mut n = 0;
+                let mut bits = 0;
+                for (cols, domain_max) in [(singles, depth), (pairs, 2 * depth - 1)] {
+                    let (cols, sel, _) = collect.columns(cols, &[]);
+                    n += cols.len();
+                    bits = bits.max(collect.emit(&mut b, x, m, &cols, &sel, domain_max, &[])?);
+                }
+                (n, bits)
+            }
             LeafMode::Fused => {
                 // siblings that are both leaves share one lookup on u = 2·(parent path sum) + last bit
                 let (singles, pairs) = fused_columns(&live, c, depth);
@@ -635,6 +967,7 @@ pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, Bu
                     .map(|lf| {
                         let (coeffs, offset) = path_sum(&lf.path, depth, 1);
                         Column {
+                            tree: lf.tree,
                             coeffs,
                             offset,
                             table: (0..=depth).map(|k| (k == depth) as i64).collect(),
@@ -663,7 +996,15 @@ pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, Bu
             }
         }
     };
-    let mut out = parts[0];
+    let groups = collect.groups.len();
+    parts.extend(collect.finish(&mut b, c, &out_ty)?);
+    let lookups = lookups + groups;
+    let Some(&first) = parts.first() else {
+        return Err(TreeError::Build(
+            "the quantised model is constant (every reachable leaf quantises to 0): nothing to compute on encrypted data".into(),
+        ));
+    };
+    let mut out = first;
     for &p2 in &parts[1..] {
         out = b
             .op_with_type(OpKind::Add, &[out, p2], &[], Some(out_ty.clone()))

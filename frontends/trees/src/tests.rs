@@ -1,4 +1,4 @@
-use fhec_ir::{interp, verify};
+use fhec_ir::{interp, verify, Tensor};
 use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
 
@@ -63,7 +63,7 @@ fn run_module(m: &fhec_ir::module::Module, q: &Quantized, qx: &[i64]) -> Vec<i64
 fn the_module_computes_the_quantised_scores() {
     let e = small();
     let q = quantize(&e, &calibration(), 4, 8).unwrap();
-    for mode in [LeafMode::Fused, LeafMode::Indicator] {
+    for mode in [LeafMode::Fused, LeafMode::Indicator, LeafMode::Collect] {
         let (m, report) = build_module(&q, Some(mode)).unwrap();
         assert_eq!(report.leaves, 5);
         assert_eq!(report.max_depth, 2);
@@ -235,7 +235,7 @@ proptest! {
     fn random_ensembles_compile_to_their_quantised_scores((e, bits, qs) in arb_case()) {
         let calib = vec![vec![-1.0; e.n_features], vec![1.0; e.n_features]];
         let q = quantize(&e, &calib, bits, 8).unwrap();
-        for mode in [LeafMode::Fused, LeafMode::Indicator] {
+        for mode in [LeafMode::Fused, LeafMode::Indicator, LeafMode::Collect] {
             let (mut m, _) = match build_module(&q, Some(mode)) {
                 Ok(x) => x,
                 Err(TreeError::Build(msg)) if msg.contains("constant") => return Ok(()),
@@ -248,6 +248,55 @@ proptest! {
                 .unwrap_or_else(|d| panic!("{d:?}"));
             for qx in &qs {
                 prop_assert_eq!(run_module(&m, &q, qx), q.scores(qx));
+            }
+        }
+    }
+
+    /// The narrow types the builder declares (a tree's leaf sum as wide as one leaf value; in
+    /// collect mode, 0/1 sums per leaf value) are promises the interpreter checks. They hold on
+    /// every input of the program's type, not only on thermometer codes: whatever the bits, one
+    /// leaf per tree is reached. So every mode runs on random bit vectors, before and after the
+    /// pipeline, and the modes agree.
+    #[test]
+    fn every_bit_vector_is_accepted_and_the_modes_agree((e, bits, _) in arb_case(), seed in any::<u64>()) {
+        let calib = vec![vec![-1.0; e.n_features], vec![1.0; e.n_features]];
+        let q = quantize(&e, &calib, bits, 8).unwrap();
+        let m_bits = q.n_features * q.levels();
+        let mut rng = seed | 1;
+        let vectors: Vec<Tensor> = (0..8)
+            .map(|_| {
+                let v: Vec<i64> = (0..m_bits)
+                    .map(|_| {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        (rng & 1) as i64
+                    })
+                    .collect();
+                ArrayD::from_shape_vec(IxDyn(&[1, m_bits]), v).unwrap()
+            })
+            .collect();
+        let mut first: Option<Vec<Vec<Tensor>>> = None;
+        for mode in [LeafMode::Fused, LeafMode::Indicator, LeafMode::Collect] {
+            let (mut m, _) = match build_module(&q, Some(mode)) {
+                Ok(x) => x,
+                Err(TreeError::Build(msg)) if msg.contains("constant") => return Ok(()),
+                Err(err) => panic!("{err}"),
+            };
+            for pass in [false, true] {
+                if pass {
+                    fhec_passes::manager::run_text(&mut m, fhec_passes::manager::DEFAULT_PIPELINE, &mut crate::tests::pass_context())
+                        .unwrap_or_else(|d| panic!("{d:?}"));
+                }
+                let v = verify(&m).unwrap_or_else(|d| panic!("{d:?}"));
+                let outs: Vec<Vec<Tensor>> = vectors
+                    .iter()
+                    .map(|x| interp::eval(&v, std::slice::from_ref(x)).unwrap_or_else(|e| panic!("{mode:?}: {e:?}\n{}", fhec_ir::print_module(&m))))
+                    .collect();
+                match &first {
+                    None => first = Some(outs),
+                    Some(f) => prop_assert_eq!(f, &outs, "{:?}", mode),
+                }
             }
         }
     }
@@ -767,7 +816,7 @@ fn deep_trees_are_cut_into_three_bit_segments() {
         for i in 0..40i64 {
             qs.push((0..4).map(|j| (i * 7 + j * 5 + i / 3) % 16).collect());
         }
-        for mode in [LeafMode::Fused, LeafMode::Indicator] {
+        for mode in [LeafMode::Fused, LeafMode::Indicator, LeafMode::Collect] {
             let (mut m, report) = build_module(&q, Some(mode)).unwrap();
             assert!(report.max_depth > crate::build::MAX_DIRECT_DEPTH, "{report:?}");
             assert_eq!(report.lookup_bits, 3, "{report:?}");
@@ -788,8 +837,11 @@ fn deep_trees_are_cut_into_three_bit_segments() {
                 );
             }
             let text = fhec_ir::print_module(&m);
+            // every lookup reads 3 bits; collect mode adds 1- and 2-bit lookups of its sums
             for l in text.lines().filter(|l| l.contains("fhe.mapped_lut")) {
-                assert!(l.contains("x!fhe.eint<3>>) ->"), "{l}");
+                let one_bit =
+                    mode == LeafMode::Collect && (l.contains("x!fhe.eint<1>>) ->") || l.contains("x!fhe.eint<2>>) ->"));
+                assert!(l.contains("x!fhe.eint<3>>) ->") || one_bit, "{l}");
             }
         }
     }
@@ -853,12 +905,85 @@ fn proptest_regression_sum_of_leaves_fits_its_type() {
     };
     let calib = vec![vec![-1.0; 2], vec![1.0; 2]];
     let q = quantize(&e, &calib, 3, 8).unwrap();
-    for mode in [LeafMode::Fused, LeafMode::Indicator] {
+    for mode in [LeafMode::Fused, LeafMode::Indicator, LeafMode::Collect] {
         let (m, _) = build_module(&q, Some(mode)).unwrap();
         for a in 0..8 {
             for b in 0..8 {
                 let qx = [a, b];
                 assert_eq!(run_module(&m, &q, &qx), q.scores(&qx), "{mode:?} q={qx:?}");
+            }
+        }
+    }
+}
+
+/// Collect mode on a tree of 16 distinct positive leaf values (summed by base-4 digit: 2-bit
+/// lookups) and a pure tree (one non-zero value: summed by value, a 1-bit lookup): the module
+/// computes the quantised scores on every input, before and after the pipeline.
+#[test]
+fn collect_mode_sums_by_digit_and_by_value() {
+    // a full tree of depth 4 on two features, leaves 1.0 ..= 16.0 left to right
+    fn full(depth: u32, lo: f64, hi: f64, f: usize, next: &mut f64, nodes: &mut Vec<Node>) -> usize {
+        let at = nodes.len();
+        if depth == 0 {
+            nodes.push(leaf(&[*next]));
+            *next += 1.0;
+            return at;
+        }
+        let mid = (lo + hi) / 2.0;
+        nodes.push(leaf(&[0.0]));
+        let l = full(depth - 1, lo, mid, 1 - f, next, nodes);
+        let r = full(depth - 1, mid, hi, 1 - f, next, nodes);
+        nodes[at] = split(f, mid, l, r);
+        at
+    }
+    let mut nodes = Vec::new();
+    full(4, -1.0, 1.0, 0, &mut 1.0, &mut nodes);
+    let pure = Tree {
+        nodes: vec![
+            split(1, 0.1, 1, 2),
+            leaf(&[0.0]),
+            split(0, -0.4, 3, 4),
+            leaf(&[5.0]),
+            leaf(&[0.0]),
+        ],
+    };
+    let e = Ensemble {
+        n_features: 2,
+        n_outputs: 1,
+        trees: vec![Tree { nodes }, pure],
+        base_score: vec![],
+        aggregation: Aggregation::Sum,
+        post: Post::Identity,
+        float: FloatKind::F32,
+    };
+    let q = quantize(&e, &[vec![-1.0, -1.0], vec![1.0, 1.0]], 3, 8).unwrap();
+    let (mut m, report) = build_module(&q, Some(LeafMode::Collect)).unwrap();
+    assert_eq!(report.leaf_mode, LeafMode::Collect);
+    let text = fhec_ir::print_module(&m);
+    assert!(
+        text.contains("x!fhe.eint<2>>) -> tensor<1x"),
+        "no digit lookup:\n{text}"
+    );
+    assert!(
+        text.contains("x!fhe.eint<1>>) -> tensor<1x1x"),
+        "no value lookup:\n{text}"
+    );
+    for pass in [false, true] {
+        if pass {
+            fhec_passes::manager::run_text(
+                &mut m,
+                fhec_passes::manager::DEFAULT_PIPELINE,
+                &mut crate::tests::pass_context(),
+            )
+            .unwrap_or_else(|d| panic!("{d:?}"));
+        }
+        for a in 0..8 {
+            for b in 0..8 {
+                assert_eq!(
+                    run_module(&m, &q, &[a, b]),
+                    q.scores(&[a, b]),
+                    "q=({a}, {b}), after the pipeline: {pass}"
+                );
             }
         }
     }
