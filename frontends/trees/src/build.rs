@@ -379,7 +379,17 @@ fn emit_group(
     out_ty: &Type,
     extra: &[Extra],
 ) -> Result<(fhec_ir::ValueId, u32), TreeError> {
-    let (y, w) = emit_lookups(b, x, m, cols, domain_max, None, extra)?;
+    // the lookups' values have the output's signedness (a non-negative output is unsigned)
+    let result = (!out_ty.elem.is_signed()).then(|| {
+        let hi = cols
+            .iter()
+            .flat_map(|c| c.table.iter().copied())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        ElemType::EInt(width_for(0, hi as i128, false))
+    });
+    let (y, w) = emit_lookups(b, x, m, cols, domain_max, result, extra)?;
     let p = cols.len();
     let mut sel = vec![0i64; p * c];
     for (col, cl) in cols.iter().enumerate() {
@@ -917,13 +927,20 @@ pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, Bu
         o_lo = o_lo.min(lo).min(lo + k);
         o_hi = o_hi.max(hi).max(hi + k);
     }
-    let out_width = width_for(o_lo.min(-1), o_hi.max(1), true);
+    // a non-negative output (classifiers' leaves) is unsigned: one bit less to decrypt, a 4× looser
+    // noise bound on it (indicator mode keeps signed sums: its 0/1 indicators are signed)
+    let unsigned = o_lo >= 0 && mode != LeafMode::Indicator;
+    let out_width = if unsigned {
+        width_for(0, o_hi.max(1), false)
+    } else {
+        width_for(o_lo.min(-1), o_hi.max(1), true)
+    };
     if out_width > fhec_ir::types::MAX_ENCRYPTED_WIDTH {
         return Err(TreeError::Build(format!(
             "the scores need {out_width} bits; lower the leaf bits"
         )));
     }
-    let out_ty = Type::new(ElemType::ESInt(out_width), vec![1, c]);
+    let out_ty = Type::new(ElemType::new(true, !unsigned, out_width), vec![1, c]);
 
     let mut b = FunctionBuilder::new("main");
     let x = b.arg_with_range("x", Type::new(ElemType::EInt(1), vec![1, m]), 0, 1);

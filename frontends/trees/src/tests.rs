@@ -957,6 +957,19 @@ fn collect_mode_sums_by_digit_and_by_value() {
         float: FloatKind::F32,
     };
     let q = quantize(&e, &[vec![-1.0, -1.0], vec![1.0, 1.0]], 3, 8).unwrap();
+    // non-negative leaves: the output is unsigned in fused and collect modes, signed in indicator mode
+    for (mode, ty) in [
+        (LeafMode::Fused, "!fhe.eint<"),
+        (LeafMode::Collect, "!fhe.eint<"),
+        (LeafMode::Indicator, "!fhe.esint<"),
+    ] {
+        let (m, _) = build_module(&q, Some(mode)).unwrap();
+        let head = fhec_ir::print_module(&m).lines().next().unwrap_or_default().to_string();
+        assert!(head.contains(&format!("-> tensor<1x1x{ty}")), "{mode:?}: {head}");
+        for (a, b) in [(0, 0), (3, 5), (7, 7), (2, 6)] {
+            assert_eq!(run_module(&m, &q, &[a, b]), q.scores(&[a, b]), "{mode:?}");
+        }
+    }
     let (mut m, report) = build_module(&q, Some(LeafMode::Collect)).unwrap();
     assert_eq!(report.leaf_mode, LeafMode::Collect);
     let text = fhec_ir::print_module(&m);
