@@ -444,6 +444,14 @@ fn bail_failure(msg: String) -> Result<(), Failure> {
 }
 
 fn main() -> ExitCode {
+    // A reader that stops early (`fhec info prog.fhecp | head`) closes the pipe: end quietly, as Unix
+    // tools do, instead of the panic Rust's `println!` raises on a write to a closed pipe (Rust
+    // ignores SIGPIPE by default).
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of one signal at start-up, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Fmt {

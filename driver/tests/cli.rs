@@ -873,3 +873,35 @@ fn import_onnx_network_writes_a_module_and_a_client_spec() {
         stderr(&o)
     );
 }
+
+/// A reader that closes the pipe early (`fhec fmt big.fhe | head -1`) ends fhec quietly (SIGPIPE),
+/// not with a panic from `println!`.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_pipe_is_not_a_panic() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    // a program whose canonical text is far larger than a pipe's buffer
+    let n = 40_000;
+    let values: Vec<String> = (0..n).map(|i| (i % 7).to_string()).collect();
+    let src = format!(
+        "func.func @main(%x: tensor<{n}x!fhe.eint<3>>) -> tensor<{n}x!fhe.eint<4>> {{\n  %c = \"fhe.constant\"() {{value = dense<[{}]> : tensor<{n}xui3>}} : () -> tensor<{n}xui3>\n  %0 = \"fhe.add\"(%x, %c) : (tensor<{n}x!fhe.eint<3>>, tensor<{n}xui3>) -> tensor<{n}x!fhe.eint<4>>\n  \"func.return\"(%0) : (tensor<{n}x!fhe.eint<4>>) -> ()\n}}\n",
+        values.join(", ")
+    );
+    let path = tmp("big_for_pipe.fhe");
+    std::fs::write(&path, src).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fhec"))
+        .args(["fmt", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap(); // then the pipe closes
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    // ended by SIGPIPE (13 on Linux and the BSDs), or done before the pipe closed
+    assert!(status.success() || status.signal() == Some(13), "{status:?}: {err}");
+}
