@@ -7,6 +7,10 @@
 //! `fhec-bench round`: exact rounding of k bits off a p-bit value by each method (issue 13's
 //! microbenchmark), with the executor's efficiency against the bare single-lookup bound; writes
 //! `bench/results/round.json` and `bench/results/round.md`.
+//!
+//! `fhec-bench efficiency FILE.fhecp... [--samples 1,16]`: the executor's efficiency on compiled
+//! programs (the model table's: `bench/efficiency.py` writes them and runs this) against the same
+//! bound, per batch size; writes `bench/results/efficiency.{json,md}`.
 
 use std::time::Instant;
 
@@ -353,15 +357,143 @@ fn round(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `fhec-bench efficiency FILE.fhecp... [--samples 1,16]`: the executor's efficiency on compiled
+/// programs (the model table's, written by `bench/efficiency.py`): per program and batch size, the
+/// measured run (all threads) against the bound Σ lookups × the bare single-thread time of one lookup
+/// at its partition × samples ÷ threads. Inputs are random values of each input's accepted range;
+/// every decrypted result must equal the program's exact simulation. Writes
+/// `bench/results/efficiency.{json,md}`.
+fn efficiency(args: &[String]) -> anyhow::Result<()> {
+    let mut sizes: Vec<usize> = vec![1, 16];
+    let mut files: Vec<&String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--samples" {
+            let v = it.next().ok_or_else(|| anyhow!("--samples needs a value, e.g. 1,16"))?;
+            sizes = v
+                .split(',')
+                .map(|x| x.trim().parse::<usize>().context("--samples"))
+                .collect::<anyhow::Result<_>>()?;
+            if sizes.contains(&0) {
+                bail!("--samples: batch sizes must be at least 1");
+            }
+        } else if a.starts_with("--") {
+            bail!("unknown option {a}");
+        } else {
+            files.push(a);
+        }
+    }
+    if files.is_empty() {
+        bail!("usage: fhec-bench efficiency FILE.fhecp... [--samples 1,16]");
+    }
+    let threads = rayon::current_num_threads();
+    let mut single_cache: Vec<(fhec_runtime::ParamSet, f64)> = Vec::new();
+    let mut rows = Vec::new();
+    let mut md = format!(
+        "Executor efficiency, {threads} threads, one run: bound = Σ lookups × bare single-thread lookup time at its partition × samples ÷ threads.\n\n\
+         | program | samples | lookups (by partition) | run s | bound s | efficiency |\n|---|---|---|---|---|---|\n"
+    );
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    for file in files {
+        let bytes = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
+        let prog = fhec_runtime::io::program_from_bytes(&bytes).map_err(|e| anyhow!("{file}: {e}"))?;
+        let iface = prog.interface();
+        let ck = ClientKeys::generate(&prog.partitions)?;
+        let sk = ck
+            .evaluation_keys_for(&iface, &Progress::silent())
+            .expand(&Progress::silent())?;
+        let counts = prog.lookups_by_partition();
+        let mut per_sample = 0.0;
+        for (q, &cnt) in counts.iter().enumerate() {
+            if cnt == 0 {
+                continue;
+            }
+            let params = prog.partitions[q];
+            let t = match single_cache.iter().find(|(p, _)| *p == params) {
+                Some(&(_, t)) => t,
+                None => {
+                    let t = single_lookup_seconds(&params, 64)?;
+                    single_cache.push((params, t));
+                    t
+                }
+            };
+            per_sample += cnt as f64 * t;
+        }
+        let name = std::path::Path::new(file)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for &n in &sizes {
+            let batch: Vec<Vec<ClearTensor>> = (0..n)
+                .map(|_| {
+                    prog.inputs
+                        .iter()
+                        .map(|port| {
+                            let (lo, hi) = port.range.unwrap_or_else(|| port.type_range());
+                            let span = (hi as i128 - lo as i128 + 1) as u128;
+                            let vals = (0..port.len())
+                                .map(|_| {
+                                    rng ^= rng << 13;
+                                    rng ^= rng >> 7;
+                                    rng ^= rng << 17;
+                                    (lo as i128 + (rng as u128 % span) as i128) as i64
+                                })
+                                .collect();
+                            ClearTensor::new(port.shape.clone(), vals)
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .collect::<Result<_, _>>()?;
+            let want = prog.simulate(&batch)?;
+            let enc = ck.encrypt(&iface, &batch)?;
+            let t1 = Instant::now();
+            let out = exec::run(&prog, &sk, enc, &Progress::silent(), None)?;
+            let run = t1.elapsed().as_secs_f64();
+            let dec = ck.decrypt(&iface, &out)?;
+            let equal = dec
+                .iter()
+                .zip(&want)
+                .all(|(d, w)| d.iter().zip(w).all(|(a, b)| a.values == b.values));
+            if !equal || dec.len() != want.len() {
+                bail!("{file}: decrypted results differ from the simulation");
+            }
+            let bound = per_sample * n as f64 / threads as f64;
+            let row = json!({
+                "program": name, "samples": n, "lookups_by_partition": counts, "run_seconds": run,
+                "bound_seconds": bound, "efficiency": bound / run, "threads": threads,
+            });
+            eprintln!("{row}");
+            md.push_str(&format!(
+                "| {name} | {n} | {} ({}) | {run:.3} | {bound:.3} | {:.2} |\n",
+                prog.pbs_count(),
+                counts.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" + "),
+                bound / run
+            ));
+            rows.push(row);
+        }
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("efficiency.json"),
+        serde_json::to_string_pretty(&json!({ "threads": threads, "rows": rows }))?,
+    )?;
+    std::fs::write(dir.join("efficiency.md"), &md)?;
+    println!("{md}");
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("pbs") => pbs(&args[1..]),
         Some("calibrate") => calibrate(&args[1..]),
         Some("round") => round(&args[1..]),
+        Some("efficiency") => efficiency(&args[1..]),
         _ => bail!(
             "usage: fhec-bench pbs [--min-precision 1] [--max-precision 8] [--seconds 2]\n       \
-             fhec-bench round [--bits 13] [--min-k 4] [--max-k 12] [--elements 16] [--full-bits 7]"
+             fhec-bench round [--bits 13] [--min-k 4] [--max-k 12] [--elements 16] [--full-bits 7]\n       \
+             fhec-bench efficiency FILE.fhecp... [--samples 1,16]"
         ),
     }
 }
