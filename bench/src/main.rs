@@ -208,6 +208,28 @@ fn single_lookup_seconds(params: &fhec_runtime::ParamSet, m: usize) -> anyhow::R
     Ok(ks.min(ksb) + br.min(brb))
 }
 
+/// Σ over partitions of the program's lookups there × the bare single-thread time of one lookup at
+/// its parameters (memoised in `cache`): the bound, before dividing by threads, for one sample.
+fn bare_seconds(prog: &fhec_runtime::Program, cache: &mut Vec<(fhec_runtime::ParamSet, f64)>) -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for (q, &cnt) in prog.lookups_by_partition().iter().enumerate() {
+        if cnt == 0 {
+            continue;
+        }
+        let params = prog.partitions[q];
+        let t = match cache.iter().find(|(p, _)| *p == params) {
+            Some(&(_, t)) => t,
+            None => {
+                let t = single_lookup_seconds(&params, 64)?;
+                cache.push((params, t));
+                t
+            }
+        };
+        total += cnt as f64 * t;
+    }
+    Ok(total)
+}
+
 /// `fhec-bench round`: exact rounding of `k` bits off a `p`-bit encrypted value (`k` from
 /// `--min-k` to `--max-k`), `--elements` values per run, by each method: bit extraction on the set
 /// a lone `--full-bits`-bit lookup needs (what one parameter set for a circuit with such a lookup
@@ -309,23 +331,7 @@ fn round(args: &[String]) -> anyhow::Result<()> {
                 bail!("k = {k}, {name}: decrypted results differ from the interpreter");
             }
             let counts = prog.lookups_by_partition();
-            let mut bound = 0.0;
-            for (q, &cnt) in counts.iter().enumerate() {
-                if cnt == 0 {
-                    continue;
-                }
-                let params = prog.partitions[q];
-                let t = match single_cache.iter().find(|(p, _)| *p == params) {
-                    Some(&(_, t)) => t,
-                    None => {
-                        let t = single_lookup_seconds(&params, 64)?;
-                        single_cache.push((params, t));
-                        t
-                    }
-                };
-                bound += cnt as f64 * t;
-            }
-            bound /= threads as f64;
+            let bound = bare_seconds(&prog, &mut single_cache)? / threads as f64;
             let row = json!({
                 "k": k, "bits": p, "method": name, "lookups_by_partition": counts,
                 "parameters": prog.params_summary(), "model_seconds": prog.noise.estimated_seconds,
@@ -403,22 +409,7 @@ fn efficiency(args: &[String]) -> anyhow::Result<()> {
             .evaluation_keys_for(&iface, &Progress::silent())
             .expand(&Progress::silent())?;
         let counts = prog.lookups_by_partition();
-        let mut per_sample = 0.0;
-        for (q, &cnt) in counts.iter().enumerate() {
-            if cnt == 0 {
-                continue;
-            }
-            let params = prog.partitions[q];
-            let t = match single_cache.iter().find(|(p, _)| *p == params) {
-                Some(&(_, t)) => t,
-                None => {
-                    let t = single_lookup_seconds(&params, 64)?;
-                    single_cache.push((params, t));
-                    t
-                }
-            };
-            per_sample += cnt as f64 * t;
-        }
+        let per_sample = bare_seconds(&prog, &mut single_cache)?;
         let name = std::path::Path::new(file)
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())

@@ -121,6 +121,39 @@ fn build_err(d: fhec_ir::Diagnostic) -> TreeError {
     TreeError::Build(d.message)
 }
 
+/// The distinct tables of `tables` (sorted) and, per table, its index among them: a `mapped_lut`'s
+/// `tables` and `map`.
+fn dedup_tables(tables: Vec<Vec<i64>>) -> (Vec<Vec<i64>>, Vec<i64>) {
+    let mut distinct = tables.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let map = tables
+        .iter()
+        .map(|t| distinct.binary_search(t).expect("present") as i64)
+        .collect();
+    (distinct, map)
+}
+
+/// `y` times the clear matrix `data` (`shape`), declared `ty` (a promise when narrower than the
+/// product's worst case: one leaf per tree is reached).
+fn times_matrix(
+    b: &mut FunctionBuilder,
+    y: fhec_ir::ValueId,
+    data: Vec<i64>,
+    shape: &[usize],
+    ty: Type,
+) -> Result<fhec_ir::ValueId, TreeError> {
+    let v = b
+        .op(
+            OpKind::Constant,
+            &[],
+            &[("value", Attribute::Dense(dense(data, shape)?))],
+        )
+        .map_err(build_err)?;
+    b.op_with_type(OpKind::Matmul, &[y, v], &[], Some(ty))
+        .map_err(build_err)
+}
+
 /// One lookup: its input `Σ coef·bit + offset` (in `[0, domain_max]`), its table over that domain,
 /// and the output it adds to (`None`: an indicator, combined with the leaf values afterwards).
 struct Column {
@@ -334,7 +367,7 @@ fn emit_lookups(
         .map_err(build_err)?
     };
     let size = 1usize << d_width;
-    let mut distinct: Vec<Vec<i64>> = cols
+    let distinct: Vec<Vec<i64>> = cols
         .iter()
         .map(|cl| {
             let mut t = cl.table.clone();
@@ -342,13 +375,7 @@ fn emit_lookups(
             t
         })
         .collect();
-    let full = distinct.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    let map: Vec<i64> = full
-        .iter()
-        .map(|t| distinct.binary_search(t).expect("present") as i64)
-        .collect();
+    let (distinct, map) = dedup_tables(distinct);
     let v_lo = distinct.iter().flatten().copied().min().unwrap_or(0).min(0) as i128;
     let v_hi = distinct.iter().flatten().copied().max().unwrap_or(0).max(0) as i128;
     let elem = result.unwrap_or(ElemType::ESInt(width_for(v_lo.min(-1), v_hi.max(1), true)));
@@ -395,16 +422,7 @@ fn emit_group(
     for (col, cl) in cols.iter().enumerate() {
         sel[col * c + cl.output.expect("fused columns have an output")] = 1;
     }
-    let sv = b
-        .op(
-            OpKind::Constant,
-            &[],
-            &[("value", Attribute::Dense(dense(sel, &[p, c])?))],
-        )
-        .map_err(build_err)?;
-    let out = b
-        .op_with_type(OpKind::Matmul, &[y, sv], &[], Some(out_ty.clone()))
-        .map_err(build_err)?;
+    let out = times_matrix(b, y, sel, &[p, c], out_ty.clone())?;
     Ok((out, w))
 }
 
@@ -584,19 +602,10 @@ impl Collector {
                     }
                 }
             }
-            let mv = b
-                .op(
-                    OpKind::Constant,
-                    &[],
-                    &[("value", Attribute::Dense(dense(mat, &[p, gs.len()])?))],
-                )
-                .map_err(build_err)?;
             // one leaf per tree is reached: each group's sum is at most its largest coefficient (a
             // promise the declared width states and the interpreter checks)
             let ty = Type::new(ElemType::EInt(width), vec![1, gs.len()]);
-            let s = b
-                .op_with_type(OpKind::Matmul, &[y, mv], &[], Some(ty))
-                .map_err(build_err)?;
+            let s = times_matrix(b, y, mat, &[p, gs.len()], ty)?;
             self.parts.push((width, s));
         }
         Ok(w)
@@ -624,14 +633,7 @@ impl Collector {
             let size = 1i64 << width;
             let table_of =
                 |gr: &Group| -> Vec<i64> { (0..size).map(|s| if s <= gr.max { s * gr.lambda } else { 0 }).collect() };
-            let mut distinct: Vec<Vec<i64>> = gs.iter().map(|&i| table_of(&self.groups[i])).collect();
-            let full = distinct.clone();
-            distinct.sort_unstable();
-            distinct.dedup();
-            let map: Vec<i64> = full
-                .iter()
-                .map(|t| distinct.binary_search(t).expect("present") as i64)
-                .collect();
+            let (distinct, map) = dedup_tables(gs.iter().map(|&i| table_of(&self.groups[i])).collect());
             let tables: Vec<i64> = distinct.iter().flatten().copied().collect();
             let y = b
                 .op_with_type(
@@ -651,17 +653,7 @@ impl Collector {
             for (i, &gi) in gs.iter().enumerate() {
                 sel[i * c + self.groups[gi].output] = 1;
             }
-            let sv = b
-                .op(
-                    OpKind::Constant,
-                    &[],
-                    &[("value", Attribute::Dense(dense(sel, &[g, c])?))],
-                )
-                .map_err(build_err)?;
-            outs.push(
-                b.op_with_type(OpKind::Matmul, &[y, sv], &[], Some(out_ty.clone()))
-                    .map_err(build_err)?,
-            );
+            outs.push(times_matrix(b, y, sel, &[g, c], out_ty.clone())?);
         }
         Ok(outs)
     }
@@ -827,17 +819,7 @@ fn chunked(
             for (col, lf) in live.iter().enumerate() {
                 vals[col * c..(col + 1) * c].copy_from_slice(&lf.value);
             }
-            let vv = b
-                .op(
-                    OpKind::Constant,
-                    &[],
-                    &[("value", Attribute::Dense(dense(vals, &[p, c])?))],
-                )
-                .map_err(build_err)?;
-            parts.push(
-                b.op_with_type(OpKind::Matmul, &[ind, vv], &[], Some(out_ty.clone()))
-                    .map_err(build_err)?,
-            );
+            parts.push(times_matrix(b, ind, vals, &[p, c], out_ty.clone())?);
             lookups += p;
         }
     }
@@ -998,17 +980,7 @@ pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, Bu
                 for (col, lf) in live.iter().enumerate() {
                     vals[col * c..(col + 1) * c].copy_from_slice(&lf.value);
                 }
-                let vv = b
-                    .op(
-                        OpKind::Constant,
-                        &[],
-                        &[("value", Attribute::Dense(dense(vals, &[p, c])?))],
-                    )
-                    .map_err(build_err)?;
-                parts.push(
-                    b.op_with_type(OpKind::Matmul, &[ind, vv], &[], Some(out_ty.clone()))
-                        .map_err(build_err)?,
-                );
+                parts.push(times_matrix(&mut b, ind, vals, &[p, c], out_ty.clone())?);
                 (p, w)
             }
         }
