@@ -115,3 +115,52 @@ pub fn integer_spec(module: &Module) -> Result<ClientSpec, Error> {
     let f = module.entry()?;
     Ok(ClientSpec::integers(f.args.len(), f.returns.len()))
 }
+
+/// Builds and compiles a quantised tree ensemble. With `mode` `None` the leaf mode is the one the
+/// cost model prefers: every mode whose lookup count is within 1.5× of the fewest is compiled (the
+/// builder's own pick always), and the lowest estimated run time wins (then the smaller evaluation
+/// keys). A mode that fails to compile is skipped unless it is the last one standing.
+pub fn compile_trees(
+    q: &fhec_trees::Quantized,
+    mode: Option<fhec_trees::LeafMode>,
+    spec: ClientSpec,
+    opts: &CompileOptions,
+) -> Result<(Circuit, fhec_trees::BuildReport), Error> {
+    use fhec_trees::LeafMode;
+    let pick = fhec_trees::build_module(q, mode)?;
+    if mode.is_some() {
+        let circuit = compile(pick.0, spec, opts)?;
+        return Ok((circuit, pick.1));
+    }
+    let mut builds = vec![pick];
+    for m in [LeafMode::Fused, LeafMode::Indicator, LeafMode::Collect] {
+        if builds.iter().all(|b| b.1.leaf_mode != m) {
+            builds.push(fhec_trees::build_module(q, Some(m))?);
+        }
+    }
+    let fewest = builds.iter().map(|b| b.1.lookups).min().unwrap_or(0);
+    let mut best: Option<(f64, usize, Circuit, fhec_trees::BuildReport)> = None;
+    let mut first_err = None;
+    for (i, (module, report)) in builds.into_iter().enumerate() {
+        if i > 0 && report.lookups as f64 > 1.5 * fewest as f64 {
+            continue;
+        }
+        match compile(module, spec.clone(), opts) {
+            Ok(c) => {
+                let secs = c.program().noise.estimated_seconds;
+                let keys = fhec_runtime::keys::program_key_bytes(c.program()).0;
+                if best.as_ref().is_none_or(|b| (secs, keys) < (b.0, b.1)) {
+                    best = Some((secs, keys, c, report));
+                }
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match (best, first_err) {
+        (Some((_, _, c, r)), _) => Ok((c, r)),
+        (None, Some(e)) => Err(e),
+        (None, None) => Err(Error::new(crate::ErrorKind::Compile, "no leaf mode compiled")),
+    }
+}

@@ -35,7 +35,7 @@ pub mod serve;
 
 pub use backend::params::PError;
 pub use circuit::{from_clear, to_clear, Circuit, Client, Server};
-pub use compile::{compile, compile_traced, integer_spec, CompileOptions};
+pub use compile::{compile, compile_traced, compile_trees, integer_spec, CompileOptions};
 pub use error::{Error, ErrorKind};
 pub use fhec_quant::ClientSpec;
 pub use model::{ClientModel, ModelInfo, ServerModel};

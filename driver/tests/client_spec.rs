@@ -152,3 +152,75 @@ fn a_spec_of_another_shape_is_refused() {
     assert_eq!(e.kind(), fhec::ErrorKind::Compile, "{e}");
     assert!(e.to_string().contains("client spec"), "{e}");
 }
+
+/// `compile_trees` with no leaf mode compiles the candidate modes and keeps the one the cost model
+/// says runs fastest; a given mode is kept as given. A three-class tree with pure leaves (one
+/// non-zero class value per leaf) is where `fused` beats the default `indicator` of several outputs:
+/// as many lookups, far less noise on the outputs.
+#[test]
+fn the_cost_model_picks_the_leaf_mode() {
+    use fhec::trees::LeafMode;
+    let split = |feature, threshold, left, right| Node::Split {
+        feature,
+        threshold,
+        cmp: Cmp::Le,
+        left,
+        right,
+        missing_left: false,
+    };
+    let leaf = |k: usize| {
+        let mut v = vec![0.0; 3];
+        v[k] = 1.0;
+        Node::Leaf { value: v }
+    };
+    let e = Ensemble {
+        n_features: 2,
+        n_outputs: 3,
+        trees: vec![Tree {
+            nodes: vec![
+                split(0, 0.0, 1, 2),
+                split(1, -0.5, 3, 4),
+                split(1, 0.5, 5, 6),
+                leaf(0),
+                leaf(1),
+                leaf(2),
+                leaf(0),
+            ],
+        }],
+        base_score: vec![0.0; 3],
+        aggregation: Aggregation::Sum,
+        post: fhec::trees::Post::Identity,
+        float: FloatKind::F64,
+    };
+    let calib: Vec<Vec<f64>> = rows(60, 2, 7).chunks(2).map(<[f64]>::to_vec).collect();
+    let q = fhec::trees::quantize(&e, &calib, 3, 8).unwrap();
+    let opts = CompileOptions::default();
+    let mut times = Vec::new();
+    for m in [LeafMode::Fused, LeafMode::Indicator, LeafMode::Collect] {
+        let (c, r) = fhec::compile_trees(&q, Some(m), q.client_spec(), &opts).unwrap();
+        assert_eq!(r.leaf_mode, m);
+        times.push((c.program().noise.estimated_seconds, m));
+    }
+    let (c, r) = fhec::compile_trees(&q, None, q.client_spec(), &opts).unwrap();
+    let fastest = times.iter().map(|t| t.0).fold(f64::INFINITY, f64::min);
+    assert_eq!(
+        c.program().noise.estimated_seconds,
+        fastest,
+        "{times:?}, picked {:?}",
+        r.leaf_mode
+    );
+    // the builder alone would take indicator mode (several outputs), the slower one here
+    assert_eq!(
+        fhec::trees::build_module(&q, None).unwrap().1.leaf_mode,
+        LeafMode::Indicator
+    );
+    assert_ne!(r.leaf_mode, LeafMode::Indicator, "{times:?}");
+    // and the picked program computes the quantised scores
+    let x = rows(20, 2, 11);
+    let (values, _) = through_spec(&c, &x, 2);
+    let want: Vec<f64> = x
+        .chunks(2)
+        .flat_map(|r| q.dequantize(&q.scores(&q.inputs.quantize_row(r))))
+        .collect();
+    assert_eq!(values, want);
+}

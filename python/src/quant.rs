@@ -297,14 +297,17 @@ impl QuantizedTrees {
             partitions,
             ..Default::default()
         };
-        let (module, report) = fhec::trees::build_module(&self.q, mode).map_err(to_py)?;
         let mut spec = self.q.client_spec();
         if let Some(c) = classes {
             let labels: Vec<serde_json::Value> =
                 serde_json::from_str(c).map_err(|e| compile_err(format!("classes: {e}")))?;
             spec = spec.with_classes(labels);
         }
-        let circuit = py.detach(|| fhec::compile(module, spec, &opts)).map_err(py_err)?;
+        // with no leaf mode given, the cost model picks one (fhec::compile_trees)
+        let q = &self.q;
+        let (circuit, report) = py
+            .detach(|| fhec::compile_trees(q, mode, spec, &opts))
+            .map_err(py_err)?;
         let d = PyDict::new(py);
         d.set_item("input_bits", report.input_bits)?;
         d.set_item("leaves", report.leaves)?;
