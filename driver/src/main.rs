@@ -275,8 +275,9 @@ enum Command {
         #[arg(long, default_value = "quantile")]
         quantizer: String,
         /// `fused` (a table per leaf and output), `indicator` (a 0/1 table per leaf) or `collect` (fused
-        /// tables returning 1, summed per leaf value, one 1-bit lookup per value); default: collect when
-        /// its extra lookups are at most a tenth, else fused, for one output; indicator for several.
+        /// tables returning 1, summed per leaf value or digit, one small lookup per sum); default: for one
+        /// output collect when its extra lookups are at most a tenth, else fused; for several outputs
+        /// fused when the leaves are (nearly) pure, else indicator.
         #[arg(long)]
         leaf_mode: Option<String>,
     },

@@ -828,14 +828,27 @@ fn chunked(
 
 /// Builds the module; `mode` `None` picks, for one output, [`LeafMode::Collect`] when its extra
 /// lookups are at most [`COLLECT_MAX_SHARE`] of the leaf lookups, else [`LeafMode::Fused`]; for
-/// several outputs [`LeafMode::Indicator`].
+/// several outputs [`LeafMode::Fused`] when it takes at most 10 % more lookups than one per leaf (pure
+/// classification trees), else [`LeafMode::Indicator`]. (`fhec::compile_trees` compiles the candidates
+/// and asks the cost model instead.)
 pub fn build_module(q: &Quantized, mode: Option<LeafMode>) -> Result<(Module, BuildReport), TreeError> {
     let c = q.n_outputs;
     let m = q.n_features * q.levels();
     let leaves = leaves(q);
     let mode = mode.unwrap_or_else(|| {
         if c > 1 {
-            return LeafMode::Indicator;
+            // fused takes one lookup per non-zero (leaf, output), indicator one per leaf; with
+            // (nearly) one non-zero output per leaf (pure classification trees) they take as many,
+            // and fused sums far less noise into the outputs (indicator's sums weigh it by v²)
+            let live = leaves.iter().filter(|l| !l.path.is_empty());
+            let (per_leaf, fused): (usize, usize) = live.fold((0, 0), |(i, f), l| {
+                (i + 1, f + l.value.iter().filter(|&&v| v != 0).count())
+            });
+            return if (fused as f64) <= 1.1 * per_leaf as f64 {
+                LeafMode::Fused
+            } else {
+                LeafMode::Indicator
+            };
         }
         // one lookup per (live leaf, non-zero value) at most (sibling pairs share one); one extra
         // per distinct value of a tree, or per base-4 digit when fewer

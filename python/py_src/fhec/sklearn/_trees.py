@@ -154,11 +154,11 @@ class _TreeModel(FheModel):
         """Builds the encrypted program (one lookup per leaf or sibling pair, docs/trees.md) and picks
         secure parameters. ``X`` is only checked. ``leaf_mode``: ``"fused"`` (tables with the leaf
         values), ``"indicator"`` (a 0/1 table per leaf, then a clear product) or ``"collect"`` (tables
-        returning 1, summed per leaf value, one 1-bit lookup per value: less noise on the output); default
-        collect for one output when it adds at most a tenth of the lookups, else fused; indicator for
-        several outputs. ``partitions`` (default on): let lookups of low precision or sensitivity run on parameters of
-        their own where the cost model says it pays (docs/crypto.md, "Partitions"); ``False``: one
-        parameter set for every lookup."""
+        returning 1, summed per leaf value or digit, one small lookup per sum: less noise on the output);
+        default: the mode the cost model prefers (the candidates within 1.5× of the fewest lookups are
+        compiled). ``partitions`` (default on): let lookups of low precision or sensitivity run on
+        parameters of their own where the cost model says it pays (docs/crypto.md, "Partitions");
+        ``False``: one parameter set for every lookup."""
         check_is_fitted(self, "quantized_")
         if X is not None:
             validate_data(self, X, reset=False, dtype=np.float64)
