@@ -89,16 +89,20 @@ fn a_linear_models_spec_reproduces_it() {
     }
 }
 
-#[test]
-fn a_tree_ensembles_spec_reproduces_it() {
-    let split = |feature, threshold, left, right| Node::Split {
+/// A `≤` split node of the tree schema.
+fn split(feature: usize, threshold: f64, left: usize, right: usize) -> Node {
+    Node::Split {
         feature,
         threshold,
         cmp: Cmp::Le,
         left,
         right,
         missing_left: false,
-    };
+    }
+}
+
+#[test]
+fn a_tree_ensembles_spec_reproduces_it() {
     let leaf = |v: f64| Node::Leaf { value: vec![v] };
     let e = Ensemble {
         n_features: 2,
@@ -160,14 +164,6 @@ fn a_spec_of_another_shape_is_refused() {
 #[test]
 fn the_cost_model_picks_the_leaf_mode() {
     use fhec::trees::LeafMode;
-    let split = |feature, threshold, left, right| Node::Split {
-        feature,
-        threshold,
-        cmp: Cmp::Le,
-        left,
-        right,
-        missing_left: false,
-    };
     let leaf = |k: usize| {
         let mut v = vec![0.0; 3];
         v[k] = 1.0;
