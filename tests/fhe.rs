@@ -600,6 +600,108 @@ fn tree_ensemble_runs_encrypted_exactly() {
     check_encrypted("tree ensemble", &c, &cases);
 }
 
+/// Trees in `collect` mode (docs/trees.md, 5d): a tree of 16 distinct positive leaf values (summed
+/// by base-4 digit, 2-bit lookups) and a pure tree (summed by value, a 1-bit lookup) run encrypted and
+/// simulated equal to the interpreter — on thermometer codes, and on the edges of what the program
+/// accepts: all bits 0, all bits 1, and random bit vectors that no row encodes (one leaf per tree is
+/// reached whatever the bits, so the declared 0/1 and 0–3 sums hold there too).
+#[test]
+fn trees_in_collect_mode_run_encrypted_exactly() {
+    use fhec_trees::{build_module, quantize, Cmp, Ensemble, LeafMode, Node, Tree};
+    let split = |feature, threshold, left, right| Node::Split {
+        feature,
+        threshold,
+        cmp: Cmp::Le,
+        left,
+        right,
+        missing_left: false,
+    };
+    // a full tree of depth 4 on two features, leaves 1.0 ..= 16.0
+    let mut nodes = Vec::new();
+    let mut next = 1.0;
+    let mut stack = vec![(usize::MAX, false, 4u32, -1.0f64, 1.0f64, 0usize)];
+    while let Some((parent, right, depth, lo, hi, f)) = stack.pop() {
+        let at = nodes.len();
+        if parent != usize::MAX {
+            if let Node::Split { left, right: r, .. } = &mut nodes[parent] {
+                if right {
+                    *r = at;
+                } else {
+                    *left = at;
+                }
+            }
+        }
+        if depth == 0 {
+            nodes.push(Node::Leaf { value: vec![next] });
+            next += 1.0;
+        } else {
+            let mid = (lo + hi) / 2.0;
+            nodes.push(split(f, mid, 0, 0));
+            stack.push((at, true, depth - 1, mid, hi, 1 - f));
+            stack.push((at, false, depth - 1, lo, mid, 1 - f));
+        }
+    }
+    let leaf = |v: f64| Node::Leaf { value: vec![v] };
+    let pure = Tree {
+        nodes: vec![
+            split(1, 0.1, 1, 2),
+            leaf(0.0),
+            split(0, -0.4, 3, 4),
+            leaf(5.0),
+            leaf(0.0),
+        ],
+    };
+    let e = Ensemble {
+        n_features: 2,
+        n_outputs: 1,
+        trees: vec![Tree { nodes }, pure],
+        base_score: vec![],
+        aggregation: Default::default(),
+        post: Default::default(),
+        float: Default::default(),
+    };
+    let q = quantize(&e, &[vec![-1.0, -1.0], vec![1.0, 1.0]], 3, 8).unwrap();
+    let (mut m, report) = build_module(&q, Some(LeafMode::Collect)).unwrap();
+    assert_eq!(report.leaf_mode, LeafMode::Collect);
+    fhec_passes::manager::run_text(
+        &mut m,
+        fhec_passes::manager::DEFAULT_PIPELINE,
+        &mut fhec_tests::pass_context(),
+    )
+    .unwrap_or_else(|d| panic!("{d:?}"));
+    let v = verify(&m).unwrap();
+    let c = compile(&v, &CompileOptions::default(), None).unwrap_or_else(|d| panic!("{}", d.message));
+    let precisions: std::collections::BTreeSet<u32> = c.program.tables.iter().map(|t| t.precision).collect();
+    assert!(precisions.contains(&1) && precisions.contains(&2), "{precisions:?}");
+    let bits = q.n_features * q.levels();
+    let mut inputs: Vec<Vec<i64>> = vec![vec![0; bits], vec![1; bits]];
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..4 {
+        inputs.push(
+            (0..bits)
+                .map(|_| {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    (rng & 1) as i64
+                })
+                .collect(),
+        );
+    }
+    for qx in [[0i64, 0], [7, 7], [3, 5], [6, 1]] {
+        inputs.push(q.thermometer(&qx));
+    }
+    let cases: Vec<(Vec<Tensor>, Vec<Tensor>)> = inputs
+        .into_iter()
+        .map(|b| {
+            let x = ArrayD::from_shape_vec(IxDyn(&[1, bits]), b).unwrap();
+            let want = fhec_ir::interp::eval(&v, std::slice::from_ref(&x)).unwrap_or_else(|e| panic!("{e:?}"));
+            (vec![x], want)
+        })
+        .collect();
+    check_encrypted("trees in collect mode", &c, &cases);
+}
+
 /// Clear arguments: values sent unencrypted with each call. Every allowed position runs encrypted
 /// and simulated exactly (the case file is in the corpus above); here, random weights over their
 /// whole range on a clear-weight layer, the server's refusal of clear values outside their type,

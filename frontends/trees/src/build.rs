@@ -25,7 +25,8 @@ pub enum LeafMode {
     /// noise; the default with one output.
     Fused,
     /// One 0/1 lookup per leaf, then a clear product with the leaf values: fewer lookups with several
-    /// outputs; the default then.
+    /// outputs (the builder's default then, unless the leaves are nearly pure), but the outputs sum
+    /// the lookups' noise weighted by the squared leaf values.
     Indicator,
     /// The lookups of [`LeafMode::Fused`], each returning 1 instead of its leaf value, summed per
     /// (tree, output, leaf value): one leaf per tree is reached, so each sum is 0 or 1, and one 1-bit
