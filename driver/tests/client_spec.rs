@@ -221,3 +221,44 @@ fn the_cost_model_picks_the_leaf_mode() {
         .collect();
     assert_eq!(values, want);
 }
+
+/// Where the builder's rule and the cost model part: a deep chain (20 tests, one output, 11 leaves of
+/// value 1, the rest 0) takes `collect` by the rule (one extra lookup for 11), but its fused output
+/// already fits a one-level key, so `fused` is faster and `compile_trees` keeps it.
+#[test]
+fn compile_trees_overrules_the_builders_rule_when_the_cost_model_disagrees() {
+    use fhec::trees::LeafMode;
+    let depth = 20usize;
+    let mut nodes = Vec::new();
+    for k in 0..depth {
+        let t = (k as f64 / depth as f64) * 18.0 - 9.0;
+        nodes.push(split(k % 4, t, 2 * k + 1, 2 * k + 2));
+        nodes.push(Node::Leaf {
+            value: vec![(k % 2) as f64],
+        });
+    }
+    nodes.push(Node::Leaf { value: vec![1.0] });
+    let e = Ensemble {
+        n_features: 4,
+        n_outputs: 1,
+        trees: vec![Tree { nodes }],
+        base_score: vec![0.0],
+        aggregation: Aggregation::Sum,
+        post: fhec::trees::Post::Identity,
+        float: FloatKind::F64,
+    };
+    let calib: Vec<Vec<f64>> = rows(200, 4, 5).chunks(4).map(<[f64]>::to_vec).collect();
+    let q = fhec::trees::quantize(&e, &calib, 3, 8).unwrap();
+    let opts = CompileOptions::default();
+    let rule = fhec::trees::build_module(&q, None).unwrap().1.leaf_mode;
+    let est = |m| {
+        let (c, _) = fhec::compile_trees(&q, Some(m), q.client_spec(), &opts).unwrap();
+        c.program().noise.estimated_seconds
+    };
+    let (fused, collect) = (est(LeafMode::Fused), est(LeafMode::Collect));
+    assert_eq!(rule, LeafMode::Collect);
+    assert!(fused < collect, "fused {fused}, collect {collect}");
+    let (c, r) = fhec::compile_trees(&q, None, q.client_spec(), &opts).unwrap();
+    assert_eq!(r.leaf_mode, LeafMode::Fused);
+    assert_eq!(c.program().noise.estimated_seconds, fused);
+}
