@@ -951,3 +951,71 @@ fn wide_piecewise_linear_lookups_run_on_bits() {
     let c = compile_with(&src, None).unwrap();
     assert_eq!(c.program.tables.iter().map(|t| t.precision).max(), Some(7));
 }
+
+/// Many-LUT forced on over the corpus: every program whose plain lookups share an input gets lanes
+/// (one blind rotation for up to `2^κ` tables); each meets the failure-probability target by the
+/// re-derived analysis, simulates equal to the interpreter, and the first few run encrypted equal
+/// to it (each with its own searched parameters, partitions allowed). The default compile keeps
+/// lanes where the cost model rates them at least 10 % faster.
+#[test]
+fn many_lut_lanes_run_exactly() {
+    use fhec_runtime::program::Instr;
+    let (mut grouped, mut ran, mut chosen) = (0, 0, 0);
+    for (i, (name, src)) in corpus().into_iter().enumerate() {
+        let m = parse(&src);
+        if !runnable(m.entry().unwrap()) {
+            continue;
+        }
+        let v = verify(&m).unwrap();
+        let with = |many_lut| CompileOptions {
+            partitions: true,
+            many_lut,
+            ..Default::default()
+        };
+        let c = compile(&v, &with(Some(true)), Some(&src)).unwrap_or_else(|d| panic!("{name}: {}", d.message));
+        let lanes = c
+            .program
+            .instrs
+            .iter()
+            .filter(|i| matches!(i, Instr::Lane { .. }))
+            .count();
+        if lanes == 0 {
+            continue;
+        }
+        grouped += 1;
+        c.program.validate().unwrap();
+        let a = fhec_backend_tfhe::rederive::analyze_program(&c.program);
+        let (PError::PerLookup(t) | PError::Global(t)) = PError::default();
+        assert!(a.log2_worst <= t.log2() + 1e-9, "{name}: 2^{}", a.log2_worst);
+        let off = compile(&v, &with(Some(false)), Some(&src)).unwrap();
+        assert_eq!(
+            c.program.pbs_count() + lanes,
+            off.program.pbs_count(),
+            "{name}: each lane replaces one lookup"
+        );
+        let cases = samples(&m, i as u64, 3);
+        let batch: Vec<Vec<ClearTensor>> = cases.iter().map(|(x, _)| x.iter().map(to_clear).collect()).collect();
+        let sim = c.program.simulate(&batch).unwrap();
+        for (s, (inputs, want)) in cases.iter().enumerate() {
+            let got: Vec<Tensor> = sim[s].iter().map(from_clear).collect();
+            assert_eq!(&got, want, "{name}: simulation with lanes differs on {inputs:?}");
+        }
+        if ran < 4 {
+            ran += 1;
+            check_encrypted(&format!("{name} (lanes)"), &c, &cases);
+        }
+        let auto = compile(&v, &with(None), Some(&src)).unwrap();
+        let keep = fhec_backend_tfhe::lanes_pay(&c.program, &off.program);
+        let kept = if keep { &c } else { &off };
+        assert_eq!(
+            auto.program, kept.program,
+            "{name}: the default keeps lanes where they pay"
+        );
+        chosen += usize::from(keep);
+    }
+    eprintln!("{grouped} programs with lanes, {ran} run encrypted, {chosen} kept by the cost model");
+    assert!(
+        grouped >= 3,
+        "the corpus has lookups sharing an input (multi_lut, lut-fusion)"
+    );
+}

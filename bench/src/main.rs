@@ -8,6 +8,10 @@
 //! microbenchmark), with the executor's efficiency against the bare single-lookup bound; writes
 //! `bench/results/round.json` and `bench/results/round.md`.
 //!
+//! `fhec-bench many-lut [--elements 32] [--max-width 4]`: `K` tables on one `w`-bit input, one
+//! blind rotation per table against one per `K` (lanes, docs/crypto.md "Many-LUT"); writes
+//! `bench/results/many_lut.{json,md}`.
+//!
 //! `fhec-bench efficiency FILE.fhecp... [--samples 1,16]`: the executor's efficiency on compiled
 //! programs (the model table's: `bench/efficiency.py` writes them and runs this) against the same
 //! bound, per batch size; writes `bench/results/efficiency.{json,md}`.
@@ -363,6 +367,120 @@ fn round(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `fhec-bench many-lut`: a `multi_lut` of `K` tables (K = 2, 4) on `n` values of `w` bits
+/// (w = 1 … `--max-width`), compiled without lanes (one blind rotation per table) and with (one per
+/// value), partitions allowed as by default; keygen, one encrypted run (all threads), decrypted
+/// results checked against the interpreter.
+fn many_lut(args: &[String]) -> anyhow::Result<()> {
+    let n = arg(args, "--elements", 32.0)? as usize;
+    let max_w = arg(args, "--max-width", 4.0)? as u32;
+    if n == 0 || !(1..=6).contains(&max_w) {
+        bail!("need --elements ≥ 1 and 1 ≤ --max-width ≤ 6");
+    }
+    let threads = rayon::current_num_threads();
+    let mut rows = Vec::new();
+    let mut md = format!(
+        "`K` tables on each of {n} values of `w` bits, {threads} threads, one run each.\n\n\
+         | w | K | lanes | blind rotations (by precision) | parameters | model s | run s | ms per value | keygen s | eval keys MB |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n"
+    );
+    for w in 1..=max_w {
+        for k in [2usize, 4] {
+            let tables: Vec<String> = (0..k)
+                .map(|j| {
+                    let t: Vec<String> = (0..1i64 << w)
+                        .map(|v| ((v * (2 * j as i64 + 3) + j as i64) % (1 << w)).to_string())
+                        .collect();
+                    format!("[{}]", t.join(", "))
+                })
+                .collect();
+            let (ty_in, ty_out) = (
+                format!("tensor<{n}x!fhe.eint<{w}>>"),
+                format!("tensor<{n}x{k}x!fhe.eint<{w}>>"),
+            );
+            let src = format!(
+                "func.func @main(%x: {ty_in}) -> {ty_out} {{\n  %0 = \"fhe.multi_lut\"(%x) {{tables = dense<[{}]> : tensor<{k}x{}xui{w}>}} : ({ty_in}) -> {ty_out}\n  \"func.return\"(%0) : ({ty_out}) -> ()\n}}\n",
+                tables.join(", "),
+                1usize << w
+            );
+            let module = fhec_ir::parse_module(&src).map_err(|d| anyhow!("{}", d.message))?;
+            let v = fhec_ir::verify(&module).map_err(|d| anyhow!("{d:?}"))?;
+            let xs: Vec<i64> = (0..n as i64).map(|i| (i * 7 + 3) % (1 << w)).collect();
+            let want = fhec_ir::interp::eval(&v, &[ArrayD::from_shape_vec(IxDyn(&[n]), xs.clone())?])
+                .map_err(|e| anyhow!("{e}"))?;
+            let want: Vec<i64> = want[0].iter().copied().collect();
+            for lanes in [false, true] {
+                let opts = CompileOptions {
+                    partitions: true,
+                    many_lut: Some(lanes),
+                    ..Default::default()
+                };
+                let prog = compile(&v, &opts, None).map_err(|d| anyhow!("{}", d.message))?.program;
+                let t0 = Instant::now();
+                let ck = ClientKeys::generate(&prog.partitions)?;
+                let ek = ck.evaluation_keys_for(&prog.interface(), &Progress::silent());
+                let keygen = t0.elapsed().as_secs_f64();
+                let ek_bytes = fhec_runtime::io::evaluation_keys_to_bytes(&ek)?.len();
+                let sk = ek.expand(&Progress::silent())?;
+                let batch = vec![vec![ClearTensor::new(vec![n], xs.clone())?]];
+                let enc = ck.encrypt(&prog.interface(), &batch)?;
+                let t1 = Instant::now();
+                let out = exec::run(&prog, &sk, enc, &Progress::silent(), None)?;
+                let run = t1.elapsed().as_secs_f64();
+                if ck.decrypt(&prog.interface(), &out)?[0][0].values != want {
+                    bail!("w = {w}, K = {k}, lanes {lanes}: decrypted results differ from the interpreter");
+                }
+                let by: Vec<String> = prog
+                    .noise
+                    .pbs_by_precision
+                    .iter()
+                    .map(|(p, c)| format!("{c} at {p}"))
+                    .collect();
+                let params = prog
+                    .partitions
+                    .iter()
+                    .map(|q| {
+                        format!(
+                            "n={} k={} N={} ℓ={}",
+                            q.lwe_dimension(),
+                            q.glwe_dimension(),
+                            q.polynomial_size(),
+                            q.raw().pbs_level
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let row = json!({
+                    "width": w, "tables": k, "lanes": lanes, "elements": n, "rotations": prog.pbs_count(),
+                    "by_precision": prog.noise.pbs_by_precision, "parameters": params,
+                    "model_seconds": prog.noise.estimated_seconds, "run_seconds": run,
+                    "keygen_seconds": keygen, "eval_key_bytes": ek_bytes, "threads": threads,
+                });
+                eprintln!("{row}");
+                md.push_str(&format!(
+                    "| {w} | {k} | {} | {} ({}) | {params} | {:.3} | {run:.3} | {:.2} | {keygen:.2} | {:.1} |\n",
+                    if lanes { "yes" } else { "no" },
+                    prog.pbs_count(),
+                    by.join(", "),
+                    prog.noise.estimated_seconds,
+                    run * 1e3 / n as f64,
+                    ek_bytes as f64 / 1e6
+                ));
+                rows.push(row);
+            }
+        }
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("many_lut.json"),
+        serde_json::to_string_pretty(&json!({ "threads": threads, "rows": rows }))?,
+    )?;
+    std::fs::write(dir.join("many_lut.md"), &md)?;
+    println!("{md}");
+    Ok(())
+}
+
 /// `fhec-bench efficiency FILE.fhecp... [--samples 1,16]`: the executor's efficiency on compiled
 /// programs (the model table's, written by `bench/efficiency.py`): per program and batch size, the
 /// measured run (all threads) against the bound Σ lookups × the bare single-thread time of one lookup
@@ -481,10 +599,12 @@ fn main() -> anyhow::Result<()> {
         Some("calibrate") => calibrate(&args[1..]),
         Some("round") => round(&args[1..]),
         Some("efficiency") => efficiency(&args[1..]),
+        Some("many-lut") => many_lut(&args[1..]),
         _ => bail!(
             "usage: fhec-bench pbs [--min-precision 1] [--max-precision 8] [--seconds 2]\n       \
              fhec-bench round [--bits 13] [--min-k 4] [--max-k 12] [--elements 16] [--full-bits 7]\n       \
-             fhec-bench efficiency FILE.fhecp... [--samples 1,16]"
+             fhec-bench efficiency FILE.fhecp... [--samples 1,16]\n       \
+             fhec-bench many-lut [--elements 32] [--max-width 4]"
         ),
     }
 }

@@ -32,6 +32,10 @@ pub struct CompileOptions {
     /// parameter set, where the cost model says it pays (docs/crypto.md, "Partitions"). On by
     /// default; `false` gives every lookup one set. Fixed `params` mean one set (the given one).
     pub partitions: bool,
+    /// Many-LUT: several lookups on one input in one blind rotation (docs/crypto.md, "Many-LUT").
+    /// `None` (the default): where the cost model says it pays (the program is compiled with and
+    /// without); `Some(true)`: wherever possible; `Some(false)`: never.
+    pub many_lut: Option<bool>,
     /// [`compile_traced`] only: widen every calibrated range by this fraction of its width on each
     /// side ([`fhec_trace::Tracer::module_with_margin`]); 0 keeps the input set's ranges.
     pub calibration_margin: f64,
@@ -46,6 +50,7 @@ impl Default for CompileOptions {
             params: None,
             source: None,
             partitions: true,
+            many_lut: None,
             calibration_margin: 0.0,
         }
     }
@@ -72,6 +77,7 @@ pub fn compile(module: Module, spec: ClientSpec, opts: &CompileOptions) -> Resul
         params: opts.params.clone(),
         // fixed parameters: no search, no split
         partitions: opts.partitions && opts.params.is_none(),
+        many_lut: opts.many_lut,
     };
     let compiled = fhec_backend_tfhe::compile(&proof, &lopts, opts.source.as_deref())?;
     let p = &compiled.program;

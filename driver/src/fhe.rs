@@ -70,6 +70,7 @@ fn mb(bytes: usize) -> String {
 
 pub(crate) struct CompileArgs<'a> {
     pub partitions: bool,
+    pub many_lut: Option<bool>,
     pub model_dir: Option<&'a str>,
     pub name: Option<&'a str>,
     pub p_error: Option<&'a str>,
@@ -91,6 +92,7 @@ pub(crate) fn compile(file: &str, output: Option<&str>, a: CompileArgs<'_>) -> R
         params_of,
         pipeline,
         partitions,
+        many_lut,
     } = a;
     let src = read_source(file)?;
     let render = |diags: &[ir::Diagnostic]| Failure::Rendered(Rendered(render_all(diags, file, &src)));
@@ -111,6 +113,7 @@ pub(crate) fn compile(file: &str, output: Option<&str>, a: CompileArgs<'_>) -> R
         params,
         source: Some(src.clone()),
         partitions,
+        many_lut,
         ..Default::default()
     };
     let t0 = Instant::now();
@@ -650,12 +653,24 @@ pub(crate) fn info(program: &str) -> Result<(), Failure> {
         by.join(", ")
     };
     match &prog {
-        Some(prog) => println!(
-            "lookups per run: {} ({by}); linear instructions: {}; tables: {}",
-            prog.pbs_count(),
-            prog.instrs.len() - prog.pbs_count(),
-            prog.tables.len()
-        ),
+        Some(prog) => {
+            let n_lanes = prog
+                .instrs
+                .iter()
+                .filter(|i| matches!(i, runtime::program::Instr::Lane { .. }))
+                .count();
+            let lanes = if n_lanes == 0 {
+                String::new()
+            } else {
+                format!(" and {n_lanes} lanes (more outputs of those blind rotations)")
+            };
+            println!(
+                "lookups per run: {} ({by}){lanes}; linear instructions: {}; tables: {}",
+                prog.pbs_count(),
+                prog.instrs.len() - prog.pbs_count() - n_lanes,
+                prog.tables.len()
+            )
+        }
         None => println!("lookups per run: {} ({by})", p.lookups),
     }
     let (compressed, expanded) = runtime::keys::interface_key_bytes(p);

@@ -127,6 +127,10 @@ enum Command {
         /// buys little
         #[arg(long)]
         no_partitions: bool,
+        /// Several lookups on one input in one blind rotation (docs/crypto.md, "Many-LUT"): `auto`
+        /// (the default) where the cost model says it pays, `on` wherever possible, `off` never.
+        #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "on", "off"])]
+        many_lut: String,
     },
     /// Generate secret (client) keys and evaluation keys for a compiled program.
     Keygen {
@@ -475,6 +479,7 @@ fn main() -> ExitCode {
             pipeline,
             partitions: _,
             no_partitions,
+            many_lut,
         } => fhe::compile(
             file,
             output.as_deref(),
@@ -488,6 +493,11 @@ fn main() -> ExitCode {
                 params_of: params_of.as_deref(),
                 pipeline: pipeline.as_deref(),
                 partitions: !*no_partitions,
+                many_lut: match many_lut.as_str() {
+                    "on" => Some(true),
+                    "off" => Some(false),
+                    _ => None,
+                },
             },
         ),
         Command::Opt {

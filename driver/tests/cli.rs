@@ -905,3 +905,51 @@ fn a_closed_stdout_pipe_is_not_a_panic() {
     // ended by SIGPIPE (13 on Linux and the BSDs), or done before the pipe closed
     assert!(status.success() || status.signal() == Some(13), "{status:?}: {err}");
 }
+
+/// `--many-lut on|off|auto`: a multi_lut's tables in one blind rotation (lanes, listed by `fhec info`
+/// and printed by `--emit-tfhe`) or one rotation each (exactness: `tests/fhe.rs`); a bad value is a
+/// usage error.
+#[test]
+fn many_lut_option() {
+    let src = tmp("multi.fhe");
+    std::fs::write(
+        &src,
+        "func.func @main(%x: tensor<2x!fhe.eint<2>>) -> tensor<2x2x!fhe.eint<3>> {\n  \
+         %0 = \"fhe.multi_lut\"(%x) {tables = dense<[[0, 1, 2, 3], [3, 0, 1, 2]]> : tensor<2x4xui3>} : \
+         (tensor<2x!fhe.eint<2>>) -> tensor<2x2x!fhe.eint<3>>\n  \
+         \"func.return\"(%0) : (tensor<2x2x!fhe.eint<3>>) -> ()\n}\n",
+    )
+    .unwrap();
+    let s = src.to_str().unwrap();
+    let info = |when: &str| {
+        let p = tmp(&format!("multi-{when}.fhecp"));
+        let o = fhec(&[
+            "compile",
+            s,
+            "-o",
+            p.to_str().unwrap(),
+            "--many-lut",
+            when,
+            "--emit-tfhe",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let i = fhec(&["info", p.to_str().unwrap()]);
+        assert!(i.status.success(), "{}", stderr(&i));
+        (stdout(&o), stdout(&i))
+    };
+    let (text, on) = info("on");
+    assert!(text.contains("\"tfhe.lane\""), "{text}");
+    assert!(on.contains("lookups per run: 2 ") && on.contains("and 2 lanes"), "{on}");
+    let (text, off) = info("off");
+    assert!(!text.contains("\"tfhe.lane\""), "{text}");
+    assert!(off.contains("lookups per run: 4 ") && !off.contains("lanes"), "{off}");
+    let o = fhec(&[
+        "compile",
+        s,
+        "-o",
+        tmp("x.fhecp").to_str().unwrap(),
+        "--many-lut",
+        "maybe",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

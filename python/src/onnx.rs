@@ -186,17 +186,19 @@ impl QuantizedNetwork {
     }
 
     /// Compiles the quantised module (the facade's one pipeline).
-    #[pyo3(signature = (p_error=None, global_p_error=None, partitions=true))]
+    #[pyo3(signature = (p_error=None, global_p_error=None, partitions=true, many_lut=None))]
     fn compile(
         &self,
         py: Python<'_>,
         p_error: Option<f64>,
         global_p_error: Option<f64>,
         partitions: bool,
+        many_lut: Option<bool>,
     ) -> PyResult<Circuit> {
         let opts = fhec::CompileOptions {
             p_error: p_error_of(p_error, global_p_error)?,
             partitions,
+            many_lut,
             ..Default::default()
         };
         let module = self.q.module.clone();

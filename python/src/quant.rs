@@ -271,7 +271,8 @@ impl QuantizedTrees {
 
     /// Builds and compiles the ensemble's module; returns the circuit and the builder's report.
     /// `classes` (JSON values) completes the client spec of a classifier.
-    #[pyo3(signature = (leaf_mode=None, p_error=None, global_p_error=None, classes=None, partitions=true))]
+    #[pyo3(signature = (leaf_mode=None, p_error=None, global_p_error=None, classes=None, partitions=true, many_lut=None))]
+    #[allow(clippy::too_many_arguments)]
     fn compile<'py>(
         &self,
         py: Python<'py>,
@@ -280,6 +281,7 @@ impl QuantizedTrees {
         global_p_error: Option<f64>,
         classes: Option<&str>,
         partitions: bool,
+        many_lut: Option<bool>,
     ) -> PyResult<(Circuit, Bound<'py, PyDict>)> {
         let mode = match leaf_mode {
             None => None,
@@ -295,6 +297,7 @@ impl QuantizedTrees {
         let opts = fhec::CompileOptions {
             p_error: p_error_of(p_error, global_p_error)?,
             partitions,
+            many_lut,
             ..Default::default()
         };
         let mut spec = self.q.client_spec();

@@ -83,7 +83,7 @@ impl Tracer {
 
     /// Compiles `outputs`, calibrated on `inputset` (samples of `(shape, values)` per input), with
     /// the facade's one pipeline.
-    #[pyo3(signature = (outputs, inputset, p_error=None, global_p_error=None, pipeline=None, margin=0.0, partitions=true))]
+    #[pyo3(signature = (outputs, inputset, p_error=None, global_p_error=None, pipeline=None, margin=0.0, partitions=true, many_lut=None))]
     #[allow(clippy::too_many_arguments)] // one Python call with keyword arguments
     fn compile(
         &self,
@@ -95,6 +95,7 @@ impl Tracer {
         pipeline: Option<String>,
         margin: f64,
         partitions: bool,
+        many_lut: Option<bool>,
     ) -> PyResult<Circuit> {
         let samples: Vec<Vec<ArrayD<i64>>> = inputset
             .into_iter()
@@ -112,6 +113,7 @@ impl Tracer {
             p_error,
             pipeline,
             partitions,
+            many_lut,
             ..Default::default()
         };
         let spec = fhec::integer_spec(&module).map_err(py_err)?;

@@ -5,7 +5,8 @@
 //! accumulator; the keys are shared read-only; no locks), then the linear instructions of depth `d`,
 //! in parallel over samples. A lookup is: multiply by `2^shift`, add `offset`, keyswitch to the
 //! small key, centered modulus switch (the switch the noise formulas assume), blind rotation of the
-//! table's accumulator, sample extraction — with the keys of the lookup's partition. Slots are stored
+//! table's accumulator, sample extraction — with the keys of the lookup's partition (and one more
+//! extraction per [`Instr::Lane`] of the lookup, from the same rotated accumulator). Slots are stored
 //! at the master key's size; a slot of a smaller dimension is padded with zeros (see
 //! [`crate::program`]), and the keyswitch of partition `q` reads only the first `ksk_dim` mask
 //! elements (the rest are zero by construction: `Program::ksk_dims`).
@@ -48,8 +49,9 @@ impl ModulusSwitchedLweCiphertext<usize> for Msed {
     }
 }
 
-/// One lookup to do: source ciphertext, shift, offset, accumulator.
-type Job<'a> = (&'a [u64], u32, u64, &'a GlweCiphertextOwned<u64>);
+/// One lookup to do: source ciphertext, shift, offset, accumulator, and the monomial degrees of its
+/// lanes' extractions (after its own at degree 0).
+type Job<'a> = (&'a [u64], u32, u64, &'a GlweCiphertextOwned<u64>, &'a [usize]);
 
 /// Per-worker scratch state for the lookups of one partition.
 struct Worker {
@@ -107,7 +109,7 @@ impl Worker {
         let mut which = Vec::with_capacity(jobs.len());
         let mut count = 0usize;
         let mut prev: Option<(*const u64, u32, u64)> = None;
-        for &(src, shift, offset, _) in jobs {
+        for &(src, shift, offset, _, _) in jobs {
             let key = (src.as_ptr(), shift, offset);
             if prev != Some(key) {
                 // the first ksk_dim mask elements (the slot's others are zero) and the body
@@ -136,8 +138,8 @@ impl Worker {
         }));
     }
 
-    /// A batch of lookups; the output ciphertexts in order.
-    fn pbs_batch(&mut self, keys: &ServerPartition, boot: &Bootstrap, jobs: &[Job<'_>]) -> Vec<Vec<u64>> {
+    /// A batch of lookups; per lookup its output ciphertext, then its lanes'.
+    fn pbs_batch(&mut self, keys: &ServerPartition, boot: &Bootstrap, jobs: &[Job<'_>]) -> Vec<Vec<Vec<u64>>> {
         let p = &keys.params;
         let l = p.big_lwe_dimension() + 1;
         self.switch_batch(keys, boot, jobs);
@@ -160,10 +162,16 @@ impl Worker {
             self.buffers.stack(),
         );
         accs.iter()
-            .map(|acc| {
-                let mut out = LweCiphertext::new(0u64, LweSize(l), modulus());
-                extract_lwe_sample_from_glwe_ciphertext(&acc, &mut out, MonomialDegree(0));
-                out.into_container()
+            .zip(jobs)
+            .map(|(acc, job)| {
+                std::iter::once(0)
+                    .chain(job.4.iter().copied())
+                    .map(|degree| {
+                        let mut out = LweCiphertext::new(0u64, LweSize(l), modulus());
+                        extract_lwe_sample_from_glwe_ciphertext(&acc, &mut out, MonomialDegree(degree));
+                        out.into_container()
+                    })
+                    .collect()
             })
             .collect()
     }
@@ -386,7 +394,26 @@ fn accumulators(program: &Program) -> Vec<Vec<Option<GlweCiphertextOwned<u64>>>>
     luts
 }
 
-/// Instruction indices by stage: (lookups at depth d, linear instructions at depth d).
+/// Per instruction, for a lookup its lanes: (lane instruction, monomial degree of its extraction)
+/// in the partition the lookup runs in (empty for the others).
+fn lanes(program: &Program) -> Vec<Vec<(usize, usize)>> {
+    let base = program.num_input_slots as usize;
+    let mut lanes = vec![Vec::new(); program.instrs.len()];
+    for (i, ins) in program.instrs.iter().enumerate() {
+        if let Instr::Lane { pbs, boxes } = ins {
+            let h = *pbs as usize - base;
+            if let Instr::Pbs { table, partition, .. } = &program.instrs[h] {
+                let n = program.partitions[*partition as usize].polynomial_size();
+                let box_size = n >> program.tables[*table as usize].precision;
+                lanes[h].push((i, *boxes as usize * box_size));
+            }
+        }
+    }
+    lanes
+}
+
+/// Instruction indices by stage: (lookups at depth d, linear instructions at depth d). Lanes are
+/// in neither: their lookups write them.
 fn stages(program: &Program) -> Vec<(Vec<usize>, Vec<usize>)> {
     let depths = program.depths();
     let base = program.num_input_slots as usize;
@@ -397,6 +424,7 @@ fn stages(program: &Program) -> Vec<(Vec<usize>, Vec<usize>)> {
         match ins {
             Instr::Pbs { .. } => st[d].0.push(i),
             Instr::Linear { .. } | Instr::ClearLinear { .. } => st[d].1.push(i),
+            Instr::Lane { .. } => {}
         }
     }
     st
@@ -477,6 +505,8 @@ pub fn run_with_limits(
         .collect();
     let luts = accumulators(program);
     let stages = stages(program);
+    let lanes = lanes(program);
+    let degrees: Vec<Vec<usize>> = lanes.iter().map(|l| l.iter().map(|&(_, d)| d).collect()).collect();
     let used = program.read_slots();
     let mut outputs: Vec<Vec<u64>> = program
         .outputs
@@ -527,9 +557,14 @@ pub fn run_with_limits(
                 }
             });
         }
-        run_stages(
-            program, keys, &luts, &stages, &dims, &mut state, &clear, progress, cancel,
-        )?;
+        let plan = Plan {
+            luts: &luts,
+            stages: &stages,
+            lanes: &lanes,
+            degrees: &degrees,
+            dims: &dims,
+        };
+        run_stages(program, keys, &plan, &mut state, &clear, progress, cancel)?;
         for (port, out) in program.outputs.iter().zip(&mut outputs) {
             for st in &state {
                 for &slot in &port.slots {
@@ -563,14 +598,22 @@ pub fn run_with_limits(
     })
 }
 
+/// What [`run_stages`] derives from the program once per run.
+struct Plan<'a> {
+    /// Accumulators, `[partition][table]`.
+    luts: &'a [Vec<Option<GlweCiphertextOwned<u64>>>],
+    stages: &'a [(Vec<usize>, Vec<usize>)],
+    /// Per lookup instruction its lanes (instruction, degree), and the degrees alone.
+    lanes: &'a [Vec<(usize, usize)>],
+    degrees: &'a [Vec<usize>],
+    dims: &'a [u32],
+}
+
 /// Runs every stage of `program` on the slot memories of a chunk of samples (inputs filled in).
-#[allow(clippy::too_many_arguments)]
 fn run_stages(
     program: &Program,
     keys: &ServerKeys,
-    luts: &[Vec<Option<GlweCiphertextOwned<u64>>>],
-    stages: &[(Vec<usize>, Vec<usize>)],
-    dims: &[u32],
+    plan: &Plan<'_>,
     state: &mut [Vec<u64>],
     clear: &[Vec<i64>],
     progress: &Progress,
@@ -580,7 +623,8 @@ fn run_stages(
     let l = program.master_dimension() + 1;
     let base = program.num_input_slots as usize;
     let cancelled = || cancel.is_some_and(|c| c.load(Ordering::Relaxed));
-    for (pbs, linear) in stages {
+    let (luts, dims) = (plan.luts, plan.dims);
+    for (pbs, linear) in plan.stages {
         // the stage's lookups, one partition after another
         for (q, part) in keys.partitions.iter().enumerate() {
             let mine: Vec<usize> = pbs
@@ -598,7 +642,7 @@ fn run_stages(
             let threads = rayon::current_num_threads().max(1);
             let batch = jobs.len().div_ceil(threads).clamp(1, BATCH);
             let state_ref = &state;
-            let results: Vec<Option<Vec<Vec<u64>>>> = jobs
+            let results: Vec<Option<Vec<Vec<Vec<u64>>>>> = jobs
                 .par_chunks(batch)
                 .map_init(
                     || Worker::new(part, batch),
@@ -621,7 +665,7 @@ fn run_stages(
                                 };
                                 let src = &state_ref[s][*input as usize * l..(*input as usize + 1) * l];
                                 let lut = luts[q][*table as usize].as_ref().expect("accumulator of a used table");
-                                (src, *shift, *offset, lut)
+                                (src, *shift, *offset, lut, &plan.degrees[i][..])
                             })
                             .collect();
                         let out = w.pbs_batch(part, boot, &work);
@@ -634,10 +678,13 @@ fn run_stages(
                 let Some(r) = r else {
                     return Err(RuntimeError::Cancelled);
                 };
-                for (&(s, i), ct) in chunk.iter().zip(r) {
-                    let dst = &mut state[s][(base + i) * l..(base + i + 1) * l];
-                    dst[..out_dim + 1].copy_from_slice(&ct);
-                    pad(dst, out_dim);
+                for (&(s, i), cts) in chunk.iter().zip(r) {
+                    let targets = std::iter::once(i).chain(plan.lanes[i].iter().map(|&(j, _)| j));
+                    for (j, ct) in targets.zip(cts) {
+                        let dst = &mut state[s][(base + j) * l..(base + j + 1) * l];
+                        dst[..out_dim + 1].copy_from_slice(&ct);
+                        pad(dst, out_dim);
+                    }
                 }
             }
         }
@@ -675,7 +722,9 @@ fn run_stages(
                                 acc.wrapping_add((clear[w as usize] as u64).wrapping_mul(unit))
                             })
                         }
-                        Instr::Pbs { .. } => unreachable!("stage lists hold linear instructions"),
+                        Instr::Pbs { .. } | Instr::Lane { .. } => {
+                            unreachable!("stage lists hold linear instructions")
+                        }
                     };
                     out[l - 1] = out[l - 1].wrapping_add(constant);
                 }

@@ -28,7 +28,7 @@ use crate::RuntimeError;
 
 const MAGIC: &[u8; 4] = b"FHEC";
 /// Version of the payload layout; bump on any change of the serialised types.
-pub const FORMAT_VERSION: u16 = 7;
+pub const FORMAT_VERSION: u16 = 8;
 /// Version of the deployment files' payloads (server and client model files). These files must stay
 /// readable by later fhec versions: a change of their payload bumps this and keeps a reader for each
 /// earlier version (fixtures of every version are read by the tests).
@@ -64,7 +64,8 @@ impl FileKind {
             FileKind::ServerModel | FileKind::ClientModel => 1..=MODEL_FORMAT_VERSION,
             // 4: before partitions (programs are converted, keys upgraded by their versioning);
             // 5: before masks from ChaCha20 (ciphertexts of `CtData::Packed`, still read);
-            // 6: before KS32 (programs read with the old parameter layout, keys upgraded)
+            // 6: before KS32 (programs read with the old parameter layout, keys upgraded);
+            // 7: before many-LUT lanes (`Instr::Lane` appended: programs read unchanged)
             _ => 4..=FORMAT_VERSION,
         }
     }

@@ -10,7 +10,7 @@
 //! encrypted inputs, in the order of [`Program::inputs`], each tensor row-major; instruction `i`
 //! writes slot `num_input_slots + i`. *Clear inputs* (ports with `clear` set: values the server
 //! receives in the clear with each call, such as weights) are numbered apart, `$0 ..` in the order of
-//! the clear ports, and are read only by [`Instr::ClearLinear`]. Three instructions exist:
+//! the clear ports, and are read only by [`Instr::ClearLinear`]. Four instructions exist:
 //!
 //! * [`Instr::Linear`]: `Σ coef·slot + constant`, wrapping on the 64-bit torus. Every leveled op of
 //!   the `fhe` dialect (add, sub, mul by a clear value, matmul, conv, sum, reshapes…) lowers to these.
@@ -19,6 +19,9 @@
 //! * [`Instr::Pbs`]: a table lookup. The input is multiplied by `2^shift` and `offset` is added
 //!   (this re-encodes a value of any scale to the lookup's precision, see `docs/crypto.md`), then
 //!   keyswitch, centered modulus switch, blind rotation with the table, sample extraction.
+//! * [`Instr::Lane`]: another output of an earlier lookup's blind rotation, the sample extracted
+//!   `boxes` boxes further (*many-LUT*): several small tables side by side in one accumulator, read
+//!   by one bootstrap (see `docs/crypto.md`, "Many-LUT"). It costs a sample extraction.
 //!
 //! Encoding: a value `v` at scale `s` is the torus element `v·2^s` (two's complement for negative
 //! values), plus noise. A lookup of precision `p` reads `m ∈ [0, 2^p)` from `m·2^(63-p)`; the top bit
@@ -164,6 +167,11 @@ pub enum Instr {
         table: u32,
         partition: u32,
     },
+    /// The lookup in slot `pbs` (a [`Instr::Pbs`]) read `boxes` boxes further: the entry
+    /// `m + boxes` of its table where the lookup reads `m` (negacyclic past the end, as the blind
+    /// rotation gives), from the same blind rotation — its sample extracted at monomial degree
+    /// `boxes·N/2^precision`. Added in file format 8 (appended: earlier programs read unchanged).
+    Lane { pbs: u32, boxes: u32 },
 }
 
 /// A lookup table: `2^precision` torus values, one per input message.
@@ -217,6 +225,7 @@ impl Program {
         self.num_input_slots as usize + self.instrs.len()
     }
 
+    /// Lookups (blind rotations) per sample; a [`Instr::Lane`] is not one.
     pub fn pbs_count(&self) -> usize {
         self.instrs.iter().filter(|i| matches!(i, Instr::Pbs { .. })).count()
     }
@@ -427,6 +436,11 @@ impl Program {
                         h.write(&partition.to_le_bytes());
                     }
                 }
+                Instr::Lane { pbs, boxes } => {
+                    h.write(b"X");
+                    h.write(&pbs.to_le_bytes());
+                    h.write(&boxes.to_le_bytes());
+                }
             }
         }
         for t in &self.tables {
@@ -521,6 +535,23 @@ impl Program {
                         ));
                     }
                 }
+                Instr::Lane { pbs, boxes } => {
+                    let head = (*pbs as u64)
+                        .checked_sub(self.num_input_slots as u64)
+                        .filter(|&h| h < i as u64)
+                        .map(|h| &self.instrs[h as usize]);
+                    let Some(Instr::Pbs { table, .. }) = head else {
+                        return bad(format!("lane {i} does not read an earlier lookup"));
+                    };
+                    // the head's own checks ran already (it is earlier)
+                    let p = self.tables[*table as usize].precision;
+                    if *boxes == 0 || *boxes as u64 >= 1u64 << p {
+                        return bad(format!(
+                            "lane {i}: {boxes} boxes further is outside its lookup's {} boxes",
+                            1u64 << p
+                        ));
+                    }
+                }
             }
             if self.instr_origin[i] as usize >= self.origins.len() {
                 return bad(format!("instruction {i} has a bad origin"));
@@ -593,30 +624,43 @@ impl Program {
                     }
                     acc
                 }
-                Instr::Pbs {
-                    input,
-                    shift,
-                    offset,
-                    table,
-                    ..
-                } => {
-                    let t = &self.tables[*table as usize];
-                    let x = s[*input as usize].wrapping_shl(*shift).wrapping_add(*offset);
-                    // exact input: the message is the top `precision` bits below the padding bit;
-                    // a set padding bit gives the negated entry (negacyclic), as the blind rotation does.
-                    let p = t.precision;
-                    let rounded = x.wrapping_add(1u64 << (62 - p)) >> (63 - p);
-                    let m = (rounded & ((1u64 << p) - 1)) as usize;
-                    if (rounded >> p) & 1 == 1 {
-                        t.values[m].wrapping_neg()
-                    } else {
-                        t.values[m]
-                    }
+                Instr::Pbs { .. } => self.simulate_lookup(ins, &s, 0),
+                Instr::Lane { pbs, boxes } => {
+                    let head = &self.instrs[*pbs as usize - self.num_input_slots as usize];
+                    self.simulate_lookup(head, &s, *boxes)
                 }
             };
             s.push(v);
         }
         s
+    }
+}
+
+impl Program {
+    /// The exact output of lookup `ins` (a [`Instr::Pbs`]) read `boxes` boxes further, on the slot
+    /// values `s`: the message is the top `precision` bits below the padding bit; a set padding bit
+    /// gives the negated entry (negacyclic), as the blind rotation does.
+    fn simulate_lookup(&self, ins: &Instr, s: &[u64], boxes: u32) -> u64 {
+        let Instr::Pbs {
+            input,
+            shift,
+            offset,
+            table,
+            ..
+        } = ins
+        else {
+            unreachable!("validated: a lane reads a lookup")
+        };
+        let t = &self.tables[*table as usize];
+        let x = s[*input as usize].wrapping_shl(*shift).wrapping_add(*offset);
+        let p = t.precision;
+        let rounded = (x.wrapping_add(1u64 << (62 - p)) >> (63 - p)).wrapping_add(boxes as u64);
+        let m = (rounded & ((1u64 << p) - 1)) as usize;
+        if (rounded >> p) & 1 == 1 {
+            t.values[m].wrapping_neg()
+        } else {
+            t.values[m]
+        }
     }
 }
 
@@ -630,6 +674,8 @@ impl Instr {
                 products.iter().for_each(|&(s, _, _)| f(s));
             }
             Instr::Pbs { input, .. } => f(*input),
+            // the blind rotation it shares (so its depth and dimension are the lookup's)
+            Instr::Lane { pbs, .. } => f(*pbs),
         }
     }
 

@@ -923,3 +923,96 @@ fn format_5_packed_ciphertexts_still_run() {
         p.simulate(&[sample]).unwrap()
     );
 }
+
+/// A lookup with lanes (many-LUT): three 2-bit tables side by side in one 4-bit accumulator (the
+/// fourth quarter unused), read by one blind rotation on an input whose top two message bits are
+/// zero. Encrypted on every input = simulated = each table on its own; the lanes' outputs feed a
+/// linear instruction of the same depth; bad lanes are refused; a format-7 file still reads.
+#[test]
+fn lanes_of_one_blind_rotation_run_exactly() {
+    use crate::{exec, ClearTensor, ClientKeys, Progress};
+    let mut p = program();
+    p.inputs[0].width = 2;
+    p.inputs[0].shape = vec![1];
+    p.inputs[0].scale = 57;
+    p.num_input_slots = 1;
+    let tables: [fn(i64) -> i64; 3] = [|m| 3 - m, |m| m * m, |m| (m + 1) % 4];
+    let mut values = vec![0u64; 16];
+    for (j, t) in tables.iter().enumerate() {
+        for m in 0..4 {
+            values[4 * j + m as usize] = encode(t(m), 58);
+        }
+    }
+    p.tables = vec![Table { precision: 4, values }];
+    // x at scale 57 (2 bits): shift 2 puts it at scale 59, a 4-bit message whose top two bits are
+    // zero
+    p.instrs = vec![
+        Instr::Pbs {
+            input: 0,
+            shift: 2,
+            offset: 0,
+            table: 0,
+            partition: 0,
+        },
+        Instr::Lane { pbs: 1, boxes: 4 },
+        Instr::Lane { pbs: 1, boxes: 8 },
+        Instr::Linear {
+            terms: vec![(1, 1), (2, 1), (3, 1)],
+            constant: 0,
+        },
+    ];
+    p.instr_origin = vec![0; 4];
+    p.outputs[0].shape = vec![4];
+    p.outputs[0].width = 5;
+    p.outputs[0].scale = 58;
+    p.outputs[0].slots = vec![1, 2, 3, 4];
+    p.validate().unwrap();
+    assert_eq!(p.pbs_count(), 1, "lanes are not lookups");
+    assert_eq!(p.depths(), vec![0, 1, 1, 1, 1]);
+    let want = |m: i64| {
+        let o: Vec<i64> = tables.iter().map(|t| t(m)).collect();
+        vec![o[0], o[1], o[2], o.iter().sum()]
+    };
+    let samples: Vec<Vec<ClearTensor>> = (0..4)
+        .map(|m| vec![ClearTensor::new(vec![1], vec![m]).unwrap()])
+        .collect();
+    let sim = p.simulate(&samples).unwrap();
+    for (m, s) in sim.iter().enumerate() {
+        assert_eq!(s[0].values, want(m as i64), "simulated, x = {m}");
+    }
+    let silent = Progress::silent();
+    let ck = ClientKeys::generate(&p.partitions).unwrap();
+    let sk = ck.evaluation_keys_for(&p.interface(), &silent).expand(&silent).unwrap();
+    let out = exec::run(&p, &sk, ck.encrypt(&p.interface(), &samples).unwrap(), &silent, None).unwrap();
+    assert_eq!(ck.decrypt(&p.interface(), &out).unwrap(), sim, "encrypted = simulated");
+
+    // the negacyclic wrap past the last box is simulated as the rotation gives it
+    let mut q = p.clone();
+    q.instrs[2] = Instr::Lane { pbs: 1, boxes: 15 };
+    let s = q.simulate_slots(&[encode(2, 57)], &[]);
+    assert_eq!(s[3], q.tables[0].values[1].wrapping_neg());
+
+    for (bad, why) in [
+        (Instr::Lane { pbs: 1, boxes: 0 }, "no box"),
+        (Instr::Lane { pbs: 1, boxes: 16 }, "past the table"),
+        (Instr::Lane { pbs: 0, boxes: 4 }, "an input slot"),
+        (Instr::Lane { pbs: 2, boxes: 4 }, "a lane"),
+        (Instr::Lane { pbs: 3, boxes: 4 }, "itself"),
+        (Instr::Lane { pbs: 99, boxes: 4 }, "a later slot"),
+    ] {
+        let mut q = p.clone();
+        q.instrs[2] = bad;
+        assert!(q.validate().is_err(), "{why}");
+    }
+    // the lane changes what ciphertexts mean: another fingerprint
+    let mut q = p.clone();
+    q.instrs[2] = Instr::Lane { pbs: 1, boxes: 12 };
+    assert_ne!(q.fingerprint(), p.fingerprint());
+
+    // format 7 (before lanes) has the same layout for lane-free programs
+    let mut old = io::program_to_bytes(&program()).unwrap();
+    old[5..7].copy_from_slice(&7u16.to_le_bytes());
+    assert_eq!(io::program_from_bytes(&old).unwrap(), program());
+    let bytes = io::program_to_bytes(&p).unwrap();
+    assert_eq!(io::program_from_bytes(&bytes).unwrap(), p);
+}

@@ -9,6 +9,7 @@
 //! dialect. See `docs/crypto.md`.
 
 pub mod cost;
+pub mod lanes;
 pub mod lower;
 pub mod params;
 pub mod rederive;
@@ -35,6 +36,10 @@ pub struct CompileOptions {
     /// parameter set, where the cost model says it pays (`docs/crypto.md`, "Partitions"). This
     /// struct's default is off; the facade (`fhec::CompileOptions`) turns it on.
     pub partitions: bool,
+    /// Many-LUT ([`lanes`]): lookups on one input in one blind rotation. `None` (the default): the
+    /// program is compiled with and without them, and lanes are kept where they are estimated at
+    /// least 10 % faster ([`lanes_pay`]); `Some(true)`: wherever possible; `Some(false)`: never.
+    pub many_lut: Option<bool>,
 }
 
 /// A compiled program with what the search saw.
@@ -53,7 +58,44 @@ pub fn compile(v: &Verified<'_>, opts: &CompileOptions, source: Option<&str>) ->
             .ok_or_else(|| Diagnostic::new(format!("the module has no function @{name}")))?,
         None => m.entry()?,
     };
-    let mut l = lower::lower_function(f, source)?;
+    let l = lower::lower_function(f, source)?;
+    // many-LUT: where lookups share an input, lowered again with room for lanes, then grouped
+    let grouped = match opts.many_lut {
+        Some(false) => None,
+        _ => {
+            let room = lanes::room(&l);
+            let wide = if room.is_empty() {
+                Ok(l.clone())
+            } else {
+                lower::lower_function_with(f, source, &room)
+            };
+            wide.ok().and_then(|w| lanes::group(&w))
+        }
+    };
+    match (grouped, opts.many_lut) {
+        (None, _) => compile_lowered(l, opts),
+        (Some(g), Some(true)) => compile_lowered(g, opts),
+        (Some(g), _) => {
+            let plain = compile_lowered(l, opts)?;
+            match compile_lowered(g, opts) {
+                Ok(c) if lanes_pay(&c.program, &plain.program) => Ok(c),
+                _ => Ok(plain),
+            }
+        }
+    }
+}
+
+/// Whether a program with lanes is worth keeping over the same program without: at least
+/// [`LANES_GAIN`] faster by the cost model (wider lookups may need bigger keys for a few percent).
+pub fn lanes_pay(with: &Program, without: &Program) -> bool {
+    with.noise.estimated_seconds < (1.0 - LANES_GAIN) * without.noise.estimated_seconds
+}
+
+/// The estimated speed-up below which lanes are not kept (as partitions: 10 %).
+pub const LANES_GAIN: f64 = 0.1;
+
+/// Parameters for a lowered program (the search, or the given sets), and the partitions.
+fn compile_lowered(mut l: lower::Lowered, opts: &CompileOptions) -> Result<Compiled, Diagnostic> {
     let mut dag = NoiseDag {
         constraints: std::mem::take(&mut l.constraints),
     };
@@ -91,6 +133,8 @@ pub fn compile(v: &Verified<'_>, opts: &CompileOptions, source: Option<&str>) ->
             Instr::Pbs { table, .. } => *by_prec.entry(l.tables[*table as usize].precision).or_default() += 1,
             Instr::Linear { terms, .. } => linear_terms += terms.len().max(1),
             Instr::ClearLinear { terms, products, .. } => linear_terms += (terms.len() + products.len()).max(1),
+            // a sample extraction: about one linear term's work
+            Instr::Lane { .. } => linear_terms += 1,
         }
     }
     let pbs: u64 = by_prec.values().sum();

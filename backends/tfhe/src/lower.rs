@@ -121,6 +121,7 @@ enum RoundMethod {
 }
 
 /// What the lowering produces before parameter selection.
+#[derive(Clone)]
 pub struct Lowered {
     pub name: String,
     pub inputs: Vec<Port>,
@@ -131,6 +132,20 @@ pub struct Lowered {
     pub instr_origin: Vec<u32>,
     pub origins: Vec<Origin>,
     pub constraints: Vec<Constraint>,
+    /// The plain table lookups — input re-encoded to `[0, 2^w)` at the top of its precision, so
+    /// its top bits are zero: the candidates for many-LUT lanes ([`crate::lanes`]).
+    pub plain_lookups: Vec<PlainLookup>,
+}
+
+/// A plain table lookup ([`Lowered::plain_lookups`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlainLookup {
+    /// The instruction.
+    pub instr: u32,
+    /// Its constraint in [`Lowered::constraints`].
+    pub constraint: usize,
+    /// The `fhe` value whose elements it reads (an op's operand), when it reads one directly.
+    pub value: Option<ValueId>,
 }
 
 impl Lowered {
@@ -232,7 +247,9 @@ fn lsbs(op: &fhec_ir::module::OpData) -> u32 {
     }
 }
 
-fn plan(f: &Function) -> Result<Plan, Diagnostic> {
+/// `room`: precision to leave for many-LUT ([`crate::lanes`]) per value: the component of a
+/// value whose lookups are to share a blind rotation gets at least that precision.
+fn plan(f: &Function, room: &HashMap<ValueId, u32>) -> Result<Plan, Diagnostic> {
     let nv = f.num_values();
     let mut uf = UnionFind((0..nv).collect());
     // requirements per value (before union)
@@ -301,6 +318,11 @@ fn plan(f: &Function) -> Result<Plan, Diagnostic> {
                     uf.union(r.index(), x.index());
                 }
             }
+        }
+    }
+    for (v, &p) in room {
+        if let Some(r) = req.get_mut(v.index()) {
+            *r = (*r).max(p);
         }
     }
     // Roundings: a table when a lookup at least as wide exists anyway, else bit extraction.
@@ -427,6 +449,8 @@ struct Builder {
     origins: Vec<Origin>,
     origin: u32,
     constraints: Vec<Constraint>,
+    /// See [`Lowered::plain_lookups`].
+    plain_lookups: Vec<PlainLookup>,
     /// Linear combinations already materialised (common subexpressions share a slot).
     linear_memo: HashMap<(Vec<(Slot, i128)>, u64), Slot>,
     /// Largest magnitude of each clear input value (`$c`), from its argument's type.
@@ -618,7 +642,14 @@ impl Builder {
         let mut input = e.clone();
         input.add_constant(encode(off as i64, scale));
         let values = (0..1i128 << w).map(|u| encode(f(u - off) as i64, out_scale)).collect();
-        Ok(Lin::slot(self.pbs(&input, p - w, 0, w, values)?))
+        let constraint = self.constraints.len();
+        let slot = self.pbs(&input, p - w, 0, w, values)?;
+        self.plain_lookups.push(PlainLookup {
+            instr: slot - self.num_input_slots,
+            constraint,
+            value: None,
+        });
+        Ok(Lin::slot(slot))
     }
 
     /// `f(v)` for a `w`-bit `v` where `f` is linear on each side of 0 ([`BitPlan`]): the bits of
@@ -1271,7 +1302,11 @@ impl<'f> Lowerer<'f> {
                     .copied()
                     .unwrap_or(0)
             };
+            let first = self.b.plain_lookups.len();
             res.push(self.b.lookup(e, in_scale, reach, out_scale, at)?);
+            for p in &mut self.b.plain_lookups[first..] {
+                p.value = Some(x);
+            }
         }
         Ok(res)
     }
@@ -1401,7 +1436,17 @@ fn value_name(f: &Function, v: ValueId) -> String {
 
 /// Lowers function `f` of a verified module. `source`, when given, locates ops in messages.
 pub fn lower_function(f: &Function, source: Option<&str>) -> Result<Lowered, Diagnostic> {
-    let plan = plan(f)?;
+    lower_function_with(f, source, &HashMap::new())
+}
+
+/// [`lower_function`], leaving at least `room[v]` bits of precision to the component of each value
+/// `v` in `room`: room for many-LUT lanes ([`crate::lanes::room`] says where).
+pub fn lower_function_with(
+    f: &Function,
+    source: Option<&str>,
+    room: &HashMap<ValueId, u32>,
+) -> Result<Lowered, Diagnostic> {
+    let plan = plan(f, room)?;
     let loc = |span: Option<fhec_ir::Span>| -> Option<String> {
         let (s, span) = (source?, span?);
         let (l, c) = fhec_ir::diag::line_col(s, span.start);
@@ -1420,6 +1465,7 @@ pub fn lower_function(f: &Function, source: Option<&str>) -> Result<Lowered, Dia
         }],
         origin: 0,
         constraints: Vec::new(),
+        plain_lookups: Vec::new(),
         linear_memo: HashMap::new(),
         clear_max: Vec::new(),
     };
@@ -1563,6 +1609,7 @@ pub fn lower_function(f: &Function, source: Option<&str>) -> Result<Lowered, Dia
         instr_origin: b.instr_origin,
         origins: b.origins,
         constraints: b.constraints,
+        plain_lookups: b.plain_lookups,
     })
 }
 

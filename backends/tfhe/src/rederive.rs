@@ -6,7 +6,7 @@
 //! adds `coef²` times the weights of each slot it reads (coefficients of a repeated slot summed
 //! first); a `ClearLinear` bounds each slot's coefficient by the largest clear value its port's
 //! type allows, as the lowering does; a lookup is a constraint at its table's precision on its
-//! input amplified by `4^shift`, and outputs weight (0, 1); each output is a decoding constraint at
+//! input amplified by `4^shift`, and outputs weight (0, 1) (its lanes too); each output is a decoding constraint at
 //! precision `63 − scale` — and evaluates them under the program's parameters. With several
 //! partitions the weights are kept per source (fresh, and each partition's bootstrap output), and
 //! a lookup adds its own partition's keyswitch (from its input's dimension) and modulus switch.
@@ -69,6 +69,9 @@ pub fn noise_dag(p: &Program) -> NoiseDag {
                 });
                 (0.0, 1.0)
             }
+            // another extraction of that lookup's blind rotation: the same noise, no constraint
+            // of its own (the lookup's, at the table's full precision, covers it)
+            Instr::Lane { pbs, .. } => noise[*pbs as usize],
         };
         noise.push(w);
     }

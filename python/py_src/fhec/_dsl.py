@@ -586,6 +586,7 @@ class Compiler:
         pipeline: str | None = None,
         margin: float = 0.0,
         partitions: bool = True,
+        many_lut: bool | None = None,
     ) -> Circuit:
         """Traces the function on ``inputset`` and compiles it. Every value gets the range the input
         set gave it; inputs outside their calibrated ranges are refused at encryption. ``margin``
@@ -593,7 +594,9 @@ class Compiler:
         inputs and intermediate values a little beyond the input set still fit. ``partitions``
         (default on) lets lookups of low precision or sensitivity run on parameters of their own
         where the cost model says it pays (docs/crypto.md, "Partitions"); ``False``: one parameter
-        set for every lookup."""
+        set for every lookup. ``many_lut``: lookups on one input in one blind rotation
+        (docs/crypto.md, "Many-LUT"): ``None`` (default) where the cost model says it pays, ``True``
+        wherever possible, ``False`` never."""
         samples = []
         for s in inputset:
             s = s if isinstance(s, (tuple, list)) and len(self.names) > 1 else (s,)
@@ -613,7 +616,7 @@ class Compiler:
         for o in outs:
             if not isinstance(o, Traced) or not o.encrypted:
                 raise CompileError("the function must return encrypted values (computed from its encrypted arguments)")
-        c = t.compile([o._v for o in outs], samples, p_error, global_p_error, pipeline, margin, partitions)
+        c = t.compile([o._v for o in outs], samples, p_error, global_p_error, pipeline, margin, partitions, many_lut)
         return Circuit(c, single)
 
 

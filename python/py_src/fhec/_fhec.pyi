@@ -36,6 +36,9 @@ class Tracer:
         p_error: Optional[float] = ...,
         global_p_error: Optional[float] = ...,
         pipeline: Optional[str] = ...,
+        margin: float = ...,
+        partitions: bool = ...,
+        many_lut: Optional[bool] = ...,
     ) -> Circuit: ...
 
 class Client:
@@ -129,6 +132,8 @@ class QuantizedTrees:
         p_error: Optional[float] = ...,
         global_p_error: Optional[float] = ...,
         classes: Optional[str] = ...,
+        partitions: bool = ...,
+        many_lut: Optional[bool] = ...,
     ) -> tuple[Circuit, dict[str, Any]]: ...
 
 def trees_quantize(
@@ -197,5 +202,9 @@ class QuantizedNetwork:
     def quantize(self, x: np.ndarray) -> np.ndarray: ...
     def dequantize(self, y: np.ndarray) -> np.ndarray: ...
     def compile(
-        self, p_error: float | None = None, global_p_error: float | None = None, partitions: bool = False
+        self,
+        p_error: float | None = None,
+        global_p_error: float | None = None,
+        partitions: bool = True,
+        many_lut: bool | None = None,
     ) -> Circuit: ...

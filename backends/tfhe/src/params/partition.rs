@@ -124,6 +124,8 @@ pub fn constraints(p: &Program, assign: &[u32], parts: usize) -> Vec<PartConstra
                 s[q] = true;
                 (w, s)
             }
+            // the same bootstrap's output, extracted elsewhere: its noise
+            Instr::Lane { pbs, .. } => noise[*pbs as usize].clone(),
         };
         noise.push(w);
     }
@@ -547,6 +549,12 @@ pub fn sensitivity(p: &Program) -> Vec<f64> {
                         let m = (f.unsigned_abs() as f64) * clear_max.get(w as usize).copied().unwrap_or(0.0);
                         read(s, 2.0 * m.log2(), &mut need);
                     }
+                }
+            }
+            // a lane's output is its lookup's bootstrap noise: what the lane needs, the lookup gives
+            Instr::Lane { pbs, .. } => {
+                if mine.is_finite() {
+                    read(*pbs, 0.0, &mut need);
                 }
             }
         }

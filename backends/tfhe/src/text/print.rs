@@ -104,6 +104,9 @@ pub fn print_program(p: &Program) -> String {
                     "\"tfhe.pbs\"(%{input}) {{shift = {shift}, offset = {offset:#x}, table = @t{table}{part}}}"
                 );
             }
+            Instr::Lane { pbs, boxes } => {
+                let _ = write!(o, "\"tfhe.lane\"(%{pbs}) {{boxes = {boxes}}}");
+            }
         }
         if let Some(origin) = p.instr_origin.get(i) {
             let _ = write!(o, " origin @o{origin}");

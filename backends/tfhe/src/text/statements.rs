@@ -466,7 +466,7 @@ impl Parser<'_> {
         // only tfhe.clear_linear reads clear values (an unknown name is reported as such below)
         let no_clear = match op.as_str() {
             "tfhe.linear" => Some("\"tfhe.linear\" cannot read clear values (\"tfhe.clear_linear\" can)"),
-            "tfhe.pbs" => Some("a lookup cannot read clear values"),
+            "tfhe.pbs" | "tfhe.lane" => Some("a lookup cannot read clear values"),
             _ => None,
         };
         if let (Some(msg), Some((_, span))) = (no_clear, operands.iter().find_map(Operand::clear_ref)) {
@@ -584,11 +584,34 @@ impl Parser<'_> {
                     partition,
                 }
             }
+            "tfhe.lane" => {
+                let pbs = match operands.as_slice() {
+                    [Operand::Term { slot, coef: None, .. }] => *slot,
+                    _ => {
+                        return err(
+                            Span::new(op_span.end, operands_end),
+                            "a lane takes exactly one operand: the lookup whose blind rotation it reads",
+                        )
+                    }
+                };
+                let (boxes, _) = self.take_u32(&mut a, "boxes")?;
+                self.finish(a, &["boxes"])?;
+                let head = (pbs as u64)
+                    .checked_sub(prog.num_input_slots as u64)
+                    .and_then(|h| prog.instrs.get(h as usize));
+                if !matches!(head, Some(Instr::Pbs { .. })) {
+                    return err(
+                        Span::new(op_span.end, operands_end),
+                        format!("%{pbs} is not a lookup (\"tfhe.pbs\"): a lane reads a lookup's blind rotation"),
+                    );
+                }
+                Instr::Lane { pbs, boxes }
+            }
             _ => {
                 return err(
                     op_span,
                     format!(
-                        "unknown instruction \"{op}\" (expected \"tfhe.linear\", \"tfhe.clear_linear\" or \"tfhe.pbs\")"
+                        "unknown instruction \"{op}\" (expected \"tfhe.linear\", \"tfhe.clear_linear\", \"tfhe.pbs\" or \"tfhe.lane\")"
                     ),
                 )
             }

@@ -469,7 +469,7 @@ fn clear_value_mistakes_are_located() {
     let (m, at) = error_of(&text, "\"tfhe.clear_linear\"(%3 * $6)", "\"tfhe.clear_lin\"(%3 * $6)");
     assert_eq!(
         m,
-        "unknown instruction \"tfhe.clear_lin\" (expected \"tfhe.linear\", \"tfhe.clear_linear\" or \"tfhe.pbs\")"
+        "unknown instruction \"tfhe.clear_lin\" (expected \"tfhe.linear\", \"tfhe.clear_linear\", \"tfhe.pbs\" or \"tfhe.lane\")"
     );
     assert_eq!(at, "\"tfhe.clear_lin\"");
     let (m, at) = error_of(&text, "tfhe.clear_input \"b\"", "tfhe.clear_inputs \"b\"");
@@ -836,4 +836,31 @@ fn partitions_round_trip_and_mistakes_are_located() {
     // a partition after the inputs is out of order
     let moved = text.replacen("  tfhe.partition @p1", "  tfhe.partitionX @p1", 1);
     assert!(parse_program(&moved).is_err());
+}
+
+#[test]
+fn lanes_round_trip_and_their_mistakes_are_located() {
+    let mut p = sample();
+    p.instrs.push(Instr::Lane { pbs: 7, boxes: 3 });
+    p.instr_origin.push(2);
+    let text = round_trip(&p);
+    assert!(
+        text.contains("%10 = \"tfhe.lane\"(%7) {boxes = 3} origin @o2\n"),
+        "{text}"
+    );
+    let lane = "\"tfhe.lane\"(%7) {boxes = 3}";
+    let (m, at) = error_of(&text, lane, "\"tfhe.lane\"(%5) {boxes = 3}");
+    assert_eq!(
+        m,
+        "%5 is not a lookup (\"tfhe.pbs\"): a lane reads a lookup's blind rotation"
+    );
+    assert_eq!(at, "(%5)");
+    let (m, _) = error_of(&text, lane, "\"tfhe.lane\"(%7, %5) {boxes = 3}");
+    assert!(m.starts_with("a lane takes exactly one operand"), "{m}");
+    let (m, _) = error_of(&text, lane, "\"tfhe.lane\"(%7) {}");
+    assert!(m.contains("boxes"), "{m}");
+    let (m, _) = error_of(&text, lane, "\"tfhe.lane\"(%7) {boxes = 3, shift = 1}");
+    assert!(m.contains("shift"), "{m}");
+    let (m, _) = error_of(&text, lane, "\"tfhe.lane\"(%7) {boxes = 16}");
+    assert!(m.contains("outside its lookup's 16 boxes"), "{m}");
 }

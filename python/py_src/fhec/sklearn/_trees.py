@@ -150,6 +150,7 @@ class _TreeModel(FheModel):
         global_p_error: float | None = None,
         leaf_mode: str | None = None,
         partitions: bool = True,
+        many_lut: bool | None = None,
     ) -> Circuit:
         """Builds the encrypted program (one lookup per leaf or sibling pair, docs/trees.md) and picks
         secure parameters. ``X`` is only checked. ``leaf_mode``: ``"fused"`` (tables with the leaf
@@ -158,12 +159,15 @@ class _TreeModel(FheModel):
         default: the mode the cost model prefers (the candidates within 1.5× of the fewest lookups are
         compiled). ``partitions`` (default on): let lookups of low precision or sensitivity run on
         parameters of their own where the cost model says it pays (docs/crypto.md, "Partitions");
-        ``False``: one parameter set for every lookup."""
+        ``False``: one parameter set for every lookup. ``many_lut``: lookups on one input (a sibling
+        pair's two leaves, a leaf's several outputs) in one blind rotation (docs/crypto.md,
+        "Many-LUT"): ``None`` (default) where the cost model says it pays, ``True`` wherever
+        possible, ``False`` never."""
         check_is_fitted(self, "quantized_")
         if X is not None:
             validate_data(self, X, reset=False, dtype=np.float64)
         classes = json.dumps(np.asarray(self.classes_).tolist()) if hasattr(self, "classes_") else None
-        c, report = self._model.compile(leaf_mode, p_error, global_p_error, classes, partitions)
+        c, report = self._model.compile(leaf_mode, p_error, global_p_error, classes, partitions, many_lut)
         self.fhe_circuit = Circuit(c, True)
         self.compile_report_ = dict(report)
         self._compile_options = {
@@ -171,6 +175,7 @@ class _TreeModel(FheModel):
             "global_p_error": global_p_error,
             "leaf_mode": leaf_mode,
             "partitions": partitions,
+            "many_lut": many_lut,
         }
         return self.fhe_circuit
 
