@@ -956,7 +956,7 @@ fn wide_piecewise_linear_lookups_run_on_bits() {
 /// (one blind rotation for up to `2^κ` tables); each meets the failure-probability target by the
 /// re-derived analysis, simulates equal to the interpreter, and the first few run encrypted equal
 /// to it (each with its own searched parameters, partitions allowed). The default compile keeps
-/// lanes where the cost model rates them at least 10 % faster.
+/// lanes where the cost model rates them at least 10 % faster, keys at most 2.5× (`lanes_pay`).
 #[test]
 fn many_lut_lanes_run_exactly() {
     use fhec_runtime::program::Instr;

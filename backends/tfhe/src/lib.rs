@@ -38,7 +38,7 @@ pub struct CompileOptions {
     pub partitions: bool,
     /// Many-LUT ([`lanes`]): lookups on one input in one blind rotation. `None` (the default): the
     /// program is compiled with and without them, and lanes are kept where they are estimated at
-    /// least 10 % faster ([`lanes_pay`]); `Some(true)`: wherever possible; `Some(false)`: never.
+    /// least 10 % faster with at most 2.5× the keys ([`lanes_pay`]); `Some(true)`: wherever possible; `Some(false)`: never.
     pub many_lut: Option<bool>,
 }
 
@@ -86,13 +86,20 @@ pub fn compile(v: &Verified<'_>, opts: &CompileOptions, source: Option<&str>) ->
 }
 
 /// Whether a program with lanes is worth keeping over the same program without: at least
-/// [`LANES_GAIN`] faster by the cost model (wider lookups may need bigger keys for a few percent).
+/// [`LANES_GAIN`] faster by the cost model, with evaluation keys at most [`LANES_KEYS`] times as
+/// large: wider lookups need bigger sets, and a few percent is not worth several times the keys
+/// (`fhec-bench many-lut`: four 3-bit tables in one 5-bit rotation, 1.13× faster measured, 2.9×
+/// the keys and 3× the keygen).
 pub fn lanes_pay(with: &Program, without: &Program) -> bool {
+    let keys = |p: &Program| fhec_runtime::keys::program_key_bytes(p).0 as f64;
     with.noise.estimated_seconds < (1.0 - LANES_GAIN) * without.noise.estimated_seconds
+        && keys(with) <= LANES_KEYS * keys(without)
 }
 
 /// The estimated speed-up below which lanes are not kept (as partitions: 10 %).
 pub const LANES_GAIN: f64 = 0.1;
+/// The growth of the evaluation keys above which lanes are not kept.
+pub const LANES_KEYS: f64 = 2.5;
 
 /// Parameters for a lowered program (the search, or the given sets), and the partitions.
 fn compile_lowered(mut l: lower::Lowered, opts: &CompileOptions) -> Result<Compiled, Diagnostic> {
