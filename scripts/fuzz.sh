@@ -51,6 +51,9 @@ cp "$work/lin.ek" "$corpus/evaluation_keys/"
 "$fhec" compile fuzz/fixtures/tiny_lut.fhe -o "$work/tiny.fhecp" --p-error 1e-3 2>/dev/null
 "$fhec" keygen "$work/tiny.fhecp" --client-keys "$work/tiny.ck" --eval-keys "$work/tiny.ek" >/dev/null 2>&1
 cp "$work/tiny.ek" "$corpus/evaluation_keys/"
+# many-LUT lanes ("tfhe.lane", `Instr::Lane`)
+"$fhec" compile fuzz/fixtures/multi_lut.fhe -o "$work/lanes.fhecp" --many-lut on --emit-tfhe > "$corpus/tfhe_text/lanes.tfhe" 2>/dev/null
+cp "$work/lanes.fhecp" "$corpus/program_file/"
 "$fhec" encrypt "$work/lin.fhecp" --client-keys "$work/lin.ck" --batch -i "x=[[[1,2,3,4]],[[12,0,5,7]]]" -o "$work/lin.in" 2>/dev/null
 "$fhec" run "$work/lin.fhecp" "$work/lin.in" --eval-keys "$work/lin.ek" -o "$work/lin.out" 2>/dev/null
 cp "$work/lin.in" "$work/lin.out" "$corpus/ciphertexts/"

@@ -959,7 +959,6 @@ fn wide_piecewise_linear_lookups_run_on_bits() {
 /// lanes where the cost model rates them at least 10 % faster, keys at most 2.5× (`lanes_pay`).
 #[test]
 fn many_lut_lanes_run_exactly() {
-    use fhec_runtime::program::Instr;
     let (mut grouped, mut ran, mut chosen) = (0, 0, 0);
     for (i, (name, src)) in corpus().into_iter().enumerate() {
         let m = parse(&src);
@@ -973,12 +972,7 @@ fn many_lut_lanes_run_exactly() {
             ..Default::default()
         };
         let c = compile(&v, &with(Some(true)), Some(&src)).unwrap_or_else(|d| panic!("{name}: {}", d.message));
-        let lanes = c
-            .program
-            .instrs
-            .iter()
-            .filter(|i| matches!(i, Instr::Lane { .. }))
-            .count();
+        let lanes = c.program.lane_count();
         if lanes == 0 {
             continue;
         }

@@ -9,6 +9,20 @@ use fhec_runtime::{exec, ClearTensor, ClientKeys, Progress};
 use fhec_tests::Rng;
 
 const SAMPLES: usize = 5000;
+
+/// A one-element encrypted port on `slot`.
+fn port(name: &str, width: u32, signed: bool, scale: u32, slot: u32) -> Port {
+    Port {
+        name: name.into(),
+        shape: vec![1],
+        width,
+        signed,
+        scale,
+        slots: vec![slot],
+        clear: false,
+        range: None,
+    }
+}
 const PRECISION: u32 = 2;
 
 #[test]
@@ -58,40 +72,13 @@ fn observed_error_rate_matches_prediction() {
     let program = Program {
         name: "noise".into(),
         partitions: vec![params],
-        inputs: vec![Port {
-            name: "x".into(),
-            shape: vec![1],
-            width: PRECISION,
-            signed: false,
-            scale,
-            slots: vec![0],
-            clear: false,
-            range: None,
-        }],
+        inputs: vec![port("x", PRECISION, false, scale, 0)],
         outputs: vec![
             // declared as wide as the scale allows (63 − scale + 1 bits, signed): a failed lookup
             // decodes to some other value of the type, counted below, instead of being refused
-            Port {
-                name: "y".into(),
-                shape: vec![1],
-                width: PRECISION + 1,
-                signed: true,
-                scale,
-                slots: vec![3],
-                clear: false,
-                range: None,
-            },
+            port("y", PRECISION + 1, true, scale, 3),
             // the raw torus value of z: k plus the bootstrap's noise, to measure its variance
-            Port {
-                name: "z".into(),
-                shape: vec![1],
-                width: 64,
-                signed: true,
-                scale: 0,
-                slots: vec![1],
-                clear: false,
-                range: None,
-            },
+            port("z", 64, true, 0, 1),
         ],
         num_input_slots: 1,
         instrs: vec![
@@ -345,29 +332,11 @@ fn a_lanes_noise_is_its_lookups() {
     let (k0, k1) = (1u64 << 61, 3u64 << 61);
     let mut values = vec![k0; 1 << (PRECISION + 1)];
     values[1 << PRECISION..].fill(k1);
-    let raw = |name: &str, slot: u32| Port {
-        name: name.into(),
-        shape: vec![1],
-        width: 64,
-        signed: true,
-        scale: 0,
-        slots: vec![slot],
-        clear: false,
-        range: None,
-    };
+    let raw = |name: &str, slot: u32| port(name, 64, true, 0, slot);
     let program = Program {
         name: "lanes".into(),
         partitions: vec![params],
-        inputs: vec![Port {
-            name: "x".into(),
-            shape: vec![1],
-            width: PRECISION,
-            signed: false,
-            scale,
-            slots: vec![0],
-            clear: false,
-            range: None,
-        }],
+        inputs: vec![port("x", PRECISION, false, scale, 0)],
         outputs: vec![raw("z0", 1), raw("z1", 2)],
         num_input_slots: 1,
         instrs: vec![

@@ -142,13 +142,19 @@ fn pbs(args: &[String]) -> anyhow::Result<()> {
         ));
         rows.push(row);
     }
+    write_results("pbs", all, rows, &md)
+}
+
+/// Writes `bench/results/NAME.json` (threads and rows) and `NAME.md` (the table), and prints the
+/// table.
+fn write_results(name: &str, threads: usize, rows: Vec<serde_json::Value>, md: &str) -> anyhow::Result<()> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(
-        dir.join("pbs.json"),
-        serde_json::to_string_pretty(&json!({ "threads": all, "rows": rows }))?,
+        dir.join(format!("{name}.json")),
+        serde_json::to_string_pretty(&json!({ "threads": threads, "rows": rows }))?,
     )?;
-    std::fs::write(dir.join("pbs.md"), &md)?;
+    std::fs::write(dir.join(format!("{name}.md")), md)?;
     println!("{md}");
     Ok(())
 }
@@ -356,15 +362,7 @@ fn round(args: &[String]) -> anyhow::Result<()> {
             rows.push(row);
         }
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join("round.json"),
-        serde_json::to_string_pretty(&json!({ "threads": threads, "rows": rows }))?,
-    )?;
-    std::fs::write(dir.join("round.md"), &md)?;
-    println!("{md}");
-    Ok(())
+    write_results("round", threads, rows, &md)
 }
 
 /// `fhec-bench many-lut`: a `multi_lut` of `K` tables (K = 2, 4) on `n` values of `w` bits
@@ -470,15 +468,7 @@ fn many_lut(args: &[String]) -> anyhow::Result<()> {
             }
         }
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join("many_lut.json"),
-        serde_json::to_string_pretty(&json!({ "threads": threads, "rows": rows }))?,
-    )?;
-    std::fs::write(dir.join("many_lut.md"), &md)?;
-    println!("{md}");
-    Ok(())
+    write_results("many_lut", threads, rows, &md)
 }
 
 /// `fhec-bench efficiency FILE.fhecp... [--samples 1,16]`: the executor's efficiency on compiled
@@ -581,15 +571,7 @@ fn efficiency(args: &[String]) -> anyhow::Result<()> {
             rows.push(row);
         }
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join("efficiency.json"),
-        serde_json::to_string_pretty(&json!({ "threads": threads, "rows": rows }))?,
-    )?;
-    std::fs::write(dir.join("efficiency.md"), &md)?;
-    println!("{md}");
-    Ok(())
+    write_results("efficiency", threads, rows, &md)
 }
 
 fn main() -> anyhow::Result<()> {

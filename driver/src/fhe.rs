@@ -152,8 +152,12 @@ pub(crate) fn compile(file: &str, output: Option<&str>, a: CompileArgs<'_>) -> R
         print!("{}", print_program(program));
     }
     let n = &program.noise;
+    let lanes = match program.lane_count() {
+        0 => String::new(),
+        k => format!(" and {k} lanes"),
+    };
     eprintln!(
-        "compiled {} in {:.2} s: {} lookups, parameters {}, p_error 2^{:.1} per lookup (worst), estimated {:.3} s per run; wrote {output}",
+        "compiled {} in {:.2} s: {} lookups{lanes}, parameters {}, p_error 2^{:.1} per lookup (worst), estimated {:.3} s per run; wrote {output}",
         display_name(file),
         t0.elapsed().as_secs_f64(),
         program.pbs_count(),
@@ -654,11 +658,7 @@ pub(crate) fn info(program: &str) -> Result<(), Failure> {
     };
     match &prog {
         Some(prog) => {
-            let n_lanes = prog
-                .instrs
-                .iter()
-                .filter(|i| matches!(i, runtime::program::Instr::Lane { .. }))
-                .count();
+            let n_lanes = prog.lane_count();
             let lanes = if n_lanes == 0 {
                 String::new()
             } else {

@@ -933,6 +933,7 @@ fn many_lut_option() {
             "--emit-tfhe",
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(stderr(&o).contains(" and 2 lanes,"), when == "on", "{}", stderr(&o));
         let i = fhec(&["info", p.to_str().unwrap()]);
         assert!(i.status.success(), "{}", stderr(&i));
         (stdout(&o), stdout(&i))

@@ -230,6 +230,11 @@ impl Program {
         self.instrs.iter().filter(|i| matches!(i, Instr::Pbs { .. })).count()
     }
 
+    /// [`Instr::Lane`]s per sample: more outputs of the lookups' blind rotations.
+    pub fn lane_count(&self) -> usize {
+        self.instrs.iter().filter(|i| matches!(i, Instr::Lane { .. })).count()
+    }
+
     /// Which slots some instruction or output reads (indexed by slot).
     pub fn read_slots(&self) -> Vec<bool> {
         let mut used = vec![false; self.num_slots()];
