@@ -382,10 +382,11 @@ fn searched_partitions_run_exactly() {
 }
 
 /// Random programs over the whole op set: the simulation of the lowered program equals the
-/// interpreter (no keys: this checks the lowering and encodings on many programs).
+/// interpreter (no keys: this checks the lowering and encodings on many programs), and so does the
+/// program with many-LUT lanes wherever lookups share an input (`lanes::room`, `lanes::group`).
 #[test]
 fn random_programs_simulate_exactly() {
-    let mut run = 0;
+    let (mut run, mut with_lanes) = (0, 0);
     for seed in 0..160u64 {
         let f = fhec_tests::random_function(seed, 6);
         let mut m = Module::new();
@@ -399,21 +400,39 @@ fn random_programs_simulate_exactly() {
                 continue;
             }
         };
-        let program = lowered.into_program(shared_params(), Default::default());
-        program.validate().unwrap();
-        for (inputs, want) in samples(&m, seed, 4) {
-            let got = program.simulate(&[inputs.iter().map(to_clear).collect()]).unwrap();
-            let got: Vec<Tensor> = got[0].iter().map(from_clear).collect();
-            assert_eq!(
-                got,
-                want,
-                "seed {seed}: simulation differs on {inputs:?}\n{}",
-                fhec_ir::print_module(&m)
-            );
+        // with many-LUT lanes where lookups share an input (lowered again with room for them)
+        let room = fhec_backend_tfhe::lanes::room(&lowered);
+        let grouped = (!room.is_empty())
+            .then(|| fhec_backend_tfhe::lower::lower_function_with(m.entry().unwrap(), None, &room).ok())
+            .flatten()
+            .and_then(|l| fhec_backend_tfhe::lanes::group(&l));
+        let mut programs = vec![lowered.into_program(shared_params(), Default::default())];
+        if let Some(g) = grouped {
+            programs.push(g.into_program(shared_params(), Default::default()));
+            with_lanes += 1;
+        }
+        for program in &programs {
+            program.validate().unwrap();
+            for (inputs, want) in samples(&m, seed, 4) {
+                let got = program.simulate(&[inputs.iter().map(to_clear).collect()]).unwrap();
+                let got: Vec<Tensor> = got[0].iter().map(from_clear).collect();
+                assert_eq!(
+                    got,
+                    want,
+                    "seed {seed} ({} lanes): simulation differs on {inputs:?}\n{}",
+                    program.lane_count(),
+                    fhec_ir::print_module(&m)
+                );
+            }
         }
         run += 1;
     }
+    eprintln!("{run} random programs lowered, {with_lanes} also with lanes");
     assert!(run >= 100, "only {run} random programs lowered");
+    assert!(
+        with_lanes >= 20,
+        "only {with_lanes} random programs have lookups sharing an input"
+    );
 }
 
 /// A few small random programs run encrypted (each with its own searched parameters).
