@@ -19,8 +19,11 @@ use fhec_runtime::program::{Instr, Table};
 
 use crate::lower::Lowered;
 
-/// Widest grouped table (bits): above it a bootstrap costs more than the lookups it replaces.
-pub const MAX_GROUPED_PRECISION: u32 = 7;
+/// Widest grouped table (bits). Measured (`fhec-bench many-lut`, docs/benchmarks.md "Many-LUT"):
+/// grouped tables of up to 4 bits are 1.3–1.9× faster than separate lookups; at 5 bits and more the
+/// wider set costs about what the rotations save (or more), with 2–4× the keys. The choice is
+/// all-or-nothing per program, so a few wide groups would also spoil the narrow ones' gain.
+pub const MAX_GROUPED_PRECISION: u32 = 4;
 
 /// Plain lookups of `l` by (input, shift, offset, width), in program order: each bucket can share
 /// blind rotations.
