@@ -357,6 +357,7 @@ impl Circuit {
             by.set_item(prec, n)?;
         }
         d.set_item("pbs_count", p.pbs_count())?;
+        d.set_item("lanes", p.lane_count())?;
         d.set_item("pbs_by_precision", by)?;
         d.set_item("pbs_by_partition", p.lookups_by_partition())?;
         d.set_item("parameters", p.params_summary())?;
