@@ -10,6 +10,25 @@ use fhec_tests::Rng;
 
 const SAMPLES: usize = 5000;
 
+/// Client and server keys for a hand-built program (validated first).
+fn keys_for(program: &Program) -> (ClientKeys, fhec_runtime::ServerKeys) {
+    program.validate().unwrap();
+    let ck = ClientKeys::generate(&program.partitions).unwrap();
+    let sk = ck
+        .evaluation_keys(&Progress::silent())
+        .expand(&Progress::silent())
+        .unwrap();
+    (ck, sk)
+}
+
+/// One origin, for hand-built programs.
+fn test_origin() -> Vec<Origin> {
+    vec![Origin {
+        op: "test".into(),
+        location: None,
+    }]
+}
+
 /// A one-element encrypted port on `slot`.
 fn port(name: &str, width: u32, signed: bool, scale: u32, slot: u32) -> Port {
     Port {
@@ -112,18 +131,10 @@ fn observed_error_rate_matches_prediction() {
             },
         ],
         instr_origin: vec![0, 0, 0],
-        origins: vec![Origin {
-            op: "test".into(),
-            location: None,
-        }],
+        origins: test_origin(),
         noise: Default::default(),
     };
-    program.validate().unwrap();
-    let ck = ClientKeys::generate(&program.partitions).unwrap();
-    let sk = ck
-        .evaluation_keys(&Progress::silent())
-        .expand(&Progress::silent())
-        .unwrap();
+    let (ck, sk) = keys_for(&program);
     let mut rng = Rng::new(42);
     let xs: Vec<i64> = (0..SAMPLES).map(|_| rng.range(0, (1 << PRECISION) - 1)).collect();
     let batch: Vec<Vec<ClearTensor>> = xs
@@ -357,18 +368,10 @@ fn a_lanes_noise_is_its_lookups() {
             values,
         }],
         instr_origin: vec![0, 0],
-        origins: vec![Origin {
-            op: "test".into(),
-            location: None,
-        }],
+        origins: test_origin(),
         noise: Default::default(),
     };
-    program.validate().unwrap();
-    let ck = ClientKeys::generate(&program.partitions).unwrap();
-    let sk = ck
-        .evaluation_keys(&Progress::silent())
-        .expand(&Progress::silent())
-        .unwrap();
+    let (ck, sk) = keys_for(&program);
     let n = 1000;
     let mut rng = Rng::new(7);
     let batch: Vec<Vec<ClearTensor>> = (0..n)

@@ -159,6 +159,18 @@ fn write_results(name: &str, threads: usize, rows: Vec<serde_json::Value>, md: &
     Ok(())
 }
 
+/// Keys for `prog`: client keys, expanded server keys, keygen seconds (client keys and evaluation
+/// keys) and the evaluation-key file's bytes.
+fn keygen(prog: &fhec_runtime::Program) -> anyhow::Result<(ClientKeys, fhec_runtime::ServerKeys, f64, usize)> {
+    let t0 = Instant::now();
+    let ck = ClientKeys::generate(&prog.partitions)?;
+    let ek = ck.evaluation_keys_for(&prog.interface(), &Progress::silent());
+    let keygen = t0.elapsed().as_secs_f64();
+    let ek_bytes = fhec_runtime::io::evaluation_keys_to_bytes(&ek)?.len();
+    let sk = ek.expand(&Progress::silent())?;
+    Ok((ck, sk, keygen, ek_bytes))
+}
+
 fn ek_size(p: &fhec_runtime::ParamSet) -> usize {
     keys::compressed_key_bytes(p, p.big_lwe_dimension())
 }
@@ -321,13 +333,7 @@ fn round(args: &[String]) -> anyhow::Result<()> {
             // keys once per parameter vector (the full-size set serves every k)
             let key = (prog.partitions.clone(), prog.interface().ksk_dims);
             if !key_cache.iter().any(|(k, _)| *k == key) {
-                let t0 = Instant::now();
-                let ck = ClientKeys::generate(&prog.partitions)?;
-                let ek = ck.evaluation_keys_for(&prog.interface(), &Progress::silent());
-                let keygen = t0.elapsed().as_secs_f64();
-                let ek_bytes = fhec_runtime::io::evaluation_keys_to_bytes(&ek)?.len();
-                let sk = ek.expand(&Progress::silent())?;
-                key_cache.push((key.clone(), (ck, sk, keygen, ek_bytes)));
+                key_cache.push((key.clone(), keygen(&prog)?));
             }
             let (ck, sk, keygen, ek_bytes) = &key_cache.iter().find(|(k, _)| *k == key).expect("just added").1;
             let (keygen, ek_bytes) = (*keygen, *ek_bytes);
@@ -414,12 +420,7 @@ fn many_lut(args: &[String]) -> anyhow::Result<()> {
                     ..Default::default()
                 };
                 let prog = compile(&v, &opts, None).map_err(|d| anyhow!("{}", d.message))?.program;
-                let t0 = Instant::now();
-                let ck = ClientKeys::generate(&prog.partitions)?;
-                let ek = ck.evaluation_keys_for(&prog.interface(), &Progress::silent());
-                let keygen = t0.elapsed().as_secs_f64();
-                let ek_bytes = fhec_runtime::io::evaluation_keys_to_bytes(&ek)?.len();
-                let sk = ek.expand(&Progress::silent())?;
+                let (ck, sk, keygen, ek_bytes) = keygen(&prog)?;
                 let batch = vec![vec![ClearTensor::new(vec![n], xs.clone())?]];
                 let enc = ck.encrypt(&prog.interface(), &batch)?;
                 let t1 = Instant::now();

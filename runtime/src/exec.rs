@@ -49,9 +49,9 @@ impl ModulusSwitchedLweCiphertext<usize> for Msed {
     }
 }
 
-/// One lookup to do: source ciphertext, shift, offset, accumulator, and the monomial degrees of its
-/// lanes' extractions (after its own at degree 0).
-type Job<'a> = (&'a [u64], u32, u64, &'a GlweCiphertextOwned<u64>, &'a [usize]);
+/// One lookup to do: source ciphertext, shift, offset, accumulator, and its lanes (instruction,
+/// monomial degree of the extraction), extracted after its own at degree 0.
+type Job<'a> = (&'a [u64], u32, u64, &'a GlweCiphertextOwned<u64>, &'a [(usize, usize)]);
 
 /// Per-worker scratch state for the lookups of one partition.
 struct Worker {
@@ -165,7 +165,7 @@ impl Worker {
             .zip(jobs)
             .map(|(acc, job)| {
                 std::iter::once(0)
-                    .chain(job.4.iter().copied())
+                    .chain(job.4.iter().map(|&(_, degree)| degree))
                     .map(|degree| {
                         let mut out = LweCiphertext::new(0u64, LweSize(l), modulus());
                         extract_lwe_sample_from_glwe_ciphertext(&acc, &mut out, MonomialDegree(degree));
@@ -506,7 +506,6 @@ pub fn run_with_limits(
     let luts = accumulators(program);
     let stages = stages(program);
     let lanes = lanes(program);
-    let degrees: Vec<Vec<usize>> = lanes.iter().map(|l| l.iter().map(|&(_, d)| d).collect()).collect();
     let used = program.read_slots();
     let mut outputs: Vec<Vec<u64>> = program
         .outputs
@@ -561,7 +560,6 @@ pub fn run_with_limits(
             luts: &luts,
             stages: &stages,
             lanes: &lanes,
-            degrees: &degrees,
             dims: &dims,
         };
         run_stages(program, keys, &plan, &mut state, &clear, progress, cancel)?;
@@ -603,9 +601,8 @@ struct Plan<'a> {
     /// Accumulators, `[partition][table]`.
     luts: &'a [Vec<Option<GlweCiphertextOwned<u64>>>],
     stages: &'a [(Vec<usize>, Vec<usize>)],
-    /// Per lookup instruction its lanes (instruction, degree), and the degrees alone.
+    /// Per lookup instruction its lanes (instruction, degree).
     lanes: &'a [Vec<(usize, usize)>],
-    degrees: &'a [Vec<usize>],
     dims: &'a [u32],
 }
 
@@ -665,7 +662,7 @@ fn run_stages(
                                 };
                                 let src = &state_ref[s][*input as usize * l..(*input as usize + 1) * l];
                                 let lut = luts[q][*table as usize].as_ref().expect("accumulator of a used table");
-                                (src, *shift, *offset, lut, &plan.degrees[i][..])
+                                (src, *shift, *offset, lut, &plan.lanes[i][..])
                             })
                             .collect();
                         let out = w.pbs_batch(part, boot, &work);
