@@ -232,6 +232,55 @@ fn each_noise_term_matches_its_formula() {
     }
 }
 
+/// Rounded bootstrap keys (`bsk_rounding_log2`, `fhec_runtime::packed`): the set the search gives a
+/// 2-bit lookup, with its key's bodies rounded to `2^(b+3)` (`b` its GLWE noise bound), so that the
+/// rounding's variance is 16× the key noise and dominates the blind rotation's. The keys go through
+/// the packed form a client sends and the server's unpacking; each term must match the formulas
+/// the search and `rederive` use (which add `(4^t − 1)/12` to the key noise). A rounding larger
+/// than stated, or unpacked at the wrong position, fails here (the latter fails every lookup).
+#[test]
+fn rounded_bootstrap_key_noise_matches_its_formula() {
+    let lookup = Constraint {
+        precision: 2,
+        fresh_weight: 1.0,
+        pbs_weight: 1.0,
+        lookup: true,
+        count: 1,
+        origin: "rounded key test".into(),
+    };
+    let base = params::search(
+        &NoiseDag {
+            constraints: vec![lookup],
+        },
+        PError::default(),
+    )
+    .unwrap()
+    .params;
+    let t = base.raw().glwe_noise_bound_log2 + 3;
+    let params = fhec_runtime::ParamSet::new(fhec_runtime::params::RawParamSet {
+        bsk_rounding_log2: t,
+        ..*base.raw()
+    })
+    .unwrap();
+    let (whole, rounded) = (Variances::of(&base), Variances::of(&params));
+    assert!(
+        rounded.pbs > 4.0 * whole.pbs,
+        "the rounding should dominate: 2^{:.2} against 2^{:.2}",
+        rounded.pbs.log2(),
+        whole.pbs.log2()
+    );
+    let keys = ClientKeys::generate(&[params]).unwrap();
+    let silent = Progress::silent();
+    let sent = keys.evaluation_keys(&silent);
+    let bytes = fhec_runtime::io::evaluation_keys_to_bytes(&sent).unwrap();
+    let server = fhec_runtime::io::evaluation_keys_from_bytes(&bytes)
+        .unwrap()
+        .expand(&silent)
+        .unwrap();
+    let s = fhec_runtime::bench_support::measure_noise(&keys, &server, 2000, 48);
+    check_terms(&params.to_string(), &s, &rounded, params.polynomial_size());
+}
+
 /// Each term measured against its formula (the bounds and their reasons: above). `n`: the
 /// polynomial size (the blind rotation's samples come in groups of `n` per rotation).
 fn check_terms(label: &str, s: &fhec_runtime::bench_support::NoiseSamples, v: &Variances, n: usize) {

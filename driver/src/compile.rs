@@ -36,6 +36,10 @@ pub struct CompileOptions {
     /// `None` (the default): where the cost model says it pays (the program is compiled with and
     /// without); `Some(true)`: wherever possible; `Some(false)`: never.
     pub many_lut: Option<bool>,
+    /// Send bootstrap keys whole instead of rounding their bodies (docs/crypto.md, "Rounded
+    /// bootstrap keys"): larger keys, but room left for programs compiled onto these parameters
+    /// (`params`) to reuse the keys. Off by default.
+    pub whole_keys: bool,
     /// [`compile_traced`] only: widen every calibrated range by this fraction of its width on each
     /// side ([`fhec_trace::Tracer::module_with_margin`]); 0 keeps the input set's ranges.
     pub calibration_margin: f64,
@@ -51,6 +55,7 @@ impl Default for CompileOptions {
             source: None,
             partitions: true,
             many_lut: None,
+            whole_keys: false,
             calibration_margin: 0.0,
         }
     }
@@ -78,6 +83,7 @@ pub fn compile(module: Module, spec: ClientSpec, opts: &CompileOptions) -> Resul
         // fixed parameters: no search, no split
         partitions: opts.partitions && opts.params.is_none(),
         many_lut: opts.many_lut,
+        whole_keys: opts.whole_keys,
     };
     let compiled = fhec_backend_tfhe::compile(&proof, &lopts, opts.source.as_deref())?;
     let p = &compiled.program;

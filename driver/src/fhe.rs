@@ -71,6 +71,7 @@ fn mb(bytes: usize) -> String {
 pub(crate) struct CompileArgs<'a> {
     pub partitions: bool,
     pub many_lut: Option<bool>,
+    pub whole_keys: bool,
     pub model_dir: Option<&'a str>,
     pub name: Option<&'a str>,
     pub p_error: Option<&'a str>,
@@ -93,6 +94,7 @@ pub(crate) fn compile(file: &str, output: Option<&str>, a: CompileArgs<'_>) -> R
         pipeline,
         partitions,
         many_lut,
+        whole_keys,
     } = a;
     let src = read_source(file)?;
     let render = |diags: &[ir::Diagnostic]| Failure::Rendered(Rendered(render_all(diags, file, &src)));
@@ -114,6 +116,7 @@ pub(crate) fn compile(file: &str, output: Option<&str>, a: CompileArgs<'_>) -> R
         source: Some(src.clone()),
         partitions,
         many_lut,
+        whole_keys,
         ..Default::default()
     };
     let t0 = Instant::now();
@@ -609,8 +612,19 @@ pub(crate) fn info(program: &str) -> Result<(), Failure> {
             );
         }
         println!(
-            "  noise: TUniform 2^{} (LWE key, modulo 2^{}), 2^{} (GLWE key)",
-            r.lwe_noise_bound_log2, r.ks_modulus_log2, r.glwe_noise_bound_log2
+            "  noise: TUniform 2^{} (LWE key, modulo 2^{}), 2^{} (GLWE key){}",
+            r.lwe_noise_bound_log2,
+            r.ks_modulus_log2,
+            r.glwe_noise_bound_log2,
+            if r.bsk_rounding_log2 > 0 && p.partition_lookups[q] > 0 {
+                format!(
+                    "; bootstrap key bodies sent rounded to 2^{} ({} of 64 bits each)",
+                    r.bsk_rounding_log2,
+                    64 - r.bsk_rounding_log2
+                )
+            } else {
+                String::new()
+            }
         );
     }
     let secure =

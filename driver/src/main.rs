@@ -131,6 +131,11 @@ enum Command {
         /// (the default) where the cost model says it pays, `on` wherever possible, `off` never.
         #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "on", "off"])]
         many_lut: String,
+        /// Send the bootstrap keys whole instead of rounding away the low bits of their bodies
+        /// (docs/crypto.md, "Rounded bootstrap keys"): larger keys, but room left for programs
+        /// compiled with --params-of this one to share its keys
+        #[arg(long)]
+        whole_keys: bool,
     },
     /// Generate secret (client) keys and evaluation keys for a compiled program.
     Keygen {
@@ -480,6 +485,7 @@ fn main() -> ExitCode {
             partitions: _,
             no_partitions,
             many_lut,
+            whole_keys,
         } => fhe::compile(
             file,
             output.as_deref(),
@@ -498,6 +504,7 @@ fn main() -> ExitCode {
                     "off" => Some(false),
                     _ => None,
                 },
+                whole_keys: *whole_keys,
             },
         ),
         Command::Opt {

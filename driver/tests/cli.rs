@@ -330,10 +330,28 @@ fn encrypted_pipeline_rejects_mismatched_and_damaged_files() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
     // the parameters of a program of several partitions: the lookups are assigned to them, and the
-    // program runs with that program's keys, exactly
+    // program runs with that program's keys, exactly. Compiled with whole bootstrap keys, which
+    // leaves room; with the default rounding the variant finds none, and the error says why.
+    let rounded = tmp("rounded.fhecp");
+    assert!(fhec(&["compile", "examples/mlp.fhe", "-o", rounded.to_str().unwrap()])
+        .status
+        .success());
+    fails(
+        &[
+            "compile",
+            variant.to_str().unwrap(),
+            "--params-of",
+            rounded.to_str().unwrap(),
+            "-o",
+            sp,
+        ],
+        "whole bootstrap keys",
+    );
     let two = tmp("two.fhecp");
     let tp = two.to_str().unwrap();
-    assert!(fhec(&["compile", "examples/mlp.fhe", "-o", tp]).status.success());
+    assert!(fhec(&["compile", "examples/mlp.fhe", "-o", tp, "--whole-keys"])
+        .status
+        .success());
     let o = fhec(&["info", tp]);
     assert!(stdout(&o).contains("partition 1"), "{}", stdout(&o));
     let reuse = tmp("reuse.fhecp");

@@ -28,7 +28,7 @@ use crate::RuntimeError;
 
 const MAGIC: &[u8; 4] = b"FHEC";
 /// Version of the payload layout; bump on any change of the serialised types.
-pub const FORMAT_VERSION: u16 = 8;
+pub const FORMAT_VERSION: u16 = 9;
 /// Version of the deployment files' payloads (server and client model files). These files must stay
 /// readable by later fhec versions: a change of their payload bumps this and keeps a reader for each
 /// earlier version (fixtures of every version are read by the tests).
@@ -65,7 +65,9 @@ impl FileKind {
             // 4: before partitions (programs are converted, keys upgraded by their versioning);
             // 5: before masks from ChaCha20 (ciphertexts of `CtData::Packed`, still read);
             // 6: before KS32 (programs read with the old parameter layout, keys upgraded);
-            // 7: before many-LUT lanes (`Instr::Lane` appended: programs read unchanged)
+            // 7: before many-LUT lanes (`Instr::Lane` appended: programs read unchanged);
+            // 8: before rounded bootstrap keys (a parameter set's `bsk_rounding_log2`: programs
+            //    read with the old parameter layout, keys upgraded by their versioning)
             _ => 4..=FORMAT_VERSION,
         }
     }
@@ -90,7 +92,7 @@ fn options(limit: u64) -> impl Options {
         .reject_trailing_bytes()
 }
 
-fn to_bytes<T: Serialize>(kind: FileKind, value: &T) -> Result<Vec<u8>, RuntimeError> {
+pub(crate) fn to_bytes<T: Serialize>(kind: FileKind, value: &T) -> Result<Vec<u8>, RuntimeError> {
     let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
     out.push(kind as u8);
@@ -201,7 +203,8 @@ pub fn program_to_bytes(p: &Program) -> Result<Vec<u8>, RuntimeError> {
 pub fn program_from_bytes(bytes: &[u8]) -> Result<Program, RuntimeError> {
     let p: Program = match unframe(FileKind::Program, bytes)?.0 {
         4 => from_bytes::<crate::program::v4::Program>(FileKind::Program, bytes)?.into(),
-        5 | 6 => from_bytes::<crate::program::v6::Program>(FileKind::Program, bytes)?.into(),
+        5 | 6 => from_bytes::<crate::program::legacy::V6>(FileKind::Program, bytes)?.into(),
+        7 | 8 => from_bytes::<crate::program::legacy::V8>(FileKind::Program, bytes)?.into(),
         _ => from_bytes(FileKind::Program, bytes)?,
     };
     p.validate()?;

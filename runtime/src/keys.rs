@@ -14,6 +14,7 @@
 
 use tfhe::core_crypto::prelude::*;
 
+use crate::packed::PackedBootstrapKey;
 use crate::params::ParamSet;
 use crate::progress::Progress;
 use crate::RuntimeError;
@@ -141,11 +142,41 @@ pub struct PartitionKeys {
     pub(crate) params: ParamSet,
     /// Mask elements the keyswitch key covers (0 without keys).
     pub(crate) ksk_dim: u32,
-    /// Absent for partitions without table lookups.
-    pub(crate) bsk: Option<SeededLweBootstrapKeyOwned<u64>>,
+    /// The bootstrap key, seeded, its bodies rounded as `params` says. Absent for partitions
+    /// without table lookups.
+    pub(crate) bsk: Option<PackedBootstrapKey>,
     /// The keyswitch key: `ksk` (modulo 2^64) or, for a KS32 set, `ksk32` (modulo 2^32).
     pub(crate) ksk: Option<SeededLweKeyswitchKeyOwned<u64>>,
     pub(crate) ksk32: Option<SeededLweKeyswitchKeyOwned<u32>>,
+}
+
+/// Partition keys of formats 7 and 8 (bootstrap keys sent whole), upgraded on reading.
+#[derive(tfhe_versionable::Version)]
+pub struct PartitionKeysV1 {
+    params: ParamSet,
+    ksk_dim: u32,
+    bsk: Option<SeededLweBootstrapKeyOwned<u64>>,
+    ksk: Option<SeededLweKeyswitchKeyOwned<u64>>,
+    ksk32: Option<SeededLweKeyswitchKeyOwned<u32>>,
+}
+
+impl tfhe_versionable::Upgrade<PartitionKeys> for PartitionKeysV1 {
+    type Error = std::io::Error;
+    fn upgrade(self) -> Result<PartitionKeys, Self::Error> {
+        // these sets say `bsk_rounding_log2 = 0` (the field is newer): the bodies are kept whole
+        let bsk = match self.bsk {
+            Some(b) if self.params.raw().bsk_rounding_log2 == 0 => Some(PackedBootstrapKey::new(&b, &self.params)),
+            Some(_) => return Err(std::io::Error::other("a format-8 bootstrap key with rounded bodies")),
+            None => None,
+        };
+        Ok(PartitionKeys {
+            params: self.params,
+            ksk_dim: self.ksk_dim,
+            bsk,
+            ksk: self.ksk,
+            ksk32: self.ksk32,
+        })
+    }
 }
 
 /// Partition keys of format 6 and before (no KS32), upgraded on reading.
@@ -157,10 +188,10 @@ pub struct PartitionKeysV0 {
     ksk: Option<SeededLweKeyswitchKeyOwned<u64>>,
 }
 
-impl tfhe_versionable::Upgrade<PartitionKeys> for PartitionKeysV0 {
+impl tfhe_versionable::Upgrade<PartitionKeysV1> for PartitionKeysV0 {
     type Error = std::convert::Infallible;
-    fn upgrade(self) -> Result<PartitionKeys, Self::Error> {
-        Ok(PartitionKeys {
+    fn upgrade(self) -> Result<PartitionKeysV1, Self::Error> {
+        Ok(PartitionKeysV1 {
             params: self.params,
             ksk_dim: self.ksk_dim,
             bsk: self.bsk,
@@ -174,7 +205,8 @@ impl tfhe_versionable::Upgrade<PartitionKeys> for PartitionKeysV0 {
 #[allow(clippy::large_enum_variant)] // a version tag around the value, not stored
 pub enum PartitionKeysVersions {
     V0(PartitionKeysV0),
-    V1(PartitionKeys),
+    V1(PartitionKeysV1),
+    V2(PartitionKeys),
 }
 
 /// Compressed evaluation keys: what the client sends to the server.
@@ -213,7 +245,8 @@ impl tfhe_versionable::Upgrade<EvaluationKeys> for EvaluationKeysV0 {
             partitions: vec![PartitionKeys {
                 params: self.params,
                 ksk_dim,
-                bsk: self.bsk,
+                // sets of format 4 round nothing (`bsk_rounding_log2` = 0): the bodies stay whole
+                bsk: self.bsk.map(|b| PackedBootstrapKey::new(&b, &self.params)),
                 ksk: self.ksk,
                 ksk32: None,
             }],
@@ -433,7 +466,7 @@ impl ClientKeys {
                 PartitionKeys {
                     params: *p,
                     ksk_dim: dim as u32,
-                    bsk: Some(bsk),
+                    bsk: Some(PackedBootstrapKey::new(&bsk, p)),
                     ksk,
                     ksk32,
                 }
@@ -502,22 +535,9 @@ impl EvaluationKeys {
             match (&k.bsk, ksk_ok) {
                 (None, None) => k.ksk_dim == 0,
                 (Some(bsk), Some(ksk_ok)) => {
-                    let bsk_len = r
-                        .lwe_dimension
-                        .checked_mul(r.pbs_level)
-                        .and_then(|x| x.checked_mul(r.glwe_dimension + 1))
-                        .and_then(|x| x.checked_mul(r.polynomial_size));
+                    // the shapes come from the (checked) parameters; only the bodies' length is read
                     let dim = k.ksk_dim as usize;
-                    dim > 0
-                        && dim <= master
-                        && bsk.glwe_size().0 == r.glwe_dimension + 1
-                        && bsk.polynomial_size().0 == r.polynomial_size
-                        && bsk.decomposition_base_log().0 == r.pbs_base_log
-                        && bsk.decomposition_level_count().0 == r.pbs_level
-                        && bsk.ciphertext_modulus().is_native_modulus()
-                        && Some(bsk.as_ref().len()) == bsk_len
-                        && bsk.input_lwe_dimension().0 == r.lwe_dimension
-                        && ksk_ok
+                    dim > 0 && dim <= master && bsk.fits(&k.params) && ksk_ok
                 }
                 _ => false,
             }
@@ -559,7 +579,7 @@ impl EvaluationKeys {
         self.partitions
             .iter()
             .map(|k| {
-                k.bsk.as_ref().map_or(0, |b| b.as_ref().len()) * 8
+                k.bsk.as_ref().map_or(0, PackedBootstrapKey::size_bytes)
                     + k.ksk.as_ref().map_or(0, |b| b.as_ref().len()) * 8
                     + k.ksk32.as_ref().map_or(0, |b| b.as_ref().len()) * 4
             })
@@ -577,19 +597,23 @@ impl EvaluationKeys {
         let partitions = self
             .partitions
             .into_iter()
-            .map(|k| {
+            .map(|k| -> Result<ServerPartition, RuntimeError> {
                 let none = ServerPartition {
                     params: k.params,
                     ksk_dim: 0,
                     bootstrap: None,
                 };
                 // `check` has paired each bootstrap key with a keyswitch key of its set's modulus
-                let Some(bsk) = k.bsk else { return none };
+                let Some(bsk) = k.bsk else { return Ok(none) };
                 let ksk = match (k.ksk, k.ksk32) {
                     (Some(x), _) => Ksk::Native(progress.tick_while(|| x.par_decompress_into_lwe_keyswitch_key())),
                     (_, Some(x)) => Ksk::Ks32(progress.tick_while(|| x.par_decompress_into_lwe_keyswitch_key())),
-                    (None, None) => return none,
+                    (None, None) => return Ok(none),
                 };
+                // `check` has matched the bodies with the parameters: this does not fail
+                let bsk = bsk.unpack(&k.params).ok_or_else(|| {
+                    RuntimeError::Mismatch("a bootstrap key does not match its parameters (damaged file?)".into())
+                })?;
                 let std_bsk = progress.tick_while(|| bsk.par_decompress_into_lwe_bootstrap_key());
                 let mut bsk = FourierLweBootstrapKey::new(
                     std_bsk.input_lwe_dimension(),
@@ -599,13 +623,13 @@ impl EvaluationKeys {
                     std_bsk.decomposition_level_count(),
                 );
                 progress.tick_while(|| par_convert_standard_lwe_bootstrap_key_to_fourier(&std_bsk, &mut bsk));
-                ServerPartition {
+                Ok(ServerPartition {
                     params: k.params,
                     ksk_dim: k.ksk_dim,
                     bootstrap: Some(Bootstrap { bsk, ksk }),
-                }
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, _>>()?;
         if used > 0 {
             progress.finish();
         }
@@ -732,8 +756,8 @@ fn ks_word_bytes(p: &ParamSet) -> usize {
 /// Size in bytes of compressed (seeded) evaluation keys for a parameter set.
 pub fn compressed_key_bytes(p: &ParamSet, ksk_dim: usize) -> usize {
     let r = p.raw();
-    r.lwe_dimension * r.pbs_level * (r.glwe_dimension + 1) * r.polynomial_size * 8
-        + ksk_dim * r.ks_level * ks_word_bytes(p)
+    let bodies = crate::packed::body_count(p).and_then(|n| crate::packed::packed_len(n, r.bsk_rounding_log2));
+    bodies.unwrap_or(usize::MAX) + ksk_dim * r.ks_level * ks_word_bytes(p)
 }
 
 /// Sizes in bytes of the evaluation keys a program needs, (compressed, expanded): zero for a
@@ -767,4 +791,71 @@ pub fn interface_key_bytes(interface: &crate::ProgramInterface) -> (usize, usize
     partition_key_bytes(interface)
         .into_iter()
         .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::RawParamSet;
+
+    fn small(t: u32) -> ParamSet {
+        ParamSet::insecure_for_tests(RawParamSet {
+            lwe_dimension: 16,
+            glwe_dimension: 1,
+            polynomial_size: 256,
+            lwe_noise_bound_log2: 20,
+            glwe_noise_bound_log2: 20,
+            pbs_base_log: 15,
+            pbs_level: 2,
+            ks_base_log: 4,
+            ks_level: 3,
+            ks_modulus_log2: 64,
+            bsk_rounding_log2: t,
+        })
+    }
+
+    /// Keys of formats 7–8 (bootstrap keys sent whole) upgrade to the packed form with every body
+    /// bit kept; a format-8 key whose set claims rounding cannot exist and is refused. Keys packed
+    /// with rounding expand to the whole key's bodies rounded, seed and shapes unchanged.
+    #[test]
+    fn whole_bootstrap_keys_of_format_8_upgrade_unchanged() {
+        use tfhe_versionable::Upgrade;
+        let p = small(0);
+        let keys = ClientKeys::generate_unchecked(&[p]);
+        let mut seeder = new_seeder();
+        let seeded = par_allocate_and_generate_new_seeded_lwe_bootstrap_key(
+            &keys.smalls[0],
+            &keys.glwe(0),
+            DecompositionBaseLog(p.raw().pbs_base_log),
+            DecompositionLevelCount(p.raw().pbs_level),
+            glwe_noise(&p),
+            modulus(),
+            seeder.as_mut(),
+        );
+        let v1 = |params: ParamSet| PartitionKeysV1 {
+            params,
+            ksk_dim: 256,
+            bsk: Some(seeded.clone()),
+            ksk: None,
+            ksk32: None,
+        };
+        let up = v1(p).upgrade().unwrap();
+        let packed = up.bsk.expect("a bootstrap key");
+        assert!(packed.fits(&p));
+        let back = packed.unpack(&p).unwrap();
+        assert_eq!(back.as_ref(), seeded.as_ref());
+        assert_eq!(back.compression_seed(), seeded.compression_seed());
+        assert!(v1(small(8)).upgrade().is_err());
+        // rounded: the same key with each body rounded to 2^12, nothing else changed
+        let r = small(12);
+        let rounded = PackedBootstrapKey::new(&seeded, &r);
+        assert!(rounded.fits(&r) && !rounded.fits(&p));
+        assert_eq!(rounded.size_bytes() * 64, seeded.as_ref().len() * 8 * (64 - 12));
+        let back = rounded.unpack(&r).unwrap();
+        assert_eq!(back.compression_seed(), seeded.compression_seed());
+        for (&w, &v) in back.as_ref().iter().zip(seeded.as_ref()) {
+            assert_eq!(w % (1 << 12), 0);
+            assert!((w.wrapping_sub(v) as i64).abs() <= 1 << 11);
+        }
+    }
 }

@@ -17,6 +17,7 @@ pub mod exec;
 pub mod interface;
 pub mod io;
 pub mod keys;
+pub mod packed;
 pub mod params;
 pub mod program;
 pub mod progress;

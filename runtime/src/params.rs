@@ -46,7 +46,8 @@ pub enum ParamSetVersions {
 #[derive(VersionsDispatch)]
 pub enum RawParamSetVersions {
     V0(RawParamSetV0),
-    V1(RawParamSet),
+    V1(RawParamSetV1),
+    V2(RawParamSet),
 }
 
 /// The fields of a [`ParamSet`] before KS32: the keyswitch output modulus was always 2^64. Files
@@ -65,15 +66,56 @@ pub struct RawParamSetV0 {
     pub ks_level: usize,
 }
 
-impl tfhe_versionable::Upgrade<RawParamSet> for RawParamSetV0 {
+impl tfhe_versionable::Upgrade<RawParamSetV1> for RawParamSetV0 {
+    type Error = std::convert::Infallible;
+    fn upgrade(self) -> Result<RawParamSetV1, Self::Error> {
+        Ok(RawParamSetV1 {
+            lwe_dimension: self.lwe_dimension,
+            glwe_dimension: self.glwe_dimension,
+            polynomial_size: self.polynomial_size,
+            lwe_noise_bound_log2: self.lwe_noise_bound_log2,
+            glwe_noise_bound_log2: self.glwe_noise_bound_log2,
+            pbs_base_log: self.pbs_base_log,
+            pbs_level: self.pbs_level,
+            ks_base_log: self.ks_base_log,
+            ks_level: self.ks_level,
+            ks_modulus_log2: 64,
+        })
+    }
+}
+
+impl From<RawParamSetV0> for RawParamSet {
+    fn from(r: RawParamSetV0) -> RawParamSet {
+        let Ok(v1) = tfhe_versionable::Upgrade::<RawParamSetV1>::upgrade(r);
+        v1.into()
+    }
+}
+
+/// The fields of a [`ParamSet`] from KS32 to format 8: bootstrap keys were sent whole (no rounded
+/// bodies). Files of formats 7 and 8 carry this layout, upgraded on reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, tfhe_versionable::Version)]
+pub struct RawParamSetV1 {
+    pub lwe_dimension: usize,
+    pub glwe_dimension: usize,
+    pub polynomial_size: usize,
+    pub lwe_noise_bound_log2: u32,
+    pub glwe_noise_bound_log2: u32,
+    pub pbs_base_log: usize,
+    pub pbs_level: usize,
+    pub ks_base_log: usize,
+    pub ks_level: usize,
+    pub ks_modulus_log2: u32,
+}
+
+impl tfhe_versionable::Upgrade<RawParamSet> for RawParamSetV1 {
     type Error = std::convert::Infallible;
     fn upgrade(self) -> Result<RawParamSet, Self::Error> {
         Ok(RawParamSet::from(self))
     }
 }
 
-impl From<RawParamSetV0> for RawParamSet {
-    fn from(r: RawParamSetV0) -> RawParamSet {
+impl From<RawParamSetV1> for RawParamSet {
+    fn from(r: RawParamSetV1) -> RawParamSet {
         RawParamSet {
             lwe_dimension: r.lwe_dimension,
             glwe_dimension: r.glwe_dimension,
@@ -84,7 +126,8 @@ impl From<RawParamSetV0> for RawParamSet {
             pbs_level: r.pbs_level,
             ks_base_log: r.ks_base_log,
             ks_level: r.ks_level,
-            ks_modulus_log2: 64,
+            ks_modulus_log2: r.ks_modulus_log2,
+            bsk_rounding_log2: 0,
         }
     }
 }
@@ -98,6 +141,18 @@ impl TryFrom<RawParamSetV0> for ParamSetV0 {
     type Error = String;
     fn try_from(raw: RawParamSetV0) -> Result<ParamSetV0, String> {
         ParamSet::new(raw.into()).map(ParamSetV0).map_err(|e| e.to_string())
+    }
+}
+
+/// A [`ParamSet`] in the serde layout of formats 7 and 8 (programs), checked like any other.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(try_from = "RawParamSetV1")]
+pub(crate) struct ParamSetV1(pub(crate) ParamSet);
+
+impl TryFrom<RawParamSetV1> for ParamSetV1 {
+    type Error = String;
+    fn try_from(raw: RawParamSetV1) -> Result<ParamSetV1, String> {
+        ParamSet::new(raw.into()).map(ParamSetV1).map_err(|e| e.to_string())
     }
 }
 
@@ -129,7 +184,18 @@ pub struct RawParamSet {
     /// docs/crypto.md, "KS32"). Absent in JSON written before KS32: 64.
     #[serde(default = "native_ks_modulus")]
     pub ks_modulus_log2: u32,
+    /// log2 of the step the bootstrap key's bodies are rounded to before they leave the client
+    /// (0: sent whole). Rounding drops the low bits of each body coefficient, which are noise: the
+    /// sent key shrinks by `bsk_rounding_log2/64`, and each coefficient's error grows by a uniform
+    /// term of variance `4^bsk_rounding_log2/12`, which the noise formulas count (docs/crypto.md,
+    /// "Rounded bootstrap keys"). Absent in JSON written before format 9: 0.
+    #[serde(default)]
+    pub bsk_rounding_log2: u32,
 }
+
+/// Largest [`RawParamSet::bsk_rounding_log2`]: far above any useful value (the key noise grows 4×
+/// per bit past the key's own noise bound).
+pub const MAX_BSK_ROUNDING_LOG2: u32 = 48;
 
 /// The minimal secure TUniform bound for an LWE key of dimension `n` (ciphertexts modulo 2^64).
 pub fn secure_lwe_bound(n: usize) -> u32 {
@@ -188,6 +254,12 @@ impl RawParamSet {
                 }
             }
             m => return Some(format!("keyswitch output modulus 2^{m} is not 2^64 or 2^32")),
+        }
+        if r.bsk_rounding_log2 > MAX_BSK_ROUNDING_LOG2 {
+            return Some(format!(
+                "bootstrap key bodies rounded to 2^{} (at most 2^{MAX_BSK_ROUNDING_LOG2})",
+                r.bsk_rounding_log2
+            ));
         }
         // TUniform(b) samples in [-2^b, 2^b]; tfhe-rs needs b + 2 ≤ the bits of the modulus.
         if r.lwe_noise_bound_log2.saturating_add(2) > r.ks_modulus_log2 || r.glwe_noise_bound_log2 > 62 {
@@ -263,6 +335,7 @@ impl ParamSet {
             ks_base_log,
             ks_level,
             ks_modulus_log2: 64,
+            bsk_rounding_log2: 0,
         })
     }
 
@@ -339,6 +412,11 @@ impl ParamSet {
         if r.ks_modulus_log2 != 64 {
             h.write(&(r.ks_modulus_log2 as u64).to_le_bytes());
         }
+        // and sets whose bootstrap keys are sent whole keep theirs too
+        if r.bsk_rounding_log2 != 0 {
+            h.write(b"bsk-rounding");
+            h.write(&(r.bsk_rounding_log2 as u64).to_le_bytes());
+        }
         h.finish()
     }
 }
@@ -359,7 +437,11 @@ impl std::fmt::Display for ParamSet {
             if r.ks_modulus_log2 == 64 { "" } else { ", 32-bit" },
             r.lwe_noise_bound_log2,
             r.glwe_noise_bound_log2
-        )
+        )?;
+        if r.bsk_rounding_log2 > 0 {
+            write!(f, " bsk_rounding=2^{}", r.bsk_rounding_log2)?;
+        }
+        Ok(())
     }
 }
 

@@ -936,17 +936,23 @@ pub(crate) mod v4 {
     }
 }
 
-/// Programs of formats 5 and 6 (partitions, before KS32): the parameter sets' old layout.
-pub(crate) mod v6 {
-    use serde::Deserialize;
+/// Programs of formats 5 to 8: the current layout but for the parameter sets' (`P`: the layout of
+/// formats 5–6, before KS32, or of formats 7–8, before rounded bootstrap keys).
+pub(crate) mod legacy {
+    use serde::{Deserialize, Serialize};
 
     use super::{Instr, NoiseReport, Origin, Port, Table};
-    use crate::params::ParamSetV0;
+    use crate::params::{ParamSet, ParamSetV0, ParamSetV1};
 
-    #[derive(Deserialize)]
-    pub(crate) struct Program {
+    /// Formats 5 and 6 (partitions, before KS32).
+    pub(crate) type V6 = Program<ParamSetV0>;
+    /// Formats 7 and 8 (KS32, many-LUT lanes; before rounded bootstrap keys).
+    pub(crate) type V8 = Program<ParamSetV1>;
+
+    #[derive(Deserialize, Serialize)]
+    pub(crate) struct Program<P> {
         name: String,
-        partitions: Vec<ParamSetV0>,
+        partitions: Vec<P>,
         inputs: Vec<Port>,
         outputs: Vec<Port>,
         num_input_slots: u32,
@@ -957,11 +963,59 @@ pub(crate) mod v6 {
         noise: NoiseReport,
     }
 
-    impl From<Program> for super::Program {
-        fn from(p: Program) -> super::Program {
+    impl From<ParamSetV0> for ParamSet {
+        fn from(p: ParamSetV0) -> ParamSet {
+            p.0
+        }
+    }
+
+    impl From<ParamSetV1> for ParamSet {
+        fn from(p: ParamSetV1) -> ParamSet {
+            p.0
+        }
+    }
+
+    /// `p` in the layout of formats 7–8 (tests write such files with it).
+    #[cfg(test)]
+    pub(crate) fn v8_of(p: &super::Program) -> Program<crate::params::RawParamSetV1> {
+        Program {
+            name: p.name.clone(),
+            partitions: p
+                .partitions
+                .iter()
+                .map(|q| {
+                    let r = q.raw();
+                    assert_eq!(r.bsk_rounding_log2, 0, "format 8 had no rounded keys");
+                    crate::params::RawParamSetV1 {
+                        lwe_dimension: r.lwe_dimension,
+                        glwe_dimension: r.glwe_dimension,
+                        polynomial_size: r.polynomial_size,
+                        lwe_noise_bound_log2: r.lwe_noise_bound_log2,
+                        glwe_noise_bound_log2: r.glwe_noise_bound_log2,
+                        pbs_base_log: r.pbs_base_log,
+                        pbs_level: r.pbs_level,
+                        ks_base_log: r.ks_base_log,
+                        ks_level: r.ks_level,
+                        ks_modulus_log2: r.ks_modulus_log2,
+                    }
+                })
+                .collect(),
+            inputs: p.inputs.clone(),
+            outputs: p.outputs.clone(),
+            num_input_slots: p.num_input_slots,
+            instrs: p.instrs.clone(),
+            tables: p.tables.clone(),
+            instr_origin: p.instr_origin.clone(),
+            origins: p.origins.clone(),
+            noise: p.noise.clone(),
+        }
+    }
+
+    impl<P: Into<ParamSet>> From<Program<P>> for super::Program {
+        fn from(p: Program<P>) -> super::Program {
             super::Program {
                 name: p.name,
-                partitions: p.partitions.into_iter().map(|q| q.0).collect(),
+                partitions: p.partitions.into_iter().map(Into::into).collect(),
                 inputs: p.inputs,
                 outputs: p.outputs,
                 num_input_slots: p.num_input_slots,

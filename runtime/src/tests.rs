@@ -14,6 +14,7 @@ fn raw() -> RawParamSet {
         ks_base_log: 3,
         ks_level: 5,
         ks_modulus_log2: 64,
+        bsk_rounding_log2: 0,
     }
 }
 
@@ -43,6 +44,10 @@ fn parameter_sets_below_the_security_curve_do_not_exist() {
         },
         RawParamSet {
             glwe_dimension: 0,
+            ..raw()
+        },
+        RawParamSet {
+            bsk_rounding_log2: crate::params::MAX_BSK_ROUNDING_LOG2 + 1,
             ..raw()
         },
     ] {
@@ -448,6 +453,7 @@ fn ks32_parameter_sets() {
     }
     assert!(ParamSet::new(RawParamSet {
         ks_modulus_log2: 48,
+        bsk_rounding_log2: 0,
         ..raw()
     })
     .is_err());
@@ -798,6 +804,7 @@ fn fuzz_regression_program_with_a_huge_noise_bound() {
         let r = RawParamSet {
             lwe_noise_bound_log2: u32::MAX - 1,
             ks_modulus_log2: m,
+            bsk_rounding_log2: 0,
             ..raw()
         };
         let e = ParamSet::new(r).unwrap_err().to_string();
@@ -1009,10 +1016,19 @@ fn lanes_of_one_blind_rotation_run_exactly() {
     q.instrs[2] = Instr::Lane { pbs: 1, boxes: 12 };
     assert_ne!(q.fingerprint(), p.fingerprint());
 
-    // format 7 (before lanes) has the same layout for lane-free programs
-    let mut old = io::program_to_bytes(&program()).unwrap();
-    old[5..7].copy_from_slice(&7u16.to_le_bytes());
-    assert_eq!(io::program_from_bytes(&old).unwrap(), program());
+    // formats 7 (before lanes) and 8 (before rounded keys): the parameter sets' old layout, read;
+    // a current file relabelled 8 is refused, never misread
+    let mut old = io::to_bytes(io::FileKind::Program, &crate::program::legacy::v8_of(&program())).unwrap();
+    for v in [7u16, 8] {
+        old[5..7].copy_from_slice(&v.to_le_bytes());
+        assert_eq!(io::program_from_bytes(&old).unwrap(), program());
+    }
+    let mut relabelled = io::program_to_bytes(&program()).unwrap();
+    relabelled[5..7].copy_from_slice(&8u16.to_le_bytes());
+    assert!(io::program_from_bytes(&relabelled).is_err());
+    let mut old = io::to_bytes(io::FileKind::Program, &crate::program::legacy::v8_of(&p)).unwrap();
+    old[5..7].copy_from_slice(&8u16.to_le_bytes());
+    assert_eq!(io::program_from_bytes(&old).unwrap(), p);
     let bytes = io::program_to_bytes(&p).unwrap();
     assert_eq!(io::program_from_bytes(&bytes).unwrap(), p);
 }

@@ -40,6 +40,11 @@ pub struct CompileOptions {
     /// program is compiled with and without them, and lanes are kept where they are estimated at
     /// least 10 % faster with at most 2.5× the keys ([`lanes_pay`]); `Some(true)`: wherever possible; `Some(false)`: never.
     pub many_lut: Option<bool>,
+    /// Send bootstrap keys whole: no rounding of their bodies (`bsk_rounding_log2` stays 0). By
+    /// default the search rounds each partition's key as coarsely as the program's failure target
+    /// allows ([`fhec_runtime::packed`]: 25–40 % smaller keys, no run-time cost), which leaves other
+    /// programs compiled onto these parameters (`params`, to reuse the keys) less room.
+    pub whole_keys: bool,
 }
 
 /// A compiled program with what the search saw.
@@ -89,9 +94,20 @@ pub fn compile(v: &Verified<'_>, opts: &CompileOptions, source: Option<&str>) ->
 /// [`LANES_GAIN`] faster by the cost model, with evaluation keys at most [`LANES_KEYS`] times as
 /// large: wider lookups need bigger sets, and a few percent is not worth several times the keys
 /// (`fhec-bench many-lut`: four 3-bit tables in one 5-bit rotation, 1.13× faster measured, 2.9×
-/// the keys and 3× the keygen).
+/// the keys and 3× the keygen). Keys are compared whole (before [`round_bootstrap_keys`], which
+/// takes whatever slack each set was left and says nothing of the sets' sizes).
 pub fn lanes_pay(with: &Program, without: &Program) -> bool {
-    let keys = |p: &Program| fhec_runtime::keys::program_key_bytes(p).0 as f64;
+    let keys = |p: &Program| {
+        let mut whole = p.interface();
+        for q in &mut whole.partitions {
+            *q = ParamSet::new(fhec_runtime::params::RawParamSet {
+                bsk_rounding_log2: 0,
+                ..*q.raw()
+            })
+            .unwrap_or(*q);
+        }
+        fhec_runtime::keys::interface_key_bytes(&whole).0 as f64
+    };
     with.noise.estimated_seconds < (1.0 - LANES_GAIN) * without.noise.estimated_seconds
         && keys(with) <= LANES_KEYS * keys(without)
 }
@@ -180,7 +196,8 @@ fn compile_lowered(mut l: lower::Lowered, opts: &CompileOptions) -> Result<Compi
         let Some(part) = params::partition::assign_fixed(&program, parts, opts.p_error) else {
             return Err(Diagnostic::new(format!(
                 "the given parameters ({} partitions) cannot run this program at the failure-probability target \
-                 (no assignment of its lookups meets it); compile without fixed parameters",
+                 (no assignment of its lookups meets it); compile without fixed parameters, or compile the program \
+                 they come from with whole bootstrap keys (rounded keys leave less room)",
                 parts.len()
             )));
         };
@@ -199,7 +216,68 @@ fn compile_lowered(mut l: lower::Lowered, opts: &CompileOptions) -> Result<Compi
             }
         }
     }
+    if opts.params.is_none() && !opts.whole_keys {
+        program = round_bootstrap_keys(program, opts.p_error);
+        solution.analysis = rederive::analyze_program(&program);
+        solution.params = program.partitions[0];
+    }
     Ok(Compiled { program, dag, solution })
+}
+
+/// Gives each partition with lookups the coarsest rounding of its bootstrap key's bodies
+/// (`bsk_rounding_log2`, [`fhec_runtime::packed`]) at which the program still meets `target`: the
+/// rounding costs nothing at run time and shrinks the keys the client sends by `t/64`. Partitions
+/// are taken in order, each with the largest `t` the ones before it leave room for; the program's
+/// stated failure probabilities are re-derived.
+fn round_bootstrap_keys(mut program: Program, target: PError) -> Program {
+    let analyze = rederive::analyzer(&program);
+    let meets = |ps: &[ParamSet]| {
+        let a = analyze(ps);
+        match target {
+            PError::PerLookup(t) => a.log2_worst <= t.log2(),
+            PError::Global(t) => a.log2_global <= t.log2(),
+        }
+    };
+    let mut parts = program.partitions.clone();
+    if !meets(&parts) {
+        return program;
+    }
+    let lookups = program.lookups_by_partition();
+    for q in 0..parts.len() {
+        if lookups.get(q).is_none_or(|&n| n == 0) {
+            continue;
+        }
+        let with = |parts: &[ParamSet], t: u32| -> Option<Vec<ParamSet>> {
+            let mut ps = parts.to_vec();
+            ps[q] = ParamSet::new(fhec_runtime::params::RawParamSet {
+                bsk_rounding_log2: t,
+                ..*parts[q].raw()
+            })
+            .ok()?;
+            Some(ps)
+        };
+        // past the key's own noise bound the rounding's variance grows 4× per bit: the answer lies
+        // well below bound + 8 (binary search on a monotone test)
+        let (mut lo, mut hi) = (
+            parts[q].raw().bsk_rounding_log2,
+            (parts[q].raw().glwe_noise_bound_log2 + 8).min(fhec_runtime::params::MAX_BSK_ROUNDING_LOG2),
+        );
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            match with(&parts, mid) {
+                Some(ps) if meets(&ps) => lo = mid,
+                _ => hi = mid - 1,
+            }
+        }
+        if let Some(ps) = with(&parts, lo) {
+            parts = ps;
+        }
+    }
+    let a = analyze(&parts);
+    program.partitions = parts;
+    program.noise.log2_p_error_worst_lookup = a.log2_worst;
+    program.noise.log2_p_error_global = a.log2_global;
+    program
 }
 
 /// `program` with its lookups in the partitions of `part`, its failure probabilities re-derived

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 
 use fhec_runtime::program::{Instr, Program};
+use fhec_runtime::ParamSet;
 
 use crate::params::{analyze, Analysis, Constraint, NoiseDag};
 
@@ -108,11 +109,21 @@ pub fn analyze_program(p: &Program) -> Analysis {
     analyze_partitioned(p)
 }
 
-/// [`analyze_program`] for a program of several partitions: the search's own constraints
-/// ([`crate::params::partition::constraints`], per slot a weight per noise source and the
-/// partitions its ciphertext spans), uncompacted, under the program's parameters.
-fn analyze_partitioned(p: &Program) -> Analysis {
-    use crate::params::partition;
+/// Failure probabilities of one program's instructions under given parameter sets.
+pub type Analyzer = Box<dyn Fn(&[ParamSet]) -> Analysis>;
+
+/// [`analyze_program`] of `p`'s instructions under other parameter sets (as many as `p` has; the
+/// noise graph is built once): for searches over one field of the sets.
+pub fn analyzer(p: &Program) -> Analyzer {
+    if let [_] = &p.partitions[..] {
+        let dag = noise_dag(p);
+        return Box::new(move |ps: &[ParamSet]| analyze(&dag, &ps[0]));
+    }
+    let cs = partitioned_constraints(p);
+    Box::new(move |ps: &[ParamSet]| crate::params::partition::evaluate(&cs, ps))
+}
+
+fn partitioned_constraints(p: &Program) -> Vec<crate::params::partition::PartConstraint> {
     let assign: Vec<u32> = p
         .instrs
         .iter()
@@ -121,7 +132,14 @@ fn analyze_partitioned(p: &Program) -> Analysis {
             _ => 0,
         })
         .collect();
-    partition::evaluate(&partition::constraints(p, &assign, p.partitions.len()), &p.partitions)
+    crate::params::partition::constraints(p, &assign, p.partitions.len())
+}
+
+/// [`analyze_program`] for a program of several partitions: the search's own constraints
+/// ([`crate::params::partition::constraints`], per slot a weight per noise source and the
+/// partitions its ciphertext spans), uncompacted, under the program's parameters.
+fn analyze_partitioned(p: &Program) -> Analysis {
+    crate::params::partition::evaluate(&partitioned_constraints(p), &p.partitions)
 }
 
 /// Replaces the failure probabilities a program states (`Program::noise`) with the ones its

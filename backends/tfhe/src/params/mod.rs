@@ -161,7 +161,24 @@ fn tuniform_variance(bound_log2: f64) -> f64 {
     ((2.0 * bound_log2).exp2() + 0.5) / 3.0 / (MODULUS * MODULUS)
 }
 
-fn pbs_variance(n: usize, k: usize, big_n: usize, base_log: usize, level: usize, glwe_bound: u32) -> f64 {
+/// Variance (normalised by q²) of rounding a uniform body to a multiple of `2^t`.
+pub fn bsk_rounding_variance(t: u32) -> f64 {
+    if t == 0 {
+        0.0
+    } else {
+        ((2.0 * t as f64).exp2() - 1.0) / 12.0 / (MODULUS * MODULUS)
+    }
+}
+
+fn pbs_variance(
+    n: usize,
+    k: usize,
+    big_n: usize,
+    base_log: usize,
+    level: usize,
+    glwe_bound: u32,
+    bsk_rounding_log2: u32,
+) -> f64 {
     let base = (base_log as f64).exp2();
     let v = pbs_variance_132_bits_security_tuniform_fft_mul_impl(
         n as f64,
@@ -173,9 +190,11 @@ fn pbs_variance(n: usize, k: usize, big_n: usize, base_log: usize, level: usize,
         MODULUS,
     );
     // The formula assumes the key noise of the security curve; where our bound is floored higher,
-    // add the difference through the same key-noise term.
+    // add the difference through the same key-noise term, and the rounding of the key's bodies
+    // (`packed.rs` in the runtime: uniform, independent of the key noise) the same way.
     let curve_bound = (-0.025167785 * (k * big_n) as f64 + 64.0 + 4.10067100000001).ceil();
-    let extra = tuniform_variance(glwe_bound as f64) - tuniform_variance(curve_bound);
+    let extra = (tuniform_variance(glwe_bound as f64) - tuniform_variance(curve_bound)).max(0.0)
+        + bsk_rounding_variance(bsk_rounding_log2);
     let correction = if extra > 0.0 {
         n as f64 * level as f64 * big_n as f64 * (k as f64 + 1.0) * (base * base / 12.0 + 1.0 / 6.0) * extra
     } else {
@@ -218,6 +237,7 @@ impl Variances {
                 r.pbs_base_log,
                 r.pbs_level,
                 r.glwe_noise_bound_log2,
+                r.bsk_rounding_log2,
             ),
             keyswitch: ks_variance(
                 p.big_lwe_dimension(),
@@ -481,7 +501,7 @@ pub(crate) fn best_pbs_bases(
     let v: Vec<(usize, usize, f64)> = (1..=max_level)
         .map(|l| {
             (1..=(64 / l).min(50))
-                .map(|b| (l, b, pbs_variance(n, k, big_n, b, l, glwe_bound)))
+                .map(|b| (l, b, pbs_variance(n, k, big_n, b, l, glwe_bound, 0)))
                 .fold((l, 1, f64::INFINITY), |a, x| if x.2 < a.2 { x } else { a })
         })
         .collect();

@@ -768,25 +768,41 @@ mod tests {
     const ROUND: &str = include_str!("../../../../examples/round.fhe");
 
     fn compiled(src: &str, partitions: bool) -> Program {
+        compiled_with(src, partitions, false)
+    }
+
+    fn compiled_with(src: &str, partitions: bool, whole_keys: bool) -> Program {
         let m = fhec_ir::parse_module(src).unwrap();
         let v = fhec_ir::verify(&m).unwrap();
         let opts = crate::CompileOptions {
             partitions,
+            whole_keys,
             ..Default::default()
         };
         crate::compile(&v, &opts, Some(src)).unwrap().program
     }
 
-    /// Fixed partitions (another program's, to reuse its keys): a program compiled onto them assigns
-    /// its lookups so that the re-derived failure probability meets the target, at no more cost than
-    /// with every lookup on the widest set; partitions too narrow for a program are an error.
+    /// Fixed partitions (another program's, to reuse its keys; compiled with whole bootstrap keys,
+    /// which leaves room): a program compiled onto them assigns its lookups so that the re-derived
+    /// failure probability meets the target, at no more cost than with every lookup on the widest
+    /// set; partitions too narrow for a program are an error. The same partitions with the keys
+    /// rounded for the first program (the default) leave this one no room: a clear error.
     #[test]
     fn fixed_partitions_take_another_programs_lookups() {
         const MLP: &str = include_str!("../../../../examples/mlp.fhe");
-        let round = compiled(ROUND, true);
+        let rounded = compiled(ROUND, true);
+        assert!(rounded.partitions.iter().all(|p| p.raw().bsk_rounding_log2 > 0));
+        let round = compiled_with(ROUND, true, true);
         assert!(round.partitions.len() >= 2);
+        assert!(round.partitions.iter().all(|p| p.raw().bsk_rounding_log2 == 0));
         let m = fhec_ir::parse_module(MLP).unwrap();
         let v = fhec_ir::verify(&m).unwrap();
+        let tight = crate::CompileOptions {
+            params: Some(rounded.partitions.clone()),
+            ..Default::default()
+        };
+        let e = crate::compile(&v, &tight, Some(MLP)).err().unwrap();
+        assert!(e.message.contains("whole bootstrap keys"), "{}", e.message);
         let opts = crate::CompileOptions {
             params: Some(round.partitions.clone()),
             ..Default::default()

@@ -27,6 +27,7 @@ fn reproduces_the_failure_probability_of_a_shipped_set() {
         ks_base_log: 4,
         ks_level: 4,
         ks_modulus_log2: 64,
+        bsk_rounding_log2: 0,
     })
     .expect("the shipped set is secure");
     let dag = NoiseDag {
@@ -52,6 +53,7 @@ fn reproduces_the_failure_probability_of_a_shipped_ks32_set() {
         ks_base_log: 4,
         ks_level: 4,
         ks_modulus_log2: 32,
+        bsk_rounding_log2: 0,
     })
     .expect("the shipped set is secure");
     assert_eq!(fhec_runtime::params::secure_lwe_bound_at(918, 32), 13);

@@ -7,7 +7,7 @@ fn params_attrs(p: &fhec_runtime::ParamSet) -> String {
     let r = p.raw();
     format!(
         "{{n = {}, k = {}, N = {}, lwe_noise_log2 = {}, glwe_noise_log2 = {}, pbs_base_log = {}, pbs_level = {}, \
-         ks_base_log = {}, ks_level = {}{}}}",
+         ks_base_log = {}, ks_level = {}{}{}}}",
         r.lwe_dimension,
         r.glwe_dimension,
         r.polynomial_size,
@@ -22,6 +22,11 @@ fn params_attrs(p: &fhec_runtime::ParamSet) -> String {
             String::new()
         } else {
             format!(", ks_modulus_log2 = {}", r.ks_modulus_log2)
+        },
+        if r.bsk_rounding_log2 == 0 {
+            String::new()
+        } else {
+            format!(", bsk_rounding_log2 = {}", r.bsk_rounding_log2)
         }
     )
 }

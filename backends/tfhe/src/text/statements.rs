@@ -123,7 +123,7 @@ impl Parser<'_> {
     }
 
     pub(super) fn params(&mut self) -> PResult<ParamSet> {
-        const KEYS: [&str; 10] = [
+        const KEYS: [&str; 11] = [
             "n",
             "k",
             "N",
@@ -134,6 +134,7 @@ impl Parser<'_> {
             "ks_base_log",
             "ks_level",
             "ks_modulus_log2",
+            "bsk_rounding_log2",
         ];
         let mut a = self.attrs()?;
         let dict = a.span;
@@ -152,6 +153,12 @@ impl Parser<'_> {
                 self.take_u32(&mut a, "ks_modulus_log2")?.0
             } else {
                 64
+            },
+            // optional: 0 (bootstrap keys sent whole) when absent
+            bsk_rounding_log2: if a.items.iter().any(|x| x.key == "bsk_rounding_log2") {
+                self.take_u32(&mut a, "bsk_rounding_log2")?.0
+            } else {
+                0
             },
         };
         self.finish(a, &KEYS)?;
