@@ -46,50 +46,81 @@ pub(crate) fn packed_len(count: usize, t: u32) -> Option<usize> {
         .map(|bits| bits / 8)
 }
 
+/// Values per parallel block: a multiple of 8, so that every block packs into whole bytes.
+const BLOCK: usize = 1 << 16;
+
 /// Rounds each value to the nearest multiple of `2^t` (ties up, modulo 2^64) and stores its top
-/// `64 − t` bits.
+/// `64 − t` bits (blocks of [`BLOCK`] values in parallel, each written in place; the stream is
+/// the same as one pass would write).
 pub(crate) fn pack(values: &[u64], t: u32) -> Vec<u8> {
+    use rayon::prelude::*;
+    let mut out = vec![0u8; packed_len(values.len(), t).unwrap_or(0)];
+    let block_bytes = (64 - t as usize) * BLOCK / 8;
+    out.par_chunks_mut(block_bytes)
+        .zip(values.par_chunks(BLOCK))
+        .for_each(|(out, values)| pack_block(values, t, out));
+    out
+}
+
+/// Packs `values` into `out`, exactly `packed_len(values.len(), t)` bytes.
+fn pack_block(values: &[u64], t: u32, out: &mut [u8]) {
     let width = 64 - t;
-    let mut out = Vec::with_capacity(packed_len(values.len(), t).unwrap_or(0));
-    let (mut acc, mut held) = (0u128, 0u32);
+    let (mut acc, mut held, mut pos) = (0u128, 0u32, 0usize);
     for &v in values {
         let kept = if t == 0 { v } else { v.wrapping_add(1 << (t - 1)) >> t };
         acc |= (kept as u128) << held;
         held += width;
-        while held >= 8 {
-            out.push(acc as u8);
-            acc >>= 8;
-            held -= 8;
+        if held >= 64 {
+            out[pos..pos + 8].copy_from_slice(&(acc as u64).to_le_bytes());
+            pos += 8;
+            acc >>= 64;
+            held -= 64;
         }
     }
-    if held > 0 {
-        out.push(acc as u8);
-    }
-    out
+    let tail = (held as usize).div_ceil(8);
+    out[pos..pos + tail].copy_from_slice(&(acc as u64).to_le_bytes()[..tail]);
 }
 
 /// The inverse of [`pack`] (up to the rounding): `count` values, each its stored bits times `2^t`.
 /// `None` unless `bytes` holds exactly `count` values with zero padding bits.
 pub(crate) fn unpack(bytes: &[u8], count: usize, t: u32) -> Option<Vec<u64>> {
+    use rayon::prelude::*;
     if t >= 64 || Some(bytes.len()) != packed_len(count, t) {
         return None;
     }
+    let mut out = vec![0u64; count];
+    // whole blocks are whole bytes: (64 − t)·BLOCK/8 of them each
+    let block_bytes = (64 - t as usize) * BLOCK / 8;
+    let ok = out
+        .par_chunks_mut(BLOCK)
+        .zip(bytes.par_chunks(block_bytes))
+        .all(|(out, bytes)| unpack_block(bytes, t, out));
+    ok.then_some(out)
+}
+
+/// Fills `out` from `bytes` (exactly its packed length); false if the unused bits of the last byte
+/// are not zero (this fhec writes them zero).
+fn unpack_block(bytes: &[u8], t: u32, out: &mut [u64]) -> bool {
     let width = 64 - t;
     let mask = if width == 64 { u64::MAX } else { (1u64 << width) - 1 };
-    let mut out = Vec::with_capacity(count);
-    let (mut acc, mut held) = (0u128, 0u32);
-    let mut it = bytes.iter();
-    for _ in 0..count {
-        while held < width {
-            acc |= (*it.next()? as u128) << held;
-            held += 8;
+    let (mut acc, mut held, mut pos) = (0u128, 0u32, 0usize);
+    for o in out.iter_mut() {
+        if held < width {
+            let mut word = [0u8; 8];
+            let n = (bytes.len() - pos).min(8);
+            if n == 0 {
+                return false; // too few bytes (`unpack` checked the length: not reached)
+            }
+            word[..n].copy_from_slice(&bytes[pos..pos + n]);
+            pos += n;
+            acc |= (u64::from_le_bytes(word) as u128) << held;
+            held += 8 * n as u32;
         }
-        out.push(((acc as u64) & mask) << t);
+        *o = ((acc as u64) & mask) << t;
         acc >>= width;
         held -= width;
     }
-    // the last byte's unused bits are zero in a file this fhec wrote
-    (acc == 0).then_some(out)
+    acc == 0
 }
 
 impl PackedBootstrapKey {
@@ -143,7 +174,7 @@ mod tests {
 
     #[test]
     fn packing_rounds_to_the_nearest_multiple_and_reads_back() {
-        let values: Vec<u64> = (0..1000u64)
+        let values: Vec<u64> = (0..(2 * BLOCK as u64 + 1000))
             .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i << 7))
             .chain([0, 1, u64::MAX, u64::MAX - 1, 1 << 63, (1 << 63) - 1])
             .collect();
