@@ -21,6 +21,27 @@ fn keys_for(program: &Program) -> (ClientKeys, fhec_runtime::ServerKeys) {
     (ck, sk)
 }
 
+/// The set the search gives one lookup of `precision` on a fresh input (weights 1), at the default
+/// failure target.
+fn set_for_one_lookup(precision: u32) -> fhec_runtime::ParamSet {
+    let lookup = Constraint {
+        precision,
+        fresh_weight: 1.0,
+        pbs_weight: 1.0,
+        lookup: true,
+        count: 1,
+        origin: "noise test".into(),
+    };
+    params::search(
+        &NoiseDag {
+            constraints: vec![lookup],
+        },
+        PError::default(),
+    )
+    .unwrap()
+    .params
+}
+
 /// One origin, for hand-built programs.
 fn test_origin() -> Vec<Origin> {
     vec![Origin {
@@ -201,21 +222,7 @@ fn observed_error_rate_matches_prediction() {
 #[test]
 fn each_noise_term_matches_its_formula() {
     for (precision, count, rotations) in [(2u32, 4000usize, 64usize), (7, 1200, 32)] {
-        let params = params::search(
-            &NoiseDag {
-                constraints: vec![Constraint {
-                    precision,
-                    fresh_weight: 1.0,
-                    pbs_weight: 1.0,
-                    lookup: true,
-                    count: 1,
-                    origin: "variance test".into(),
-                }],
-            },
-            PError::default(),
-        )
-        .unwrap()
-        .params;
+        let params = set_for_one_lookup(precision);
         if precision == 7 {
             assert!(params.polynomial_size() >= 1 << 14, "{params}");
         }
@@ -240,22 +247,7 @@ fn each_noise_term_matches_its_formula() {
 /// than stated, or unpacked at the wrong position, fails here (the latter fails every lookup).
 #[test]
 fn rounded_bootstrap_key_noise_matches_its_formula() {
-    let lookup = Constraint {
-        precision: 2,
-        fresh_weight: 1.0,
-        pbs_weight: 1.0,
-        lookup: true,
-        count: 1,
-        origin: "rounded key test".into(),
-    };
-    let base = params::search(
-        &NoiseDag {
-            constraints: vec![lookup],
-        },
-        PError::default(),
-    )
-    .unwrap()
-    .params;
+    let base = set_for_one_lookup(2);
     let t = base.raw().glwe_noise_bound_log2 + 3;
     let params = fhec_runtime::ParamSet::new(fhec_runtime::params::RawParamSet {
         bsk_rounding_log2: t,
@@ -368,22 +360,7 @@ fn each_partition_noise_term_matches_its_formula() {
 /// −30 %..+30 % of the bootstrap variance the formulas predict.
 #[test]
 fn a_lanes_noise_is_its_lookups() {
-    let lookup = Constraint {
-        precision: PRECISION + 1,
-        fresh_weight: 1.0,
-        pbs_weight: 1.0,
-        lookup: true,
-        count: 1,
-        origin: "lane noise test".into(),
-    };
-    let params = params::search(
-        &NoiseDag {
-            constraints: vec![lookup],
-        },
-        PError::default(),
-    )
-    .unwrap()
-    .params;
+    let params = set_for_one_lookup(PRECISION + 1);
     let v = Variances::of(&params);
     // x (2 bits, top of precision 3 clear) read at precision 3; lanes: k0 for x, k1 for x + 4
     let scale = 63 - PRECISION - 1;
