@@ -116,6 +116,11 @@ ROWS = [
         lambda: fs.NeuralNetClassifier(**NN_IRIS), "accuracy", fhe_rows=None, latency_runs=3),
     Row("NeuralNetClassifier 784→392→10 (QAT)", "MNIST 5k (5000×784)", mnist,
         lambda: fs.NeuralNetClassifier(**NN_MNIST), "accuracy", fhe_rows=10, latency_runs=1),
+    # a multi-class forest: a leaf's three class scores read one path sum (many-LUT lanes); appended
+    # last, since SEED_ROWS indexes this list
+    Row("RandomForestClassifier 10×4, 3 classes", "iris (150×4)", iris,
+        lambda: fs.RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0, n_bits=6), "accuracy",
+        fhe_rows=None, latency_runs=5),
 ]
 
 #: the seed paper's experiment table (README command 1): its rows, in its order, and the incumbent's
@@ -193,6 +198,7 @@ def run_row(row: Row, fhe_rows: int | None, latency_runs: int) -> dict:
         "keygen_ms": keygen_s * 1e3,
         "eval_key_bytes": st["evaluation_key_bytes"],
         "pbs_count": st["pbs_count"],
+        "lanes": st.get("lanes", 0),
         "pbs_by_precision": {str(k): v for k, v in st["pbs_by_precision"].items()},
         "pbs_by_partition": list(st.get("pbs_by_partition", [])),
         "output_bytes_per_sample": _output_ciphertexts(model) * (big + 1) * 8,
@@ -235,6 +241,8 @@ def markdown(results: list[dict], meta: dict) -> str:
 
     for r in results:
         pbs = ", ".join(f"{k}: {v}" for k, v in sorted(r["pbs_by_precision"].items())) or "0"
+        if r.get("lanes"):
+            pbs += f" (+ {r['lanes']} lanes)"
         parts = " + ".join(str(v) for v in r.get("pbs_by_partition", [])) or "—"
         lines.append(
             f"| {r['model']} | {r['dataset']} | {r['n_bits']} | {r['metric']} | {100 * r['fp32']:.2f} "
