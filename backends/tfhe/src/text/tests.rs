@@ -785,6 +785,14 @@ fn insecure_parameters_are_rejected() {
     assert_eq!(m, "`pbs_base_log` = 9223372036854775808 is above 64");
     assert_eq!(at, "9223372036854775808");
 
+    // rounded bootstrap keys: read when given, refused past the limit at the dictionary
+    let rounded =
+        parse_program(&text.replacen(", ks_level = 5}", ", ks_level = 5, bsk_rounding_log2 = 17}", 1)).unwrap();
+    assert_eq!(rounded.partitions[0].raw().bsk_rounding_log2, 17);
+    let (m, at) = error_of(&text, ", ks_level = 5}", ", ks_level = 5, bsk_rounding_log2 = 49}");
+    assert!(m.contains("bootstrap key bodies rounded to 2^49"), "{m}");
+    assert!(at.starts_with("{n = 880") && at.ends_with('}'), "{at}");
+
     let (m, at) = error_of(&text, ", ks_level = 5}", "}");
     assert_eq!(m, "missing attribute `ks_level`");
     assert!(at.starts_with("{n = "), "{at}");
