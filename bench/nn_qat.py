@@ -209,15 +209,41 @@ def torch_row(samples: int) -> dict:
     }
 
 
+def _incumbent_rows(path: pathlib.Path) -> dict:
+    """The incumbent's rows measured by bench/incumbent_nn_qat.py: per network, the median over its
+    seeds of latency, keygen, keys and accuracy (rows without an encrypted run count for accuracy)."""
+    by: dict = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("{"):
+            d = json.loads(line)
+            by.setdefault(d["row"].split()[1], []).append(d)
+    med = lambda rows, k: statistics.median(r[k] for r in rows if r.get(k) is not None)  # noqa: E731
+    return {
+        name: {"s_per_sample": med(rows, "s_per_sample"), "keygen_s": med(rows, "keygen_s"),
+               "keys_bytes": med(rows, "evaluation_key_bytes"), "accuracy": med(rows, "accuracy_quantised"),
+               "seeds": len(rows), "measured": "same session"}
+        for name, rows in by.items()
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", default="iris,mnist")
     ap.add_argument("--samples", type=int, default=5)
     ap.add_argument("--out", type=pathlib.Path, default=None, help="also write the rows as a JSON list")
+    ap.add_argument("--incumbent", type=pathlib.Path, default=None,
+                    help="JSON lines of bench/incumbent_nn_qat.py from the same session: the ratios are then "
+                         "against its rows (the median over its seeds) instead of the issue's figures")
     a = ap.parse_args()
+    measured = _incumbent_rows(a.incumbent) if a.incumbent else {}
     out = []
     for name in a.rows.split(","):
         r = torch_row(a.samples) if name.strip() == "torch-cnn" else row(name.strip(), a.samples)
+        if name.strip() in measured:
+            inc = measured[name.strip()]
+            r["incumbent"] = inc
+            r["speedup"] = round(inc["s_per_sample"] / r["s_per_sample"], 2)
+            r["keygen_speedup"] = round(inc["keygen_s"] / r["keygen_s"], 2)
         print(json.dumps(r), flush=True)
         out.append(r)
     if a.out:

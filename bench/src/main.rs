@@ -15,6 +15,10 @@
 //! `fhec-bench efficiency FILE.fhecp... [--samples 1,16]`: the executor's efficiency on compiled
 //! programs (the model table's: `bench/efficiency.py` writes them and runs this) against the same
 //! bound, per batch size; writes `bench/results/efficiency.{json,md}`.
+//!
+//! `fhec-bench keygen FILE.fhecp... [--runs 3]`: key generation split into its parts (secret keys, each
+//! partition's keyswitch and bootstrap keys and packing, the server's expansion); writes
+//! `bench/results/keygen.{json,md}`.
 
 use std::time::Instant;
 
@@ -575,6 +579,85 @@ fn efficiency(args: &[String]) -> anyhow::Result<()> {
     write_results("efficiency", threads, rows, &md)
 }
 
+/// `fhec-bench keygen FILE.fhecp... [--runs 3]`: key generation split into its parts, per program: the
+/// secret keys, each partition's keyswitch and bootstrap key generation and the bootstrap key's
+/// packing (the client's work), then the server's expansion of each partition (keyswitch masks,
+/// unpacking, bootstrap masks, Fourier conversion); the median over `--runs` of each part.
+fn keygen_split(args: &[String]) -> anyhow::Result<()> {
+    let runs = arg(args, "--runs", 3.0)? as usize;
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let mut files: Vec<&String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--runs" {
+            it.next();
+        } else if a.starts_with("--") {
+            bail!("unknown option {a}");
+        } else {
+            files.push(a);
+        }
+    }
+    if files.is_empty() {
+        bail!("usage: fhec-bench keygen FILE.fhecp... [--runs 3]");
+    }
+    let threads = rayon::current_num_threads();
+    let mut rows = Vec::new();
+    let mut md = format!(
+        "Key generation split, {threads} threads, one run, median of {runs}: the client's secret keys and evaluation keys, then the server's expansion.\n\n\
+         | program | part | seconds |\n|---|---|---|\n"
+    );
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for file in files {
+        let bytes = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
+        let prog = fhec_runtime::io::program_from_bytes(&bytes).map_err(|e| anyhow!("{file}: {e}"))?;
+        let iface = prog.interface();
+        let name = std::path::Path::new(file)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // part label → seconds of each run, in the order first seen
+        let mut parts: Vec<(String, Vec<f64>)> = Vec::new();
+        let mut add = |label: &str, secs: f64| match parts.iter_mut().find(|(l, _)| l == label) {
+            Some((_, v)) => v.push(secs),
+            None => parts.push((label.to_string(), vec![secs])),
+        };
+        for _ in 0..runs {
+            let t0 = Instant::now();
+            let ck = ClientKeys::generate(&prog.partitions)?;
+            add("secret keys", t0.elapsed().as_secs_f64());
+            let progress = Progress::timed();
+            let t1 = Instant::now();
+            let ek = ck.evaluation_keys_for(&iface, &progress);
+            let client = t1.elapsed().as_secs_f64();
+            for (label, secs) in progress.timings() {
+                add(&label, secs);
+            }
+            add("evaluation keys, all", client);
+            let progress = Progress::timed();
+            let t2 = Instant::now();
+            let sk = ek.expand(&progress)?;
+            let server = t2.elapsed().as_secs_f64();
+            for (label, secs) in progress.timings() {
+                add(&label, secs);
+            }
+            add("expansion, all", server);
+            add("total", t0.elapsed().as_secs_f64());
+            drop(sk);
+        }
+        for (label, v) in parts {
+            let m = median(v.clone());
+            md.push_str(&format!("| {name} | {label} | {m:.3} |\n"));
+            rows.push(json!({ "program": name, "part": label, "median_seconds": m, "seconds": v, "threads": threads }));
+        }
+    }
+    write_results("keygen", threads, rows, &md)
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -583,11 +666,13 @@ fn main() -> anyhow::Result<()> {
         Some("round") => round(&args[1..]),
         Some("efficiency") => efficiency(&args[1..]),
         Some("many-lut") => many_lut(&args[1..]),
+        Some("keygen") => keygen_split(&args[1..]),
         _ => bail!(
             "usage: fhec-bench pbs [--min-precision 1] [--max-precision 8] [--seconds 2]\n       \
              fhec-bench round [--bits 13] [--min-k 4] [--max-k 12] [--elements 16] [--full-bits 7]\n       \
              fhec-bench efficiency FILE.fhecp... [--samples 1,16]\n       \
-             fhec-bench many-lut [--elements 32] [--max-width 4]"
+             fhec-bench many-lut [--elements 32] [--max-width 4]\n       \
+             fhec-bench keygen FILE.fhecp... [--runs 3]"
         ),
     }
 }

@@ -71,6 +71,7 @@ impl Worker {
         let p = &keys.params;
         let n_poly = PolynomialSize(p.polynomial_size());
         let glwe_size = GlweSize(p.glwe_dimension() + 1);
+        crate::bskgen::prepare_fft(n_poly);
         let fft = Fft::new(n_poly);
         let mut buffers = ComputationBuffers::new();
         let req = batch_blind_rotate_assign_scratch::<u64>(glwe_size, n_poly, CiphertextCount(batch), fft.as_view());

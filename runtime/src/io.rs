@@ -28,7 +28,7 @@ use crate::RuntimeError;
 
 const MAGIC: &[u8; 4] = b"FHEC";
 /// Version of the payload layout; bump on any change of the serialised types.
-pub const FORMAT_VERSION: u16 = 9;
+pub const FORMAT_VERSION: u16 = 10;
 /// Version of the deployment files' payloads (server and client model files). These files must stay
 /// readable by later fhec versions: a change of their payload bumps this and keeps a reader for each
 /// earlier version (fixtures of every version are read by the tests).
@@ -67,7 +67,9 @@ impl FileKind {
             // 6: before KS32 (programs read with the old parameter layout, keys upgraded);
             // 7: before many-LUT lanes (`Instr::Lane` appended: programs read unchanged);
             // 8: before rounded bootstrap keys (a parameter set's `bsk_rounding_log2`: programs
-            //    read with the old parameter layout, keys upgraded by their versioning)
+            //    read with the old parameter layout, keys upgraded by their versioning);
+            // 9: before bootstrap-key masks from ChaCha20 (keys upgraded by their versioning:
+            //    their masks stay tfhe-rs's, regenerated from its seed)
             _ => 4..=FORMAT_VERSION,
         }
     }

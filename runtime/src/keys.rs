@@ -145,9 +145,94 @@ pub struct PartitionKeys {
     /// The bootstrap key, seeded, its bodies rounded as `params` says. Absent for partitions
     /// without table lookups.
     pub(crate) bsk: Option<PackedBootstrapKey>,
-    /// The keyswitch key: `ksk` (modulo 2^64) or, for a KS32 set, `ksk32` (modulo 2^32).
-    pub(crate) ksk: Option<SeededLweKeyswitchKeyOwned<u64>>,
-    pub(crate) ksk32: Option<SeededLweKeyswitchKeyOwned<u32>>,
+    /// The keyswitch key, modulo 2^64 or, for a KS32 set, 2^32.
+    pub(crate) ksk: Option<SentKsk>,
+}
+
+/// A keyswitch key as sent: its bodies, and where its masks come from.
+#[derive(Clone, serde::Serialize, serde::Deserialize, tfhe_versionable::Versionize)]
+#[versionize(SentKskVersions)]
+pub enum SentKsk {
+    /// tfhe-rs's seeded key (masks from its AES-CTR generator), modulo 2^64: keys of formats 4–9.
+    Tfhe64(SeededLweKeyswitchKeyOwned<u64>),
+    /// The same modulo 2^32 (KS32): keys of formats 7–9.
+    Tfhe32(SeededLweKeyswitchKeyOwned<u32>),
+    /// Masks from the ChaCha20 keystream of `seed` (crate `kskgen`), modulo 2^64: since format 10.
+    ChaCha64 { seed: [u8; 32], bodies: Vec<u64> },
+    /// The same modulo 2^32 (KS32), the keystream read as 32-bit words.
+    ChaCha32 { seed: [u8; 32], bodies: Vec<u32> },
+}
+
+#[derive(tfhe_versionable::VersionsDispatch)]
+pub enum SentKskVersions {
+    V0(SentKsk),
+}
+
+impl SentKsk {
+    /// Whether this key has the shape `r` gives it from `dim` mask elements, in the set's modulus.
+    fn fits(&self, r: &crate::params::RawParamSet, ks32: bool, dim: usize) -> bool {
+        let rows = dim.checked_mul(r.ks_level);
+        match self {
+            SentKsk::Tfhe64(x) => !ks32 && ksk_fits(x, r, dim),
+            SentKsk::Tfhe32(x) => ks32 && ksk_fits(x, r, dim),
+            SentKsk::ChaCha64 { bodies, .. } => !ks32 && rows == Some(bodies.len()) && !bodies.is_empty(),
+            SentKsk::ChaCha32 { bodies, .. } => ks32 && rows == Some(bodies.len()) && !bodies.is_empty(),
+        }
+    }
+
+    /// Bytes of key material.
+    fn size_bytes(&self) -> usize {
+        match self {
+            SentKsk::Tfhe64(x) => x.as_ref().len() * 8,
+            SentKsk::Tfhe32(x) => x.as_ref().len() * 4,
+            SentKsk::ChaCha64 { bodies, .. } => bodies.len() * 8,
+            SentKsk::ChaCha32 { bodies, .. } => bodies.len() * 4,
+        }
+    }
+
+    /// The whole key (masks regenerated) for the set `r` (checked by [`SentKsk::fits`]).
+    fn expand(&self, r: &crate::params::RawParamSet) -> Ksk {
+        let (base, level) = (DecompositionBaseLog(r.ks_base_log), DecompositionLevelCount(r.ks_level));
+        match self {
+            SentKsk::Tfhe64(x) => Ksk::Native(x.as_view().par_decompress_into_lwe_keyswitch_key()),
+            SentKsk::Tfhe32(x) => Ksk::Ks32(x.as_view().par_decompress_into_lwe_keyswitch_key()),
+            SentKsk::ChaCha64 { seed, bodies } => {
+                Ksk::Native(crate::kskgen::expand(*seed, bodies, base, level, r.lwe_dimension))
+            }
+            SentKsk::ChaCha32 { seed, bodies } => {
+                Ksk::Ks32(crate::kskgen::expand(*seed, bodies, base, level, r.lwe_dimension))
+            }
+        }
+    }
+}
+
+/// Partition keys of format 9 (keyswitch keys from tfhe-rs's seed, in two fields), upgraded on
+/// reading.
+#[derive(tfhe_versionable::Version)]
+pub struct PartitionKeysV2 {
+    params: ParamSet,
+    ksk_dim: u32,
+    bsk: Option<PackedBootstrapKey>,
+    ksk: Option<SeededLweKeyswitchKeyOwned<u64>>,
+    ksk32: Option<SeededLweKeyswitchKeyOwned<u32>>,
+}
+
+impl tfhe_versionable::Upgrade<PartitionKeys> for PartitionKeysV2 {
+    type Error = std::io::Error;
+    fn upgrade(self) -> Result<PartitionKeys, Self::Error> {
+        let ksk = match (self.ksk, self.ksk32) {
+            (Some(x), None) => Some(SentKsk::Tfhe64(x)),
+            (None, Some(x)) => Some(SentKsk::Tfhe32(x)),
+            (None, None) => None,
+            (Some(_), Some(_)) => return Err(std::io::Error::other("a partition with two keyswitch keys")),
+        };
+        Ok(PartitionKeys {
+            params: self.params,
+            ksk_dim: self.ksk_dim,
+            bsk: self.bsk,
+            ksk,
+        })
+    }
 }
 
 /// Partition keys of formats 7 and 8 (bootstrap keys sent whole), upgraded on reading.
@@ -160,16 +245,16 @@ pub struct PartitionKeysV1 {
     ksk32: Option<SeededLweKeyswitchKeyOwned<u32>>,
 }
 
-impl tfhe_versionable::Upgrade<PartitionKeys> for PartitionKeysV1 {
+impl tfhe_versionable::Upgrade<PartitionKeysV2> for PartitionKeysV1 {
     type Error = std::io::Error;
-    fn upgrade(self) -> Result<PartitionKeys, Self::Error> {
+    fn upgrade(self) -> Result<PartitionKeysV2, Self::Error> {
         // these sets say `bsk_rounding_log2 = 0` (the field is newer): the bodies are kept whole
         let bsk = match self.bsk {
             Some(b) if self.params.raw().bsk_rounding_log2 == 0 => Some(PackedBootstrapKey::new(&b, &self.params)),
             Some(_) => return Err(std::io::Error::other("a format-8 bootstrap key with rounded bodies")),
             None => None,
         };
-        Ok(PartitionKeys {
+        Ok(PartitionKeysV2 {
             params: self.params,
             ksk_dim: self.ksk_dim,
             bsk,
@@ -206,7 +291,8 @@ impl tfhe_versionable::Upgrade<PartitionKeysV1> for PartitionKeysV0 {
 pub enum PartitionKeysVersions {
     V0(PartitionKeysV0),
     V1(PartitionKeysV1),
-    V2(PartitionKeys),
+    V2(PartitionKeysV2),
+    V3(PartitionKeys),
 }
 
 /// Compressed evaluation keys: what the client sends to the server.
@@ -247,8 +333,7 @@ impl tfhe_versionable::Upgrade<EvaluationKeys> for EvaluationKeysV0 {
                 ksk_dim,
                 // sets of format 4 round nothing (`bsk_rounding_log2` = 0): the bodies stay whole
                 bsk: self.bsk.map(|b| PackedBootstrapKey::new(&b, &self.params)),
-                ksk: self.ksk,
-                ksk32: None,
+                ksk: self.ksk.map(SentKsk::Tfhe64),
             }],
         })
     }
@@ -311,10 +396,6 @@ pub(crate) fn small32(small: &LweSecretKeyOwned<u64>) -> LweSecretKeyOwned<u32> 
 
 pub(crate) fn glwe_noise(p: &ParamSet) -> DynamicDistribution<u64> {
     DynamicDistribution::new_t_uniform(p.raw().glwe_noise_bound_log2)
-}
-
-pub(crate) fn lwe_noise(p: &ParamSet) -> DynamicDistribution<u64> {
-    DynamicDistribution::new_t_uniform(p.raw().lwe_noise_bound_log2)
 }
 
 impl ClientKeys {
@@ -395,7 +476,7 @@ impl ClientKeys {
         let seeder = seeder.as_mut();
         let used = ksk_dims.iter().filter(|&&d| d > 0).count() as u64;
         if used > 0 {
-            progress.start("keygen", 2 * used);
+            progress.start("keygen", 3 * used);
         }
         let partitions = self
             .partitions
@@ -410,7 +491,6 @@ impl ClientKeys {
                         ksk_dim: 0,
                         bsk: None,
                         ksk: None,
-                        ksk32: None,
                     };
                 }
                 let part = if self.partitions.len() > 1 {
@@ -424,51 +504,50 @@ impl ClientKeys {
                     DecompositionBaseLog(p.raw().ks_base_log),
                     DecompositionLevelCount(p.raw().ks_level),
                 );
-                let (ksk, ksk32) = progress.tick_while(|| {
+                let ksk = progress.tick_while(|| {
+                    let r = p.raw();
                     if p.ks32() {
                         let mut small = small32(&self.smalls[q]);
-                        let k = allocate_and_generate_new_seeded_lwe_keyswitch_key(
-                            &big,
-                            &small,
+                        let (seed, bodies) = crate::kskgen::generate::<u32>(
+                            big.as_ref(),
+                            small.as_ref(),
                             base,
                             level,
-                            DynamicDistribution::<u32>::new_t_uniform(p.raw().lwe_noise_bound_log2),
-                            modulus32(),
+                            r.lwe_noise_bound_log2,
                             &mut *seeder,
                         );
                         zeroize::Zeroize::zeroize(small.as_mut());
-                        (None, Some(k))
+                        SentKsk::ChaCha32 { seed, bodies }
                     } else {
-                        let k = allocate_and_generate_new_seeded_lwe_keyswitch_key(
-                            &big,
-                            &self.smalls[q],
+                        let (seed, bodies) = crate::kskgen::generate::<u64>(
+                            big.as_ref(),
+                            self.smalls[q].as_ref(),
                             base,
                             level,
-                            lwe_noise(p),
-                            modulus(),
+                            r.lwe_noise_bound_log2,
                             &mut *seeder,
                         );
-                        (Some(k), None)
+                        SentKsk::ChaCha64 { seed, bodies }
                     }
                 });
                 progress.set_message(&format!("keygen: bootstrap{part}"));
-                let bsk = progress.tick_while(|| {
-                    par_allocate_and_generate_new_seeded_lwe_bootstrap_key(
-                        &self.smalls[q],
+                let (seed, bodies) = progress.tick_while(|| {
+                    crate::bskgen::generate_bootstrap_key(
+                        &self.smalls[q].as_view(),
                         &self.glwe(q),
                         DecompositionBaseLog(p.raw().pbs_base_log),
                         DecompositionLevelCount(p.raw().pbs_level),
-                        glwe_noise(p),
-                        modulus(),
+                        p.raw().glwe_noise_bound_log2,
                         &mut *seeder,
                     )
                 });
+                progress.set_message(&format!("keygen: packing{part}"));
+                let bsk = progress.tick_while(|| PackedBootstrapKey::from_chacha(seed, &bodies, p));
                 PartitionKeys {
                     params: *p,
                     ksk_dim: dim as u32,
-                    bsk: Some(PackedBootstrapKey::new(&bsk, p)),
-                    ksk,
-                    ksk32,
+                    bsk: Some(bsk),
+                    ksk: Some(ksk),
                 }
             })
             .collect();
@@ -526,12 +605,7 @@ impl EvaluationKeys {
         let ok = self.partitions.iter().all(|k| {
             let r = k.params.raw();
             // the keyswitch key: the one of its set's modulus
-            let ksk_ok = match (&k.ksk, &k.ksk32) {
-                (None, None) => None,
-                (Some(x), None) if !k.params.ks32() => Some(ksk_fits(x, r, k.ksk_dim as usize)),
-                (None, Some(x)) if k.params.ks32() => Some(ksk_fits(x, r, k.ksk_dim as usize)),
-                _ => return false,
-            };
+            let ksk_ok = k.ksk.as_ref().map(|x| x.fits(r, k.params.ks32(), k.ksk_dim as usize));
             match (&k.bsk, ksk_ok) {
                 (None, None) => k.ksk_dim == 0,
                 (Some(bsk), Some(ksk_ok)) => {
@@ -579,9 +653,7 @@ impl EvaluationKeys {
         self.partitions
             .iter()
             .map(|k| {
-                k.bsk.as_ref().map_or(0, PackedBootstrapKey::size_bytes)
-                    + k.ksk.as_ref().map_or(0, |b| b.as_ref().len()) * 8
-                    + k.ksk32.as_ref().map_or(0, |b| b.as_ref().len()) * 4
+                k.bsk.as_ref().map_or(0, PackedBootstrapKey::size_bytes) + k.ksk.as_ref().map_or(0, SentKsk::size_bytes)
             })
             .sum()
     }
@@ -594,10 +666,17 @@ impl EvaluationKeys {
         if used > 0 {
             progress.start("expanding keys", 3 * used);
         }
+        let several = self.partitions.len() > 1;
         let partitions = self
             .partitions
             .into_iter()
-            .map(|k| -> Result<ServerPartition, RuntimeError> {
+            .enumerate()
+            .map(|(q, k)| -> Result<ServerPartition, RuntimeError> {
+                let part = if several {
+                    format!(" (partition {q})")
+                } else {
+                    String::new()
+                };
                 let none = ServerPartition {
                     params: k.params,
                     ksk_dim: 0,
@@ -605,16 +684,15 @@ impl EvaluationKeys {
                 };
                 // `check` has paired each bootstrap key with a keyswitch key of its set's modulus
                 let Some(bsk) = k.bsk else { return Ok(none) };
-                let ksk = match (k.ksk, k.ksk32) {
-                    (Some(x), _) => Ksk::Native(progress.tick_while(|| x.par_decompress_into_lwe_keyswitch_key())),
-                    (_, Some(x)) => Ksk::Ks32(progress.tick_while(|| x.par_decompress_into_lwe_keyswitch_key())),
-                    (None, None) => return Ok(none),
-                };
+                progress.set_message(&format!("expand: keyswitch{part}"));
+                let Some(ksk) = &k.ksk else { return Ok(none) };
+                let ksk = progress.tick_while(|| ksk.expand(k.params.raw()));
                 // `check` has matched the bodies with the parameters: this does not fail
-                let bsk = bsk.unpack(&k.params).ok_or_else(|| {
+                progress.set_message(&format!("expand: bootstrap masks{part}"));
+                let std_bsk = progress.tick_while(|| bsk.expand(&k.params)).ok_or_else(|| {
                     RuntimeError::Mismatch("a bootstrap key does not match its parameters (damaged file?)".into())
                 })?;
-                let std_bsk = progress.tick_while(|| bsk.par_decompress_into_lwe_bootstrap_key());
+                progress.set_message(&format!("expand: fourier{part}"));
                 let mut bsk = FourierLweBootstrapKey::new(
                     std_bsk.input_lwe_dimension(),
                     std_bsk.glwe_size(),
@@ -622,6 +700,7 @@ impl EvaluationKeys {
                     std_bsk.decomposition_base_log(),
                     std_bsk.decomposition_level_count(),
                 );
+                crate::bskgen::prepare_fft(std_bsk.polynomial_size());
                 progress.tick_while(|| par_convert_standard_lwe_bootstrap_key_to_fourier(&std_bsk, &mut bsk));
                 Ok(ServerPartition {
                     params: k.params,
@@ -857,5 +936,77 @@ mod tests {
             assert_eq!(w % (1 << 12), 0);
             assert!((w.wrapping_sub(v) as i64).abs() <= 1 << 11);
         }
+    }
+
+    /// Keys of format 9 (masks from tfhe-rs's seeds: its seeded bootstrap key packed, its seeded
+    /// keyswitch key in the 64-bit field) upgrade and expand to exactly what tfhe-rs's own
+    /// decompression gives; both keyswitch fields set is refused.
+    #[test]
+    fn format_9_keys_expand_as_tfhe_rs_decompresses_them() {
+        use tfhe_versionable::Upgrade;
+        let p = small(0);
+        let keys = ClientKeys::generate_unchecked(&[p]);
+        let mut seeder = new_seeder();
+        let r = p.raw();
+        let seeded_bsk = par_allocate_and_generate_new_seeded_lwe_bootstrap_key(
+            &keys.smalls[0],
+            &keys.glwe(0),
+            DecompositionBaseLog(r.pbs_base_log),
+            DecompositionLevelCount(r.pbs_level),
+            glwe_noise(&p),
+            modulus(),
+            seeder.as_mut(),
+        );
+        let big = LweSecretKey::from_container(&keys.master.as_ref()[..256]);
+        let seeded_ksk = allocate_and_generate_new_seeded_lwe_keyswitch_key(
+            &big,
+            &keys.smalls[0],
+            DecompositionBaseLog(r.ks_base_log),
+            DecompositionLevelCount(r.ks_level),
+            DynamicDistribution::<u64>::new_t_uniform(r.lwe_noise_bound_log2),
+            modulus(),
+            seeder.as_mut(),
+        );
+        let v2 = |ksk32| PartitionKeysV2 {
+            params: p,
+            ksk_dim: 256,
+            bsk: Some(PackedBootstrapKey::new(&seeded_bsk, &p)),
+            ksk: Some(seeded_ksk.clone()),
+            ksk32,
+        };
+        let part = v2(None).upgrade().unwrap();
+        assert!(v2(Some(SeededLweKeyswitchKey::new(
+            0u32,
+            DecompositionBaseLog(4),
+            DecompositionLevelCount(3),
+            LweDimension(256),
+            LweDimension(16),
+            seeded_ksk.compression_seed(),
+            modulus32()
+        )))
+        .upgrade()
+        .is_err());
+        // `check` also refuses these test-only (insecure) parameters: the shapes alone here
+        let ek = EvaluationKeys {
+            key_id: keys.key_id,
+            partitions: vec![part],
+        };
+        assert!(
+            ek.partitions[0].bsk.as_ref().unwrap().fits(&p)
+                && ek.partitions[0].ksk.as_ref().unwrap().fits(r, false, 256)
+        );
+        assert!(
+            !ek.partitions[0].ksk.as_ref().unwrap().fits(r, true, 256),
+            "a 64-bit key for a KS32 set"
+        );
+        let std_bsk = ek.partitions[0].bsk.as_ref().unwrap().expand(&p).unwrap();
+        assert_eq!(
+            std_bsk.as_ref(),
+            seeded_bsk.clone().par_decompress_into_lwe_bootstrap_key().as_ref()
+        );
+        let Ksk::Native(ksk) = ek.partitions[0].ksk.as_ref().unwrap().expand(r) else {
+            panic!("a 64-bit key")
+        };
+        assert_eq!(ksk.as_ref(), seeded_ksk.decompress_into_lwe_keyswitch_key().as_ref());
     }
 }

@@ -12,11 +12,13 @@
 
 #[doc(hidden)]
 pub mod bench_support;
+mod bskgen;
 pub mod client;
 pub mod exec;
 pub mod interface;
 pub mod io;
 pub mod keys;
+mod kskgen;
 pub mod packed;
 pub mod params;
 pub mod program;

@@ -14,6 +14,9 @@ const REDRAW_EVERY: Duration = Duration::from_millis(200);
 
 pub struct Progress {
     enabled: bool,
+    /// Steps timed by [`Progress::tick_while`], labelled with the current message (only for
+    /// [`Progress::timed`]).
+    timings: Option<Mutex<Vec<(String, f64)>>>,
     total: AtomicU64,
     done: AtomicU64,
     drawn: AtomicBool,
@@ -42,10 +45,30 @@ impl Progress {
         Progress::new(enabled)
     }
 
+    /// A progress reporter that never draws but records how long each step of
+    /// [`Progress::tick_while`] took, under the message current at the time ([`Progress::timings`]):
+    /// benchmarks use it to split key generation and expansion into their parts.
+    pub fn timed() -> Progress {
+        Progress {
+            timings: Some(Mutex::new(Vec::new())),
+            ..Progress::new(false)
+        }
+    }
+
+    /// The steps recorded so far by a [`Progress::timed`] reporter: `(message, seconds)`, in order
+    /// of completion; empty for the others.
+    pub fn timings(&self) -> Vec<(String, f64)> {
+        self.timings
+            .as_ref()
+            .and_then(|t| t.lock().ok().map(|t| t.clone()))
+            .unwrap_or_default()
+    }
+
     fn new(enabled: bool) -> Progress {
         let now = Instant::now();
         Progress {
             enabled,
+            timings: None,
             total: AtomicU64::new(0),
             done: AtomicU64::new(0),
             drawn: AtomicBool::new(false),
@@ -72,7 +95,7 @@ impl Progress {
     }
 
     pub fn set_message(&self, label: &str) {
-        if !self.enabled {
+        if !self.enabled && self.timings.is_none() {
             return;
         }
         if let Ok(mut s) = self.state.lock() {
@@ -112,6 +135,16 @@ impl Progress {
     /// generating a bootstrap key) while a helper thread keeps the bar's clock moving; then counts
     /// the step as done.
     pub fn tick_while<T>(&self, work: impl FnOnce() -> T) -> T {
+        if let Some(timings) = &self.timings {
+            let t0 = Instant::now();
+            let out = work();
+            let secs = t0.elapsed().as_secs_f64();
+            let label = self.state.lock().map(|s| s.label.clone()).unwrap_or_default();
+            if let Ok(mut t) = timings.lock() {
+                t.push((label, secs));
+            }
+            return out;
+        }
         if !self.enabled {
             return work();
         }

@@ -77,9 +77,16 @@ pub enum XofGlweListVersions {
 
 /// Fills `out` with the mask words of `seed` (see [`XofGlweList`]).
 pub(crate) fn xof_mask(seed: [u8; 32], out: &mut [u64]) {
+    xof_mask_at(seed, 0, out);
+}
+
+/// Fills `out` with the mask words of `seed` from word `start` on (64-bit words: the keystream
+/// from its 32-bit word `2·start`).
+pub(crate) fn xof_mask_at(seed: [u8; 32], start: u128, out: &mut [u64]) {
     use chacha20::ChaCha20Rng;
     use rand_core::{Rng, SeedableRng};
     let mut rng = ChaCha20Rng::from_seed(seed);
+    rng.set_word_pos(2 * start);
     let mut bytes = [0u8; 512];
     for chunk in out.chunks_mut(64) {
         let b = &mut bytes[..chunk.len() * 8];
