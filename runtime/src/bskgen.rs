@@ -257,7 +257,7 @@ pub(crate) fn t_uniform(word: u64, b: u32) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use tfhe::core_crypto::algorithms::polynomial_algorithms::polynomial_wrapping_add_multisum_assign;
 
@@ -390,17 +390,23 @@ mod tests {
                 .zip(phases(&theirs))
                 .map(|(o, t)| o.wrapping_sub(t) as i64 as f64)
                 .collect();
-            let worst = diffs.iter().fold(0f64, |m, d| m.max(d.abs()));
-            assert!(
-                worst <= 2f64.powi(bound as i32 + 1),
-                "{base:?} {level:?}: a message differs (|diff| {worst:e})"
-            );
-            let var = diffs.iter().map(|d| d * d).sum::<f64>() / diffs.len() as f64;
-            let want = 2.0 * (2f64.powi(2 * bound as i32 + 1) + 1.0) / 6.0;
-            assert!(
-                (var / want - 1.0).abs() < 0.1,
-                "{base:?} {level:?}: noise variance {var:e}, want {want:e}"
-            );
+            assert_two_noises(&diffs, bound, &format!("{base:?} {level:?}"));
         }
+    }
+
+    /// `diffs` are differences of phases of the same messages under two keys: each below `2^(b+1)`
+    /// (else a message differs), of the variance of two TUniform(b) samples within 10 %.
+    pub(crate) fn assert_two_noises(diffs: &[f64], b: u32, what: &str) {
+        let worst = diffs.iter().fold(0f64, |m, d| m.max(d.abs()));
+        assert!(
+            worst <= 2f64.powi(b as i32 + 1),
+            "{what}: a message differs (|diff| {worst:e})"
+        );
+        let var = diffs.iter().map(|d| d * d).sum::<f64>() / diffs.len() as f64;
+        let want = 2.0 * (2f64.powi(2 * b as i32 + 1) + 1.0) / 6.0;
+        assert!(
+            (var / want - 1.0).abs() < 0.1,
+            "{what}: noise variance {var:e}, want {want:e}"
+        );
     }
 }

@@ -126,6 +126,7 @@ pub(crate) fn expand<W: KskWord>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bskgen::tests::assert_two_noises;
 
     /// Ours and tfhe-rs's keyswitch keys for the same secret keys, 64- and 32-bit: every row's
     /// phase (`body − ⟨a, s⟩`) differs by two noises only, of the TUniform variance.
@@ -150,19 +151,6 @@ mod tests {
                 })
                 .collect()
         }
-        fn compare(ours: &[f64], bound: u32, what: &str) {
-            let worst = ours.iter().fold(0f64, |m, d| m.max(d.abs()));
-            assert!(
-                worst <= 2f64.powi(bound as i32 + 1),
-                "{what}: a message differs (|diff| {worst:e})"
-            );
-            let var = ours.iter().map(|d| d * d).sum::<f64>() / ours.len() as f64;
-            let want = 2.0 * (2f64.powi(2 * bound as i32 + 1) + 1.0) / 6.0;
-            assert!(
-                (var / want - 1.0).abs() < 0.1,
-                "{what}: noise variance {var:e}, want {want:e}"
-            );
-        }
         for (base, level) in [(4usize, 4usize), (2, 7), (8, 2)] {
             let (base, level) = (DecompositionBaseLog(base), DecompositionLevelCount(level));
             // 64-bit
@@ -185,7 +173,7 @@ mod tests {
                 .zip(phases(&theirs, small.as_ref()))
                 .map(|(o, t)| o.wrapping_sub(t) as i64 as f64)
                 .collect();
-            compare(&diffs, bound, &format!("64-bit {base:?} {level:?}"));
+            assert_two_noises(&diffs, bound, &format!("64-bit {base:?} {level:?}"));
             // 32-bit (KS32)
             let bound = 12;
             let small32: Vec<u32> = small.as_ref().iter().map(|&b| b as u32).collect();
@@ -206,7 +194,7 @@ mod tests {
                 .zip(phases(&theirs, &small32))
                 .map(|(o, t)| o.wrapping_sub(t) as i32 as f64)
                 .collect();
-            compare(&diffs, bound, &format!("32-bit {base:?} {level:?}"));
+            assert_two_noises(&diffs, bound, &format!("32-bit {base:?} {level:?}"));
         }
     }
 }
