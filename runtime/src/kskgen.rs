@@ -19,7 +19,7 @@ use zeroize::Zeroize;
 use crate::bskgen::{seed_bytes, t_uniform};
 
 /// A keyswitch-key word: `u64`, or `u32` for KS32.
-pub(crate) trait KskWord: UnsignedInteger + Send + Sync {
+pub(crate) trait KskWord: UnsignedInteger + Default + Send + Sync {
     /// Fills `out` with the keystream of `seed` from this word size's position `start` on.
     fn masks(seed: [u8; 32], start: u128, out: &mut [Self]);
     fn from_u64(x: u64) -> Self;
@@ -106,21 +106,41 @@ pub(crate) fn expand<W: KskWord>(
         LweDimension(n),
         CiphertextModulus::new_native(),
     );
-    key.as_mut()
-        .par_chunks_exact_mut(level.0 * (n + 1))
-        .zip(bodies.par_chunks_exact(level.0))
+    interleave_rows(key.as_mut(), bodies, level.0, n, 1, |i, masks| {
+        W::masks(seed, (i * level.0 * n) as u128, masks)
+    });
+    key
+}
+
+/// Writes ciphertext rows `[mask | body]` (`mask_len` and `body_len` words) into `out`, `rows` per
+/// block, block `i`'s masks from `masks(i, buffer)` and its bodies from `bodies` in order; the blocks
+/// in parallel. A bootstrap key's blocks are its GGSWs (`[k·N masks | N body]` rows), a keyswitch
+/// key's its key coefficients (`[n masks | 1 body]` rows).
+pub(crate) fn interleave_rows<W: Copy + Default + Send + Sync>(
+    out: &mut [W],
+    bodies: &[W],
+    rows: usize,
+    mask_len: usize,
+    body_len: usize,
+    masks: impl Fn(usize, &mut [W]) + Sync,
+) {
+    out.par_chunks_exact_mut(rows * (mask_len + body_len))
+        .zip(bodies.par_chunks_exact(rows * body_len))
         .enumerate()
         .for_each_init(
-            || vec![W::ZERO; level.0 * n],
-            |masks, (i, (rows, bodies))| {
-                W::masks(seed, (i * level.0 * n) as u128, masks);
-                for ((row, mask), &b) in rows.chunks_exact_mut(n + 1).zip(masks.chunks_exact(n)).zip(bodies) {
-                    row[..n].copy_from_slice(mask);
-                    row[n] = b;
+            || vec![W::default(); rows * mask_len],
+            |buf, (i, (block, bodies))| {
+                masks(i, buf);
+                for ((row, m), b) in block
+                    .chunks_exact_mut(mask_len + body_len)
+                    .zip(buf.chunks_exact(mask_len))
+                    .zip(bodies.chunks_exact(body_len))
+                {
+                    row[..mask_len].copy_from_slice(m);
+                    row[mask_len..].copy_from_slice(b);
                 }
             },
         );
-    key
 }
 
 #[cfg(test)]

@@ -77,7 +77,6 @@ pub(crate) fn chacha_bootstrap_key(
     base_log: DecompositionBaseLog,
     level: DecompositionLevelCount,
 ) -> LweBootstrapKeyOwned<u64> {
-    use rayon::prelude::*;
     let (k, n) = (glwe_size.0 - 1, n.0);
     let rows = level.0 * (k + 1);
     let mut key = LweBootstrapKeyOwned::new(
@@ -89,24 +88,9 @@ pub(crate) fn chacha_bootstrap_key(
         LweDimension(bodies.len() / (rows * n)),
         CiphertextModulus::new_native(),
     );
-    key.as_mut()
-        .par_chunks_exact_mut(rows * (k + 1) * n)
-        .zip(bodies.par_chunks_exact(rows * n))
-        .enumerate()
-        .for_each_init(
-            || vec![0u64; rows * k * n],
-            |masks, (g, (ggsw, bodies))| {
-                chacha_ggsw_masks(seed, g, masks);
-                for ((row, m), b) in ggsw
-                    .chunks_exact_mut((k + 1) * n)
-                    .zip(masks.chunks_exact(k * n))
-                    .zip(bodies.chunks_exact(n))
-                {
-                    row[..k * n].copy_from_slice(m);
-                    row[k * n..].copy_from_slice(b);
-                }
-            },
-        );
+    crate::kskgen::interleave_rows(key.as_mut(), bodies, rows, k * n, n, |g, masks| {
+        chacha_ggsw_masks(seed, g, masks)
+    });
     key
 }
 
