@@ -155,7 +155,7 @@ mod tests {
         let mut seeder = new_seeder();
         let mut secret = SecretRandomGenerator::<DefaultRandomGenerator>::new(seeder.seed());
         let big: LweSecretKeyOwned<u64> =
-            allocate_and_generate_new_binary_lwe_secret_key(LweDimension(300), &mut secret);
+            allocate_and_generate_new_binary_lwe_secret_key(LweDimension(2048), &mut secret);
         let small: LweSecretKeyOwned<u64> =
             allocate_and_generate_new_binary_lwe_secret_key(LweDimension(40), &mut secret);
         fn phases<W: KskWord>(key: &LweKeyswitchKeyOwned<W>, small: &[W]) -> Vec<W> {
