@@ -33,20 +33,27 @@ from sklearn.utils import shuffle
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-#: the rows: data, the estimator's parameters (the issue's architecture and bits; fhec's accumulator
-#: and rounding widths), the incumbent's figures measured on this machine (issue text)
+#: the built-in networks' configurations (docs/nn.md; the QAT issue's rows: architecture, 4-bit
+#: weights and activations and epochs as the incumbent's, its learning rate on MNIST; fhec's accumulator,
+#: rounding and input widths: iris's hidden accumulators 6 bits on 3-bit inputs, its outputs 7;
+#: MNIST's hidden accumulators 9 bits, its decrypted outputs 11)
+NN_IRIS = dict(n_layers=3, n_hidden_neurons_multiplier=4, n_w_bits=4, n_a_bits=4, n_accum_bits=[6, 6, 7],
+               n_input_bits=3, rounding_threshold_bits=4, max_epochs=200, lr=0.01, batch_size=16, random_state=0)
+NN_MNIST = dict(n_layers=2, n_hidden_neurons_multiplier=0.5, n_w_bits=4, n_a_bits=4, n_accum_bits=[9, 11],
+                rounding_threshold_bits=4, max_epochs=7, lr=0.01, batch_size=128, input_range="tensor",
+                random_state=0)
+
+#: the rows: data, the estimator's parameters (the model table's: the issue's architecture and bits;
+#: fhec's accumulator and rounding widths), the incumbent's figures measured on this machine (issue text)
 ROWS = {
     "iris": (
         "iris",
-        dict(n_layers=3, n_hidden_neurons_multiplier=4, n_w_bits=4, n_a_bits=4, n_accum_bits=7,
-             rounding_threshold_bits=4, max_epochs=200, lr=0.01, batch_size=16, random_state=0),
+        NN_IRIS,
         {"s_per_sample": 0.65, "lookups": 144, "keys_mib": 60, "keygen_s": 1.9, "accuracy": 0.974},
     ),
     "mnist": (
         "mnist",
-        dict(n_layers=2, n_hidden_neurons_multiplier=0.5, n_w_bits=4, n_a_bits=4, n_accum_bits=9,
-             rounding_threshold_bits=4, max_epochs=7, lr=0.003, batch_size=128, input_range="tensor",
-             random_state=0),
+        NN_MNIST,
         {"s_per_sample": 34.9, "lookups": 3136, "keys_mib": 332, "keygen_s": 9.0, "accuracy": 0.918},
     ),
     # the estimator's defaults (the incumbent's: 3 layers, multiplier 4, 3-bit weights and activations,

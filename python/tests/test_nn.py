@@ -83,6 +83,36 @@ def test_accumulators_stay_within_n_accum_bits(clf):
     assert max(bounded.accumulator_bits_) <= 7
 
 
+def test_per_layer_accumulator_bounds():
+    """One bound per dense layer: the output layer's accumulators are decrypted, not rounded, so its
+    bound may be wider (no lookup pays for it), and it is kept without the rounding's half step."""
+    from fhec import _qat
+
+    assert _qat.budget(8, 4, 4) == (127 - 8) // 4 and _qat.budget(8, None, 4) == 127 // 4
+    m = fs.NeuralNetClassifier(**{**SMALL, "n_w_bits": 5, "n_accum_bits": [6, 10], "max_epochs": 20}).fit(XTR, YTR)
+    hidden, out = m.accumulator_bits_
+    assert hidden <= 6 < out <= 10
+    same = fs.NeuralNetClassifier(**{**SMALL, "n_w_bits": 5, "n_accum_bits": 6, "max_epochs": 20}).fit(XTR, YTR)
+    assert max(same.accumulator_bits_) <= 6
+    assert clone(m).get_params()["n_accum_bits"] == [6, 10]
+    m.compile()
+    assert np.array_equal(m.predict_proba(XTE, fhe="simulate"), m.predict_proba(XTE))
+    assert np.array_equal(m.predict_proba(XTE[:2], fhe="execute"), m.predict_proba(XTE[:2]))
+
+
+def test_the_kept_weights_are_the_steps_average():
+    """ema_decay: the network keeps the moving average of the steps' weights, not the last step's."""
+    def weights(m):
+        return [layer["weights"] for layer in m.network_["layers"]]
+
+    start = fs.NeuralNetClassifier(**{**SMALL, "max_epochs": 0}).fit(XTR, YTR)
+    still = fs.NeuralNetClassifier(**{**SMALL, "max_epochs": 3, "ema_decay": 1 - 1e-12}).fit(XTR, YTR)
+    last = fs.NeuralNetClassifier(**{**SMALL, "max_epochs": 3, "ema_decay": 0}).fit(XTR, YTR)
+    averaged = fs.NeuralNetClassifier(**{**SMALL, "max_epochs": 3}).fit(XTR, YTR)
+    assert weights(still) == weights(start) != weights(last)
+    assert weights(averaged) not in (weights(start), weights(last))
+
+
 def test_the_regressor(reg):
     assert reg.score(X_REG, Y_REG) > 0.85
     clear = reg.predict(X_REG[:30])
@@ -169,6 +199,11 @@ def test_options_and_errors():
         ({"n_w_bits": 1}, "n_w_bits"),
         ({"activation_function": "swish2"}, "activation_function"),
         ({"n_accum_bits": 3}, "no room for one weight"),
+        ({"n_accum_bits": [7]}, "one bound per dense layer expected \\(3\\), got 1"),
+        ({"n_accum_bits": [7, "9", 8]}, "n_accum_bits\\[1\\]"),
+        ({"n_accum_bits": [3, 9, 9]}, "n_accum_bits\\[0\\]=3 leaves no room"),
+        ({"ema_decay": 1.0}, "ema_decay"),
+        ({"ema_decay": -0.1}, "ema_decay"),
         ({"lr": 0}, "lr"),
         ({"input_range": "global"}, "input_range"),
     ]:

@@ -22,14 +22,15 @@ def signed_width(lo: int, hi: int) -> int:
     return w
 
 
-def budget(n_accum_bits: int | None, rounding_bits: int, max_abs_input: int) -> int | None:
+def budget(n_accum_bits: int | None, rounding_bits: int | None, max_abs_input: int) -> int | None:
     """The most ``Σ|q_w|`` of one neuron (or filter) whose accumulator stays within ``n_accum_bits``
     (signed) for inputs of magnitude at most ``max_abs_input``; None: no bound. The largest accumulator
-    must not round up past the ``rounding_bits`` kept: room for half a step is left."""
+    must not round up past the ``rounding_bits`` kept: room for half a step is left (``rounding_bits``
+    None: the accumulator is not rounded, as the output layer's)."""
     if n_accum_bits is None:
         return None
     top = (1 << (n_accum_bits - 1)) - 1
-    if n_accum_bits > rounding_bits:
+    if rounding_bits is not None and n_accum_bits > rounding_bits:
         top -= 1 << (n_accum_bits - rounding_bits - 1)
     return max(1, top // max(1, int(max_abs_input)))
 

@@ -6,7 +6,8 @@ of ``n_w_bits``, inputs and activations of ``n_a_bits``, each accumulator rounde
 program rounds it, activations quantised as its lookup tables quantise them), with straight-through
 gradients. ``n_accum_bits`` bounds every accumulator's worst case over every accepted input (a budget
 on each neuron's integer weights, kept by magnitude pruning during training), so that few bits need
-rounding. The trained network is handed to Rust as integers (``fhec::onnx::IntegerNetwork``): nothing
+rounding; one int for every layer, or one per layer (the output layer's accumulators are decrypted,
+not rounded, so a wider bound there costs no lookup). The trained network is handed to Rust as integers (``fhec::onnx::IntegerNetwork``): nothing
 is re-quantised, so ``predict(X)`` (the integer network in numpy), the clear interpreter, the
 simulation and the encrypted run agree exactly.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
@@ -93,7 +94,7 @@ class _Adam:
 class _Net:
     """The network being trained: float weights, and the quantisation that maps them to the program."""
 
-    def __init__(self, sizes: list[int], act: str, n_in: int, n_w: int, n_a: int, n_accum: int | None,
+    def __init__(self, sizes: list[int], act: str, n_in: int, n_w: int, n_a: int, n_accum: list[int | None],
                  rounding: int, rng: np.random.Generator):
         self.sizes, self.act = sizes, act
         self.n_in, self.n_w, self.n_a, self.n_accum, self.rounding = n_in, n_w, n_a, n_accum, rounding
@@ -129,8 +130,10 @@ class _Net:
         return max(self.hi[hidden] - self.lo[hidden], 1e-12) / levels
 
     def budget(self, layer: int) -> int | None:
-        """The most ``Σ|q_w|`` of one neuron whose accumulator stays within ``n_accum_bits`` (signed)."""
-        return _qat.budget(self.n_accum, self.rounding, self.half(layer))
+        """The most ``Σ|q_w|`` of one neuron whose accumulator stays within the layer's ``n_accum_bits``
+        (signed); the output layer's accumulators are not rounded."""
+        rounding = None if layer == len(self.W) - 1 else self.rounding
+        return _qat.budget(self.n_accum[layer], rounding, self.half(layer))
 
     def qweights(self, layer: int, step: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Integer weights (per-neuron symmetric scale; where a neuron's integers exceed the budget, the
@@ -279,7 +282,7 @@ def _check_int(name: str, v: Any, lo: int, hi: int, none: bool = False) -> None:
 
 _PARAMS = (
     "n_layers", "n_hidden_neurons_multiplier", "activation_function", "n_w_bits", "n_a_bits", "n_accum_bits",
-    "n_input_bits", "input_range", "rounding_threshold_bits", "max_epochs", "lr", "batch_size", "weight_decay", "random_state",
+    "n_input_bits", "input_range", "rounding_threshold_bits", "max_epochs", "lr", "batch_size", "weight_decay", "ema_decay", "random_state",
     "verbose",
 )
 
@@ -295,7 +298,7 @@ class _NeuralNet(FheModel):
         activation_function: Any = "relu",
         n_w_bits: int = 3,
         n_a_bits: int = 3,
-        n_accum_bits: int | None = 8,
+        n_accum_bits: int | None | Sequence[int | None] = 8,
         n_input_bits: int | None = None,
         input_range: str = "feature",
         rounding_threshold_bits: int = 4,
@@ -303,6 +306,7 @@ class _NeuralNet(FheModel):
         lr: float = 0.001,
         batch_size: int = 128,
         weight_decay: float = 0.0,
+        ema_decay: float = 0.9,
         random_state: Any = None,
         verbose: int = 0,
         **module_params: Any,
@@ -320,6 +324,7 @@ class _NeuralNet(FheModel):
         self.lr = lr
         self.batch_size = batch_size
         self.weight_decay = weight_decay
+        self.ema_decay = ema_decay
         self.random_state = random_state
         self.verbose = verbose
         # the incumbent's prefixed forms (module__n_layers=…)
@@ -345,19 +350,31 @@ class _NeuralNet(FheModel):
         if self.input_range not in ("feature", "tensor"):
             raise ValueError(f"input_range={self.input_range!r}: 'feature' (one quantiser per feature) or 'tensor' (one for all)")
         _check_int("rounding_threshold_bits", self.rounding_threshold_bits, 2, 8)
-        _check_int("n_accum_bits", self.n_accum_bits, 2, 24, none=True)
-        n_in = self.n_input_bits or self.n_a_bits
-        if self.n_accum_bits is not None and self.n_accum_bits < max(n_in, self.n_a_bits) + 1:
-            raise ValueError(
-                f"n_accum_bits={self.n_accum_bits} leaves no room for one weight: it must exceed the input and "
-                f"activation bits ({max(n_in, self.n_a_bits)})"
-            )
+        self._accum_bits()
         _check_int("max_epochs", self.max_epochs, 0, 1_000_000)
         _check_int("batch_size", self.batch_size, 1, 1 << 24)
         if not (isinstance(self.lr, (int, float, np.number)) and self.lr > 0):
             raise ValueError(f"lr={self.lr!r}: expected a positive number")
         if not (isinstance(self.weight_decay, (int, float, np.number)) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay={self.weight_decay!r}: expected a number ≥ 0")
+        if not (isinstance(self.ema_decay, (int, float, np.number)) and 0 <= self.ema_decay < 1):
+            raise ValueError(f"ema_decay={self.ema_decay!r}: expected a number in [0, 1) (0: no averaging)")
+
+    def _accum_bits(self) -> list[int | None]:
+        """``n_accum_bits`` as one bound per dense layer (checked)."""
+        v = self.n_accum_bits
+        per_layer = isinstance(v, (list, tuple, np.ndarray))
+        bits = list(v) if per_layer else [v] * int(self.n_layers)
+        if len(bits) != self.n_layers:
+            raise ValueError(f"n_accum_bits={v!r}: one bound per dense layer expected ({self.n_layers}), got {len(bits)}")
+        n_in = self.n_input_bits or self.n_a_bits
+        for l, b in enumerate(bits):
+            name = f"n_accum_bits[{l}]" if per_layer else "n_accum_bits"
+            _check_int(name, b, 2, 24, none=True)
+            need = (n_in if l == 0 else self.n_a_bits) + 1
+            if b is not None and b < need:
+                raise ValueError(f"{name}={b} leaves no room for one weight: it must exceed the layer's input bits ({need - 1})")
+        return [None if b is None else int(b) for b in bits]
 
     # -- training --------------------------------------------------------------------------------
 
@@ -381,7 +398,7 @@ class _NeuralNet(FheModel):
         hidden = max(1, int(round(self.n_hidden_neurons_multiplier * d)))
         sizes = [d] + [hidden] * (self.n_layers - 1) + [n_out]
         net = _Net(sizes, _activation(self.activation_function), n_in, self.n_w_bits, self.n_a_bits,
-                   self.n_accum_bits, self.rounding_threshold_bits, rng)
+                   self._accum_bits(), self.rounding_threshold_bits, rng)
         lo, hi = X.min(axis=0), X.max(axis=0)
         if self.input_range == "tensor":
             lo, hi = np.full(d, lo.min()), np.full(d, hi.max())
@@ -389,6 +406,10 @@ class _NeuralNet(FheModel):
         hq = np.clip(np.rint((X - lo) / scale), 0, (1 << n_in) - 1) - net.half(0)
         params = [*net.W, *net.b]
         opt = _Adam(params, float(self.lr), float(self.weight_decay))
+        # the kept weights: an exponential moving average of the steps' (ema_decay per step; 0: the last
+        # step's). QAT's last steps jump between integer grids; the average settles between them.
+        decay = float(self.ema_decay)
+        avg = [p.copy() for p in params] if decay else params
         bs = min(int(self.batch_size), n)
         steps = max(1, math.ceil(n / bs))
         bar = self._bar(int(self.max_epochs), n * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])))
@@ -403,6 +424,9 @@ class _NeuralNet(FheModel):
                     loss, dout = self._loss_grad(out, t[idx])
                     gW, gb = net.backward(dout, cache)
                     opt.step(params, [*gW, *gb])
+                    if decay:
+                        for a, p in zip(avg, params):
+                            a += (1.0 - decay) * (p - a)
                     total += loss * len(idx)
                 self.loss_curve_.append(total / n)
                 if bar is not None:
@@ -411,6 +435,8 @@ class _NeuralNet(FheModel):
         finally:
             if bar is not None:
                 bar.close()
+        for p, a in zip(params, avg):
+            p[...] = a
         out_scale, out_offset = self._output_affine()
         spec = net.export(lo, scale, out_scale, out_offset, "softmax" if isinstance(self, ClassifierMixin) else "identity")
         if isinstance(self, ClassifierMixin):
@@ -550,9 +576,11 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
     default 4), ``activation_function`` (``"relu"``, ``"leaky_relu"``, ``"sigmoid"``, ``"tanh"``,
     ``"elu"``, ``"silu"``, ``"gelu"`` or the torch.nn class), ``n_w_bits`` (weights, default 3),
     ``n_a_bits`` (activations and, unless ``n_input_bits``, inputs; default 3), ``n_accum_bits``
-    (every accumulator's worst case, default 8; None: unbounded), ``rounding_threshold_bits`` (bits
+    (every accumulator's worst case, default 8; None: unbounded; or one per dense layer, e.g. ``[9, 11]``), ``rounding_threshold_bits`` (bits
     each accumulator keeps before its lookup, default 4), ``max_epochs`` (10), ``lr`` (Adam, 0.001),
-    ``batch_size`` (128), ``weight_decay`` (0), ``random_state``, ``verbose`` (a progress bar)."""
+    ``batch_size`` (128), ``weight_decay`` (0), ``ema_decay`` (the kept
+    weights are an exponential moving average of the training steps', decay per step, default 0.9;
+    0: the last step's), ``random_state``, ``verbose`` (a progress bar)."""
 
     def _targets(self, y: Any) -> tuple[np.ndarray, int]:
         check_classification_targets(y)
