@@ -1,12 +1,15 @@
 """The MNIST network rows of the model table (issue: networks from ONNX): the fully connected net
 (784 → 392 → 10, fixture ``mnist_fc``) and the convolutional one (fixture ``mnist_cnn``: two stride-2
-convolutions, an average pool, a linear layer), on mnist5k's test split. Prints one JSON line per
+convolutions, an average pool, a linear layer), on mnist5k's test split; and ``qdq``, the fully connected
+net quantised to 4 bits by onnxruntime's static quantiser (fixture ``mnist_fc_qdq4``: its own integers,
+its accumulators rounded exactly before each requantisation; "fp32" is then onnxruntime's run of the
+QDQ graph). Prints one JSON line per
 configuration: compile and keygen seconds, evaluation-key bytes, the cost model's seconds per image,
 measured seconds per encrypted image (median of ``--samples``; 0 skips execution), lookups by
 precision, accuracy of the float network and of the quantised one on the whole test split,
 simulate = quantised on it, and FHE = quantised on the executed images.
 
-    target/pyenv/bin/python bench/nn_mnist.py [--model fc|cnn|both] [--samples N] [--first-only]
+    target/pyenv/bin/python bench/nn_mnist.py [--model fc|cnn|qdq|both] [--samples N] [--first-only]
 """
 
 from __future__ import annotations
@@ -26,20 +29,25 @@ CONFIGS = {
              {"model_inputs": 3, "op_inputs": 5, "op_weights": 5, "model_outputs": 8}, 6),
             ("inputs 2, activations 4, weights 4, rounding 6",
              {"model_inputs": 2, "op_inputs": 4, "op_weights": 4, "model_outputs": 8}, 6)],
+    # the graph's own 4-bit integers (n_bits does not apply to them)
+    "qdq": [("onnxruntime 4-bit QDQ, rounding 6", None, 6), ("onnxruntime 4-bit QDQ, rounding 7", None, 7)],
 }
-FIXTURE = {"fc": "mnist_fc", "cnn": "mnist_cnn"}
+FIXTURE = {"fc": "mnist_fc", "cnn": "mnist_cnn", "qdq": "mnist_fc_qdq4"}
 
 
 def rows(model: str, samples: int, first_only: bool) -> None:
     import fhec.onnx
 
-    d = np.load(FIX / f"{FIXTURE[model]}.npz")
+    d = dict(np.load(FIX / f"{FIXTURE[model]}.npz"))
+    if model == "qdq":  # its inputs are mnist_fc's
+        fc = np.load(FIX / "mnist_fc.npz")
+        d["x"], d["calib"] = fc["x"], fc["calib"]
     x, y = d["x"], d["y"]
     fp32 = float((d["ort"].argmax(1) == y).mean())
     for name, bits, r in CONFIGS[model][: 1 if first_only else None]:
         t = time.perf_counter()
-        qm = fhec.onnx.compile_onnx_model(FIX / f"{FIXTURE[model]}.onnx", d["calib"][:1000], n_bits=bits,
-                                          rounding_threshold_bits=r)
+        qm = fhec.onnx.compile_onnx_model(FIX / f"{FIXTURE[model]}.onnx", d["calib"][:1000],
+                                          rounding_threshold_bits=r, **({} if bits is None else {"n_bits": bits}))
         compile_s = time.perf_counter() - t
         clear = qm.forward(x, fhe="disable")
         simulate_equal = bool(np.array_equal(qm.forward(x, fhe="simulate"), clear))
@@ -67,7 +75,7 @@ def rows(model: str, samples: int, first_only: bool) -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", choices=["fc", "cnn", "both"], default="both")
+    ap.add_argument("--model", choices=["fc", "cnn", "qdq", "both"], default="both")
     ap.add_argument("--samples", type=int, default=1)
     ap.add_argument("--first-only", action="store_true", help="only the first configuration of each model")
     a = ap.parse_args()

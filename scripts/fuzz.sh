@@ -35,7 +35,7 @@ cp fuzz/fixtures/integer_mlp.json fuzz/fixtures/integer_conv.json "$corpus/integ
 cp frontends/trees/tests/data/xgb_*.json "$corpus/xgboost/"
 cp frontends/trees/tests/data/lgbm_*.json "$corpus/lightgbm/"
 cp frontends/trees/tests/data/*.onnx "$corpus/onnx_trees/"
-cp frontends/onnx/tests/fixtures/{iris_mlp,ops_mlp,cnn_ops,keras_cnn,iris_qdq,iris_qop,mnist_cnn_qop,qonnx_mlp}.onnx "$corpus/onnx_networks/"
+cp frontends/onnx/tests/fixtures/{iris_mlp,ops_mlp,cnn_ops,keras_cnn,iris_qdq,iris_qop,mnist_cnn_qop,qonnx_mlp,mnist_fc_qdq4}.onnx "$corpus/onnx_networks/"
 cargo build --release -q -p fhec
 fhec=$PWD/target/release/fhec
 work=$(mktemp -d)

@@ -234,6 +234,28 @@ def test_an_onnxruntime_qdq_model():
     assert (clear.argmax(1) == d["y"]).mean() >= 0.9
 
 
+def test_a_4_bit_onnxruntime_qdq_mnist_net():
+    # mnist_fc quantised to 4 bits by onnxruntime (opset 21: uint4 activations, int4 weights per channel,
+    # packed two per byte). The float reference is the graph's semantics; fhec rounds each 16-bit
+    # accumulator exactly to 6 bits before the requantisation lookup (what it computes instead of the
+    # graph's float requantisation: docs/onnx.md), simulation = the quantised network
+    model, d = fixture("mnist_fc_qdq4")
+    _, fc = fixture("mnist_fc")
+    x, y = fc["x"][:200], d["y"][:200]
+    ref = fhec.onnx.onnx_reference(model, x)
+    err = float(np.abs(ref - d["ort"][:200]).max())
+    agree = (ref.argmax(1) == d["ort"][:200].argmax(1)).mean()
+    print(f"mnist_fc_qdq4: max |fhec float - onnxruntime| = {err:.2e}, top class agreement {agree:.3f}")
+    assert agree >= 0.97
+    qm = fhec.onnx.compile_onnx_model(model, fc["calib"][:200], rounding_threshold_bits=6)
+    assert qm._q.quantize(np.ascontiguousarray(x[:1], dtype=np.float64)).max() <= 15  # the graph's uint4 input grid
+    clear = qm.forward(x, fhe="disable")
+    assert np.array_equal(qm.forward(x[:16], fhe="simulate"), clear[:16])
+    acc = (clear.argmax(1) == y).mean()
+    print(f"mnist_fc_qdq4: onnxruntime {(d['ort'][:200].argmax(1) == y).mean():.3f}, fhec {acc:.3f} (200 images)")
+    assert acc >= 0.8
+
+
 @pytest.mark.parametrize("name", ["iris_qop", "qonnx_mlp"])
 def test_qoperator_and_qonnx_models(name):
     # iris_qop: onnxruntime's QOperator format (com.microsoft QGemm, QLinearSigmoid); qonnx_mlp: QONNX

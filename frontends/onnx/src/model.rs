@@ -186,6 +186,7 @@ pub(crate) fn tensor(t: &proto::TensorProto) -> Result<ArrayD<f64>, OnnxError> {
         Ok(DataType::Uint16) => from_raw(2, &|c| u16::from_le_bytes([c[0], c[1]]) as f64)?,
         Ok(DataType::Uint8) => from_raw(1, &|c| c[0] as f64)?,
         Ok(DataType::Bool) => from_raw(1, &|c| (c[0] != 0) as u8 as f64)?,
+        Ok(d @ (DataType::Uint4 | DataType::Int4)) => nibbles(&name, t, raw, count, d == DataType::Int4)?,
         other => {
             return Err(OnnxError::Unsupported(format!(
                 "tensor {name:?} has element type {}: fhec reads float, double and integer tensors",
@@ -200,6 +201,54 @@ pub(crate) fn tensor(t: &proto::TensorProto) -> Result<ArrayD<f64>, OnnxError> {
         )));
     }
     ArrayD::from_shape_vec(IxDyn(&dims), values).map_err(|e| format_err(format!("tensor {name:?}: {e}")))
+}
+
+/// The values of a UINT4 / INT4 tensor: two per byte of `raw_data`, or two per `int32_data` entry
+/// (the first in the 4 low bits, as ONNX packs them); an odd count leaves a high nibble of padding,
+/// which must be 0. INT4 is sign-extended.
+fn nibbles(
+    name: &str,
+    t: &proto::TensorProto,
+    raw: Option<&[u8]>,
+    count: usize,
+    signed: bool,
+) -> Result<Vec<f64>, OnnxError> {
+    let bytes: Vec<u8> = match raw {
+        Some(r) => r.to_vec(),
+        None => t
+            .int32_data
+            .iter()
+            .map(|&v| {
+                u8::try_from(v).map_err(|_| {
+                    format_err(format!(
+                        "tensor {name:?}: int32_data entry {v} is not two packed 4-bit values"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let need = count.div_ceil(2);
+    if bytes.len() != need {
+        return Err(format_err(format!(
+            "tensor {name:?}: {} bytes of packed 4-bit data for {count} elements (expected {need})",
+            bytes.len()
+        )));
+    }
+    if count % 2 == 1 && bytes[need - 1] >> 4 != 0 {
+        return Err(format_err(format!(
+            "tensor {name:?}: the padding nibble after its last 4-bit value is not 0"
+        )));
+    }
+    let value = |n: u8| {
+        if signed && n >= 8 {
+            f64::from(n) - 16.0
+        } else {
+            f64::from(n)
+        }
+    };
+    Ok((0..count)
+        .map(|i| value((bytes[i / 2] >> (4 * (i % 2))) & 0xF))
+        .collect())
 }
 
 fn attr(a: &proto::AttributeProto) -> Result<Attr, OnnxError> {

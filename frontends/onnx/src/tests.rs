@@ -1759,3 +1759,54 @@ fn a_qoperator_cnn_quantises_exactly() {
     assert_eq!(quantizer.n_bits, 8, "the graph's uint8 input grid");
     exact_on_the_whole_input_range(&q, 3);
 }
+
+#[test]
+fn four_bit_tensors_unpack_as_onnx_packs_them() {
+    use proto::tensor_proto::DataType;
+    let packed = |dt: DataType, dims: &[i64], raw: Option<Vec<u8>>, int32: Vec<i32>| proto::TensorProto {
+        name: Some("w".into()),
+        dims: dims.to_vec(),
+        data_type: Some(dt as i32),
+        raw_data: raw,
+        int32_data: int32,
+        ..Default::default()
+    };
+    let values = |t: &proto::TensorProto| crate::model::tensor(t).map(|a| a.iter().copied().collect::<Vec<f64>>());
+    // the first element in the low nibble; INT4 sign-extended; an odd count pads the last high nibble
+    let raw = vec![0x21, 0xF8, 0x07];
+    assert_eq!(
+        values(&packed(DataType::Uint4, &[5], Some(raw.clone()), vec![])).unwrap(),
+        [1.0, 2.0, 8.0, 15.0, 7.0]
+    );
+    assert_eq!(
+        values(&packed(DataType::Int4, &[5], Some(raw.clone()), vec![])).unwrap(),
+        [1.0, 2.0, -8.0, -1.0, 7.0]
+    );
+    // the same values through int32_data (one packed pair per entry)
+    let int32 = raw.iter().map(|&b| i32::from(b)).collect();
+    assert_eq!(
+        values(&packed(DataType::Int4, &[5], None, int32)).unwrap(),
+        [1.0, 2.0, -8.0, -1.0, 7.0]
+    );
+    for (t, msg) in [
+        (
+            packed(DataType::Uint4, &[5], Some(vec![0x21, 0xF8]), vec![]),
+            "2 bytes of packed 4-bit data for 5 elements",
+        ),
+        (
+            packed(DataType::Uint4, &[5], Some(vec![0x21, 0xF8, 0x17]), vec![]),
+            "padding nibble",
+        ),
+        (
+            packed(DataType::Int4, &[2], None, vec![0x121]),
+            "not two packed 4-bit values",
+        ),
+        (
+            packed(DataType::Int4, &[2], None, vec![-1]),
+            "not two packed 4-bit values",
+        ),
+    ] {
+        let e = values(&t).unwrap_err().to_string();
+        assert!(e.contains(msg), "{e}");
+    }
+}
