@@ -296,3 +296,39 @@ def test_a_regressor_trains_with_a_hand_written_loss():
         out = net(Xt)
     assert np.array_equal(qm._integers(qm.quantize_input(X), "simulate"), out.ints.numpy().astype(np.int64))
     assert np.abs(qm.forward(X)[:, 0] - out.real.numpy()[:, 0]).max() < 1e-5
+
+
+def test_averaged_weights_compile_exactly(digits):
+    """The weight-averaging recipe of docs/nn.md: torch's AveragedModel over the parameters only, copied
+    back into the trained model (whose buffers keep the calibrated ranges), compiles to a program that
+    reproduces the model's integers, and the averaged weights are not the last step's."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    Xtr, Xte, ytr, yte = digits
+    torch.manual_seed(0)
+    net = _cnn()
+    opt = torch.optim.Adam(net.parameters(), 0.02)
+    avg = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=False)
+    Xt, yt = torch.tensor(Xtr), torch.tensor(ytr)
+    net.train()
+    for _ in range(5):
+        for i in range(0, len(Xt), 64):
+            loss = F.cross_entropy(net(Xt[i : i + 64]), yt[i : i + 64])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            avg.update_parameters(net)
+    net.eval()
+    ranges = {k: v.clone() for k, v in net.state_dict().items() if k.endswith((".lo", ".hi"))}
+    last = [p.detach().clone() for p in net.parameters()]
+    with torch.no_grad():
+        for p, a in zip(net.parameters(), avg.module.parameters()):
+            p.copy_(a)
+    assert any(not torch.equal(p, q) for p, q in zip(net.parameters(), last))
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in ranges.items())
+    qm = ft.compile_torch_model(net, Xtr, import_qat=True)
+    with torch.no_grad():
+        out = net(torch.tensor(Xte[:80]))
+    ints = qm._integers(qm.quantize_input(Xte[:80]), "simulate")
+    assert np.array_equal(ints, out.ints.numpy().astype(np.int64))
+    assert (qm.forward(Xte[:80], fhe="disable").argmax(1) == yte[:80]).mean() > 0.7
