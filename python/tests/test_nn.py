@@ -53,20 +53,30 @@ def test_the_classifier_learns_and_every_fhe_mode_agrees(clf):
     assert np.array_equal(clf.predict(rows, fhe="execute"), clf.predict(rows))
 
 
+def _corner_integers(m, rng: np.random.Generator) -> np.ndarray:
+    """Random client integers of the whole input range, the all-lowest, all-highest and alternating rows."""
+    n = m.network_["input"]["n_bits"]
+    d = m.n_features_in_
+    q = rng.integers(0, 2**n, size=(40, d))
+    q[0], q[1] = 0, 2**n - 1
+    q[2] = np.where(np.arange(d) % 2, 2**n - 1, 0)
+    return q
+
+
+def _assert_interpreter_on(m, q: np.ndarray) -> None:
+    """The numpy integer network == the IR's clear interpreter == the simulation, row by row."""
+    ours = _int_forward(m.network_, q)
+    for i in range(len(q)):
+        assert np.array_equal(np.asarray(m.fhe_circuit.eval_clear(q[i : i + 1])).reshape(-1), ours[i])
+    sim = np.concatenate([np.asarray(o).reshape(1, -1) for o in m.fhe_circuit.simulate_batch([q[i : i + 1] for i in range(len(q))])])
+    assert np.array_equal(sim, ours)
+
+
 def test_the_integer_network_is_the_interpreter_on_every_input(clf, reg):
     """Not only the data: random and corner integers of the whole input range."""
     rng = np.random.default_rng(1)
     for m in (clf, reg):
-        n = m.network_["input"]["n_bits"]
-        d = m.n_features_in_
-        q = rng.integers(0, 2**n, size=(40, d))
-        q[0], q[1] = 0, 2**n - 1
-        q[2] = np.where(np.arange(d) % 2, 2**n - 1, 0)
-        ours = _int_forward(m.network_, q)
-        for i in range(len(q)):
-            assert np.array_equal(np.asarray(m.fhe_circuit.eval_clear(q[i : i + 1])).reshape(-1), ours[i])
-        sim = np.concatenate([np.asarray(o).reshape(1, -1) for o in m.fhe_circuit.simulate_batch([q[i : i + 1] for i in range(len(q))])])
-        assert np.array_equal(sim, ours)
+        _assert_interpreter_on(m, _corner_integers(m, rng))
 
 
 def test_accumulators_stay_within_n_accum_bits(clf):
@@ -98,6 +108,11 @@ def test_per_layer_accumulator_bounds():
     m.compile()
     assert np.array_equal(m.predict_proba(XTE, fhe="simulate"), m.predict_proba(XTE))
     assert np.array_equal(m.predict_proba(XTE[:2], fhe="execute"), m.predict_proba(XTE[:2]))
+    q = _corner_integers(m, np.random.default_rng(2))
+    _assert_interpreter_on(m, q)
+    # the worst-case corner rows run encrypted too: the wider output accumulator decrypts exactly
+    enc = m.fhe_circuit.run_batch([[q[i : i + 1]] for i in range(3)])
+    assert np.array_equal(np.concatenate([np.asarray(o).reshape(1, -1) for o in enc]), _int_forward(m.network_, q[:3]))
 
 
 def test_the_kept_weights_are_the_steps_average():

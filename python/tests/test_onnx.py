@@ -251,6 +251,9 @@ def test_a_4_bit_onnxruntime_qdq_mnist_net():
     assert qm._q.quantize(np.ascontiguousarray(x[:1], dtype=np.float64)).max() <= 15  # the graph's uint4 input grid
     clear = qm.forward(x, fhe="disable")
     assert np.array_equal(qm.forward(x[:16], fhe="simulate"), clear[:16])
+    # the edges of the accepted inputs: all-black, all-white and a checkerboard (the uint4 grid's ends)
+    edges = np.stack([np.zeros(784), np.ones(784), np.arange(784) % 2]).astype(np.float32)
+    assert np.array_equal(qm.forward(edges, fhe="simulate"), qm.forward(edges, fhe="disable"))
     acc = (clear.argmax(1) == y).mean()
     print(f"mnist_fc_qdq4: onnxruntime {(d['ort'][:200].argmax(1) == y).mean():.3f}, fhec {acc:.3f} (200 images)")
     assert acc >= 0.8
