@@ -971,6 +971,89 @@ fn wide_piecewise_linear_lookups_run_on_bits() {
     assert_eq!(c.program.tables.iter().map(|t| t.precision).max(), Some(7));
 }
 
+/// Lookups whose table is constant below and above a window (a requantised activation that
+/// saturates) run on the window: the low bits of `v − base` by one-bit extractions, the rest read by
+/// small lookups, and two reads of the window's bits (docs/crypto.md, "Saturating lookups on a
+/// window"). Four shapes: a window inside the range (both constants), a sigmoid-like one on a
+/// signed operand, a bump (the same constant on both sides), and windows at either end of the
+/// range (no value below / above it). Every input value in simulation, the windows' edges
+/// encrypted.
+#[test]
+fn saturating_lookups_run_on_a_window() {
+    let table = |w: u32, signed: bool, f: &dyn Fn(i64) -> i64| -> String {
+        let vals: Vec<String> = (0..1i64 << w)
+            .map(|i| {
+                let v = if signed && i >= 1 << (w - 1) { i - (1 << w) } else { i };
+                f(v).to_string()
+            })
+            .collect();
+        vals.join(", ")
+    };
+    let requant = table(7, false, &|v| (((v - 40) as f64 * 0.7).round() as i64).clamp(0, 15));
+    let sigmoid = table(8, true, &|v| {
+        (8.0 / (1.0 + (-(v - 10) as f64 / 6.0).exp())).round().min(7.0) as i64
+    });
+    let bump = table(6, false, &|v| if (20..28).contains(&v) { 3 + (v - 20) % 5 } else { 3 });
+    let low = table(7, false, &|v| v.min(9));
+    let high = table(7, false, &|v| (v - 115).max(0) * 2 % 7);
+    let program = |n: usize| {
+        format!(
+            r#"func.func @main(%x: tensor<{n}x!fhe.eint<7>>, %y: tensor<{n}x!fhe.esint<8>>, %z: tensor<{n}x!fhe.eint<6>>) -> (tensor<{n}x!fhe.eint<4>>, tensor<{n}x!fhe.eint<3>>, tensor<{n}x!fhe.eint<3>>, tensor<{n}x!fhe.eint<4>>, tensor<{n}x!fhe.eint<3>>) {{
+  %0 = "fhe.lut"(%x) {{table = dense<[{requant}]> : tensor<128xi64>}} : (tensor<{n}x!fhe.eint<7>>) -> tensor<{n}x!fhe.eint<4>>
+  %1 = "fhe.lut"(%y) {{table = dense<[{sigmoid}]> : tensor<256xi64>}} : (tensor<{n}x!fhe.esint<8>>) -> tensor<{n}x!fhe.eint<3>>
+  %2 = "fhe.lut"(%z) {{table = dense<[{bump}]> : tensor<64xi64>}} : (tensor<{n}x!fhe.eint<6>>) -> tensor<{n}x!fhe.eint<3>>
+  %3 = "fhe.lut"(%x) {{table = dense<[{low}]> : tensor<128xi64>}} : (tensor<{n}x!fhe.eint<7>>) -> tensor<{n}x!fhe.eint<4>>
+  %4 = "fhe.lut"(%x) {{table = dense<[{high}]> : tensor<128xi64>}} : (tensor<{n}x!fhe.eint<7>>) -> tensor<{n}x!fhe.eint<3>>
+  "func.return"(%0, %1, %2, %3, %4) : (tensor<{n}x!fhe.eint<4>>, tensor<{n}x!fhe.eint<3>>, tensor<{n}x!fhe.eint<3>>, tensor<{n}x!fhe.eint<4>>, tensor<{n}x!fhe.eint<3>>) -> ()
+}}"#
+        )
+    };
+    let src = program(256);
+    let m = parse(&src);
+    let v = verify(&m).unwrap();
+    let c = compile_with(&src, None).unwrap();
+    let widest = c.program.tables.iter().map(|t| t.precision).max().unwrap();
+    assert!(widest <= 5, "a wide table remained: {widest} bits");
+    // every value of each operand, forwards and backwards
+    let mut cases = Vec::new();
+    for rev in [false, true] {
+        let mut x: Vec<i64> = (0..256).map(|i| i % 128).collect();
+        let mut y: Vec<i64> = (-128..128).collect();
+        let mut z: Vec<i64> = (0..256).map(|i| i % 64).collect();
+        if rev {
+            x.reverse();
+            y.reverse();
+            z.reverse();
+        }
+        let inputs: Vec<Tensor> = [x, y, z]
+            .into_iter()
+            .map(|v| ArrayD::from_shape_vec(IxDyn(&[256]), v).unwrap())
+            .collect();
+        let want = fhec_ir::interp::eval(&v, &inputs).unwrap();
+        cases.push((inputs, want));
+    }
+    let batch: Vec<Vec<ClearTensor>> = cases.iter().map(|(x, _)| x.iter().map(to_clear).collect()).collect();
+    let sim = c.program.simulate(&batch).unwrap();
+    for (s, (_, want)) in cases.iter().enumerate() {
+        let got: Vec<Tensor> = sim[s].iter().map(from_clear).collect();
+        assert_eq!(&got, want, "simulation differs from the interpreter");
+    }
+    // encrypted: the windows' edges and the range's ends
+    let small = program(16);
+    let c16 = compile_with(&small, None).unwrap();
+    let m16 = parse(&small);
+    let v16 = verify(&m16).unwrap();
+    let x: Vec<i64> = vec![0, 1, 8, 9, 10, 39, 40, 41, 60, 61, 62, 114, 115, 116, 126, 127];
+    let y: Vec<i64> = vec![-128, -127, -20, -19, -10, -1, 0, 9, 10, 11, 25, 30, 31, 40, 126, 127];
+    let z: Vec<i64> = vec![0, 1, 18, 19, 20, 21, 23, 24, 25, 26, 27, 28, 29, 40, 62, 63];
+    let inputs: Vec<Tensor> = [x, y, z]
+        .into_iter()
+        .map(|v| ArrayD::from_shape_vec(IxDyn(&[16]), v).unwrap())
+        .collect();
+    let want = fhec_ir::interp::eval(&v16, &inputs).unwrap();
+    check_encrypted("saturating lookups on a window", &c16, &[(inputs, want)]);
+}
+
 /// Many-LUT forced on over the corpus: every program whose plain lookups share an input gets lanes
 /// (one blind rotation for up to `2^κ` tables); each meets the failure-probability target by the
 /// re-derived analysis, simulates equal to the interpreter, and the first few run encrypted equal

@@ -211,10 +211,10 @@ fn calibrate(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Best single-thread seconds of one keyswitch + bootstrap at `params`: the executor's own batched
-/// keyswitch and blind rotation (`bench_support::time_parts`), or the one-at-a-time ones where
-/// faster, over `m` lookups with keys of their own.
-fn single_lookup_seconds(params: &fhec_runtime::ParamSet, m: usize) -> anyhow::Result<f64> {
+/// Best single-thread seconds of one keyswitch and of one bootstrap at `params`: the executor's own
+/// batched keyswitch and blind rotation (`bench_support::time_parts`), or the one-at-a-time ones
+/// where faster, over `m` lookups with keys of their own.
+fn single_lookup_split(params: &fhec_runtime::ParamSet, m: usize) -> anyhow::Result<(f64, f64)> {
     let src = program_text(1, m);
     let module = fhec_ir::parse_module(&src).map_err(|d| anyhow!("{}", d.message))?;
     let v = fhec_ir::verify(&module).map_err(|d| anyhow!("{d:?}"))?;
@@ -231,29 +231,41 @@ fn single_lookup_seconds(params: &fhec_runtime::ParamSet, m: usize) -> anyhow::R
     let enc = ck.encrypt(&c.program.interface(), &[vec![ClearTensor::new(vec![m], xs)?]])?;
     let list = input_list(&enc);
     let (ks, ksb, br, brb) = pool(1)?.install(|| fhec_runtime::bench_support::time_parts(&sk, &list, 16));
-    Ok(ks.min(ksb) + br.min(brb))
+    Ok((ks.min(ksb), br.min(brb)))
 }
 
 /// Σ over partitions of the program's lookups there × the bare single-thread time of one lookup at
 /// its parameters (memoised in `cache`): the bound, before dividing by threads, for one sample.
-fn bare_seconds(prog: &fhec_runtime::Program, cache: &mut Vec<(fhec_runtime::ParamSet, f64)>) -> anyhow::Result<f64> {
-    let mut total = 0.0;
+fn bare_seconds(prog: &fhec_runtime::Program, cache: &mut SplitCache) -> anyhow::Result<f64> {
+    Ok(bare_split(prog, cache)?
+        .iter()
+        .map(|&(cnt, ks, br)| cnt as f64 * (ks + br))
+        .sum())
+}
+
+/// Single-lookup times memoised per parameter set: (parameters, (keyswitch s, blind rotation s)).
+type SplitCache = Vec<(fhec_runtime::ParamSet, (f64, f64))>;
+
+/// Per partition: (lookups per sample, bare single-thread keyswitch seconds, blind rotation seconds).
+fn bare_split(prog: &fhec_runtime::Program, cache: &mut SplitCache) -> anyhow::Result<Vec<(u64, f64, f64)>> {
+    let mut out = Vec::new();
     for (q, &cnt) in prog.lookups_by_partition().iter().enumerate() {
         if cnt == 0 {
+            out.push((0, 0.0, 0.0));
             continue;
         }
         let params = prog.partitions[q];
-        let t = match cache.iter().find(|(p, _)| *p == params) {
+        let (ks, br) = match cache.iter().find(|(p, _)| *p == params) {
             Some(&(_, t)) => t,
             None => {
-                let t = single_lookup_seconds(&params, 64)?;
+                let t = single_lookup_split(&params, 64)?;
                 cache.push((params, t));
                 t
             }
         };
-        total += cnt as f64 * t;
+        out.push((cnt, ks, br));
     }
-    Ok(total)
+    Ok(out)
 }
 
 /// `fhec-bench round`: exact rounding of `k` bits off a `p`-bit encrypted value (`k` from
@@ -285,7 +297,7 @@ fn round(args: &[String]) -> anyhow::Result<()> {
             .input_params()
     };
     eprintln!("full size: the set of a lone {full_bits}-bit lookup, {lone}");
-    let mut single_cache: Vec<(fhec_runtime::ParamSet, f64)> = Vec::new();
+    let mut single_cache: SplitCache = Vec::new();
     // (partitions, keyswitch dimensions) → (client keys, server keys, keygen seconds, key bytes)
     type KeysFor = (Vec<fhec_runtime::ParamSet>, Vec<u32>);
     type Cached = (ClientKeys, fhec_runtime::ServerKeys, f64, usize);
@@ -506,7 +518,7 @@ fn efficiency(args: &[String]) -> anyhow::Result<()> {
         bail!("usage: fhec-bench efficiency FILE.fhecp... [--samples 1,16]");
     }
     let threads = rayon::current_num_threads();
-    let mut single_cache: Vec<(fhec_runtime::ParamSet, f64)> = Vec::new();
+    let mut single_cache: SplitCache = Vec::new();
     let mut rows = Vec::new();
     let mut md = format!(
         "Executor efficiency, {threads} threads, one run: bound = Σ lookups × bare single-thread lookup time at its partition × samples ÷ threads.\n\n\
@@ -522,7 +534,19 @@ fn efficiency(args: &[String]) -> anyhow::Result<()> {
             .evaluation_keys_for(&iface, &Progress::silent())
             .expand(&Progress::silent())?;
         let counts = prog.lookups_by_partition();
-        let per_sample = bare_seconds(&prog, &mut single_cache)?;
+        let split = bare_split(&prog, &mut single_cache)?;
+        let per_sample: f64 = split.iter().map(|&(cnt, ks, br)| cnt as f64 * (ks + br)).sum();
+        for (q, &(cnt, ks, br)) in split.iter().enumerate() {
+            if cnt > 0 {
+                eprintln!(
+                    "{file}: partition {q} ({}): {cnt} lookups, keyswitch {:.3} ms + blind rotation {:.3} ms each, {:.2} s per sample single-thread",
+                    prog.partitions[q],
+                    ks * 1e3,
+                    br * 1e3,
+                    cnt as f64 * (ks + br)
+                );
+            }
+        }
         let name = std::path::Path::new(file)
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())

@@ -738,6 +738,7 @@ fn import_network(
     let mut opts = fhec::onnx::PtqOptions {
         n_bits: fhec::onnx::NBits::all(n_bits.unwrap_or(fhec::onnx::DEFAULT_N_BITS)),
         rounding_bits: fhec::onnx::DEFAULT_ROUNDING_BITS,
+        windows: false,
     };
     match rounding_bits {
         Some(RoundingArg::Bits(b)) => opts.rounding_bits = b,

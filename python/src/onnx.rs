@@ -32,7 +32,7 @@ pub(crate) struct QuantizedNetwork {
 }
 
 /// `n_bits` = (model_inputs, op_inputs, op_weights, model_outputs).
-fn options(n_bits: (u32, u32, u32, u32), rounding_bits: u32) -> fhec::onnx::PtqOptions {
+fn options(n_bits: (u32, u32, u32, u32), rounding_bits: u32, windows: bool) -> fhec::onnx::PtqOptions {
     fhec::onnx::PtqOptions {
         n_bits: fhec::onnx::NBits {
             model_inputs: n_bits.0,
@@ -41,21 +41,24 @@ fn options(n_bits: (u32, u32, u32, u32), rounding_bits: u32) -> fhec::onnx::PtqO
             model_outputs: n_bits.3,
         },
         rounding_bits,
+        windows,
     }
 }
 
 /// Quantises an ONNX network: `n_bits` = (model_inputs, op_inputs, op_weights, model_outputs).
 #[pyfunction]
+#[pyo3(signature = (onnx, calibration, n_bits, rounding_bits, windows = false))]
 pub(crate) fn onnx_quantize(
     py: Python<'_>,
     onnx: &[u8],
     calibration: PyReadonlyArrayDyn<'_, f64>,
     n_bits: (u32, u32, u32, u32),
     rounding_bits: u32,
+    windows: bool,
 ) -> PyResult<QuantizedNetwork> {
     let m = model(onnx)?;
     let x = calibration.as_array().to_owned();
-    let opts = options(n_bits, rounding_bits);
+    let opts = options(n_bits, rounding_bits, windows);
     let q = py.detach(|| m.quantize(&x, &opts)).map_err(to_py)?;
     Ok(QuantizedNetwork { q })
 }
@@ -72,16 +75,18 @@ pub(crate) fn mlp_network(spec: &str) -> PyResult<QuantizedNetwork> {
 /// Chooses the rounding bits automatically (`OnnxModel::choose_rounding_bits`): a dict with `bits`,
 /// `tolerance`, `reference_bits`, `rows`, `met` and `trials` (`(bits, error or None)` each).
 #[pyfunction]
+#[pyo3(signature = (onnx, calibration, n_bits, tolerance, windows = false))]
 pub(crate) fn onnx_choose_rounding<'py>(
     py: Python<'py>,
     onnx: &[u8],
     calibration: PyReadonlyArrayDyn<'_, f64>,
     n_bits: (u32, u32, u32, u32),
     tolerance: f64,
+    windows: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let m = model(onnx)?;
     let x = calibration.as_array().to_owned();
-    let opts = options(n_bits, fhec::onnx::DEFAULT_ROUNDING_BITS);
+    let opts = options(n_bits, fhec::onnx::DEFAULT_ROUNDING_BITS, windows);
     let c = py
         .detach(|| m.choose_rounding_bits(&x, &opts, tolerance))
         .map_err(to_py)?;

@@ -83,6 +83,26 @@ def test_the_paper_configuration_of_bits():
     assert len(lookups) == 2 and all(r["bits"] <= 7 for r in lookups)
 
 
+def test_windows_round_finer_and_stay_exact():
+    # windows=True: the sigmoids' tables change inside a narrow window of their accumulators, so the
+    # accumulators keep more bits than rounding_threshold_bits; exact on every executed input
+    model, d = fixture("iris_mlp")
+    bits = {"model_inputs": 5, "op_inputs": 3, "op_weights": 4, "model_outputs": 8}
+    plain = fhec.onnx.compile_onnx_model(model, d["calib"], n_bits=bits, rounding_threshold_bits=3)
+    win = fhec.onnx.compile_onnx_model(model, d["calib"], n_bits=bits, rounding_threshold_bits=3, windows=True)
+    lookups = lambda qm: [r for r in qm.bitwidth_report() if r["kind"] == "lookup"]
+    assert all(w["rounded_lsbs"] <= p["rounded_lsbs"] for w, p in zip(lookups(win), lookups(plain)))
+    assert any(w["rounded_lsbs"] < p["rounded_lsbs"] for w, p in zip(lookups(win), lookups(plain)))
+    assert all(r["bits"] <= 3 + 1 + 2 for r in lookups(win))
+    x, y = d["x"], d["y"]
+    clear = win.forward(x, fhe="disable")
+    assert np.array_equal(win.forward(x, fhe="simulate"), clear)
+    assert np.array_equal(win.forward(x[:2], fhe="execute"), clear[:2])
+    acc = lambda c: (c.argmax(1) == y).mean()
+    print(f"iris, rounding 3: plain {acc(plain.forward(x, fhe='disable')):.4f}, windows {acc(clear):.4f}")
+    assert acc(clear) >= acc(plain.forward(x, fhe="disable"))
+
+
 def test_a_network_of_many_ops_with_a_softmax_on_the_client():
     model, d = fixture("ops_mlp")
     qm = fhec.onnx.compile_onnx_model(model, d["calib"])

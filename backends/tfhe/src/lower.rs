@@ -273,7 +273,14 @@ fn plan(f: &Function, room: &HashMap<ValueId, u32>) -> Result<Plan, Diagnostic> 
         let encs: Vec<ValueId> = op.operands.iter().copied().filter(|&v| enc(f, v)).collect();
         match op.kind {
             OpKind::Lut | OpKind::MappedLut | OpKind::MultiLut => {
-                max_lut = max_lut.max(f.ty(op.operands[0]).width());
+                let x = op.operands[0];
+                let w = f.ty(x).width();
+                max_lut = max_lut.max(w);
+                if op.kind != OpKind::MultiLut && w >= BITS_MIN_WIDTH {
+                    // a bit of room above a wide lookup's operand: a window read
+                    // ([`WindowPlan`]) needs it when its base is off the operand's grid
+                    req[x.index()] = req[x.index()].max(w + 1);
+                }
             }
             OpKind::MulEint => {
                 let (al, ah) = elem_range(f.ty(op.operands[0]).elem);
@@ -625,6 +632,18 @@ impl Builder {
         out_scale: u32,
         f: impl Fn(i128) -> i128,
     ) -> Result<Lin, String> {
+        self.lookup_dyn(e, scale, (lo, hi), out_scale, &f)
+    }
+
+    /// [`Self::lookup`], not generic (it recurses).
+    fn lookup_dyn(
+        &mut self,
+        e: &Lin,
+        scale: u32,
+        (lo, hi): (i128, i128),
+        out_scale: u32,
+        f: &dyn Fn(i128) -> i128,
+    ) -> Result<Lin, String> {
         let (w, signed) = lookup_width(lo, hi);
         let p = 63 - scale;
         if w > MAX_PBS_PRECISION {
@@ -637,6 +656,9 @@ impl Builder {
         }
         if let Some(plan) = bit_plan(lo, hi, w, signed && out_scale > scale, &f) {
             return self.lookup_on_bits(e, scale, w, signed, out_scale, plan);
+        }
+        if let Some(plan) = window_plan(lo, hi, w, p, out_scale, &f) {
+            return self.lookup_on_window(e, scale, out_scale, plan, f);
         }
         let off: i128 = if signed { 1 << (w - 1) } else { 0 };
         let mut input = e.clone();
@@ -736,6 +758,82 @@ impl Builder {
         Ok(out)
     }
 
+    /// `f(v)` for a `w`-bit `v` where `f` is constant below and above a window of `2^r` values
+    /// ([`WindowPlan`]): `u = v − base`, its `r` low bits `l` by one-bit extractions, then the rest
+    /// `t = ⌊u / 2^r⌋` (a few bits, its low bits now zero) read twice: once for the constant
+    /// outside the window (`c_lo` for `t ≤ 0`, `c_hi` for `t > 0`), once for the flag `b = [t ≠ 0]`
+    /// placed at bit `r` of `z = l + b·2^r`. With `G(l) = f(base + l) − c_lo`, a plain read of `l`
+    /// gives `G(l)` and a negacyclic read of `z` gives `(1 − 2b)·G(l)`, both in halves: their sum
+    /// is `[t = 0]·G(l)` (docs/crypto.md, "Saturating lookups on a window").
+    fn lookup_on_window(
+        &mut self,
+        e: &Lin,
+        scale: u32,
+        out_scale: u32,
+        plan: WindowPlan,
+        f: &dyn Fn(i128) -> i128,
+    ) -> Result<Lin, String> {
+        let WindowPlan {
+            base,
+            r,
+            tlo,
+            thi,
+            c_lo,
+            c_hi,
+            hi,
+        } = plan;
+        let mut cur = e.clone();
+        cur.add_constant(encode(-base as i64, scale));
+        // l = u mod 2^r at `scale`, as a linear expression of the extractions
+        let mut l = Lin::default();
+        for j in 0..r {
+            let slot = self.materialize(&cur)?;
+            let neg_bit = self.extract_bit(&Lin::slot(slot), scale, j)?;
+            l.add_scaled(&neg_bit, -1);
+            cur = Lin::slot(slot);
+            cur.add_scaled(&neg_bit, 1);
+        }
+        // cur = t·2^r at `scale`; read t − tlo (unsigned, so a range that wraps the encoding's top
+        // bit is still read whole)
+        cur.add_constant(encode(-(tlo as i64), scale + r));
+        let span = (0, thi - tlo);
+        let mut out = if c_lo == c_hi || thi <= 0 {
+            Lin::constant(encode(c_lo as i64, out_scale))
+        } else if tlo > 0 {
+            Lin::constant(encode(c_hi as i64, out_scale))
+        } else {
+            self.lookup_dyn(&cur, scale + r, span, out_scale, &|t| {
+                if t + tlo > 0 {
+                    c_hi
+                } else {
+                    c_lo
+                }
+            })?
+        };
+        let flag = if tlo == 0 && thi == 0 {
+            Lin::default()
+        } else {
+            self.lookup_dyn(&cur, scale + r, span, scale, &|t| if t + tlo != 0 { 1 << r } else { 0 })?
+        };
+        let g = |l: i128| {
+            let v = base + l;
+            if v > hi {
+                0 // beyond the range: never read inside the window
+            } else {
+                f(v) - c_lo
+            }
+        };
+        let half = out_scale - 1;
+        let plain = self.lookup_dyn(&l, scale, (0, (1 << r) - 1), half, &g)?;
+        let mut z = l.clone();
+        z.add_scaled(&flag, 1);
+        let values = (0..1i128 << r).map(|u| encode(g(u) as i64, half)).collect();
+        let signed = self.pbs(&z, 63 - scale - r, 0, r, values)?;
+        out.add_scaled(&plain, 1);
+        out.add_scaled(&Lin::slot(signed), 1);
+        Ok(out)
+    }
+
     /// The bit at position `i` of the value of `e` (at `scale`, low `i` bits zero), as a lookup
     /// output worth `−bit·2^(scale+i)` plus the constant to add. Precision-0 table.
     fn extract_bit(&mut self, e: &Lin, scale: u32, i: u32) -> Result<Lin, String> {
@@ -806,6 +904,70 @@ fn bit_plan(lo: i128, hi: i128, w: u32, negacyclic: bool, f: &impl Fn(i128) -> i
         gamma,
         chunks,
         negacyclic,
+    })
+}
+
+/// How [`Builder::lookup`] computes a wide lookup whose table is constant outside a window:
+/// `f(v) = c_lo` for `v ≤ base`, `c_hi` for `v ≥ base + 2^r`, anything between (a requantising
+/// activation whose output saturates: the PTQ networks' lookups, rounded by fewer bits than their
+/// width asks for).
+#[derive(Clone, Debug, PartialEq)]
+struct WindowPlan {
+    base: i128,
+    r: u32,
+    /// `⌊(lo − base) / 2^r⌋ ..= ⌊(hi − base) / 2^r⌋`: the values of `t`.
+    tlo: i128,
+    thi: i128,
+    c_lo: i128,
+    c_hi: i128,
+    /// The operand's largest value.
+    hi: i128,
+}
+
+/// Most bits of `t` ([`WindowPlan`]) read by one lookup.
+const WINDOW_MAX_TOP: u32 = 4;
+
+/// The [`WindowPlan`] for `f` on `lo ..= hi` (`w` bits, at a precision of `p` bits), when `f` is
+/// constant outside a window that needs fewer lookups, by the cost model, than one `w`-bit table.
+fn window_plan(lo: i128, hi: i128, w: u32, p: u32, out_scale: u32, f: &impl Fn(i128) -> i128) -> Option<WindowPlan> {
+    if !(BITS_MIN_WIDTH..=MAX_PBS_PRECISION).contains(&w) || out_scale == 0 {
+        return None;
+    }
+    let (c_lo, c_hi) = (f(lo), f(hi));
+    // the first value off the low run and the last off the high run
+    let a = (lo..=hi).find(|&v| f(v) != c_lo)?;
+    let b = (lo..=hi).rev().find(|&v| f(v) != c_hi)?;
+    // base < a and base + 2^r > b: every value at or below base is on the low run, every one at
+    // or above base + 2^r on the high run. A wider window than needed may cost less: t narrower.
+    let span = (b - (a - 1) + 1).max(2);
+    let r_min = 128 - (span - 1).leading_zeros();
+    let cm = crate::cost::cost_model();
+    let mut best: Option<(f64, i128, u32, i128, i128)> = None;
+    for r in r_min..w {
+        // of the bases that work, one on lo's grid (lo ≡ base mod 2^r) keeps t to the fewest values
+        let first = lo.max(b + 1 - (1 << r));
+        let aligned = lo + (((first - lo) + (1 << r) - 1) >> r << r);
+        let base = if aligned < a { aligned } else { a - 1 };
+        let (tlo, thi) = ((lo - base) >> r, (hi - base) >> r);
+        let m = width_for(0, thi - tlo, false);
+        if m > WINDOW_MAX_TOP || r + m > p {
+            continue;
+        }
+        let reads = u32::from(!(c_lo == c_hi || thi <= 0 || tlo > 0)) + u32::from(!(tlo == 0 && thi == 0));
+        let cost = r as f64 * cm.lookup(0) + reads as f64 * cm.lookup(m) + 2.0 * cm.lookup(r);
+        if best.is_none_or(|b| cost < b.0) {
+            best = Some((cost, base, r, tlo, thi));
+        }
+    }
+    let (cost, base, r, tlo, thi) = best?;
+    (cost < 0.8 * cm.lookup(w)).then_some(WindowPlan {
+        base,
+        r,
+        tlo,
+        thi,
+        c_lo,
+        c_hi,
+        hi,
     })
 }
 

@@ -38,7 +38,9 @@ pub mod proto {
 pub use integer::{IntegerLayer, IntegerNetwork, LayerKind, Lookup, MAX_MLP_LAYERS, MAX_MLP_WEIGHTS, MAX_MLP_WIDTH};
 pub use model::{GraphInput, OnnxModel, MAX_FILE_BYTES, MAX_NODES, MAX_TENSOR_ELEMENTS, OPSETS};
 pub use ops::SUPPORTED;
-pub use ptq::{LayerReport, NBits, PtqOptions, QuantizedNetwork, Tail, DEFAULT_N_BITS, DEFAULT_ROUNDING_BITS};
+pub use ptq::{
+    LayerReport, NBits, PtqOptions, QuantizedNetwork, Tail, DEFAULT_N_BITS, DEFAULT_ROUNDING_BITS, WINDOW_TOP_BITS,
+};
 pub use rounding::{
     RoundingChoice, RoundingTrial, AUTO_ROUNDING_CANDIDATES, AUTO_ROUNDING_REFERENCE, AUTO_ROUNDING_ROWS,
     DEFAULT_ROUNDING_TOLERANCE,

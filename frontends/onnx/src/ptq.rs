@@ -73,7 +73,17 @@ pub struct PtqOptions {
     /// Bits an accumulator keeps before a lookup (`fhe.round` drops the others); the lookups'
     /// precision.
     pub rounding_bits: u32,
+    /// Round finer where a layer's tables change only inside a window of `2^rounding_bits`
+    /// entries (a requantised activation saturates outside its calibrated range): the lowering
+    /// reads such a table on that window ([`WINDOW_TOP_BITS`]; docs/onnx.md, "Windows"). Off by
+    /// default: finer tables are more accurate, not always cheaper.
+    #[serde(default)]
+    pub windows: bool,
 }
+
+/// With [`PtqOptions::windows`], how many bits a table's input may have beyond `rounding_bits`
+/// (the values outside the window, read by small lookups after the window's bits are extracted).
+pub const WINDOW_TOP_BITS: u32 = 2;
 
 /// Most table entries one layer's lookups may take before deduplication (tables per element × size).
 const MAX_TABLE_ENTRIES: usize = 1 << 26;
@@ -91,6 +101,7 @@ impl Default for PtqOptions {
         PtqOptions {
             n_bits: NBits::all(DEFAULT_N_BITS),
             rounding_bits: DEFAULT_ROUNDING_BITS,
+            windows: false,
         }
     }
 }
@@ -412,7 +423,17 @@ impl Builder<'_> {
         // the rounding keeps `rounding_bits` of the values' exact range; the table is indexed as the
         // IR type of its input says (its width and signedness)
         let width = width_for(x.lo as i128, x.hi as i128, x.lo < 0);
-        let lsbs = width.saturating_sub(self.opts.rounding_bits);
+        let mut lsbs = width.saturating_sub(self.opts.rounding_bits);
+        if self.opts.windows {
+            // finer, while every element's table still changes within a window of
+            // 2^rounding_bits entries and the rest stays a few bits
+            while lsbs > 0
+                && width - (lsbs - 1) <= self.opts.rounding_bits + WINDOW_TOP_BITS
+                && self.windows_fit(&x, lsbs - 1, lo, s, levels)
+            {
+                lsbs -= 1;
+            }
+        }
         let (mut input, mut klo, mut khi) = (x.v, x.lo, x.hi);
         if lsbs > 0 {
             input = self
@@ -492,6 +513,35 @@ impl Builder<'_> {
             offset: vec![lo],
             steps: Vec::new(),
             calib: x.calib,
+        })
+    }
+
+    /// Whether, rounded by `lsbs` bits, every element's table over its reachable inputs is
+    /// constant outside a window of at most `2^rounding_bits` entries (the first entry off the
+    /// low run to the last off the high run, and one more).
+    fn windows_fit(&self, x: &Enc, lsbs: u32, lo: f64, s: f64, levels: f64) -> bool {
+        let (klo, khi) = if lsbs == 0 {
+            (x.lo, x.hi)
+        } else {
+            let half = 1i64 << (lsbs - 1);
+            ((x.lo + half) >> lsbs, (x.hi + half) >> lsbs)
+        };
+        let limit = 1i64 << self.opts.rounding_bits;
+        (0..x.numel()).all(|e| {
+            let y = |k: i64| {
+                let v = x.real((k as f64) * (1u64 << lsbs) as f64, e);
+                if v.is_nan() {
+                    0
+                } else {
+                    ((v - lo) / s).round_ties_even().clamp(0.0, levels) as i64
+                }
+            };
+            let (ylo, yhi) = (y(klo), y(khi));
+            let Some(a) = (klo..=khi).find(|&k| y(k) != ylo) else {
+                return true;
+            };
+            let b = (klo..=khi).rev().find(|&k| y(k) != yhi).unwrap_or(a);
+            b - a + 2 <= limit
         })
     }
 

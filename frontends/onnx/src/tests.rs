@@ -296,6 +296,62 @@ fn dequantised(q: &crate::QuantizedNetwork, x: &ArrayD<f64>) -> Vec<Vec<f64>> {
         .collect()
 }
 
+/// Windows: where a layer's tables saturate (sigmoids requantised to 3 bits), the accumulator is
+/// rounded by fewer bits than `rounding_bits` asks for, as long as every table changes within
+/// `2^rounding_bits` entries and the rounded value stays `WINDOW_TOP_BITS` wider at most; the
+/// network stays exact on every input and the finer rounding brings it closer to the float one.
+#[test]
+fn windows_round_finer_where_tables_saturate() {
+    let m = OnnxModel::from_bytes(IRIS).unwrap();
+    let calib = rows(300, &[4.3, 2.0, 1.0, 0.1], &[7.9, 4.4, 6.9, 2.5], 1);
+    let bits = NBits {
+        model_inputs: 7,
+        op_inputs: 3,
+        op_weights: 4,
+        model_outputs: 8,
+    };
+    let with = |windows| {
+        m.quantize(
+            &calib,
+            &PtqOptions {
+                n_bits: bits,
+                rounding_bits: 3,
+                windows,
+            },
+        )
+        .unwrap()
+    };
+    let (plain, win) = (with(false), with(true));
+    let lookups = |q: &crate::QuantizedNetwork| -> Vec<(u32, u32)> {
+        q.layers
+            .iter()
+            .filter(|l| l.kind == "lookup")
+            .map(|l| (l.bits, l.rounded_lsbs))
+            .collect()
+    };
+    let (lp, lw) = (lookups(&plain), lookups(&win));
+    assert!(lp.iter().all(|&(b, _)| b <= 4), "{lp:?}");
+    assert!(lw.iter().all(|&(b, _)| b <= 3 + 1 + crate::WINDOW_TOP_BITS), "{lw:?}");
+    assert!(
+        lw.iter().zip(&lp).all(|(w, p)| w.1 <= p.1) && lw.iter().zip(&lp).any(|(w, p)| w.1 < p.1),
+        "windows round finer: {lw:?} against {lp:?}"
+    );
+    exact_on_the_whole_input_range(&win, 300);
+    // closer to the float network on the calibration rows
+    let float = &m.eval(std::slice::from_ref(&calib)).unwrap()[0];
+    let err = |q: &crate::QuantizedNetwork| -> f64 {
+        let d = dequantised(q, &calib);
+        let n = float.len() as f64;
+        d.iter()
+            .flatten()
+            .zip(float.iter())
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f64>()
+            / n
+    };
+    assert!(err(&win) < err(&plain), "{} vs {}", err(&win), err(&plain));
+}
+
 #[test]
 fn iris_network_quantises_exactly_and_accurately() {
     let m = OnnxModel::from_bytes(IRIS).unwrap();
@@ -319,6 +375,7 @@ fn iris_network_quantises_exactly_and_accurately() {
                 &PtqOptions {
                     n_bits: bits,
                     rounding_bits: rounding,
+                    windows: false,
                 },
             )
             .unwrap();
@@ -394,12 +451,14 @@ fn bad_options_and_calibration_sets_are_errors() {
     let bad = |o: PtqOptions| m.quantize(&calib, &o).unwrap_err().to_string();
     assert!(bad(PtqOptions {
         n_bits: NBits::all(0),
-        rounding_bits: 6
+        rounding_bits: 6,
+        windows: false,
     })
     .contains("model_inputs"));
     assert!(bad(PtqOptions {
         n_bits: NBits::all(8),
-        rounding_bits: 0
+        rounding_bits: 0,
+        windows: false,
     })
     .contains("rounding"));
     let mut nan = calib.clone();
@@ -494,6 +553,7 @@ fn batch_normalization_folds_into_the_accumulator() {
     let opts = PtqOptions {
         n_bits: NBits::all(8),
         rounding_bits: 8,
+        windows: false,
     };
     let q = m.quantize(&x, &opts).unwrap();
     let kinds: Vec<&str> = q.layers.iter().map(|l| l.kind.as_str()).collect();
@@ -800,6 +860,7 @@ fn convolutional_networks_quantise_exactly() {
         let opts = PtqOptions {
             n_bits: NBits::all(6),
             rounding_bits: 6,
+            windows: false,
         };
         let q = m.quantize(&x, &opts).unwrap();
         assert_eq!(q.input_shape, shape);
@@ -960,6 +1021,7 @@ fn residuals_and_data_movement_quantise_exactly() {
     let opts = PtqOptions {
         n_bits: NBits::all(6),
         rounding_bits: 6,
+        windows: false,
     };
     let q = m.quantize(&x, &opts).unwrap();
     exact_on_the_whole_input_range(&q, 60);
@@ -1007,6 +1069,7 @@ fn padded_constants_do_not_distort_the_next_layer() {
     let opts = PtqOptions {
         n_bits: NBits::all(6),
         rounding_bits: 6,
+        windows: false,
     };
     let q = m.quantize(&x, &opts).unwrap();
     exact_on_the_whole_input_range(&q, 20);
@@ -1130,6 +1193,7 @@ fn transposed_convolutions_follow_onnx_and_quantise_exactly() {
     let opts = PtqOptions {
         n_bits: NBits::all(6),
         rounding_bits: 6,
+        windows: false,
     };
     let q = m.quantize(&x, &opts).unwrap();
     exact_on_the_whole_input_range(&q, 30);
@@ -1302,6 +1366,7 @@ fn reduce_max_quantises_exactly() {
     let opts = PtqOptions {
         n_bits: NBits::all(6),
         rounding_bits: 6,
+        windows: false,
     };
     let q = m.quantize(&x, &opts).unwrap();
     assert_eq!(q.layers.iter().filter(|l| l.kind == "max").count(), 2);
@@ -1399,6 +1464,7 @@ fn qdq_networks_keep_their_integers() {
     let opts = PtqOptions {
         n_bits: NBits::all(5),
         rounding_bits: 16,
+        windows: false,
     };
     let q = m.quantize(&x, &opts).unwrap();
     let fhec_quant::InputSpec::Features { quantizer, .. } = &q.spec.inputs[0] else {
@@ -1549,6 +1615,7 @@ fn products_of_functions_of_one_tensor_are_one_lookup() {
     let opts = PtqOptions {
         n_bits: NBits::all(6),
         rounding_bits: 6,
+        windows: false,
     };
     let q = m.quantize(&x, &opts).unwrap();
     let lookups: Vec<&str> = q
@@ -1568,6 +1635,7 @@ fn products_of_functions_of_one_tensor_are_one_lookup() {
             let opts = PtqOptions {
                 n_bits: NBits::all(b),
                 rounding_bits: b,
+                windows: false,
             };
             let deq = dequantised(&m.quantize(&x, &opts).unwrap(), &x);
             deq.iter()

@@ -190,6 +190,7 @@ def compile_onnx_model(
     p_error: float | None = None,
     global_p_error: float | None = None,
     partitions: bool = True,
+    windows: bool = False,
 ) -> QuantizedModule:
     """Quantises an ONNX network after training and compiles it.
 
@@ -203,7 +204,11 @@ def compile_onnx_model(
     one output: mean error over its range); ``rounding_report`` tells what was tried.
     ``p_error`` / ``global_p_error``: the failure probability per lookup / per run (default 2^-128 per
     lookup). ``partitions``: several parameter sets (on by default: the roundings' one-bit lookups
-    get cheaper parameters than the activations')."""
+    get cheaper parameters than the activations'). ``windows``: where a layer's tables change only
+    inside a window of ``2^rounding_threshold_bits`` entries (an activation requantised to its
+    calibrated range saturates outside it), round finer and let the lookups read that window
+    (docs/onnx.md, "Windows"): more accurate at few bits, not always cheaper. Off by default: every
+    accumulator is rounded to ``rounding_threshold_bits``."""
     onnx = _bytes(model)
     X = np.asarray(X_calib, dtype=np.float64)
     if X.ndim < 2 or X.shape[0] == 0:
@@ -212,9 +217,9 @@ def compile_onnx_model(
     rounding = _rounding(rounding_threshold_bits)
     report = None
     if isinstance(rounding, float):
-        report = _fhec.onnx_choose_rounding(onnx, np.ascontiguousarray(X), bits, rounding)
+        report = _fhec.onnx_choose_rounding(onnx, np.ascontiguousarray(X), bits, rounding, windows)
         rounding = report["bits"]
-    q = _fhec.onnx_quantize(onnx, np.ascontiguousarray(X), bits, rounding)
+    q = _fhec.onnx_quantize(onnx, np.ascontiguousarray(X), bits, rounding, windows)
     try:
         raw = q.compile(p_error, global_p_error, partitions)
     except CompileError as e:
