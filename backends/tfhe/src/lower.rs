@@ -276,9 +276,7 @@ fn plan(f: &Function, room: &HashMap<ValueId, u32>) -> Result<Plan, Diagnostic> 
                 let x = op.operands[0];
                 let w = f.ty(x).width();
                 max_lut = max_lut.max(w);
-                if op.kind != OpKind::MultiLut && w >= BITS_MIN_WIDTH {
-                    // a bit of room above a wide lookup's operand: a window read
-                    // ([`WindowPlan`]) needs it when its base is off the operand's grid
+                if window_needs_room(f, op) {
                     req[x.index()] = req[x.index()].max(w + 1);
                 }
             }
@@ -968,6 +966,45 @@ fn window_plan(lo: i128, hi: i128, w: u32, p: u32, out_scale: u32, f: &impl Fn(i
         c_lo,
         c_hi,
         hi,
+    })
+}
+
+/// Whether a window read ([`WindowPlan`]) of some element of the lookup `op` (`lut` or
+/// `mapped_lut`) needs a bit of room above its operand: its base off the operand's grid, so that `t`
+/// takes one value more than the operand's bits hold. The plan then gives the operand that bit.
+fn window_needs_room(f: &Function, op: &fhec_ir::module::OpData) -> bool {
+    if !matches!(op.kind, OpKind::Lut | OpKind::MappedLut) {
+        return false;
+    }
+    let xty = f.ty(op.operands[0]);
+    let w = xty.width();
+    if !(BITS_MIN_WIDTH..=MAX_PBS_PRECISION).contains(&w) {
+        return false;
+    }
+    let (lo, hi) = xty.elem.range();
+    let n_out = f.ty(op.result).num_elements();
+    let distinct = if op.kind == OpKind::Lut { n_out.min(1) } else { n_out };
+    // the tables of a huge layer are not worth evaluating twice: no room, tables where it fails
+    if (hi - lo + 1) as usize * distinct.max(1) > 1 << 22 {
+        return false;
+    }
+    let mut tables: Vec<Vec<i128>> = vec![Vec::with_capacity((hi - lo + 1) as usize); distinct];
+    for v in lo..=hi {
+        let t = ArrayD::from_elem(IxDyn(&xty.shape), v as i64);
+        let Ok(out) = op
+            .kind
+            .def()
+            .eval(&[&t], std::slice::from_ref(xty), &op.attrs, f.ty(op.result))
+        else {
+            return false;
+        };
+        for (j, &y) in out.iter().take(distinct).enumerate() {
+            tables[j].push(y);
+        }
+    }
+    tables.iter().any(|t| {
+        let at = |v: i128| t[(v - lo) as usize];
+        window_plan(lo, hi, w, w, 1, &at).is_none() && window_plan(lo, hi, w, w + 1, 1, &at).is_some()
     })
 }
 
