@@ -697,10 +697,21 @@ pub(crate) fn info(program: &str) -> Result<(), Failure> {
             mb(expanded)
         );
     }
-    println!(
-        "estimated latency: {:.3} s per sample, single thread (cost model)",
-        n.estimated_seconds
-    );
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    if threads > 1 && compressed > 0 {
+        // the executor runs each stage's lookups in parallel, at 0.85–0.99 of a perfect split
+        // (docs/benchmarks.md, "Executor efficiency")
+        println!(
+            "estimated latency: {:.3} s per sample, single thread (cost model); ~{:.3} s on this machine's {threads} threads",
+            n.estimated_seconds,
+            n.estimated_seconds / threads as f64
+        );
+    } else {
+        println!(
+            "estimated latency: {:.3} s per sample, single thread (cost model)",
+            n.estimated_seconds
+        );
+    }
     Ok(())
 }
 
