@@ -15,6 +15,8 @@ pub mod params;
 pub mod rederive;
 pub mod text;
 
+use std::collections::HashMap;
+
 use fhec_ir::{Diagnostic, Verified};
 use fhec_runtime::program::{Instr, NoiseReport, Program};
 use fhec_runtime::ParamSet;
@@ -63,7 +65,24 @@ pub fn compile(v: &Verified<'_>, opts: &CompileOptions, source: Option<&str>) ->
             .ok_or_else(|| Diagnostic::new(format!("the module has no function @{name}")))?,
         None => m.entry()?,
     };
-    let l = lower::lower_function(f, source)?;
+    let mut l = lower::lower_function(f, source)?;
+    // window reads: each is cheaper than its table by the cost model of one lookup, but the program
+    // may not be (the parameter sets they need); lowered both ways, the faster kept
+    let mut windows = l.window_lookups > 0;
+    let mut plain: Option<Compiled> = None;
+    if windows {
+        let without = lower::lower_function_opts(f, source, &HashMap::new(), false)?;
+        let a = compile_lowered(l.clone(), opts);
+        let b = compile_lowered(without.clone(), opts);
+        match (a, b) {
+            (Ok(a), Ok(b)) if a.program.noise.estimated_seconds <= b.program.noise.estimated_seconds => plain = Some(a),
+            (Err(_), Ok(b)) | (Ok(_), Ok(b)) => {
+                (windows, l, plain) = (false, without, Some(b));
+            }
+            (Ok(a), Err(_)) => plain = Some(a),
+            (Err(e), Err(_)) => return Err(e),
+        }
+    }
     // many-LUT: where lookups share an input, lowered again with room for lanes, then grouped
     let grouped = match opts.many_lut {
         Some(false) => None,
@@ -72,16 +91,20 @@ pub fn compile(v: &Verified<'_>, opts: &CompileOptions, source: Option<&str>) ->
             let wide = if room.is_empty() {
                 Ok(l.clone())
             } else {
-                lower::lower_function_with(f, source, &room)
+                lower::lower_function_opts(f, source, &room, windows)
             };
             wide.ok().and_then(|w| lanes::group(&w))
         }
     };
+    let plain = |l| match plain {
+        Some(c) => Ok(c),
+        None => compile_lowered(l, opts),
+    };
     match (grouped, opts.many_lut) {
-        (None, _) => compile_lowered(l, opts),
+        (None, _) => plain(l),
         (Some(g), Some(true)) => compile_lowered(g, opts),
         (Some(g), _) => {
-            let plain = compile_lowered(l, opts)?;
+            let plain = plain(l)?;
             match compile_lowered(g, opts) {
                 Ok(c) if lanes_pay(&c.program, &plain.program) => Ok(c),
                 _ => Ok(plain),

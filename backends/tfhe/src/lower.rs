@@ -135,6 +135,8 @@ pub struct Lowered {
     /// The plain table lookups — input re-encoded to `[0, 2^w)` at the top of its precision, so
     /// its top bits are zero: the candidates for many-LUT lanes ([`crate::lanes`]).
     pub plain_lookups: Vec<PlainLookup>,
+    /// Lookups read on a window ([`WindowPlan`]).
+    pub window_lookups: usize,
 }
 
 /// A plain table lookup ([`Lowered::plain_lookups`]).
@@ -249,7 +251,8 @@ fn lsbs(op: &fhec_ir::module::OpData) -> u32 {
 
 /// `room`: precision to leave for many-LUT ([`crate::lanes`]) per value: the component of a
 /// value whose lookups are to share a blind rotation gets at least that precision.
-fn plan(f: &Function, room: &HashMap<ValueId, u32>) -> Result<Plan, Diagnostic> {
+/// `windows`: the operands' reachable ranges, when wide lookups may be read on a window.
+fn plan(f: &Function, room: &HashMap<ValueId, u32>, windows: Option<&[(i128, i128)]>) -> Result<Plan, Diagnostic> {
     let nv = f.num_values();
     let mut uf = UnionFind((0..nv).collect());
     // requirements per value (before union)
@@ -276,7 +279,7 @@ fn plan(f: &Function, room: &HashMap<ValueId, u32>) -> Result<Plan, Diagnostic> 
                 let x = op.operands[0];
                 let w = f.ty(x).width();
                 max_lut = max_lut.max(w);
-                if window_needs_room(f, op) {
+                if windows.is_some_and(|reach| window_needs_room(f, op, reach[x.index()])) {
                     req[x.index()] = req[x.index()].max(w + 1);
                 }
             }
@@ -444,6 +447,10 @@ fn plan(f: &Function, room: &HashMap<ValueId, u32>) -> Result<Plan, Diagnostic> 
 
 /// The instruction builder: slots, noise, tables, constraints.
 struct Builder {
+    /// Whether wide lookups may be read on a window ([`WindowPlan`]).
+    windows: bool,
+    /// How many are.
+    window_lookups: usize,
     num_input_slots: u32,
     instrs: Vec<Instr>,
     /// (fresh weight, lookup weight) of each slot.
@@ -655,7 +662,8 @@ impl Builder {
         if let Some(plan) = bit_plan(lo, hi, w, signed && out_scale > scale, &f) {
             return self.lookup_on_bits(e, scale, w, signed, out_scale, plan);
         }
-        if let Some(plan) = window_plan(lo, hi, w, p, out_scale, &f) {
+        if let Some(plan) = self.windows.then(|| window_plan(lo, hi, w, p, out_scale, &f)).flatten() {
+            self.window_lookups += 1;
             return self.lookup_on_window(e, scale, out_scale, plan, f);
         }
         let off: i128 = if signed { 1 << (w - 1) } else { 0 };
@@ -970,18 +978,20 @@ fn window_plan(lo: i128, hi: i128, w: u32, p: u32, out_scale: u32, f: &impl Fn(i
 }
 
 /// Whether a window read ([`WindowPlan`]) of some element of the lookup `op` (`lut` or
-/// `mapped_lut`) needs a bit of room above its operand: its base off the operand's grid, so that `t`
-/// takes one value more than the operand's bits hold. The plan then gives the operand that bit.
-fn window_needs_room(f: &Function, op: &fhec_ir::module::OpData) -> bool {
+/// `mapped_lut`) may take place: the plan then gives its operand a bit of room. A base off the
+/// operand's grid needs it (`t` takes one value more than the operand's bits hold), and the two
+/// reads of `t` can then share a blind rotation (many-LUT lanes need a spare bit).
+fn window_needs_room(f: &Function, op: &fhec_ir::module::OpData, reach: (i128, i128)) -> bool {
     if !matches!(op.kind, OpKind::Lut | OpKind::MappedLut) {
         return false;
     }
     let xty = f.ty(op.operands[0]);
-    let w = xty.width();
-    if !(BITS_MIN_WIDTH..=MAX_PBS_PRECISION).contains(&w) {
+    let (tlo, thi) = xty.elem.range();
+    let (lo, hi) = (reach.0.max(tlo), reach.1.min(thi));
+    let (w, _) = lookup_width(lo, hi);
+    if !(BITS_MIN_WIDTH..=MAX_PBS_PRECISION).contains(&w) || lo > hi {
         return false;
     }
-    let (lo, hi) = xty.elem.range();
     let n_out = f.ty(op.result).num_elements();
     let distinct = if op.kind == OpKind::Lut { n_out.min(1) } else { n_out };
     // the tables of a huge layer are not worth evaluating twice: no room, tables where it fails
@@ -1004,7 +1014,7 @@ fn window_needs_room(f: &Function, op: &fhec_ir::module::OpData) -> bool {
     }
     tables.iter().any(|t| {
         let at = |v: i128| t[(v - lo) as usize];
-        window_plan(lo, hi, w, w, 1, &at).is_none() && window_plan(lo, hi, w, w + 1, 1, &at).is_some()
+        window_plan(lo, hi, w, w + 1, 1, &at).is_some()
     })
 }
 
@@ -1645,13 +1655,34 @@ pub fn lower_function_with(
     source: Option<&str>,
     room: &HashMap<ValueId, u32>,
 ) -> Result<Lowered, Diagnostic> {
-    let plan = plan(f, room)?;
+    lower_function_opts(f, source, room, true)
+}
+
+/// [`lower_function_with`]; `windows`: whether wide lookups constant outside a small window may be
+/// read on it ([`WindowPlan`]; `crate::compile` lowers both ways where any is).
+pub fn lower_function_opts(
+    f: &Function,
+    source: Option<&str>,
+    room: &HashMap<ValueId, u32>,
+    windows: bool,
+) -> Result<Lowered, Diagnostic> {
+    // sound value ranges (from the arguments' declared ranges): a lookup only needs its table
+    // where its input can be; without them, the types' ranges
+    let reach = match fhec_passes::range::declared(f) {
+        Ok(r) => r.range,
+        Err(_) => (0..f.num_values())
+            .map(|v| f.ty(ValueId(v as u32)).elem.range())
+            .collect(),
+    };
+    let plan = plan(f, room, windows.then_some(&reach[..]))?;
     let loc = |span: Option<fhec_ir::Span>| -> Option<String> {
         let (s, span) = (source?, span?);
         let (l, c) = fhec_ir::diag::line_col(s, span.start);
         Some(format!("{l}:{c}"))
     };
     let mut b = Builder {
+        windows,
+        window_lookups: 0,
         num_input_slots: 0,
         instrs: Vec::new(),
         noise: Vec::new(),
@@ -1726,14 +1757,6 @@ pub fn lower_function_with(
             elems: (first..first + n).map(Lin::slot).collect(),
         });
     }
-    // sound value ranges (from the arguments' declared ranges): a lookup only needs its table
-    // where its input can be; without them, the types' ranges
-    let reach = match fhec_passes::range::declared(f) {
-        Ok(r) => r.range,
-        Err(_) => (0..f.num_values())
-            .map(|v| f.ty(ValueId(v as u32)).elem.range())
-            .collect(),
-    };
     let mut lw = Lowerer {
         f,
         plan,
@@ -1809,6 +1832,7 @@ pub fn lower_function_with(
         origins: b.origins,
         constraints: b.constraints,
         plain_lookups: b.plain_lookups,
+        window_lookups: b.window_lookups,
     })
 }
 
