@@ -42,6 +42,18 @@ fn from_clear(c: &ClearTensor) -> Tensor {
     ArrayD::from_shape_vec(IxDyn(&c.shape), c.values.clone()).unwrap()
 }
 
+/// The entries of a table over every `w`-bit value (two's complement when `signed`), as the text
+/// of a `dense<[…]>` attribute.
+fn table(w: u32, signed: bool, f: &dyn Fn(i64) -> i64) -> String {
+    let vals: Vec<String> = (0..1i64 << w)
+        .map(|i| {
+            let v = if signed && i >= 1 << (w - 1) { i - (1 << w) } else { i };
+            f(v).to_string()
+        })
+        .collect();
+    vals.join(", ")
+}
+
 fn root(rel: &str) -> String {
     format!("{}/../{rel}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -132,6 +144,16 @@ fn samples(m: &Module, seed: u64, n_random: usize) -> Vec<(Vec<Tensor>, Vec<Tens
 }
 
 /// Runs `c` encrypted (one batch) and simulated on `cases`; both must equal the interpreter.
+/// Simulates every case and checks it against the interpreter's outputs.
+fn check_simulated(c: &Compiled, cases: &[(Vec<Tensor>, Vec<Tensor>)]) {
+    let batch: Vec<Vec<ClearTensor>> = cases.iter().map(|(x, _)| x.iter().map(to_clear).collect()).collect();
+    let sim = c.program.simulate(&batch).unwrap();
+    for (s, (_, want)) in cases.iter().enumerate() {
+        let got: Vec<Tensor> = sim[s].iter().map(from_clear).collect();
+        assert_eq!(&got, want, "simulation differs from the interpreter");
+    }
+}
+
 fn check_encrypted(name: &str, c: &Compiled, cases: &[(Vec<Tensor>, Vec<Tensor>)]) {
     if cases.is_empty() {
         return;
@@ -872,15 +894,6 @@ fn rederived_noise_equals_the_compilers() {
 /// range runs on bits (the lowering reads the proven range), exact on every accepted value.
 #[test]
 fn wide_piecewise_linear_lookups_run_on_bits() {
-    let table = |w: u32, signed: bool, f: &dyn Fn(i64) -> i64| -> String {
-        let vals: Vec<String> = (0..1i64 << w)
-            .map(|i| {
-                let v = if signed && i >= 1 << (w - 1) { i - (1 << w) } else { i };
-                f(v).to_string()
-            })
-            .collect();
-        vals.join(", ")
-    };
     let relu = table(7, true, &|v| v.max(0));
     let slopes = table(7, true, &|v| if v >= 0 { 3 * v - 5 } else { v - 5 });
     let abs = table(7, true, &|v| v.abs());
@@ -920,12 +933,7 @@ fn wide_piecewise_linear_lookups_run_on_bits() {
         let want = fhec_ir::interp::eval(&v, &inputs).unwrap();
         cases.push((inputs, want));
     }
-    let batch: Vec<Vec<ClearTensor>> = cases.iter().map(|(x, _)| x.iter().map(to_clear).collect()).collect();
-    let sim = c.program.simulate(&batch).unwrap();
-    for (s, (_, want)) in cases.iter().enumerate() {
-        let got: Vec<Tensor> = sim[s].iter().map(from_clear).collect();
-        assert_eq!(&got, want, "simulation differs from the interpreter");
-    }
+    check_simulated(&c, &cases);
     // encrypted: 16 elements, the extremes among them
     let small = program(16);
     let c16 = compile_with(&small, None).unwrap();
@@ -980,15 +988,6 @@ fn wide_piecewise_linear_lookups_run_on_bits() {
 /// encrypted.
 #[test]
 fn saturating_lookups_run_on_a_window() {
-    let table = |w: u32, signed: bool, f: &dyn Fn(i64) -> i64| -> String {
-        let vals: Vec<String> = (0..1i64 << w)
-            .map(|i| {
-                let v = if signed && i >= 1 << (w - 1) { i - (1 << w) } else { i };
-                f(v).to_string()
-            })
-            .collect();
-        vals.join(", ")
-    };
     let requant = table(7, false, &|v| (((v - 40) as f64 * 0.7).round() as i64).clamp(0, 15));
     let sigmoid = table(8, true, &|v| {
         (8.0 / (1.0 + (-(v - 10) as f64 / 6.0).exp())).round().min(7.0) as i64
@@ -1032,12 +1031,7 @@ fn saturating_lookups_run_on_a_window() {
         let want = fhec_ir::interp::eval(&v, &inputs).unwrap();
         cases.push((inputs, want));
     }
-    let batch: Vec<Vec<ClearTensor>> = cases.iter().map(|(x, _)| x.iter().map(to_clear).collect()).collect();
-    let sim = c.program.simulate(&batch).unwrap();
-    for (s, (_, want)) in cases.iter().enumerate() {
-        let got: Vec<Tensor> = sim[s].iter().map(from_clear).collect();
-        assert_eq!(&got, want, "simulation differs from the interpreter");
-    }
+    check_simulated(&c, &cases);
     // encrypted: the windows' edges and the range's ends
     let small = program(16);
     let c16 = compile_with(&small, None).unwrap();
