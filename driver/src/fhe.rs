@@ -700,7 +700,7 @@ pub(crate) fn info(program: &str) -> Result<(), Failure> {
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     if threads > 1 && compressed > 0 {
         // the executor runs each stage's lookups in parallel, at 0.85–0.99 of a perfect split
-        // (docs/benchmarks.md, "Executor efficiency")
+        // (docs/benchmarks.md, "Exact rounding and wide lookups")
         println!(
             "estimated latency: {:.3} s per sample, single thread (cost model); ~{:.3} s on this machine's {threads} threads",
             n.estimated_seconds,

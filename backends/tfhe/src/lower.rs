@@ -994,8 +994,9 @@ fn window_needs_room(f: &Function, op: &fhec_ir::module::OpData, reach: (i128, i
     }
     let n_out = f.ty(op.result).num_elements();
     let distinct = if op.kind == OpKind::Lut { n_out.min(1) } else { n_out };
-    // the tables of a huge layer are not worth evaluating twice: no room, tables where it fails
-    if (hi - lo + 1) as usize * distinct.max(1) > 1 << 22 {
+    // each value evaluates the whole op: a huge layer's tables are not worth evaluating twice (no
+    // room; a window read still applies where its base is on the operand's grid)
+    if (hi - lo + 1) as usize * n_out.max(1) > 1 << 22 {
         return false;
     }
     let mut tables: Vec<Vec<i128>> = vec![Vec::with_capacity((hi - lo + 1) as usize); distinct];

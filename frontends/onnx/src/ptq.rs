@@ -427,8 +427,11 @@ impl Builder<'_> {
         if self.opts.windows {
             // finer, while every element's table still changes within a window of
             // 2^rounding_bits entries and the rest stays a few bits
+            // (never past what a layer's tables may take: a finer rounding is never refused)
+            let fits = |kw: u32| kw <= 16 && x.numel().saturating_mul(1 << kw) <= MAX_TABLE_ENTRIES;
             while lsbs > 0
                 && width - (lsbs - 1) <= self.opts.rounding_bits + WINDOW_TOP_BITS
+                && fits(width - (lsbs - 1) + 1)
                 && self.windows_fit(&x, lsbs - 1, lo, s, levels)
             {
                 lsbs -= 1;
