@@ -741,29 +741,35 @@ fn import_network(
     shape: Vec<usize>,
     values: Vec<f64>,
     output: &str,
-    n_bits: Option<u32>,
-    rounding_bits: Option<RoundingArg>,
+    (n_bits, rounding_bits, windows): (Option<u32>, Option<RoundingArg>, bool),
 ) -> Result<(), Failure> {
     let m = fhec::onnx::OnnxModel::from_bytes(bytes).map_err(|e| anyhow!("{model}: {e}"))?;
     let x = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), values).map_err(|e| anyhow!("{e}"))?;
     let mut opts = fhec::onnx::PtqOptions {
         n_bits: fhec::onnx::NBits::all(n_bits.unwrap_or(fhec::onnx::DEFAULT_N_BITS)),
         rounding_bits: fhec::onnx::DEFAULT_ROUNDING_BITS,
-        windows: false,
+        windows,
     };
     match rounding_bits {
         Some(RoundingArg::Bits(b)) => opts.rounding_bits = b,
         Some(RoundingArg::Auto) => {
             let tolerance = fhec::onnx::DEFAULT_ROUNDING_TOLERANCE;
-            let c = m
-                .choose_rounding_bits(&x, &opts, tolerance)
+            // a candidate counts when it compiles with the default options (`fhec compile` of the
+            // written module): secure parameters exist for its lookups
+            let (c, _) = m
+                .choose_rounding_bits_with(&x, &opts, tolerance, |q| {
+                    fhec::compile(q.module.clone(), q.spec.clone(), &fhec::CompileOptions::default())
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
                 .map_err(|e| anyhow!("{model}: {e}"))?;
             let tried: Vec<String> = c
                 .trials
                 .iter()
-                .map(|t| match t.error {
-                    Some(e) => format!("{} bits {:.2} %", t.bits, 100.0 * e),
-                    None => format!("{} bits: no tables", t.bits),
+                .map(|t| match (t.error, &t.infeasible) {
+                    (Some(e), None) => format!("{} bits {:.2} %", t.bits, 100.0 * e),
+                    (Some(e), Some(_)) => format!("{} bits {:.2} % (no secure parameters)", t.bits, 100.0 * e),
+                    (None, _) => format!("{} bits: no tables", t.bits),
                 })
                 .collect();
             eprintln!(
@@ -810,7 +816,7 @@ pub(crate) fn import(
     model: &str,
     calibration: &str,
     output: &str,
-    (n_bits, rounding_bits): (Option<u32>, Option<RoundingArg>),
+    (n_bits, rounding_bits, windows): (Option<u32>, Option<RoundingArg>, bool),
     leaf_bits: u32,
     quantizer: &str,
     leaf_mode: Option<&str>,
@@ -822,18 +828,23 @@ pub(crate) fn import(
             return Err(anyhow!("unknown model format `{other}` (supported: xgboost, lightgbm, onnx, fhec)").into())
         }
     }
-    if format != "onnx" && rounding_bits.is_some() {
-        return Err(anyhow!("--rounding-bits is for networks; tree ensembles round nothing").into());
+    // the network-only flags, refused for a tree ensemble
+    let trees_only = || -> Result<(), Failure> {
+        if rounding_bits.is_some() || windows {
+            return Err(anyhow!("--rounding-bits and --windows are for networks; tree ensembles round nothing").into());
+        }
+        Ok(())
+    };
+    if format != "onnx" {
+        trees_only()?;
     }
     let (shape, values) = fhec::io::read_npy_f64(Path::new(calibration)).map_err(|e| anyhow!("{e}"))?;
     let ensemble = if format == "onnx" {
         let bytes = std::fs::read(model).map_err(|e| anyhow!("cannot read {model}: {e}"))?;
         if !fhec::onnx::trees::is_tree_ensemble(&bytes) {
-            return import_network(&bytes, model, shape, values, output, n_bits, rounding_bits);
+            return import_network(&bytes, model, shape, values, output, (n_bits, rounding_bits, windows));
         }
-        if rounding_bits.is_some() {
-            return Err(anyhow!("--rounding-bits is for networks; tree ensembles round nothing").into());
-        }
+        trees_only()?;
         fhec::onnx::trees::import(&bytes, shape.get(1).copied())
     } else {
         let text = crate::read_source(model)?;

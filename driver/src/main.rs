@@ -277,6 +277,11 @@ enum Command {
         /// (2 to 8) that change at most 1 % of the calibration rows' top class against a fine rounding.
         #[arg(long, value_name = "BITS|auto")]
         rounding_bits: Option<fhe::RoundingArg>,
+        /// Networks: where a layer's tables change only inside a window of 2^rounding-bits entries (an
+        /// activation requantised to its calibrated range saturates outside it), round finer and read that
+        /// window (docs/onnx.md, "Windows"): more accurate at few bits, not always cheaper.
+        #[arg(long)]
+        windows: bool,
         /// Leaf bits.
         #[arg(long, default_value_t = 6)]
         leaf_bits: u32,
@@ -585,6 +590,7 @@ fn main() -> ExitCode {
             output,
             n_bits,
             rounding_bits,
+            windows,
             leaf_bits,
             quantizer,
             leaf_mode,
@@ -593,7 +599,7 @@ fn main() -> ExitCode {
             model,
             calibration,
             output,
-            (*n_bits, *rounding_bits),
+            (*n_bits, *rounding_bits, *windows),
             *leaf_bits,
             quantizer,
             leaf_mode.as_deref(),

@@ -886,10 +886,50 @@ fn import_onnx_network_writes_a_module_and_a_client_spec() {
         "/dev/null",
     ]);
     assert!(
-        !o.status.success() && stderr(&o).contains("--rounding-bits is for networks"),
+        !o.status.success() && stderr(&o).contains("--rounding-bits and --windows are for networks"),
         "{}",
         stderr(&o)
     );
+    let o = fhec(&[
+        "import",
+        "xgboost",
+        "frontends/trees/tests/data/xgb_binary.json",
+        "--calibration",
+        calib.to_str().unwrap(),
+        "--windows",
+        "-o",
+        "/dev/null",
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--rounding-bits and --windows are for networks"),
+        "{}",
+        stderr(&o)
+    );
+    // --windows: the rounding is the resolution inside the calibrated window (another module than
+    // without it: its accumulators keep more bits), and the module runs as its interpreter says
+    let plain = tmp("iris_plain3.fhe");
+    let windowed = tmp("iris_windows3.fhe");
+    for (path, flag) in [(&plain, None), (&windowed, Some("--windows"))] {
+        let mut args = vec![
+            "import",
+            "onnx",
+            "frontends/onnx/tests/fixtures/iris_mlp.onnx",
+            "--calibration",
+            calib.to_str().unwrap(),
+            "--rounding-bits",
+            "3",
+            "-o",
+            path.to_str().unwrap(),
+        ];
+        args.extend(flag);
+        let o = fhec(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let (a, b) = (
+        std::fs::read_to_string(&plain).unwrap(),
+        std::fs::read_to_string(&windowed).unwrap(),
+    );
+    assert_ne!(a, b, "--windows changes the quantised module");
 }
 
 /// A reader that closes the pipe early (`fhec fmt big.fhe | head -1`) ends fhec quietly (SIGPIPE),

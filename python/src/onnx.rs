@@ -72,8 +72,29 @@ pub(crate) fn mlp_network(spec: &str) -> PyResult<QuantizedNetwork> {
     Ok(QuantizedNetwork { q })
 }
 
-/// Chooses the rounding bits automatically (`OnnxModel::choose_rounding_bits`): a dict with `bits`,
-/// `tolerance`, `reference_bits`, `rows`, `met` and `trials` (`(bits, error or None)` each).
+/// A rounding choice as a dict: `bits`, `tolerance`, `reference_bits`, `rows`, `met`, `trials`
+/// (`(bits, error or None)` each) and `infeasible` (`{bits: why}`: candidates that did not compile).
+fn choice_dict<'py>(py: Python<'py>, c: &fhec::onnx::RoundingChoice) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("bits", c.bits)?;
+    d.set_item("tolerance", c.tolerance)?;
+    d.set_item("reference_bits", c.reference_bits)?;
+    d.set_item("rows", c.rows)?;
+    d.set_item("met", c.met)?;
+    let trials: Vec<(u32, Option<f64>)> = c.trials.iter().map(|t| (t.bits, t.error)).collect();
+    d.set_item("trials", trials)?;
+    let infeasible = PyDict::new(py);
+    for t in &c.trials {
+        if let Some(why) = &t.infeasible {
+            infeasible.set_item(t.bits, why)?;
+        }
+    }
+    d.set_item("infeasible", infeasible)?;
+    Ok(d)
+}
+
+/// Chooses the rounding bits automatically (`OnnxModel::choose_rounding_bits`), without compiling:
+/// the dict of [`choice_dict`].
 #[pyfunction]
 #[pyo3(signature = (onnx, calibration, n_bits, tolerance, windows = false))]
 pub(crate) fn onnx_choose_rounding<'py>(
@@ -90,15 +111,58 @@ pub(crate) fn onnx_choose_rounding<'py>(
     let c = py
         .detach(|| m.choose_rounding_bits(&x, &opts, tolerance))
         .map_err(to_py)?;
-    let d = PyDict::new(py);
-    d.set_item("bits", c.bits)?;
-    d.set_item("tolerance", c.tolerance)?;
-    d.set_item("reference_bits", c.reference_bits)?;
-    d.set_item("rows", c.rows)?;
-    d.set_item("met", c.met)?;
-    let trials: Vec<(u32, Option<f64>)> = c.trials.iter().map(|t| (t.bits, t.error)).collect();
-    d.set_item("trials", trials)?;
-    Ok(d)
+    choice_dict(py, &c)
+}
+
+/// What [`onnx_compile_auto`] returns: the choice's dict, its network, its circuit or compile error.
+type AutoCompiled<'py> = (Bound<'py, PyDict>, QuantizedNetwork, Option<Circuit>, Option<String>);
+
+/// Chooses the rounding bits automatically and compiles the choice
+/// (`OnnxModel::choose_rounding_bits_with`): a candidate counts when it compiles with these
+/// options. Returns the choice's dict, its quantised network, and its circuit or, when no candidate
+/// compiles, the compile error of the choice (the one of least error).
+#[allow(clippy::too_many_arguments)]
+#[pyfunction]
+#[pyo3(signature = (onnx, calibration, n_bits, tolerance, windows = false, p_error = None, global_p_error = None, partitions = true))]
+pub(crate) fn onnx_compile_auto<'py>(
+    py: Python<'py>,
+    onnx: &[u8],
+    calibration: PyReadonlyArrayDyn<'_, f64>,
+    n_bits: (u32, u32, u32, u32),
+    tolerance: f64,
+    windows: bool,
+    p_error: Option<f64>,
+    global_p_error: Option<f64>,
+    partitions: bool,
+) -> PyResult<AutoCompiled<'py>> {
+    let m = model(onnx)?;
+    let x = calibration.as_array().to_owned();
+    let opts = options(n_bits, fhec::onnx::DEFAULT_ROUNDING_BITS, windows);
+    let compile_opts = fhec::CompileOptions {
+        p_error: p_error_of(p_error, global_p_error)?,
+        partitions,
+        ..Default::default()
+    };
+    let (c, built) = py
+        .detach(|| {
+            m.choose_rounding_bits_with(&x, &opts, tolerance, |q| {
+                fhec::compile(q.module.clone(), q.spec.clone(), &compile_opts)
+                    .map(|compiled| (compiled, q.clone()))
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .map_err(to_py)?;
+    let (q, circuit, error) = match built {
+        Ok((compiled, q)) => (q, Some(Circuit::new(compiled, 1)), None),
+        // nothing compiles: the choice's network, for the error's report
+        Err(why) => (
+            py.detach(|| m.quantize(&x, &options(n_bits, c.bits, windows)))
+                .map_err(to_py)?,
+            None,
+            Some(why),
+        ),
+    };
+    Ok((choice_dict(py, &c)?, QuantizedNetwork { q }, circuit, error))
 }
 
 fn quantizer(q: &fhec::onnx::QuantizedNetwork) -> &fhec::quant::InputQuantizer {

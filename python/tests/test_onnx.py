@@ -213,6 +213,23 @@ def test_rounding_bits_chosen_automatically(iris):
     assert strict.rounding_threshold_bits >= qm.rounding_threshold_bits
     with pytest.raises(ValueError, match="number of bits or 'auto'"):
         fhec.onnx.compile_onnx_model(model, d["calib"], rounding_threshold_bits="fast")
+    assert r["infeasible"] == {}
+
+
+def test_automatic_rounding_skips_widths_without_secure_parameters(iris):
+    # at 7 bits per role the finest candidate (7 bits, the only one within a zero tolerance) has no
+    # secure parameters at 2^-128 per lookup: the choice falls back to the closest that compiles
+    model, d = fixture("iris_mlp")
+    with pytest.raises(fhec.CompileError, match="no secure TFHE parameters"):
+        fhec.onnx.compile_onnx_model(model, d["calib"], n_bits=7, rounding_threshold_bits=7)
+    qm = fhec.onnx.compile_onnx_model(model, d["calib"], n_bits=7, rounding_threshold_bits={"n_bits": "auto", "tolerance": 0.0})
+    r = qm.rounding_report
+    assert not r["met"] and 7 in r["infeasible"] and "no secure TFHE parameters" in r["infeasible"][7]
+    assert qm.rounding_threshold_bits == r["bits"] < 7
+    errors = dict(r["trials"])
+    assert errors[r["bits"]] == min(e for b, e in r["trials"] if b not in r["infeasible"])
+    x = d["x"][:10]
+    assert np.array_equal(qm.forward(x, fhe="simulate"), qm.forward(x, fhe="disable"))
     with pytest.raises(ValueError, match="rounds exactly"):
         fhec.onnx.compile_onnx_model(model, d["calib"], rounding_threshold_bits={"n_bits": 4, "method": "approximate"})
     with pytest.raises(ValueError, match="tolerance"):

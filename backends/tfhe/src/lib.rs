@@ -334,3 +334,77 @@ fn with_partitions(
     split.noise.estimated_seconds = (part.lookup_ns + linear_terms as f64 * big * params::cost::LEVELED) * 1e-9;
     Some(split)
 }
+
+#[cfg(test)]
+mod window_choice_tests {
+    use super::*;
+
+    /// A 7-bit table constant outside `[40, 62)` (a requantisation), and, in the second program,
+    /// a 6-bit table that changes everywhere (a square) on another input.
+    fn module(with_square: bool) -> String {
+        let requant: Vec<String> = (0..128i64)
+            .map(|v| (((v - 40) as f64 * 0.7).round() as i64).clamp(0, 15).to_string())
+            .collect();
+        let square: Vec<String> = (0..64i64).map(|v| (v * v % 61).to_string()).collect();
+        let (extra_arg, extra_ty, extra_op, extra_ret) = if with_square {
+            (
+                ", %y: tensor<8x!fhe.eint<6>>",
+                ", tensor<8x!fhe.eint<6>>",
+                format!(
+                    "  %1 = \"fhe.lut\"(%y) {{table = dense<[{}]> : tensor<64xi64>}} : (tensor<8x!fhe.eint<6>>) -> tensor<8x!fhe.eint<6>>\n",
+                    square.join(", ")
+                ),
+                ", %1",
+            )
+        } else {
+            ("", "", String::new(), "")
+        };
+        format!(
+            "func.func @main(%x: tensor<8x!fhe.eint<7>>{extra_arg}) -> (tensor<8x!fhe.eint<4>>{extra_ty}) {{\n  %0 = \"fhe.lut\"(%x) {{table = dense<[{}]> : tensor<128xi64>}} : (tensor<8x!fhe.eint<7>>) -> tensor<8x!fhe.eint<4>>\n{extra_op}  \"func.return\"(%0{extra_ret}) : (tensor<8x!fhe.eint<4>>{extra_ty}) -> ()\n}}",
+            requant.join(", ")
+        )
+    }
+
+    /// The estimate and lookup count of `src` lowered with or without window reads, compiled with
+    /// partitions.
+    fn estimate(src: &str, windows: bool) -> (f64, usize) {
+        let m = fhec_ir::parse_module(src).unwrap();
+        let v = fhec_ir::verify(&m).unwrap();
+        let f = v.module().entry().unwrap();
+        let l = lower::lower_function_opts(f, Some(src), &HashMap::new(), windows).unwrap();
+        let opts = CompileOptions {
+            partitions: true,
+            ..Default::default()
+        };
+        let p = compile_lowered(l, &opts).unwrap().program;
+        (p.noise.estimated_seconds, p.pbs_count())
+    }
+
+    /// `compile` lowers a program with window reads both ways and keeps the faster estimate: a
+    /// lone saturating table is read on its window; next to a 6-bit table that needs a large set
+    /// anyway, the window's reads cost more than its bits lowering, and that stays.
+    #[test]
+    fn compile_keeps_the_faster_of_the_two_lowerings() {
+        for (with_square, windows_win) in [(false, true), (true, false)] {
+            let src = module(with_square);
+            let ((with, n_with), (without, n_without)) = (estimate(&src, true), estimate(&src, false));
+            assert_ne!(n_with, n_without, "the window read changes the lowering");
+            assert_eq!(with < without, windows_win, "square {with_square}: {with} vs {without}");
+            let m = fhec_ir::parse_module(&src).unwrap();
+            let v = fhec_ir::verify(&m).unwrap();
+            let opts = CompileOptions {
+                many_lut: Some(false),
+                partitions: true,
+                ..Default::default()
+            };
+            let c = compile(&v, &opts, Some(&src)).unwrap();
+            assert_eq!(
+                c.program.noise.estimated_seconds,
+                with.min(without),
+                "square {with_square}"
+            );
+            let kept = if windows_win { n_with } else { n_without };
+            assert_eq!(c.program.pbs_count(), kept, "square {with_square}");
+        }
+    }
+}

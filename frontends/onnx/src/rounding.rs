@@ -26,6 +26,10 @@ pub struct RoundingTrial {
     /// Rows whose top class differs from the reference's (several outputs), or the mean absolute
     /// error over the reference's range (one output). `None`: the candidate could not be quantised.
     pub error: Option<f64>,
+    /// Why the candidate was refused after quantising: the build the caller checks candidates
+    /// with (a compile: no secure parameters for its lookups) failed with this message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub infeasible: Option<String>,
 }
 
 /// What [`OnnxModel::choose_rounding_bits`] chose, and why.
@@ -107,13 +111,33 @@ impl OnnxModel {
     /// [`AUTO_ROUNDING_REFERENCE`] bits (or the finest its tables allow) on the first
     /// [`AUTO_ROUNDING_ROWS`] calibration rows: top-class disagreement for several outputs, mean
     /// absolute error over the output's range for one. Fewer bits are cheaper lookups and fewer
-    /// extractions; the parameter search may still find no secure parameters for the choice.
+    /// extractions. The parameter search may still find no secure parameters for the choice:
+    /// [`OnnxModel::choose_rounding_bits_with`] checks that.
     pub fn choose_rounding_bits(
         &self,
         calibration: &ArrayD<f64>,
         opts: &PtqOptions,
         tolerance: f64,
     ) -> Result<RoundingChoice, OnnxError> {
+        Ok(self
+            .choose_rounding_bits_with(calibration, opts, tolerance, |_| Ok::<(), String>(()))?
+            .0)
+    }
+
+    /// [`OnnxModel::choose_rounding_bits`], each candidate it would choose checked by `build` (the
+    /// caller's compile): the first within the tolerance that builds wins. One that does not build
+    /// (no secure parameters for its lookups) is recorded with the reason, and the wider roundings
+    /// after it are not tried (their lookups are wider still); the choice then falls back to the
+    /// candidates tried before it, least error first, the first that builds (`met = false`). Returns
+    /// the choice and what `build` gave for it: its error when no candidate builds (the choice is
+    /// then the one of least error).
+    pub fn choose_rounding_bits_with<T>(
+        &self,
+        calibration: &ArrayD<f64>,
+        opts: &PtqOptions,
+        tolerance: f64,
+        mut build: impl FnMut(&QuantizedNetwork) -> Result<T, String>,
+    ) -> Result<(RoundingChoice, Result<T, String>), OnnxError> {
         if !(0.0..=1.0).contains(&tolerance) {
             return Err(OnnxError::Options(format!(
                 "the rounding tolerance must be in [0, 1], got {tolerance}"
@@ -145,38 +169,77 @@ impl OnnxModel {
                 (bits, run_quantized(&q, &sample)?)
             }
         };
-        let mut trials = Vec::new();
-        let mut best: Option<(u32, f64)> = None;
-        for bits in AUTO_ROUNDING_CANDIDATES.filter(|&b| b <= reference_bits) {
-            let error = match self.quantize(calibration, &with(bits)) {
-                Ok(q) => Some(distance(&run_quantized(&q, &sample)?, &want)),
-                Err(_) => None,
-            };
-            trials.push(RoundingTrial { bits, error });
-            if let Some(e) = error {
-                if best.is_none_or(|(_, be)| e < be) {
-                    best = Some((bits, e));
-                }
-                if e <= tolerance {
-                    return Ok(RoundingChoice {
-                        bits,
-                        tolerance,
-                        reference_bits,
-                        rows,
-                        trials,
-                        met: true,
-                    });
-                }
-            }
-        }
-        let (bits, _) = best.unwrap_or((reference_bits, 0.0));
-        Ok(RoundingChoice {
+        let choice = |bits: u32, met: bool, trials: Vec<RoundingTrial>| RoundingChoice {
             bits,
             tolerance,
             reference_bits,
             rows,
             trials,
-            met: false,
-        })
+            met,
+        };
+        let mut trials = Vec::new();
+        // the quantised candidates, by index in `trials`
+        let mut networks: Vec<Option<QuantizedNetwork>> = Vec::new();
+        for bits in AUTO_ROUNDING_CANDIDATES.filter(|&b| b <= reference_bits) {
+            let q = self.quantize(calibration, &with(bits)).ok();
+            let error = match &q {
+                Some(q) => Some(distance(&run_quantized(q, &sample)?, &want)),
+                None => None,
+            };
+            trials.push(RoundingTrial {
+                bits,
+                error,
+                infeasible: None,
+            });
+            networks.push(q);
+            if error.is_some_and(|e| e <= tolerance) {
+                let last = trials.len() - 1;
+                match build(networks[last].as_ref().expect("quantised")) {
+                    Ok(t) => return Ok((choice(bits, true, trials), Ok(t))),
+                    Err(why) => {
+                        trials[last].infeasible = Some(why);
+                        break;
+                    }
+                }
+            }
+        }
+        // none within the tolerance builds: the others, least error first
+        let mut order: Vec<usize> = (0..trials.len())
+            .filter(|&i| trials[i].error.is_some() && trials[i].infeasible.is_none())
+            .collect();
+        order.sort_by(|&a, &b| {
+            let (ea, eb) = (
+                trials[a].error.unwrap_or(f64::INFINITY),
+                trials[b].error.unwrap_or(f64::INFINITY),
+            );
+            ea.total_cmp(&eb).then(trials[a].bits.cmp(&trials[b].bits))
+        });
+        for &i in &order {
+            match build(networks[i].as_ref().expect("quantised")) {
+                Ok(t) => {
+                    let bits = trials[i].bits;
+                    return Ok((choice(bits, false, trials), Ok(t)));
+                }
+                Err(why) => trials[i].infeasible = Some(why),
+            }
+        }
+        // nothing builds: the least error (or the reference), with its failure
+        let least = (0..trials.len())
+            .filter(|&i| trials[i].error.is_some())
+            .min_by(|&a, &b| {
+                let (ea, eb) = (
+                    trials[a].error.unwrap_or(f64::INFINITY),
+                    trials[b].error.unwrap_or(f64::INFINITY),
+                );
+                ea.total_cmp(&eb).then(trials[a].bits.cmp(&trials[b].bits))
+            });
+        let (bits, why) = match least {
+            Some(i) => (
+                trials[i].bits,
+                trials[i].infeasible.clone().unwrap_or_else(|| "not built".into()),
+            ),
+            None => (reference_bits, "no candidate quantises".into()),
+        };
+        Ok((choice(bits, false, trials), Err(why)))
     }
 }

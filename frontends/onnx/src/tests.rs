@@ -1120,6 +1120,56 @@ fn rounding_bits_are_chosen_against_a_tolerance() {
         .is_err());
 }
 
+/// The automatic rounding checked by a build (the caller's compile): a candidate within the
+/// tolerance that does not build is recorded with its reason, wider ones are not tried, and the
+/// choice falls back to the candidates before it, least error first, the first that builds.
+#[test]
+fn rounding_bits_fall_back_when_the_choice_does_not_build() {
+    let m = OnnxModel::from_bytes(IRIS).unwrap();
+    let x = rows(120, &[4.3, 2.0, 1.0, 0.1], &[7.9, 4.4, 6.9, 2.5], 31);
+    let opts = PtqOptions::default();
+    let free = m.choose_rounding_bits(&x, &opts, 0.1).unwrap();
+    assert!(free.met && free.bits > 2, "{free:?}");
+    // the first candidate built (the free choice) has "no secure parameters", the others build
+    let mut calls = 0;
+    let (c, out) = m
+        .choose_rounding_bits_with(&x, &opts, 0.1, |_| {
+            calls += 1;
+            if calls == 1 {
+                Err("no secure parameters".to_string())
+            } else {
+                Ok(calls)
+            }
+        })
+        .unwrap();
+    assert!(!c.met && c.bits < free.bits, "{c:?}");
+    let refused = c.trials.iter().find(|t| t.bits == free.bits).unwrap();
+    assert_eq!(refused.infeasible.as_deref(), Some("no secure parameters"), "{c:?}");
+    assert!(
+        c.trials.iter().all(|t| t.bits <= free.bits),
+        "nothing wider is tried: {c:?}"
+    );
+    // the fallback: the least error of the others
+    let least = c
+        .trials
+        .iter()
+        .filter(|t| t.infeasible.is_none())
+        .filter_map(|t| t.error)
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(c.trials.iter().find(|t| t.bits == c.bits).unwrap().error, Some(least));
+    assert_eq!(out, Ok(2));
+    // nothing builds: the least error, with the build's failure
+    let (c, out) = m
+        .choose_rounding_bits_with(&x, &opts, 0.0, |_| Err::<(), _>("refused".to_string()))
+        .unwrap();
+    assert!(!c.met && out.unwrap_err() == "refused", "{c:?}");
+    assert!(c
+        .trials
+        .iter()
+        .filter(|t| t.error.is_some())
+        .all(|t| t.infeasible.is_some()));
+}
+
 /// ConvTranspose: stride 2 scatters each input to a block; pads crop; quantised exactly through a
 /// grouped, cropped, output-padded layer.
 #[test]

@@ -182,6 +182,18 @@ class QuantizedModule:
         return self._q.ir
 
 
+def _too_wide(q: Any, e: CompileError) -> None:
+    """Raises the compile error ``e`` of the quantised network ``q``, with its accumulators' widths
+    when it found no secure parameters."""
+    if "no secure TFHE parameters" not in str(e):
+        raise e
+    widths = ", ".join(f"{r['node']}: {r['bits']} bits" for r in q.layers() if r["kind"] == "accumulator")
+    raise CompileError(
+        f"{e}\n(the accumulators are too wide to round exactly with secure parameters — {widths}; "
+        "use fewer n_bits for model_inputs or op_weights, or fewer rounding_threshold_bits: docs/onnx.md)"
+    ) from None
+
+
 def compile_onnx_model(
     model: Any,
     X_calib: Any,
@@ -201,7 +213,8 @@ def compile_onnx_model(
     ``rounding_threshold_bits``: the bits an accumulator keeps before a lookup (default 5), or
     ``"auto"`` / ``{"n_bits": "auto", "tolerance": t}``: the fewest bits (2 to 8) whose network stays
     within ``t`` (default 0.01) of the network rounded finely on the calibration set (top-class changes;
-    one output: mean error over its range); ``rounding_report`` tells what was tried.
+    one output: mean error over its range) and compile with these options (a choice without secure
+    parameters falls back to the closest that has them); ``rounding_report`` tells what was tried.
     ``p_error`` / ``global_p_error``: the failure probability per lookup / per run (default 2^-128 per
     lookup). ``partitions``: several parameter sets (on by default: the roundings' one-bit lookups
     get cheaper parameters than the activations'). ``windows``: where a layer's tables change only
@@ -216,20 +229,22 @@ def compile_onnx_model(
     bits = _n_bits(n_bits)
     rounding = _rounding(rounding_threshold_bits)
     report = None
+    raw = None
     if isinstance(rounding, float):
-        report = _fhec.onnx_choose_rounding(onnx, np.ascontiguousarray(X), bits, rounding, windows)
+        # the fewest bits within the tolerance that compile with these options (a wider choice with no
+        # secure parameters falls back to the closest that compiles: report["met"] is then False)
+        report, q, raw, error = _fhec.onnx_compile_auto(
+            onnx, np.ascontiguousarray(X), bits, rounding, windows, p_error, global_p_error, partitions
+        )
         rounding = report["bits"]
-    q = _fhec.onnx_quantize(onnx, np.ascontiguousarray(X), bits, rounding, windows)
-    try:
-        raw = q.compile(p_error, global_p_error, partitions)
-    except CompileError as e:
-        if "no secure TFHE parameters" not in str(e):
-            raise
-        widths = ", ".join(f"{r['node']}: {r['bits']} bits" for r in q.layers() if r["kind"] == "accumulator")
-        raise CompileError(
-            f"{e}\n(the accumulators are too wide to round exactly with secure parameters — {widths}; "
-            "use fewer n_bits for model_inputs or op_weights, or fewer rounding_threshold_bits: docs/onnx.md)"
-        ) from None
+        if raw is None:
+            _too_wide(q, CompileError(error))
+    else:
+        q = _fhec.onnx_quantize(onnx, np.ascontiguousarray(X), bits, rounding, windows)
+        try:
+            raw = q.compile(p_error, global_p_error, partitions)
+        except CompileError as e:
+            _too_wide(q, e)
     qm = QuantizedModule(q, Circuit(raw, True))
     qm.rounding_threshold_bits = rounding
     qm.rounding_report = report
