@@ -766,11 +766,12 @@ impl Builder {
 
     /// `f(v)` for a `w`-bit `v` where `f` is constant below and above a window of `2^r` values
     /// ([`WindowPlan`]): `u = v − base`, its `r` low bits `l` by one-bit extractions, then the rest
-    /// `t = ⌊u / 2^r⌋` (a few bits, its low bits now zero) read twice: once for the constant
-    /// outside the window (`c_lo` for `t ≤ 0`, `c_hi` for `t > 0`), once for the flag `b = [t ≠ 0]`
-    /// placed at bit `r` of `z = l + b·2^r`. With `G(l) = f(base + l) − c_lo`, a plain read of `l`
-    /// gives `G(l)` and a negacyclic read of `z` gives `(1 − 2b)·G(l)`, both in halves: their sum
-    /// is `[t = 0]·G(l)` (docs/crypto.md, "Saturating lookups on a window").
+    /// `t = ⌊u / 2^r⌋` (a few bits, its low bits now zero) read once for its class, written at bit
+    /// `r` of `z = l + c·2^r`: `c = 0` inside the window (`t = 0`), 1 below, 3 above. One
+    /// negacyclic read of `z` (a table of `2^(r+1)` entries, bit `r + 1` of `z` in the padding
+    /// position) then gives, in halves, `2f(base + l) − c_lo − c_hi` inside, `c_lo − c_hi` below and
+    /// its negation above; adding `c_lo + c_hi` makes it `f(v)` (docs/crypto.md, "Saturating lookups
+    /// on a window"). One lookup's noise reaches the result.
     fn lookup_on_window(
         &mut self,
         e: &Lin,
@@ -787,6 +788,86 @@ impl Builder {
             c_lo,
             c_hi,
             hi,
+            class_read,
+        } = plan;
+        if !class_read {
+            return self.lookup_on_window_pairs(e, scale, out_scale, plan, f);
+        }
+        let mut cur = e.clone();
+        cur.add_constant(encode(-base as i64, scale));
+        // l = u mod 2^r at `scale`, as a linear expression of the extractions
+        let mut l = Lin::default();
+        for j in 0..r {
+            let slot = self.materialize(&cur)?;
+            let neg_bit = self.extract_bit(&Lin::slot(slot), scale, j)?;
+            l.add_scaled(&neg_bit, -1);
+            cur = Lin::slot(slot);
+            cur.add_scaled(&neg_bit, 1);
+        }
+        // inside the window: f(base + l) (a value past the range is never read there)
+        let inside = |l: i128| {
+            let v = base + l;
+            if v > hi {
+                c_lo
+            } else {
+                f(v)
+            }
+        };
+        if tlo == 0 && thi == 0 {
+            // the window holds the whole range: one plain read of l
+            return self.lookup_dyn(&l, scale, (0, (1 << r) - 1), out_scale, &inside);
+        }
+        // cur = t·2^r at `scale`; read t − tlo (unsigned, so a range that wraps the encoding's top
+        // bit is still read whole) for its class, at bit r of z
+        cur.add_constant(encode(-(tlo as i64), scale + r));
+        let class = self.lookup_dyn(&cur, scale + r, (0, thi - tlo), scale, &|t| match (t + tlo).signum() {
+            0 => 0,
+            -1 => 1 << r,
+            _ => 3 << r,
+        })?;
+        let mut z = l;
+        z.add_scaled(&class, 1);
+        let half = out_scale - 1;
+        let values = (0..2i128 << r)
+            .map(|u| {
+                let twice = if u < 1 << r {
+                    2 * inside(u) - c_lo - c_hi
+                } else {
+                    c_lo - c_hi
+                };
+                encode(twice as i64, half)
+            })
+            .collect();
+        let read = self.pbs(&z, 63 - scale - r - 1, 0, r + 1, values)?;
+        let mut out = Lin::slot(read);
+        out.add_constant(encode((c_lo + c_hi) as i64, half));
+        Ok(out)
+    }
+
+    /// [`Builder::lookup_on_window`] for a window of 16 values (`r = 4`: a read of `z` would take 5
+    /// bits): `u = v − base`, its `r` low bits `l` by one-bit extractions, then the rest
+    /// `t = ⌊u / 2^r⌋` (a few bits, its low bits now zero) read twice: once for the constant
+    /// outside the window (`c_lo` for `t ≤ 0`, `c_hi` for `t > 0`), once for the flag `b = [t ≠ 0]`
+    /// placed at bit `r` of `z = l + b·2^r`. With `G(l) = f(base + l) − c_lo`, a plain read of `l`
+    /// gives `G(l)` and a negacyclic read of `z` gives `(1 − 2b)·G(l)`, both in halves: their sum
+    /// is `[t = 0]·G(l)` (docs/crypto.md, "Saturating lookups on a window").
+    fn lookup_on_window_pairs(
+        &mut self,
+        e: &Lin,
+        scale: u32,
+        out_scale: u32,
+        plan: WindowPlan,
+        f: &dyn Fn(i128) -> i128,
+    ) -> Result<Lin, String> {
+        let WindowPlan {
+            base,
+            r,
+            tlo,
+            thi,
+            c_lo,
+            c_hi,
+            hi,
+            ..
         } = plan;
         let mut cur = e.clone();
         cur.add_constant(encode(-base as i64, scale));
@@ -928,10 +1009,17 @@ struct WindowPlan {
     c_hi: i128,
     /// The operand's largest value.
     hi: i128,
+    /// One read of `t`'s class and one `(r + 1)`-bit read ([`Builder::lookup_on_window`]); else two
+    /// reads of `t` and two `r`-bit reads ([`Builder::lookup_on_window_pairs`]).
+    class_read: bool,
 }
 
 /// Most bits of `t` ([`WindowPlan`]) read by one lookup.
 const WINDOW_MAX_TOP: u32 = 4;
+/// Most bits of a window's class read (`r + 1`; wider windows take the pairs of `r`-bit reads): a
+/// 5-bit read needs N = 4096 and, its result being the activation, low noise there (a partition of
+/// ~100 MB of keys), where 4-bit ones share N = 2048; the cost model of one lookup does not see it.
+const WINDOW_MAX_READ: u32 = 4;
 
 /// The [`WindowPlan`] for `f` on `lo ..= hi` (`w` bits, at a precision of `p` bits), when `f` is
 /// constant outside a window that needs fewer lookups, by the cost model, than one `w`-bit table.
@@ -948,7 +1036,7 @@ fn window_plan(lo: i128, hi: i128, w: u32, p: u32, out_scale: u32, f: &impl Fn(i
     let span = (b - (a - 1) + 1).max(2);
     let r_min = 128 - (span - 1).leading_zeros();
     let cm = crate::cost::cost_model();
-    let mut best: Option<(f64, i128, u32, i128, i128)> = None;
+    let mut best: Option<(f64, i128, u32, i128, i128, bool)> = None;
     for r in r_min..w {
         // of the bases that work, one on lo's grid (lo ≡ base mod 2^r) keeps t to the fewest values
         let first = lo.max(b + 1 - (1 << r));
@@ -959,13 +1047,31 @@ fn window_plan(lo: i128, hi: i128, w: u32, p: u32, out_scale: u32, f: &impl Fn(i
         if m > WINDOW_MAX_TOP || r + m > p {
             continue;
         }
-        let reads = u32::from(!(c_lo == c_hi || thi <= 0 || tlo > 0)) + u32::from(!(tlo == 0 && thi == 0));
-        let cost = r as f64 * cm.lookup(0) + reads as f64 * cm.lookup(m) + 2.0 * cm.lookup(r);
-        if best.is_none_or(|b| cost < b.0) {
-            best = Some((cost, base, r, tlo, thi));
+        let extractions = r as f64 * cm.lookup(0);
+        let mut consider = |cost: f64, class_read: bool| {
+            if best.as_ref().is_none_or(|b| cost < b.0) {
+                best = Some((cost, base, r, tlo, thi, class_read));
+            }
+        };
+        // one read of t's class and one (r + 1)-bit read of z (none of t when the window holds
+        // the range); or, where that read would be too wide, two reads of t and two r-bit reads
+        if r < WINDOW_MAX_READ {
+            let whole = tlo == 0 && thi == 0;
+            consider(
+                extractions
+                    + if whole {
+                        cm.lookup(r)
+                    } else {
+                        cm.lookup(m) + cm.lookup(r + 1)
+                    },
+                true,
+            );
+        } else {
+            let reads = u32::from(!(c_lo == c_hi || thi <= 0 || tlo > 0)) + u32::from(!(tlo == 0 && thi == 0));
+            consider(extractions + reads as f64 * cm.lookup(m) + 2.0 * cm.lookup(r), false);
         }
     }
-    let (cost, base, r, tlo, thi) = best?;
+    let (cost, base, r, tlo, thi, class_read) = best?;
     (cost < 0.8 * cm.lookup(w)).then_some(WindowPlan {
         base,
         r,
@@ -974,6 +1080,7 @@ fn window_plan(lo: i128, hi: i128, w: u32, p: u32, out_scale: u32, f: &impl Fn(i
         c_lo,
         c_hi,
         hi,
+        class_read,
     })
 }
 
@@ -1847,5 +1954,25 @@ impl SliceOrVec for Tensor {
             Some(s) => std::borrow::Cow::Borrowed(s),
             None => std::borrow::Cow::Owned(self.iter().copied().collect()),
         }
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+
+    /// A window of at most 8 values is read through `t`'s class and one 4-bit read; a wider one
+    /// through the pairs of reads (its class read would take 5 bits); a table that changes
+    /// everywhere has no window.
+    #[test]
+    fn window_plans_choose_the_class_read_for_narrow_windows() {
+        let bump = |v: i128| if (20..28).contains(&v) { 3 + (v - 20) % 5 } else { 3 };
+        let p = window_plan(0, 63, 6, 7, 1, &bump).expect("a window");
+        assert!(p.class_read && p.r <= 3, "{p:?}");
+        let ramp = |v: i128| (v - 40).clamp(0, 15);
+        let p = window_plan(0, 127, 7, 8, 1, &ramp).expect("a window");
+        assert!(!p.class_read && p.r >= WINDOW_MAX_READ, "{p:?}");
+        let square = |v: i128| v * v % 61;
+        assert!(window_plan(0, 63, 6, 7, 1, &square).is_none());
     }
 }
