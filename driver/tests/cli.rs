@@ -839,90 +839,47 @@ fn import_onnx_network_writes_a_module_and_a_client_spec() {
         );
         assert_eq!(stdout(&sim), stdout(&eval));
     }
+    // `fhec import FORMAT MODEL --calibration … ARGS… -o OUT`
+    let import = |format: &str, model: &str, args: &[&str], out: &str| {
+        let mut all = vec!["import", format, model, "--calibration", calib.to_str().unwrap()];
+        all.extend_from_slice(args);
+        all.extend(["-o", out]);
+        fhec(&all)
+    };
+    let iris = "frontends/onnx/tests/fixtures/iris_mlp.onnx";
     // the rounding chosen automatically, and a bad value refused by the parser
     let auto = tmp("iris_auto.fhe");
-    let o = fhec(&[
-        "import",
-        "onnx",
-        "frontends/onnx/tests/fixtures/iris_mlp.onnx",
-        "--calibration",
-        calib.to_str().unwrap(),
-        "--rounding-bits",
-        "auto",
-        "-o",
-        auto.to_str().unwrap(),
-    ]);
+    let o = import("onnx", iris, &["--rounding-bits", "auto"], auto.to_str().unwrap());
     assert!(
         o.status.success() && stderr(&o).contains("rounding: ") && stderr(&o).contains("tried 2 bits"),
         "{}",
         stderr(&o)
     );
-    let o = fhec(&[
-        "import",
-        "onnx",
-        "frontends/onnx/tests/fixtures/iris_mlp.onnx",
-        "--calibration",
-        calib.to_str().unwrap(),
-        "--rounding-bits",
-        "many",
-        "-o",
-        auto.to_str().unwrap(),
-    ]);
+    let o = import("onnx", iris, &["--rounding-bits", "many"], auto.to_str().unwrap());
     assert!(
         !o.status.success() && stderr(&o).contains("neither a number of bits nor `auto`"),
         "{}",
         stderr(&o)
     );
-    // a tree option on a network and a network option on trees are refused
-    let o = fhec(&[
-        "import",
-        "xgboost",
-        "frontends/trees/tests/data/xgb_binary.json",
-        "--calibration",
-        calib.to_str().unwrap(),
-        "--rounding-bits",
-        "4",
-        "-o",
-        "/dev/null",
-    ]);
-    assert!(
-        !o.status.success() && stderr(&o).contains("--rounding-bits and --windows are for networks"),
-        "{}",
-        stderr(&o)
-    );
-    let o = fhec(&[
-        "import",
-        "xgboost",
-        "frontends/trees/tests/data/xgb_binary.json",
-        "--calibration",
-        calib.to_str().unwrap(),
-        "--windows",
-        "-o",
-        "/dev/null",
-    ]);
-    assert!(
-        !o.status.success() && stderr(&o).contains("--rounding-bits and --windows are for networks"),
-        "{}",
-        stderr(&o)
-    );
+    // a network option on trees is refused
+    let xgb = "frontends/trees/tests/data/xgb_binary.json";
+    for flags in [&["--rounding-bits", "4"][..], &["--windows"]] {
+        let o = import("xgboost", xgb, flags, "/dev/null");
+        assert!(
+            !o.status.success() && stderr(&o).contains("--rounding-bits and --windows are for networks"),
+            "{}",
+            stderr(&o)
+        );
+    }
     // --windows: the rounding is the resolution inside the calibrated window (another module than
-    // without it: its accumulators keep more bits), and the module runs as its interpreter says
+    // without it: its accumulators keep more bits)
     let plain = tmp("iris_plain3.fhe");
     let windowed = tmp("iris_windows3.fhe");
-    for (path, flag) in [(&plain, None), (&windowed, Some("--windows"))] {
-        let mut args = vec![
-            "import",
-            "onnx",
-            "frontends/onnx/tests/fixtures/iris_mlp.onnx",
-            "--calibration",
-            calib.to_str().unwrap(),
-            "--rounding-bits",
-            "3",
-            "-o",
-            path.to_str().unwrap(),
-        ];
-        args.extend(flag);
-        let o = fhec(&args);
+    for (path, flags) in [
+        (&plain, &["--rounding-bits", "3"][..]),
+        (&windowed, &["--rounding-bits", "3", "--windows"]),
+    ] {
+        let o = import("onnx", iris, flags, path.to_str().unwrap());
         assert!(o.status.success(), "{}", stderr(&o));
     }
     let (a, b) = (

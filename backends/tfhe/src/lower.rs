@@ -793,17 +793,7 @@ impl Builder {
         if !class_read {
             return self.lookup_on_window_pairs(e, scale, out_scale, plan, f);
         }
-        let mut cur = e.clone();
-        cur.add_constant(encode(-base as i64, scale));
-        // l = u mod 2^r at `scale`, as a linear expression of the extractions
-        let mut l = Lin::default();
-        for j in 0..r {
-            let slot = self.materialize(&cur)?;
-            let neg_bit = self.extract_bit(&Lin::slot(slot), scale, j)?;
-            l.add_scaled(&neg_bit, -1);
-            cur = Lin::slot(slot);
-            cur.add_scaled(&neg_bit, 1);
-        }
+        let (l, mut cur) = self.window_low_bits(e, scale, base, r)?;
         // inside the window: f(base + l) (a value past the range is never read there)
         let inside = |l: i128| {
             let v = base + l;
@@ -869,17 +859,7 @@ impl Builder {
             hi,
             ..
         } = plan;
-        let mut cur = e.clone();
-        cur.add_constant(encode(-base as i64, scale));
-        // l = u mod 2^r at `scale`, as a linear expression of the extractions
-        let mut l = Lin::default();
-        for j in 0..r {
-            let slot = self.materialize(&cur)?;
-            let neg_bit = self.extract_bit(&Lin::slot(slot), scale, j)?;
-            l.add_scaled(&neg_bit, -1);
-            cur = Lin::slot(slot);
-            cur.add_scaled(&neg_bit, 1);
-        }
+        let (l, mut cur) = self.window_low_bits(e, scale, base, r)?;
         // cur = t·2^r at `scale`; read t − tlo (unsigned, so a range that wraps the encoding's top
         // bit is still read whole)
         cur.add_constant(encode(-(tlo as i64), scale + r));
@@ -919,6 +899,23 @@ impl Builder {
         out.add_scaled(&plain, 1);
         out.add_scaled(&Lin::slot(signed), 1);
         Ok(out)
+    }
+
+    /// The first steps of a window read ([`WindowPlan`]): `u = v − base` and its `r` low bits by
+    /// one-bit extractions (low first). Returns `l = u mod 2^r` at `scale` (a linear expression of
+    /// the extractions) and what is left, `t·2^r` at `scale`.
+    fn window_low_bits(&mut self, e: &Lin, scale: u32, base: i128, r: u32) -> Result<(Lin, Lin), String> {
+        let mut cur = e.clone();
+        cur.add_constant(encode(-base as i64, scale));
+        let mut l = Lin::default();
+        for j in 0..r {
+            let slot = self.materialize(&cur)?;
+            let neg_bit = self.extract_bit(&Lin::slot(slot), scale, j)?;
+            l.add_scaled(&neg_bit, -1);
+            cur = Lin::slot(slot);
+            cur.add_scaled(&neg_bit, 1);
+        }
+        Ok((l, cur))
     }
 
     /// The bit at position `i` of the value of `e` (at `scale`, low `i` bits zero), as a lookup
