@@ -48,6 +48,9 @@ impl ErrorKind {
     }
 }
 
+/// How the parameter search's refusal begins (`fhec_backend_tfhe::params`).
+const NO_SECURE_PARAMETERS: &str = "no secure TFHE parameters";
+
 /// The error of every facade call.
 #[derive(Clone, Debug)]
 pub struct Error {
@@ -71,6 +74,13 @@ impl Error {
 
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// Whether this is the parameter search's refusal: no secure parameters meet the failure
+    /// target for the program's lookups (its accumulators are too wide to round exactly). A
+    /// narrower program may compile; any other error stays an error.
+    pub fn no_secure_parameters(&self) -> bool {
+        self.kind == ErrorKind::Compile && self.message.contains(NO_SECURE_PARAMETERS)
     }
 
     /// The located diagnostics behind a compile error (empty for other kinds): render them with

@@ -756,13 +756,22 @@ fn import_network(
             let tolerance = fhec::onnx::DEFAULT_ROUNDING_TOLERANCE;
             // a candidate counts when it compiles with the default options (`fhec compile` of the
             // written module): secure parameters exist for its lookups
-            let (c, _) = m
+            let (c, built) = m
                 .choose_rounding_bits_with(&x, &opts, tolerance, |q| {
                     fhec::compile(q.module.clone(), q.spec.clone(), &fhec::CompileOptions::default())
                         .map(|_| ())
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| {
+                            if e.no_secure_parameters() {
+                                fhec::onnx::BuildFailure::Infeasible(e.to_string())
+                            } else {
+                                fhec::onnx::BuildFailure::Failed(e)
+                            }
+                        })
                 })
                 .map_err(|e| anyhow!("{model}: {e}"))?;
+            if let Err(fhec::onnx::BuildFailure::Failed(e)) = built {
+                return Err(anyhow!("{model}: {e}").into());
+            }
             let tried: Vec<String> = c
                 .trials
                 .iter()
@@ -772,10 +781,15 @@ fn import_network(
                     (None, _) => format!("{} bits: no tables", t.bits),
                 })
                 .collect();
+            let refused = c.trials.iter().any(|t| t.infeasible.is_some());
             eprintln!(
                 "rounding: {} bits ({} the {:.0} % tolerance against {}-bit rounding on {} calibration rows; tried {})",
                 c.bits,
-                if c.met { "within" } else { "the closest to; none within" },
+                match (c.met, refused) {
+                    (true, _) => "within",
+                    (false, false) => "the closest to; none within",
+                    (false, true) => "the closest with secure parameters to",
+                },
                 100.0 * tolerance,
                 c.reference_bits,
                 c.rows,

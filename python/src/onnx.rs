@@ -118,9 +118,10 @@ pub(crate) fn onnx_choose_rounding<'py>(
 type AutoCompiled<'py> = (Bound<'py, PyDict>, QuantizedNetwork, Option<Circuit>, Option<String>);
 
 /// Chooses the rounding bits automatically and compiles the choice
-/// (`OnnxModel::choose_rounding_bits_with`): a candidate counts when it compiles with these
-/// options. Returns the choice's dict, its quantised network, and its circuit or, when no candidate
-/// compiles, the compile error of the choice (the one of least error).
+/// (`OnnxModel::choose_rounding_bits_with`): a candidate counts when it has secure parameters with
+/// these options. Returns the choice's dict, its quantised network, and its circuit or, when no
+/// candidate has, the parameter search's refusal of the choice (the one of least error); any other
+/// compile error is raised as it is.
 #[allow(clippy::too_many_arguments)]
 #[pyfunction]
 #[pyo3(signature = (onnx, calibration, n_bits, tolerance, windows = false, p_error = None, global_p_error = None, partitions = true))]
@@ -148,14 +149,22 @@ pub(crate) fn onnx_compile_auto<'py>(
             m.choose_rounding_bits_with(&x, &opts, tolerance, |q| {
                 fhec::compile(q.module.clone(), q.spec.clone(), &compile_opts)
                     .map(|compiled| (compiled, q.clone()))
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| {
+                        if e.no_secure_parameters() {
+                            fhec::onnx::BuildFailure::Infeasible(e.to_string())
+                        } else {
+                            fhec::onnx::BuildFailure::Failed(e)
+                        }
+                    })
             })
         })
         .map_err(to_py)?;
     let (q, circuit, error) = match built {
         Ok((compiled, q)) => (q, Some(Circuit::new(compiled, 1)), None),
-        // nothing compiles: the choice's network, for the error's report
-        Err(why) => (
+        // another failure than the parameters: raised as the non-automatic path raises it
+        Err(fhec::onnx::BuildFailure::Failed(e)) => return Err(py_err(e)),
+        // nothing has secure parameters: the choice's network, for the error's report
+        Err(fhec::onnx::BuildFailure::Infeasible(why)) => (
             py.detach(|| m.quantize(&x, &options(n_bits, c.bits, windows)))
                 .map_err(to_py)?,
             None,

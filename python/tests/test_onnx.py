@@ -213,6 +213,10 @@ def test_rounding_bits_chosen_automatically(iris):
     assert strict.rounding_threshold_bits >= qm.rounding_threshold_bits
     with pytest.raises(ValueError, match="number of bits or 'auto'"):
         fhec.onnx.compile_onnx_model(model, d["calib"], rounding_threshold_bits="fast")
+    with pytest.raises(ValueError, match="rounds exactly"):
+        fhec.onnx.compile_onnx_model(model, d["calib"], rounding_threshold_bits={"n_bits": 4, "method": "approximate"})
+    with pytest.raises(ValueError, match="tolerance"):
+        fhec.onnx.compile_onnx_model(model, d["calib"], rounding_threshold_bits={"n_bits": "auto", "tolerance": 2})
     assert r["infeasible"] == {}
 
 
@@ -230,10 +234,6 @@ def test_automatic_rounding_skips_widths_without_secure_parameters(iris):
     assert errors[r["bits"]] == min(e for b, e in r["trials"] if b not in r["infeasible"])
     x = d["x"][:10]
     assert np.array_equal(qm.forward(x, fhe="simulate"), qm.forward(x, fhe="disable"))
-    with pytest.raises(ValueError, match="rounds exactly"):
-        fhec.onnx.compile_onnx_model(model, d["calib"], rounding_threshold_bits={"n_bits": 4, "method": "approximate"})
-    with pytest.raises(ValueError, match="tolerance"):
-        fhec.onnx.compile_onnx_model(model, d["calib"], rounding_threshold_bits={"n_bits": "auto", "tolerance": 2})
 
 
 def test_keras_models_through_tf2onnx():

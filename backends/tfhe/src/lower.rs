@@ -834,8 +834,8 @@ impl Builder {
         Ok(out)
     }
 
-    /// [`Builder::lookup_on_window`] for a window of 16 values (`r = 4`: a read of `z` would take 5
-    /// bits): `u = v − base`, its `r` low bits `l` by one-bit extractions, then the rest
+    /// [`Builder::lookup_on_window`] for windows of 16 values or more (`r ≥ 4`: a read of `z` would
+    /// take 5 bits or more): `u = v − base`, its `r` low bits `l` by one-bit extractions, then the rest
     /// `t = ⌊u / 2^r⌋` (a few bits, its low bits now zero) read twice: once for the constant
     /// outside the window (`c_lo` for `t ≤ 0`, `c_hi` for `t > 0`), once for the flag `b = [t ≠ 0]`
     /// placed at bit `r` of `z = l + b·2^r`. With `G(l) = f(base + l) − c_lo`, a plain read of `l`

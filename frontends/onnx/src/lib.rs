@@ -42,7 +42,7 @@ pub use ptq::{
     LayerReport, NBits, PtqOptions, QuantizedNetwork, Tail, DEFAULT_N_BITS, DEFAULT_ROUNDING_BITS, WINDOW_TOP_BITS,
 };
 pub use rounding::{
-    RoundingChoice, RoundingTrial, AUTO_ROUNDING_CANDIDATES, AUTO_ROUNDING_REFERENCE, AUTO_ROUNDING_ROWS,
+    BuildFailure, RoundingChoice, RoundingTrial, AUTO_ROUNDING_CANDIDATES, AUTO_ROUNDING_REFERENCE, AUTO_ROUNDING_ROWS,
     DEFAULT_ROUNDING_TOLERANCE,
 };
 

@@ -32,6 +32,15 @@ pub struct RoundingTrial {
     pub infeasible: Option<String>,
 }
 
+/// Why [`OnnxModel::choose_rounding_bits_with`]'s build of a candidate failed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BuildFailure<E> {
+    /// The candidate is too wide (no secure parameters for its lookups): a narrower one may build.
+    Infeasible(String),
+    /// Any other failure: the choice stops and returns it.
+    Failed(E),
+}
+
 /// What [`OnnxModel::choose_rounding_bits`] chose, and why.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RoundingChoice {
@@ -43,7 +52,9 @@ pub struct RoundingChoice {
     pub rows: usize,
     /// Every candidate tried, in order.
     pub trials: Vec<RoundingTrial>,
-    /// Whether a candidate met the tolerance (else `bits` is the one of least error).
+    /// Whether a candidate met the tolerance and built. Else `bits` is the one of least error among
+    /// those that built (with [`OnnxModel::choose_rounding_bits_with`], a candidate within the
+    /// tolerance may have been refused: its trial says why).
     pub met: bool,
 }
 
@@ -120,24 +131,24 @@ impl OnnxModel {
         tolerance: f64,
     ) -> Result<RoundingChoice, OnnxError> {
         Ok(self
-            .choose_rounding_bits_with(calibration, opts, tolerance, |_| Ok::<(), String>(()))?
+            .choose_rounding_bits_with(calibration, opts, tolerance, |_| Ok::<(), BuildFailure<()>>(()))?
             .0)
     }
 
     /// [`OnnxModel::choose_rounding_bits`], each candidate it would choose checked by `build` (the
-    /// caller's compile): the first within the tolerance that builds wins. One that does not build
+    /// caller's compile): the first within the tolerance that builds wins. One that is infeasible
     /// (no secure parameters for its lookups) is recorded with the reason, and the wider roundings
     /// after it are not tried (their lookups are wider still); the choice then falls back to the
     /// candidates tried before it, least error first, the first that builds (`met = false`). Returns
-    /// the choice and what `build` gave for it: its error when no candidate builds (the choice is
-    /// then the one of least error).
-    pub fn choose_rounding_bits_with<T>(
+    /// the choice and what `build` gave for it: the infeasibility of the least-error candidate when
+    /// none builds, or the first [`BuildFailure::Failed`] at once (with the choice so far).
+    pub fn choose_rounding_bits_with<T, E>(
         &self,
         calibration: &ArrayD<f64>,
         opts: &PtqOptions,
         tolerance: f64,
-        mut build: impl FnMut(&QuantizedNetwork) -> Result<T, String>,
-    ) -> Result<(RoundingChoice, Result<T, String>), OnnxError> {
+        mut build: impl FnMut(&QuantizedNetwork) -> Result<T, BuildFailure<E>>,
+    ) -> Result<(RoundingChoice, Result<T, BuildFailure<E>>), OnnxError> {
         if !(0.0..=1.0).contains(&tolerance) {
             return Err(OnnxError::Options(format!(
                 "the rounding tolerance must be in [0, 1], got {tolerance}"
@@ -196,10 +207,11 @@ impl OnnxModel {
                 let last = trials.len() - 1;
                 match build(networks[last].as_ref().expect("quantised")) {
                     Ok(t) => return Ok((choice(bits, true, trials), Ok(t))),
-                    Err(why) => {
+                    Err(BuildFailure::Infeasible(why)) => {
                         trials[last].infeasible = Some(why);
                         break;
                     }
+                    Err(failed) => return Ok((choice(bits, false, trials), Err(failed))),
                 }
             }
         }
@@ -215,12 +227,11 @@ impl OnnxModel {
             ea.total_cmp(&eb).then(trials[a].bits.cmp(&trials[b].bits))
         });
         for &i in &order {
+            let bits = trials[i].bits;
             match build(networks[i].as_ref().expect("quantised")) {
-                Ok(t) => {
-                    let bits = trials[i].bits;
-                    return Ok((choice(bits, false, trials), Ok(t)));
-                }
-                Err(why) => trials[i].infeasible = Some(why),
+                Ok(t) => return Ok((choice(bits, false, trials), Ok(t))),
+                Err(BuildFailure::Infeasible(why)) => trials[i].infeasible = Some(why),
+                Err(failed) => return Ok((choice(bits, false, trials), Err(failed))),
             }
         }
         // nothing builds: the least error (or the reference), with its failure
@@ -240,6 +251,6 @@ impl OnnxModel {
             ),
             None => (reference_bits, "no candidate quantises".into()),
         };
-        Ok((choice(bits, false, trials), Err(why)))
+        Ok((choice(bits, false, trials), Err(BuildFailure::Infeasible(why))))
     }
 }

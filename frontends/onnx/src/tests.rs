@@ -7,7 +7,7 @@ use ndarray::{ArrayD, IxDyn};
 use prost::Message;
 
 use crate::proto;
-use crate::{NBits, OnnxError, OnnxModel, PtqOptions, Tail};
+use crate::{BuildFailure, NBits, OnnxError, OnnxModel, PtqOptions, Tail};
 
 const IRIS: &[u8] = include_bytes!("../tests/fixtures/iris_mlp.onnx");
 const OPS: &[u8] = include_bytes!("../tests/fixtures/ops_mlp.onnx");
@@ -1136,7 +1136,7 @@ fn rounding_bits_fall_back_when_the_choice_does_not_build() {
         .choose_rounding_bits_with(&x, &opts, 0.1, |_| {
             calls += 1;
             if calls == 1 {
-                Err("no secure parameters".to_string())
+                Err(BuildFailure::<()>::Infeasible("no secure parameters".to_string()))
             } else {
                 Ok(calls)
             }
@@ -1158,11 +1158,26 @@ fn rounding_bits_fall_back_when_the_choice_does_not_build() {
         .fold(f64::INFINITY, f64::min);
     assert_eq!(c.trials.iter().find(|t| t.bits == c.bits).unwrap().error, Some(least));
     assert_eq!(out, Ok(2));
+    // any other failure stops the choice at once, with the choice so far
+    let mut calls = 0;
+    let (c, out) = m
+        .choose_rounding_bits_with(&x, &opts, 0.1, |_| {
+            calls += 1;
+            Err::<(), _>(BuildFailure::Failed("a shape error"))
+        })
+        .unwrap();
+    assert_eq!(calls, 1, "one build, then the failure");
+    assert!(!c.met && out == Err(BuildFailure::Failed("a shape error")), "{c:?}");
     // nothing builds: the least error, with the build's failure
     let (c, out) = m
-        .choose_rounding_bits_with(&x, &opts, 0.0, |_| Err::<(), _>("refused".to_string()))
+        .choose_rounding_bits_with(&x, &opts, 0.0, |_| {
+            Err::<(), BuildFailure<()>>(BuildFailure::Infeasible("refused".to_string()))
+        })
         .unwrap();
-    assert!(!c.met && out.unwrap_err() == "refused", "{c:?}");
+    assert!(
+        !c.met && out == Err(BuildFailure::Infeasible("refused".to_string())),
+        "{c:?}"
+    );
     assert!(c
         .trials
         .iter()

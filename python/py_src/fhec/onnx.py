@@ -12,7 +12,7 @@ return identical results: the quantised network's, exactly, on every input the p
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, NoReturn
 
 import numpy as np
 
@@ -182,7 +182,7 @@ class QuantizedModule:
         return self._q.ir
 
 
-def _too_wide(q: Any, e: CompileError) -> None:
+def _too_wide(q: Any, e: CompileError) -> NoReturn:
     """Raises the compile error ``e`` of the quantised network ``q``, with its accumulators' widths
     when it found no secure parameters."""
     if "no secure TFHE parameters" not in str(e):
