@@ -984,8 +984,9 @@ fn wide_piecewise_linear_lookups_run_on_bits() {
 /// small lookups, and two reads of the window's bits (docs/crypto.md, "Saturating lookups on a
 /// window"). Four shapes: a window inside the range (both constants), a sigmoid-like one on a
 /// signed operand, a bump (the same constant on both sides), and windows at either end of the
-/// range (no value below / above it). Every input value in simulation, the windows' edges
-/// encrypted.
+/// range (no value below / above it); windows of at most 8 values (the class read: the bump, one at
+/// each end of a 7-bit range, one around 0 of a 6-bit signed one) and wider ones (the pairs).
+/// Every input value in simulation, the windows' edges encrypted.
 #[test]
 fn saturating_lookups_run_on_a_window() {
     let requant = table(7, false, &|v| (((v - 40) as f64 * 0.7).round() as i64).clamp(0, 15));
@@ -995,15 +996,21 @@ fn saturating_lookups_run_on_a_window() {
     let bump = table(6, false, &|v| if (20..28).contains(&v) { 3 + (v - 20) % 5 } else { 3 });
     let low = table(7, false, &|v| v.min(9));
     let high = table(7, false, &|v| (v - 115).max(0) * 2 % 7);
+    let low3 = table(7, false, &|v| v.min(5));
+    let high3 = table(7, false, &|v| (v - 121).max(0));
+    let mid3 = table(6, true, &|v| (v + 3).clamp(0, 7));
     let program = |n: usize| {
         format!(
-            r#"func.func @main(%x: tensor<{n}x!fhe.eint<7>>, %y: tensor<{n}x!fhe.esint<8>>, %z: tensor<{n}x!fhe.eint<6>>) -> (tensor<{n}x!fhe.eint<4>>, tensor<{n}x!fhe.eint<3>>, tensor<{n}x!fhe.eint<3>>, tensor<{n}x!fhe.eint<4>>, tensor<{n}x!fhe.eint<3>>) {{
+            r#"func.func @main(%x: tensor<{n}x!fhe.eint<7>>, %y: tensor<{n}x!fhe.esint<8>>, %z: tensor<{n}x!fhe.eint<6>>, %s: tensor<{n}x!fhe.esint<6>>) -> (tensor<{n}x!fhe.eint<4>>, tensor<{n}x!fhe.eint<3>>, tensor<{n}x!fhe.eint<3>>, tensor<{n}x!fhe.eint<4>>, tensor<{n}x!fhe.eint<3>>, tensor<{n}x!fhe.eint<3>>, tensor<{n}x!fhe.eint<3>>, tensor<{n}x!fhe.eint<3>>) {{
   %0 = "fhe.lut"(%x) {{table = dense<[{requant}]> : tensor<128xi64>}} : (tensor<{n}x!fhe.eint<7>>) -> tensor<{n}x!fhe.eint<4>>
   %1 = "fhe.lut"(%y) {{table = dense<[{sigmoid}]> : tensor<256xi64>}} : (tensor<{n}x!fhe.esint<8>>) -> tensor<{n}x!fhe.eint<3>>
   %2 = "fhe.lut"(%z) {{table = dense<[{bump}]> : tensor<64xi64>}} : (tensor<{n}x!fhe.eint<6>>) -> tensor<{n}x!fhe.eint<3>>
   %3 = "fhe.lut"(%x) {{table = dense<[{low}]> : tensor<128xi64>}} : (tensor<{n}x!fhe.eint<7>>) -> tensor<{n}x!fhe.eint<4>>
   %4 = "fhe.lut"(%x) {{table = dense<[{high}]> : tensor<128xi64>}} : (tensor<{n}x!fhe.eint<7>>) -> tensor<{n}x!fhe.eint<3>>
-  "func.return"(%0, %1, %2, %3, %4) : (tensor<{n}x!fhe.eint<4>>, tensor<{n}x!fhe.eint<3>>, tensor<{n}x!fhe.eint<3>>, tensor<{n}x!fhe.eint<4>>, tensor<{n}x!fhe.eint<3>>) -> ()
+  %5 = "fhe.lut"(%x) {{table = dense<[{low3}]> : tensor<128xi64>}} : (tensor<{n}x!fhe.eint<7>>) -> tensor<{n}x!fhe.eint<3>>
+  %6 = "fhe.lut"(%x) {{table = dense<[{high3}]> : tensor<128xi64>}} : (tensor<{n}x!fhe.eint<7>>) -> tensor<{n}x!fhe.eint<3>>
+  %7 = "fhe.lut"(%s) {{table = dense<[{mid3}]> : tensor<64xi64>}} : (tensor<{n}x!fhe.esint<6>>) -> tensor<{n}x!fhe.eint<3>>
+  "func.return"(%0, %1, %2, %3, %4, %5, %6, %7) : (tensor<{n}x!fhe.eint<4>>, tensor<{n}x!fhe.eint<3>>, tensor<{n}x!fhe.eint<3>>, tensor<{n}x!fhe.eint<4>>, tensor<{n}x!fhe.eint<3>>, tensor<{n}x!fhe.eint<3>>, tensor<{n}x!fhe.eint<3>>, tensor<{n}x!fhe.eint<3>>) -> ()
 }}"#
         )
     };
@@ -1019,12 +1026,14 @@ fn saturating_lookups_run_on_a_window() {
         let mut x: Vec<i64> = (0..256).map(|i| i % 128).collect();
         let mut y: Vec<i64> = (-128..128).collect();
         let mut z: Vec<i64> = (0..256).map(|i| i % 64).collect();
+        let mut w: Vec<i64> = (0..256).map(|i| i % 64 - 32).collect();
         if rev {
             x.reverse();
             y.reverse();
             z.reverse();
+            w.reverse();
         }
-        let inputs: Vec<Tensor> = [x, y, z]
+        let inputs: Vec<Tensor> = [x, y, z, w]
             .into_iter()
             .map(|v| ArrayD::from_shape_vec(IxDyn(&[256]), v).unwrap())
             .collect();
@@ -1037,10 +1046,11 @@ fn saturating_lookups_run_on_a_window() {
     let c16 = compile_with(&small, None).unwrap();
     let m16 = parse(&small);
     let v16 = verify(&m16).unwrap();
-    let x: Vec<i64> = vec![0, 1, 8, 9, 10, 39, 40, 41, 60, 61, 62, 114, 115, 116, 126, 127];
-    let y: Vec<i64> = vec![-128, -127, -20, -19, -10, -1, 0, 9, 10, 11, 25, 30, 31, 40, 126, 127];
+    let x: Vec<i64> = vec![0, 5, 6, 9, 10, 39, 40, 41, 61, 62, 115, 116, 121, 122, 126, 127];
+    let y: Vec<i64> = vec![-128, -127, -4, -3, -1, 0, 4, 5, 9, 10, 11, 25, 30, 31, 126, 127];
     let z: Vec<i64> = vec![0, 1, 18, 19, 20, 21, 23, 24, 25, 26, 27, 28, 29, 40, 62, 63];
-    let inputs: Vec<Tensor> = [x, y, z]
+    let w: Vec<i64> = vec![-32, -31, -5, -4, -3, -2, -1, 0, 3, 4, 5, 6, 7, 20, 30, 31];
+    let inputs: Vec<Tensor> = [x, y, z, w]
         .into_iter()
         .map(|v| ArrayD::from_shape_vec(IxDyn(&[16]), v).unwrap())
         .collect();

@@ -83,6 +83,17 @@ impl Error {
         self.kind == ErrorKind::Compile && self.message.contains(NO_SECURE_PARAMETERS)
     }
 
+    /// This compile error as the automatic rounding's build sees it
+    /// ([`fhec_onnx::OnnxModel::choose_rounding_bits_with`]): the parameter search's refusal makes
+    /// the candidate infeasible (a narrower one may compile), any other error stops the choice.
+    pub fn rounding_failure(self) -> fhec_onnx::BuildFailure<Error> {
+        if self.no_secure_parameters() {
+            fhec_onnx::BuildFailure::Infeasible(self.message)
+        } else {
+            fhec_onnx::BuildFailure::Failed(self)
+        }
+    }
+
     /// The located diagnostics behind a compile error (empty for other kinds): render them with
     /// the module's source ([`Diagnostic::render`]).
     pub fn diagnostics(&self) -> &[Diagnostic] {

@@ -760,13 +760,7 @@ fn import_network(
                 .choose_rounding_bits_with(&x, &opts, tolerance, |q| {
                     fhec::compile(q.module.clone(), q.spec.clone(), &fhec::CompileOptions::default())
                         .map(|_| ())
-                        .map_err(|e| {
-                            if e.no_secure_parameters() {
-                                fhec::onnx::BuildFailure::Infeasible(e.to_string())
-                            } else {
-                                fhec::onnx::BuildFailure::Failed(e)
-                            }
-                        })
+                        .map_err(fhec::Error::rounding_failure)
                 })
                 .map_err(|e| anyhow!("{model}: {e}"))?;
             if let Err(fhec::onnx::BuildFailure::Failed(e)) = built {

@@ -60,7 +60,6 @@ fn _fhec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(quant::post_process, m)?)?;
     m.add_function(wrap_pyfunction!(onnx::onnx_eval, m)?)?;
     m.add_function(wrap_pyfunction!(onnx::onnx_quantize, m)?)?;
-    m.add_function(wrap_pyfunction!(onnx::onnx_choose_rounding, m)?)?;
     m.add_function(wrap_pyfunction!(onnx::onnx_compile_auto, m)?)?;
     m.add_function(wrap_pyfunction!(onnx::mlp_network, m)?)?;
     m.add_class::<onnx::QuantizedNetwork>()?;

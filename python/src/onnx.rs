@@ -93,27 +93,6 @@ fn choice_dict<'py>(py: Python<'py>, c: &fhec::onnx::RoundingChoice) -> PyResult
     Ok(d)
 }
 
-/// Chooses the rounding bits automatically (`OnnxModel::choose_rounding_bits`), without compiling:
-/// the dict of [`choice_dict`].
-#[pyfunction]
-#[pyo3(signature = (onnx, calibration, n_bits, tolerance, windows = false))]
-pub(crate) fn onnx_choose_rounding<'py>(
-    py: Python<'py>,
-    onnx: &[u8],
-    calibration: PyReadonlyArrayDyn<'_, f64>,
-    n_bits: (u32, u32, u32, u32),
-    tolerance: f64,
-    windows: bool,
-) -> PyResult<Bound<'py, PyDict>> {
-    let m = model(onnx)?;
-    let x = calibration.as_array().to_owned();
-    let opts = options(n_bits, fhec::onnx::DEFAULT_ROUNDING_BITS, windows);
-    let c = py
-        .detach(|| m.choose_rounding_bits(&x, &opts, tolerance))
-        .map_err(to_py)?;
-    choice_dict(py, &c)
-}
-
 /// What [`onnx_compile_auto`] returns: the choice's dict, its network, its circuit or compile error.
 type AutoCompiled<'py> = (Bound<'py, PyDict>, QuantizedNetwork, Option<Circuit>, Option<String>);
 
@@ -149,13 +128,7 @@ pub(crate) fn onnx_compile_auto<'py>(
             m.choose_rounding_bits_with(&x, &opts, tolerance, |q| {
                 fhec::compile(q.module.clone(), q.spec.clone(), &compile_opts)
                     .map(|compiled| (compiled, q.clone()))
-                    .map_err(|e| {
-                        if e.no_secure_parameters() {
-                            fhec::onnx::BuildFailure::Infeasible(e.to_string())
-                        } else {
-                            fhec::onnx::BuildFailure::Failed(e)
-                        }
-                    })
+                    .map_err(fhec::Error::rounding_failure)
             })
         })
         .map_err(to_py)?;

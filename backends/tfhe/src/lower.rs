@@ -765,13 +765,11 @@ impl Builder {
     }
 
     /// `f(v)` for a `w`-bit `v` where `f` is constant below and above a window of `2^r` values
-    /// ([`WindowPlan`]): `u = v − base`, its `r` low bits `l` by one-bit extractions, then the rest
-    /// `t = ⌊u / 2^r⌋` (a few bits, its low bits now zero) read once for its class, written at bit
-    /// `r` of `z = l + c·2^r`: `c = 0` inside the window (`t = 0`), 1 below, 3 above. One
-    /// negacyclic read of `z` (a table of `2^(r+1)` entries, bit `r + 1` of `z` in the padding
-    /// position) then gives, in halves, `2f(base + l) − c_lo − c_hi` inside, `c_lo − c_hi` below and
-    /// its negation above; adding `c_lo + c_hi` makes it `f(v)` (docs/crypto.md, "Saturating lookups
-    /// on a window"). One lookup's noise reaches the result.
+    /// ([`WindowPlan`]): `u = v − base`, its `r` low bits `l` by one-bit extractions (low first),
+    /// then the rest `t = ⌊u / 2^r⌋` (a few bits, its low bits now zero), read unsigned as
+    /// `t − t_lo` (so a range that wraps the encoding's top bit is still read whole), through its
+    /// class ([`Builder::window_class_read`]) or in pairs ([`Builder::window_pairs`]), as the plan
+    /// says (docs/crypto.md, "Saturating lookups on a window").
     fn lookup_on_window(
         &mut self,
         e: &Lin,
@@ -780,37 +778,66 @@ impl Builder {
         plan: WindowPlan,
         f: &dyn Fn(i128) -> i128,
     ) -> Result<Lin, String> {
+        let mut cur = e.clone();
+        cur.add_constant(encode(-plan.base as i64, scale));
+        // l = u mod 2^r at `scale`, as a linear expression of the extractions
+        let mut l = Lin::default();
+        for j in 0..plan.r {
+            let slot = self.materialize(&cur)?;
+            let neg_bit = self.extract_bit(&Lin::slot(slot), scale, j)?;
+            l.add_scaled(&neg_bit, -1);
+            cur = Lin::slot(slot);
+            cur.add_scaled(&neg_bit, 1);
+        }
+        // cur = (t − t_lo)·2^r at `scale`
+        cur.add_constant(encode(-(plan.tlo as i64), scale + plan.r));
+        // inside the window: f(base + l) (a value past the range is never read there)
+        let inside = |l: i128| {
+            let v = plan.base + l;
+            if v > plan.hi {
+                plan.c_lo
+            } else {
+                f(v)
+            }
+        };
+        let w = Window {
+            l,
+            t: cur,
+            scale,
+            out_scale,
+        };
+        if plan.class_read {
+            self.window_class_read(w, &plan, &inside)
+        } else {
+            self.window_pairs(w, &plan, &inside)
+        }
+    }
+
+    /// The end of a window read (`r ≤ 3`): `t` read once for its class, written at bit `r` of
+    /// `z = l + c·2^r`: `c = 0` inside the window (`t = 0`), 1 below, 3 above. One negacyclic read
+    /// of `z` (a table of `2^(r+1)` entries, bit `r + 1` of `z` in the padding position) then gives,
+    /// in halves, `2f(base + l) − c_lo − c_hi` inside, `c_lo − c_hi` below and its negation above;
+    /// adding `c_lo + c_hi` makes it `f(v)`. One lookup's noise reaches the result.
+    fn window_class_read(
+        &mut self,
+        w: Window,
+        plan: &WindowPlan,
+        inside: &dyn Fn(i128) -> i128,
+    ) -> Result<Lin, String> {
         let WindowPlan {
-            base,
             r,
             tlo,
             thi,
             c_lo,
             c_hi,
-            hi,
-            class_read,
-        } = plan;
-        if !class_read {
-            return self.lookup_on_window_pairs(e, scale, out_scale, plan, f);
-        }
-        let (l, mut cur) = self.window_low_bits(e, scale, base, r)?;
-        // inside the window: f(base + l) (a value past the range is never read there)
-        let inside = |l: i128| {
-            let v = base + l;
-            if v > hi {
-                c_lo
-            } else {
-                f(v)
-            }
-        };
+            ..
+        } = *plan;
+        let Window { l, t, scale, out_scale } = w;
         if tlo == 0 && thi == 0 {
             // the window holds the whole range: one plain read of l
-            return self.lookup_dyn(&l, scale, (0, (1 << r) - 1), out_scale, &inside);
+            return self.lookup_dyn(&l, scale, (0, (1 << r) - 1), out_scale, inside);
         }
-        // cur = t·2^r at `scale`; read t − tlo (unsigned, so a range that wraps the encoding's top
-        // bit is still read whole) for its class, at bit r of z
-        cur.add_constant(encode(-(tlo as i64), scale + r));
-        let class = self.lookup_dyn(&cur, scale + r, (0, thi - tlo), scale, &|t| match (t + tlo).signum() {
+        let class = self.lookup_dyn(&t, scale + r, (0, thi - tlo), scale, &|t| match (t + tlo).signum() {
             0 => 0,
             -1 => 1 << r,
             _ => 3 << r,
@@ -834,42 +861,28 @@ impl Builder {
         Ok(out)
     }
 
-    /// [`Builder::lookup_on_window`] for windows of 16 values or more (`r ≥ 4`: a read of `z` would
-    /// take 5 bits or more): `u = v − base`, its `r` low bits `l` by one-bit extractions, then the rest
-    /// `t = ⌊u / 2^r⌋` (a few bits, its low bits now zero) read twice: once for the constant
-    /// outside the window (`c_lo` for `t ≤ 0`, `c_hi` for `t > 0`), once for the flag `b = [t ≠ 0]`
-    /// placed at bit `r` of `z = l + b·2^r`. With `G(l) = f(base + l) − c_lo`, a plain read of `l`
-    /// gives `G(l)` and a negacyclic read of `z` gives `(1 − 2b)·G(l)`, both in halves: their sum
-    /// is `[t = 0]·G(l)` (docs/crypto.md, "Saturating lookups on a window").
-    fn lookup_on_window_pairs(
-        &mut self,
-        e: &Lin,
-        scale: u32,
-        out_scale: u32,
-        plan: WindowPlan,
-        f: &dyn Fn(i128) -> i128,
-    ) -> Result<Lin, String> {
+    /// The end of a window read for windows of 16 values or more (`r ≥ 4`: a read of `z` would take
+    /// 5 bits or more): `t` read twice, once for the constant outside the window (`c_lo` for
+    /// `t ≤ 0`, `c_hi` for `t > 0`), once for the flag `b = [t ≠ 0]` placed at bit `r` of
+    /// `z = l + b·2^r`. With `G(l) = f(base + l) − c_lo`, a plain read of `l` gives `G(l)` and a
+    /// negacyclic read of `z` gives `(1 − 2b)·G(l)`, both in halves: their sum is `[t = 0]·G(l)`.
+    fn window_pairs(&mut self, w: Window, plan: &WindowPlan, inside: &dyn Fn(i128) -> i128) -> Result<Lin, String> {
         let WindowPlan {
-            base,
             r,
             tlo,
             thi,
             c_lo,
             c_hi,
-            hi,
             ..
-        } = plan;
-        let (l, mut cur) = self.window_low_bits(e, scale, base, r)?;
-        // cur = t·2^r at `scale`; read t − tlo (unsigned, so a range that wraps the encoding's top
-        // bit is still read whole)
-        cur.add_constant(encode(-(tlo as i64), scale + r));
+        } = *plan;
+        let Window { l, t, scale, out_scale } = w;
         let span = (0, thi - tlo);
         let mut out = if c_lo == c_hi || thi <= 0 {
             Lin::constant(encode(c_lo as i64, out_scale))
         } else if tlo > 0 {
             Lin::constant(encode(c_hi as i64, out_scale))
         } else {
-            self.lookup_dyn(&cur, scale + r, span, out_scale, &|t| {
+            self.lookup_dyn(&t, scale + r, span, out_scale, &|t| {
                 if t + tlo > 0 {
                     c_hi
                 } else {
@@ -880,16 +893,9 @@ impl Builder {
         let flag = if tlo == 0 && thi == 0 {
             Lin::default()
         } else {
-            self.lookup_dyn(&cur, scale + r, span, scale, &|t| if t + tlo != 0 { 1 << r } else { 0 })?
+            self.lookup_dyn(&t, scale + r, span, scale, &|t| if t + tlo != 0 { 1 << r } else { 0 })?
         };
-        let g = |l: i128| {
-            let v = base + l;
-            if v > hi {
-                0 // beyond the range: never read inside the window
-            } else {
-                f(v) - c_lo
-            }
-        };
+        let g = |l: i128| inside(l) - c_lo;
         let half = out_scale - 1;
         let plain = self.lookup_dyn(&l, scale, (0, (1 << r) - 1), half, &g)?;
         let mut z = l.clone();
@@ -899,23 +905,6 @@ impl Builder {
         out.add_scaled(&plain, 1);
         out.add_scaled(&Lin::slot(signed), 1);
         Ok(out)
-    }
-
-    /// The first steps of a window read ([`WindowPlan`]): `u = v − base` and its `r` low bits by
-    /// one-bit extractions (low first). Returns `l = u mod 2^r` at `scale` (a linear expression of
-    /// the extractions) and what is left, `t·2^r` at `scale`.
-    fn window_low_bits(&mut self, e: &Lin, scale: u32, base: i128, r: u32) -> Result<(Lin, Lin), String> {
-        let mut cur = e.clone();
-        cur.add_constant(encode(-base as i64, scale));
-        let mut l = Lin::default();
-        for j in 0..r {
-            let slot = self.materialize(&cur)?;
-            let neg_bit = self.extract_bit(&Lin::slot(slot), scale, j)?;
-            l.add_scaled(&neg_bit, -1);
-            cur = Lin::slot(slot);
-            cur.add_scaled(&neg_bit, 1);
-        }
-        Ok((l, cur))
     }
 
     /// The bit at position `i` of the value of `e` (at `scale`, low `i` bits zero), as a lookup
@@ -1006,9 +995,18 @@ struct WindowPlan {
     c_hi: i128,
     /// The operand's largest value.
     hi: i128,
-    /// One read of `t`'s class and one `(r + 1)`-bit read ([`Builder::lookup_on_window`]); else two
-    /// reads of `t` and two `r`-bit reads ([`Builder::lookup_on_window_pairs`]).
+    /// One read of `t`'s class and one `(r + 1)`-bit read ([`Builder::window_class_read`]); else two
+    /// reads of `t` and two `r`-bit reads ([`Builder::window_pairs`]).
     class_read: bool,
+}
+
+/// What the two ends of a window read start from ([`Builder::lookup_on_window`]): `l` (the low `r`
+/// bits) and `(t − t_lo)·2^r`, both at the operand's `scale`, and the result's scale.
+struct Window {
+    l: Lin,
+    t: Lin,
+    scale: u32,
+    out_scale: u32,
 }
 
 /// Most bits of `t` ([`WindowPlan`]) read by one lookup.
@@ -1969,6 +1967,16 @@ mod window_tests {
         let ramp = |v: i128| (v - 40).clamp(0, 15);
         let p = window_plan(0, 127, 7, 8, 1, &ramp).expect("a window");
         assert!(!p.class_read && p.r >= WINDOW_MAX_READ, "{p:?}");
+        // the class read at either end of a 7-bit range and around 0 of a 6-bit signed one (an
+        // 8-bit one takes the pairs: with r = 3 its t would have more than WINDOW_MAX_TOP bits)
+        for (lo, hi, w, f) in [
+            (0, 127, 7, &(|v: i128| v.min(5)) as &dyn Fn(i128) -> i128),
+            (0, 127, 7, &|v: i128| (v - 121).max(0)),
+            (-32, 31, 6, &|v: i128| (v + 3).clamp(0, 7)),
+        ] {
+            let p = window_plan(lo, hi, w, w + 1, 1, &f).expect("a window");
+            assert!(p.class_read && p.r <= 3, "{p:?}");
+        }
         let square = |v: i128| v * v % 61;
         assert!(window_plan(0, 63, 6, 7, 1, &square).is_none());
     }
