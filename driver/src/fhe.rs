@@ -734,6 +734,9 @@ impl std::str::FromStr for RoundingArg {
     }
 }
 
+/// `fhec import`'s network flags: `--n-bits`, `--rounding-bits`, `--windows`, `--output-parts`.
+pub(crate) type NetworkFlags = (Option<u32>, Option<RoundingArg>, bool, Option<u32>);
+
 /// `fhec import onnx` of a neural network: post-training quantisation (docs/onnx.md).
 fn import_network(
     bytes: &[u8],
@@ -741,7 +744,7 @@ fn import_network(
     shape: Vec<usize>,
     values: Vec<f64>,
     output: &str,
-    (n_bits, rounding_bits, windows): (Option<u32>, Option<RoundingArg>, bool),
+    (n_bits, rounding_bits, windows, output_parts): NetworkFlags,
 ) -> Result<(), Failure> {
     let m = fhec::onnx::OnnxModel::from_bytes(bytes).map_err(|e| anyhow!("{model}: {e}"))?;
     let x = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), values).map_err(|e| anyhow!("{e}"))?;
@@ -749,6 +752,7 @@ fn import_network(
         n_bits: fhec::onnx::NBits::all(n_bits.unwrap_or(fhec::onnx::DEFAULT_N_BITS)),
         rounding_bits: fhec::onnx::DEFAULT_ROUNDING_BITS,
         windows,
+        output_parts: output_parts.unwrap_or(1),
     };
     match rounding_bits {
         Some(RoundingArg::Bits(b)) => opts.rounding_bits = b,
@@ -824,7 +828,7 @@ pub(crate) fn import(
     model: &str,
     calibration: &str,
     output: &str,
-    (n_bits, rounding_bits, windows): (Option<u32>, Option<RoundingArg>, bool),
+    (n_bits, rounding_bits, windows, output_parts): NetworkFlags,
     leaf_bits: u32,
     quantizer: &str,
     leaf_mode: Option<&str>,
@@ -838,8 +842,11 @@ pub(crate) fn import(
     }
     // the network-only flags, refused for a tree ensemble
     let trees_only = || -> Result<(), Failure> {
-        if rounding_bits.is_some() || windows {
-            return Err(anyhow!("--rounding-bits and --windows are for networks; tree ensembles round nothing").into());
+        if rounding_bits.is_some() || windows || output_parts.is_some() {
+            return Err(anyhow!(
+                "--rounding-bits, --windows and --output-parts are for networks; tree ensembles round nothing"
+            )
+            .into());
         }
         Ok(())
     };
@@ -850,7 +857,14 @@ pub(crate) fn import(
     let ensemble = if format == "onnx" {
         let bytes = std::fs::read(model).map_err(|e| anyhow!("cannot read {model}: {e}"))?;
         if !fhec::onnx::trees::is_tree_ensemble(&bytes) {
-            return import_network(&bytes, model, shape, values, output, (n_bits, rounding_bits, windows));
+            return import_network(
+                &bytes,
+                model,
+                shape,
+                values,
+                output,
+                (n_bits, rounding_bits, windows, output_parts),
+            );
         }
         trees_only()?;
         fhec::onnx::trees::import(&bytes, shape.get(1).copied())

@@ -282,6 +282,11 @@ enum Command {
         /// window (docs/onnx.md, "Windows"): more accurate at few bits, not always cheaper.
         #[arg(long)]
         windows: bool,
+        /// Networks ending in a linear layer: return the output as N partial sums that the client adds
+        /// after decryption (1 to 64; docs/onnx.md, "Output parts"): narrower, less noisy outputs let the
+        /// last lookups take cheaper parameters; the client then sees the parts.
+        #[arg(long, value_name = "N")]
+        output_parts: Option<u32>,
         /// Leaf bits.
         #[arg(long, default_value_t = 6)]
         leaf_bits: u32,
@@ -591,6 +596,7 @@ fn main() -> ExitCode {
             n_bits,
             rounding_bits,
             windows,
+            output_parts,
             leaf_bits,
             quantizer,
             leaf_mode,
@@ -599,7 +605,7 @@ fn main() -> ExitCode {
             model,
             calibration,
             output,
-            (*n_bits, *rounding_bits, *windows),
+            (*n_bits, *rounding_bits, *windows, *output_parts),
             *leaf_bits,
             quantizer,
             leaf_mode.as_deref(),

@@ -183,6 +183,18 @@ impl ClientModel {
                 self.interface.outputs.len()
             ));
         }
+        for (o, (d, port)) in self.spec.outputs.iter().zip(&self.interface.outputs).enumerate() {
+            if let Some(d) = d.as_ref().filter(|d| d.parts > 1) {
+                if port.len() != d.scale.len() * d.parts as usize {
+                    return bad(format!(
+                        "output {o} has {} values, the spec adds {} parts of {}",
+                        port.len(),
+                        d.parts,
+                        d.scale.len()
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -299,7 +311,8 @@ impl ClientModel {
     }
 
     /// The decrypted integers of the model's (only) output for every sample, concatenated
-    /// (row-major), and its element count per sample.
+    /// (row-major), and its element count per sample; when the program returns the output in parts
+    /// ([`fhec_quant::Dequant::parts`]), the values they add up to.
     pub fn output_ints(&self, outputs: &[Vec<ClearTensor>]) -> Result<(Vec<i64>, usize), Error> {
         if self.interface.outputs.len() != 1 {
             return Err(Error::new(
@@ -320,7 +333,8 @@ impl ClientModel {
                 }
             }
         }
-        Ok((ints, c))
+        // an output in parts: each value's partial sums added
+        Ok(self.spec.output_values(0, &ints, c)?)
     }
 }
 

@@ -863,14 +863,50 @@ fn import_onnx_network_writes_a_module_and_a_client_spec() {
     );
     // a network option on trees is refused
     let xgb = "frontends/trees/tests/data/xgb_binary.json";
-    for flags in [&["--rounding-bits", "4"][..], &["--windows"]] {
+    for flags in [&["--rounding-bits", "4"][..], &["--windows"], &["--output-parts", "2"]] {
         let o = import("xgboost", xgb, flags, "/dev/null");
         assert!(
-            !o.status.success() && stderr(&o).contains("--rounding-bits and --windows are for networks"),
+            !o.status.success() && stderr(&o).contains("--windows and --output-parts are for networks"),
             "{}",
             stderr(&o)
         );
     }
+    // --output-parts: the output as two partial sums (concatenated) that add up to the whole one,
+    // and the spec says so; out of range is refused
+    let parts = tmp("iris_parts.fhe");
+    let o = import(
+        "onnx",
+        iris,
+        &["--n-bits", "4", "--rounding-bits", "4", "--output-parts", "2"],
+        parts.to_str().unwrap(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let spec = fhec::ClientSpec::from_json(&std::fs::read_to_string(tmp("iris_parts.spec.json")).unwrap()).unwrap();
+    assert_eq!(spec.outputs[0].as_ref().unwrap().parts, 2);
+    assert!(std::fs::read_to_string(&parts).unwrap().contains("fhe.concat"));
+    for r in rows.iter().step_by(7) {
+        let arg = format!("x=[{:?}]", quantizer.quantize_row(r));
+        let json = |o: &std::process::Output| -> Vec<i64> {
+            assert!(o.status.success(), "{}", stderr(o));
+            // one output, one row
+            serde_json::from_str::<Vec<Vec<Vec<i64>>>>(stdout(o).trim())
+                .unwrap()
+                .concat()
+                .concat()
+        };
+        let whole = json(&fhec(&["eval", module.to_str().unwrap(), "-i", &arg]));
+        let split = json(&fhec(&["eval", parts.to_str().unwrap(), "-i", &arg]));
+        assert_eq!(split.len(), 2 * whole.len());
+        let c = whole.len();
+        let added: Vec<i64> = (0..c).map(|k| split[k] + split[c + k]).collect();
+        assert_eq!(added, whole, "{r:?}");
+    }
+    let o = import("onnx", iris, &["--output-parts", "65"], parts.to_str().unwrap());
+    assert!(
+        !o.status.success() && stderr(&o).contains("output_parts must be in 1..=64"),
+        "{}",
+        stderr(&o)
+    );
     // --windows: the rounding is the resolution inside the calibrated window (another module than
     // without it: its accumulators keep more bits)
     let plain = tmp("iris_plain3.fhe");

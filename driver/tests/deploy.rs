@@ -245,6 +245,15 @@ fn damaged_and_hostile_model_files_are_errors() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("describes 0 inputs"), "{e}");
+    // a spec adding output parts that the program's output does not hold
+    let (_, linear_client) = linear().model_files("lin", "program").unwrap();
+    let mut json: serde_json::Value = serde_json::from_slice(&linear_client[7..]).unwrap();
+    json["spec"]["version"] = serde_json::json!(2);
+    json["spec"]["outputs"][0]["parts"] = serde_json::json!(2);
+    let e = ClientModel::from_bytes(&rio::frame(FileKind::ClientModel, json.to_string().as_bytes()))
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("the spec adds 2 parts of 2"), "{e}");
     // a model name that would escape a directory
     let mut json: serde_json::Value = serde_json::from_slice(&client_bytes[7..]).unwrap();
     json["info"]["name"] = serde_json::json!("../../etc/passwd");

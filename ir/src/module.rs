@@ -133,6 +133,34 @@ impl Function {
         self.ops.len()
     }
 
+    /// Per op of the arena, whether a return depends on it (transitively): everything else is dead.
+    pub fn live_ops(&self) -> Vec<bool> {
+        let mut live_val = vec![false; self.num_values()];
+        for &v in &self.returns {
+            live_val[v.index()] = true;
+        }
+        let mut live_op = vec![false; self.num_ops()];
+        for &o in self.body.iter().rev() {
+            let op = self.op(o);
+            if live_val[op.result.index()] {
+                live_op[o.index()] = true;
+                for &x in &op.operands {
+                    live_val[x.index()] = true;
+                }
+            }
+        }
+        live_op
+    }
+
+    /// Takes the ops no return depends on out of the body (they stay in the arena, unreachable);
+    /// returns how many. For builders that replace a value after building it.
+    pub fn drop_dead_ops(&mut self) -> usize {
+        let live = self.live_ops();
+        let before = self.body.len();
+        self.body.retain(|o| live[o.index()]);
+        before - self.body.len()
+    }
+
     pub fn arg_values(&self) -> impl Iterator<Item = ValueId> + '_ {
         self.args.iter().map(|a| a.value)
     }

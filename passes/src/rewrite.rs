@@ -151,23 +151,9 @@ impl<'f> Rebuild<'f> {
     }
 }
 
-/// Values used by the returns, transitively: everything else is dead.
+/// Values used by the returns, transitively: everything else is dead ([`Function::live_ops`]).
 pub fn live_ops(f: &Function) -> Vec<bool> {
-    let mut live_val = vec![false; f.num_values()];
-    for &v in &f.returns {
-        live_val[v.index()] = true;
-    }
-    let mut live_op = vec![false; f.num_ops()];
-    for &o in f.body.iter().rev() {
-        let op = f.op(o);
-        if live_val[op.result.index()] {
-            live_op[o.index()] = true;
-            for &x in &op.operands {
-                live_val[x.index()] = true;
-            }
-        }
-    }
-    live_op
+    f.live_ops()
 }
 
 pub use fhec_ir::types::clear_type_for;

@@ -32,7 +32,12 @@ pub(crate) struct QuantizedNetwork {
 }
 
 /// `n_bits` = (model_inputs, op_inputs, op_weights, model_outputs).
-fn options(n_bits: (u32, u32, u32, u32), rounding_bits: u32, windows: bool) -> fhec::onnx::PtqOptions {
+fn options(
+    n_bits: (u32, u32, u32, u32),
+    rounding_bits: u32,
+    windows: bool,
+    output_parts: u32,
+) -> fhec::onnx::PtqOptions {
     fhec::onnx::PtqOptions {
         n_bits: fhec::onnx::NBits {
             model_inputs: n_bits.0,
@@ -42,12 +47,13 @@ fn options(n_bits: (u32, u32, u32, u32), rounding_bits: u32, windows: bool) -> f
         },
         rounding_bits,
         windows,
+        output_parts,
     }
 }
 
 /// Quantises an ONNX network: `n_bits` = (model_inputs, op_inputs, op_weights, model_outputs).
 #[pyfunction]
-#[pyo3(signature = (onnx, calibration, n_bits, rounding_bits, windows = false))]
+#[pyo3(signature = (onnx, calibration, n_bits, rounding_bits, windows = false, output_parts = 1))]
 pub(crate) fn onnx_quantize(
     py: Python<'_>,
     onnx: &[u8],
@@ -55,10 +61,11 @@ pub(crate) fn onnx_quantize(
     n_bits: (u32, u32, u32, u32),
     rounding_bits: u32,
     windows: bool,
+    output_parts: u32,
 ) -> PyResult<QuantizedNetwork> {
     let m = model(onnx)?;
     let x = calibration.as_array().to_owned();
-    let opts = options(n_bits, rounding_bits, windows);
+    let opts = options(n_bits, rounding_bits, windows, output_parts);
     let q = py.detach(|| m.quantize(&x, &opts)).map_err(to_py)?;
     Ok(QuantizedNetwork { q })
 }
@@ -103,7 +110,7 @@ type AutoCompiled<'py> = (Bound<'py, PyDict>, QuantizedNetwork, Option<Circuit>,
 /// compile error is raised as it is.
 #[allow(clippy::too_many_arguments)]
 #[pyfunction]
-#[pyo3(signature = (onnx, calibration, n_bits, tolerance, windows = false, p_error = None, global_p_error = None, partitions = true))]
+#[pyo3(signature = (onnx, calibration, n_bits, tolerance, windows = false, p_error = None, global_p_error = None, partitions = true, output_parts = 1))]
 pub(crate) fn onnx_compile_auto<'py>(
     py: Python<'py>,
     onnx: &[u8],
@@ -114,10 +121,11 @@ pub(crate) fn onnx_compile_auto<'py>(
     p_error: Option<f64>,
     global_p_error: Option<f64>,
     partitions: bool,
+    output_parts: u32,
 ) -> PyResult<AutoCompiled<'py>> {
     let m = model(onnx)?;
     let x = calibration.as_array().to_owned();
-    let opts = options(n_bits, fhec::onnx::DEFAULT_ROUNDING_BITS, windows);
+    let opts = options(n_bits, fhec::onnx::DEFAULT_ROUNDING_BITS, windows, output_parts);
     let compile_opts = fhec::CompileOptions {
         p_error: p_error_of(p_error, global_p_error)?,
         partitions,
@@ -138,7 +146,7 @@ pub(crate) fn onnx_compile_auto<'py>(
         Err(fhec::onnx::BuildFailure::Failed(e)) => return Err(py_err(e)),
         // nothing has secure parameters: the choice's network, for the error's report
         Err(fhec::onnx::BuildFailure::Infeasible(why)) => (
-            py.detach(|| m.quantize(&x, &options(n_bits, c.bits, windows)))
+            py.detach(|| m.quantize(&x, &options(n_bits, c.bits, windows, output_parts)))
                 .map_err(to_py)?,
             None,
             Some(why),
@@ -220,19 +228,29 @@ impl QuantizedNetwork {
             .into_pyarray(py))
     }
 
-    /// Dequantises the program's outputs (`rows × outputs` integers) to floats.
+    /// Dequantises the program's outputs (`rows × outputs` integers, the partial sums of each value
+    /// when the output is in parts) to floats (`rows × values`).
     fn dequantize<'py>(&self, py: Python<'py>, y: PyReadonlyArray2<'_, i64>) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let d = self.q.spec.outputs[0]
             .as_ref()
             .expect("a network's output is dequantised");
         let v = y.as_array();
-        if v.ncols() != d.scale.len() {
+        let (c, parts) = (d.scale.len(), d.parts as usize);
+        if v.ncols() != c * parts {
             return Err(py_err(fhec::Error::new(
                 fhec::ErrorKind::Shape,
-                format!("{} outputs per row, the network has {}", v.ncols(), d.scale.len()),
+                format!("{} outputs per row, the network has {}", v.ncols(), c * parts),
             )));
         }
-        let out = ndarray::Array2::from_shape_fn(v.dim(), |(r, c)| d.scale[c] * v[[r, c]] as f64 + d.offset[c]);
+        let ints: Vec<i64> = v.iter().copied().collect();
+        let (values, _) = self
+            .q
+            .spec
+            .output_values(0, &ints, c * parts)
+            .map_err(|e| py_err(e.into()))?;
+        let out = ndarray::Array2::from_shape_fn((v.nrows(), c), |(r, k)| {
+            d.scale[k] * values[r * c + k] as f64 + d.offset[k]
+        });
         Ok(out.into_pyarray(py))
     }
 

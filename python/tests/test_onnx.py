@@ -312,6 +312,38 @@ def test_qoperator_and_qonnx_models(name):
     assert ours >= theirs - 0.03
 
 
+def test_output_parts_add_up_and_run_encrypted(iris):
+    # the output as partial sums the client adds: the same network's answers in every mode
+    whole, d = iris
+    model, _ = fixture("iris_mlp")
+    qm = fhec.onnx.compile_onnx_model(model, d["calib"], output_parts=2)
+    x = d["x"]
+    clear = qm.forward(x, fhe="disable")
+    assert np.array_equal(clear, whole.forward(x, fhe="disable"))
+    assert np.array_equal(qm.forward(x, fhe="simulate"), clear)
+    assert np.array_equal(qm.forward(x[:2], fhe="execute"), clear[:2])
+    # the program returns both parts; dequantize_output adds them
+    ints = qm.fhe_circuit.eval_clear(qm.quantize_input(x[:1]))
+    assert np.asarray(ints).size == 2 * 3
+    assert np.array_equal(qm.dequantize_output(np.asarray(ints).reshape(1, -1)), clear[:1])
+    parts = [r for r in qm.bitwidth_report() if r["kind"] == "output parts"]
+    assert len(parts) == 1 and parts[0]["elements"] == 6
+    with pytest.raises(ValueError, match="output_parts"):
+        fhec.onnx.compile_onnx_model(model, d["calib"], output_parts=0)
+
+
+def test_output_parts_give_secure_parameters_where_the_whole_output_has_none():
+    # the CNN at 6-bit activations: its 18-bit output has no secure parameters whole, in 4 parts it does
+    model, d = fixture("mnist_cnn")
+    bits = {"model_inputs": 3, "op_inputs": 6, "op_weights": 5, "model_outputs": 8}
+    with pytest.raises(fhec.errors.CompileError, match="output_parts"):
+        fhec.onnx.compile_onnx_model(model, d["calib"][:500], n_bits=bits, rounding_threshold_bits=6)
+    qm = fhec.onnx.compile_onnx_model(model, d["calib"][:500], n_bits=bits, rounding_threshold_bits=6, output_parts=4)
+    x = d["x"][:40]
+    clear = qm.forward(x, fhe="disable")
+    assert np.array_equal(qm.forward(x, fhe="simulate"), clear)
+
+
 def test_too_wide_accumulators_are_a_clear_error():
     model, d = fixture("iris_mlp")
     with pytest.raises(fhec.errors.CompileError, match="fewer n_bits"):

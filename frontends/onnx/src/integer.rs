@@ -744,10 +744,7 @@ mod tests {
                 ),
                 IntegerLayer::dense(vec![vec![1, 2, -3], vec![-1, 0, 1]], None),
             ],
-            output: Dequant {
-                scale: vec![0.1, 0.2],
-                offset: vec![1.0, -1.0],
-            },
+            output: Dequant::new(vec![0.1, 0.2], vec![1.0, -1.0]),
             post: Post::Softmax,
             classes: None,
         }
@@ -908,10 +905,7 @@ mod tests {
                 },
                 IntegerLayer::dense(dense_w, None),
             ],
-            output: Dequant {
-                scale: vec![1.0; 2],
-                offset: vec![0.0; 2],
-            },
+            output: Dequant::new(vec![1.0; 2], vec![0.0; 2]),
             post: Post::Identity,
             classes: None,
         }
@@ -1072,10 +1066,7 @@ mod tests {
                 lookup: None,
             },
         ];
-        m.output = Dequant {
-            scale: vec![1.0; 4096],
-            offset: vec![0.0; 4096],
-        };
+        m.output = Dequant::new(vec![1.0; 4096], vec![0.0; 4096]);
         let e = m.build().unwrap_err().to_string();
         assert!(e.contains("bits (at most") || e.contains("beyond 2^62"), "{e}");
     }

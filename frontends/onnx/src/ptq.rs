@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use fhec_ir::attr::{Attribute, Dense};
 use fhec_ir::types::{clear_type_for, width_for, MAX_ENCRYPTED_WIDTH};
 use fhec_ir::{ElemType, FunctionBuilder, Module, OpKind, Tensor, Type, ValueId};
-use fhec_quant::{quantize_weights, ClientSpec, Dequant, Encoding, InputQuantizer, Post, WeightMode, Weights};
+use fhec_quant::{
+    quantize_weights, ClientSpec, Dequant, Encoding, InputQuantizer, Post, WeightMode, Weights, MAX_OUTPUT_PARTS,
+};
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +81,17 @@ pub struct PtqOptions {
     /// default: finer tables are more accurate, not always cheaper.
     #[serde(default)]
     pub windows: bool,
+    /// The network's output, a linear layer's accumulator, returned as this many partial sums over
+    /// the layer's inputs, which the client adds after decryption ([`fhec_quant::Dequant::parts`];
+    /// docs/onnx.md, "Output parts"): each part has fewer bits and less noise than the whole, so
+    /// that the lookups before it may take cheaper parameters, or have secure ones at all. The
+    /// client then learns the parts, not only their sums. 1 (the default): the output whole.
+    #[serde(default = "one_part")]
+    pub output_parts: u32,
+}
+
+fn one_part() -> u32 {
+    1
 }
 
 /// With [`PtqOptions::windows`], how many bits a table's input may have beyond `rounding_bits`
@@ -102,6 +115,7 @@ impl Default for PtqOptions {
             n_bits: NBits::all(DEFAULT_N_BITS),
             rounding_bits: DEFAULT_ROUNDING_BITS,
             windows: false,
+            output_parts: 1,
         }
     }
 }
@@ -120,7 +134,9 @@ pub enum Tail {
 pub struct LayerReport {
     /// The ONNX node (`Gemm node "fc1"`).
     pub node: String,
-    /// `accumulator` (a linear layer) or `lookup` (rounding and table lookup).
+    /// `accumulator` (a linear layer), `lookup` (rounding and table lookup), or `output parts`
+    /// (the output accumulator as partial sums, [`PtqOptions::output_parts`]: the parts' range
+    /// and bits).
     pub kind: String,
     /// Elements of the result.
     pub elements: usize,
@@ -315,6 +331,24 @@ struct Builder<'a> {
     b: FunctionBuilder,
     calib: HashMap<String, ArrayD<f64>>,
     layers: Vec<LayerReport>,
+    /// The last linear layer built: the output's, when it is returned in parts.
+    last_linear: Option<LinearSite>,
+}
+
+/// A linear layer's accumulator `x · W` ([`Builder::linear`]), as [`Builder::output_in_parts`]
+/// rebuilds it.
+struct LinearSite {
+    what: String,
+    acc: ValueId,
+    x: ValueId,
+    /// `x`'s range.
+    x_lo: i64,
+    x_hi: i64,
+    /// The integer weights, `k × n` row-major.
+    w: Vec<i64>,
+    k: usize,
+    n: usize,
+    signed: bool,
 }
 
 fn ir_err(node: &str) -> impl Fn(fhec_ir::Diagnostic) -> OnnxError + '_ {
@@ -631,10 +665,22 @@ impl Builder<'_> {
             amax = amax.max(hi);
         }
         let (wv, elem, width) = self.weights(&what, q.values.clone(), &[k, n], &x, (amin, amax))?;
+        let signed = elem.is_signed();
         let acc = self
             .b
             .op_with_type(OpKind::Matmul, &[x.v, wv], &[], Some(Type::new(elem, vec![1, n])))
             .map_err(ir_err(&what))?;
+        self.last_linear = Some(LinearSite {
+            what: what.clone(),
+            acc,
+            x: x.v,
+            x_lo: x.lo,
+            x_hi: x.hi,
+            w: q.values.clone(),
+            k,
+            n,
+            signed,
+        });
         self.layers.push(LayerReport {
             node: what,
             kind: "accumulator".into(),
@@ -654,6 +700,83 @@ impl Builder<'_> {
             steps: Vec::new(),
             calib: out.to_string(),
         })
+    }
+
+    /// The accumulator of `site` as `parts` partial sums, each over a run of the layer's input rows
+    /// (as even as can be), concatenated: `[1, parts · n]`, part `j`'s values at `j·n ..`. One
+    /// width for every part: the widest part's worst case.
+    fn output_in_parts(&mut self, site: &LinearSite, parts: u32) -> Result<ValueId, OnnxError> {
+        let (g, k, n) = (parts as usize, site.k, site.n);
+        let what = format!("{} (the output in {g} parts)", site.what);
+        let bounds: Vec<usize> = (0..=g).map(|j| j * k / g).collect();
+        let (mut plo, mut phi) = (i128::MAX, i128::MIN);
+        for j in 0..g {
+            for o in 0..n {
+                let (mut lo, mut hi) = (0i128, 0i128);
+                for r in bounds[j]..bounds[j + 1] {
+                    let wq = i128::from(site.w[r * n + o]);
+                    let (a, c) = (wq * i128::from(site.x_lo), wq * i128::from(site.x_hi));
+                    lo += a.min(c);
+                    hi += a.max(c);
+                }
+                plo = plo.min(lo);
+                phi = phi.max(hi);
+            }
+        }
+        let width = width_for(plo, phi, site.signed);
+        let elem = if site.signed {
+            ElemType::ESInt(width)
+        } else {
+            ElemType::EInt(width)
+        };
+        let mut sums = Vec::with_capacity(g);
+        for j in 0..g {
+            let (a, b) = (bounds[j], bounds[j + 1]);
+            let xs = self
+                .b
+                .op(
+                    OpKind::Slice,
+                    &[site.x],
+                    &[
+                        ("starts", Attribute::int_array(&[0, a as i64])),
+                        ("ends", Attribute::int_array(&[1, b as i64])),
+                        ("steps", Attribute::int_array(&[1, 1])),
+                    ],
+                )
+                .map_err(ir_err(&what))?;
+            let wt: Tensor = ArrayD::from_shape_vec(IxDyn(&[b - a, n]), site.w[a * n..b * n].to_vec())
+                .map_err(|e| OnnxError::Shape(e.to_string()))?;
+            let wty = clear_type_for(&wt);
+            let dense = Dense::new(wty.clone(), wt).map_err(OnnxError::Unsupported)?;
+            let wv = self
+                .b
+                .op_with_type(OpKind::Constant, &[], &[("value", Attribute::Dense(dense))], Some(wty))
+                .map_err(ir_err(&what))?;
+            let m = self
+                .b
+                .op_with_type(
+                    OpKind::Matmul,
+                    &[xs, wv],
+                    &[],
+                    Some(Type::new(elem, vec![1, n])),
+                )
+                .map_err(ir_err(&what))?;
+            sums.push(m);
+        }
+        let y = self
+            .b
+            .op(OpKind::Concat, &sums, &[("axis", Attribute::Int(1))])
+            .map_err(ir_err(&what))?;
+        self.layers.push(LayerReport {
+            node: what,
+            kind: "output parts".into(),
+            elements: g * n,
+            range: (plo as i64, phi as i64),
+            bits: width,
+            rounded_lsbs: 0,
+            tables: 0,
+        });
+        Ok(y)
     }
 
     /// `x` with integers and one scale per channel (axis 1 of `channels`): as it is when it has no
@@ -1388,6 +1511,12 @@ impl OnnxModel {
                 opts.rounding_bits
             )));
         }
+        if !(1..=MAX_OUTPUT_PARTS).contains(&opts.output_parts) {
+            return Err(OnnxError::Options(format!(
+                "output_parts must be in 1..={MAX_OUTPUT_PARTS}, got {}",
+                opts.output_parts
+            )));
+        }
         if self.inputs.len() != 1 || self.outputs.len() != 1 {
             return Err(OnnxError::Unsupported(format!(
                 "networks of one input and one output are supported; this one has {} inputs and {} outputs",
@@ -1460,6 +1589,7 @@ impl OnnxModel {
             b,
             calib,
             layers: Vec::new(),
+            last_linear: None,
         };
         let mut tail = None;
         let output = &self.outputs[0];
@@ -1495,19 +1625,35 @@ impl OnnxModel {
             let bits = opts.n_bits.model_outputs;
             y = bld.materialise(y, bits, "the output")?;
         }
+        let mut parts = 1;
+        if opts.output_parts > 1 {
+            let Some(site) = bld.last_linear.take().filter(|s| s.acc == y.v) else {
+                return Err(OnnxError::Unsupported(
+                    "output_parts: the network's output must be a linear layer's accumulator (Gemm or MatMul, \
+                     then at most a Softmax, LogSoftmax or ArgMax on the client); use output_parts=1"
+                        .into(),
+                ));
+            };
+            // at most one input row per part
+            parts = opts.output_parts.min(site.k as u32);
+            if parts > 1 {
+                y.v = bld.output_in_parts(&site, parts)?;
+            }
+        }
         let n = y.numel();
         let expand = |v: &[f64]| -> Vec<f64> { (0..n).map(|e| at(v, e)).collect() };
-        let dequant = Dequant {
-            scale: expand(&y.scale),
-            offset: expand(&y.offset),
-        };
+        let mut dequant = Dequant::new(expand(&y.scale), expand(&y.offset));
+        dequant.parts = parts;
         let post = match tail {
             Some(Tail::Softmax) => Post::Softmax,
             _ => Post::Identity,
         };
         let spec = ClientSpec::model(quantizer, Encoding::Plain, dequant, post);
         let mut module = Module::new();
-        module.functions.push(bld.b.ret(&[y.v]));
+        let mut f = bld.b.ret(&[y.v]);
+        // the whole output's matmul, when it was rebuilt in parts
+        f.drop_dead_ops();
+        module.functions.push(f);
         let output_shape = y.shape[1..].to_vec();
         Ok(QuantizedNetwork {
             module,

@@ -78,8 +78,14 @@ pub(crate) fn run_quantized(q: &QuantizedNetwork, x: &ArrayD<f64>) -> Result<Vec
             .values;
         let a = ArrayD::from_shape_vec(IxDyn(&[1, f]), qx).map_err(|e| OnnxError::Shape(e.to_string()))?;
         let y = interp::eval(&verified, &[a]).map_err(|e| OnnxError::Unsupported(e.to_string()))?;
+        let ints: Vec<i64> = y[0].iter().copied().collect();
+        let (values, _) = q
+            .spec
+            .output_values(0, &ints, ints.len())
+            .map_err(|e| OnnxError::Shape(e.to_string()))?;
         out.push(
-            y[0].iter()
+            values
+                .iter()
                 .enumerate()
                 .map(|(c, &v)| dq.scale[c] * v as f64 + dq.offset[c])
                 .collect(),

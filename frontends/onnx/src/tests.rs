@@ -241,34 +241,43 @@ fn rows(n: usize, lo: &[f64], hi: &[f64], seed: u64) -> ArrayD<f64> {
     ArrayD::from_shape_vec(IxDyn(&[n, f]), v).unwrap()
 }
 
-/// Runs the module's clear interpreter on `count` random integer inputs over the whole input range
-/// (not only calibration's): every intermediate value must fit its declared type (the interpreter
-/// checks), so the quantised program is exact on every input it accepts.
-fn exact_on_the_whole_input_range(q: &crate::QuantizedNetwork, count: usize) {
-    let v = fhec_ir::verify(&q.module).unwrap();
+/// `count` integer inputs of `q`'s module over its whole input range (not only calibration's): the
+/// range's two ends, both alternating, then pseudo-random ones.
+fn whole_range_inputs(q: &crate::QuantizedNetwork, count: usize) -> Vec<ArrayD<i64>> {
     let f = q.module.entry().unwrap();
     let (lo, hi) = f.arg_range(0).unwrap();
     let n: usize = f.ty(f.args[0].value).shape.iter().product();
     let mut s = 7u64;
-    for case in 0..count {
-        let x: Vec<i64> = (0..n)
-            .map(|i| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                match case {
-                    0 => lo,
-                    1 => hi,
-                    2 => {
-                        if i % 2 == 0 {
-                            lo
-                        } else {
-                            hi
+    (0..count)
+        .map(|case| {
+            let x: Vec<i64> = (0..n)
+                .map(|i| {
+                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    match case {
+                        0 => lo,
+                        1 => hi,
+                        2 => {
+                            if i % 2 == 0 {
+                                lo
+                            } else {
+                                hi
+                            }
                         }
+                        _ => lo + ((s >> 33) as i64).rem_euclid(hi - lo + 1),
                     }
-                    _ => lo + ((s >> 33) as i64).rem_euclid(hi - lo + 1),
-                }
-            })
-            .collect();
-        let x = ArrayD::from_shape_vec(IxDyn(&[1, n]), x).unwrap();
+                })
+                .collect();
+            ArrayD::from_shape_vec(IxDyn(&[1, n]), x).unwrap()
+        })
+        .collect()
+}
+
+/// Runs the module's clear interpreter on `count` integer inputs over the whole input range
+/// ([`whole_range_inputs`]): every intermediate value must fit its declared type (the interpreter
+/// checks), so the quantised program is exact on every input it accepts.
+fn exact_on_the_whole_input_range(q: &crate::QuantizedNetwork, count: usize) {
+    let v = fhec_ir::verify(&q.module).unwrap();
+    for (case, x) in whole_range_inputs(q, count).into_iter().enumerate() {
         interp::eval(&v, &[x]).unwrap_or_else(|e| panic!("case {case}: {e}"));
     }
 }
@@ -287,7 +296,10 @@ fn dequantised(q: &crate::QuantizedNetwork, x: &ArrayD<f64>) -> Vec<Vec<f64>> {
         .map(|r| {
             let a = ArrayD::from_shape_vec(IxDyn(&[1, f]), r.to_vec()).unwrap();
             let out = interp::eval(&v, &[a]).unwrap();
-            out[0]
+            let ints: Vec<i64> = out[0].iter().copied().collect();
+            // an output in parts: their sums
+            let (values, _) = q.spec.output_values(0, &ints, ints.len()).unwrap();
+            values
                 .iter()
                 .enumerate()
                 .map(|(c, &v)| dq.scale[c] * v as f64 + dq.offset[c])
@@ -317,6 +329,7 @@ fn windows_round_finer_where_tables_saturate() {
                 n_bits: bits,
                 rounding_bits: 3,
                 windows,
+                output_parts: 1,
             },
         )
         .unwrap()
@@ -376,6 +389,7 @@ fn iris_network_quantises_exactly_and_accurately() {
                     n_bits: bits,
                     rounding_bits: rounding,
                     windows: false,
+                    output_parts: 1,
                 },
             )
             .unwrap();
@@ -444,6 +458,75 @@ fn a_network_of_many_ops_quantises_exactly() {
     assert!(worst < 0.05, "softmax differs by {worst}");
 }
 
+/// Output parts ([`PtqOptions::output_parts`]): the output accumulator returned as partial sums
+/// (concatenated) adds up to the whole one on every input tried (the input box's ends included), the
+/// parts no wider than the whole; the spec says how many; more parts than the layer has inputs are
+/// capped; 0 or 65 parts, and a network whose output is not a linear layer's accumulator, are refused.
+#[test]
+fn output_parts_add_up_to_the_whole_output() {
+    let opts = |output_parts| PtqOptions {
+        n_bits: NBits::all(4),
+        rounding_bits: 4,
+        windows: false,
+        output_parts,
+    };
+    let iris = rows(300, &[4.3, 2.0, 1.0, 0.1], &[7.9, 4.4, 6.9, 2.5], 1);
+    let ops = rows(200, &[-2.5; 12], &[2.5; 12], 3)
+        .into_shape_with_order(IxDyn(&[200, 3, 4]))
+        .unwrap();
+    // iris ends in a Gemm of 3 inputs; ops_mlp in a MatMul of 6, an Add and a Softmax
+    for (bytes, calib, parts, want) in [(IRIS, &iris, 2, 2), (IRIS, &iris, 9, 3), (OPS, &ops, 4, 4)] {
+        let m = OnnxModel::from_bytes(bytes).unwrap();
+        let whole = m.quantize(calib, &opts(1)).unwrap();
+        let split = m.quantize(calib, &opts(parts)).unwrap();
+        assert_eq!(split.spec.outputs[0].as_ref().unwrap().parts, want);
+        assert_eq!(split.output_shape, whole.output_shape);
+        assert_eq!(split.tail, whole.tail);
+        let part_bits = split.layers.iter().find(|l| l.kind == "output parts").unwrap().bits;
+        let whole_bits = whole.layers.iter().rfind(|l| l.kind == "accumulator").unwrap().bits;
+        assert!(part_bits <= whole_bits, "{part_bits} > {whole_bits}");
+        let (vw, vs) = (
+            fhec_ir::verify(&whole.module).unwrap(),
+            fhec_ir::verify(&split.module).unwrap(),
+        );
+        for (case, x) in whole_range_inputs(&whole, 300).into_iter().enumerate() {
+            let a: Vec<i64> = interp::eval(&vw, std::slice::from_ref(&x)).unwrap()[0]
+                .iter()
+                .copied()
+                .collect();
+            let b: Vec<i64> = interp::eval(&vs, &[x]).unwrap()[0].iter().copied().collect();
+            assert_eq!(b.len(), want as usize * a.len());
+            let (sums, c) = split.spec.output_values(0, &b, b.len()).unwrap();
+            assert_eq!((sums, c), (a.clone(), a.len()), "case {case}");
+        }
+        assert_eq!(dequantised(&split, calib), dequantised(&whole, calib));
+    }
+    let m = OnnxModel::from_bytes(IRIS).unwrap();
+    for bad in [0, 65] {
+        let e = m.quantize(&iris, &opts(bad)).unwrap_err().to_string();
+        assert!(e.contains("output_parts must be in 1..=64"), "{e}");
+    }
+    // a Gemm then a Sigmoid: the output is a lookup's
+    let act = model_bytes(
+        vec![
+            node("Gemm", "g", &["x", "W", "b"], &["g"], vec![attr_int("transB", 1)]),
+            node("Sigmoid", "s", &["g"], &["y"], vec![]),
+        ],
+        vec![
+            float_tensor("W", &[3, 2], &[1.0, -1.0, 0.5, 2.0, -2.0, 0.25]),
+            float_tensor("b", &[3], &[0.5, -1.0, 0.0]),
+        ],
+        &[-1, 2],
+        "y",
+        17,
+    );
+    let m = OnnxModel::from_bytes(&act).unwrap();
+    let x = rows(50, &[-1.0, -1.0], &[1.0, 1.0], 2);
+    assert!(m.quantize(&x, &opts(1)).is_ok());
+    let e = m.quantize(&x, &opts(2)).unwrap_err().to_string();
+    assert!(e.contains("must be a linear layer's accumulator"), "{e}");
+}
+
 #[test]
 fn bad_options_and_calibration_sets_are_errors() {
     let m = OnnxModel::from_bytes(IRIS).unwrap();
@@ -453,12 +536,14 @@ fn bad_options_and_calibration_sets_are_errors() {
         n_bits: NBits::all(0),
         rounding_bits: 6,
         windows: false,
+        output_parts: 1,
     })
     .contains("model_inputs"));
     assert!(bad(PtqOptions {
         n_bits: NBits::all(8),
         rounding_bits: 0,
         windows: false,
+        output_parts: 1,
     })
     .contains("rounding"));
     let mut nan = calib.clone();
@@ -554,6 +639,7 @@ fn batch_normalization_folds_into_the_accumulator() {
         n_bits: NBits::all(8),
         rounding_bits: 8,
         windows: false,
+        output_parts: 1,
     };
     let q = m.quantize(&x, &opts).unwrap();
     let kinds: Vec<&str> = q.layers.iter().map(|l| l.kind.as_str()).collect();
@@ -861,6 +947,7 @@ fn convolutional_networks_quantise_exactly() {
             n_bits: NBits::all(6),
             rounding_bits: 6,
             windows: false,
+            output_parts: 1,
         };
         let q = m.quantize(&x, &opts).unwrap();
         assert_eq!(q.input_shape, shape);
@@ -1022,6 +1109,7 @@ fn residuals_and_data_movement_quantise_exactly() {
         n_bits: NBits::all(6),
         rounding_bits: 6,
         windows: false,
+        output_parts: 1,
     };
     let q = m.quantize(&x, &opts).unwrap();
     exact_on_the_whole_input_range(&q, 60);
@@ -1070,6 +1158,7 @@ fn padded_constants_do_not_distort_the_next_layer() {
         n_bits: NBits::all(6),
         rounding_bits: 6,
         windows: false,
+        output_parts: 1,
     };
     let q = m.quantize(&x, &opts).unwrap();
     exact_on_the_whole_input_range(&q, 20);
@@ -1259,6 +1348,7 @@ fn transposed_convolutions_follow_onnx_and_quantise_exactly() {
         n_bits: NBits::all(6),
         rounding_bits: 6,
         windows: false,
+        output_parts: 1,
     };
     let q = m.quantize(&x, &opts).unwrap();
     exact_on_the_whole_input_range(&q, 30);
@@ -1432,6 +1522,7 @@ fn reduce_max_quantises_exactly() {
         n_bits: NBits::all(6),
         rounding_bits: 6,
         windows: false,
+        output_parts: 1,
     };
     let q = m.quantize(&x, &opts).unwrap();
     assert_eq!(q.layers.iter().filter(|l| l.kind == "max").count(), 2);
@@ -1530,6 +1621,7 @@ fn qdq_networks_keep_their_integers() {
         n_bits: NBits::all(5),
         rounding_bits: 16,
         windows: false,
+        output_parts: 1,
     };
     let q = m.quantize(&x, &opts).unwrap();
     let fhec_quant::InputSpec::Features { quantizer, .. } = &q.spec.inputs[0] else {
@@ -1681,6 +1773,7 @@ fn products_of_functions_of_one_tensor_are_one_lookup() {
         n_bits: NBits::all(6),
         rounding_bits: 6,
         windows: false,
+        output_parts: 1,
     };
     let q = m.quantize(&x, &opts).unwrap();
     let lookups: Vec<&str> = q
@@ -1701,6 +1794,7 @@ fn products_of_functions_of_one_tensor_are_one_lookup() {
                 n_bits: NBits::all(b),
                 rounding_bits: b,
                 windows: false,
+                output_parts: 1,
             };
             let deq = dequantised(&m.quantize(&x, &opts).unwrap(), &x);
             deq.iter()

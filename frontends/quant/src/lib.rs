@@ -23,7 +23,7 @@ pub mod weights;
 
 pub use input::{InputQuantizer, Quantized as QuantizedInputs, QuantizerKind};
 pub use linear::QuantizedLinear;
-pub use spec::{ClientSpec, Dequant, Encoding, InputSpec, Post};
+pub use spec::{ClientSpec, Dequant, Encoding, InputSpec, Post, MAX_OUTPUT_PARTS};
 pub use weights::{quantize_weights, WeightMode, Weights};
 
 /// Errors of quantisation: bad options or calibration data, a model that cannot be quantised.

@@ -194,10 +194,7 @@ impl QuantizedLinear {
         crate::spec::ClientSpec::model(
             self.inputs.clone(),
             crate::spec::Encoding::Plain,
-            crate::spec::Dequant {
-                scale: self.w_scale.clone(),
-                offset: self.bias.clone(),
-            },
+            crate::spec::Dequant::new(self.w_scale.clone(), self.bias.clone()),
             post,
         )
     }

@@ -13,8 +13,13 @@ use serde::{Deserialize, Serialize};
 use crate::input::InputQuantizer;
 use crate::QuantError;
 
-/// Version of the spec's layout; readers refuse newer ones with a clear message.
-pub const SPEC_VERSION: u32 = 1;
+/// Version of the spec's layout; readers refuse newer ones with a clear message. Version 2 adds
+/// [`Dequant::parts`]; a spec without parts is written as version 1, which older readers take.
+pub const SPEC_VERSION: u32 = 2;
+
+/// Most partial sums an output may be decrypted as ([`Dequant::parts`]): a bound on what a spec read
+/// from a file can ask of the client.
+pub const MAX_OUTPUT_PARTS: u32 = 64;
 
 /// Widest quantiser a thermometer encoding takes: `2^n − 1` integers per feature (the trees' limit),
 /// so a spec read from a file cannot make `encode` allocate more than 1023 values per feature.
@@ -50,6 +55,31 @@ pub enum InputSpec {
 pub struct Dequant {
     pub scale: Vec<f64>,
     pub offset: Vec<f64>,
+    /// The program returns each value as this many partial sums, `parts` blocks of the values one
+    /// after the other, which the client adds before dequantising (`v[c] = Σ_j out[j·C + c]`): a
+    /// wide output accumulator split so that each part needs fewer bits of precision (docs/onnx.md,
+    /// "Output parts"). 1: the values themselves.
+    #[serde(default = "one_part", skip_serializing_if = "is_one_part")]
+    pub parts: u32,
+}
+
+fn one_part() -> u32 {
+    1
+}
+
+fn is_one_part(p: &u32) -> bool {
+    *p == 1
+}
+
+impl Dequant {
+    /// `y = scale · v + offset` per value, the values returned whole.
+    pub fn new(scale: Vec<f64>, offset: Vec<f64>) -> Dequant {
+        Dequant {
+            scale,
+            offset,
+            parts: 1,
+        }
+    }
 }
 
 /// From dequantised values to predictions.
@@ -97,7 +127,7 @@ impl ClientSpec {
     /// Integers in, integers out: the spec of a program written by hand or traced.
     pub fn integers(n_inputs: usize, n_outputs: usize) -> ClientSpec {
         ClientSpec {
-            version: SPEC_VERSION,
+            version: 1,
             inputs: vec![InputSpec::Integers; n_inputs],
             outputs: vec![None; n_outputs],
             post: Post::Identity,
@@ -108,7 +138,8 @@ impl ClientSpec {
     /// A model with one input of float features and one output.
     pub fn model(quantizer: InputQuantizer, encoding: Encoding, dequant: Dequant, post: Post) -> ClientSpec {
         ClientSpec {
-            version: SPEC_VERSION,
+            // the oldest layout that holds it, for older readers
+            version: if dequant.parts > 1 { SPEC_VERSION } else { 1 },
             inputs: vec![InputSpec::Features { quantizer, encoding }],
             outputs: vec![Some(dequant)],
             post,
@@ -153,6 +184,15 @@ impl ClientSpec {
             }
         }
         for d in self.outputs.iter().flatten() {
+            if !(1..=MAX_OUTPUT_PARTS).contains(&d.parts) {
+                return bad(format!(
+                    "client spec: an output in {} parts (1 to {MAX_OUTPUT_PARTS})",
+                    d.parts
+                ));
+            }
+            if d.parts > 1 && self.version < 2 {
+                return bad("client spec: output parts in a version 1 spec".into());
+            }
             if d.scale.is_empty()
                 || d.scale.len() != d.offset.len()
                 || d.scale.iter().chain(&d.offset).any(|v| !v.is_finite())
@@ -191,6 +231,31 @@ impl ClientSpec {
                 })
             }
         }
+    }
+
+    /// Output `o`'s values from the program's integers (row-major, `width` per row): each value's
+    /// partial sums added when the output is in parts ([`Dequant::parts`]), else the integers as
+    /// they are. Returns the values and their count per row.
+    pub fn output_values(&self, o: usize, ints: &[i64], width: usize) -> Result<(Vec<i64>, usize), QuantError> {
+        let parts = self
+            .outputs
+            .get(o)
+            .and_then(Option::as_ref)
+            .map_or(1, |d| d.parts.max(1)) as usize;
+        if parts == 1 {
+            return Ok((ints.to_vec(), width));
+        }
+        if width == 0 || !width.is_multiple_of(parts) || !ints.len().is_multiple_of(width) {
+            return Err(QuantError::Options(format!(
+                "output {o}: {width} integers per row do not hold {parts} parts of equal size"
+            )));
+        }
+        let c = width / parts;
+        let values = ints
+            .chunks(width)
+            .flat_map(|row| (0..c).map(move |k| (0..parts).fold(0i64, |s, j| s.wrapping_add(row[j * c + k]))))
+            .collect();
+        Ok((values, c))
     }
 
     /// Dequantised values of output `o` (row-major `rows × C` integers → floats).
@@ -297,15 +362,7 @@ mod tests {
 
     fn spec(post: Post) -> ClientSpec {
         let q = InputQuantizer::calibrate(&[vec![0.0, 0.0], vec![3.0, 6.0]], 2, 2).unwrap();
-        ClientSpec::model(
-            q,
-            Encoding::Plain,
-            Dequant {
-                scale: vec![0.5, 2.0],
-                offset: vec![1.0, -1.0],
-            },
-            post,
-        )
+        ClientSpec::model(q, Encoding::Plain, Dequant::new(vec![0.5, 2.0], vec![1.0, -1.0]), post)
     }
 
     #[test]
@@ -386,6 +443,7 @@ mod tests {
             let Ok(t) = String::from_utf8(bytes) else { return Ok(()) };
             if let Ok(s) = ClientSpec::from_json(&t) {
                 let _ = s.encode(0, &xs);
+                let _ = s.output_values(0, &ints, 4);
                 let v = s.dequantize(0, &ints);
                 let _ = s.post_process(&v, 2);
                 let _ = s.class_index(&v, 2);
@@ -394,12 +452,40 @@ mod tests {
     }
 
     #[test]
+    fn outputs_in_parts_are_added_before_dequantising() {
+        let mut s = spec(Post::Identity);
+        assert_eq!(s.version, 1, "without parts: the layout older readers take");
+        assert_eq!(s.output_values(0, &[1, 2, 3, 4], 2).unwrap(), (vec![1, 2, 3, 4], 2));
+        s.outputs[0].as_mut().unwrap().parts = 3;
+        s.version = SPEC_VERSION;
+        // two rows of three parts of two values: [1, 2 | 10, 20 | -5, 7] and [0, 0 | 0, 1 | 1, 0]
+        let ints = [1, 2, 10, 20, -5, 7, 0, 0, 0, 1, 1, 0];
+        assert_eq!(s.output_values(0, &ints, 6).unwrap(), (vec![6, 29, 1, 1], 2));
+        assert!(s.output_values(0, &ints, 4).is_err(), "4 per row is not 3 parts");
+        assert!(s.output_values(0, &ints[..5], 6).is_err(), "a partial row");
+        let back = ClientSpec::from_json(&s.to_json()).unwrap();
+        assert_eq!(back, s);
+        // parts are bounded, and need the layout that knows them
+        let mut t = s.clone();
+        t.outputs[0].as_mut().unwrap().parts = MAX_OUTPUT_PARTS + 1;
+        assert!(ClientSpec::from_json(&t.to_json())
+            .unwrap_err()
+            .to_string()
+            .contains("parts"));
+        t.outputs[0].as_mut().unwrap().parts = 0;
+        assert!(ClientSpec::from_json(&t.to_json()).is_err());
+        let mut old = s.clone();
+        old.version = 1;
+        assert!(ClientSpec::from_json(&old.to_json())
+            .unwrap_err()
+            .to_string()
+            .contains("version 1"));
+    }
+
+    #[test]
     fn wide_thermometers_are_refused() {
         let q = InputQuantizer::calibrate(&[vec![0.0], vec![1.0]], 1, 12).unwrap();
-        let d = Dequant {
-            scale: vec![1.0],
-            offset: vec![0.0],
-        };
+        let d = Dequant::new(vec![1.0], vec![0.0]);
         let s = ClientSpec::model(q, Encoding::Thermometer, d, Post::Identity);
         assert!(ClientSpec::from_json(&s.to_json())
             .unwrap_err()
@@ -410,10 +496,7 @@ mod tests {
     #[test]
     fn empty_dequantisation_is_refused() {
         let mut s = spec(Post::Identity);
-        s.outputs[0] = Some(Dequant {
-            scale: vec![],
-            offset: vec![],
-        });
+        s.outputs[0] = Some(Dequant::new(vec![], vec![]));
         assert!(ClientSpec::from_json(&s.to_json()).is_err());
         assert_eq!(s.dequantize(0, &[3]), vec![3.0]);
     }

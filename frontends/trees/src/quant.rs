@@ -275,10 +275,7 @@ impl Quantized {
         fhec_quant::ClientSpec::model(
             self.inputs.clone(),
             fhec_quant::Encoding::Thermometer,
-            fhec_quant::Dequant {
-                scale: self.leaf_scale.iter().map(|s| s / n).collect(),
-                offset: self.base_score.clone(),
-            },
+            fhec_quant::Dequant::new(self.leaf_scale.iter().map(|s| s / n).collect(), self.base_score.clone()),
             post,
         )
     }

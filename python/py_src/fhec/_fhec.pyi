@@ -183,11 +183,24 @@ class ServerModel:
 
 def onnx_eval(onnx: bytes, x: np.ndarray) -> np.ndarray: ...
 def onnx_quantize(
-    onnx: bytes, calibration: np.ndarray, n_bits: tuple[int, int, int, int], rounding_bits: int
+    onnx: bytes,
+    calibration: np.ndarray,
+    n_bits: tuple[int, int, int, int],
+    rounding_bits: int,
+    windows: bool = False,
+    output_parts: int = 1,
 ) -> QuantizedNetwork: ...
-def onnx_choose_rounding(
-    onnx: bytes, calibration: np.ndarray, n_bits: tuple[int, int, int, int], tolerance: float
-) -> dict[str, Any]: ...
+def onnx_compile_auto(
+    onnx: bytes,
+    calibration: np.ndarray,
+    n_bits: tuple[int, int, int, int],
+    tolerance: float,
+    windows: bool = False,
+    p_error: float | None = None,
+    global_p_error: float | None = None,
+    partitions: bool = True,
+    output_parts: int = 1,
+) -> tuple[dict[str, Any], QuantizedNetwork, Circuit | None, str | None]: ...
 
 class QuantizedNetwork:
     @property

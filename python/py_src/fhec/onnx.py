@@ -188,9 +188,11 @@ def _too_wide(q: Any, e: CompileError) -> NoReturn:
     if "no secure TFHE parameters" not in str(e):
         raise e
     widths = ", ".join(f"{r['node']}: {r['bits']} bits" for r in q.layers() if r["kind"] == "accumulator")
+    # the output's decryption is what failed: parts are narrower and less noisy
+    parts = " or output_parts=4 (the output as partial sums)," if "output " in str(e) else ""
     raise CompileError(
         f"{e}\n(the accumulators are too wide to round exactly with secure parameters — {widths}; "
-        "use fewer n_bits for model_inputs or op_weights, or fewer rounding_threshold_bits: docs/onnx.md)"
+        f"use fewer n_bits for model_inputs or op_weights,{parts} or fewer rounding_threshold_bits: docs/onnx.md)"
     ) from None
 
 
@@ -203,6 +205,7 @@ def compile_onnx_model(
     global_p_error: float | None = None,
     partitions: bool = True,
     windows: bool = False,
+    output_parts: int = 1,
 ) -> QuantizedModule:
     """Quantises an ONNX network after training and compiles it.
 
@@ -221,26 +224,33 @@ def compile_onnx_model(
     inside a window of ``2^rounding_threshold_bits`` entries (an activation requantised to its
     calibrated range saturates outside it), round finer and let the lookups read that window
     (docs/onnx.md, "Windows"): more accurate at few bits, not always cheaper. Off by default: every
-    accumulator is rounded to ``rounding_threshold_bits``."""
+    accumulator is rounded to ``rounding_threshold_bits``. ``output_parts``: a network ending in a
+    linear layer returns its output as this many partial sums (over runs of the layer's inputs), which
+    the client adds after decryption: each part is narrower and less noisy than the whole, so the last
+    lookups take cheaper parameters, or secure ones where the whole output had none (docs/onnx.md,
+    "Output parts"). The client then sees the parts, not only their sums. Default 1: the output whole."""
     onnx = _bytes(model)
     X = np.asarray(X_calib, dtype=np.float64)
     if X.ndim < 2 or X.shape[0] == 0:
         raise ValueError("X_calib must be a batch of samples (first axis: samples)")
     bits = _n_bits(n_bits)
     rounding = _rounding(rounding_threshold_bits)
+    if isinstance(output_parts, bool) or not isinstance(output_parts, (int, np.integer)) or not 1 <= output_parts <= 64:
+        raise ValueError(f"output_parts must be an int in 1..=64, got {output_parts!r}")
+    parts = int(output_parts)
     report = None
     raw = None
     if isinstance(rounding, float):
         # the fewest bits within the tolerance that compile with these options (a wider choice with no
         # secure parameters falls back to the closest that compiles: report["met"] is then False)
         report, q, raw, error = _fhec.onnx_compile_auto(
-            onnx, np.ascontiguousarray(X), bits, rounding, windows, p_error, global_p_error, partitions
+            onnx, np.ascontiguousarray(X), bits, rounding, windows, p_error, global_p_error, partitions, parts
         )
         rounding = report["bits"]
         if raw is None:
             _too_wide(q, CompileError(error))
     else:
-        q = _fhec.onnx_quantize(onnx, np.ascontiguousarray(X), bits, rounding, windows)
+        q = _fhec.onnx_quantize(onnx, np.ascontiguousarray(X), bits, rounding, windows, parts)
         try:
             raw = q.compile(p_error, global_p_error, partitions)
         except CompileError as e:

@@ -82,6 +82,8 @@ def compile_torch_model(
     global_p_error: float | None = None,
     partitions: bool = True,
     import_qat: bool = False,
+    windows: bool = False,
+    output_parts: int = 1,
 ) -> QuantizedModule:
     """Compiles a torch network. ``X_calib``: inputs (numpy or a tensor, first axis the samples).
 
@@ -91,7 +93,9 @@ def compile_torch_model(
     ``import_qat=True``: a network built from this module's QAT layers, compiled from its own integers
     (its quantisers are already calibrated; ``X_calib`` gives the input shape and is checked against the
     program: the compiled network must reproduce the model's integers on it). ``n_bits`` and
-    ``rounding_threshold_bits`` belong to the layers then and must be left out."""
+    ``rounding_threshold_bits`` belong to the layers then and must be left out.
+
+    ``windows`` and ``output_parts``: as for ``compile_onnx_model`` (float networks only)."""
     try:
         import torch
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -105,6 +109,8 @@ def compile_torch_model(
         if n_bits is not DEFAULT_N_BITS or rounding_threshold_bits is not None:
             raise ValueError("import_qat=True: the bit widths are the QAT layers' own (leave n_bits and "
                              "rounding_threshold_bits out)")
+        if windows or output_parts != 1:
+            raise ValueError("import_qat=True: windows and output_parts apply to float networks (leave them out)")
         return _compile_qat(torch, torch_model, X, p_error, global_p_error, partitions)
     if qat:
         raise ValueError("this network is built from fhec.torch's QAT layers: compile it with import_qat=True")
@@ -122,6 +128,8 @@ def compile_torch_model(
         p_error=p_error,
         global_p_error=global_p_error,
         partitions=partitions,
+        windows=windows,
+        output_parts=output_parts,
     )
 
 
