@@ -22,15 +22,21 @@ import time
 import numpy as np
 
 FIX = pathlib.Path(__file__).resolve().parents[1] / "frontends" / "onnx" / "tests" / "fixtures"
+# (name, n_bits, rounding, output parts)
 CONFIGS = {
     "fc": [("inputs 2, activations 4, weights 3, rounding 6",
-            {"model_inputs": 2, "op_inputs": 4, "op_weights": 3, "model_outputs": 8}, 6)],
-    "cnn": [("inputs 3, activations 5, weights 5, rounding 6",
-             {"model_inputs": 3, "op_inputs": 5, "op_weights": 5, "model_outputs": 8}, 6),
+            {"model_inputs": 2, "op_inputs": 4, "op_weights": 3, "model_outputs": 8}, 6, 1),
+           ("inputs 2, activations 4, weights 3, rounding 6, output in 4 parts",
+            {"model_inputs": 2, "op_inputs": 4, "op_weights": 3, "model_outputs": 8}, 6, 4)],
+    # 6-bit activations: within a point of fp32; their 18-bit output has secure parameters in parts only
+    "cnn": [("inputs 2, activations 6, weights 5, rounding 6, output in 4 parts",
+             {"model_inputs": 2, "op_inputs": 6, "op_weights": 5, "model_outputs": 8}, 6, 4),
+            ("inputs 3, activations 5, weights 5, rounding 6",
+             {"model_inputs": 3, "op_inputs": 5, "op_weights": 5, "model_outputs": 8}, 6, 1),
             ("inputs 2, activations 4, weights 4, rounding 6",
-             {"model_inputs": 2, "op_inputs": 4, "op_weights": 4, "model_outputs": 8}, 6)],
+             {"model_inputs": 2, "op_inputs": 4, "op_weights": 4, "model_outputs": 8}, 6, 1)],
     # the graph's own 4-bit integers (n_bits does not apply to them)
-    "qdq": [("onnxruntime 4-bit QDQ, rounding 6", None, 6), ("onnxruntime 4-bit QDQ, rounding 7", None, 7)],
+    "qdq": [("onnxruntime 4-bit QDQ, rounding 6", None, 6, 1), ("onnxruntime 4-bit QDQ, rounding 7", None, 7, 1)],
 }
 FIXTURE = {"fc": "mnist_fc", "cnn": "mnist_cnn", "qdq": "mnist_fc_qdq4"}
 
@@ -44,10 +50,11 @@ def rows(model: str, samples: int, first_only: bool) -> None:
         d["x"], d["calib"] = fc["x"], fc["calib"]
     x, y = d["x"], d["y"]
     fp32 = float((d["ort"].argmax(1) == y).mean())
-    for name, bits, r in CONFIGS[model][: 1 if first_only else None]:
+    for name, bits, r, parts in CONFIGS[model][: 1 if first_only else None]:
         t = time.perf_counter()
         qm = fhec.onnx.compile_onnx_model(FIX / f"{FIXTURE[model]}.onnx", d["calib"][:1000],
-                                          rounding_threshold_bits=r, **({} if bits is None else {"n_bits": bits}))
+                                          rounding_threshold_bits=r, output_parts=parts,
+                                          **({} if bits is None else {"n_bits": bits}))
         compile_s = time.perf_counter() - t
         clear = qm.forward(x, fhe="disable")
         simulate_equal = bool(np.array_equal(qm.forward(x, fhe="simulate"), clear))
