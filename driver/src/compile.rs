@@ -99,6 +99,21 @@ pub fn compile(module: Module, spec: ClientSpec, opts: &CompileOptions) -> Resul
             ),
         ));
     }
+    for (o, (d, port)) in spec.outputs.iter().zip(&p.outputs).enumerate() {
+        if let Some(d) = d.as_ref().filter(|d| d.parts > 1) {
+            if port.len() != d.scale.len() * d.parts as usize {
+                return Err(Error::new(
+                    crate::ErrorKind::Compile,
+                    format!(
+                        "the client spec adds output {o} from {} parts of {} values, the program returns {}",
+                        d.parts,
+                        d.scale.len(),
+                        port.len()
+                    ),
+                ));
+            }
+        }
+    }
     Ok(Circuit::new(module, m, compiled, spec))
 }
 

@@ -228,26 +228,30 @@ impl QuantizedNetwork {
             .into_pyarray(py))
     }
 
-    /// Dequantises the program's outputs (`rows × outputs` integers, the partial sums of each value
-    /// when the output is in parts) to floats (`rows × values`).
+    /// Dequantises the program's outputs to floats (`rows × values`): per row, the program's integers
+    /// (the partial sums of each value when the output is in parts), or the values they add up to
+    /// (what a model client's `decrypt_ints` returns).
     fn dequantize<'py>(&self, py: Python<'py>, y: PyReadonlyArray2<'_, i64>) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let d = self.q.spec.outputs[0]
             .as_ref()
             .expect("a network's output is dequantised");
         let v = y.as_array();
         let (c, parts) = (d.scale.len(), d.parts as usize);
-        if v.ncols() != c * parts {
+        if v.ncols() != c * parts && v.ncols() != c {
             return Err(py_err(fhec::Error::new(
                 fhec::ErrorKind::Shape,
                 format!("{} outputs per row, the network has {}", v.ncols(), c * parts),
             )));
         }
         let ints: Vec<i64> = v.iter().copied().collect();
-        let (values, _) = self
-            .q
-            .spec
-            .output_values(0, &ints, c * parts)
-            .map_err(|e| py_err(e.into()))?;
+        let (values, _) = if v.ncols() == c {
+            (ints, c)
+        } else {
+            self.q
+                .spec
+                .output_values(0, &ints, c * parts)
+                .map_err(|e| py_err(e.into()))?
+        };
         let out = ndarray::Array2::from_shape_fn((v.nrows(), c), |(r, k)| {
             d.scale[k] * values[r * c + k] as f64 + d.offset[k]
         });

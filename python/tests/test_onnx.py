@@ -326,6 +326,9 @@ def test_output_parts_add_up_and_run_encrypted(iris):
     ints = qm.fhe_circuit.eval_clear(qm.quantize_input(x[:1]))
     assert np.asarray(ints).size == 2 * 3
     assert np.array_equal(qm.dequantize_output(np.asarray(ints).reshape(1, -1)), clear[:1])
+    # or the values they add up to (a model client's decrypt_ints)
+    summed = np.asarray(ints).reshape(2, 3).sum(axis=0).reshape(1, -1)
+    assert np.array_equal(qm.dequantize_output(summed), clear[:1])
     parts = [r for r in qm.bitwidth_report() if r["kind"] == "output parts"]
     assert len(parts) == 1 and parts[0]["elements"] == 6
     with pytest.raises(ValueError, match="output_parts"):

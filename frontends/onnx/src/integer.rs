@@ -386,6 +386,12 @@ impl IntegerNetwork {
             chw = g.out_chw;
             out.push(g);
         }
+        if self.output.parts != 1 {
+            return Err(bad(format!(
+                "output in {} parts: integer networks return their output whole",
+                self.output.parts
+            )));
+        }
         if self.output.scale.len() != width || self.output.offset.len() != width {
             return Err(bad(format!(
                 "{} output scales and {} offsets for {width} outputs",
@@ -1159,6 +1165,10 @@ mod tests {
         let mut m = net();
         m.layers.clear();
         assert!(m.build().is_err());
+        // output parts are the PTQ builder's: a description claiming them is refused
+        let mut m = net();
+        m.output.parts = 2;
+        assert!(m.build().unwrap_err().to_string().contains("2 parts"));
         assert!(IntegerNetwork::from_json("{\"input\": 3}").is_err());
         let text = serde_json::to_string(&net()).unwrap();
         assert_eq!(IntegerNetwork::from_json(&text).unwrap(), net());

@@ -746,7 +746,12 @@ impl Builder<'_> {
                 .map_err(ir_err(&what))?;
             let wt: Tensor = ArrayD::from_shape_vec(IxDyn(&[b - a, n]), site.w[a * n..b * n].to_vec())
                 .map_err(|e| OnnxError::Shape(e.to_string()))?;
-            let wty = clear_type_for(&wt);
+            let mut wty = clear_type_for(&wt);
+            if site.signed && !wty.is_signed() {
+                // a run of non-negative weights in a signed layer: the part's sum stays signed, as
+                // the whole (a signed constant of one more bit)
+                wty = wty.with_elem(ElemType::Int((wty.width() + 1).min(64)));
+            }
             let dense = Dense::new(wty.clone(), wt).map_err(OnnxError::Unsupported)?;
             let wv = self
                 .b
@@ -754,12 +759,7 @@ impl Builder<'_> {
                 .map_err(ir_err(&what))?;
             let m = self
                 .b
-                .op_with_type(
-                    OpKind::Matmul,
-                    &[xs, wv],
-                    &[],
-                    Some(Type::new(elem, vec![1, n])),
-                )
+                .op_with_type(OpKind::Matmul, &[xs, wv], &[], Some(Type::new(elem, vec![1, n])))
                 .map_err(ir_err(&what))?;
             sums.push(m);
         }
@@ -767,6 +767,14 @@ impl Builder<'_> {
             .b
             .op(OpKind::Concat, &sums, &[("axis", Attribute::Int(1))])
             .map_err(ir_err(&what))?;
+        // the whole accumulator is not computed any more: its report row gives way to the parts'
+        if let Some(i) = self
+            .layers
+            .iter()
+            .rposition(|l| l.kind == "accumulator" && l.node == site.what)
+        {
+            self.layers.remove(i);
+        }
         self.layers.push(LayerReport {
             node: what,
             kind: "output parts".into(),
@@ -1651,8 +1659,10 @@ impl OnnxModel {
         let spec = ClientSpec::model(quantizer, Encoding::Plain, dequant, post);
         let mut module = Module::new();
         let mut f = bld.b.ret(&[y.v]);
-        // the whole output's matmul, when it was rebuilt in parts
-        f.drop_dead_ops();
+        if parts > 1 {
+            // the whole output's matmul, rebuilt in parts
+            f.drop_dead_ops();
+        }
         module.functions.push(f);
         let output_shape = y.shape[1..].to_vec();
         Ok(QuantizedNetwork {

@@ -501,6 +501,40 @@ fn output_parts_add_up_to_the_whole_output() {
         }
         assert_eq!(dequantised(&split, calib), dequantised(&whole, calib));
     }
+    // one output of mixed-sign weights, a part per input: the parts of non-negative weights stay
+    // signed, as the whole is
+    let reg = model_bytes(
+        vec![node("Gemm", "g", &["x", "W", "b"], &["y"], vec![attr_int("transB", 1)])],
+        vec![
+            float_tensor("W", &[1, 4], &[1.0, 2.0, -1.5, 0.5]),
+            float_tensor("b", &[1], &[0.25]),
+        ],
+        &[-1, 4],
+        "y",
+        17,
+    );
+    let m = OnnxModel::from_bytes(&reg).unwrap();
+    let x = rows(60, &[0.0; 4], &[3.0; 4], 5);
+    let (whole, split) = (m.quantize(&x, &opts(1)).unwrap(), m.quantize(&x, &opts(4)).unwrap());
+    assert_eq!(split.spec.outputs[0].as_ref().unwrap().parts, 4);
+    let kinds: Vec<&str> = split.layers.iter().map(|l| l.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["output parts"],
+        "the whole accumulator's row gives way to the parts'"
+    );
+    let (vw, vs) = (
+        fhec_ir::verify(&whole.module).unwrap(),
+        fhec_ir::verify(&split.module).unwrap(),
+    );
+    for x in whole_range_inputs(&whole, 50) {
+        let a: Vec<i64> = interp::eval(&vw, std::slice::from_ref(&x)).unwrap()[0]
+            .iter()
+            .copied()
+            .collect();
+        let b: Vec<i64> = interp::eval(&vs, &[x]).unwrap()[0].iter().copied().collect();
+        assert_eq!(split.spec.output_values(0, &b, 4).unwrap().0, a);
+    }
     let m = OnnxModel::from_bytes(IRIS).unwrap();
     for bad in [0, 65] {
         let e = m.quantize(&iris, &opts(bad)).unwrap_err().to_string();

@@ -258,7 +258,8 @@ impl ClientSpec {
         Ok((values, c))
     }
 
-    /// Dequantised values of output `o` (row-major `rows × C` integers → floats).
+    /// Dequantised values of output `o` (row-major `rows × C` integers → floats). For an output in parts
+    /// these are the values the parts add up to: [`ClientSpec::output_values`] first.
     pub fn dequantize(&self, o: usize, values: &[i64]) -> Vec<f64> {
         match self.outputs.get(o).and_then(Option::as_ref) {
             Some(d) if !d.scale.is_empty() && d.scale.len() == d.offset.len() => {

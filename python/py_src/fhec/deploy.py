@@ -244,7 +244,8 @@ class ModelClient(_ModelFile):
         return data
 
     def deserialize_decrypt(self, result: bytes) -> np.ndarray:
-        """The decrypted integers of the model's output, ``rows × columns``."""
+        """The decrypted integers of the model's output, ``rows × columns`` (a network's output in parts:
+        the values the parts add up to)."""
         return self._m.decrypt_ints(self.client._c, result)
 
     def deserialize_decrypt_dequantize(self, result: bytes) -> np.ndarray:
