@@ -19,6 +19,7 @@ import numpy as np
 
 FIX = pathlib.Path(__file__).resolve().parents[1] / "frontends" / "onnx" / "tests" / "fixtures"
 PAPER = {"model_inputs": 7, "op_inputs": 3, "op_weights": 4, "model_outputs": 8}
+WEIGHTS5 = {**PAPER, "op_weights": 5}
 
 
 def fhec_rows(samples: int) -> None:
@@ -35,6 +36,10 @@ def fhec_rows(samples: int) -> None:
         ("paper bits, rounding 4, one parameter set", PAPER, 4, False, None),
         # the same at the incumbent's default failure probability (2^-40 per lookup, not fhec's 2^-128)
         ("paper bits, rounding 4, one parameter set, p_error 2^-40", PAPER, 4, False, 2.0**-40),
+        # one more weight bit: the float network's accuracy (38 of 38 test samples)
+        ("paper bits but weights 5, rounding 4, one parameter set", WEIGHTS5, 4, False, None),
+        ("paper bits but weights 5, rounding 4", WEIGHTS5, 4, True, None),
+        ("paper bits but weights 5, rounding 4, one parameter set, p_error 2^-40", WEIGHTS5, 4, False, 2.0**-40),
     ]:
         t = time.perf_counter()
         qm = fhec.onnx.compile_onnx_model(FIX / "iris_mlp.onnx", d["calib"], n_bits=bits, rounding_threshold_bits=r,
