@@ -335,6 +335,22 @@ def test_output_parts_add_up_and_run_encrypted(iris):
         fhec.onnx.compile_onnx_model(model, d["calib"], output_parts=0)
 
 
+def test_output_parts_through_the_deployment_files(tmp_path):
+    # a model client from the client file alone adds the parts: its integers are the sums
+    import fhec.deploy as dp
+
+    model, d = fixture("iris_mlp")
+    qm = fhec.onnx.compile_onnx_model(model, d["calib"], output_parts=3)
+    dp.ModelDev(tmp_path, qm).save()
+    client, server = dp.ModelClient(tmp_path, key_dir=tmp_path), dp.ModelServer(tmp_path)
+    client.keygen()
+    x = d["x"][:2]
+    result = server.run(client.quantize_encrypt_serialize(x), client.evaluation_keys())
+    assert client.deserialize_decrypt(result).shape == (2, 3)
+    assert np.array_equal(client.deserialize_decrypt_dequantize(result), qm.forward(x))
+    assert np.array_equal(qm.dequantize_output(client.deserialize_decrypt(result)), qm.forward(x))
+
+
 def test_output_parts_give_secure_parameters_where_the_whole_output_has_none():
     # the CNN at 6-bit activations: its 18-bit output has no secure parameters whole, in 4 parts it does
     model, d = fixture("mnist_cnn")
