@@ -333,6 +333,15 @@ def test_output_parts_add_up_and_run_encrypted(iris):
     assert len(parts) == 1 and parts[0]["elements"] == 6
     with pytest.raises(ValueError, match="output_parts"):
         fhec.onnx.compile_onnx_model(model, d["calib"], output_parts=0)
+    with pytest.raises(ValueError, match="output_parts"):
+        fhec.onnx.compile_onnx_model(model, d["calib"], output_parts="many")
+    # "auto": iris's 3-input last layer gains nothing from parts, so its output stays whole, also with
+    # the rounding chosen automatically
+    for r in (None, "auto"):
+        auto = fhec.onnx.compile_onnx_model(model, d["calib"], rounding_threshold_bits=r, output_parts="auto")
+        assert auto.output_parts == 1
+        if r is None:
+            assert np.array_equal(auto.forward(x), clear)
 
 
 def test_output_parts_through_the_deployment_files(tmp_path):
@@ -357,7 +366,10 @@ def test_output_parts_give_secure_parameters_where_the_whole_output_has_none():
     bits = {"model_inputs": 3, "op_inputs": 6, "op_weights": 5, "model_outputs": 8}
     with pytest.raises(fhec.errors.CompileError, match="output_parts"):
         fhec.onnx.compile_onnx_model(model, d["calib"][:500], n_bits=bits, rounding_threshold_bits=6)
-    qm = fhec.onnx.compile_onnx_model(model, d["calib"][:500], n_bits=bits, rounding_threshold_bits=6, output_parts=4)
+    qm = fhec.onnx.compile_onnx_model(model, d["calib"][:500], n_bits=bits, rounding_threshold_bits=6,
+                                      output_parts="auto")
+    assert qm.output_parts in (2, 4, 8)
+    assert qm.bitwidth_report()[-1]["elements"] == 10 * qm.output_parts
     x = d["x"][:40]
     clear = qm.forward(x, fhe="disable")
     assert np.array_equal(qm.forward(x, fhe="simulate"), clear)

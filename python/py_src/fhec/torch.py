@@ -83,7 +83,7 @@ def compile_torch_model(
     partitions: bool = True,
     import_qat: bool = False,
     windows: bool = False,
-    output_parts: int = 1,
+    output_parts: int | str = 1,
 ) -> QuantizedModule:
     """Compiles a torch network. ``X_calib``: inputs (numpy or a tensor, first axis the samples).
 
