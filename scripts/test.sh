@@ -25,19 +25,7 @@ step "cargo test (release profile)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # the Python extension module links against the interpreter only when Python loads it: tested below
-run_tests() { cargo test --release --workspace --exclude fhec-python 2>&1 | tee "$log"; }
-# cargo's probe of the compiler (`rustc -` on an empty standard input) has failed here now and then,
-# reading another compiler's diagnostics as its input, and cargo caches that failure in
-# target/.rustc_info.json: that failure alone is retried once, probed afresh
-if ! run_tests; then
-  if grep -q "failed to run \`rustc\` to learn about target-specific information" "$log"; then
-    echo "(cargo's compiler probe failed: once more, without its cache)"
-    rm -f target/.rustc_info.json
-    CARGO_CACHE_RUSTC_INFO=0 run_tests
-  else
-    exit 1
-  fi
-fi
+cargo test --release --workspace --exclude fhec-python 2>&1 | tee "$log"
 
 step "fuzz targets: build, seed, a short run of each (scripts/fuzz.sh)"
 bash scripts/fuzz.sh smoke "${FHEC_FUZZ_SECONDS:-10}"

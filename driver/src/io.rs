@@ -278,6 +278,14 @@ fn write_atomic_mode(path: &Path, bytes: &[u8], private: bool) -> Result<(), IoE
             "not a file name",
         )));
     };
+    // a device or a pipe (`-o /dev/null`, `-o /dev/stdout`) is written to as it is: a file renamed
+    // over it would replace the device node (run as root, /dev/null itself for every process after)
+    if let Ok(m) = std::fs::metadata(path) {
+        if !m.is_file() && !m.is_dir() {
+            let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(err)?;
+            return f.write_all(bytes).map_err(err);
+        }
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -432,6 +440,20 @@ mod tests {
         std::fs::create_dir(&blocked).unwrap();
         assert!(write_atomic(&blocked, b"x").is_err());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
+    }
+
+    /// `-o /dev/null` (or another device or pipe) is written to, not replaced: a file renamed over it
+    /// would replace the device node, and as root /dev/null itself (this session's CI runs read a
+    /// compiler's diagnostics from the regular file it had become).
+    #[cfg(unix)]
+    #[test]
+    fn devices_are_written_to_not_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+        let null = Path::new("/dev/null");
+        assert!(std::fs::metadata(null).unwrap().file_type().is_char_device());
+        write_atomic(null, b"discarded").unwrap();
+        write_atomic_private(null, b"discarded").unwrap();
+        assert!(std::fs::metadata(null).unwrap().file_type().is_char_device());
     }
 
     /// A `.npy` file with the given header fields and data bytes.
