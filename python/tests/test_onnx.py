@@ -322,6 +322,10 @@ def test_output_parts_add_up_and_run_encrypted(iris):
     assert np.array_equal(clear, whole.forward(x, fhe="disable"))
     assert np.array_equal(qm.forward(x, fhe="simulate"), clear)
     assert np.array_equal(qm.forward(x[:2], fhe="execute"), clear[:2])
+    # the ends of what the program accepts (every feature at its lowest, then highest level), encrypted
+    ends = np.array([[-1e3] * 4, [1e3] * 4])
+    assert qm.quantize_input(ends).min() == 0 and qm.quantize_input(ends)[1].min() > 0
+    assert np.array_equal(qm.forward(ends, fhe="execute"), whole.forward(ends, fhe="disable"))
     # the program returns both parts; dequantize_output adds them
     ints = qm.fhe_circuit.eval_clear(qm.quantize_input(x[:1]))
     assert np.asarray(ints).size == 2 * 3

@@ -351,6 +351,24 @@ struct LinearSite {
     signed: bool,
 }
 
+/// The worst case of `x · W[rows, :]` (`W` integers, `k × n` row-major; every `x` in `lo ..= hi`):
+/// the least and the greatest value any output column reaches.
+fn accumulator_range(w: &[i64], n: usize, rows: std::ops::Range<usize>, (lo, hi): (i64, i64)) -> (i128, i128) {
+    let (mut amin, mut amax) = (i128::MAX, i128::MIN);
+    for o in 0..n {
+        let (mut a, mut z) = (0i128, 0i128);
+        for r in rows.clone() {
+            let wq = i128::from(w[r * n + o]);
+            let (p, q) = (wq * i128::from(lo), wq * i128::from(hi));
+            a += p.min(q);
+            z += p.max(q);
+        }
+        amin = amin.min(a);
+        amax = amax.max(z);
+    }
+    (amin, amax)
+}
+
 fn ir_err(node: &str) -> impl Fn(fhec_ir::Diagnostic) -> OnnxError + '_ {
     move |e| OnnxError::Unsupported(format!("{node}: {}", e.message))
 }
@@ -652,35 +670,29 @@ impl Builder<'_> {
         }
         let q = layer_weights(&folded, k, n, self.opts.n_bits.op_weights)
             .map_err(|e| OnnxError::Options(format!("{what}: {e}")))?;
-        let (mut amin, mut amax) = (i64::MAX, i64::MIN);
-        for o in 0..n {
-            let (mut lo, mut hi) = (0i64, 0i64);
-            for j in 0..k {
-                let wq = q.get(j, o);
-                let (a, c) = (wq * x.lo, wq * x.hi);
-                lo += a.min(c);
-                hi += a.max(c);
-            }
-            amin = amin.min(lo);
-            amax = amax.max(hi);
-        }
+        let (amin, amax) = accumulator_range(&q.values, n, 0..k, (x.lo, x.hi));
+        // (in i128: hostile weights cannot overflow it; wider than the IR allows is refused below)
+        let to_i64 = |v: i128| v.clamp(i64::MIN.into(), i64::MAX.into()) as i64;
+        let (amin, amax) = (to_i64(amin), to_i64(amax));
         let (wv, elem, width) = self.weights(&what, q.values.clone(), &[k, n], &x, (amin, amax))?;
-        let signed = elem.is_signed();
         let acc = self
             .b
             .op_with_type(OpKind::Matmul, &[x.v, wv], &[], Some(Type::new(elem, vec![1, n])))
             .map_err(ir_err(&what))?;
-        self.last_linear = Some(LinearSite {
-            what: what.clone(),
-            acc,
-            x: x.v,
-            x_lo: x.lo,
-            x_hi: x.hi,
-            w: q.values.clone(),
-            k,
-            n,
-            signed,
-        });
+        if self.opts.output_parts > 1 {
+            // kept only where the output may be rebuilt in parts
+            self.last_linear = Some(LinearSite {
+                what: what.clone(),
+                acc,
+                x: x.v,
+                x_lo: x.lo,
+                x_hi: x.hi,
+                w: q.values.clone(),
+                k,
+                n,
+                signed: elem.is_signed(),
+            });
+        }
         self.layers.push(LayerReport {
             node: what,
             kind: "accumulator".into(),
@@ -711,17 +723,9 @@ impl Builder<'_> {
         let bounds: Vec<usize> = (0..=g).map(|j| j * k / g).collect();
         let (mut plo, mut phi) = (i128::MAX, i128::MIN);
         for j in 0..g {
-            for o in 0..n {
-                let (mut lo, mut hi) = (0i128, 0i128);
-                for r in bounds[j]..bounds[j + 1] {
-                    let wq = i128::from(site.w[r * n + o]);
-                    let (a, c) = (wq * i128::from(site.x_lo), wq * i128::from(site.x_hi));
-                    lo += a.min(c);
-                    hi += a.max(c);
-                }
-                plo = plo.min(lo);
-                phi = phi.max(hi);
-            }
+            let (lo, hi) = accumulator_range(&site.w, n, bounds[j]..bounds[j + 1], (site.x_lo, site.x_hi));
+            plo = plo.min(lo);
+            phi = phi.max(hi);
         }
         let width = width_for(plo, phi, site.signed);
         let elem = if site.signed {
