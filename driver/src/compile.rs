@@ -40,6 +40,10 @@ pub struct CompileOptions {
     /// bootstrap keys"): larger keys, but room left for programs compiled onto these parameters
     /// (`params`) to reuse the keys. Off by default.
     pub whole_keys: bool,
+    /// The most bytes of evaluation keys (as sent) the program may need: the fastest program found
+    /// within them is kept (docs/crypto.md, "Key budget"); an error when none is found. `None` (the
+    /// default): the fastest program, whatever its keys.
+    pub max_key_bytes: Option<u64>,
     /// [`compile_traced`] only: widen every calibrated range by this fraction of its width on each
     /// side ([`fhec_trace::Tracer::module_with_margin`]); 0 keeps the input set's ranges.
     pub calibration_margin: f64,
@@ -56,6 +60,7 @@ impl Default for CompileOptions {
             partitions: true,
             many_lut: None,
             whole_keys: false,
+            max_key_bytes: None,
             calibration_margin: 0.0,
         }
     }
@@ -84,6 +89,7 @@ pub fn compile(module: Module, spec: ClientSpec, opts: &CompileOptions) -> Resul
         partitions: opts.partitions && opts.params.is_none(),
         many_lut: opts.many_lut,
         whole_keys: opts.whole_keys,
+        max_key_bytes: opts.max_key_bytes,
     };
     let compiled = fhec_backend_tfhe::compile(&proof, &lopts, opts.source.as_deref())?;
     let p = &compiled.program;

@@ -83,11 +83,18 @@ impl Error {
         self.kind == ErrorKind::Compile && self.message.contains(NO_SECURE_PARAMETERS)
     }
 
+    /// Whether no parameters found fit the key budget (`CompileOptions::max_key_bytes`): a
+    /// narrower or smaller program may.
+    pub fn over_key_budget(&self) -> bool {
+        self.kind == ErrorKind::Compile && self.message.contains(fhec_backend_tfhe::KEY_BUDGET_NOT_MET)
+    }
+
     /// This compile error as the automatic rounding's build sees it
-    /// ([`fhec_onnx::OnnxModel::choose_rounding_bits_with`]): the parameter search's refusal makes
-    /// the candidate infeasible (a narrower one may compile), any other error stops the choice.
+    /// ([`fhec_onnx::OnnxModel::choose_rounding_bits_with`]): the parameter search's refusal, or
+    /// keys over the budget, make the candidate infeasible (a narrower one may compile), any other
+    /// error stops the choice.
     pub fn rounding_failure(self) -> fhec_onnx::BuildFailure<Error> {
-        if self.no_secure_parameters() {
+        if self.no_secure_parameters() || self.over_key_budget() {
             fhec_onnx::BuildFailure::Infeasible(self.message)
         } else {
             fhec_onnx::BuildFailure::Failed(self)

@@ -72,6 +72,7 @@ pub(crate) struct CompileArgs<'a> {
     pub partitions: bool,
     pub many_lut: Option<bool>,
     pub whole_keys: bool,
+    pub max_key_bytes: Option<&'a str>,
     pub model_dir: Option<&'a str>,
     pub name: Option<&'a str>,
     pub p_error: Option<&'a str>,
@@ -95,6 +96,7 @@ pub(crate) fn compile(file: &str, output: Option<&str>, a: CompileArgs<'_>) -> R
         partitions,
         many_lut,
         whole_keys,
+        max_key_bytes,
     } = a;
     let src = read_source(file)?;
     let render = |diags: &[ir::Diagnostic]| Failure::Rendered(Rendered(render_all(diags, file, &src)));
@@ -117,6 +119,9 @@ pub(crate) fn compile(file: &str, output: Option<&str>, a: CompileArgs<'_>) -> R
         partitions,
         many_lut,
         whole_keys,
+        max_key_bytes: max_key_bytes
+            .map(|v| runtime::program::parse_size(v).map_err(|m| anyhow!("--max-key-bytes: {m}")))
+            .transpose()?,
         ..Default::default()
     };
     let t0 = Instant::now();

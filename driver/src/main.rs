@@ -136,6 +136,11 @@ enum Command {
         /// compiled with --params-of this one to share its keys
         #[arg(long)]
         whole_keys: bool,
+        /// The most evaluation keys (as sent) the program may need, in bytes (K/M/G/T: powers of
+        /// 1024): the fastest program within them is kept, or compilation fails naming the smallest
+        /// keys found (docs/crypto.md, "Key budget")
+        #[arg(long, value_name = "SIZE")]
+        max_key_bytes: Option<String>,
     },
     /// Generate secret (client) keys and evaluation keys for a compiled program.
     Keygen {
@@ -496,6 +501,7 @@ fn main() -> ExitCode {
             no_partitions,
             many_lut,
             whole_keys,
+            max_key_bytes,
         } => fhe::compile(
             file,
             output.as_deref(),
@@ -515,6 +521,7 @@ fn main() -> ExitCode {
                     _ => None,
                 },
                 whole_keys: *whole_keys,
+                max_key_bytes: max_key_bytes.as_deref(),
             },
         ),
         Command::Opt {

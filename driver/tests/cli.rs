@@ -1005,3 +1005,64 @@ fn many_lut_option() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+/// `--max-key-bytes`: a budget below the fastest program's keys gives a program within it (slower,
+/// and still exact when run), one below the smallest keys the search finds an error naming them;
+/// a malformed size is refused; nothing is written when the budget fails.
+#[test]
+fn compile_within_a_key_budget() {
+    let free = tmp("budget-free.fhecp");
+    let fp = free.to_str().unwrap();
+    assert!(fhec(&["compile", "examples/mlp.fhe", "-o", fp]).status.success());
+    let keys = |path: &str| -> f64 {
+        let o = fhec(&["info", path]);
+        let line = stdout(&o)
+            .lines()
+            .find(|l| l.starts_with("key sizes"))
+            .unwrap_or_default()
+            .to_string();
+        line.split("evaluation keys ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no key size in: {}", stdout(&o)))
+    };
+    let budget = keys(fp) * 0.8;
+    let bytes = format!("{}", (budget * 1e6) as u64);
+    let kept = tmp("budget.fhecp");
+    let kp = kept.to_str().unwrap();
+    let o = fhec(&["compile", "examples/mlp.fhe", "-o", kp, "--max-key-bytes", &bytes]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(keys(kp) <= budget, "{} MB > {budget} MB", keys(kp));
+    let (ck, ek) = (tmp("budget.ck"), tmp("budget.ek"));
+    let (c, e) = (ck.to_str().unwrap(), ek.to_str().unwrap());
+    assert!(fhec(&["keygen", kp, "--client-keys", c, "--eval-keys", e])
+        .status
+        .success());
+    assert!((std::fs::metadata(e).unwrap().len() as f64) <= budget * 1e6 * 1.01);
+    let (i, r) = (tmp("budget.in"), tmp("budget.out"));
+    let (ip, rp) = (i.to_str().unwrap(), r.to_str().unwrap());
+    for x in ["x=[[15,3,9,1]]", "x=[[0,0,0,15]]"] {
+        assert!(fhec(&["encrypt", kp, "--client-keys", c, "-i", x, "-o", ip])
+            .status
+            .success());
+        let o = fhec(&["run", kp, ip, "--eval-keys", e, "-o", rp]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let got = stdout(&fhec(&["decrypt", kp, rp, "--client-keys", c]));
+        assert_eq!(got, stdout(&fhec(&["eval", "examples/mlp.fhe", "-i", x])));
+    }
+    let none = tmp("budget-none.fhecp");
+    let np = none.to_str().unwrap();
+    for (size, needle) in [
+        (
+            "1M",
+            "no parameters found with evaluation keys within 1.0 MB: the smallest found need",
+        ),
+        ("12X", "--max-key-bytes: unknown suffix"),
+    ] {
+        let o = fhec(&["compile", "examples/mlp.fhe", "-o", np, "--max-key-bytes", size]);
+        assert_eq!(o.status.code(), Some(1), "{size}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{size}: {}", stderr(&o));
+        assert!(!none.exists());
+    }
+}

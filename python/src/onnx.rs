@@ -110,7 +110,7 @@ type AutoCompiled<'py> = (Bound<'py, PyDict>, QuantizedNetwork, Option<Circuit>,
 /// compile error is raised as it is.
 #[allow(clippy::too_many_arguments)]
 #[pyfunction]
-#[pyo3(signature = (onnx, calibration, n_bits, tolerance, windows = false, p_error = None, global_p_error = None, partitions = true, output_parts = 1))]
+#[pyo3(signature = (onnx, calibration, n_bits, tolerance, windows = false, p_error = None, global_p_error = None, partitions = true, output_parts = 1, max_key_bytes = None))]
 pub(crate) fn onnx_compile_auto<'py>(
     py: Python<'py>,
     onnx: &[u8],
@@ -122,6 +122,7 @@ pub(crate) fn onnx_compile_auto<'py>(
     global_p_error: Option<f64>,
     partitions: bool,
     output_parts: u32,
+    max_key_bytes: Option<u64>,
 ) -> PyResult<AutoCompiled<'py>> {
     let m = model(onnx)?;
     let x = calibration.as_array().to_owned();
@@ -129,6 +130,7 @@ pub(crate) fn onnx_compile_auto<'py>(
     let compile_opts = fhec::CompileOptions {
         p_error: p_error_of(p_error, global_p_error)?,
         partitions,
+        max_key_bytes,
         ..Default::default()
     };
     let (c, built) = py
@@ -259,7 +261,7 @@ impl QuantizedNetwork {
     }
 
     /// Compiles the quantised module (the facade's one pipeline).
-    #[pyo3(signature = (p_error=None, global_p_error=None, partitions=true, many_lut=None))]
+    #[pyo3(signature = (p_error=None, global_p_error=None, partitions=true, many_lut=None, max_key_bytes=None))]
     fn compile(
         &self,
         py: Python<'_>,
@@ -267,11 +269,13 @@ impl QuantizedNetwork {
         global_p_error: Option<f64>,
         partitions: bool,
         many_lut: Option<bool>,
+        max_key_bytes: Option<u64>,
     ) -> PyResult<Circuit> {
         let opts = fhec::CompileOptions {
             p_error: p_error_of(p_error, global_p_error)?,
             partitions,
             many_lut,
+            max_key_bytes,
             ..Default::default()
         };
         let module = self.q.module.clone();

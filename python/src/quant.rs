@@ -271,7 +271,7 @@ impl QuantizedTrees {
 
     /// Builds and compiles the ensemble's module; returns the circuit and the builder's report.
     /// `classes` (JSON values) completes the client spec of a classifier.
-    #[pyo3(signature = (leaf_mode=None, p_error=None, global_p_error=None, classes=None, partitions=true, many_lut=None))]
+    #[pyo3(signature = (leaf_mode=None, p_error=None, global_p_error=None, classes=None, partitions=true, many_lut=None, max_key_bytes=None))]
     #[allow(clippy::too_many_arguments)]
     fn compile<'py>(
         &self,
@@ -282,6 +282,7 @@ impl QuantizedTrees {
         classes: Option<&str>,
         partitions: bool,
         many_lut: Option<bool>,
+        max_key_bytes: Option<u64>,
     ) -> PyResult<(Circuit, Bound<'py, PyDict>)> {
         let mode = match leaf_mode {
             None => None,
@@ -298,6 +299,7 @@ impl QuantizedTrees {
             p_error: p_error_of(p_error, global_p_error)?,
             partitions,
             many_lut,
+            max_key_bytes,
             ..Default::default()
         };
         let mut spec = self.q.client_spec();

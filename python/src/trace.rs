@@ -83,7 +83,7 @@ impl Tracer {
 
     /// Compiles `outputs`, calibrated on `inputset` (samples of `(shape, values)` per input), with
     /// the facade's one pipeline.
-    #[pyo3(signature = (outputs, inputset, p_error=None, global_p_error=None, pipeline=None, margin=0.0, partitions=true, many_lut=None))]
+    #[pyo3(signature = (outputs, inputset, p_error=None, global_p_error=None, pipeline=None, margin=0.0, partitions=true, many_lut=None, max_key_bytes=None))]
     #[allow(clippy::too_many_arguments)] // one Python call with keyword arguments
     fn compile(
         &self,
@@ -96,6 +96,7 @@ impl Tracer {
         margin: f64,
         partitions: bool,
         many_lut: Option<bool>,
+        max_key_bytes: Option<u64>,
     ) -> PyResult<Circuit> {
         let samples: Vec<Vec<ArrayD<i64>>> = inputset
             .into_iter()
@@ -114,6 +115,7 @@ impl Tracer {
             pipeline,
             partitions,
             many_lut,
+            max_key_bytes,
             ..Default::default()
         };
         let spec = fhec::integer_spec(&module).map_err(py_err)?;

@@ -85,6 +85,29 @@ def test_partitions_run_exactly():
     assert wide.compile(inputset).statistics["pbs_by_partition"] == s["pbs_by_partition"]
 
 
+def test_a_key_budget_through_the_dsl():
+    """``max_key_bytes``: within 90 % of the fastest program's keys the compiler keeps a slower program
+    that fits (fewer partitions), exact in simulation; below the smallest keys it finds, CompileError."""
+
+    @fhec.compiler({"x": "encrypted"})
+    def f(x):
+        return (x * 100).round_bits(9).apply(lambda v: v * v % 29)
+
+    inputset = [np.array([[0, 127, 64]])] + [RNG.integers(0, 128, size=(1, 3)) for _ in range(20)]
+    free = f.compile(inputset).statistics
+    budget = int(free["evaluation_key_bytes"] * 0.9)
+    c = f.compile(inputset, max_key_bytes=budget)
+    s = c.statistics
+    assert s["evaluation_key_bytes"] <= budget < free["evaluation_key_bytes"]
+    assert s["estimated_seconds"] > free["estimated_seconds"] and s["pbs_count"] == free["pbs_count"]
+    for x in inputset:
+        assert np.array_equal(c.simulate(x), ((x * 100 + 256) >> 9) ** 2 % 29)
+    with pytest.raises(fhec.CompileError, match="evaluation keys within"):
+        f.compile(inputset, max_key_bytes=1 << 20)
+    with pytest.raises(ValueError, match="max_key_bytes"):
+        f.compile(inputset, max_key_bytes=0.5)
+
+
 def test_many_lut_shares_blind_rotations_exactly():
     """Three tables on each value: with lanes (``many_lut=True``) one blind rotation per value gives
     all three (docs/crypto.md, "Many-LUT"); without, one rotation per table. Both equal numpy, the

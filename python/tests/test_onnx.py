@@ -379,6 +379,34 @@ def test_output_parts_give_secure_parameters_where_the_whole_output_has_none():
     assert np.array_equal(qm.forward(x, fhe="simulate"), clear)
 
 
+def test_a_key_budget_keeps_the_fastest_program_within_it():
+    # the paper's bits at rounding 4: the fastest program takes three partitions (~65 MB of keys); within
+    # 40 MB the search weighs the keys against the time and keeps one parameter set, slower and exact
+    model, d = fixture("iris_mlp")
+    bits = {"model_inputs": 7, "op_inputs": 3, "op_weights": 4, "model_outputs": 8}
+    free = fhec.onnx.compile_onnx_model(model, d["calib"], n_bits=bits, rounding_threshold_bits=4)
+    fs = free.fhe_circuit.statistics
+    assert fs["evaluation_key_bytes"] > 40_000_000
+    qm = fhec.onnx.compile_onnx_model(model, d["calib"], n_bits=bits, rounding_threshold_bits=4,
+                                      max_key_bytes=40_000_000)
+    s = qm.fhe_circuit.statistics
+    assert s["evaluation_key_bytes"] <= 40_000_000
+    assert s["estimated_seconds"] > fs["estimated_seconds"]
+    assert s["pbs_count"] == fs["pbs_count"]
+    x = d["x"]
+    clear = qm.forward(x, fhe="disable")
+    assert np.array_equal(clear, free.forward(x, fhe="disable"))
+    assert np.array_equal(qm.forward(x, fhe="simulate"), clear)
+    assert np.array_equal(qm.forward(x[:2], fhe="execute"), clear[:2])
+    assert len(qm.fhe_circuit.client().evaluation_keys()) <= 40_000_000
+    with pytest.raises(fhec.CompileError, match="evaluation keys within 10.0 MB: the smallest found need"):
+        fhec.onnx.compile_onnx_model(model, d["calib"], n_bits=bits, rounding_threshold_bits=4,
+                                     max_key_bytes=10_000_000)
+    for bad in (0, -5, "40MB", 4e7, True):
+        with pytest.raises(ValueError, match="max_key_bytes"):
+            fhec.onnx.compile_onnx_model(model, d["calib"], max_key_bytes=bad)
+
+
 def test_too_wide_accumulators_are_a_clear_error():
     model, d = fixture("iris_mlp")
     with pytest.raises(fhec.errors.CompileError, match="fewer n_bits"):

@@ -47,6 +47,11 @@ pub struct CompileOptions {
     /// allows ([`fhec_runtime::packed`]: 25–40 % smaller keys, no run-time cost), which leaves other
     /// programs compiled onto these parameters (`params`, to reuse the keys) less room.
     pub whole_keys: bool,
+    /// The most bytes of evaluation keys (as sent) the program may need. `None` (the default): the
+    /// search minimises the run time alone. With a budget the fastest program found within it is
+    /// kept: the searches weigh the keys' bytes against run time, more heavily until they fit
+    /// ([`compile_within`]); a budget no parameters meet is an error naming the smallest keys found.
+    pub max_key_bytes: Option<u64>,
 }
 
 /// A compiled program with what the search saw.
@@ -140,15 +145,104 @@ pub const LANES_GAIN: f64 = 0.1;
 /// The growth of the evaluation keys above which lanes are not kept.
 pub const LANES_KEYS: f64 = 2.5;
 
-/// Parameters for a lowered program (the search, or the given sets), and the partitions.
-fn compile_lowered(mut l: lower::Lowered, opts: &CompileOptions) -> Result<Compiled, Diagnostic> {
+/// Parameters for a lowered program (the search, or the given sets), and the partitions, within
+/// the key budget when there is one.
+fn compile_lowered(l: lower::Lowered, opts: &CompileOptions) -> Result<Compiled, Diagnostic> {
+    match opts.max_key_bytes {
+        None => compile_lowered_in(l, opts, &params::SearchSpace::default()),
+        Some(budget) => compile_within(l, opts, budget),
+    }
+}
+
+/// How the error of a key budget that no parameters meet begins.
+pub const KEY_BUDGET_NOT_MET: &str = "no parameters found with evaluation keys within";
+
+/// Bytes of evaluation keys a program needs, as sent.
+pub fn key_bytes(p: &Program) -> u64 {
+    fhec_runtime::keys::program_key_bytes(p).0 as u64
+}
+
+/// The range of weights on the keys that [`compile_within`] searches, in units of the unconstrained
+/// program's time per byte of its keys (at 1, a byte of keys weighs what the program's average byte
+/// costs in run time): `10^lo ..= 10^hi`.
+pub const KEY_WEIGHT_LOG10: (f64, f64) = (-1.5, 3.0);
+
+/// Steps of the bisection in [`compile_within`]: with the unconstrained compile and the one at the
+/// heaviest weight, a budget costs at most this many compiles more.
+pub const KEY_WEIGHT_STEPS: usize = 4;
+
+/// The fastest program (by the cost model) whose evaluation keys fit `budget` bytes. The search
+/// minimises `time + λ·bytes`: λ = 0 first; if the keys do not fit, at the heaviest weight
+/// ([`KEY_WEIGHT_LOG10`]; the smallest keys the search finds), then, when those fit, λ is bisected
+/// in log scale ([`KEY_WEIGHT_STEPS`]) for the lightest weight that fits: the fastest program of
+/// those tried that fit is kept. Fixed parameters are checked against the budget only.
+fn compile_within(l: lower::Lowered, opts: &CompileOptions, budget: u64) -> Result<Compiled, Diagnostic> {
+    let base = compile_lowered_in(l.clone(), opts, &params::SearchSpace::default())?;
+    let first = key_bytes(&base.program);
+    if first <= budget {
+        return Ok(base);
+    }
+    let too_big = |smallest: u64| {
+        Diagnostic::new(format!(
+            "{KEY_BUDGET_NOT_MET} {:.1} MB: the smallest found need {:.1} MB (raise the budget, allow a higher failure probability, or round the lookups to fewer bits)",
+            budget as f64 / 1e6,
+            smallest as f64 / 1e6
+        ))
+    };
+    if opts.params.is_some() {
+        return Err(too_big(first));
+    }
+    let unit = (base.program.noise.estimated_seconds * 1e9 / first.max(1) as f64).max(1e-9);
+    let at = |log_w: f64| {
+        let space = params::SearchSpace {
+            ns_per_key_byte: 10f64.powf(log_w) * unit,
+            ..Default::default()
+        };
+        compile_lowered_in(l.clone(), opts, &space).ok()
+    };
+    let mut smallest = first;
+    let mut best: Option<Compiled> = None;
+    let keep = |c: Compiled, best: &mut Option<Compiled>, smallest: &mut u64| -> bool {
+        let b = key_bytes(&c.program);
+        *smallest = (*smallest).min(b);
+        let fits = b <= budget;
+        if fits
+            && best
+                .as_ref()
+                .is_none_or(|x| c.program.noise.estimated_seconds < x.program.noise.estimated_seconds)
+        {
+            *best = Some(c);
+        }
+        fits
+    };
+    let (mut lo, mut hi) = KEY_WEIGHT_LOG10;
+    if !at(hi).is_some_and(|c| keep(c, &mut best, &mut smallest)) {
+        return Err(too_big(smallest));
+    }
+    for _ in 0..KEY_WEIGHT_STEPS {
+        let mid = 0.5 * (lo + hi);
+        if at(mid).is_some_and(|c| keep(c, &mut best, &mut smallest)) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    best.ok_or_else(|| too_big(smallest))
+}
+
+/// [`compile_lowered`] with the searches' space given (its weight on the keys).
+fn compile_lowered_in(
+    mut l: lower::Lowered,
+    opts: &CompileOptions,
+    space: &params::SearchSpace,
+) -> Result<Compiled, Diagnostic> {
     let mut dag = NoiseDag {
         constraints: std::mem::take(&mut l.constraints),
     };
     dag.compact();
     let fixed = opts.params.as_deref().filter(|ps| ps.len() > 1);
     let mut solution = match (opts.params.as_deref(), fixed) {
-        (None, _) => params::search(&dag, opts.p_error).map_err(|e| Diagnostic::new(e.to_string()))?,
+        (None, _) => params::search_in(&dag, opts.p_error, space).map_err(|e| Diagnostic::new(e.to_string()))?,
         (Some([one]), _) => params::check(&dag, opts.p_error, one).map_err(|e| Diagnostic::new(e.to_string()))?,
         (Some(_), Some(parts)) => {
             if let Some(m) = fhec_runtime::params::partitions_problem(parts) {
@@ -231,7 +325,7 @@ fn compile_lowered(mut l: lower::Lowered, opts: &CompileOptions) -> Result<Compi
         solution.ns_per_pbs = part.lookup_ns / (pbs.max(1) as f64);
     }
     if opts.params.is_none() && opts.partitions {
-        if let Some(part) = params::partition::optimize(&program, &solution.params, opts.p_error) {
+        if let Some(part) = params::partition::optimize(&program, &solution.params, opts.p_error, space) {
             // the search's constraints bound the program's from above: it meets the target;
             // re-derived anyway, and the split kept only if it does
             if let Some(split) = with_partitions(program.clone(), &part, linear_terms, opts.p_error) {
@@ -406,5 +500,87 @@ mod window_choice_tests {
             let kept = if windows_win { n_with } else { n_without };
             assert_eq!(c.program.pbs_count(), kept, "square {with_square}");
         }
+    }
+}
+
+#[cfg(test)]
+mod key_budget_tests {
+    use super::*;
+
+    const ROUND: &str = include_str!("../../../examples/round.fhe");
+
+    fn compiled(max_key_bytes: Option<u64>) -> Result<Program, Diagnostic> {
+        let m = fhec_ir::parse_module(ROUND).unwrap();
+        let v = fhec_ir::verify(&m).unwrap();
+        let opts = CompileOptions {
+            partitions: true,
+            max_key_bytes,
+            ..Default::default()
+        };
+        compile(&v, &opts, Some(ROUND)).map(|c| c.program)
+    }
+
+    /// A budget the fastest program meets changes nothing; a tighter one gives a slower program
+    /// within it that still meets the failure target on secure, nested parameters; one below the
+    /// smallest keys the search finds is an error that names them, and a weight on the keys shrinks
+    /// them in the searches themselves (one set and partitions).
+    #[test]
+    fn a_key_budget_trades_time_for_keys() {
+        let free = compiled(None).unwrap();
+        let bytes = key_bytes(&free);
+        let same = compiled(Some(bytes)).unwrap();
+        assert_eq!(same, free);
+        let budget = bytes * 9 / 10;
+        let tight = compiled(Some(budget)).unwrap();
+        assert!(key_bytes(&tight) <= budget, "{} > {budget}", key_bytes(&tight));
+        assert!(tight.noise.estimated_seconds >= free.noise.estimated_seconds);
+        let a = rederive::analyze_program(&tight);
+        assert!(
+            a.log2_worst <= params::DEFAULT_P_ERROR.log2() + 1e-9,
+            "{}",
+            a.log2_worst
+        );
+        assert!(tight.partitions.iter().all(|p| p.is_secure()));
+        assert_eq!(fhec_runtime::params::partitions_problem(&tight.partitions), None);
+        let e = compiled(Some(1 << 20)).unwrap_err();
+        assert!(e.message.starts_with(KEY_BUDGET_NOT_MET), "{}", e.message);
+        let smallest: f64 = e
+            .message
+            .split("the smallest found need ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        assert!(smallest * 1e6 <= key_bytes(&tight) as f64 + 1e5, "{smallest} MB");
+        // the searches' weight on the keys: smaller keys, more time (one set: mlp's 2-bit lookups
+        // take a smaller LWE dimension; partitions: the rounding's)
+        let lowered = |src: &str| {
+            let m = fhec_ir::parse_module(src).unwrap();
+            let v = fhec_ir::verify(&m).unwrap();
+            lower::lower_function(v.module().entry().unwrap(), Some(src)).unwrap()
+        };
+        let mut dag = params::NoiseDag {
+            constraints: lowered(include_str!("../../../examples/mlp.fhe")).constraints,
+        };
+        dag.compact();
+        let l = lowered(ROUND);
+        let heavy = params::SearchSpace {
+            ns_per_key_byte: 1e3,
+            ..Default::default()
+        };
+        let (a, b) = (
+            params::search(&dag, PError::default()).unwrap(),
+            params::search_in(&dag, PError::default(), &heavy).unwrap(),
+        );
+        let size = |p: &ParamSet| fhec_runtime::keys::compressed_key_bytes(p, p.big_lwe_dimension());
+        assert!(size(&b.params) < size(&a.params), "{} vs {}", b.params, a.params);
+        assert!(b.ns_per_pbs > a.ns_per_pbs);
+        let opts = CompileOptions {
+            partitions: true,
+            ..Default::default()
+        };
+        let light = compile_lowered_in(l.clone(), &opts, &params::SearchSpace::default()).unwrap();
+        let weighed = compile_lowered_in(l, &opts, &heavy).unwrap();
+        assert!(key_bytes(&weighed.program) < key_bytes(&light.program));
     }
 }

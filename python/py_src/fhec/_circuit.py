@@ -22,6 +22,26 @@ from ._tensors import _array, _flat
 from .errors import ExecutionError
 
 
+# how the compile error of a key budget that no parameters meet begins (the backend's KEY_BUDGET_NOT_MET)
+KEY_BUDGET_NOT_MET = "no parameters found with evaluation keys within"
+
+
+def _key_budget(max_key_bytes: Any) -> int | None:
+    """``max_key_bytes`` of the compile functions, checked: ``None`` or a positive int (bytes)."""
+    if max_key_bytes is None:
+        return None
+    if isinstance(max_key_bytes, bool) or not isinstance(max_key_bytes, int) or not 0 < max_key_bytes < 2**64:
+        try:
+            import numpy as np
+
+            if isinstance(max_key_bytes, np.integer) and 0 < int(max_key_bytes) < 2**64:
+                return int(max_key_bytes)
+        except ImportError:  # pragma: no cover
+            pass
+        raise ValueError(f"max_key_bytes must be a positive number of bytes (an int), got {max_key_bytes!r}")
+    return max_key_bytes
+
+
 def _samples(samples: Iterable[Any]) -> list:
     return [[_flat(a) for a in (s if isinstance(s, (tuple, list)) else (s,))] for s in samples]
 

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from ._circuit import Circuit
+from ._circuit import Circuit, _key_budget
 from ._fhec import Tracer as _Tracer
 from ._fhec import Value as _Value
 from ._tensors import _flat
@@ -587,6 +587,7 @@ class Compiler:
         margin: float = 0.0,
         partitions: bool = True,
         many_lut: bool | None = None,
+        max_key_bytes: int | None = None,
     ) -> Circuit:
         """Traces the function on ``inputset`` and compiles it. Every value gets the range the input
         set gave it; inputs outside their calibrated ranges are refused at encryption. ``margin``
@@ -596,7 +597,10 @@ class Compiler:
         where the cost model says it pays (docs/crypto.md, "Partitions"); ``False``: one parameter
         set for every lookup. ``many_lut``: lookups on one input in one blind rotation
         (docs/crypto.md, "Many-LUT"): ``None`` (default) where the cost model says it pays, ``True``
-        wherever possible, ``False`` never."""
+        wherever possible, ``False`` never. ``max_key_bytes``: the most bytes of evaluation keys (as sent) the program may need; the fastest
+        program within them is kept, or ``CompileError`` names the smallest keys found (docs/crypto.md,
+        "Key budget"); default: the fastest, whatever its keys."""
+        budget = _key_budget(max_key_bytes)
         samples = []
         for s in inputset:
             s = s if isinstance(s, (tuple, list)) and len(self.names) > 1 else (s,)
@@ -616,7 +620,8 @@ class Compiler:
         for o in outs:
             if not isinstance(o, Traced) or not o.encrypted:
                 raise CompileError("the function must return encrypted values (computed from its encrypted arguments)")
-        c = t.compile([o._v for o in outs], samples, p_error, global_p_error, pipeline, margin, partitions, many_lut)
+        c = t.compile([o._v for o in outs], samples, p_error, global_p_error, pipeline, margin, partitions, many_lut,
+                      budget)
         return Circuit(c, single)
 
 

@@ -39,6 +39,7 @@ class Tracer:
         margin: float = ...,
         partitions: bool = ...,
         many_lut: Optional[bool] = ...,
+        max_key_bytes: Optional[int] = ...,
     ) -> Circuit: ...
 
 class Client:
@@ -134,6 +135,7 @@ class QuantizedTrees:
         classes: Optional[str] = ...,
         partitions: bool = ...,
         many_lut: Optional[bool] = ...,
+        max_key_bytes: Optional[int] = ...,
     ) -> tuple[Circuit, dict[str, Any]]: ...
 
 def trees_quantize(
@@ -200,6 +202,7 @@ def onnx_compile_auto(
     global_p_error: float | None = None,
     partitions: bool = True,
     output_parts: int = 1,
+    max_key_bytes: int | None = None,
 ) -> tuple[dict[str, Any], QuantizedNetwork, Circuit | None, str | None]: ...
 
 class QuantizedNetwork:
@@ -220,4 +223,5 @@ class QuantizedNetwork:
         global_p_error: float | None = None,
         partitions: bool = True,
         many_lut: bool | None = None,
+        max_key_bytes: int | None = None,
     ) -> Circuit: ...

@@ -17,7 +17,7 @@ from typing import Any, Mapping, NoReturn
 import numpy as np
 
 from . import _fhec
-from ._circuit import Circuit, Client, Server
+from ._circuit import KEY_BUDGET_NOT_MET, Circuit, Client, Server, _key_budget
 from .errors import CompileError, UnsupportedError
 from ._modes import check_mode
 
@@ -213,6 +213,7 @@ def compile_onnx_model(
     partitions: bool = True,
     windows: bool = False,
     output_parts: int | str = 1,
+    max_key_bytes: int | None = None,
 ) -> QuantizedModule:
     """Quantises an ONNX network after training and compiles it.
 
@@ -237,8 +238,12 @@ def compile_onnx_model(
     lookups take cheaper parameters, or secure ones where the whole output had none (docs/onnx.md,
     "Output parts"). The client then sees the parts, not only their sums. Default 1: the output whole;
     ``"auto"``: 1, 2, 4 or 8 parts, the fastest by the cost model among those that compile (more parts
-    only for a 5 % gain; ``qm.output_parts`` tells the choice)."""
+    only for a 5 % gain; ``qm.output_parts`` tells the choice). ``max_key_bytes``: the most bytes of
+    evaluation keys (as sent) the network may need; the fastest program within them is kept, or
+    ``CompileError`` names the smallest keys found (docs/crypto.md, "Key budget"). Default: the fastest
+    program, whatever its keys."""
     onnx = _bytes(model)
+    max_key_bytes = _key_budget(max_key_bytes)
     X = np.asarray(X_calib, dtype=np.float64)
     if X.ndim < 2 or X.shape[0] == 0:
         raise ValueError("X_calib must be a batch of samples (first axis: samples)")
@@ -260,7 +265,7 @@ def compile_onnx_model(
                 # no secure parameters falls back to the closest that compiles: report["met"] is then False)
                 report, q, raw, error = _fhec.onnx_compile_auto(
                     onnx, np.ascontiguousarray(X), bits, rounding, windows, p_error, global_p_error, partitions,
-                    parts,
+                    parts, max_key_bytes,
                 )
                 bits_used = report["bits"]
                 failure = None if raw is not None else CompileError(error)
@@ -272,11 +277,14 @@ def compile_onnx_model(
             break  # the output takes no parts ("auto"): the whole one stands
         if raw is None and failure is None:
             try:
-                raw = q.compile(p_error, global_p_error, partitions)
+                raw = q.compile(p_error, global_p_error, partitions, None, max_key_bytes)
             except CompileError as e:
                 failure = e
         if failure is not None:
-            if "no secure TFHE parameters" not in str(failure) or len(candidates) == 1:
+            over_budget = KEY_BUDGET_NOT_MET in str(failure)
+            if over_budget and len(candidates) == 1:
+                raise failure
+            if not over_budget and ("no secure TFHE parameters" not in str(failure) or len(candidates) == 1):
                 _too_wide(q, failure)
             first_error = first_error or (q, failure)
             continue
@@ -286,6 +294,8 @@ def compile_onnx_model(
         if best is None or (met, -seconds) > (best[0][0], -best[0][1] * (1 - AUTO_PARTS_GAIN)):
             best = ((met, seconds), parts, q, raw, report, bits_used)
     if best is None:
+        if KEY_BUDGET_NOT_MET in str(first_error[1]):
+            raise first_error[1]
         _too_wide(*first_error)
     _, parts, q, raw, report, rounding = best
     qm = QuantizedModule(q, Circuit(raw, True))

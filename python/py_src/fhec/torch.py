@@ -84,6 +84,7 @@ def compile_torch_model(
     import_qat: bool = False,
     windows: bool = False,
     output_parts: int | str = 1,
+    max_key_bytes: int | None = None,
 ) -> QuantizedModule:
     """Compiles a torch network. ``X_calib``: inputs (numpy or a tensor, first axis the samples).
 
@@ -95,7 +96,8 @@ def compile_torch_model(
     program: the compiled network must reproduce the model's integers on it). ``n_bits`` and
     ``rounding_threshold_bits`` belong to the layers then and must be left out.
 
-    ``windows`` and ``output_parts``: as for ``compile_onnx_model`` (float networks only)."""
+    ``windows`` and ``output_parts``: as for ``compile_onnx_model`` (float networks only);
+    ``max_key_bytes``: as for ``compile_onnx_model`` (every network)."""
     try:
         import torch
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -111,7 +113,7 @@ def compile_torch_model(
                              "rounding_threshold_bits out)")
         if windows or output_parts != 1:
             raise ValueError("import_qat=True: windows and output_parts apply to float networks (leave them out)")
-        return _compile_qat(torch, torch_model, X, p_error, global_p_error, partitions)
+        return _compile_qat(torch, torch_model, X, p_error, global_p_error, partitions, max_key_bytes)
     if qat:
         raise ValueError("this network is built from fhec.torch's QAT layers: compile it with import_qat=True")
     was_training = torch_model.training
@@ -130,15 +132,16 @@ def compile_torch_model(
         partitions=partitions,
         windows=windows,
         output_parts=output_parts,
+        max_key_bytes=max_key_bytes,
     )
 
 
 def _compile_qat(torch: Any, net: Any, X: np.ndarray, p_error: float | None, global_p_error: float | None,
-                 partitions: bool) -> QuantizedModule:
+                 partitions: bool, max_key_bytes: int | None) -> QuantizedModule:
     import json
 
     from . import _fhec, _torch_qat
-    from ._circuit import Circuit
+    from ._circuit import Circuit, _key_budget
 
     was_training = net.training
     net.eval()
@@ -152,7 +155,8 @@ def _compile_qat(torch: Any, net: Any, X: np.ndarray, p_error: float | None, glo
                         "fhec.torch's QAT layers, starting with QuantInput, and return the last layer's output")
     spec = _torch_qat.integer_network(out, tuple(X.shape[1:]))
     q = _fhec.mlp_network(json.dumps(spec))
-    qm = QuantizedModule(q, Circuit(q.compile(p_error, global_p_error, partitions), True))
+    qm = QuantizedModule(q, Circuit(q.compile(p_error, global_p_error, partitions, None, _key_budget(max_key_bytes)),
+                                    True))
     qm.network = spec
     # the program must reproduce the model's own integers (the clear interpreter on the given inputs)
     rows = qm.quantize_input(X.astype(np.float32))  # the values torch saw

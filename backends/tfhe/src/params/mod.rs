@@ -358,6 +358,10 @@ pub struct SearchSpace {
     pub max_big_dimension: usize,
     pub max_pbs_level: usize,
     pub max_ks_level: usize,
+    /// What a byte of evaluation keys (as sent, bootstrap keys whole) costs against a nanosecond of
+    /// run time: the searches minimise `time + ns_per_key_byte · bytes`. 0 (the default) minimises
+    /// the time alone; a key budget (`CompileOptions::max_key_bytes`) raises it until the keys fit.
+    pub ns_per_key_byte: f64,
 }
 
 impl Default for SearchSpace {
@@ -369,6 +373,7 @@ impl Default for SearchSpace {
             max_big_dimension: 1 << 17,
             max_pbs_level: 6,
             max_ks_level: 24,
+            ns_per_key_byte: 0.0,
         }
     }
 }
@@ -418,7 +423,9 @@ pub fn search_in(dag: &NoiseDag, target: PError, space: &SearchSpace) -> Result<
         return search_leveled(dag, target, space);
     }
     let min_log_n = dag.max_lookup_precision().unwrap_or(1);
-    let mut best: Option<(f64, ParamSet)> = None;
+    // scores are per lookup: time, plus the keys' weight shared over the run's lookups
+    let per_byte = space.ns_per_key_byte / dag.lookups().max(1) as f64;
+    let mut best: Option<(f64, ParamSet, f64)> = None;
     for log_n in space.log_polynomial_sizes.clone() {
         if log_n < min_log_n {
             continue;
@@ -434,7 +441,7 @@ pub fn search_in(dag: &NoiseDag, target: PError, space: &SearchSpace) -> Result<
                 // cheapest first: skip sets that cannot beat the best even with one level each
                 let probe = ParamSet::with_secure_noise(n, k, big_n, 1, 1, 1, 1);
                 let Ok(probe) = probe else { continue };
-                if let Some((c, _)) = best {
+                if let Some((c, _, _)) = best {
                     if pbs_cost_ns(&probe) >= c {
                         continue;
                     }
@@ -451,8 +458,17 @@ pub fn search_in(dag: &NoiseDag, target: PError, space: &SearchSpace) -> Result<
                             continue;
                         };
                         let ms = ms_variance(n, big_n, ks.modulus_log2);
-                        let cost = pbs_cost_ns(&cand);
-                        if best.as_ref().is_some_and(|(c, _)| cost >= *c) {
+                        let time = pbs_cost_ns(&cand);
+                        // the time alone bounds the score from below
+                        if best.as_ref().is_some_and(|(c, _, _)| time >= *c) {
+                            continue;
+                        }
+                        let cost = if per_byte > 0.0 {
+                            time + per_byte * fhec_runtime::keys::compressed_key_bytes(&cand, k * big_n) as f64
+                        } else {
+                            time
+                        };
+                        if best.as_ref().is_some_and(|(c, _, _)| cost >= *c) {
                             continue;
                         }
                         let v = Variances {
@@ -462,7 +478,7 @@ pub fn search_in(dag: &NoiseDag, target: PError, space: &SearchSpace) -> Result<
                             modulus_switch: ms,
                         };
                         if budget_ok(dag, &v, target) {
-                            best = Some((cost, cand));
+                            best = Some((cost, cand, time));
                         }
                     }
                 }
@@ -470,7 +486,7 @@ pub fn search_in(dag: &NoiseDag, target: PError, space: &SearchSpace) -> Result<
         }
     }
     match best {
-        Some((ns, params)) => Ok(Solution {
+        Some((_, params, ns)) => Ok(Solution {
             analysis: analyze(dag, &params),
             params,
             ns_per_pbs: ns,

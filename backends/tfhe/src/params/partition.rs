@@ -263,6 +263,32 @@ fn meets(cs: &[PartConstraint], parts: &[ParamSet], vars: &[Variances], target: 
     }
 }
 
+/// Bytes of the evaluation keys under `parts` (as sent, bootstrap keys whole): per partition with
+/// lookups, its bootstrap key and the keyswitch key into it from its lookups' widest input.
+pub fn key_bytes(cs: &[PartConstraint], parts: &[ParamSet]) -> f64 {
+    (0..parts.len())
+        .map(|q| {
+            let mine = cs.iter().filter(|c| c.lookup == Some(q));
+            let (count, dim) = mine.fold((0u64, 0usize), |(n, d), c| (n + c.count, d.max(c.dim(parts))));
+            if count == 0 {
+                0.0
+            } else {
+                fhec_runtime::keys::compressed_key_bytes(&parts[q], dim) as f64
+            }
+        })
+        .sum()
+}
+
+/// What the search minimises: the lookups' time, plus `space.ns_per_key_byte` per byte of keys.
+fn weighted_cost(cs: &[PartConstraint], parts: &[ParamSet], space: &SearchSpace) -> f64 {
+    let t = lookup_cost_ns(cs, parts);
+    if space.ns_per_key_byte > 0.0 {
+        t + space.ns_per_key_byte * key_bytes(cs, parts)
+    } else {
+        t
+    }
+}
+
 /// Estimated single-thread nanoseconds of a run's lookups under `parts`.
 pub fn lookup_cost_ns(cs: &[PartConstraint], parts: &[ParamSet]) -> f64 {
     (0..parts.len())
@@ -334,6 +360,24 @@ fn best_for(
             let fresh_q = tuniform_variance(glwe_bound as f64);
             let dims: Vec<usize> = cs.iter().map(|c| c.dim(&trial)).collect();
             let dim_q = mine.iter().map(|c| c.dim(&trial)).max().unwrap_or(0);
+            // with a weight on the keys: the other partitions' keys (their sizes do not depend on q's n)
+            let lambda = space.ns_per_key_byte;
+            let others_bytes = if lambda > 0.0 {
+                (0..trial.len())
+                    .filter(|&r| r != q)
+                    .map(|r| {
+                        let mut lookups = cs.iter().zip(&dims).filter(|(c, _)| c.lookup == Some(r)).peekable();
+                        if lookups.peek().is_none() {
+                            0.0
+                        } else {
+                            let dim = lookups.map(|(_, &d)| d).max().unwrap_or(0);
+                            fhec_runtime::keys::compressed_key_bytes(&nested[r], dim) as f64
+                        }
+                    })
+                    .sum::<f64>()
+            } else {
+                0.0
+            };
             let base: Vec<f64> = cs
                 .iter()
                 .zip(&dims)
@@ -370,8 +414,9 @@ fn best_for(
                     // meets every constraint, or the first not cheaper than the best, ends the scan
                     for choice in &ks_best {
                         let (kl, kb, km) = (choice.level, choice.base_log, choice.modulus_log2);
-                        let cost = others + count as f64 * pbs_cost_raw(n, k, big_n, pl, choice.cost_key(), dim_q);
-                        if best.as_ref().is_some_and(|(c, _)| cost >= *c) {
+                        // the time, a lower bound of the cost (the keys only add)
+                        let time = others + count as f64 * pbs_cost_raw(n, k, big_n, pl, choice.cost_key(), dim_q);
+                        if best.as_ref().is_some_and(|(c, _)| time >= *c) {
                             break;
                         }
                         let Ok(cand) = ParamSet::with_secure_noise(n, k, big_n, pb, pl, kb, kl)
@@ -379,6 +424,17 @@ fn best_for(
                         else {
                             continue;
                         };
+                        // more keyswitch levels cost more time and more bytes: the first candidate
+                        // meeting the constraints still ends the scan
+                        let cost = if lambda > 0.0 {
+                            time + lambda
+                                * (others_bytes + fhec_runtime::keys::compressed_key_bytes(&cand, dim_q) as f64)
+                        } else {
+                            time
+                        };
+                        if best.as_ref().is_some_and(|(c, _)| cost >= *c) {
+                            continue;
+                        }
                         let ms = ms_variance(n, big_n, km);
                         let ks: Vec<f64> = distinct.iter().map(|&d| ks_variance(d, n, kb, kl, km)).collect();
                         let var = |(i, c): (usize, &PartConstraint)| {
@@ -420,8 +476,9 @@ fn best_for(
 }
 
 /// The cheapest parameter sets for the partitions of `cs` (`parts` partitions), starting from
-/// `start` (a feasible vector: one set repeated), by coordinate descent. Returns the sets (nested)
-/// and the estimated nanoseconds of the lookups of a run.
+/// `start` (a feasible vector: one set repeated), by coordinate descent; cheapest by the lookups'
+/// time, plus `space.ns_per_key_byte` per byte of keys. Returns the sets (nested) and the
+/// estimated nanoseconds of the lookups of a run.
 pub fn search(
     cs: &[PartConstraint],
     start: &[ParamSet],
@@ -433,7 +490,7 @@ pub fn search(
     if !meets(cs, &parts, &vars, target) {
         return None;
     }
-    let mut cost = lookup_cost_ns(cs, &parts);
+    let mut cost = weighted_cost(cs, &parts, space);
     descend(&mut parts, &mut cost, cs, target, space);
     // Coordinate descent stops where making one partition cheaper needs another to change too (a
     // cheaper bootstrap whose noise another partition's lookups must absorb). Relax and repair:
@@ -460,7 +517,7 @@ pub fn search(
             let trial = nest(&trial);
             let vars: Vec<Variances> = trial.iter().map(Variances::of).collect();
             if ok && meets(cs, &trial, &vars, target) {
-                let mut c = lookup_cost_ns(cs, &trial);
+                let mut c = weighted_cost(cs, &trial, space);
                 if c < cost * (1.0 - 1e-9) {
                     let mut t = trial;
                     descend(&mut t, &mut c, cs, target, space);
@@ -470,7 +527,8 @@ pub fn search(
             }
         }
     }
-    Some((parts, cost))
+    let ns = lookup_cost_ns(cs, &parts);
+    Some((parts, ns))
 }
 
 /// Coordinate descent: the cheapest set for each partition in turn, the others fixed, until no
@@ -654,8 +712,7 @@ fn score(lookup_ns: f64, partitions: usize) -> f64 {
 /// by precision, then three by sensitivity; returns the split of the best [`score`] — each partition
 /// beyond the first must save [`PARTITION_MIN_SAVING`] of the lookup time — or `None` (one partition
 /// is then best).
-pub fn optimize(p: &Program, single: &ParamSet, target: PError) -> Option<Partitioning> {
-    let space = SearchSpace::default();
+pub fn optimize(p: &Program, single: &ParamSet, target: PError, space: &SearchSpace) -> Option<Partitioning> {
     let mut precisions: Vec<u32> = p
         .instrs
         .iter()
@@ -671,23 +728,25 @@ pub fn optimize(p: &Program, single: &ParamSet, target: PError) -> Option<Partit
     }
     let one: Vec<u32> = vec![0; p.instrs.len()];
     let single_cs = compact(constraints(p, &one, 1));
-    let single_ns = lookup_cost_ns(&single_cs, std::slice::from_ref(single));
-    let mut best: Option<Partitioning> = None;
+    let single_ns = weighted_cost(&single_cs, std::slice::from_ref(single), space);
+    // the best split and its score
+    let mut best: Option<(Partitioning, f64)> = None;
     let mut best_t = None;
-    let consider = |best: &mut Option<Partitioning>, assign: Vec<u32>, start: &[ParamSet]| -> Option<f64> {
+    let consider = |best: &mut Option<(Partitioning, f64)>, assign: Vec<u32>, start: &[ParamSet]| -> Option<f64> {
         let cs = compact(constraints(p, &assign, start.len()));
-        let (found, ns) = search(&cs, start, target, &space)?;
-        if best
-            .as_ref()
-            .is_none_or(|b| score(ns, found.len()) < score(b.lookup_ns, b.partitions.len()))
-        {
-            *best = Some(Partitioning {
-                partitions: found,
-                assign,
-                lookup_ns: ns,
-            });
+        let (found, ns) = search(&cs, start, target, space)?;
+        let s = score(weighted_cost(&cs, &found, space), found.len());
+        if best.as_ref().is_none_or(|b| s < b.1) {
+            *best = Some((
+                Partitioning {
+                    partitions: found,
+                    assign,
+                    lookup_ns: ns,
+                },
+                s,
+            ));
         }
-        Some(ns)
+        Some(s)
     };
     for &t in &precisions[..precisions.len() - 1] {
         // partition 0: the wider lookups (and the inputs); partition 1: those of at most t bits
@@ -699,8 +758,8 @@ pub fn optimize(p: &Program, single: &ParamSet, target: PError) -> Option<Partit
                 _ => 0,
             })
             .collect();
-        let before = best.as_ref().map(|b| b.lookup_ns);
-        if consider(&mut best, assign, &[*single, *single]).is_some() && best.as_ref().map(|b| b.lookup_ns) != before {
+        let before = best.as_ref().map(|b| b.1);
+        if consider(&mut best, assign, &[*single, *single]).is_some() && best.as_ref().map(|b| b.1) != before {
             best_t = Some(t);
         }
     }
@@ -714,7 +773,7 @@ pub fn optimize(p: &Program, single: &ParamSet, target: PError) -> Option<Partit
     // one precision: split it by sensitivity (two partitions); several: the narrow side of the best
     // split by precision (three), starting from that split with its narrow set repeated
     let (t, start) = match (&best, best_t) {
-        (Some(b), Some(t)) => (t, vec![b.partitions[0], b.partitions[1], b.partitions[1]]),
+        (Some((b, _)), Some(t)) => (t, vec![b.partitions[0], b.partitions[1], b.partitions[1]]),
         _ if precisions.len() == 1 => (top, vec![*single, *single]),
         _ => (top, Vec::new()),
     };
@@ -753,8 +812,8 @@ pub fn optimize(p: &Program, single: &ParamSet, target: PError) -> Option<Partit
             }
         }
     }
-    let best = best?;
-    if score(best.lookup_ns, best.partitions.len()) < single_ns && master_dimension(&best.partitions) > 0 {
+    let (best, s) = best?;
+    if s < single_ns && master_dimension(&best.partitions) > 0 {
         Some(best)
     } else {
         None

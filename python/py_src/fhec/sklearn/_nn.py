@@ -25,6 +25,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import Circuit, _qat
+from .._circuit import _key_budget
 from .._fhec import mlp_network
 from . import _linear
 from ._base import Decrypted, FheModel, check_mode
@@ -537,14 +538,18 @@ class _NeuralNet(FheModel):
         return np.asarray(q, dtype=np.float64) * np.asarray(o["scale"]) + np.asarray(o["offset"])
 
     def compile(self, X: Any = None, p_error: float | None = None, global_p_error: float | None = None,
-                partitions: bool = True) -> Circuit:
+                partitions: bool = True, max_key_bytes: int | None = None) -> Circuit:
         """Builds the encrypted program (one dense layer per matrix product, an exact rounding and one
-        lookup per hidden neuron) and picks secure parameters. ``X`` is only checked."""
+        lookup per hidden neuron) and picks secure parameters. ``X`` is only checked. ``max_key_bytes``: the most bytes of evaluation keys (as sent) the program may need; the fastest
+        program within them is kept, or ``CompileError`` names the smallest keys found (docs/crypto.md,
+        "Key budget"); default: the fastest, whatever its keys."""
         check_is_fitted(self, "network_")
         if X is not None:
             self._validate(X)
-        self.fhe_circuit = Circuit(self._q.compile(p_error, global_p_error, partitions), True)
-        self._compile_options = {"p_error": p_error, "global_p_error": global_p_error, "partitions": partitions}
+        budget = _key_budget(max_key_bytes)
+        self.fhe_circuit = Circuit(self._q.compile(p_error, global_p_error, partitions, None, budget), True)
+        self._compile_options = {"p_error": p_error, "global_p_error": global_p_error, "partitions": partitions,
+                                 "max_key_bytes": budget}
         return self.fhe_circuit
 
     def bitwidth_report(self) -> list[dict]:

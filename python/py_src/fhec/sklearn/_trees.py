@@ -21,6 +21,7 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import Circuit, FhecError
+from .._circuit import _key_budget
 from .._fhec import QuantizedTrees, post_process, trees_import, trees_quantize
 from . import _linear
 from ._base import Decrypted, FheModel, check_mode
@@ -151,6 +152,7 @@ class _TreeModel(FheModel):
         leaf_mode: str | None = None,
         partitions: bool = True,
         many_lut: bool | None = None,
+        max_key_bytes: int | None = None,
     ) -> Circuit:
         """Builds the encrypted program (one lookup per leaf or sibling pair, docs/trees.md) and picks
         secure parameters. ``X`` is only checked. ``leaf_mode``: ``"fused"`` (tables with the leaf
@@ -162,12 +164,15 @@ class _TreeModel(FheModel):
         ``False``: one parameter set for every lookup. ``many_lut``: lookups on one input (a sibling
         pair's two leaves, a leaf's several outputs) in one blind rotation (docs/crypto.md,
         "Many-LUT"): ``None`` (default) where the cost model says it pays, ``True`` wherever
-        possible, ``False`` never."""
+        possible, ``False`` never. ``max_key_bytes``: the most bytes of evaluation keys (as sent) the program may need; the fastest
+        program within them is kept, or ``CompileError`` names the smallest keys found (docs/crypto.md,
+        "Key budget"); default: the fastest, whatever its keys."""
         check_is_fitted(self, "quantized_")
+        budget = _key_budget(max_key_bytes)
         if X is not None:
             validate_data(self, X, reset=False, dtype=np.float64)
         classes = json.dumps(np.asarray(self.classes_).tolist()) if hasattr(self, "classes_") else None
-        c, report = self._model.compile(leaf_mode, p_error, global_p_error, classes, partitions, many_lut)
+        c, report = self._model.compile(leaf_mode, p_error, global_p_error, classes, partitions, many_lut, budget)
         self.fhe_circuit = Circuit(c, True)
         self.compile_report_ = dict(report)
         self._compile_options = {
@@ -176,6 +181,7 @@ class _TreeModel(FheModel):
             "leaf_mode": leaf_mode,
             "partitions": partitions,
             "many_lut": many_lut,
+            "max_key_bytes": budget,
         }
         return self.fhe_circuit
 
