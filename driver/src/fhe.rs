@@ -164,8 +164,16 @@ pub(crate) fn compile(file: &str, output: Option<&str>, a: CompileArgs<'_>) -> R
         0 => String::new(),
         k => format!(" and {k} lanes"),
     };
+    let budget = match opts.max_key_bytes {
+        Some(b) => format!(
+            ", evaluation keys {} (budget {})",
+            mb(runtime::keys::program_key_bytes(program).0),
+            mb(b as usize)
+        ),
+        None => String::new(),
+    };
     eprintln!(
-        "compiled {} in {:.2} s: {} lookups{lanes}, parameters {}, p_error 2^{:.1} per lookup (worst), estimated {:.3} s per run; wrote {output}",
+        "compiled {} in {:.2} s: {} lookups{lanes}, parameters {}, p_error 2^{:.1} per lookup (worst), estimated {:.3} s per run{budget}; wrote {output}",
         display_name(file),
         t0.elapsed().as_secs_f64(),
         program.pbs_count(),

@@ -1033,6 +1033,12 @@ fn compile_within_a_key_budget() {
     let kp = kept.to_str().unwrap();
     let o = fhec(&["compile", "examples/mlp.fhe", "-o", kp, "--max-key-bytes", &bytes]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // the summary line tells the keys and the budget
+    assert!(
+        stderr(&o).contains(&format!("(budget {:.1} MB)", budget)),
+        "{}",
+        stderr(&o)
+    );
     assert!(keys(kp) <= budget, "{} MB > {budget} MB", keys(kp));
     let (ck, ek) = (tmp("budget.ck"), tmp("budget.ek"));
     let (c, e) = (ck.to_str().unwrap(), ek.to_str().unwrap());

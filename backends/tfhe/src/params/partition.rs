@@ -263,9 +263,9 @@ fn meets(cs: &[PartConstraint], parts: &[ParamSet], vars: &[Variances], target: 
     }
 }
 
-/// Bytes of the evaluation keys under `parts` (as sent, bootstrap keys whole): per partition with
-/// lookups, its bootstrap key and the keyswitch key into it from its lookups' widest input.
-pub fn key_bytes(cs: &[PartConstraint], parts: &[ParamSet]) -> f64 {
+/// `Σ f(q, lookups, input dimension)` over the partitions with lookups under `parts` (the dimension:
+/// the widest input of the partition's lookups, which its keyswitch reads).
+fn sum_over_partitions(cs: &[PartConstraint], parts: &[ParamSet], f: impl Fn(usize, u64, usize) -> f64) -> f64 {
     (0..parts.len())
         .map(|q| {
             let mine = cs.iter().filter(|c| c.lookup == Some(q));
@@ -273,10 +273,18 @@ pub fn key_bytes(cs: &[PartConstraint], parts: &[ParamSet]) -> f64 {
             if count == 0 {
                 0.0
             } else {
-                fhec_runtime::keys::compressed_key_bytes(&parts[q], dim) as f64
+                f(q, count, dim)
             }
         })
         .sum()
+}
+
+/// Bytes of the evaluation keys under `parts` (as sent, bootstrap keys whole): per partition with
+/// lookups, its bootstrap key and the keyswitch key into it from its lookups' widest input.
+pub fn key_bytes(cs: &[PartConstraint], parts: &[ParamSet]) -> f64 {
+    sum_over_partitions(cs, parts, |q, _, dim| {
+        fhec_runtime::keys::compressed_key_bytes(&parts[q], dim) as f64
+    })
 }
 
 /// What the search minimises: the lookups' time, plus `space.ns_per_key_byte` per byte of keys.
@@ -291,17 +299,9 @@ fn weighted_cost(cs: &[PartConstraint], parts: &[ParamSet], space: &SearchSpace)
 
 /// Estimated single-thread nanoseconds of a run's lookups under `parts`.
 pub fn lookup_cost_ns(cs: &[PartConstraint], parts: &[ParamSet]) -> f64 {
-    (0..parts.len())
-        .map(|q| {
-            let mine = cs.iter().filter(|c| c.lookup == Some(q));
-            let (count, dim) = mine.fold((0u64, 0usize), |(n, d), c| (n + c.count, d.max(c.dim(parts))));
-            if count == 0 {
-                0.0
-            } else {
-                count as f64 * pbs_cost_from_ns(&parts[q], dim)
-            }
-        })
-        .sum()
+    sum_over_partitions(cs, parts, |q, count, dim| {
+        count as f64 * pbs_cost_from_ns(&parts[q], dim)
+    })
 }
 
 /// The cheapest set for partition `q`, the others fixed, meeting `target` on every constraint (the
