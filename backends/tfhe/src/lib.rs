@@ -190,7 +190,11 @@ fn compile_within(l: lower::Lowered, opts: &CompileOptions, budget: u64) -> Resu
         ))
     };
     if opts.params.is_some() {
-        return Err(too_big(first));
+        return Err(Diagnostic::new(format!(
+            "{KEY_BUDGET_NOT_MET} {:.1} MB: the given parameters' keys need {:.1} MB for this program",
+            budget as f64 / 1e6,
+            first as f64 / 1e6
+        )));
     }
     let unit = (base.program.noise.estimated_seconds * 1e9 / first.max(1) as f64).max(1e-9);
     let at = |log_w: f64| {

@@ -256,7 +256,7 @@ def compile_onnx_model(
     else:
         candidates = (int(output_parts),)
     best = None  # (key, parts, q, raw, report, rounding)
-    first_error = None
+    first_error = budget_error = None
     for parts in candidates:
         report, raw, bits_used, failure = None, None, rounding, None
         try:
@@ -287,6 +287,7 @@ def compile_onnx_model(
             if not over_budget and ("no secure TFHE parameters" not in str(failure) or len(candidates) == 1):
                 _too_wide(q, failure)
             first_error = first_error or (q, failure)
+            budget_error = budget_error or (failure if over_budget else None)
             continue
         seconds = Circuit(raw, True).statistics["estimated_seconds"]
         # more parts show the client more: taken only for AUTO_PARTS_GAIN of the estimate
@@ -294,8 +295,9 @@ def compile_onnx_model(
         if best is None or (met, -seconds) > (best[0][0], -best[0][1] * (1 - AUTO_PARTS_GAIN)):
             best = ((met, seconds), parts, q, raw, report, bits_used)
     if best is None:
-        if KEY_BUDGET_NOT_MET in str(first_error[1]):
-            raise first_error[1]
+        # a part count over the budget says more than one without secure parameters
+        if budget_error is not None:
+            raise budget_error
         _too_wide(*first_error)
     _, parts, q, raw, report, rounding = best
     qm = QuantizedModule(q, Circuit(raw, True))

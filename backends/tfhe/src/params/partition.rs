@@ -424,8 +424,6 @@ fn best_for(
                         else {
                             continue;
                         };
-                        // more keyswitch levels cost more time and more bytes: the first candidate
-                        // meeting the constraints still ends the scan
                         let cost = if lambda > 0.0 {
                             time + lambda
                                 * (others_bytes + fhec_runtime::keys::compressed_key_bytes(&cand, dim_q) as f64)
@@ -465,7 +463,11 @@ fn best_for(
                             })
                             .expect("a raised noise bound stays secure");
                             best = Some((cost, chosen));
-                            break;
+                            // by time alone no later keyswitch can be cheaper; with a weight on
+                            // the keys one into the other modulus may be smaller
+                            if lambda == 0.0 {
+                                break;
+                            }
                         }
                     }
                 }
@@ -527,7 +529,13 @@ pub fn search(
             }
         }
     }
-    let ns = lookup_cost_ns(cs, &parts);
+    // without a weight on the keys, the descent's running total is the time (as it always was);
+    // with one, the time is taken apart from the score
+    let ns = if space.ns_per_key_byte > 0.0 {
+        lookup_cost_ns(cs, &parts)
+    } else {
+        cost
+    };
     Some((parts, ns))
 }
 
@@ -735,7 +743,12 @@ pub fn optimize(p: &Program, single: &ParamSet, target: PError, space: &SearchSp
     let consider = |best: &mut Option<(Partitioning, f64)>, assign: Vec<u32>, start: &[ParamSet]| -> Option<f64> {
         let cs = compact(constraints(p, &assign, start.len()));
         let (found, ns) = search(&cs, start, target, space)?;
-        let s = score(weighted_cost(&cs, &found, space), found.len());
+        let w = if space.ns_per_key_byte > 0.0 {
+            weighted_cost(&cs, &found, space)
+        } else {
+            ns
+        };
+        let s = score(w, found.len());
         if best.as_ref().is_none_or(|b| s < b.1) {
             *best = Some((
                 Partitioning {
@@ -746,7 +759,7 @@ pub fn optimize(p: &Program, single: &ParamSet, target: PError, space: &SearchSp
                 s,
             ));
         }
-        Some(s)
+        Some(w)
     };
     for &t in &precisions[..precisions.len() - 1] {
         // partition 0: the wider lookups (and the inputs); partition 1: those of at most t bits
