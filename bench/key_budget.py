@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _encrypted import keygen_and_run  # noqa: E402
 from nn_iris import FIX, PAPER  # noqa: E402
 
 
@@ -26,16 +27,8 @@ def row(label: str, path: pathlib.Path, calib: np.ndarray, x: np.ndarray, sample
     t = time.perf_counter()
     qm = fhec.onnx.compile_onnx_model(path, calib, **kw)
     compile_s = time.perf_counter() - t
-    t = time.perf_counter()
-    qm.fhe_circuit.keygen()
-    keygen_s = time.perf_counter() - t
     clear = qm.forward(x[:samples], fhe="disable")
-    times, exact = [], 0
-    for i in range(samples):
-        t = time.perf_counter()
-        out = qm.forward(x[i : i + 1], fhe="execute")
-        times.append(time.perf_counter() - t)
-        exact += int(np.array_equal(out, clear[i : i + 1]))
+    keygen_s, times, exact = keygen_and_run(qm, x, clear, samples)
     s = qm.fhe_circuit.statistics
     print(json.dumps({
         "row": label, "compile_s": round(compile_s, 2), "keygen_s": round(keygen_s, 2),

@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+from _encrypted import keygen_and_run
+
 FIX = pathlib.Path(__file__).resolve().parents[1] / "frontends" / "onnx" / "tests" / "fixtures"
 PAPER = {"model_inputs": 7, "op_inputs": 3, "op_weights": 4, "model_outputs": 8}
 WEIGHTS5 = {**PAPER, "op_weights": 5}
@@ -45,16 +47,8 @@ def fhec_rows(samples: int) -> None:
         qm = fhec.onnx.compile_onnx_model(FIX / "iris_mlp.onnx", d["calib"], n_bits=bits, rounding_threshold_bits=r,
                                           partitions=partitions, p_error=p_error)
         compile_s = time.perf_counter() - t
-        t = time.perf_counter()
-        qm.fhe_circuit.keygen()
-        keygen_s = time.perf_counter() - t
         clear = qm.forward(x, fhe="disable")
-        times, exact = [], 0
-        for i in range(samples):
-            t = time.perf_counter()
-            out = qm.forward(x[i : i + 1], fhe="execute")
-            times.append(time.perf_counter() - t)
-            exact += int(np.array_equal(out, clear[i : i + 1]))
+        keygen_s, times, exact = keygen_and_run(qm, x, clear, samples)
         s = qm.fhe_circuit.statistics
         print(json.dumps({
             "tool": "fhec", "config": name, "compile_s": round(compile_s, 2), "keygen_s": round(keygen_s, 2),

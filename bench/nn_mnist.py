@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+from _encrypted import keygen_and_run
+
 FIX = pathlib.Path(__file__).resolve().parents[1] / "frontends" / "onnx" / "tests" / "fixtures"
 # (name, n_bits, rounding, output parts)
 CONFIGS = {
@@ -60,14 +62,8 @@ def rows(model: str, samples: int, first_only: bool) -> None:
         simulate_equal = bool(np.array_equal(qm.forward(x, fhe="simulate"), clear))
         keygen_s, times, exact = None, [], 0
         if samples:
-            t = time.perf_counter()
-            qm.fhe_circuit.keygen()
-            keygen_s = round(time.perf_counter() - t, 2)
-            for i in range(samples):
-                t = time.perf_counter()
-                out = qm.forward(x[i : i + 1], fhe="execute")
-                times.append(time.perf_counter() - t)
-                exact += int(np.array_equal(out, clear[i : i + 1]))
+            keygen_s, times, exact = keygen_and_run(qm, x, clear, samples)
+            keygen_s = round(keygen_s, 2)
         s = qm.fhe_circuit.statistics
         print(json.dumps({
             "tool": "fhec", "model": model, "config": name, "compile_s": round(compile_s, 2), "keygen_s": keygen_s,
