@@ -438,11 +438,13 @@ pub fn search_in(dag: &NoiseDag, target: PError, space: &SearchSpace) -> Result<
             let glwe_bound = secure_glwe_bound(k, big_n);
             let fresh = tuniform_variance(glwe_bound as f64);
             for &n in &space.lwe_dimensions {
-                // cheapest first: skip sets that cannot beat the best even with one level each
-                let probe = ParamSet::with_secure_noise(n, k, big_n, 1, 1, 1, 1);
-                let Ok(probe) = probe else { continue };
+                // cheapest first: skip sets that cannot beat the best even with one level each and
+                // the cheaper keyswitch (into 32 bits): a lower bound on every candidate below
+                if ParamSet::with_secure_noise(n, k, big_n, 1, 1, 1, 1).is_err() {
+                    continue;
+                }
                 if let Some((c, _, _)) = best {
-                    if pbs_cost_ns(&probe) >= c {
+                    if pbs_cost_raw(n, k, big_n, 1, (1, true), k * big_n) >= c {
                         continue;
                     }
                 }
