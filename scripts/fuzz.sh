@@ -31,7 +31,7 @@ for f in tests/cases/*/*.fhe examples/*.fhe fuzz/fixtures/linear.fhe; do
   cp "$f" "$corpus/ir_text/$(echo "$f" | tr / _)"
 done
 cp fuzz/fixtures/linear.tfhe "$corpus/tfhe_text/"
-cp fuzz/fixtures/integer_mlp.json fuzz/fixtures/integer_conv.json "$corpus/integer_mlp/"
+cp fuzz/fixtures/integer_mlp.json fuzz/fixtures/integer_conv.json fuzz/fixtures/integer_residual.json "$corpus/integer_mlp/"
 cp frontends/trees/tests/data/xgb_*.json "$corpus/xgboost/"
 cp frontends/trees/tests/data/lgbm_*.json "$corpus/lightgbm/"
 cp frontends/trees/tests/data/*.onnx "$corpus/onnx_trees/"

@@ -332,3 +332,91 @@ def test_averaged_weights_compile_exactly(digits):
     ints = qm._integers(qm.quantize_input(Xte[:80]), "simulate")
     assert np.array_equal(ints, out.ints.numpy().astype(np.int64))
     assert (qm.forward(Xte[:80], fhe="disable").argmax(1) == yte[:80]).mean() > 0.7
+
+
+class _ResNet(nn.Module):
+    """A residual block (conv → BatchNorm, plus the block's input, then ReLU), pooled, then dense."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = ft.QuantInput(3)
+        self.conv1 = ft.QuantConv2d(1, 4, 3, padding=1, n_w_bits=3, n_accum_bits=8)
+        self.act1 = ft.QuantReLU(3)
+        self.conv2 = ft.QuantConv2d(4, 4, 3, padding=1, n_w_bits=3, n_accum_bits=9, bias=False)
+        self.bn = nn.BatchNorm2d(4)
+        self.add = ft.QuantAdd()
+        self.act2 = ft.QuantReLU(3)
+        self.pool = ft.QuantAvgPool2d(2)
+        self.act3 = ft.QuantIdentity(3)
+        self.fc = ft.QuantLinear(64, 10, n_w_bits=3)
+
+    def forward(self, x):
+        h = self.act1(self.conv1(self.inp(x)))
+        h = self.act2(self.add(self.bn(self.conv2(h)), h))
+        return self.fc(self.act3(self.pool(h)).flatten(1))
+
+
+def test_a_residual_block_is_exact(digits):
+    Xtr, Xte, ytr, yte = digits
+    torch.manual_seed(6)
+    net = _ResNet()
+    _train(net, Xtr, ytr, epochs=6)
+    with torch.no_grad():
+        out = net(torch.tensor(Xte))
+    assert float((out.argmax(1) == torch.tensor(yte)).float().mean()) >= 0.8
+    qm = ft.compile_torch_model(net, Xtr, import_qat=True)
+    # the sum costs no lookup: one rounded accumulator, one activation
+    assert [r["kind"] for r in qm.bitwidth_report()].count("lookup") == 3
+    ints = qm._integers(qm.quantize_input(Xte), "simulate")
+    assert np.array_equal(ints, out.ints.numpy().astype(np.int64))
+    assert np.array_equal(ints, qm._integers(qm.quantize_input(Xte), "disable"))
+    assert np.array_equal(qm.forward(Xte[:1], fhe="execute"), qm.forward(Xte[:1]))
+    # the block's accumulator holds the skipped activation: n_accum_bits still bounds it
+    block = [r for r in qm.bitwidth_report() if r["kind"] == "accumulator"][1]
+    assert block["bits"] <= 9
+
+
+def test_a_dense_skip_of_the_input_is_exact():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(300, 6)).astype(np.float32)
+    y = (X[:, :3].sum(axis=1) > X[:, 3:].sum(axis=1)).astype(np.int64)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inp = ft.QuantInput(4)
+            self.fc1 = ft.QuantLinear(6, 6, n_w_bits=4)
+            self.add = ft.QuantAdd()
+            self.act = ft.QuantActivation("tanh", 4)
+            self.fc2 = ft.QuantLinear(6, 2, n_w_bits=4)
+
+        def forward(self, x):
+            q = self.inp(x)
+            return self.fc2(self.act(self.add(self.fc1(q), q)))
+
+    torch.manual_seed(8)
+    net = Net()
+    _train(net, X, y, epochs=10)
+    qm = ft.compile_torch_model(net, X, import_qat=True)
+    with torch.no_grad():
+        out = net(torch.tensor(X[:100]))
+    ints = qm._integers(qm.quantize_input(X[:100]), "simulate")
+    assert np.array_equal(ints, out.ints.numpy().astype(np.int64))
+    assert np.array_equal(qm.forward(X[:1], fhe="execute"), qm.forward(X[:1]))
+
+
+def test_misused_skips_are_clear_errors(digits):
+    Xtr = torch.tensor(digits[0][:4])
+    inp, conv, act, add = ft.QuantInput(3), ft.QuantConv2d(1, 1, 3, padding=1), ft.QuantReLU(3), ft.QuantAdd()
+    q = inp(Xtr)
+    h = act(conv(q))
+    with pytest.raises(ValueError, match="adds to the accumulator"):
+        add(h, q)
+    with pytest.raises(ValueError, match="input or an activation"):
+        add(conv(q), conv(q))
+    with pytest.raises(ValueError, match="one shape"):
+        add(ft.QuantConv2d(1, 2, 3, padding=1)(q), q)
+    with pytest.raises(ValueError, match="same network"):
+        add(conv(q), ft.QuantInput(3)(Xtr))
+    with pytest.raises(TypeError):
+        add(conv(q), Xtr)

@@ -14,6 +14,9 @@
 //! conv2d:     acc_l[f, y, x] = Σ_{c,i,j} weights_l[f][(c·KH + i)·KW + j]
 //!                                        · h_{l−1}[c, y·SH + i − PH, x·SW + j − PW]   (0 outside)
 //! sum_pool2d: acc_l[c, y, x] = Σ_{i,j} h_{l−1}[c, y·SH + i, x·SW + j]
+//! residual:   acc_l[e]      += coefficients_l[t] · h_from[e]          (a skip connection: `from` = 0
+//!                                                    the input h₀, i ≥ 1 layer i−1's output; same
+//!                                                    shape as acc_l; t as for the tables below)
 //! k_l   = floor((acc_l + 2^(lsbs−1)) / 2^lsbs)      (acc_l itself when lsbs = 0)
 //! h_l   = tables_l[t][k_l − table_lo]               (layers with a lookup; t the output neuron of
 //!                                                    a dense layer, the channel of the others)
@@ -104,8 +107,20 @@ pub struct IntegerLayer {
     /// `[PH, PW]` zeros on each side (conv2d only; default none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub padding: Option<[usize; 2]>,
+    /// A skip connection added to the accumulator before its rounding (dense, conv2d, sum_pool2d).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residual: Option<Residual>,
     #[serde(default)]
     pub lookup: Option<Lookup>,
+}
+
+/// `acc[e] += coefficients[t] · h_from[e]`: `from` = 0 is the input (after `input_offset`), `i ≥ 1`
+/// the output of layer `i − 1` (after its lookup); `t` the output neuron (dense) or channel. The
+/// value has the accumulator's shape (`[C, H, W]` for the window layers, as many elements for dense).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Residual {
+    pub from: usize,
+    pub coefficients: Vec<i64>,
 }
 
 /// Rounding of the accumulator by `lsbs` bits, then `tables[t][k − table_lo]`.
@@ -125,6 +140,7 @@ impl IntegerLayer {
             kernel: None,
             stride: None,
             padding: None,
+            residual: None,
             lookup,
         }
     }
@@ -229,6 +245,8 @@ impl IntegerNetwork {
         };
         let mut width = features;
         let mut out = Vec::with_capacity(self.layers.len());
+        // every value a residual may read: the input, then each layer's output
+        let mut values: Vec<(usize, Option<[usize; 3]>)> = vec![(features, chw)];
         for (i, l) in self.layers.iter().enumerate() {
             if width == 0 || width > MAX_MLP_WIDTH {
                 return Err(bad(format!("layer {i}: {width} inputs (1 to {MAX_MLP_WIDTH})")));
@@ -382,8 +400,40 @@ impl IntegerNetwork {
                     return Err(bad(format!("layer {i}: lsbs {} or table_lo {}", t.lsbs, t.table_lo)));
                 }
             }
+            if let Some(r) = &l.residual {
+                if l.kind == LayerKind::MaxPool2d {
+                    return Err(bad(format!("layer {i}: a max_pool2d layer takes no residual")));
+                }
+                let Some(&(count, from_chw)) = values.get(r.from) else {
+                    return Err(bad(format!(
+                        "layer {i}: residual from {} (0 the input, at most {i}: an earlier layer's output)",
+                        r.from
+                    )));
+                };
+                let fits = match g.out_chw {
+                    Some(_) => from_chw == g.out_chw,
+                    None => count == g.outputs,
+                };
+                if !fits {
+                    return Err(bad(format!(
+                        "layer {i}: residual from {} has shape {}, the accumulator {}",
+                        r.from,
+                        from_chw.map_or(format!("[{count}]"), |s| format!("{s:?}")),
+                        g.out_chw.map_or(format!("[{}]", g.outputs), |s| format!("{s:?}"))
+                    )));
+                }
+                if r.coefficients.len() != g.groups
+                    || r.coefficients.iter().any(|c| c.unsigned_abs() > MAX_MLP_WEIGHT as u64)
+                {
+                    return Err(bad(format!(
+                        "layer {i}: the residual needs {} coefficients, each at most {MAX_MLP_WEIGHT} in magnitude",
+                        g.groups
+                    )));
+                }
+            }
             width = g.outputs;
             chw = g.out_chw;
+            values.push((g.outputs, g.out_chw));
             out.push(g);
         }
         if self.output.parts != 1 {
@@ -440,7 +490,12 @@ impl IntegerNetwork {
         }
         let pair = |v: [usize; 2]| Attribute::Array(v.iter().map(|&d| Attribute::Int(d as i64)).collect());
         let mut layers = Vec::new();
+        // the values a residual may read (the input, then each layer's output) and their ranges
+        let mut outs: Vec<(ValueId, i64, i64)> = vec![(v, lo, hi)];
         for (i, (l, g)) in self.layers.iter().zip(&geoms).enumerate() {
+            if i > 0 {
+                outs.push((v, lo, hi));
+            }
             let what = match l.kind {
                 LayerKind::Dense => format!("dense layer {i}"),
                 LayerKind::Conv2d => format!("conv2d layer {i}"),
@@ -501,18 +556,61 @@ impl IntegerNetwork {
                     })
                     .collect(),
             };
+            // the residual's term, per group: its coefficient times the skipped value's range
+            let residual = l.residual.as_ref().map(|r| {
+                let (hv, hlo, hhi) = outs[r.from];
+                let terms: Vec<(i128, i128)> = r
+                    .coefficients
+                    .iter()
+                    .map(|&c| {
+                        let (a, z) = (c as i128 * hlo as i128, c as i128 * hhi as i128);
+                        (a.min(z), a.max(z))
+                    })
+                    .collect();
+                (r, hv, terms)
+            });
             if wide.iter().any(|&(a, z)| a.abs() > MAX_ACC || z.abs() > MAX_ACC) {
                 return Err(bad(format!("{what}: accumulators beyond 2^62")));
             }
-            let ranges: Vec<(i64, i64)> = wide.iter().map(|&(a, z)| (a as i64, z as i64)).collect();
+            let mm_ranges: Vec<(i64, i64)> = wide.iter().map(|&(a, z)| (a as i64, z as i64)).collect();
+            let ranges: Vec<(i64, i64)> = match &residual {
+                None => mm_ranges.clone(),
+                Some((_, _, terms)) => {
+                    let total: Vec<(i128, i128)> = wide
+                        .iter()
+                        .zip(terms)
+                        .map(|(&(a, z), &(ta, tz))| (a + ta, z + tz))
+                        .collect();
+                    if total.iter().any(|&(a, z)| a.abs() > MAX_ACC || z.abs() > MAX_ACC) {
+                        return Err(bad(format!("{what}: accumulators beyond 2^62 with the residual")));
+                    }
+                    total.iter().map(|&(a, z)| (a as i64, z as i64)).collect()
+                }
+            };
             let amin = ranges.iter().map(|r| r.0).min().unwrap_or(0);
             let amax = ranges.iter().map(|r| r.1).max().unwrap_or(0);
             // the result is signed when an operand is: the input, or weights with a negative one
-            let signed = b.ty(v).is_signed() || l.weights.iter().flatten().any(|&w| w < 0);
+            let mm_signed = b.ty(v).is_signed() || l.weights.iter().flatten().any(|&w| w < 0);
+            let term_signed = residual
+                .as_ref()
+                .is_some_and(|(r, hv, _)| b.ty(*hv).is_signed() || r.coefficients.iter().any(|&c| c < 0));
+            let signed = mm_signed || term_signed;
             let mut acc_elem = if signed {
                 elem_of(amin.min(-1), amax, true)?
             } else {
                 elem_of(amin, amax, false)?
+            };
+            // the product's own type (the accumulator's, without a residual)
+            let mm_elem = if residual.is_none() {
+                None
+            } else {
+                let lo = mm_ranges.iter().map(|r| r.0).min().unwrap_or(0);
+                let hi = mm_ranges.iter().map(|r| r.1).max().unwrap_or(0);
+                Some(if mm_signed {
+                    elem_of(lo.min(-1), hi, true)?
+                } else {
+                    elem_of(lo, hi, false)?
+                })
             };
             if let Some(t) = &l.lookup {
                 // the trainer sizes the rounding from its own (possibly wider) input ranges; a
@@ -525,6 +623,7 @@ impl IntegerNetwork {
                     };
                 }
             }
+            let prod_elem = mm_elem.unwrap_or(acc_elem);
             let acc = match l.kind {
                 LayerKind::Dense => {
                     let (n, k) = (g.outputs, g.inputs);
@@ -539,7 +638,7 @@ impl IntegerNetwork {
                     let wv = b
                         .op_with_type(OpKind::Constant, &[], &[("value", Attribute::Dense(wd))], Some(wty))
                         .map_err(ir_err(&what))?;
-                    b.op_with_type(OpKind::Matmul, &[v, wv], &[], Some(Type::new(acc_elem, vec![1, n])))
+                    b.op_with_type(OpKind::Matmul, &[v, wv], &[], Some(Type::new(prod_elem, vec![1, n])))
                         .map_err(ir_err(&what))?
                 }
                 LayerKind::Conv2d | LayerKind::SumPool2d | LayerKind::MaxPool2d => {
@@ -574,16 +673,41 @@ impl IntegerNetwork {
                             OpKind::Conv2d,
                             &[x4, wv],
                             &attrs,
-                            Some(Type::new(acc_elem, vec![1, f, oh, ow])),
+                            Some(Type::new(prod_elem, vec![1, f, oh, ow])),
                         )
                         .map_err(ir_err(&what))?;
                     b.op_with_type(
                         OpKind::Reshape,
                         &[y],
                         &[],
-                        Some(Type::new(acc_elem, vec![1, g.outputs])),
+                        Some(Type::new(prod_elem, vec![1, g.outputs])),
                     )
                     .map_err(ir_err(&what))?
+                }
+            };
+            let acc = match &residual {
+                None => acc,
+                Some((r, hv, terms)) => {
+                    // acc + c·h, the coefficients per element (by its group)
+                    let n = g.outputs;
+                    let cs: Vec<i64> = (0..n).map(|e| r.coefficients[g.group_of(e)]).collect();
+                    let cd = dense(cs, &[1, n])?;
+                    let cty = cd.ty.clone();
+                    let cv = b
+                        .op_with_type(OpKind::Constant, &[], &[("value", Attribute::Dense(cd))], Some(cty))
+                        .map_err(ir_err(&what))?;
+                    let tlo = terms.iter().map(|t| t.0).min().unwrap_or(0) as i64;
+                    let thi = terms.iter().map(|t| t.1).max().unwrap_or(0) as i64;
+                    let term_elem = if term_signed {
+                        elem_of(tlo.min(-1), thi, true)?
+                    } else {
+                        elem_of(tlo, thi, false)?
+                    };
+                    let term = b
+                        .op_with_type(OpKind::Mul, &[*hv, cv], &[], Some(Type::new(term_elem, vec![1, n])))
+                        .map_err(ir_err(&what))?;
+                    b.op_with_type(OpKind::Add, &[acc, term], &[], Some(Type::new(acc_elem, vec![1, n])))
+                        .map_err(ir_err(&what))?
                 }
             };
             let n = g.outputs;
@@ -759,13 +883,15 @@ mod tests {
     /// The module's semantics (the doc comment), written out.
     fn forward(m: &IntegerNetwork, q: &[i64]) -> Vec<i64> {
         let mut h: Vec<i64> = q.iter().map(|v| v - m.input_offset).collect();
+        let mut seen: Vec<Vec<i64>> = vec![];
         let mut chw = match m.input_shape.as_deref() {
             Some(&[c, hh, w]) => Some([c, hh, w]),
             _ => None,
         };
         for l in &m.layers {
+            seen.push(h.clone());
             // (accumulators, the table of each)
-            let (acc, group): (Vec<i64>, Vec<usize>) = match l.kind {
+            let (mut acc, group): (Vec<i64>, Vec<usize>) = match l.kind {
                 LayerKind::Dense => {
                     chw = None;
                     let acc = l
@@ -839,6 +965,11 @@ mod tests {
                     (acc, group)
                 }
             };
+            if let Some(r) = &l.residual {
+                for (e, a) in acc.iter_mut().enumerate() {
+                    *a += r.coefficients[group[e]] * seen[r.from][e];
+                }
+            }
             h = match &l.lookup {
                 None => acc,
                 Some(t) => acc
@@ -899,6 +1030,7 @@ mod tests {
                     kernel: Some([3, 3]),
                     stride: None,
                     padding: Some([1, 1]),
+                    residual: None,
                     lookup: Some(l0),
                 },
                 IntegerLayer {
@@ -907,6 +1039,7 @@ mod tests {
                     kernel: Some([2, 2]),
                     stride: None,
                     padding: None,
+                    residual: None,
                     lookup: Some(l1),
                 },
                 IntegerLayer::dense(dense_w, None),
@@ -978,6 +1111,7 @@ mod tests {
             kernel: Some([2, 2]),
             stride: None,
             padding: None,
+            residual: None,
             lookup: None,
         };
         let q = m.build().unwrap();
@@ -1061,6 +1195,7 @@ mod tests {
                 kernel: Some([1, 1]),
                 stride: None,
                 padding: None,
+                residual: None,
                 lookup: None,
             },
             IntegerLayer {
@@ -1069,6 +1204,7 @@ mod tests {
                 kernel: Some([64, 64]),
                 stride: None,
                 padding: Some([63, 63]),
+                residual: None,
                 lookup: None,
             },
         ];
@@ -1175,5 +1311,147 @@ mod tests {
         // the fuzz target's seed is this network
         let seed = include_str!("../../../fuzz/fixtures/integer_mlp.json");
         assert_eq!(IntegerNetwork::from_json(seed).unwrap(), net());
+    }
+
+    /// `conv_net` with a residual block after its first layer: a padded convolution of the first
+    /// layer's output, plus that output times per-channel coefficients, then its lookup.
+    fn residual_conv_net() -> IntegerNetwork {
+        let mut m = conv_net();
+        let mut seed = 777u64;
+        let mut rnd = |k: i64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 33) as i64).rem_euclid(2 * k + 1) - k
+        };
+        // layer 0's outputs are in -2 ..= 1: |acc| ≤ 27·3·2 + 3·2 = 168, rounded by 3 bits: ±21
+        let block = IntegerLayer {
+            kind: LayerKind::Conv2d,
+            weights: (0..3).map(|_| (0..27).map(|_| rnd(3)).collect()).collect(),
+            kernel: Some([3, 3]),
+            stride: None,
+            padding: Some([1, 1]),
+            residual: Some(Residual {
+                from: 1,
+                coefficients: vec![3, -2, 1],
+            }),
+            lookup: Some(Lookup {
+                lsbs: 3,
+                table_lo: -22,
+                tables: (0..3)
+                    .map(|g| (-22..23).map(|k: i64| (k / (g + 2)).clamp(-2, 1)).collect())
+                    .collect(),
+            }),
+        };
+        m.layers.insert(1, block);
+        m
+    }
+
+    #[test]
+    fn residuals_compute_the_stated_semantics() {
+        // a convolution block: the skipped value is layer 0's output, [3, 5, 5]
+        let m = residual_conv_net();
+        let q = m.build().unwrap();
+        agrees_on_random_inputs(&m, &q, 99, 40);
+        // the block's accumulator range holds the residual's term
+        let acc = &q.layers[2];
+        assert_eq!(acc.kind, "accumulator");
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(text.contains("\"residual\""));
+        assert_eq!(IntegerNetwork::from_json(&text).unwrap(), m);
+        if std::env::var_os("FHEC_WRITE_FUZZ_SEED").is_some() {
+            std::fs::write("../../fuzz/fixtures/integer_residual.json", &text).unwrap();
+        }
+        // the fuzz target's third seed is this network
+        let seed = include_str!("../../../fuzz/fixtures/integer_residual.json");
+        assert_eq!(IntegerNetwork::from_json(seed).unwrap(), m);
+        // dense: a hidden layer of three plus the first hidden layer's outputs (from 1), and one
+        // that adds the input itself (from 0) to a two-output layer
+        let mut m = net();
+        m.layers.insert(
+            1,
+            IntegerLayer {
+                residual: Some(Residual {
+                    from: 1,
+                    coefficients: vec![2, -1, 3],
+                }),
+                ..IntegerLayer::dense(
+                    vec![vec![1, -1, 2], vec![0, 3, -2], vec![2, 2, 1]],
+                    Some(Lookup {
+                        lsbs: 1,
+                        table_lo: -16,
+                        tables: (0..3)
+                            .map(|g| (-16..13).map(|k: i64| (k + g).clamp(-4, 3)).collect())
+                            .collect(),
+                    }),
+                )
+            },
+        );
+        m.layers[2].residual = None;
+        let q = m.build().unwrap();
+        let verified = fhec_ir::verify(&q.module).unwrap();
+        let mut m0 = net();
+        m0.layers[1].residual = Some(Residual {
+            from: 0,
+            coefficients: vec![1, -3],
+        });
+        let q0 = m0.build().unwrap();
+        let verified0 = fhec_ir::verify(&q0.module).unwrap();
+        for a in 0..8 {
+            for c in 0..8 {
+                let x: Tensor = ArrayD::from_shape_vec(IxDyn(&[1, 2]), vec![a, c]).unwrap();
+                let out = fhec_ir::eval(&verified, std::slice::from_ref(&x)).unwrap();
+                assert_eq!(
+                    out[0].iter().copied().collect::<Vec<_>>(),
+                    forward(&m, &[a, c]),
+                    "input {a}, {c}"
+                );
+                let out = fhec_ir::eval(&verified0, &[x]).unwrap();
+                assert_eq!(
+                    out[0].iter().copied().collect::<Vec<_>>(),
+                    forward(&m0, &[a, c]),
+                    "input {a}, {c}"
+                );
+            }
+        }
+        // the residual changes the result (the term is not dropped)
+        let mut plain = m0.clone();
+        plain.layers[1].residual = None;
+        assert!((0..8).any(|a| forward(&plain, &[a, 0]) != forward(&m0, &[a, 0])));
+    }
+
+    #[test]
+    fn residuals_that_do_not_fit_are_errors() {
+        let refused = |m: IntegerNetwork, what: &str| {
+            let e = m.build().unwrap_err().to_string();
+            assert!(e.contains(what), "{e}");
+        };
+        // from a later layer, or its own output
+        let mut m = residual_conv_net();
+        m.layers[1].residual.as_mut().unwrap().from = 2;
+        refused(m, "residual from 2");
+        // the input, [2, 5, 5], against a [3, 5, 5] accumulator
+        let mut m = residual_conv_net();
+        m.layers[1].residual.as_mut().unwrap().from = 0;
+        refused(m, "has shape [2, 5, 5]");
+        let mut m = residual_conv_net();
+        m.layers[1].residual.as_mut().unwrap().coefficients.pop();
+        refused(m, "3 coefficients");
+        let mut m = residual_conv_net();
+        m.layers[1].residual.as_mut().unwrap().coefficients[0] = MAX_MLP_WEIGHT + 1;
+        refused(m, "coefficients");
+        // the dense output layer of two reads three values
+        let mut m = net();
+        m.layers[1].residual = Some(Residual {
+            from: 1,
+            coefficients: vec![1, 1],
+        });
+        refused(m, "has shape [3]");
+        let mut m = conv_net();
+        m.layers[1].kind = LayerKind::MaxPool2d;
+        m.layers[1].lookup = None;
+        m.layers[1].residual = Some(Residual {
+            from: 1,
+            coefficients: vec![1; 3],
+        });
+        refused(m, "takes no residual");
     }
 }

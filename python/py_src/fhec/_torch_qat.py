@@ -38,6 +38,7 @@ __all__ = [
     "QuantActivation",
     "QuantReLU",
     "QuantIdentity",
+    "QuantAdd",
     "integer_network",
 ]
 
@@ -60,6 +61,12 @@ class QValue:
         self.ints, self.real, self.scale, self.offset = ints, real, scale, offset
         self.lo, self.hi, self.kind, self.rounding, self.net = lo, hi, kind, rounding, net
         self.flat_window = flat_window  # a window layer's accumulator flattened: no lookup may follow
+        # an accumulator of QuantLinear / QuantConv2d (then BatchNorm at most): ``redo(s_w, m)`` recomputes it
+        # with the weights ``m·rint(W / s_w)`` (per row), for QuantAdd; ``gain`` is what the layers after the
+        # product multiply its per-group scale by (BatchNorm's factor)
+        self.redo: Callable[[np.ndarray, np.ndarray], "QValue"] | None = None
+        self.gain: np.ndarray | None = None
+        self.source: tuple | None = None  # (the layer, its input, padded)
 
     # -- what torch sees --------------------------------------------------------------------------
 
@@ -167,16 +174,34 @@ def _batch_norm(*args: Any, **kwargs: Any) -> QValue:
             mean, var = z.mean(dim=dims), z.var(dim=dims, unbiased=False)
         else:
             mean, var = a["running_mean"].detach().double(), a["running_var"].detach().double()
+    out = _fold_bn(x, real, mean, var, a.get("weight"), a.get("bias"), eps)
+    if x.redo is not None:
+        # QuantAdd recomputes the product: the same map (these statistics) on the new one
+        def redo(s_w: np.ndarray, m: np.ndarray) -> QValue:
+            y = x.redo(s_w, m)
+            shape = (1, -1, 1, 1) if y.real.dim() == 4 else (1, -1)
+            w, b = a.get("weight"), a.get("bias")
+            r = (y.real - mean.to(y.real).view(*shape)) / torch.sqrt(var.to(y.real).view(*shape) + eps)
+            r = r * (w.view(*shape) if w is not None else 1.0) + (b.view(*shape) if b is not None else 0.0)
+            return _fold_bn(y, r, mean, var, w, b, eps)
+
+        out.redo = redo
+        out.source = x.source
+        out.gain = x.gain * _group_param(out.scale, out.scale.numel()) / _group_param(x.scale, out.scale.numel())
+    return out
+
+
+def _fold_bn(x: QValue, real: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, w: Any, b: Any, eps: float) -> QValue:
+    """``x`` after a BatchNorm with these statistics: the same integers, the map folded into the meaning."""
+    with torch.no_grad():
         c = mean.numel()
-        w = a.get("weight")
-        b = a.get("bias")
         w = torch.ones(c, dtype=torch.float64) if w is None else w.detach().double().cpu()
         b = torch.zeros(c, dtype=torch.float64) if b is None else b.detach().double().cpu()
-        factor = w / torch.sqrt(var.cpu() + eps)
+        factor = w / torch.sqrt(var.detach().double().cpu() + eps)
         shape = (-1, 1, 1) if x.ints.dim() == 4 else (-1,)
         f = factor.view(*shape)
         scale = x.scale.double() * f
-        offset = (x.offset.double() - mean.cpu().view(*shape)) * f + b.view(*shape)
+        offset = (x.offset.double() - mean.detach().double().cpu().view(*shape)) * f + b.view(*shape)
     return QValue(x.ints, real, scale, offset, x.lo, x.hi, "acc", x.rounding, x.net, x.flat_window)
 
 
@@ -312,27 +337,41 @@ class _Weighted(nn.Module):
                              f"{max_abs_input}: give it at least {max_abs_input.bit_length() + 1} bits")
         return _qat.quantize_weights(W, self.n_w_bits, B)
 
-    def _apply(self, x: QValue, who: str, exact: Callable, linear: Callable, padded: bool, layer: dict) -> QValue:
+    def _apply(self, x: QValue, who: str, exact: Callable, linear: Callable, padded: bool, layer: dict,
+               forced: tuple[np.ndarray, np.ndarray] | None = None) -> QValue:
+        """The layer on ``x``. ``forced``: per-row scales ``s_w`` and multipliers ``m`` (QuantAdd): the
+        integer weights are ``m·rint(W / s_w)`` and the accumulator's unit ``s_w·s_in / m``."""
         s_in, o_in = _per_tensor(x, who)
-        q, s_w = self.quantized_weight(max(abs(x.lo), abs(x.hi)))
-        amin, amax = _qat.acc_range(q, x.lo, x.hi, padded)
+        if forced is None:
+            q, s_w = self.quantized_weight(max(abs(x.lo), abs(x.hi)))
+            mult = np.ones(q.shape[0])
+        else:
+            s_w, mult = forced
+            q = np.rint(self.weight.detach().double().reshape(self.weight.shape[0], -1).cpu().numpy() / s_w[:, None])
+        w_int = q * mult[:, None]
+        amin, amax = _qat.acc_range(w_int, x.lo, x.hi, padded)
         dev, dt = self.weight.device, self.weight.dtype
         q_t = torch.from_numpy(q).reshape(self.weight.shape)
-        acc = torch.round(exact(x.ints, q_t.double().to(x.ints.device)))
+        w_t = torch.from_numpy(w_int).reshape(self.weight.shape)
+        acc = torch.round(exact(x.ints, w_t.double().to(x.ints.device)))
         # the float path: weights through a straight-through estimator, inputs as the previous layer's reals
         sw = torch.from_numpy(s_w).to(dev, dt)
         wq = self.weight + (q_t.to(dev, dt) * sw.view(-1, *[1] * (self.weight.dim() - 1)) - self.weight).detach()
         b = self.bias if self.bias is not None else torch.zeros(self.weight.shape[0], device=dev, dtype=dt)
         beta = b + o_in * wq.reshape(wq.shape[0], -1).sum(dim=1)
         z_lin = linear(x.real - o_in, wq)  # = the input integers times s_in: padding reads o_in
-        alpha = torch.from_numpy(s_w * s_in)
+        alpha = torch.from_numpy(s_w * s_in / mult)
         shape = (-1, 1, 1) if who == "QuantConv2d" else (-1,)
         alpha_v, beta_v = alpha.view(*shape), beta.detach().double().cpu().view(*shape)
         z_lin = z_lin + beta.view(*shape)
         z_exact = (acc.cpu() * alpha_v + beta_v).to(z_lin)
         real = z_lin + (z_exact - z_lin).detach()
-        net = {"input": x.net["input"], "layers": [*x.net["layers"], {**layer, "weights": q.astype(np.int64)}]}
-        return QValue(acc, real, alpha_v, beta_v, amin, amax, "acc", self.rounding_threshold_bits, net)
+        net = {"input": x.net["input"], "layers": [*x.net["layers"], {**layer, "weights": w_int.astype(np.int64)}]}
+        out = QValue(acc, real, alpha_v, beta_v, amin, amax, "acc", self.rounding_threshold_bits, net)
+        out.redo = lambda s, m: self._apply(x, who, exact, linear, padded, layer, (s, m))
+        out.gain = np.ones(q.shape[0])
+        out.source = (self, x, padded)
+        return out
 
 
 class QuantLinear(_Weighted):
@@ -443,6 +482,104 @@ class QuantMaxPool2d(nn.Module):
         layer = {"kind": "max_pool2d", "kernel": list(self.kernel_size), "stride": list(self.stride)}
         net = {"input": x.net["input"], "layers": [*x.net["layers"], layer]}
         return QValue(pool(x.ints), pool(x.real), x.scale, x.offset, x.lo, x.hi, "grid", None, net)
+
+
+class QuantAdd(nn.Module):
+    """A skip connection: ``QuantAdd()(acc, skip)`` adds ``skip`` — an input or an activation (one
+    grid per tensor) computed earlier in the same network, of the accumulator's shape — to the
+    accumulator ``acc`` of a ``QuantLinear`` or ``QuantConv2d`` (BatchNorm between them allowed), before
+    the activation that reads their sum (the ResNet block's ``relu(bn(conv(h)) + x)``).
+
+    The program adds ``c·skip`` to the accumulator, ``c`` a small integer per channel (or neuron): the
+    layer's weights are requantised on the scale that makes ``c`` exact (``c·unit`` = the skip's step,
+    per channel), never finer than its own, so the sum is exact, in torch as in the program, and the
+    activation after it reads one rounded accumulator. With ``n_accum_bits`` the sum stays within it
+    (the weights coarsen further, or ``ValueError``)."""
+
+    def forward(self, acc: Any, skip: Any) -> QValue:
+        a, x = _need(acc, "QuantAdd"), _need(skip, "QuantAdd")
+        if a.kind != "acc" or a.redo is None or "lookup" in a.net["layers"][-1]:
+            raise ValueError("fhec.torch.QuantAdd adds to the accumulator of a QuantLinear or QuantConv2d (BatchNorm "
+                             "after it allowed), before its activation; its first operand is not one")
+        if x.kind != "grid":
+            raise ValueError("fhec.torch.QuantAdd: the skipped value is an input or an activation (QuantInput, "
+                             "QuantActivation, QuantMaxPool2d), not an accumulator")
+        if tuple(a.ints.shape) != tuple(x.ints.shape):
+            raise ValueError(f"fhec.torch.QuantAdd: the accumulator is {list(a.ints.shape)[1:]}, the skipped value "
+                             f"{list(x.ints.shape)[1:]}: they must have one shape")
+        layers, skipped = a.net["layers"], x.net["layers"]
+        if (a.net["input"] is not x.net["input"] or len(skipped) >= len(layers)
+                or any(p is not q for p, q in zip(skipped, layers))):
+            raise ValueError("fhec.torch.QuantAdd: the skipped value must come earlier in the same network as the "
+                             "accumulator (one QuantInput, one path of layers)")
+        s_x, o_x = _per_tensor(x, "QuantAdd")
+        module, h, padded = a.source
+        groups = a.ints.shape[1]
+        gain = a.gain
+        s_in = float(h.scale)
+        W = module.weight.detach().double().reshape(module.weight.shape[0], -1).cpu().numpy()
+        M = (1 << (module.n_w_bits - 1)) - 1
+        amax_w = np.abs(W).max(axis=1)
+        s_min = np.where(amax_w > 0, amax_w / M, 1.0)  # the finest scale the weight bits allow
+        top = _qat.budget(module.n_accum_bits, module.rounding_threshold_bits, 1)
+        in_mag = max(abs(h.lo), abs(h.hi), 1)
+        skip_mag = max(abs(x.lo), abs(x.hi))
+        s_w, mult, coef = np.empty(groups), np.empty(groups), np.empty(groups, dtype=np.int64)
+        for g in range(groups):
+            # the unit u of the sum, per group: c·u = s_x. Weights at s (≥ s_min) with multiplier m give
+            # u = s·s_in·gain / m; c ≥ 1 when the skip's step is the coarser, else m ≥ 1
+            ratio = s_x / (s_min[g] * s_in * abs(gain[g]))
+            found = None
+            for c, m in _add_candidates(ratio):
+                s = m * s_x / (c * s_in * abs(gain[g]))
+                q = np.rint(W[g] / s)
+                if m * M > MAX_WEIGHT:
+                    break
+                if top is None or m * np.abs(q).sum() * in_mag + c * skip_mag <= top:
+                    found = (s, m, c)
+                    break
+            if found is None:
+                raise ValueError(f"fhec.torch.QuantAdd: n_accum_bits={module.n_accum_bits} cannot hold channel {g}'s "
+                                 f"accumulator plus the skipped value (magnitude {skip_mag}): give it more bits")
+            s_w[g], mult[g], coef[g] = found
+        if (gain < 0).any():
+            coef = np.where(gain < 0, -coef, coef)
+        b = a.redo(s_w, mult)
+        shape = (1, groups) + (1,) * (a.ints.dim() - 2)
+        c_t = torch.from_numpy(coef.astype(np.float64)).view(*shape).to(b.ints.device)
+        ints = b.ints + c_t * x.ints.to(b.ints)
+        # ranges as the program sizes them: each row's product plus its coefficient times the skip's range
+        w_rows = np.asarray(b.net["layers"][-1]["weights"], dtype=np.float64)
+        lo_in, hi_in = (min(h.lo, 0), max(h.hi, 0)) if padded else (h.lo, h.hi)
+        pos, neg = np.clip(w_rows, 0, None), np.clip(w_rows, None, 0)
+        t_lo = np.minimum(coef * x.lo, coef * x.hi)
+        t_hi = np.maximum(coef * x.lo, coef * x.hi)
+        lo = int(((pos * lo_in + neg * hi_in).sum(axis=1) + t_lo).min())
+        hi = int(((pos * hi_in + neg * lo_in).sum(axis=1) + t_hi).max())
+        layer = {**b.net["layers"][-1], "residual": {"from": len(skipped), "coefficients": [int(v) for v in coef]}}
+        net = {"input": b.net["input"], "layers": [*b.net["layers"][:-1], layer]}
+        # both reals are exact (value = scale·ints + offset): their sum is the sum's meaning
+        return QValue(ints, b.real + x.real, b.scale, b.offset + o_x, lo, hi, "acc", b.rounding, net)
+
+
+#: the largest integer weight the program takes (``fhec::onnx::integer::MAX_MLP_WEIGHT``)
+MAX_WEIGHT = 1 << 16
+
+
+def _add_candidates(ratio: float) -> Any:
+    """``(c, m)`` pairs for QuantAdd, finest first: the skip's coefficient ``c`` falling from
+    ``floor(ratio)`` to 1 (coarser weights each step), then the weights' multiplier ``m`` rising."""
+    if ratio >= 1:
+        c = int(min(math.floor(ratio), MAX_WEIGHT))
+        while c > 1:
+            yield c, 1
+            c = min(c - 1, int(c / 1.05))
+        m = 1
+    else:
+        m = int(math.ceil(1 / ratio - 1e-12))
+    while True:
+        yield 1, m
+        m = max(m + 1, int(m * 1.05))
 
 
 _RELU_LIKE = {"relu"}

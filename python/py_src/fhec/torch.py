@@ -9,7 +9,7 @@ Trained in float (post-training quantisation): exported to ONNX in memory, then
 
 Trained for FHE (quantisation-aware) with this module's layers — ``QuantInput``, ``QuantLinear``,
 ``QuantConv2d``, ``QuantAvgPool2d``, ``QuantMaxPool2d``, ``QuantActivation`` / ``QuantReLU`` /
-``QuantIdentity`` (plain torch; docs/nn.md) — and compiled from their own integers::
+``QuantIdentity``, ``QuantAdd`` for skip connections (plain torch; docs/nn.md) — and compiled from their own integers::
 
     qm = fhec.torch.compile_torch_model(qat_net, X_train, import_qat=True)
 
@@ -27,7 +27,7 @@ from .onnx import DEFAULT_N_BITS, QuantizedModule, compile_onnx_model
 
 #: the QAT layers (``fhec._torch_qat``), imported with torch on first use
 _QAT = ("QValue", "QuantInput", "QuantLinear", "QuantConv2d", "QuantAvgPool2d", "QuantMaxPool2d", "QuantActivation",
-        "QuantReLU", "QuantIdentity")
+        "QuantReLU", "QuantIdentity", "QuantAdd")
 __all__ = ["compile_torch_model", "QuantizedModule", *_QAT]
 
 

@@ -278,6 +278,10 @@ fn the_one_set_search_prunes_with_a_lower_bound() {
             }
         }
         let found = search_in(&dag, target, &space).unwrap_or_else(|e| panic!("p={precision}: {e}"));
-        assert_eq!(found.ns_per_pbs, brute, "p={precision}, weight {weight}: {}", found.params);
+        assert_eq!(
+            found.ns_per_pbs, brute,
+            "p={precision}, weight {weight}: {}",
+            found.params
+        );
     }
 }
