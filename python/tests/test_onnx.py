@@ -491,3 +491,29 @@ def test_silu_is_one_lookup_and_exact_encrypted():
     assert np.abs(clear - ref).max() < 0.25 * np.abs(ref).max()
     assert np.array_equal(qm.forward(x, fhe="simulate"), clear)
     assert np.array_equal(qm.forward(x[:2], fhe="execute"), clear[:2])
+
+
+def test_a_gated_unit_multiplies_two_encrypted_tensors_exactly():
+    """``(x·W1) ⊙ σ(x·W2)`` (a GLU): a product of two different encrypted tensors (``fhe.mul_eint``,
+    two lookups per element), close to the float reference, encrypted = quantised."""
+    torch = pytest.importorskip("torch")
+    import fhec.torch
+
+    class Glu(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.out = torch.nn.Linear(3, 4), torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.out(self.a(x) * torch.sigmoid(self.b(x)))
+
+    torch.manual_seed(5)
+    net = Glu()
+    x = np.random.default_rng(5).uniform(-2, 2, size=(200, 3))
+    qm = fhec.torch.compile_torch_model(net, x, n_bits=4, rounding_threshold_bits=4)
+    assert [r for r in qm.bitwidth_report() if r["kind"] == "product"], qm.bitwidth_report()
+    ref = net(torch.tensor(x, dtype=torch.float32)).detach().numpy()
+    clear = qm.forward(x, fhe="disable")
+    assert np.abs(clear - ref).max() < 0.3 * np.abs(ref).max()
+    assert np.array_equal(qm.forward(x, fhe="simulate"), clear)
+    assert np.array_equal(qm.forward(x[:2], fhe="execute"), clear[:2])

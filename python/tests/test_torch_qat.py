@@ -420,3 +420,13 @@ def test_misused_skips_are_clear_errors(digits):
         add(conv(q), ft.QuantInput(3)(Xtr))
     with pytest.raises(TypeError):
         add(conv(q), Xtr)
+
+
+def test_a_zero_batch_norm_weight_before_a_skip_is_a_clear_error(digits):
+    Xtr = torch.tensor(digits[0][:8])
+    inp, conv, bn, add = ft.QuantInput(3), ft.QuantConv2d(1, 1, 3, padding=1, bias=False), nn.BatchNorm2d(1), ft.QuantAdd()
+    with torch.no_grad():
+        bn.weight.zero_()
+    q = inp(Xtr)
+    with pytest.raises(ValueError, match="BatchNorm weight of 0"):
+        add(bn(conv(q)), q)

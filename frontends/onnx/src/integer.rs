@@ -696,8 +696,12 @@ impl IntegerNetwork {
                     let cv = b
                         .op_with_type(OpKind::Constant, &[], &[("value", Attribute::Dense(cd))], Some(cty))
                         .map_err(ir_err(&what))?;
-                    let tlo = terms.iter().map(|t| t.0).min().unwrap_or(0) as i64;
-                    let thi = terms.iter().map(|t| t.1).max().unwrap_or(0) as i64;
+                    let tlo = terms.iter().map(|t| t.0).min().unwrap_or(0);
+                    let thi = terms.iter().map(|t| t.1).max().unwrap_or(0);
+                    if tlo.abs() > MAX_ACC || thi.abs() > MAX_ACC {
+                        return Err(bad(format!("{what}: the residual's term beyond 2^62")));
+                    }
+                    let (tlo, thi) = (tlo as i64, thi as i64);
                     let term_elem = if term_signed {
                         elem_of(tlo.min(-1), thi, true)?
                     } else {

@@ -373,6 +373,42 @@ fn ir_err(node: &str) -> impl Fn(fhec_ir::Diagnostic) -> OnnxError + '_ {
     move |e| OnnxError::Unsupported(format!("{node}: {}", e.message))
 }
 
+/// numpy's broadcast of two shapes (aligned on their last axes), or `None`.
+fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let n = a.len().max(b.len());
+    let dim = |s: &[usize], i: usize| if i + s.len() >= n { s[i + s.len() - n] } else { 1 };
+    (0..n)
+        .map(|i| match (dim(a, i), dim(b, i)) {
+            (x, y) if x == y => Some(x),
+            (1, y) => Some(y),
+            (x, 1) => Some(x),
+            _ => None,
+        })
+        .collect()
+}
+
+/// For each element of `to` (row-major), the element of `from` that numpy broadcasting reads.
+fn broadcast_picks(from: &[usize], to: &[usize]) -> Vec<Option<usize>> {
+    let n = to.len();
+    let pad = n - from.len();
+    let total: usize = to.iter().product();
+    (0..total)
+        .map(|mut k| {
+            let (mut src, mut stride) = (0usize, 1usize);
+            for i in (0..n).rev() {
+                let idx = k % to[i];
+                k /= to[i];
+                if i >= pad {
+                    let d = from[i - pad];
+                    src += if d == 1 { 0 } else { idx } * stride;
+                    stride *= d;
+                }
+            }
+            Some(src)
+        })
+        .collect()
+}
+
 /// The input value entry `idx` of a lookup table stands for, over an input type of `size` entries
 /// (signed: the upper half are the negative values, as `fhe.mapped_lut` indexes `x mod 2^w`).
 pub(crate) fn table_key(idx: usize, size: usize, signed: bool) -> i64 {
@@ -1440,6 +1476,149 @@ impl Builder<'_> {
         })
     }
 
+    /// `a · b` of two different encrypted tensors (numpy broadcasting; gating as in GLU or
+    /// squeeze-and-excitation blocks): each is materialised to `op_inputs`-bit integers `q` on a grid
+    /// aligned to 0 (`real = s·(q + z)`, `z` an integer), the smaller one broadcast by data movement,
+    /// then `(qa + za)·(qb + zb) = qa·qb + zb·qa + za·qb + za·zb`: one `fhe.mul_eint` of the narrow
+    /// integers (two lookups of `op_inputs + 1` bits per element) and leveled terms. The product is an
+    /// accumulator at scale `sa·sb`, exact on every input.
+    fn mul_enc(&mut self, node: &Node, a: Enc, b: Enc, out: &str) -> Result<Enc, OnnxError> {
+        let what = node.what();
+        let shape = broadcast_shape(&a.shape, &b.shape).ok_or_else(|| {
+            OnnxError::Unsupported(format!(
+                "{what}: encrypted operands of shapes {:?} and {:?} do not broadcast",
+                a.shape, b.shape
+            ))
+        })?;
+        let bits = self.opts.n_bits.op_inputs;
+        let levels = ((1u64 << bits) - 1) as f64;
+        // one level of room: the grid's first point moves down to a multiple of the step
+        let room = ((1u64 << bits) - 2).max(1) as f64;
+        let mut grids = Vec::with_capacity(2);
+        for x in [a, b] {
+            let (lo, hi) = self.calibrated(&x)?;
+            let s = (hi - lo) / room;
+            let z = (lo / s).floor();
+            if !(s > 0.0 && s.is_finite()) || z.abs() > (1u64 << 24) as f64 {
+                return Err(OnnxError::Calibration(format!(
+                    "{what}: an operand's calibrated range {lo} ..= {hi} is too narrow for its offset"
+                )));
+            }
+            let q = self.materialise_to(x, z * s, s, levels, false, &what)?;
+            // broadcast by data movement (after the lookups: one per element of the operand)
+            let q = if q.shape == shape {
+                q
+            } else {
+                let picks = broadcast_picks(&q.shape, &shape);
+                let zeros = vec![0.0; picks.len()];
+                let (lo, hi) = (q.lo, q.hi);
+                let mut e = self.assemble(&what, vec![q], &picks, &zeros, shape.clone(), out)?;
+                (e.lo, e.hi) = (lo, hi);
+                e
+            };
+            grids.push((q, s, z as i64));
+        }
+        let (qb, sb, zb) = grids.pop().expect("two operands");
+        let (qa, sa, za) = grids.pop().expect("two operands");
+        let n: usize = shape.iter().product();
+        // the type of values in lo ..= hi, signed as the IR's rules make the op's result
+        let elem = |lo: i128, hi: i128, signed: bool| -> Result<ElemType, OnnxError> {
+            let w = width_for(if signed { lo.min(-1) } else { lo }, hi, signed);
+            if w > MAX_ENCRYPTED_WIDTH {
+                return Err(OnnxError::Unsupported(format!(
+                    "{what}: the product takes {lo} ..= {hi}, {w} bits (at most {MAX_ENCRYPTED_WIDTH})"
+                )));
+            }
+            Ok(if signed { ElemType::ESInt(w) } else { ElemType::EInt(w) })
+        };
+        let corners = |a: (i128, i128), b: (i128, i128)| {
+            let p = [a.0 * b.0, a.0 * b.1, a.1 * b.0, a.1 * b.1];
+            (p.into_iter().min().unwrap_or(0), p.into_iter().max().unwrap_or(0))
+        };
+        let ra = (qa.lo as i128, qa.hi as i128);
+        let rb = (qb.lo as i128, qb.hi as i128);
+        let mut range = corners(ra, rb);
+        let signed = self.b.ty(qa.v).is_signed() || self.b.ty(qb.v).is_signed();
+        let mut v = self
+            .b
+            .op_with_type(
+                OpKind::MulEint,
+                &[qa.v, qb.v],
+                &[],
+                Some(Type::new(elem(range.0, range.1, signed)?, vec![1, n])),
+            )
+            .map_err(ir_err(&what))?;
+        // + zb·qa + za·qb + za·zb (leveled), each sum declared by interval arithmetic
+        for (x, r, c) in [(qa.v, ra, zb), (qb.v, rb, za)] {
+            if c == 0 {
+                continue;
+            }
+            let cv = self.scalar(c, &what)?;
+            let term = corners(r, (c as i128, c as i128));
+            let signed = self.b.ty(x).is_signed() || self.b.ty(cv).is_signed();
+            let t = self
+                .b
+                .op_with_type(
+                    OpKind::Mul,
+                    &[x, cv],
+                    &[],
+                    Some(Type::new(elem(term.0, term.1, signed)?, vec![1, n])),
+                )
+                .map_err(ir_err(&what))?;
+            range = (range.0 + term.0, range.1 + term.1);
+            let signed = self.b.ty(v).is_signed() || self.b.ty(t).is_signed();
+            let ty = elem(range.0, range.1, signed)?;
+            v = self
+                .b
+                .op_with_type(OpKind::Add, &[v, t], &[], Some(Type::new(ty, vec![1, n])))
+                .map_err(ir_err(&what))?;
+        }
+        // the exact range: (qa + za)·(qb + zb) over the two ranges
+        let exact = corners(
+            (ra.0 + za as i128, ra.1 + za as i128),
+            (rb.0 + zb as i128, rb.1 + zb as i128),
+        );
+        let zz = za as i128 * zb as i128;
+        if zz != 0 {
+            let cv = self.scalar(zz as i64, &what)?;
+            let signed = self.b.ty(v).is_signed() || self.b.ty(cv).is_signed();
+            let ty = elem(exact.0, exact.1, signed)?;
+            v = self
+                .b
+                .op_with_type(OpKind::Add, &[v, cv], &[], Some(Type::new(ty, vec![1, n])))
+                .map_err(ir_err(&what))?;
+        }
+        let (lo, hi) = (exact.0 as i64, exact.1 as i64);
+        self.layers.push(LayerReport {
+            node: what,
+            kind: "product".into(),
+            elements: n,
+            range: (lo, hi),
+            bits: self.b.ty(v).width(),
+            rounded_lsbs: 0,
+            tables: 0,
+        });
+        Ok(Enc {
+            v,
+            shape,
+            lo,
+            hi,
+            scale: vec![sa * sb],
+            offset: vec![0.0],
+            steps: Vec::new(),
+            calib: out.to_string(),
+        })
+    }
+
+    /// A clear scalar constant.
+    fn scalar(&mut self, c: i64, what: &str) -> Result<ValueId, OnnxError> {
+        let d = dense(vec![c], &[1])?;
+        let ty = d.ty.clone();
+        self.b
+            .op_with_type(OpKind::Constant, &[], &[("value", Attribute::Dense(d))], Some(ty))
+            .map_err(ir_err(what))
+    }
+
     /// ONNX pooling: averages as a convolution of ones per channel (leveled, exact); maxima with
     /// `fhe.maxpool2d` on integers of one positive scale and offset per channel.
     fn pool(&mut self, node: &Node, x: Enc, out: &str) -> Result<Enc, OnnxError> {
@@ -1971,10 +2150,13 @@ impl Builder<'_> {
                             out,
                         )?)))
                     }
+                    (Some(a), Some(b)) if node.op == "Mul" => {
+                        return Ok(Outcome::Value(Q::Enc(self.mul_enc(node, a, b, out)?)))
+                    }
                     _ => {
                         return Err(OnnxError::Unsupported(format!(
-                            "{what}: a product or quotient of two encrypted tensors is not supported (only of two \
-                             functions of one tensor, element by element: x·σ(x), x·tanh(x), …)"
+                            "{what}: a quotient of two encrypted tensors is not supported (products are, and \
+                             quotients of two functions of one tensor)"
                         )))
                     }
                 };

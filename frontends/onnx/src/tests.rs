@@ -1841,12 +1841,12 @@ fn products_of_functions_of_one_tensor_are_one_lookup() {
         worst[0] < 0.25 && worst[1] < worst[0] / 2.0 && worst[2] < worst[1] / 2.0 && worst[2] < 0.02,
         "{worst:?}"
     );
-    // a product of two different encrypted tensors
+    // a quotient of two different encrypted tensors
     let two = model_bytes(
         vec![
             node("MatMul", "fc1", &["x", "w1"], &["h"], vec![]),
             node("MatMul", "fc2", &["x", "w2"], &["g"], vec![]),
-            node("Mul", "prod", &["h", "g"], &["y"], vec![]),
+            node("Div", "quot", &["h", "g"], &["y"], vec![]),
         ],
         vec![weights("w1", &[4, 3], 24), weights("w2", &[4, 3], 25)],
         &[-1, 4],
@@ -1858,7 +1858,118 @@ fn products_of_functions_of_one_tensor_are_one_lookup() {
         .quantize(&x, &opts)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("two encrypted tensors") && e.contains("prod"), "{e}");
+    assert!(e.contains("two encrypted tensors") && e.contains("quot"), "{e}");
+}
+
+/// Worst error of the dequantised outputs on `x` as a fraction of the float outputs' magnitude.
+fn worst_error(q: &crate::QuantizedNetwork, x: &ArrayD<f64>, y: &ArrayD<f64>) -> f64 {
+    let scale = y.iter().fold(0f64, |a, v| a.max(v.abs()));
+    dequantised(q, x)
+        .iter()
+        .enumerate()
+        .flat_map(|(r, d)| d.iter().enumerate().map(move |(c, v)| (r, c, *v)))
+        .fold(0f64, |w, (r, c, v)| w.max((v - y[[r, c]]).abs() / scale))
+}
+
+#[test]
+fn products_of_two_encrypted_tensors_are_exact() {
+    // a gated unit, (x·W1) ⊙ σ(x·W2), then a dense layer; operands of either sign
+    let glu = model_bytes(
+        vec![
+            node("MatMul", "fc1", &["x", "w1"], &["h"], vec![]),
+            node("MatMul", "fc2", &["x", "w2"], &["g"], vec![]),
+            node("Sigmoid", "sig", &["g"], &["s"], vec![]),
+            node("Mul", "gate", &["h", "s"], &["a"], vec![]),
+            node("MatMul", "fc3", &["a", "w3"], &["y"], vec![]),
+        ],
+        vec![
+            weights("w1", &[4, 5], 41),
+            weights("w2", &[4, 5], 42),
+            weights("w3", &[5, 3], 43),
+        ],
+        &[-1, 4],
+        "y",
+        17,
+    );
+    let m = OnnxModel::from_bytes(&glu).unwrap();
+    let x = rows(300, &[-2.0; 4], &[2.0; 4], 44);
+    let y = &m.eval(std::slice::from_ref(&x)).unwrap()[0];
+    let worst: Vec<f64> = [5u32, 7, 9]
+        .iter()
+        .map(|&b| {
+            let opts = PtqOptions {
+                n_bits: NBits::all(b),
+                rounding_bits: b,
+                windows: false,
+                output_parts: 1,
+            };
+            let q = m.quantize(&x, &opts).unwrap();
+            exact_on_the_whole_input_range(&q, 40);
+            let kinds: Vec<&str> = q.layers.iter().map(|l| l.kind.as_str()).collect();
+            assert!(kinds.contains(&"product"), "{kinds:?}");
+            worst_error(&q, &x, y)
+        })
+        .collect();
+    // the error falls as the widths grow (a wrong product would not converge)
+    assert!(
+        worst[0] < 0.3 && worst[2] < worst[0] / 3.0 && worst[2] < 0.05,
+        "{worst:?}"
+    );
+    // squeeze-and-excitation: a [1, 4, 3, 3] feature map scaled per channel by a [1, 4, 1, 1] gate
+    let se = model_bytes(
+        vec![
+            node(
+                "Conv",
+                "conv",
+                &["x", "wc"],
+                &["f"],
+                vec![attr_ints("pads", &[1, 1, 1, 1])],
+            ),
+            node("Relu", "r", &["f"], &["fr"], vec![]),
+            node("GlobalAveragePool", "gap", &["fr"], &["p"], vec![]),
+            node("Sigmoid", "sig", &["p"], &["gt"], vec![]),
+            node("Mul", "scale", &["fr", "gt"], &["sf"], vec![]),
+            node("Flatten", "flat", &["sf"], &["fl"], vec![]),
+            node("MatMul", "fc", &["fl", "wf"], &["y"], vec![]),
+        ],
+        vec![weights("wc", &[4, 1, 3, 3], 45), weights("wf", &[36, 2], 46)],
+        &[-1, 1, 3, 3],
+        "y",
+        17,
+    );
+    let m = OnnxModel::from_bytes(&se).unwrap();
+    let x = rows(200, &[0.0; 9], &[1.0; 9], 47)
+        .into_shape_with_order(IxDyn(&[200, 1, 3, 3]))
+        .unwrap();
+    let y = &m.eval(std::slice::from_ref(&x)).unwrap()[0];
+    let opts = PtqOptions {
+        n_bits: NBits::all(7),
+        rounding_bits: 7,
+        windows: false,
+        output_parts: 1,
+    };
+    let q = m.quantize(&x, &opts).unwrap();
+    exact_on_the_whole_input_range(&q, 40);
+    let product = q.layers.iter().find(|l| l.kind == "product").unwrap();
+    assert_eq!(product.elements, 36);
+    let w = worst_error(&q, &x, y);
+    assert!(w < 0.1, "{w}");
+    // shapes that do not broadcast
+    let bad = model_bytes(
+        vec![
+            node("MatMul", "fc1", &["x", "w1"], &["h"], vec![]),
+            node("MatMul", "fc2", &["x", "w2"], &["g"], vec![]),
+            node("Mul", "prod", &["h", "g"], &["y"], vec![]),
+        ],
+        vec![weights("w1", &[4, 3], 24), weights("w2", &[4, 2], 25)],
+        &[-1, 4],
+        "y",
+        17,
+    );
+    let x = rows(50, &[-1.0; 4], &[1.0; 4], 48);
+    let e = OnnxModel::from_bytes(&bad).unwrap().quantize(&x, &opts);
+    let e = e.map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("prod"), "{e}");
 }
 
 fn in_domain(mut n: proto::NodeProto, domain: &str) -> proto::NodeProto {

@@ -528,16 +528,24 @@ class QuantAdd(nn.Module):
         for g in range(groups):
             # the unit u of the sum, per group: c·u = s_x. Weights at s (≥ s_min) with multiplier m give
             # u = s·s_in·gain / m; c ≥ 1 when the skip's step is the coarser, else m ≥ 1
-            ratio = s_x / (s_min[g] * s_in * abs(gain[g]))
+            ratio = s_x / (s_min[g] * s_in * abs(gain[g])) if gain[g] != 0 else math.inf
+            if not math.isfinite(ratio):
+                raise ValueError(f"fhec.torch.QuantAdd: channel {g} of the accumulator has scale 0 (a BatchNorm weight "
+                                 "of 0): its branch adds nothing the skip could be measured against; initialise the "
+                                 "weight to a small nonzero value")
             found = None
             for c, m in _add_candidates(ratio):
-                s = m * s_x / (c * s_in * abs(gain[g]))
-                q = np.rint(W[g] / s)
                 if m * M > MAX_WEIGHT:
                     break
+                s = m * s_x / (c * s_in * abs(gain[g]))
+                q = np.rint(W[g] / s)
                 if top is None or m * np.abs(q).sum() * in_mag + c * skip_mag <= top:
                     found = (s, m, c)
                     break
+            if found is None and top is None:
+                raise ValueError(f"fhec.torch.QuantAdd: the skipped value's step is {1 / ratio:.3g} times finer than "
+                                 f"channel {g}'s accumulator unit: its integer weights would exceed {MAX_WEIGHT} "
+                                 "(give the skipped activation fewer bits or the layer more n_w_bits)")
             if found is None:
                 raise ValueError(f"fhec.torch.QuantAdd: n_accum_bits={module.n_accum_bits} cannot hold channel {g}'s "
                                  f"accumulator plus the skipped value (magnitude {skip_mag}): give it more bits")
@@ -567,14 +575,18 @@ MAX_WEIGHT = 1 << 16
 
 
 def _add_candidates(ratio: float) -> Any:
-    """``(c, m)`` pairs for QuantAdd, finest first: the skip's coefficient ``c`` falling from
-    ``floor(ratio)`` to 1 (coarser weights each step), then the weights' multiplier ``m`` rising."""
+    """``(c, m)`` pairs for QuantAdd, finest first. The skip's step coarser than the layer's finest unit
+    (``ratio ≥ 1``): the skip's coefficient ``c`` falling from ``floor(ratio)`` to 1, each step coarser
+    weights (a smaller sum). Then, or when the skip's step is the finer one, ``c = 1`` and the weights'
+    multiplier ``m`` rising from the least that keeps the weights' scale at or above their own: the
+    unit stays the skip's step, and the weights ``m·rint(W / (m·s₀))`` lose their small entries (the
+    sum shrinks by rounding alone; the caller stops at the program's largest weight)."""
+    m = 1
     if ratio >= 1:
         c = int(min(math.floor(ratio), MAX_WEIGHT))
         while c > 1:
             yield c, 1
             c = min(c - 1, int(c / 1.05))
-        m = 1
     else:
         m = int(math.ceil(1 / ratio - 1e-12))
     while True:
