@@ -517,3 +517,32 @@ def test_a_gated_unit_multiplies_two_encrypted_tensors_exactly():
     assert np.abs(clear - ref).max() < 0.3 * np.abs(ref).max()
     assert np.array_equal(qm.forward(x, fhe="simulate"), clear)
     assert np.array_equal(qm.forward(x[:2], fhe="execute"), clear[:2])
+
+
+def test_attention_scores_multiply_two_encrypted_matrices_exactly():
+    """``Q·Kᵀ`` of two projections of the input (a MatMul of two encrypted tensors: one product per
+    term, summed leveled): fhec's float reference equals torch's, the quantised network is close,
+    encrypted = quantised."""
+    torch = pytest.importorskip("torch")
+    import fhec.torch
+
+    class Scores(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.q, self.k, self.out = torch.nn.Linear(4, 6), torch.nn.Linear(4, 6), torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            q, k = self.q(x).view(-1, 2, 3), self.k(x).view(-1, 2, 3)
+            return self.out((q @ k.transpose(1, 2)).flatten(1))
+
+    torch.manual_seed(9)
+    net = Scores()
+    x = np.random.default_rng(9).uniform(-1, 1, size=(200, 4))
+    ref = net(torch.tensor(x, dtype=torch.float32)).detach().numpy()
+    # 4 bits (5-bit products) keep the run short; the error falls with the bits (Rust's test)
+    qm = fhec.torch.compile_torch_model(net, x, n_bits=4, rounding_threshold_bits=4, windows=True)
+    assert [r for r in qm.bitwidth_report() if r["kind"] == "product"], qm.bitwidth_report()
+    clear = qm.forward(x, fhe="disable")
+    assert np.abs(clear - ref).max() < 0.4 * np.abs(ref).max()
+    assert np.array_equal(qm.forward(x, fhe="simulate"), clear)
+    assert np.array_equal(qm.forward(x[:1], fhe="execute"), clear[:1])

@@ -241,6 +241,9 @@ pub(crate) fn gemm(
 
 /// MatMul with numpy's rules for the ranks fhec's networks use: `[.., K] · [K, N]`.
 pub(crate) fn matmul(node: &Node, a: &ArrayD<f64>, b: &ArrayD<f64>) -> Result<ArrayD<f64>, OnnxError> {
+    if b.ndim() >= 3 && a.ndim() >= 2 {
+        return batched_matmul(node, a, b);
+    }
     let b2 = matrix(node, b, "the right operand")?;
     let k = *a.shape().last().ok_or_else(|| shape_err(node, "a scalar operand"))?;
     if k != b2.nrows() {
@@ -260,6 +263,68 @@ pub(crate) fn matmul(node: &Node, a: &ArrayD<f64>, b: &ArrayD<f64>) -> Result<Ar
         .into_shape_with_order(IxDyn(&shape))
         .expect("rows × N")
         .into_dyn())
+}
+
+/// numpy's `matmul` of stacks of matrices (`[…, m, k] @ […, k, n]`, the leading axes broadcast).
+fn batched_matmul(node: &Node, a: &ArrayD<f64>, b: &ArrayD<f64>) -> Result<ArrayD<f64>, OnnxError> {
+    let (ra, rb) = (a.ndim(), b.ndim());
+    let (m, k, n) = (a.shape()[ra - 2], a.shape()[ra - 1], b.shape()[rb - 1]);
+    if b.shape()[rb - 2] != k {
+        return Err(shape_err(node, format!("{:?} · {:?}", a.shape(), b.shape())));
+    }
+    let (la, lb) = (&a.shape()[..ra - 2], &b.shape()[..rb - 2]);
+    let r = la.len().max(lb.len());
+    let dim = |s: &[usize], i: usize| if i + s.len() >= r { s[i + s.len() - r] } else { 1 };
+    let mut lead = Vec::with_capacity(r);
+    for i in 0..r {
+        lead.push(match (dim(la, i), dim(lb, i)) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => {
+                return Err(shape_err(
+                    node,
+                    format!("{:?} · {:?} do not broadcast", a.shape(), b.shape()),
+                ))
+            }
+        });
+    }
+    let batches: usize = lead.iter().product();
+    if batches.saturating_mul(m).saturating_mul(n).saturating_mul(k) > 1 << 32 {
+        return Err(shape_err(node, "a product of more than 2^32 terms"));
+    }
+    let a = a.as_standard_layout();
+    let b = b.as_standard_layout();
+    let (af, bf) = (
+        a.as_slice().expect("standard layout"),
+        b.as_slice().expect("standard layout"),
+    );
+    // the flat offset of batch t's matrix in an operand of leading shape `l`
+    let offset = |l: &[usize], t: usize, size: usize| -> usize {
+        let (mut rest, mut off, mut stride) = (t, 0usize, 1usize);
+        for i in (0..r).rev() {
+            let idx = rest % lead[i];
+            rest /= lead[i];
+            let d = dim(l, i);
+            if i + l.len() >= r {
+                off += if d == 1 { 0 } else { idx } * stride;
+                stride *= d;
+            }
+        }
+        off * size
+    };
+    let mut out = Vec::with_capacity(batches * m * n);
+    for t in 0..batches {
+        let (oa, ob) = (offset(la, t, m * k), offset(lb, t, k * n));
+        for i in 0..m {
+            for j in 0..n {
+                out.push((0..k).map(|l| af[oa + i * k + l] * bf[ob + l * n + j]).sum());
+            }
+        }
+    }
+    let mut shape = lead;
+    shape.extend([m, n]);
+    ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| shape_err(node, e))
 }
 
 impl OnnxModel {

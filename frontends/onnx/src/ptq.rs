@@ -373,6 +373,9 @@ fn ir_err(node: &str) -> impl Fn(fhec_ir::Diagnostic) -> OnnxError + '_ {
     move |e| OnnxError::Unsupported(format!("{node}: {}", e.message))
 }
 
+/// Most elementwise products one MatMul of two encrypted tensors may take (each is two lookups).
+pub const MAX_PRODUCT_TERMS: usize = 1 << 16;
+
 /// numpy's broadcast of two shapes (aligned on their last axes), or `None`.
 fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let n = a.len().max(b.len());
@@ -1261,6 +1264,21 @@ impl Builder<'_> {
     ) -> Result<Enc, OnnxError> {
         let what = node.what();
         let (axes, keep) = reduction(node, x.shape.len(), clear_get)?;
+        self.reduce_axes(&what, x, &axes, keep, node.op == "ReduceMean", out)
+    }
+
+    /// The sum (or mean) of `x` over `axes`: `fhe.sum` of integers with one scale per reduced group
+    /// (else materialised first).
+    fn reduce_axes(
+        &mut self,
+        what: &str,
+        x: Enc,
+        axes: &[usize],
+        keep: bool,
+        mean: bool,
+        out: &str,
+    ) -> Result<Enc, OnnxError> {
+        let what = what.to_string();
         // element e's position in the reduced tensor
         let n = x.numel();
         let strides: Vec<usize> = (0..x.shape.len()).map(|a| x.shape[a + 1..].iter().product()).collect();
@@ -1311,7 +1329,7 @@ impl Builder<'_> {
             .b
             .op_with_type(OpKind::Reshape, &[summed], &[], Some(rty.with_shape(vec![1, groups])))
             .map_err(ir_err(&what))?;
-        let div = if node.op == "ReduceMean" { count as f64 } else { 1.0 };
+        let div = if mean { count as f64 } else { 1.0 };
         let mut scale = vec![0.0; groups];
         let mut offset = vec![0.0; groups];
         for e in 0..n {
@@ -1319,7 +1337,7 @@ impl Builder<'_> {
             scale[g] = at(&x.scale, e) / div;
             offset[g] += at(&x.offset, e) / div;
         }
-        let shape = reduced_shape(&x.shape, &axes, keep);
+        let shape = reduced_shape(&x.shape, axes, keep);
         let (lo, hi) = (x.lo * count as i64, x.hi * count as i64);
         self.layers.push(LayerReport {
             node: what,
@@ -1608,6 +1626,33 @@ impl Builder<'_> {
             steps: Vec::new(),
             calib: out.to_string(),
         })
+    }
+
+    /// `a @ b` of two encrypted tensors, matrices per sample (`[1, …, m, k] @ [1, …, k, n]`, leading axes
+    /// broadcast; attention's `Q·Kᵀ`): the product of `a` as `[…, m, k, 1]` and `b` as `[…, 1, k, n]`
+    /// ([`Self::mul_enc`]: one product per `(i, j, l)`), summed over `k` (`fhe.sum`, leveled).
+    fn matmul_enc(&mut self, node: &Node, mut a: Enc, mut b: Enc, out: &str) -> Result<Enc, OnnxError> {
+        let what = node.what();
+        let (ra, rb) = (a.shape.len(), b.shape.len());
+        if ra < 3 || rb < 3 || a.shape[ra - 1] != b.shape[rb - 2] {
+            return Err(OnnxError::Unsupported(format!(
+                "{what}: a product of two encrypted tensors of shapes {:?} and {:?}: both must be matrices per \
+                 sample ([batch, …, m, k] and [batch, …, k, n])",
+                a.shape, b.shape
+            )));
+        }
+        let (m, k, n) = (a.shape[ra - 2], a.shape[ra - 1], b.shape[rb - 1]);
+        if m.saturating_mul(k).saturating_mul(n) > MAX_PRODUCT_TERMS {
+            return Err(OnnxError::Unsupported(format!(
+                "{what}: {m}×{k} @ {k}×{n} of two encrypted tensors is {} products (at most {MAX_PRODUCT_TERMS})",
+                m * k * n
+            )));
+        }
+        a.shape.push(1);
+        b.shape.insert(rb - 2, 1);
+        let p = self.mul_enc(node, a, b, out)?;
+        let axis = p.shape.len() - 2;
+        self.reduce_axes(&what, p, &[axis], false, false, out)
     }
 
     /// A clear scalar constant.
@@ -2062,11 +2107,15 @@ impl Builder<'_> {
         }
         Ok(Outcome::Value(match node.op.as_str() {
             "Identity" | "Dropout" => with(enc_only(0)?, None),
+            "MatMul" if enc_at(0).is_some() && enc_at(1).is_some() => {
+                let (a, b) = (enc_only(0)?, enc_only(1)?);
+                Q::Enc(self.matmul_enc(node, a, b, out)?)
+            }
             "Gemm" | "MatMul" => {
                 let x = enc_only(0)?;
                 let w = clear_at(1).ok_or_else(|| {
                     OnnxError::Unsupported(format!(
-                        "{what}: the weights must be constants (a product of two encrypted tensors is not supported)"
+                        "{what}: the weights must be constants, or both operands encrypted (MatMul)"
                     ))
                 })?;
                 let (w, bias) = if node.op == "Gemm" {

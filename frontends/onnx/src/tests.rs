@@ -1954,6 +1954,54 @@ fn products_of_two_encrypted_tensors_are_exact() {
     assert_eq!(product.elements, 36);
     let w = worst_error(&q, &x, y);
     assert!(w < 0.1, "{w}");
+    // attention scores: Q·Kᵀ of two projections of the input, 2 tokens × 3 dimensions each
+    let att = model_bytes(
+        vec![
+            node("MatMul", "q", &["x", "wq"], &["q0"], vec![]),
+            node("Reshape", "qs", &["q0", "tok"], &["qm"], vec![]),
+            node("MatMul", "k", &["x", "wk"], &["k0"], vec![]),
+            node("Reshape", "ks", &["k0", "tok"], &["km"], vec![]),
+            node(
+                "Transpose",
+                "kt",
+                &["km"],
+                &["ktm"],
+                vec![attr_ints("perm", &[0, 2, 1])],
+            ),
+            node("MatMul", "scores", &["qm", "ktm"], &["sc"], vec![]),
+            node("Flatten", "flat", &["sc"], &["sf"], vec![]),
+            node("MatMul", "fc", &["sf", "wo"], &["y"], vec![]),
+        ],
+        vec![
+            weights("wq", &[4, 6], 51),
+            weights("wk", &[4, 6], 52),
+            int_tensor("tok", &[-1, 2, 3]),
+            weights("wo", &[4, 2], 53),
+        ],
+        &[-1, 4],
+        "y",
+        17,
+    );
+    let m = OnnxModel::from_bytes(&att).unwrap();
+    let xa = rows(300, &[-1.0; 4], &[1.0; 4], 54);
+    let ya = &m.eval(std::slice::from_ref(&xa)).unwrap()[0];
+    let worst: Vec<f64> = [5u32, 8]
+        .iter()
+        .map(|&b| {
+            let opts = PtqOptions {
+                n_bits: NBits::all(b),
+                rounding_bits: b,
+                windows: false,
+                output_parts: 1,
+            };
+            let q = m.quantize(&xa, &opts).unwrap();
+            exact_on_the_whole_input_range(&q, 30);
+            let product = q.layers.iter().find(|l| l.kind == "product").unwrap();
+            assert_eq!(product.elements, 2 * 3 * 2);
+            worst_error(&q, &xa, ya)
+        })
+        .collect();
+    assert!(worst[1] < worst[0] / 2.0 && worst[1] < 0.05, "{worst:?}");
     // shapes that do not broadcast
     let bad = model_bytes(
         vec![
