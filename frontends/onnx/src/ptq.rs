@@ -373,7 +373,7 @@ fn ir_err(node: &str) -> impl Fn(fhec_ir::Diagnostic) -> OnnxError + '_ {
     move |e| OnnxError::Unsupported(format!("{node}: {}", e.message))
 }
 
-/// Most elementwise products one MatMul of two encrypted tensors may take (each is two lookups).
+/// Most elementwise products of two encrypted tensors one Mul or MatMul may take (each is two lookups).
 pub const MAX_PRODUCT_TERMS: usize = 1 << 16;
 
 /// numpy's broadcast of two shapes (aligned on their last axes), or `None`.
@@ -1508,6 +1508,12 @@ impl Builder<'_> {
                 a.shape, b.shape
             ))
         })?;
+        let products = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if products.is_none_or(|p| p > MAX_PRODUCT_TERMS) {
+            return Err(OnnxError::Unsupported(format!(
+                "{what}: a product of two encrypted tensors of shape {shape:?} (at most {MAX_PRODUCT_TERMS} elements)"
+            )));
+        }
         let bits = self.opts.n_bits.op_inputs;
         let levels = ((1u64 << bits) - 1) as f64;
         // one level of room: the grid's first point moves down to a multiple of the step
