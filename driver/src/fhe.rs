@@ -747,26 +747,37 @@ impl std::str::FromStr for RoundingArg {
     }
 }
 
-/// `fhec import`'s network flags: `--n-bits`, `--rounding-bits`, `--windows`, `--output-parts`.
-pub(crate) type NetworkFlags = (Option<u32>, Option<RoundingArg>, bool, Option<u32>);
+/// `--output-parts`: a number of parts, or `auto` (the fastest of `AUTO_OUTPUT_PARTS` by the cost model).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PartsArg {
+    Count(u32),
+    Auto,
+}
 
-/// `fhec import onnx` of a neural network: post-training quantisation (docs/onnx.md).
-fn import_network(
-    bytes: &[u8],
+impl std::str::FromStr for PartsArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<PartsArg, String> {
+        if s == "auto" {
+            return Ok(PartsArg::Auto);
+        }
+        s.parse::<u32>()
+            .map(PartsArg::Count)
+            .map_err(|_| format!("`{s}` is neither a number of parts nor `auto`"))
+    }
+}
+
+/// `fhec import`'s network flags: `--n-bits`, `--rounding-bits`, `--windows`, `--output-parts`.
+pub(crate) type NetworkFlags = (Option<u32>, Option<RoundingArg>, bool, Option<PartsArg>);
+
+/// One candidate of `import_network`: the quantised network at `opts` (with `--rounding-bits auto`,
+/// the rounding chosen for it), and whether the choice met its tolerance.
+fn quantize_network(
+    m: &fhec::onnx::OnnxModel,
+    x: &ndarray::ArrayD<f64>,
+    mut opts: fhec::onnx::PtqOptions,
+    rounding_bits: Option<RoundingArg>,
     model: &str,
-    shape: Vec<usize>,
-    values: Vec<f64>,
-    output: &str,
-    (n_bits, rounding_bits, windows, output_parts): NetworkFlags,
-) -> Result<(), Failure> {
-    let m = fhec::onnx::OnnxModel::from_bytes(bytes).map_err(|e| anyhow!("{model}: {e}"))?;
-    let x = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), values).map_err(|e| anyhow!("{e}"))?;
-    let mut opts = fhec::onnx::PtqOptions {
-        n_bits: fhec::onnx::NBits::all(n_bits.unwrap_or(fhec::onnx::DEFAULT_N_BITS)),
-        rounding_bits: fhec::onnx::DEFAULT_ROUNDING_BITS,
-        windows,
-        output_parts: output_parts.unwrap_or(1),
-    };
+) -> Result<(fhec::onnx::QuantizedNetwork, bool), Failure> {
     match rounding_bits {
         Some(RoundingArg::Bits(b)) => opts.rounding_bits = b,
         Some(RoundingArg::Auto) => {
@@ -774,7 +785,7 @@ fn import_network(
             // a candidate counts when it compiles with the default options (`fhec compile` of the
             // written module): secure parameters exist for its lookups
             let (c, built) = m
-                .choose_rounding_bits_with(&x, &opts, tolerance, |q| {
+                .choose_rounding_bits_with(x, &opts, tolerance, |q| {
                     fhec::compile(q.module.clone(), q.spec.clone(), &fhec::CompileOptions::default())
                         .map(|_| ())
                         .map_err(fhec::Error::rounding_failure)
@@ -793,8 +804,13 @@ fn import_network(
                 })
                 .collect();
             let refused = c.trials.iter().any(|t| t.infeasible.is_some());
+            let parts = if opts.output_parts > 1 {
+                format!(" ({} output parts)", opts.output_parts)
+            } else {
+                String::new()
+            };
             eprintln!(
-                "rounding: {} bits ({} the {:.0} % tolerance against {}-bit rounding on {} calibration rows; tried {})",
+                "rounding{parts}: {} bits ({} the {:.0} % tolerance against {}-bit rounding on {} calibration rows; tried {})",
                 c.bits,
                 match (c.met, refused) {
                     (true, _) => "within",
@@ -807,10 +823,85 @@ fn import_network(
                 tried.join(", ")
             );
             opts.rounding_bits = c.bits;
+            let q = m.quantize(x, &opts).map_err(|e| anyhow!("{model}: {e}"))?;
+            return Ok((q, c.met));
         }
         None => {}
     }
-    let q = m.quantize(&x, &opts).map_err(|e| anyhow!("{model}: {e}"))?;
+    let q = m.quantize(x, &opts).map_err(|e| anyhow!("{model}: {e}"))?;
+    Ok((q, true))
+}
+
+/// `fhec import onnx` of a neural network: post-training quantisation (docs/onnx.md).
+fn import_network(
+    bytes: &[u8],
+    model: &str,
+    shape: Vec<usize>,
+    values: Vec<f64>,
+    output: &str,
+    (n_bits, rounding_bits, windows, output_parts): NetworkFlags,
+) -> Result<(), Failure> {
+    let m = fhec::onnx::OnnxModel::from_bytes(bytes).map_err(|e| anyhow!("{model}: {e}"))?;
+    let x = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), values).map_err(|e| anyhow!("{e}"))?;
+    let opts = |parts: u32| fhec::onnx::PtqOptions {
+        n_bits: fhec::onnx::NBits::all(n_bits.unwrap_or(fhec::onnx::DEFAULT_N_BITS)),
+        rounding_bits: fhec::onnx::DEFAULT_ROUNDING_BITS,
+        windows,
+        output_parts: parts,
+    };
+    let q = match output_parts {
+        None => quantize_network(&m, &x, opts(1), rounding_bits, model)?.0,
+        Some(PartsArg::Count(n)) => quantize_network(&m, &x, opts(n), rounding_bits, model)?.0,
+        Some(PartsArg::Auto) => {
+            // each part count compiled with `fhec compile`'s defaults; the fastest by the cost model,
+            // more parts only for AUTO_PARTS_GAIN of the estimate (the client sees more of the last layer)
+            let mut best: Option<(bool, f64, u32, fhec::onnx::QuantizedNetwork)> = None;
+            let (mut tried, mut refused) = (Vec::new(), None);
+            for parts in fhec::onnx::AUTO_OUTPUT_PARTS {
+                let (q, met) = match quantize_network(&m, &x, opts(parts), rounding_bits, model) {
+                    Ok(v) => v,
+                    // the output takes no parts: the whole one stands
+                    Err(Failure::Other(e)) if parts > 1 && e.to_string().contains("output_parts") => {
+                        tried.push(format!("{parts}: not a linear output"));
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
+                match fhec::compile(q.module.clone(), q.spec.clone(), &fhec::CompileOptions::default()) {
+                    Ok(c) => {
+                        let secs = c.program().noise.estimated_seconds;
+                        tried.push(format!("{parts}: {secs:.3} s"));
+                        let better = best
+                            .as_ref()
+                            .is_none_or(|(bm, bs, ..)| (met, -secs) > (*bm, -bs * (1.0 - fhec::onnx::AUTO_PARTS_GAIN)));
+                        if better {
+                            best = Some((met, secs, parts, q));
+                        }
+                    }
+                    Err(e) => match e.rounding_failure() {
+                        fhec::onnx::BuildFailure::Infeasible(why) => {
+                            tried.push(format!("{parts}: no secure parameters"));
+                            refused.get_or_insert(why);
+                        }
+                        fhec::onnx::BuildFailure::Failed(e) => return Err(anyhow!("{model}: {e}").into()),
+                    },
+                }
+            }
+            let Some((_, secs, parts, q)) = best else {
+                return Err(anyhow!(
+                    "{model}: no part count compiles ({}): {}",
+                    tried.join(", "),
+                    refused.unwrap_or_default()
+                )
+                .into());
+            };
+            eprintln!(
+                "output parts: {parts} (estimated {secs:.3} s per sample, single thread; tried {})",
+                tried.join(", ")
+            );
+            q
+        }
+    };
     let spath = format!("{}.spec.json", output.trim_end_matches(".fhe"));
     write(&spath, q.spec.to_json().as_bytes())?;
     write(output, ir::print_module(&q.module).as_bytes())?;

@@ -289,9 +289,11 @@ enum Command {
         windows: bool,
         /// Networks ending in a linear layer: return the output as N partial sums that the client adds
         /// after decryption (1 to 64; docs/onnx.md, "Output parts"): narrower, less noisy outputs let the
-        /// last lookups take cheaper parameters; the client then sees the parts.
-        #[arg(long, value_name = "N")]
-        output_parts: Option<u32>,
+        /// last lookups take cheaper parameters; the client then sees the parts. `auto`: 1, 2, 4 or 8,
+        /// each compiled with `fhec compile`'s defaults, the fastest by the cost model (more parts only
+        /// for 5 % of the estimate).
+        #[arg(long, value_name = "N|auto")]
+        output_parts: Option<fhe::PartsArg>,
         /// Leaf bits.
         #[arg(long, default_value_t = 6)]
         leaf_bits: u32,

@@ -907,6 +907,44 @@ fn import_onnx_network_writes_a_module_and_a_client_spec() {
         "{}",
         stderr(&o)
     );
+    let o = import("onnx", iris, &["--output-parts", "many"], parts.to_str().unwrap());
+    assert!(!o.status.success() && stderr(&o).contains("neither a number of parts nor `auto`"));
+    // --output-parts auto: each count compiled, the choice and its estimate reported; iris (a
+    // 3-input last layer) gains nothing from parts and keeps its whole output, the same module as
+    // without the flag; with the rounding chosen too, each count gets its own choice
+    let auto = tmp("iris_auto_parts.fhe");
+    let o = import(
+        "onnx",
+        iris,
+        &["--n-bits", "4", "--rounding-bits", "4", "--output-parts", "auto"],
+        auto.to_str().unwrap(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("output parts: 1 (estimated") && err.contains("tried 1: ") && err.contains("8: "),
+        "{err}"
+    );
+    let whole = tmp("iris_whole_parts.fhe");
+    let o = import(
+        "onnx",
+        iris,
+        &["--n-bits", "4", "--rounding-bits", "4"],
+        whole.to_str().unwrap(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(&auto).unwrap(),
+        std::fs::read_to_string(&whole).unwrap()
+    );
+    let o = import(
+        "onnx",
+        iris,
+        &["--n-bits", "4", "--rounding-bits", "auto", "--output-parts", "auto"],
+        auto.to_str().unwrap(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("rounding (2 output parts)"), "{}", stderr(&o));
     // --windows: the rounding is the resolution inside the calibrated window (another module than
     // without it: its accumulators keep more bits)
     let plain = tmp("iris_plain3.fhe");

@@ -63,6 +63,8 @@ fn _fhec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(onnx::onnx_compile_auto, m)?)?;
     m.add_function(wrap_pyfunction!(onnx::mlp_network, m)?)?;
     m.add_class::<onnx::QuantizedNetwork>()?;
+    m.add("AUTO_OUTPUT_PARTS", fhec::onnx::AUTO_OUTPUT_PARTS.to_vec())?;
+    m.add("AUTO_PARTS_GAIN", fhec::onnx::AUTO_PARTS_GAIN)?;
     m.add_class::<trace::Tracer>()?;
     m.add_class::<trace::Value>()?;
     m.add_class::<circuit::Circuit>()?;

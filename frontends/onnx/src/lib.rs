@@ -39,7 +39,8 @@ pub use integer::{IntegerLayer, IntegerNetwork, LayerKind, Lookup, MAX_MLP_LAYER
 pub use model::{GraphInput, OnnxModel, MAX_FILE_BYTES, MAX_NODES, MAX_TENSOR_ELEMENTS, OPSETS};
 pub use ops::SUPPORTED;
 pub use ptq::{
-    LayerReport, NBits, PtqOptions, QuantizedNetwork, Tail, DEFAULT_N_BITS, DEFAULT_ROUNDING_BITS, WINDOW_TOP_BITS,
+    LayerReport, NBits, PtqOptions, QuantizedNetwork, Tail, AUTO_OUTPUT_PARTS, AUTO_PARTS_GAIN, DEFAULT_N_BITS,
+    DEFAULT_ROUNDING_BITS, MAX_PRODUCT_TERMS, WINDOW_TOP_BITS,
 };
 pub use rounding::{
     BuildFailure, RoundingChoice, RoundingTrial, AUTO_ROUNDING_CANDIDATES, AUTO_ROUNDING_REFERENCE, AUTO_ROUNDING_ROWS,

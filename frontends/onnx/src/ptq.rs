@@ -373,6 +373,13 @@ fn ir_err(node: &str) -> impl Fn(fhec_ir::Diagnostic) -> OnnxError + '_ {
     move |e| OnnxError::Unsupported(format!("{node}: {}", e.message))
 }
 
+/// The part counts an automatic choice of output parts compiles (`output_parts="auto"` in Python,
+/// `--output-parts auto` in the CLI), fewest first.
+pub const AUTO_OUTPUT_PARTS: [u32; 4] = [1, 2, 4, 8];
+/// More parts show the client more of the last layer: the automatic choice takes more only for this
+/// share of the estimated time.
+pub const AUTO_PARTS_GAIN: f64 = 0.05;
+
 /// Most elementwise products of two encrypted tensors one Mul or MatMul may take (each is two lookups).
 pub const MAX_PRODUCT_TERMS: usize = 1 << 16;
 

@@ -184,6 +184,10 @@ class ServerModel:
     def server(self, evaluation_keys: bytes) -> Server: ...
 
 def onnx_eval(onnx: bytes, x: np.ndarray) -> np.ndarray: ...
+#: ``fhec::onnx::AUTO_OUTPUT_PARTS`` and ``AUTO_PARTS_GAIN``: the automatic choice of output parts
+AUTO_OUTPUT_PARTS: list[int]
+AUTO_PARTS_GAIN: float
+
 def onnx_quantize(
     onnx: bytes,
     calibration: np.ndarray,

@@ -185,8 +185,9 @@ class QuantizedModule:
 
 
 #: ``output_parts="auto"`` tries these, and keeps more parts only for this share of the estimated time
-AUTO_OUTPUT_PARTS = (1, 2, 4, 8)
-AUTO_PARTS_GAIN = 0.05
+#: (``fhec::onnx::AUTO_OUTPUT_PARTS``, ``AUTO_PARTS_GAIN``: the CLI's ``--output-parts auto`` takes the same)
+AUTO_OUTPUT_PARTS = tuple(_fhec.AUTO_OUTPUT_PARTS)
+AUTO_PARTS_GAIN = float(_fhec.AUTO_PARTS_GAIN)
 
 
 def _too_wide(q: Any, e: CompileError) -> NoReturn:
