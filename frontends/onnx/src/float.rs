@@ -289,10 +289,11 @@ fn batched_matmul(node: &Node, a: &ArrayD<f64>, b: &ArrayD<f64>) -> Result<Array
             }
         });
     }
-    let batches: usize = lead.iter().product();
-    if batches.saturating_mul(m).saturating_mul(n).saturating_mul(k) > 1 << 32 {
+    let batches = lead.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    let Some(batches) = batches.filter(|b| b.saturating_mul(m).saturating_mul(n).saturating_mul(k.max(1)) <= 1 << 32)
+    else {
         return Err(shape_err(node, "a product of more than 2^32 terms"));
-    }
+    };
     let a = a.as_standard_layout();
     let b = b.as_standard_layout();
     let (af, bf) = (

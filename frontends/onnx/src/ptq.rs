@@ -1509,6 +1509,20 @@ impl Builder<'_> {
     /// accumulator at scale `sa·sb`, exact on every input.
     fn mul_enc(&mut self, node: &Node, a: Enc, b: Enc, out: &str) -> Result<Enc, OnnxError> {
         let what = node.what();
+        // both carry the batch axis first: operands of different ranks would broadcast it against
+        // another axis
+        if a.shape.len() != b.shape.len() {
+            return Err(OnnxError::Unsupported(format!(
+                "{what}: a product of two encrypted tensors of ranks {} and {} (give them one rank)",
+                a.shape.len(),
+                b.shape.len()
+            )));
+        }
+        if self.opts.n_bits.op_inputs < 2 {
+            return Err(OnnxError::Unsupported(format!(
+                "{what}: a product of two encrypted tensors needs op_inputs of at least 2 bits"
+            )));
+        }
         let shape = broadcast_shape(&a.shape, &b.shape).ok_or_else(|| {
             OnnxError::Unsupported(format!(
                 "{what}: encrypted operands of shapes {:?} and {:?} do not broadcast",
@@ -1658,7 +1672,7 @@ impl Builder<'_> {
         if m.saturating_mul(k).saturating_mul(n) > MAX_PRODUCT_TERMS {
             return Err(OnnxError::Unsupported(format!(
                 "{what}: {m}×{k} @ {k}×{n} of two encrypted tensors is {} products (at most {MAX_PRODUCT_TERMS})",
-                m * k * n
+                m.saturating_mul(k).saturating_mul(n)
             )));
         }
         a.shape.push(1);

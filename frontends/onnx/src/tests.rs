@@ -2018,6 +2018,26 @@ fn products_of_two_encrypted_tensors_are_exact() {
     let e = OnnxModel::from_bytes(&bad).unwrap().quantize(&x, &opts);
     let e = e.map(|_| ()).unwrap_err().to_string();
     assert!(e.contains("prod"), "{e}");
+    // operands of two ranks: the batch axis would meet another one
+    let ranks = model_bytes(
+        vec![
+            node("MatMul", "fc1", &["x", "w1"], &["h"], vec![]),
+            node("MatMul", "fc2", &["x", "w2"], &["g"], vec![]),
+            node("Unsqueeze", "u", &["g", "ax"], &["g3"], vec![]),
+            node("Mul", "prod", &["h", "g3"], &["y"], vec![]),
+        ],
+        vec![
+            weights("w1", &[4, 3], 24),
+            weights("w2", &[4, 3], 25),
+            int_tensor("ax", &[1]),
+        ],
+        &[-1, 4],
+        "y",
+        17,
+    );
+    let e = OnnxModel::from_bytes(&ranks).unwrap().quantize(&x, &opts);
+    let e = e.map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("ranks 2 and 3"), "{e}");
 }
 
 fn in_domain(mut n: proto::NodeProto, domain: &str) -> proto::NodeProto {
