@@ -228,6 +228,16 @@ fn hostile_and_unsupported_files_are_errors() {
 }
 
 /// Random calibration rows in `[lo, hi]` per feature.
+/// Every role at `n_bits`, accumulators rounded to `rounding_bits`, no windows, the output whole.
+fn ptq_options(n_bits: u32, rounding_bits: u32) -> PtqOptions {
+    PtqOptions {
+        n_bits: NBits::all(n_bits),
+        rounding_bits,
+        windows: false,
+        output_parts: 1,
+    }
+}
+
 fn rows(n: usize, lo: &[f64], hi: &[f64], seed: u64) -> ArrayD<f64> {
     let mut s = seed;
     let mut next = || {
@@ -566,20 +576,8 @@ fn bad_options_and_calibration_sets_are_errors() {
     let m = OnnxModel::from_bytes(IRIS).unwrap();
     let calib = rows(10, &[0.0; 4], &[1.0; 4], 1);
     let bad = |o: PtqOptions| m.quantize(&calib, &o).unwrap_err().to_string();
-    assert!(bad(PtqOptions {
-        n_bits: NBits::all(0),
-        rounding_bits: 6,
-        windows: false,
-        output_parts: 1,
-    })
-    .contains("model_inputs"));
-    assert!(bad(PtqOptions {
-        n_bits: NBits::all(8),
-        rounding_bits: 0,
-        windows: false,
-        output_parts: 1,
-    })
-    .contains("rounding"));
+    assert!(bad(ptq_options(0, 6)).contains("model_inputs"));
+    assert!(bad(ptq_options(8, 0)).contains("rounding"));
     let mut nan = calib.clone();
     nan[[3, 1]] = f64::NAN;
     assert!(m
@@ -669,12 +667,7 @@ fn batch_normalization_folds_into_the_accumulator() {
         }
     }
     // (8 bits: this test is about the folding, not about the coarseness of 5-bit defaults)
-    let opts = PtqOptions {
-        n_bits: NBits::all(8),
-        rounding_bits: 8,
-        windows: false,
-        output_parts: 1,
-    };
+    let opts = ptq_options(8, 8);
     let q = m.quantize(&x, &opts).unwrap();
     let kinds: Vec<&str> = q.layers.iter().map(|l| l.kind.as_str()).collect();
     assert_eq!(kinds, ["accumulator", "lookup", "accumulator"]);
@@ -977,12 +970,7 @@ fn convolutional_networks_quantise_exactly() {
         let x = rows(300, &vec![-1.0; f], &vec![1.0; f], 9)
             .into_shape_with_order(IxDyn(&dims))
             .unwrap();
-        let opts = PtqOptions {
-            n_bits: NBits::all(6),
-            rounding_bits: 6,
-            windows: false,
-            output_parts: 1,
-        };
+        let opts = ptq_options(6, 6);
         let q = m.quantize(&x, &opts).unwrap();
         assert_eq!(q.input_shape, shape);
         exact_on_the_whole_input_range(&q, 40);
@@ -1139,12 +1127,7 @@ fn residuals_and_data_movement_quantise_exactly() {
     let x = rows(300, &[-1.0; 4], &[1.0; 4], 13);
     let y = &m.eval(std::slice::from_ref(&x)).unwrap()[0];
     assert_eq!(y.shape(), &[300, 3]);
-    let opts = PtqOptions {
-        n_bits: NBits::all(6),
-        rounding_bits: 6,
-        windows: false,
-        output_parts: 1,
-    };
+    let opts = ptq_options(6, 6);
     let q = m.quantize(&x, &opts).unwrap();
     exact_on_the_whole_input_range(&q, 60);
     let deq = dequantised(&q, &x);
@@ -1188,12 +1171,7 @@ fn padded_constants_do_not_distort_the_next_layer() {
     );
     let m = OnnxModel::from_bytes(&bytes).unwrap();
     let x = rows(200, &[-1.0; 4], &[1.0; 4], 22);
-    let opts = PtqOptions {
-        n_bits: NBits::all(6),
-        rounding_bits: 6,
-        windows: false,
-        output_parts: 1,
-    };
+    let opts = ptq_options(6, 6);
     let q = m.quantize(&x, &opts).unwrap();
     exact_on_the_whole_input_range(&q, 20);
     let y = &m.eval(std::slice::from_ref(&x)).unwrap()[0];
@@ -1378,12 +1356,7 @@ fn transposed_convolutions_follow_onnx_and_quantise_exactly() {
     let y = &m.eval(std::slice::from_ref(&x)).unwrap()[0];
     // 2 channels (2 groups of 1) of (2·4 + 1 + 2 − 2 + 1) × (2·4 + 1 + 2 + 1)
     assert_eq!(y.shape(), &[200, 2 * 10 * 12]);
-    let opts = PtqOptions {
-        n_bits: NBits::all(6),
-        rounding_bits: 6,
-        windows: false,
-        output_parts: 1,
-    };
+    let opts = ptq_options(6, 6);
     let q = m.quantize(&x, &opts).unwrap();
     exact_on_the_whole_input_range(&q, 30);
     let scale = y.iter().fold(0f64, |a, v| a.max(v.abs()));
@@ -1552,12 +1525,7 @@ fn reduce_max_quantises_exactly() {
         .unwrap();
     let y = &m.eval(std::slice::from_ref(&x)).unwrap()[0];
     assert_eq!(y.shape(), &[200, 2]);
-    let opts = PtqOptions {
-        n_bits: NBits::all(6),
-        rounding_bits: 6,
-        windows: false,
-        output_parts: 1,
-    };
+    let opts = ptq_options(6, 6);
     let q = m.quantize(&x, &opts).unwrap();
     assert_eq!(q.layers.iter().filter(|l| l.kind == "max").count(), 2);
     exact_on_the_whole_input_range(&q, 40);
@@ -1651,12 +1619,7 @@ fn qdq_networks_keep_their_integers() {
         }
     }
     // no rounding (16 bits keep every accumulator whole): the program is the graph, exactly
-    let opts = PtqOptions {
-        n_bits: NBits::all(5),
-        rounding_bits: 16,
-        windows: false,
-        output_parts: 1,
-    };
+    let opts = ptq_options(5, 16);
     let q = m.quantize(&x, &opts).unwrap();
     let fhec_quant::InputSpec::Features { quantizer, .. } = &q.spec.inputs[0] else {
         panic!("features")
@@ -1803,12 +1766,7 @@ fn products_of_functions_of_one_tensor_are_one_lookup() {
     let m = OnnxModel::from_bytes(&bytes).unwrap();
     let x = rows(300, &[-2.0; 4], &[2.0; 4], 31);
     let y = &m.eval(std::slice::from_ref(&x)).unwrap()[0];
-    let opts = PtqOptions {
-        n_bits: NBits::all(6),
-        rounding_bits: 6,
-        windows: false,
-        output_parts: 1,
-    };
+    let opts = ptq_options(6, 6);
     let q = m.quantize(&x, &opts).unwrap();
     let lookups: Vec<&str> = q
         .layers
@@ -1824,12 +1782,7 @@ fn products_of_functions_of_one_tensor_are_one_lookup() {
     let worst: Vec<f64> = [6u32, 8, 10]
         .iter()
         .map(|&b| {
-            let opts = PtqOptions {
-                n_bits: NBits::all(b),
-                rounding_bits: b,
-                windows: false,
-                output_parts: 1,
-            };
+            let opts = ptq_options(b, b);
             let deq = dequantised(&m.quantize(&x, &opts).unwrap(), &x);
             deq.iter()
                 .enumerate()
@@ -1897,12 +1850,7 @@ fn products_of_two_encrypted_tensors_are_exact() {
     let worst: Vec<f64> = [5u32, 7, 9]
         .iter()
         .map(|&b| {
-            let opts = PtqOptions {
-                n_bits: NBits::all(b),
-                rounding_bits: b,
-                windows: false,
-                output_parts: 1,
-            };
+            let opts = ptq_options(b, b);
             let q = m.quantize(&x, &opts).unwrap();
             exact_on_the_whole_input_range(&q, 40);
             let kinds: Vec<&str> = q.layers.iter().map(|l| l.kind.as_str()).collect();
@@ -1942,12 +1890,7 @@ fn products_of_two_encrypted_tensors_are_exact() {
         .into_shape_with_order(IxDyn(&[200, 1, 3, 3]))
         .unwrap();
     let y = &m.eval(std::slice::from_ref(&x)).unwrap()[0];
-    let opts = PtqOptions {
-        n_bits: NBits::all(7),
-        rounding_bits: 7,
-        windows: false,
-        output_parts: 1,
-    };
+    let opts = ptq_options(7, 7);
     let q = m.quantize(&x, &opts).unwrap();
     exact_on_the_whole_input_range(&q, 40);
     let product = q.layers.iter().find(|l| l.kind == "product").unwrap();
@@ -1988,12 +1931,7 @@ fn products_of_two_encrypted_tensors_are_exact() {
     let worst: Vec<f64> = [5u32, 8]
         .iter()
         .map(|&b| {
-            let opts = PtqOptions {
-                n_bits: NBits::all(b),
-                rounding_bits: b,
-                windows: false,
-                output_parts: 1,
-            };
+            let opts = ptq_options(b, b);
             let q = m.quantize(&xa, &opts).unwrap();
             exact_on_the_whole_input_range(&q, 30);
             let product = q.layers.iter().find(|l| l.kind == "product").unwrap();
