@@ -85,7 +85,7 @@ pub fn compile(v: &Verified<'_>, opts: &CompileOptions, source: Option<&str>) ->
                 (windows, l, plain) = (false, without, Some(b));
             }
             (Ok(a), Err(_)) => plain = Some(a),
-            (Err(e), Err(_)) => return Err(e),
+            (Err(e), Err(f)) => return Err(smaller_budget_error(e, f)),
         }
     }
     // many-LUT: where lookups share an input, lowered again with room for lanes, then grouped
@@ -156,6 +156,27 @@ fn compile_lowered(l: lower::Lowered, opts: &CompileOptions) -> Result<Compiled,
 
 /// How the error of a key budget that no parameters meet begins.
 pub const KEY_BUDGET_NOT_MET: &str = "no parameters found with evaluation keys within";
+
+/// The smallest keys (MB) a key-budget error names, `None` for another error.
+fn budget_smallest(e: &Diagnostic) -> Option<f64> {
+    e.message
+        .strip_prefix(KEY_BUDGET_NOT_MET)?
+        .split("the smallest found need ")
+        .nth(1)?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Of two lowerings' errors, the first, unless both are over a key budget and the second found
+/// smaller keys: a budget error names the smallest keys of every lowering tried.
+fn smaller_budget_error(e: Diagnostic, f: Diagnostic) -> Diagnostic {
+    match (budget_smallest(&e), budget_smallest(&f)) {
+        (Some(x), Some(y)) if y < x => f,
+        _ => e,
+    }
+}
 
 /// Bytes of evaluation keys a program needs, as sent.
 pub fn key_bytes(p: &Program) -> u64 {
@@ -522,6 +543,50 @@ mod key_budget_tests {
             ..Default::default()
         };
         compile(&v, &opts, Some(ROUND)).map(|c| c.program)
+    }
+
+    /// A lookup read on its window and as one table: when neither fits the budget, the error names
+    /// the smaller of the two lowerings' smallest keys (it named the windowed one's).
+    #[test]
+    fn a_budget_error_names_the_smaller_of_both_lowerings() {
+        let table: Vec<String> = (0..128)
+            .map(|v: i64| (((v - 40) as f64 * 0.7).round() as i64).clamp(0, 15).to_string())
+            .collect();
+        let src = format!(
+            r#"func.func @main(%x: tensor<4x!fhe.eint<7>>) -> tensor<4x!fhe.eint<4>> {{
+  %0 = "fhe.lut"(%x) {{table = dense<[{}]> : tensor<128xi64>}} : (tensor<4x!fhe.eint<7>>) -> tensor<4x!fhe.eint<4>>
+  "func.return"(%0) : (tensor<4x!fhe.eint<4>>) -> ()
+}}"#,
+            table.join(", ")
+        );
+        let m = fhec_ir::parse_module(&src).unwrap();
+        let v = fhec_ir::verify(&m).unwrap();
+        let f = v.module().entry().unwrap();
+        let opts = CompileOptions {
+            partitions: true,
+            max_key_bytes: Some(1 << 20),
+            ..Default::default()
+        };
+        let windowed = lower::lower_function(f, Some(&src)).unwrap();
+        assert!(windowed.window_lookups > 0);
+        let whole = lower::lower_function_opts(f, Some(&src), &HashMap::new(), false).unwrap();
+        let err = |r: Result<Compiled, Diagnostic>| r.err().expect("over the budget");
+        let a = budget_smallest(&err(compile_lowered(windowed, &opts))).unwrap();
+        let b = budget_smallest(&err(compile_lowered(whole, &opts))).unwrap();
+        let e = err(compile(&v, &opts, Some(&src)));
+        assert_eq!(budget_smallest(&e), Some(a.min(b)), "{}", e.message);
+        // here the window's reads need the smaller keys; the choice, either way round
+        let over = |mb: f64| {
+            Diagnostic::new(format!(
+                "{KEY_BUDGET_NOT_MET} 1.0 MB: the smallest found need {mb:.1} MB"
+            ))
+        };
+        for (x, y) in [(60.2, 235.8), (235.8, 60.2)] {
+            assert_eq!(budget_smallest(&smaller_budget_error(over(x), over(y))), Some(60.2));
+        }
+        let other = Diagnostic::new("no secure parameters");
+        assert_eq!(smaller_budget_error(other.clone(), over(1.0)).message, other.message);
+        assert_eq!(budget_smallest(&smaller_budget_error(over(3.0), other)), Some(3.0));
     }
 
     /// A budget the fastest program meets changes nothing; a tighter one gives a slower program
