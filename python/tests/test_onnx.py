@@ -516,7 +516,11 @@ def test_a_gated_unit_multiplies_two_encrypted_tensors_exactly():
     clear = qm.forward(x, fhe="disable")
     assert np.abs(clear - ref).max() < 0.3 * np.abs(ref).max()
     assert np.array_equal(qm.forward(x, fhe="simulate"), clear)
-    assert np.array_equal(qm.forward(x[:2], fhe="execute"), clear[:2])
+    # the edges of the accepted range (the client clips beyond it) and a mixed corner, encrypted
+    edges = np.array([[-50.0, -50.0, -50.0], [50.0, 50.0, 50.0], [-50.0, 50.0, -50.0]])
+    at_edges = qm.forward(edges, fhe="disable")
+    assert np.array_equal(qm.forward(edges, fhe="simulate"), at_edges)
+    assert np.array_equal(qm.forward(np.vstack([x[:1], edges]), fhe="execute"), np.vstack([clear[:1], at_edges]))
 
 
 def test_attention_scores_multiply_two_encrypted_matrices_exactly():
@@ -545,4 +549,8 @@ def test_attention_scores_multiply_two_encrypted_matrices_exactly():
     clear = qm.forward(x, fhe="disable")
     assert np.abs(clear - ref).max() < 0.4 * np.abs(ref).max()
     assert np.array_equal(qm.forward(x, fhe="simulate"), clear)
-    assert np.array_equal(qm.forward(x[:1], fhe="execute"), clear[:1])
+    # the input box's two ends (clipped by the client), encrypted
+    edges = np.array([[-9.0] * 4, [9.0] * 4])
+    at_edges = qm.forward(edges, fhe="disable")
+    assert np.array_equal(qm.forward(edges, fhe="simulate"), at_edges)
+    assert np.array_equal(qm.forward(edges, fhe="execute"), at_edges)

@@ -370,7 +370,15 @@ def test_a_residual_block_is_exact(digits):
     ints = qm._integers(qm.quantize_input(Xte), "simulate")
     assert np.array_equal(ints, out.ints.numpy().astype(np.int64))
     assert np.array_equal(ints, qm._integers(qm.quantize_input(Xte), "disable"))
-    assert np.array_equal(qm.forward(Xte[:1], fhe="execute"), qm.forward(Xte[:1]))
+    # the edges of the accepted range: the lowest and highest pixels everywhere, and a checkerboard
+    # of both (the model's own integers, simulated); the brightest image encrypted
+    edges = np.stack([np.full((1, 8, 8), -3.0), np.full((1, 8, 8), 5.0),
+                      np.indices((1, 8, 8)).sum(axis=0) % 2 * 8.0 - 3.0]).astype(np.float32)
+    with torch.no_grad():
+        edge_out = net(torch.tensor(edges))
+    edge_ints = qm._integers(qm.quantize_input(edges), "simulate")
+    assert np.array_equal(edge_ints, edge_out.ints.numpy().astype(np.int64))
+    assert np.array_equal(qm.forward(edges[1:2], fhe="execute"), qm.forward(edges[1:2]))
     # the block's accumulator holds the skipped activation: n_accum_bits still bounds it
     block = [r for r in qm.bitwidth_report() if r["kind"] == "accumulator"][1]
     assert block["bits"] <= 9
@@ -402,7 +410,12 @@ def test_a_dense_skip_of_the_input_is_exact():
         out = net(torch.tensor(X[:100]))
     ints = qm._integers(qm.quantize_input(X[:100]), "simulate")
     assert np.array_equal(ints, out.ints.numpy().astype(np.int64))
-    assert np.array_equal(qm.forward(X[:1], fhe="execute"), qm.forward(X[:1]))
+    # a sample and the input box's corners (clipped by the client and by QuantInput alike), encrypted
+    rows = np.vstack([X[:1], np.full((1, 6), -100.0), np.full((1, 6), 100.0),
+                      np.array([[100.0, -100.0] * 3])]).astype(np.float32)
+    with torch.no_grad():
+        mine = net(torch.tensor(rows))
+    assert np.array_equal(qm._integers(qm.quantize_input(rows), "execute"), mine.ints.numpy().astype(np.int64))
 
 
 def test_misused_skips_are_clear_errors(digits):

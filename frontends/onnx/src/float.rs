@@ -289,10 +289,21 @@ fn batched_matmul(node: &Node, a: &ArrayD<f64>, b: &ArrayD<f64>) -> Result<Array
             }
         });
     }
+    // the result within MAX_TENSOR_ELEMENTS (what it allocates), the work within 2^32 terms
     let batches = lead.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-    let Some(batches) = batches.filter(|b| b.saturating_mul(m).saturating_mul(n).saturating_mul(k.max(1)) <= 1 << 32)
-    else {
-        return Err(shape_err(node, "a product of more than 2^32 terms"));
+    let Some(batches) = batches.filter(|b| {
+        let out = b.saturating_mul(m).saturating_mul(n);
+        out <= crate::MAX_TENSOR_ELEMENTS && out.saturating_mul(k.max(1)) <= 1 << 32
+    }) else {
+        return Err(shape_err(
+            node,
+            format!(
+                "{:?} · {:?}: more than {} result elements or 2^32 terms",
+                a.shape(),
+                b.shape(),
+                crate::MAX_TENSOR_ELEMENTS
+            ),
+        ));
     };
     let a = a.as_standard_layout();
     let b = b.as_standard_layout();

@@ -1956,6 +1956,27 @@ fn products_of_two_encrypted_tensors_are_exact() {
     let e = OnnxModel::from_bytes(&bad).unwrap().quantize(&x, &opts);
     let e = e.map(|_| ()).unwrap_err().to_string();
     assert!(e.contains("prod"), "{e}");
+    // a hostile batched product of empty constants (k = 0): 2^28 result elements, refused before
+    // anything is allocated
+    let huge = model_bytes(
+        vec![
+            node("MatMul", "big", &["c1", "c2"], &["p"], vec![]),
+            node("ReduceSum", "s", &["p"], &["ps"], vec![attr_int("keepdims", 0)]),
+            node("Add", "y", &["x", "ps"], &["y"], vec![]),
+        ],
+        vec![
+            float_tensor("c1", &[1, 1 << 14, 0], &[]),
+            float_tensor("c2", &[1, 0, 1 << 14], &[]),
+        ],
+        &[-1, 4],
+        "y",
+        17,
+    );
+    let e = OnnxModel::from_bytes(&huge)
+        .and_then(|m| m.eval(std::slice::from_ref(&x)).map(|_| ()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("result elements"), "{e}");
     // operands of two ranks: the batch axis would meet another one
     let ranks = model_bytes(
         vec![
